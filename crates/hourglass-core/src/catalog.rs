@@ -1,0 +1,192 @@
+//! What exists: principals, targets and entitlements, as loaded from configuration and checked
+//! once. The engine reads it; nothing here changes at run time (a reload builds a new catalog).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    GrantDuration,
+    id::{EntitlementId, PrincipalId, TargetId},
+};
+
+/// What sort of identity acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    Human,
+    Workload,
+    Agent,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Human => "human",
+            PrincipalKind::Workload => "workload",
+            PrincipalKind::Agent => "agent",
+        }
+    }
+}
+
+/// Whether a principal may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalStatus {
+    #[default]
+    Active,
+    Suspended,
+    Offboarded,
+}
+
+/// An identity that acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub id: PrincipalId,
+    pub kind: PrincipalKind,
+    /// The human or group accountable for a workload or agent. Required for non-humans.
+    pub owner: Option<String>,
+    pub groups: Vec<String>,
+    pub status: PrincipalStatus,
+}
+
+/// How risky an entitlement is; policies can use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        }
+    }
+}
+
+/// A system where access is granted, and the kind of connector that reaches it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: TargetId,
+    pub connector: String,
+}
+
+/// One grantable right in one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub id: EntitlementId,
+    pub target: TargetId,
+    pub description: String,
+    pub risk: Risk,
+    pub default_duration: GrantDuration,
+    pub max_duration: GrantDuration,
+    /// Distinct human approvals needed when no `AutoApprove` policy lets the request through.
+    pub approvals_required: u32,
+    pub profiles: Vec<String>,
+    /// Connector parameters (which role, which command arguments), passed to the connector.
+    pub params: serde_json::Value,
+}
+
+/// The shortest grant anyone may request.
+pub const MIN_DURATION: GrantDuration = GrantDuration::from_secs(60);
+
+/// Principals, targets and entitlements, checked for consistency.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    principals: BTreeMap<PrincipalId, Principal>,
+    targets: BTreeMap<TargetId, Target>,
+    entitlements: BTreeMap<EntitlementId, Entitlement>,
+}
+
+impl Catalog {
+    /// Builds a catalog, returning every inconsistency found (not just the first).
+    pub fn new(
+        principals: Vec<Principal>,
+        targets: Vec<Target>,
+        entitlements: Vec<Entitlement>,
+    ) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut cat = Catalog::default();
+        for p in principals {
+            if p.kind != PrincipalKind::Human && p.owner.as_deref().is_none_or(str::is_empty) {
+                errors.push(format!(
+                    "identity {}: a {} must have an owner",
+                    p.id,
+                    p.kind.as_str()
+                ));
+            }
+            if cat.principals.insert(p.id.clone(), p.clone()).is_some() {
+                errors.push(format!("identity {}: defined twice", p.id));
+            }
+        }
+        for t in targets {
+            if cat.targets.insert(t.id.clone(), t.clone()).is_some() {
+                errors.push(format!("target {}: defined twice", t.id));
+            }
+        }
+        for e in entitlements {
+            if e.id.target() != e.target.as_str() {
+                errors.push(format!(
+                    "entitlement {}: name must start with its target {:?}",
+                    e.id, e.target
+                ));
+            }
+            if !cat.targets.contains_key(&e.target) {
+                errors.push(format!(
+                    "entitlement {}: unknown target {:?}",
+                    e.id, e.target
+                ));
+            }
+            if e.max_duration < MIN_DURATION {
+                errors.push(format!("entitlement {}: max_duration is under 1m", e.id));
+            }
+            if e.default_duration > e.max_duration || e.default_duration < MIN_DURATION {
+                errors.push(format!(
+                    "entitlement {}: default_duration must be between 1m and max_duration",
+                    e.id
+                ));
+            }
+            if e.approvals_required == 0 {
+                errors.push(format!(
+                    "entitlement {}: approvals_required must be at least 1 (use an AutoApprove policy for no-human paths)",
+                    e.id
+                ));
+            }
+            if cat.entitlements.insert(e.id.clone(), e.clone()).is_some() {
+                errors.push(format!("entitlement {}: defined twice", e.id));
+            }
+        }
+        if errors.is_empty() {
+            Ok(cat)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn principal(&self, id: &PrincipalId) -> Option<&Principal> {
+        self.principals.get(id)
+    }
+    pub fn entitlement(&self, id: &EntitlementId) -> Option<&Entitlement> {
+        self.entitlements.get(id)
+    }
+    pub fn target(&self, id: &TargetId) -> Option<&Target> {
+        self.targets.get(id)
+    }
+    pub fn principals(&self) -> impl Iterator<Item = &Principal> {
+        self.principals.values()
+    }
+    pub fn entitlements(&self) -> impl Iterator<Item = &Entitlement> {
+        self.entitlements.values()
+    }
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.values()
+    }
+}

@@ -1,0 +1,86 @@
+//! The connector port: how a grant is created and removed in a target.
+//!
+//! Every operation is idempotent and keyed by the grant id: granting twice leaves one access,
+//! revoking what is already gone succeeds. Connectors are called only by workers, from
+//! persisted jobs, never from a request handler.
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::{
+    Timestamp,
+    catalog::PrincipalKind,
+    id::{EntitlementId, GrantId, PrincipalId, TargetId},
+};
+
+/// What a connector is asked to grant or revoke.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantSpec {
+    pub grant_id: GrantId,
+    pub principal: PrincipalId,
+    pub principal_kind: PrincipalKind,
+    pub entitlement: EntitlementId,
+    pub target: TargetId,
+    pub starts_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The entitlement's connector parameters.
+    pub params: serde_json::Value,
+    /// What an earlier `grant` returned, for revoke and inspect.
+    pub handle: Option<serde_json::Value>,
+}
+
+/// The outcome of a successful grant.
+#[derive(Debug, Default)]
+pub struct Provisioned {
+    /// What to keep to undo the grant (names created). Never a secret.
+    pub handle: Option<serde_json::Value>,
+    /// A secret to hand to the requester once (a password, a certificate).
+    pub credential: Option<SecretString>,
+}
+
+/// Whether a grant's access exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+/// Someone who holds a privilege in a target right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holding {
+    pub holder: String,
+    pub privilege: String,
+    /// The grant id, if the name carries Hourglass's prefix.
+    pub grant_id: Option<String>,
+}
+
+/// Why a connector call failed. The message goes to the audit and the log, so connectors must
+/// keep secrets out of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectorError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A target system's connector.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Creates the access; idempotent for the same grant id.
+    async fn grant(&self, spec: &GrantSpec) -> Result<Provisioned, ConnectorError>;
+    /// Removes the access and ends live sessions where the target has them; idempotent.
+    async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError>;
+    /// Whether the access exists now.
+    async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError>;
+    /// Who holds privilege in the target now.
+    async fn discover(&self) -> Result<Vec<Holding>, ConnectorError>;
+}

@@ -1,0 +1,497 @@
+//! Work that only the workers do: closing expired windows and pending requests past their
+//! deadline, and running the provisioning and revocation jobs against connectors.
+//!
+//! A job is claimed under a lease and every write about it is fenced by the lease token. The
+//! connector runs between two commits: the intent (grant row + job) was committed before, and the
+//! outcome (grant state, job completion or retry, audit) is committed after. Killed in between,
+//! the job is claimed again after restart and the idempotent connector call is repeated, so the
+//! access exists once and is always revoked.
+
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument, warn};
+
+use super::{Engine, retry_on_conflict};
+use crate::{
+    Error, Result, Timestamp,
+    connector::GrantSpec,
+    grant::{Grant, GrantCommand, GrantState},
+    job::{Job, JobAction},
+    policy::Action,
+    request::RequestCommand,
+    store::{Commit, JobChange},
+};
+
+/// What became of one job run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Provisioned: the grant is active.
+    Activated,
+    /// Revoked (or cleaned up) and confirmed by the target; `lag_ms` past the moment it was due.
+    Revoked { lag_ms: i64 },
+    /// The connector failed; the job runs again at `retry_at`.
+    Retry {
+        attempt: u32,
+        retry_at: Timestamp,
+        error: String,
+    },
+    /// Provisioning was abandoned (window closed, policy now denies): cleanup is scheduled.
+    Abandoned { reason: String },
+    /// Someone else changed the job or grant meanwhile (revoked during provisioning, lease lost).
+    Superseded,
+    /// Nothing left to do for this job.
+    Nothing,
+}
+
+/// One job run, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub grant_id: String,
+    pub action: JobAction,
+    pub outcome: JobOutcome,
+}
+
+fn fingerprint(secret: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+}
+
+impl Engine {
+    /// Moves due grants to `revoking` and expires pending requests past their deadline, in
+    /// batches of at most `limit`. Returns how many changed.
+    #[instrument(skip_all)]
+    pub async fn expire_due(&self, limit: u32) -> Result<usize> {
+        let now = self.clock.now();
+        let mut changed = 0;
+        let grants = self.store.due_expiries(now, limit).await?;
+        if !grants.is_empty() {
+            let mut commit = Commit::default();
+            for g in &grants {
+                let (revoking, ev) = g.apply(GrantCommand::Expire, now)?;
+                commit.jobs.push(JobChange::Schedule {
+                    grant_id: g.id.clone(),
+                    action: JobAction::Revoke,
+                    run_at: now,
+                });
+                commit.grants.push(revoking);
+                commit.audit.push(ev);
+            }
+            match self.commit(commit).await {
+                Ok(_) => changed += grants.len(),
+                // One of them changed meanwhile (revoked by hand): take them one at a time.
+                Err(Error::StoreConflict) => {
+                    for g in &grants {
+                        changed += usize::from(self.expire_one(g).await?);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.wake.jobs_changed();
+        }
+        for req in self.store.due_request_deadlines(now, limit).await? {
+            let (expired, ev) = req.apply(RequestCommand::Expire, now)?;
+            match self
+                .commit(Commit {
+                    requests: vec![expired],
+                    audit: vec![ev],
+                    ..Commit::default()
+                })
+                .await
+            {
+                Ok(_) => changed += 1,
+                Err(Error::StoreConflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn expire_one(&self, stale: &Grant) -> Result<bool> {
+        retry_on_conflict(async || {
+            let Some(g) = self.store.get_grant(&stale.id).await? else {
+                return Ok(false);
+            };
+            let now = self.clock.now();
+            if g.state != GrantState::Active || g.expires_at > now {
+                return Ok(false);
+            }
+            let (revoking, ev) = g.apply(GrantCommand::Expire, now)?;
+            self.commit(Commit {
+                jobs: vec![JobChange::Schedule {
+                    grant_id: g.id.clone(),
+                    action: JobAction::Revoke,
+                    run_at: now,
+                }],
+                grants: vec![revoking],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The next moment the expiry scheduler must act.
+    pub async fn next_deadline(&self) -> Result<Option<Timestamp>> {
+        let a = self.store.next_expiry().await?;
+        let b = self.store.next_request_deadline().await?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Leases up to `limit` due jobs for this worker.
+    pub async fn claim_jobs(&self, limit: u32) -> Result<Vec<Job>> {
+        let now = self.clock.now();
+        self.store
+            .claim_jobs(
+                now,
+                &self.settings.worker_id,
+                now.plus_millis(self.settings.lease_ms),
+                limit,
+            )
+            .await
+    }
+
+    /// When the next job becomes due.
+    pub async fn next_job_at(&self) -> Result<Option<Timestamp>> {
+        self.store.next_job_at().await
+    }
+
+    fn spec(&self, grant: &Grant) -> Result<GrantSpec> {
+        let ent = self.catalog.entitlement(&grant.entitlement);
+        let kind = self
+            .catalog
+            .principal(&grant.principal)
+            .map_or(crate::catalog::PrincipalKind::Human, |p| p.kind);
+        Ok(GrantSpec {
+            grant_id: grant.id.clone(),
+            principal: grant.principal.clone(),
+            principal_kind: kind,
+            entitlement: grant.entitlement.clone(),
+            target: grant.target.clone(),
+            starts_at: grant.starts_at,
+            expires_at: grant.expires_at,
+            params: ent.map_or(serde_json::Value::Null, |e| e.params.clone()),
+            handle: grant.handle.clone(),
+        })
+    }
+
+    /// Runs one claimed job to its next resting point.
+    #[instrument(skip_all, fields(grant_id = %job.grant_id, action = job.action.as_str()))]
+    pub async fn execute_job(&self, job: Job) -> Result<JobReport> {
+        let report = |outcome| JobReport {
+            grant_id: job.grant_id.to_string(),
+            action: job.action,
+            outcome,
+        };
+        let Some(lease) = job.lease.clone() else {
+            return Err(Error::internal("execute_job needs a leased job"));
+        };
+        let token = lease.token;
+        let Some(grant) = self.store.get_grant(&job.grant_id).await? else {
+            warn!("job for an unknown grant; dropping it");
+            self.commit(Commit {
+                jobs: vec![JobChange::Complete {
+                    grant_id: job.grant_id.clone(),
+                    action: job.action,
+                    lease_token: token,
+                }],
+                ..Commit::default()
+            })
+            .await?;
+            return Ok(report(JobOutcome::Nothing));
+        };
+        let outcome = match job.action {
+            JobAction::Provision => self.provision(&job, grant, &token).await?,
+            JobAction::Revoke => self.run_revoke(&job, grant, &token).await?,
+        };
+        Ok(report(outcome))
+    }
+
+    async fn provision(&self, job: &Job, grant: Grant, token: &str) -> Result<JobOutcome> {
+        if grant.state != GrantState::Provisioning {
+            let c = JobChange::Complete {
+                grant_id: grant.id.clone(),
+                action: JobAction::Provision,
+                lease_token: token.to_owned(),
+            };
+            return self
+                .finish(
+                    Commit {
+                        jobs: vec![c],
+                        ..Commit::default()
+                    },
+                    JobOutcome::Nothing,
+                )
+                .await;
+        }
+        let now = self.clock.now();
+        if now >= grant.expires_at {
+            return self
+                .abandon(
+                    grant,
+                    token,
+                    "the window closed before provisioning succeeded",
+                )
+                .await;
+        }
+        // Policy is judged again at activation.
+        let recheck = match (
+            self.catalog.principal(&grant.principal),
+            self.catalog.entitlement(&grant.entitlement),
+        ) {
+            (Some(p), Some(ent)) if p.status == crate::catalog::PrincipalStatus::Active => {
+                let ctx = self.context(
+                    None,
+                    crate::GrantDuration::from_secs(
+                        u64::try_from(grant.expires_at.millis_since(now) / 1000)
+                            .unwrap_or(0)
+                            .max(1),
+                    ),
+                    None,
+                    now,
+                );
+                let d = self.decide(Action::Request, p, ent, &ctx)?;
+                (!d.allowed).then(|| {
+                    format!(
+                        "policy no longer permits this grant at activation (policy set {})",
+                        d.policy_hash
+                    )
+                })
+            }
+            _ => Some("the principal or entitlement is no longer configured or active".to_owned()),
+        };
+        if let Some(reason) = recheck {
+            return self.abandon(grant, token, &reason).await;
+        }
+        let Some(connector) = self.connectors.get(&grant.target) else {
+            return self
+                .retry(
+                    job,
+                    &grant,
+                    token,
+                    format!("no connector for target {}", grant.target),
+                )
+                .await;
+        };
+        let spec = self.spec(&grant)?;
+        match connector.grant(&spec).await {
+            Ok(provisioned) => {
+                let now = self.clock.now();
+                let fp = provisioned
+                    .credential
+                    .as_ref()
+                    .map(|c| fingerprint(c.expose_secret()));
+                let (active, ev) = grant.apply(
+                    GrantCommand::Activate {
+                        handle: provisioned.handle.clone(),
+                        credential_fingerprint: fp,
+                    },
+                    now,
+                )?;
+                let commit = Commit {
+                    jobs: vec![JobChange::Complete {
+                        grant_id: grant.id.clone(),
+                        action: JobAction::Provision,
+                        lease_token: token.to_owned(),
+                    }],
+                    grants: vec![active.clone()],
+                    audit: vec![
+                        ev.with("attempt", job.attempts + 1)
+                            .with("credential_issued", provisioned.credential.is_some()),
+                    ],
+                    ..Commit::default()
+                };
+                match self.commit(commit).await {
+                    Ok(_) => {
+                        info!(expires_at = %active.expires_at, "grant active");
+                        if let Some(secret) = provisioned.credential {
+                            self.credentials.deliver(
+                                &active.id,
+                                &active.principal,
+                                active.expires_at,
+                                secret,
+                            );
+                        }
+                        self.wake.deadlines_changed();
+                        Ok(JobOutcome::Activated)
+                    }
+                    // Revoked while we provisioned: keep the handle so the revoke can undo what
+                    // was created, and hand the job over to the revocation. The credential is
+                    // dropped unseen.
+                    Err(Error::StoreConflict) => {
+                        self.hand_over_to_revoke(&grant, token, provisioned.handle)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => self.retry(job, &grant, token, e.message).await,
+        }
+    }
+
+    async fn hand_over_to_revoke(
+        &self,
+        stale: &Grant,
+        token: &str,
+        handle: Option<serde_json::Value>,
+    ) -> Result<JobOutcome> {
+        let Some(mut current) = self.store.get_grant(&stale.id).await? else {
+            return Ok(JobOutcome::Superseded);
+        };
+        let mut commit = Commit::default();
+        if current.handle.is_none() && handle.is_some() {
+            current.handle = handle;
+            commit.grants.push(current);
+        }
+        commit.jobs.push(JobChange::Reschedule {
+            grant_id: stale.id.clone(),
+            lease_token: token.to_owned(),
+            action: JobAction::Revoke,
+            run_at: self.clock.now(),
+            attempts: 0,
+            last_error: None,
+        });
+        self.finish(commit, JobOutcome::Superseded).await
+    }
+
+    async fn abandon(&self, grant: Grant, token: &str, reason: &str) -> Result<JobOutcome> {
+        let now = self.clock.now();
+        let (revoking, ev) = grant.apply(
+            GrantCommand::Revoke {
+                actor: "system".into(),
+                reason: reason.to_owned(),
+            },
+            now,
+        )?;
+        warn!(reason, "provisioning abandoned; cleaning up");
+        let commit = Commit {
+            jobs: vec![JobChange::Reschedule {
+                grant_id: grant.id.clone(),
+                lease_token: token.to_owned(),
+                action: JobAction::Revoke,
+                run_at: now,
+                attempts: 0,
+                last_error: None,
+            }],
+            grants: vec![revoking],
+            audit: vec![ev],
+            ..Commit::default()
+        };
+        self.finish(
+            commit,
+            JobOutcome::Abandoned {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn run_revoke(&self, job: &Job, grant: Grant, token: &str) -> Result<JobOutcome> {
+        if grant.state != GrantState::Revoking {
+            let c = JobChange::Complete {
+                grant_id: grant.id.clone(),
+                action: JobAction::Revoke,
+                lease_token: token.to_owned(),
+            };
+            return self
+                .finish(
+                    Commit {
+                        jobs: vec![c],
+                        ..Commit::default()
+                    },
+                    JobOutcome::Nothing,
+                )
+                .await;
+        }
+        let Some(connector) = self.connectors.get(&grant.target) else {
+            return self
+                .retry(
+                    job,
+                    &grant,
+                    token,
+                    format!("no connector for target {}", grant.target),
+                )
+                .await;
+        };
+        let spec = self.spec(&grant)?;
+        match connector.revoke(&spec).await {
+            Ok(()) => {
+                let now = self.clock.now();
+                let (done, ev) = grant.apply(GrantCommand::ConfirmRevoked, now)?;
+                let lag_ms = now.millis_since(grant.revoke_due_at.unwrap_or(now)).max(0);
+                let commit = Commit {
+                    jobs: vec![JobChange::Complete {
+                        grant_id: grant.id.clone(),
+                        action: JobAction::Revoke,
+                        lease_token: token.to_owned(),
+                    }],
+                    grants: vec![done],
+                    audit: vec![ev.with("attempt", job.attempts + 1)],
+                    ..Commit::default()
+                };
+                self.finish(commit, JobOutcome::Revoked { lag_ms }).await
+            }
+            Err(e) => self.retry(job, &grant, token, e.message).await,
+        }
+    }
+
+    async fn retry(
+        &self,
+        job: &Job,
+        grant: &Grant,
+        token: &str,
+        error: String,
+    ) -> Result<JobOutcome> {
+        let now = self.clock.now();
+        let attempt = job.attempts + 1;
+        let delay = self.settings.backoff.delay_ms_random(attempt);
+        let retry_at = now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
+        let error: String = error.chars().take(1_000).collect();
+        warn!(attempt, %retry_at, error = %error, "connector call failed; will retry");
+        let action = match job.action {
+            JobAction::Provision => "grant.provision_failed",
+            JobAction::Revoke => "grant.revoke_failed",
+        };
+        let commit = Commit {
+            jobs: vec![JobChange::Reschedule {
+                grant_id: grant.id.clone(),
+                lease_token: token.to_owned(),
+                action: job.action,
+                run_at: retry_at,
+                attempts: attempt,
+                last_error: Some(error.clone()),
+            }],
+            audit: vec![
+                crate::audit::AuditRecord::new(now, "system", action, grant.id.as_str())
+                    .with("attempt", attempt)
+                    .with("error", &error)
+                    .with("retry_at", retry_at),
+            ],
+            ..Commit::default()
+        };
+        self.finish(
+            commit,
+            JobOutcome::Retry {
+                attempt,
+                retry_at,
+                error,
+            },
+        )
+        .await
+    }
+
+    /// Commits a job's outcome; a lost lease or a changed row means someone else took over.
+    async fn finish(&self, commit: Commit, outcome: JobOutcome) -> Result<JobOutcome> {
+        match self.commit(commit).await {
+            Ok(_) => {
+                self.wake.jobs_changed();
+                Ok(outcome)
+            }
+            Err(Error::StoreConflict) => Ok(JobOutcome::Superseded),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The engine: the use cases of Hourglass, written against the ports.
+//!
+//! Each use case reads what it needs, runs the pure state machines, and hands the resulting
+//! rows, job changes and audit records to the store as one [`Commit`]. If a concurrent writer
+//! got there first the commit fails as a whole with `StoreConflict`, and the use case starts
+//! again from fresh reads (a few times, then it reports the conflict). Nothing here calls a
+//! connector except the job execution in [`jobs`], which only workers run.
+
+mod jobs;
+mod requests;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use secrecy::SecretString;
+
+pub use jobs::{JobOutcome, JobReport};
+pub use requests::{NewRequest, RequestDetails};
+
+use crate::{
+    Clock, Error, GrantDuration, Result, Timestamp,
+    backoff::Backoff,
+    catalog::{Catalog, Entitlement, Principal, PrincipalStatus},
+    connector::Connector,
+    id::{GrantId, PrincipalId, TargetId},
+    policy::{Action, Decision, DecisionContext, PolicyDecider, PolicyQuery},
+    store::{Commit, Store},
+};
+
+/// Tells the workers that there is new work, so they need not poll.
+pub trait Wake: Send + Sync {
+    /// A job was scheduled or rescheduled.
+    fn jobs_changed(&self);
+    /// A new expiry or request deadline exists, possibly earlier than the one being waited on.
+    fn deadlines_changed(&self);
+}
+
+/// Receives a credential issued for a grant, to hand it to the requester once.
+pub trait CredentialSink: Send + Sync {
+    fn deliver(
+        &self,
+        grant_id: &GrantId,
+        holder: &PrincipalId,
+        expires_at: Timestamp,
+        secret: SecretString,
+    );
+}
+
+/// Who is calling, as authenticated by the server.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// Whether the authentication included a second factor.
+    pub mfa: bool,
+    pub source_ip: Option<String>,
+}
+
+/// Engine settings, from configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How long a pending request waits for a decision before it expires.
+    pub pending_ttl: GrantDuration,
+    pub backoff: Backoff,
+    /// How long a claimed job's lease lasts.
+    pub lease_ms: i64,
+    /// This worker's name in leases.
+    pub worker_id: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pending_ttl: GrantDuration::from_secs(24 * 3600),
+            backoff: Backoff::default(),
+            lease_ms: 60_000,
+            worker_id: "hourglass".into(),
+        }
+    }
+}
+
+/// The ports the engine runs on.
+pub struct EnginePorts {
+    pub store: Arc<dyn Store>,
+    pub policy: Arc<dyn PolicyDecider>,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Arc<Catalog>,
+    pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
+    pub wake: Arc<dyn Wake>,
+    pub credentials: Arc<dyn CredentialSink>,
+}
+
+/// The use cases of Hourglass.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    policy: Arc<dyn PolicyDecider>,
+    clock: Arc<dyn Clock>,
+    catalog: Arc<Catalog>,
+    connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
+    wake: Arc<dyn Wake>,
+    credentials: Arc<dyn CredentialSink>,
+    settings: EngineSettings,
+}
+
+/// How often a use case re-reads and retries after a concurrent change.
+const CONFLICT_RETRIES: usize = 8;
+
+impl Engine {
+    /// Builds an engine; every entitlement's target must have a connector.
+    pub fn new(ports: EnginePorts, settings: EngineSettings) -> Result<Self> {
+        for e in ports.catalog.entitlements() {
+            if !ports.connectors.contains_key(&e.target) {
+                return Err(Error::internal(format!(
+                    "entitlement {} names target {} which has no connector",
+                    e.id, e.target
+                )));
+            }
+        }
+        Ok(Engine {
+            store: ports.store,
+            policy: ports.policy,
+            clock: ports.clock,
+            catalog: ports.catalog,
+            connectors: ports.connectors,
+            wake: ports.wake,
+            credentials: ports.credentials,
+            settings,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn policy_hash(&self) -> String {
+        self.policy.policy_hash()
+    }
+
+    /// Looks up an authenticated principal by name; suspended and offboarded ones cannot act.
+    pub fn active_principal(&self, id: &PrincipalId) -> Result<&Principal> {
+        let p = self.catalog.principal(id).ok_or_else(|| {
+            Error::forbidden("principal.unknown", format!("unknown principal {id}"))
+        })?;
+        if p.status != PrincipalStatus::Active {
+            return Err(Error::forbidden(
+                "principal.inactive",
+                format!("principal {id} is not active"),
+            ));
+        }
+        Ok(p)
+    }
+
+    fn context(
+        &self,
+        caller: Option<&Caller>,
+        duration: GrantDuration,
+        ticket: Option<&str>,
+        at: Timestamp,
+    ) -> DecisionContext {
+        let (hour, weekday) = at.hour_and_weekday();
+        DecisionContext {
+            duration_secs: duration.as_secs(),
+            hour,
+            weekday,
+            mfa: caller.is_some_and(|c| c.mfa),
+            break_glass: false,
+            ticket: ticket.map(str::to_owned),
+            source_ip: caller.and_then(|c| c.source_ip.clone()),
+            requester: None,
+        }
+    }
+
+    fn decide(
+        &self,
+        action: Action,
+        principal: &Principal,
+        entitlement: &Entitlement,
+        context: &DecisionContext,
+    ) -> Result<Decision> {
+        self.policy.decide(PolicyQuery {
+            action,
+            principal,
+            entitlement,
+            context,
+        })
+    }
+
+    /// Whether `principal` may administer `entitlement` (see and revoke anyone's access to it).
+    fn may_administer(
+        &self,
+        principal: &Principal,
+        entitlement: &Entitlement,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let ctx = self.context(None, entitlement.default_duration, None, at);
+        Ok(self
+            .decide(Action::Administer, principal, entitlement, &ctx)?
+            .allowed)
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<Option<u64>> {
+        self.store.commit(commit).await
+    }
+}
+
+/// Runs `f` again after a store conflict, a bounded number of times.
+async fn retry_on_conflict<T>(mut f: impl AsyncFnMut() -> Result<T>) -> Result<T> {
+    let mut last = Error::StoreConflict;
+    for _ in 0..CONFLICT_RETRIES {
+        match f().await {
+            Err(Error::StoreConflict) => last = Error::StoreConflict,
+            other => return other,
+        }
+    }
+    Err(match last {
+        Error::StoreConflict => Error::conflict(
+            "store.busy",
+            "the object kept changing while this was decided; try again",
+        ),
+        e => e,
+    })
+}

@@ -1,0 +1,771 @@
+//! Use cases for people and clients: ask, approve, deny, cancel, revoke, and read.
+//!
+//! Bad input and refused permissions return an error before anything is written: a 4xx changes
+//! nothing. Policy runs at the moment of the request (`Request`, then `AutoApprove`), at each
+//! approval (`Approve` for the approver, and `Request` again when the quorum is reached), and
+//! again when the grant activates (in the job worker).
+
+use std::collections::BTreeMap;
+
+use tracing::{info, instrument, warn};
+
+use super::{Caller, Engine, retry_on_conflict};
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    catalog::{Entitlement, MIN_DURATION, Principal},
+    grant::{Grant, GrantCommand, GrantState},
+    id::{EntitlementId, GrantId, RequestId},
+    job::JobAction,
+    policy::Action,
+    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    store::{Commit, GrantFilter, JobChange, RequestFilter},
+};
+
+const MAX_REASON: usize = 2_000;
+const MAX_TICKET: usize = 128;
+
+/// What a client asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewRequest {
+    pub entitlement: String,
+    /// `None` takes the entitlement's default.
+    pub duration: Option<String>,
+    pub reason: String,
+    pub ticket: Option<String>,
+}
+
+/// A request with its decisions and its grant.
+#[derive(Debug, Clone)]
+pub struct RequestDetails {
+    pub request: Request,
+    pub approvals: Vec<Approval>,
+    pub approvals_required: u32,
+    pub grant: Option<Grant>,
+}
+
+struct Checked<'a> {
+    entitlement: &'a Entitlement,
+    duration: GrantDuration,
+    reason: String,
+    ticket: Option<String>,
+}
+
+impl Engine {
+    fn check_new(&self, new: &NewRequest) -> Result<Checked<'_>> {
+        let unknown = || {
+            Error::invalid(
+                "request.entitlement_unknown",
+                "entitlement",
+                format!("no entitlement named {:?}", new.entitlement),
+            )
+        };
+        let id = EntitlementId::new(new.entitlement.trim()).map_err(|_| unknown())?;
+        let entitlement = self.catalog.entitlement(&id).ok_or_else(unknown)?;
+        let duration = match new.duration.as_deref().map(str::trim) {
+            None | Some("") => entitlement.default_duration,
+            Some(text) => text
+                .parse::<GrantDuration>()
+                .map_err(|e| Error::invalid("request.duration_invalid", "duration", e))?,
+        };
+        if duration < MIN_DURATION {
+            return Err(Error::invalid(
+                "request.duration_below_min",
+                "duration",
+                format!("duration {duration} is under the minimum of {MIN_DURATION}"),
+            ));
+        }
+        if duration > entitlement.max_duration {
+            return Err(Error::invalid(
+                "request.duration_exceeds_max",
+                "duration",
+                format!(
+                    "duration {duration} exceeds the maximum of {} for {}",
+                    entitlement.max_duration, entitlement.id
+                ),
+            ));
+        }
+        let reason = new.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "request.reason_missing",
+                "reason",
+                "a reason is required: say what the access is for",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(Error::invalid(
+                "request.reason_too_long",
+                "reason",
+                format!("the reason is longer than {MAX_REASON} characters"),
+            ));
+        }
+        let ticket = new
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(t) = ticket
+            && (t.chars().count() > MAX_TICKET || t.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "request.ticket_invalid",
+                "ticket",
+                format!("a ticket reference is at most {MAX_TICKET} printable characters"),
+            ));
+        }
+        Ok(Checked {
+            entitlement,
+            duration,
+            reason,
+            ticket: ticket.map(str::to_owned),
+        })
+    }
+
+    /// Asks for an entitlement. Policy decides eligibility now, and may approve at once.
+    #[instrument(skip_all, fields(principal = %caller.principal.id, entitlement = %new.entitlement))]
+    pub async fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request> {
+        let checked = self.check_new(&new)?;
+        let now = self.clock.now();
+        let principal = &caller.principal;
+        let ent = checked.entitlement;
+        let ctx = self.context(
+            Some(caller),
+            checked.duration,
+            checked.ticket.as_deref(),
+            now,
+        );
+
+        let eligible = self.decide(Action::Request, principal, ent, &ctx)?;
+        if !eligible.allowed {
+            warn!(policy_ids = ?eligible.policy_ids, "request refused: not eligible");
+            return Err(Error::forbidden(
+                "request.not_eligible",
+                format!("{} is not eligible for {} (policy)", principal.id, ent.id),
+            ));
+        }
+        let request = Request {
+            id: RequestId::generate(now)?,
+            requester: principal.id.clone(),
+            entitlement: ent.id.clone(),
+            duration: checked.duration,
+            reason: checked.reason,
+            ticket: checked.ticket,
+            state: RequestState::Pending,
+            state_reason: None,
+            created_at: now,
+            updated_at: now,
+            decide_by: now.plus(self.settings.pending_ttl),
+            policy_hash: eligible.policy_hash.clone(),
+            grant_id: None,
+            version: 0,
+        };
+        let mut created = AuditRecord::new(
+            now,
+            principal.id.as_str(),
+            "request.created",
+            request.id.as_str(),
+        )
+        .with("entitlement", &ent.id)
+        .with("duration", request.duration)
+        .with("reason", &request.reason)
+        .with("eligible_by", eligible.policy_ids.join(","))
+        .with("policy_hash", &eligible.policy_hash);
+        if let Some(t) = &request.ticket {
+            created = created.with("ticket", t);
+        }
+        let mut commit = Commit {
+            audit: vec![created],
+            ..Commit::default()
+        };
+
+        let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
+        let result = if auto.allowed {
+            commit.approvals.push(Approval {
+                request_id: request.id.clone(),
+                approver: "policy".into(),
+                verdict: Verdict::Approve,
+                via: ApprovalVia::Policy,
+                policy_ids: auto.policy_ids.clone(),
+                policy_hash: auto.policy_hash.clone(),
+                comment: None,
+                at: now,
+            });
+            let (approved, mut ev) = request.apply(
+                RequestCommand::Approve {
+                    actor: "policy".into(),
+                },
+                now,
+            )?;
+            ev = ev
+                .with("via", "policy")
+                .with("policy_ids", auto.policy_ids.join(","))
+                .with("policy_hash", &auto.policy_hash);
+            commit.audit.push(ev);
+            self.open_grant(approved, ent, now, &mut commit)?
+        } else {
+            commit.requests.push(request.clone());
+            request
+        };
+        self.commit(commit).await?;
+        if result.grant_id.is_some() {
+            self.wake.jobs_changed();
+        } else {
+            self.wake.deadlines_changed();
+        }
+        info!(request_id = %result.id, state = result.state.as_str(), "request submitted");
+        Ok(result)
+    }
+
+    /// Turns an approved request into a provisioning grant with its job, into `commit`.
+    fn open_grant(
+        &self,
+        approved: Request,
+        ent: &Entitlement,
+        now: Timestamp,
+        commit: &mut Commit,
+    ) -> Result<Request> {
+        let grant = Grant {
+            id: GrantId::generate(now)?,
+            request_id: approved.id.clone(),
+            principal: approved.requester.clone(),
+            entitlement: ent.id.clone(),
+            target: ent.target.clone(),
+            state: GrantState::Provisioning,
+            starts_at: now,
+            expires_at: now.plus(approved.duration),
+            created_at: now,
+            activated_at: None,
+            revoke_due_at: None,
+            ended_at: None,
+            end_reason: None,
+            handle: None,
+            credential_fingerprint: None,
+            version: 0,
+        };
+        let (fulfilled, ev) = approved.apply(
+            RequestCommand::Fulfil {
+                grant_id: grant.id.clone(),
+            },
+            now,
+        )?;
+        commit.audit.push(ev);
+        commit.audit.push(
+            AuditRecord::new(now, "system", "grant.created", grant.id.as_str())
+                .with("request", &approved.id)
+                .with("principal", &grant.principal)
+                .with("entitlement", &grant.entitlement)
+                .with("starts_at", grant.starts_at)
+                .with("expires_at", grant.expires_at),
+        );
+        commit.jobs.push(JobChange::Schedule {
+            grant_id: grant.id.clone(),
+            action: JobAction::Provision,
+            run_at: now,
+        });
+        commit.grants.push(grant);
+        commit.requests.push(fulfilled.clone());
+        Ok(fulfilled)
+    }
+
+    async fn load_request(&self, id: &str) -> Result<Request> {
+        let not_found = || Error::not_found("request.not_found", format!("no request {id}"));
+        let rid = RequestId::parse(id).ok_or_else(not_found)?;
+        self.store.get_request(&rid).await?.ok_or_else(not_found)
+    }
+
+    async fn load_grant(&self, id: &str) -> Result<Grant> {
+        let not_found = || Error::not_found("grant.not_found", format!("no grant {id}"));
+        let gid = GrantId::parse(id).ok_or_else(not_found)?;
+        self.store.get_grant(&gid).await?.ok_or_else(not_found)
+    }
+
+    fn entitlement_of(&self, id: &EntitlementId) -> Result<&Entitlement> {
+        self.catalog.entitlement(id).ok_or_else(|| {
+            Error::conflict(
+                "entitlement.removed",
+                format!("entitlement {id} is no longer configured"),
+            )
+        })
+    }
+
+    fn requester_of(&self, req: &Request) -> Result<&Principal> {
+        self.catalog.principal(&req.requester).ok_or_else(|| {
+            Error::conflict(
+                "principal.removed",
+                format!("requester {} is no longer configured", req.requester),
+            )
+        })
+    }
+
+    /// Checks that `caller` may decide on `req` (approve or deny): not the requester, and
+    /// permitted by an `Approve` policy. Returns the determining policies.
+    fn check_approver(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        ent: &Entitlement,
+        now: Timestamp,
+    ) -> Result<crate::policy::Decision> {
+        if req.state != RequestState::Pending {
+            return Err(Error::conflict(
+                "request.not_pending",
+                format!("request {} is {}, not pending", req.id, req.state.as_str()),
+            ));
+        }
+        if caller.principal.id == req.requester {
+            return Err(Error::forbidden(
+                "approval.self_approval",
+                "nobody may approve or deny their own request",
+            ));
+        }
+        let mut ctx = self.context(Some(caller), req.duration, req.ticket.as_deref(), now);
+        ctx.requester = Some(self.requester_of(req)?.clone());
+        let decision = self.decide(Action::Approve, &caller.principal, ent, &ctx)?;
+        if !decision.allowed {
+            return Err(Error::forbidden(
+                "approval.not_authorized",
+                format!(
+                    "{} may not approve requests for {}",
+                    caller.principal.id, ent.id
+                ),
+            ));
+        }
+        Ok(decision)
+    }
+
+    /// Records an approval; at quorum, the grant is opened.
+    #[instrument(skip_all, fields(request_id = %id, approver = %caller.principal.id))]
+    pub async fn approve(
+        &self,
+        caller: &Caller,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Request> {
+        let comment = comment
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        if comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_REASON)
+        {
+            return Err(Error::invalid(
+                "approval.comment_too_long",
+                "comment",
+                "the comment is too long",
+            ));
+        }
+        let out = retry_on_conflict(async || {
+            let req = self.load_request(id).await?;
+            let ent = self.entitlement_of(&req.entitlement)?;
+            let now = self.clock.now();
+            let decision = self.check_approver(caller, &req, ent, now)?;
+            let approvals = self.store.list_approvals(&req.id).await?;
+            if approvals
+                .iter()
+                .any(|a| a.approver == caller.principal.id.as_str())
+            {
+                return Err(Error::conflict(
+                    "approval.duplicate",
+                    format!(
+                        "{} has already approved request {}",
+                        caller.principal.id, req.id
+                    ),
+                ));
+            }
+            let count = approvals
+                .iter()
+                .filter(|a| a.verdict == Verdict::Approve)
+                .count() as u32
+                + 1;
+            let mut commit = Commit::default();
+            commit.approvals.push(Approval {
+                request_id: req.id.clone(),
+                approver: caller.principal.id.to_string(),
+                verdict: Verdict::Approve,
+                via: ApprovalVia::Human,
+                policy_ids: decision.policy_ids.clone(),
+                policy_hash: decision.policy_hash.clone(),
+                comment: comment.clone(),
+                at: now,
+            });
+            let mut ev = AuditRecord::new(
+                now,
+                caller.principal.id.as_str(),
+                "approval.recorded",
+                req.id.as_str(),
+            )
+            .with("verdict", "approve")
+            .with("count", count)
+            .with("required", ent.approvals_required)
+            .with("policy_ids", decision.policy_ids.join(","))
+            .with("policy_hash", &decision.policy_hash);
+            if let Some(c) = &comment {
+                ev = ev.with("comment", c);
+            }
+            commit.audit.push(ev);
+            let result = if count >= ent.approvals_required {
+                let (approved, ev) = req.apply(
+                    RequestCommand::Approve {
+                        actor: caller.principal.id.to_string(),
+                    },
+                    now,
+                )?;
+                commit.audit.push(ev.with("approvals", count));
+                // Eligibility is judged again now: an approval does not outlive a policy
+                // change that denies the request.
+                let requester = self.requester_of(&req)?;
+                let ctx = self.context(None, req.duration, req.ticket.as_deref(), now);
+                let still = self.decide(Action::Request, requester, ent, &ctx)?;
+                if still.allowed {
+                    self.open_grant(approved, ent, now, &mut commit)?
+                } else {
+                    let (failed, ev) = approved.apply(
+                        RequestCommand::Fail {
+                            reason: "policy no longer permits the requester".into(),
+                        },
+                        now,
+                    )?;
+                    commit
+                        .audit
+                        .push(ev.with("policy_hash", &still.policy_hash));
+                    commit.requests.push(failed.clone());
+                    failed
+                }
+            } else {
+                // The request row is rewritten even below quorum, so that two approvals at the
+                // same moment conflict instead of both counting from the same snapshot.
+                let mut touched = req.clone();
+                touched.updated_at = now;
+                commit.requests.push(touched.clone());
+                touched
+            };
+            self.commit(commit).await?;
+            Ok(result)
+        })
+        .await?;
+        if out.grant_id.is_some() {
+            self.wake.jobs_changed();
+        }
+        Ok(out)
+    }
+
+    /// Denies a pending request. One deny ends it.
+    #[instrument(skip_all, fields(request_id = %id, approver = %caller.principal.id))]
+    pub async fn deny(&self, caller: &Caller, id: &str, reason: &str) -> Result<Request> {
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "deny.reason_missing",
+                "reason",
+                "a reason is required to deny",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(Error::invalid(
+                "deny.reason_too_long",
+                "reason",
+                "the reason is too long",
+            ));
+        }
+        retry_on_conflict(async || {
+            let req = self.load_request(id).await?;
+            let ent = self.entitlement_of(&req.entitlement)?;
+            let now = self.clock.now();
+            let decision = self.check_approver(caller, &req, ent, now)?;
+            let (denied, ev) = req.apply(
+                RequestCommand::Deny {
+                    actor: caller.principal.id.clone(),
+                    reason: reason.clone(),
+                },
+                now,
+            )?;
+            let commit = Commit {
+                approvals: vec![Approval {
+                    request_id: req.id.clone(),
+                    approver: caller.principal.id.to_string(),
+                    verdict: Verdict::Deny,
+                    via: ApprovalVia::Human,
+                    policy_ids: decision.policy_ids.clone(),
+                    policy_hash: decision.policy_hash.clone(),
+                    comment: Some(reason.clone()),
+                    at: now,
+                }],
+                audit: vec![ev.with("policy_ids", decision.policy_ids.join(","))],
+                requests: vec![denied.clone()],
+                ..Commit::default()
+            };
+            self.commit(commit).await?;
+            Ok(denied)
+        })
+        .await
+    }
+
+    /// Withdraws a request that has not yet become a grant.
+    #[instrument(skip_all, fields(request_id = %id, principal = %caller.principal.id))]
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request> {
+        retry_on_conflict(async || {
+            let req = self.load_request(id).await?;
+            let now = self.clock.now();
+            let own = caller.principal.id == req.requester;
+            if !own {
+                let ent = self.entitlement_of(&req.entitlement)?;
+                if !self.may_administer(&caller.principal, ent, now)? {
+                    return Err(Error::forbidden(
+                        "request.cancel_not_allowed",
+                        "only the requester or an administrator may cancel a request",
+                    ));
+                }
+            }
+            if req.state == RequestState::Fulfilled {
+                return Err(Error::conflict(
+                    "request.already_fulfilled",
+                    format!(
+                        "request {} already has a grant; revoke the grant instead",
+                        req.id
+                    ),
+                ));
+            }
+            if !matches!(req.state, RequestState::Pending | RequestState::Approved) {
+                return Err(Error::conflict(
+                    "request.not_pending",
+                    format!("request {} is {}, not pending", req.id, req.state.as_str()),
+                ));
+            }
+            let (cancelled, ev) = req.apply(
+                RequestCommand::Cancel {
+                    actor: caller.principal.id.clone(),
+                    note: None,
+                },
+                now,
+            )?;
+            self.commit(Commit {
+                requests: vec![cancelled.clone()],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(cancelled)
+        })
+        .await
+    }
+
+    /// Ends a grant early. The grantee or an administrator of the entitlement may.
+    #[instrument(skip_all, fields(grant_id = %id, principal = %caller.principal.id))]
+    pub async fn revoke(&self, caller: &Caller, id: &str, reason: Option<String>) -> Result<Grant> {
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON)
+        {
+            return Err(Error::invalid(
+                "revoke.reason_too_long",
+                "reason",
+                "the reason is too long",
+            ));
+        }
+        let out = retry_on_conflict(async || {
+            let grant = self.load_grant(id).await?;
+            let now = self.clock.now();
+            if caller.principal.id != grant.principal {
+                let ent = self.entitlement_of(&grant.entitlement)?;
+                if !self.may_administer(&caller.principal, ent, now)? {
+                    return Err(Error::forbidden(
+                        "grant.revoke_not_allowed",
+                        "only the grantee or an administrator may revoke a grant",
+                    ));
+                }
+            }
+            if !matches!(grant.state, GrantState::Provisioning | GrantState::Active) {
+                return Err(Error::conflict(
+                    "grant.not_active",
+                    format!("grant {} is {}", grant.id, grant.state.as_str()),
+                ));
+            }
+            let why = reason
+                .clone()
+                .unwrap_or_else(|| format!("revoked by {}", caller.principal.id));
+            let (revoking, ev) = grant.apply(
+                GrantCommand::Revoke {
+                    actor: caller.principal.id.to_string(),
+                    reason: why,
+                },
+                now,
+            )?;
+            self.commit(Commit {
+                jobs: vec![JobChange::Schedule {
+                    grant_id: grant.id.clone(),
+                    action: JobAction::Revoke,
+                    run_at: now,
+                }],
+                grants: vec![revoking.clone()],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(revoking)
+        })
+        .await?;
+        self.wake.jobs_changed();
+        Ok(out)
+    }
+
+    /// Whether `caller` may see `req`: their own, or one they may approve or administer.
+    fn may_see(
+        &self,
+        caller: &Caller,
+        requester: &crate::id::PrincipalId,
+        ent_id: &EntitlementId,
+        cache: &mut BTreeMap<EntitlementId, bool>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        if &caller.principal.id == requester {
+            return Ok(true);
+        }
+        if let Some(v) = cache.get(ent_id) {
+            return Ok(*v);
+        }
+        let allowed = match self.catalog.entitlement(ent_id) {
+            None => false,
+            Some(ent) => {
+                let ctx = self.context(Some(caller), ent.default_duration, None, now);
+                self.may_administer(&caller.principal, ent, now)?
+                    || self
+                        .decide(Action::Approve, &caller.principal, ent, &ctx)?
+                        .allowed
+            }
+        };
+        cache.insert(ent_id.clone(), allowed);
+        Ok(allowed)
+    }
+
+    /// One request with its approvals and grant, if the caller may see it.
+    pub async fn request_details(&self, caller: &Caller, id: &str) -> Result<RequestDetails> {
+        let request = self.load_request(id).await?;
+        let now = self.clock.now();
+        if !self.may_see(
+            caller,
+            &request.requester,
+            &request.entitlement,
+            &mut BTreeMap::new(),
+            now,
+        )? {
+            return Err(Error::not_found(
+                "request.not_found",
+                format!("no request {id}"),
+            ));
+        }
+        let approvals = self.store.list_approvals(&request.id).await?;
+        let grant = match &request.grant_id {
+            Some(g) => self.store.get_grant(g).await?,
+            None => None,
+        };
+        let approvals_required = self
+            .catalog
+            .entitlement(&request.entitlement)
+            .map_or(1, |e| e.approvals_required);
+        Ok(RequestDetails {
+            request,
+            approvals,
+            approvals_required,
+            grant,
+        })
+    }
+
+    /// Requests the caller may see, newest first.
+    pub async fn list_requests(
+        &self,
+        caller: &Caller,
+        state: Option<RequestState>,
+        limit: u32,
+    ) -> Result<Vec<Request>> {
+        let limit = limit.clamp(1, 500);
+        let now = self.clock.now();
+        let mut cache = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_requests(&RequestFilter {
+                    state,
+                    requester: None,
+                    before: before.clone(),
+                    limit,
+                })
+                .await?;
+            let full = page.len() as u32 == limit;
+            before = page.last().map(|r| r.id.clone());
+            for r in page {
+                if self.may_see(caller, &r.requester, &r.entitlement, &mut cache, now)? {
+                    out.push(r);
+                    if out.len() as u32 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One grant, if the caller may see it.
+    pub async fn grant(&self, caller: &Caller, id: &str) -> Result<Grant> {
+        let grant = self.load_grant(id).await?;
+        let now = self.clock.now();
+        if !self.may_see(
+            caller,
+            &grant.principal,
+            &grant.entitlement,
+            &mut BTreeMap::new(),
+            now,
+        )? {
+            return Err(Error::not_found(
+                "grant.not_found",
+                format!("no grant {id}"),
+            ));
+        }
+        Ok(grant)
+    }
+
+    /// Grants the caller may see, newest first.
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        state: Option<GrantState>,
+        limit: u32,
+    ) -> Result<Vec<Grant>> {
+        let limit = limit.clamp(1, 500);
+        let now = self.clock.now();
+        let mut cache = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_grants(&GrantFilter {
+                    state,
+                    principal: None,
+                    before: before.clone(),
+                    limit,
+                })
+                .await?;
+            let full = page.len() as u32 == limit;
+            before = page.last().map(|g| g.id.clone());
+            for g in page {
+                if self.may_see(caller, &g.principal, &g.entitlement, &mut cache, now)? {
+                    out.push(g);
+                    if out.len() as u32 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Grants and their state machine.
+//!
+//! ```text
+//! provisioning ──provisioned──▶ active ──expire / revoke──▶ revoking ──confirmed──▶ revoked
+//!      └──revoke / window closed / policy now denies──▶ revoking ──confirmed──▶ failed
+//! ```
+//! A grant that never became active ends `failed` once its cleanup is confirmed; one that was
+//! active ends `revoked`. `revoking` is left only when the target confirms: a revocation that
+//! keeps failing stays `revoking` and is reported as overdue, never shown as revoked.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error, Result, Timestamp,
+    audit::AuditRecord,
+    id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    Provisioning,
+    Active,
+    Revoking,
+    Revoked,
+    Failed,
+}
+
+impl GrantState {
+    pub const ALL: [GrantState; 5] = [
+        GrantState::Provisioning,
+        GrantState::Active,
+        GrantState::Revoking,
+        GrantState::Revoked,
+        GrantState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Provisioning => "provisioning",
+            GrantState::Active => "active",
+            GrantState::Revoking => "revoking",
+            GrantState::Revoked => "revoked",
+            GrantState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// The elevated state in a target, for the window `[starts_at, expires_at)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub request_id: RequestId,
+    pub principal: PrincipalId,
+    pub entitlement: EntitlementId,
+    pub target: TargetId,
+    pub state: GrantState,
+    pub starts_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    /// When revocation became due (the expiry, or the moment someone revoked).
+    pub revoke_due_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+    /// What the connector needs to undo the grant (names it created), never a secret.
+    pub handle: Option<serde_json::Value>,
+    /// SHA-256 fingerprint of a credential the grant issued; the credential itself is not kept.
+    pub credential_fingerprint: Option<String>,
+    pub version: i64,
+}
+
+/// A change to a grant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GrantCommand {
+    /// The connector confirmed the access exists.
+    Activate {
+        handle: Option<serde_json::Value>,
+        credential_fingerprint: Option<String>,
+    },
+    /// The window closed (`due_at` = `expires_at`).
+    Expire,
+    /// Someone or something ends the grant early (or a provisioning that cannot finish).
+    Revoke { actor: String, reason: String },
+    /// The connector confirmed the access is gone.
+    ConfirmRevoked,
+}
+
+impl Grant {
+    /// Applies a command, returning the new grant and the audit record, or why not.
+    pub fn apply(&self, cmd: GrantCommand, at: Timestamp) -> Result<(Grant, AuditRecord)> {
+        use GrantState::*;
+        let mut next = self.clone();
+        let record = match (self.state, cmd) {
+            (
+                Provisioning,
+                GrantCommand::Activate {
+                    handle,
+                    credential_fingerprint,
+                },
+            ) => {
+                next.state = Active;
+                next.activated_at = Some(at);
+                next.handle = handle;
+                next.credential_fingerprint = credential_fingerprint;
+                AuditRecord::new(at, "system", "grant.activated", self.id.as_str())
+                    .with("expires_at", self.expires_at)
+            }
+            (Active, GrantCommand::Expire) => {
+                next.state = Revoking;
+                next.revoke_due_at = Some(self.expires_at);
+                next.end_reason = Some("expired".into());
+                AuditRecord::new(at, "system", "grant.expired", self.id.as_str())
+                    .with("expires_at", self.expires_at)
+            }
+            (Provisioning | Active, GrantCommand::Revoke { actor, reason }) => {
+                next.state = Revoking;
+                next.revoke_due_at = Some(at);
+                next.end_reason = Some(reason.clone());
+                AuditRecord::new(at, actor, "grant.revoke_requested", self.id.as_str())
+                    .with("from", self.state.as_str())
+                    .with("reason", reason)
+            }
+            (Revoking, GrantCommand::ConfirmRevoked) => {
+                let was_active = self.activated_at.is_some();
+                next.state = if was_active { Revoked } else { Failed };
+                next.ended_at = Some(at);
+                let due = self.revoke_due_at.unwrap_or(at);
+                AuditRecord::new(
+                    at,
+                    "system",
+                    if was_active {
+                        "grant.revoked"
+                    } else {
+                        "grant.failed"
+                    },
+                    self.id.as_str(),
+                )
+                .with("lag_ms", at.millis_since(due).max(0))
+                .with("reason", self.end_reason.as_deref().unwrap_or("revoked"))
+            }
+            (state, cmd) => {
+                return Err(Error::conflict(
+                    "grant.invalid_transition",
+                    format!(
+                        "grant {} is {}; {} is not possible",
+                        self.id,
+                        state.as_str(),
+                        match cmd {
+                            GrantCommand::Activate { .. } => "activate",
+                            GrantCommand::Expire => "expire",
+                            GrantCommand::Revoke { .. } => "revoke",
+                            GrantCommand::ConfirmRevoked => "confirm revocation",
+                        }
+                    ),
+                ));
+            }
+        };
+        Ok((next, record))
+    }
+
+    /// Whether the access may exist in the target now (it is, or may be being, provisioned).
+    pub fn may_hold_access(&self) -> bool {
+        matches!(
+            self.state,
+            GrantState::Provisioning | GrantState::Active | GrantState::Revoking
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provisioning() -> Grant {
+        let at = Timestamp::from_unix_millis(1_000);
+        Grant {
+            id: GrantId::generate(at).unwrap(),
+            request_id: RequestId::generate(at).unwrap(),
+            principal: PrincipalId::new("alice").unwrap(),
+            entitlement: EntitlementId::new("demo/x").unwrap(),
+            target: TargetId::new("demo").unwrap(),
+            state: GrantState::Provisioning,
+            starts_at: at,
+            expires_at: at.plus_millis(60_000),
+            created_at: at,
+            activated_at: None,
+            revoke_due_at: None,
+            ended_at: None,
+            end_reason: None,
+            handle: None,
+            credential_fingerprint: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn active_grant_expires_then_is_revoked_with_lag() {
+        let g = provisioning();
+        let (g, _) = g
+            .apply(
+                GrantCommand::Activate {
+                    handle: None,
+                    credential_fingerprint: None,
+                },
+                Timestamp::from_unix_millis(1_100),
+            )
+            .unwrap();
+        let (g, ev) = g
+            .apply(GrantCommand::Expire, Timestamp::from_unix_millis(61_050))
+            .unwrap();
+        assert_eq!(g.state, GrantState::Revoking);
+        assert_eq!(g.revoke_due_at, Some(g.expires_at));
+        assert_eq!(ev.action, "grant.expired");
+        let (g, ev) = g
+            .apply(
+                GrantCommand::ConfirmRevoked,
+                Timestamp::from_unix_millis(61_300),
+            )
+            .unwrap();
+        assert_eq!(g.state, GrantState::Revoked);
+        assert!(ev.details.contains(&("lag_ms".into(), "300".into())));
+    }
+
+    #[test]
+    fn never_active_grant_ends_failed() {
+        let at = Timestamp::from_unix_millis(2_000);
+        let (g, _) = provisioning()
+            .apply(
+                GrantCommand::Revoke {
+                    actor: "alice".into(),
+                    reason: "no longer needed".into(),
+                },
+                at,
+            )
+            .unwrap();
+        let (g, ev) = g.apply(GrantCommand::ConfirmRevoked, at).unwrap();
+        assert_eq!(g.state, GrantState::Failed);
+        assert_eq!(ev.action, "grant.failed");
+    }
+
+    #[test]
+    fn a_provisioning_grant_cannot_expire_and_a_revoked_one_accepts_nothing() {
+        let at = Timestamp::from_unix_millis(2_000);
+        assert!(provisioning().apply(GrantCommand::Expire, at).is_err());
+        let (g, _) = provisioning()
+            .apply(
+                GrantCommand::Revoke {
+                    actor: "a".into(),
+                    reason: "r".into(),
+                },
+                at,
+            )
+            .unwrap();
+        let (g, _) = g.apply(GrantCommand::ConfirmRevoked, at).unwrap();
+        for cmd in [
+            GrantCommand::Expire,
+            GrantCommand::ConfirmRevoked,
+            GrantCommand::Revoke {
+                actor: "a".into(),
+                reason: "r".into(),
+            },
+            GrantCommand::Activate {
+                handle: None,
+                credential_fingerprint: None,
+            },
+        ] {
+            assert_eq!(
+                g.apply(cmd, at).unwrap_err().code(),
+                "grant.invalid_transition"
+            );
+        }
+    }
+}

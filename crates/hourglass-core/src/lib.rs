@@ -1,0 +1,32 @@
+//! Hourglass core: the domain of just-in-time access, with no I/O.
+//!
+//! This crate owns the words of the design (principals, entitlements, requests, approvals,
+//! grants, audit events), the pure state machines that move requests and grants between their
+//! states, the engine use cases that combine them, and the ports that the rest of Hourglass
+//! implements (`Store`, `Connector`, `PolicyDecider`, `Clock`, `Wake`). It knows nothing of
+//! HTTP, SQL or Cedar syntax; a CI check keeps I/O crates out of its dependency tree.
+//!
+//! Invariants kept here:
+//! - every state change is returned together with its audit records, and the engine hands both
+//!   to the store in one [`store::Commit`], so they are written in one transaction;
+//! - every grant has an end (`expires_at`), bounded by its entitlement's maximum duration;
+//! - nobody approves their own request, and a request needs its quorum of distinct approvers.
+
+pub mod audit;
+pub mod backoff;
+pub mod catalog;
+pub mod clock;
+pub mod connector;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod grant;
+pub mod id;
+pub mod job;
+pub mod policy;
+pub mod request;
+pub mod store;
+
+pub use clock::{Clock, Timestamp};
+pub use duration::GrantDuration;
+pub use error::{Error, Result};

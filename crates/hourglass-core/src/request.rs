@@ -1,0 +1,325 @@
+//! Requests and their state machine.
+//!
+//! ```text
+//! pending ──approve (quorum)──▶ approved ──grant created──▶ fulfilled
+//!    │ └─deny──▶ denied           └─cancel / fail──▶ cancelled / failed
+//!    ├─cancel──▶ cancelled
+//!    └─decide_by passed──▶ expired
+//! ```
+//! [`Request::apply`] is pure: it returns the new request and the audit record of the change,
+//! or an error for an illegal transition. Terminal states accept nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    id::{EntitlementId, GrantId, PrincipalId, RequestId},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Fulfilled,
+    Denied,
+    Cancelled,
+    Expired,
+    Failed,
+}
+
+impl RequestState {
+    pub const ALL: [RequestState; 7] = [
+        RequestState::Pending,
+        RequestState::Approved,
+        RequestState::Fulfilled,
+        RequestState::Denied,
+        RequestState::Cancelled,
+        RequestState::Expired,
+        RequestState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Fulfilled => "fulfilled",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
+            RequestState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RequestState::Pending | RequestState::Approved)
+    }
+}
+
+/// A request for an entitlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    pub requester: PrincipalId,
+    pub entitlement: EntitlementId,
+    pub duration: GrantDuration,
+    pub reason: String,
+    pub ticket: Option<String>,
+    pub state: RequestState,
+    /// Why it reached its state (deny reason, cancel note, failure).
+    pub state_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// A pending request expires at this moment if nobody decided.
+    pub decide_by: Timestamp,
+    /// The hash of the policy set that judged eligibility.
+    pub policy_hash: String,
+    pub grant_id: Option<GrantId>,
+    /// Optimistic-concurrency version as read from the store (0 = not stored yet).
+    pub version: i64,
+}
+
+/// A change to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestCommand {
+    /// The quorum is reached (by people or by an `AutoApprove` policy).
+    Approve {
+        actor: String,
+    },
+    Deny {
+        actor: PrincipalId,
+        reason: String,
+    },
+    Cancel {
+        actor: PrincipalId,
+        note: Option<String>,
+    },
+    /// Nobody decided before `decide_by`.
+    Expire,
+    /// The grant exists now.
+    Fulfil {
+        grant_id: GrantId,
+    },
+    Fail {
+        reason: String,
+    },
+}
+
+impl Request {
+    /// Applies a command, returning the new request and the audit record, or why not.
+    pub fn apply(&self, cmd: RequestCommand, at: Timestamp) -> Result<(Request, AuditRecord)> {
+        use RequestState::*;
+        let (to, actor, action, reason, grant) = match cmd {
+            RequestCommand::Approve { actor } if self.state == Pending => {
+                (Approved, actor, "request.approved", None, None)
+            }
+            RequestCommand::Deny { actor, reason } if self.state == Pending => (
+                Denied,
+                actor.to_string(),
+                "request.denied",
+                Some(reason),
+                None,
+            ),
+            RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => (
+                Cancelled,
+                actor.to_string(),
+                "request.cancelled",
+                note,
+                None,
+            ),
+            RequestCommand::Expire if self.state == Pending => (
+                Expired,
+                "system".to_owned(),
+                "request.expired",
+                Some("no decision before the deadline".to_owned()),
+                None,
+            ),
+            RequestCommand::Fulfil { grant_id } if self.state == Approved => (
+                Fulfilled,
+                "system".to_owned(),
+                "request.fulfilled",
+                None,
+                Some(grant_id),
+            ),
+            RequestCommand::Fail { reason } if self.state == Approved => (
+                Failed,
+                "system".to_owned(),
+                "request.failed",
+                Some(reason),
+                None,
+            ),
+            cmd => {
+                return Err(Error::conflict(
+                    "request.invalid_transition",
+                    format!(
+                        "request {} is {}; {} is not possible",
+                        self.id,
+                        self.state.as_str(),
+                        command_name(&cmd)
+                    ),
+                ));
+            }
+        };
+        let mut next = self.clone();
+        next.state = to;
+        next.updated_at = at;
+        if reason.is_some() {
+            next.state_reason.clone_from(&reason);
+        }
+        if grant.is_some() {
+            next.grant_id.clone_from(&grant);
+        }
+        let mut record = AuditRecord::new(at, actor, action, self.id.as_str())
+            .with("from", self.state.as_str())
+            .with("to", to.as_str());
+        if let Some(r) = reason {
+            record = record.with("reason", r);
+        }
+        if let Some(g) = grant {
+            record = record.with("grant", g);
+        }
+        Ok((next, record))
+    }
+}
+
+fn command_name(cmd: &RequestCommand) -> &'static str {
+    match cmd {
+        RequestCommand::Approve { .. } => "approve",
+        RequestCommand::Deny { .. } => "deny",
+        RequestCommand::Cancel { .. } => "cancel",
+        RequestCommand::Expire => "expire",
+        RequestCommand::Fulfil { .. } => "fulfil",
+        RequestCommand::Fail { .. } => "fail",
+    }
+}
+
+/// Who decided: a person, or policy with no human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalVia {
+    Human,
+    Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    Deny,
+}
+
+/// One decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub request_id: RequestId,
+    /// The approver's name, or `policy` for an automatic approval.
+    pub approver: String,
+    pub verdict: Verdict,
+    pub via: ApprovalVia,
+    /// The policies that determined the decision (the approver's `Approve` permission, or the
+    /// `AutoApprove` policies).
+    pub policy_ids: Vec<String>,
+    pub policy_hash: String,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn pending() -> Request {
+        let at = Timestamp::from_unix_millis(1_000);
+        Request {
+            id: RequestId::generate(at).unwrap(),
+            requester: PrincipalId::new("alice").unwrap(),
+            entitlement: EntitlementId::new("demo/x").unwrap(),
+            duration: GrantDuration::from_secs(600),
+            reason: "r".into(),
+            ticket: None,
+            state: RequestState::Pending,
+            state_reason: None,
+            created_at: at,
+            updated_at: at,
+            decide_by: at.plus_millis(1000),
+            policy_hash: "h".into(),
+            grant_id: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn legal_path_to_fulfilled() {
+        let at = Timestamp::from_unix_millis(2_000);
+        let (r, ev) = pending()
+            .apply(
+                RequestCommand::Approve {
+                    actor: "bob".into(),
+                },
+                at,
+            )
+            .unwrap();
+        assert_eq!(r.state, RequestState::Approved);
+        assert_eq!(ev.action, "request.approved");
+        let g = GrantId::generate(at).unwrap();
+        let (r, ev) = r
+            .apply(
+                RequestCommand::Fulfil {
+                    grant_id: g.clone(),
+                },
+                at,
+            )
+            .unwrap();
+        assert_eq!(r.state, RequestState::Fulfilled);
+        assert_eq!(r.grant_id, Some(g));
+        assert!(ev.details.iter().any(|(k, _)| k == "grant"));
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        let at = Timestamp::from_unix_millis(2_000);
+        let bob = PrincipalId::new("bob").unwrap();
+        let (cancelled, _) = pending()
+            .apply(
+                RequestCommand::Cancel {
+                    actor: bob.clone(),
+                    note: None,
+                },
+                at,
+            )
+            .unwrap();
+        for cmd in [
+            RequestCommand::Approve {
+                actor: "bob".into(),
+            },
+            RequestCommand::Deny {
+                actor: bob.clone(),
+                reason: "x".into(),
+            },
+            RequestCommand::Expire,
+            RequestCommand::Cancel {
+                actor: bob,
+                note: None,
+            },
+        ] {
+            let err = cancelled.apply(cmd, at).unwrap_err();
+            assert_eq!(err.code(), "request.invalid_transition");
+        }
+    }
+
+    #[test]
+    fn only_pending_requests_expire() {
+        let at = Timestamp::from_unix_millis(2_000);
+        let (approved, _) = pending()
+            .apply(RequestCommand::Approve { actor: "p".into() }, at)
+            .unwrap();
+        assert!(approved.apply(RequestCommand::Expire, at).is_err());
+        let (expired, _) = pending().apply(RequestCommand::Expire, at).unwrap();
+        assert_eq!(expired.state, RequestState::Expired);
+    }
+}

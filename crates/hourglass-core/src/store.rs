@@ -1,0 +1,144 @@
+//! The store port.
+//!
+//! Every change goes through [`Store::commit`]: one [`Commit`] holds the new and changed rows,
+//! the job changes and the audit records of one use case, and the store writes all of it in one
+//! transaction or none of it. Rows carry the version they were read at; a row changed by someone
+//! else since makes the whole commit fail with [`Error::StoreConflict`], and the engine re-reads
+//! and decides again. Job changes are fenced by their lease token. The store appends audit
+//! records to the chain (sequence, previous hash, hash) inside the same transaction.
+//!
+//! Reads that drive the workers are index-driven: the next due expiry, the next due job, the
+//! grants that are due now (bounded by `limit`). Nothing loads every grant.
+
+use async_trait::async_trait;
+
+use crate::{
+    Result, Timestamp,
+    audit::{AuditEvent, AuditRecord},
+    grant::{Grant, GrantState},
+    id::{GrantId, PrincipalId, RequestId},
+    job::{Job, JobAction},
+    request::{Approval, Request, RequestState},
+};
+
+/// A change to a job row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobChange {
+    /// Sets the grant's next action (inserting the row, or replacing the action of an existing
+    /// one). An existing lease is kept: a job in flight is not run twice at once.
+    Schedule {
+        grant_id: GrantId,
+        action: JobAction,
+        run_at: Timestamp,
+    },
+    /// The leased job is done: delete it, if it still holds `action` under our lease.
+    Complete {
+        grant_id: GrantId,
+        action: JobAction,
+        lease_token: String,
+    },
+    /// Releases our lease and sets when and what to run next.
+    Reschedule {
+        grant_id: GrantId,
+        lease_token: String,
+        action: JobAction,
+        run_at: Timestamp,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+}
+
+/// One unit of work: written whole or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// Inserted when `version == 0`, else updated if still at `version`.
+    pub requests: Vec<Request>,
+    pub approvals: Vec<Approval>,
+    /// Inserted when `version == 0`, else updated if still at `version`.
+    pub grants: Vec<Grant>,
+    pub jobs: Vec<JobChange>,
+    pub audit: Vec<AuditRecord>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+            && self.approvals.is_empty()
+            && self.grants.is_empty()
+            && self.jobs.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
+/// Which requests to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub state: Option<RequestState>,
+    pub requester: Option<PrincipalId>,
+    /// Only ids lower than this (the page before).
+    pub before: Option<RequestId>,
+    pub limit: u32,
+}
+
+/// Which grants to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    pub state: Option<GrantState>,
+    pub principal: Option<PrincipalId>,
+    pub before: Option<GrantId>,
+    pub limit: u32,
+}
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantCounts {
+    pub provisioning: u64,
+    pub active: u64,
+    pub revoking: u64,
+    /// Revoking grants whose revocation was due before the given moment.
+    pub overdue: u64,
+}
+
+/// Persistence for Hourglass. Implemented for SQLite (and PostgreSQL), with one conformance
+/// suite for all.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes a unit of work atomically; returns the last audit sequence number written.
+    async fn commit(&self, commit: Commit) -> Result<Option<u64>>;
+
+    async fn get_request(&self, id: &RequestId) -> Result<Option<Request>>;
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>>;
+    async fn list_approvals(&self, id: &RequestId) -> Result<Vec<Approval>>;
+    async fn get_grant(&self, id: &GrantId) -> Result<Option<Grant>>;
+    async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
+    async fn get_job(&self, grant_id: &GrantId) -> Result<Option<Job>>;
+
+    /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.
+    async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>>;
+    /// The earliest `expires_at` of an active grant.
+    async fn next_expiry(&self) -> Result<Option<Timestamp>>;
+    /// Pending requests whose `decide_by` passed, at most `limit`.
+    async fn due_request_deadlines(&self, now: Timestamp, limit: u32) -> Result<Vec<Request>>;
+    /// The earliest `decide_by` of a pending request.
+    async fn next_request_deadline(&self) -> Result<Option<Timestamp>>;
+
+    /// Leases up to `limit` jobs that are due and not leased (or whose lease ran out).
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Job>>;
+    /// When the next job becomes claimable.
+    async fn next_job_at(&self) -> Result<Option<Timestamp>>;
+    /// Drops every lease (at the start of the only process that uses this store).
+    async fn release_all_leases(&self) -> Result<u64>;
+
+    /// Audit events with `seq > after`, in order, at most `limit`.
+    async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+}
