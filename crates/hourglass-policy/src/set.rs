@@ -1,0 +1,322 @@
+//! A loaded, validated policy set and its scope index.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision as CedarDecision, Entities, Policy, PolicyId, PolicySet,
+    Request, ResourceConstraint, Schema, ValidationMode, Validator,
+};
+use hourglass_core::{
+    Error, Result,
+    policy::{Action, Decision, PolicyDecider, PolicyQuery},
+};
+use sha2::{Digest, Sha256};
+
+use crate::{SCHEMA, entities};
+
+/// One policy file's name and text.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub name: String,
+    pub text: String,
+}
+
+/// Why a policy set could not be loaded. Lists every problem found, with the file it is in.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid policy set:\n  {}", problems.join("\n  "))]
+pub struct PolicyError {
+    pub problems: Vec<String>,
+}
+
+impl PolicyError {
+    fn one(problem: impl Into<String>) -> Self {
+        PolicyError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+/// Where a policy can apply, by the resource in its scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum ResourceKey {
+    /// Unconstrained, or constrained by type only: may apply to any resource.
+    Any,
+    /// `resource == X` or `resource in X`: applies only to X and what is in X.
+    Uid(String),
+}
+
+/// A validated policy set, indexed by scope.
+pub struct PolicySetEngine {
+    schema: Schema,
+    all: PolicySet,
+    hash: String,
+    /// action → resource key → policies.
+    index: BTreeMap<Action, BTreeMap<ResourceKey, Vec<Policy>>>,
+    /// Group nesting known to Cedar: (group, parent groups).
+    groups: Vec<(String, Vec<String>)>,
+    slices: Mutex<HashMap<(Action, String), Arc<PolicySet>>>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for PolicySetEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySetEngine")
+            .field("hash", &self.hash)
+            .field("policies", &self.len())
+            .finish()
+    }
+}
+
+fn schema() -> std::result::Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _warnings)| s)
+        .map_err(|e| PolicyError::one(format!("schema: {e}")))
+}
+
+fn action_of(uid: &cedar_policy::EntityUid) -> Option<Action> {
+    let id = uid.id().unescaped();
+    Action::ALL.into_iter().find(|a| a.as_str() == id)
+}
+
+impl PolicySetEngine {
+    /// Parses, names and validates the sources. Every policy gets its `@id("…")` annotation as
+    /// its id, or `FILE#N` when it has none; ids must be unique.
+    pub fn load(
+        sources: &[PolicySource],
+        groups: Vec<(String, Vec<String>)>,
+    ) -> std::result::Result<Self, PolicyError> {
+        let schema = schema()?;
+        let mut problems = Vec::new();
+        let mut all = PolicySet::new();
+        for src in sources {
+            let parsed = match PolicySet::from_str(&src.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", src.name));
+                    continue;
+                }
+            };
+            if parsed.templates().next().is_some() {
+                problems.push(format!("{}: templates are not supported", src.name));
+            }
+            // PolicySet::from_str numbers policies policy0, policy1… in source order.
+            let mut policies: Vec<&Policy> = parsed.policies().collect();
+            policies.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
+            for (n, p) in policies.into_iter().enumerate() {
+                let id = p
+                    .annotation("id")
+                    .map_or_else(|| format!("{}#{n}", src.name), str::to_owned);
+                if let Err(e) = all.add(p.new_id(PolicyId::new(&id))) {
+                    problems.push(format!("{}: policy {id:?}: {e}", src.name));
+                }
+            }
+        }
+        if problems.is_empty() {
+            let result = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                problems.push(format!("policy {}: {e}", e.policy_id()));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PolicyError { problems });
+        }
+        let hash = hash_of(&all);
+        let mut index: BTreeMap<Action, BTreeMap<ResourceKey, Vec<Policy>>> = BTreeMap::new();
+        for p in all.policies() {
+            let actions: Vec<Action> = match p.action_constraint() {
+                ActionConstraint::Any => Action::ALL.to_vec(),
+                ActionConstraint::Eq(a) => action_of(&a).into_iter().collect(),
+                ActionConstraint::In(list) => list.iter().filter_map(action_of).collect(),
+            };
+            let key = match p.resource_constraint() {
+                ResourceConstraint::Eq(uid)
+                | ResourceConstraint::In(uid)
+                | ResourceConstraint::IsIn(_, uid) => ResourceKey::Uid(uid.to_string()),
+                ResourceConstraint::Any | ResourceConstraint::Is(_) => ResourceKey::Any,
+            };
+            for a in actions {
+                index
+                    .entry(a)
+                    .or_default()
+                    .entry(key.clone())
+                    .or_default()
+                    .push(p.clone());
+            }
+        }
+        Ok(PolicySetEngine {
+            schema,
+            all,
+            hash,
+            index,
+            groups,
+            slices: Mutex::new(HashMap::new()),
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// Reads every `*.cedar` file in `dir` (sorted by name).
+    pub fn load_dir(
+        dir: &std::path::Path,
+        groups: Vec<(String, Vec<String>)>,
+    ) -> std::result::Result<Self, PolicyError> {
+        Self::load(&read_dir(dir)?, groups)
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.policies().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The policy ids in the set, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.all.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// The policies that can apply to `action` on a resource with these ids (itself first,
+    /// then its ancestors).
+    fn slice(&self, action: Action, resource_uids: &[String]) -> Result<Arc<PolicySet>> {
+        let key = (action, resource_uids.first().cloned().unwrap_or_default());
+        let mut cache = self
+            .slices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = cache.get(&key) {
+            return Ok(Arc::clone(s));
+        }
+        let mut set = PolicySet::new();
+        if let Some(by_res) = self.index.get(&action) {
+            let keys = std::iter::once(ResourceKey::Any)
+                .chain(resource_uids.iter().cloned().map(ResourceKey::Uid));
+            for k in keys {
+                for p in by_res.get(&k).into_iter().flatten() {
+                    // A policy can sit under two keys only if two ancestors match; add once.
+                    if set.policy(p.id()).is_none() {
+                        set.add(p.clone())
+                            .map_err(|e| Error::internal(format!("policy slice: {e}")))?;
+                    }
+                }
+            }
+        }
+        let set = Arc::new(set);
+        cache.insert(key, Arc::clone(&set));
+        Ok(set)
+    }
+
+    /// Decides with the whole set, for comparison in tests and benchmarks.
+    pub fn decide_unsliced(&self, q: PolicyQuery<'_>) -> Result<Decision> {
+        self.evaluate(&self.all, q)
+    }
+
+    fn evaluate(&self, set: &PolicySet, q: PolicyQuery<'_>) -> Result<Decision> {
+        let principal = entities::principal_entity(q.principal)?;
+        let resource = entities::entitlement_entity(q.entitlement)?;
+        let mut list = vec![principal, resource];
+        if let Some(r) = &q.context.requester
+            && r.id != q.principal.id
+        {
+            list.push(entities::principal_entity(r)?);
+        }
+        list.extend(entities::group_entities(&self.groups)?);
+        let ents = Entities::from_entities(list, Some(&self.schema))
+            .map_err(|e| Error::internal(format!("cedar entities: {e}")))?;
+        let request = Request::new(
+            entities::principal_uid(q.principal)?,
+            entities::action_uid(q.action)?,
+            entities::entitlement_uid(q.entitlement)?,
+            entities::context(q.context, q.action)?,
+            Some(&self.schema),
+        )
+        .map_err(|e| Error::internal(format!("cedar request: {e}")))?;
+        let response = self.authorizer.is_authorized(&request, set, &ents);
+        let mut policy_ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        policy_ids.sort();
+        Ok(Decision {
+            allowed: response.decision() == CedarDecision::Allow,
+            policy_ids,
+            policy_hash: self.hash.clone(),
+            errors: response
+                .diagnostics()
+                .errors()
+                .map(ToString::to_string)
+                .collect(),
+        })
+    }
+}
+
+impl PolicyDecider for PolicySetEngine {
+    fn decide(&self, q: PolicyQuery<'_>) -> Result<Decision> {
+        let mut uids = vec![entities::entitlement_uid(q.entitlement)?.to_string()];
+        for p in &q.entitlement.profiles {
+            uids.push(entities::uid("Profile", p)?.to_string());
+        }
+        let slice = self.slice(q.action, &uids)?;
+        self.evaluate(&slice, q)
+    }
+
+    fn policy_hash(&self) -> String {
+        self.hash.clone()
+    }
+}
+
+/// SHA-256 over the policies sorted by id: each id and its text, length-prefixed.
+fn hash_of(set: &PolicySet) -> String {
+    let mut items: Vec<(String, String)> = set
+        .policies()
+        .map(|p| (p.id().to_string(), p.to_string()))
+        .collect();
+    items.sort();
+    let mut h = Sha256::new();
+    for (id, text) in items {
+        for part in [id, text] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+fn read_dir(dir: &std::path::Path) -> std::result::Result<Vec<PolicySource>, PolicyError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| PolicyError::one(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(PolicyError::one(format!(
+            "{}: no .cedar policy files",
+            dir.display()
+        )));
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| PolicyError::one(format!("{}: {e}", p.display())))?;
+            let name = p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            Ok(PolicySource { name, text })
+        })
+        .collect()
+}

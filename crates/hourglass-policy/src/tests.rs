@@ -1,0 +1,236 @@
+use hourglass_core::{
+    GrantDuration,
+    catalog::{Entitlement, Principal, PrincipalKind, PrincipalStatus, Risk},
+    id::{EntitlementId, PrincipalId, TargetId},
+    policy::{Action, DecisionContext, PolicyDecider, PolicyQuery},
+};
+use proptest::prelude::*;
+
+use crate::{PolicySetEngine, PolicySource};
+
+fn principal(name: &str, groups: &[&str]) -> Principal {
+    Principal {
+        id: PrincipalId::new(name).unwrap(),
+        kind: PrincipalKind::Human,
+        owner: None,
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        status: PrincipalStatus::Active,
+    }
+}
+
+fn entitlement(id: &str, profiles: &[&str]) -> Entitlement {
+    let id = EntitlementId::new(id).unwrap();
+    Entitlement {
+        target: TargetId::new(id.target()).unwrap(),
+        id,
+        description: String::new(),
+        risk: Risk::Medium,
+        default_duration: GrantDuration::from_secs(900),
+        max_duration: GrantDuration::from_secs(3600),
+        approvals_required: 1,
+        profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
+        params: serde_json::Value::Null,
+    }
+}
+
+fn load(text: &str) -> PolicySetEngine {
+    PolicySetEngine::load(
+        &[PolicySource {
+            name: "t.cedar".into(),
+            text: text.into(),
+        }],
+        vec![],
+    )
+    .unwrap()
+}
+
+fn ctx(duration_secs: u64) -> DecisionContext {
+    DecisionContext {
+        duration_secs,
+        weekday: "Monday".into(),
+        ..DecisionContext::default()
+    }
+}
+
+const DEMO: &str = r#"
+@id("requesters-may-request")
+permit(principal in Hourglass::Group::"requesters", action == Hourglass::Action::"Request", resource);
+
+@id("read-logs-auto-1h")
+permit(principal in Hourglass::Group::"requesters", action == Hourglass::Action::"AutoApprove",
+       resource == Hourglass::Entitlement::"demo/read-logs")
+when { context.duration_secs <= 3600 };
+
+@id("approvers-approve")
+permit(principal in Hourglass::Group::"approvers", action == Hourglass::Action::"Approve", resource);
+
+@id("no-agents-approve")
+forbid(principal, action == Hourglass::Action::"Approve", resource)
+when { principal.kind == "agent" };
+"#;
+
+#[test]
+fn decisions_name_their_policies_and_hash() {
+    let p = load(DEMO);
+    let alice = principal("alice", &["requesters"]);
+    let logs = entitlement("demo/read-logs", &[]);
+    let d = p
+        .decide(PolicyQuery {
+            action: Action::AutoApprove,
+            principal: &alice,
+            entitlement: &logs,
+            context: &ctx(1800),
+        })
+        .unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.policy_ids, vec!["read-logs-auto-1h".to_owned()]);
+    assert!(d.policy_hash.starts_with("sha256:"));
+    let d = p
+        .decide(PolicyQuery {
+            action: Action::AutoApprove,
+            principal: &alice,
+            entitlement: &logs,
+            context: &ctx(7200),
+        })
+        .unwrap();
+    assert!(!d.allowed, "over an hour is not auto-approved");
+    let admin = entitlement("demo/ops-admin", &[]);
+    let d = p
+        .decide(PolicyQuery {
+            action: Action::AutoApprove,
+            principal: &alice,
+            entitlement: &admin,
+            context: &ctx(60),
+        })
+        .unwrap();
+    assert!(!d.allowed);
+}
+
+#[test]
+fn forbid_wins_and_is_named() {
+    let p = load(DEMO);
+    let mut bot = principal("support-bot", &["approvers"]);
+    bot.kind = PrincipalKind::Agent;
+    bot.owner = Some("alice".into());
+    let mut c = ctx(60);
+    c.requester = Some(principal("alice", &["requesters"]));
+    let d = p
+        .decide(PolicyQuery {
+            action: Action::Approve,
+            principal: &bot,
+            entitlement: &entitlement("demo/x", &[]),
+            context: &c,
+        })
+        .unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.policy_ids, vec!["no-agents-approve".to_owned()]);
+}
+
+#[test]
+fn the_hash_changes_with_the_policies() {
+    let a = load(DEMO);
+    let b = load(&DEMO.replace("3600", "1800"));
+    assert_ne!(a.policy_hash(), b.policy_hash());
+    assert_eq!(a.policy_hash(), load(DEMO).policy_hash());
+}
+
+#[test]
+fn schema_violations_and_syntax_errors_name_the_file() {
+    let bad_attr = r#"permit(principal, action == Hourglass::Action::"Request", resource) when { principal.nope == 1 };"#;
+    let err = PolicySetEngine::load(
+        &[PolicySource {
+            name: "bad.cedar".into(),
+            text: bad_attr.into(),
+        }],
+        vec![],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("bad.cedar#0"), "{err}");
+    let syntax = "permit(principal, action, resource";
+    let err = PolicySetEngine::load(
+        &[PolicySource {
+            name: "syn.cedar".into(),
+            text: syntax.into(),
+        }],
+        vec![],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("syn.cedar"), "{err}");
+    let dup = r#"@id("x") permit(principal, action, resource); @id("x") permit(principal, action, resource);"#;
+    assert!(
+        PolicySetEngine::load(
+            &[PolicySource {
+                name: "d.cedar".into(),
+                text: dup.into()
+            }],
+            vec![]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn nested_groups_are_followed() {
+    let p = PolicySetEngine::load(
+        &[PolicySource { name: "g.cedar".into(), text: r#"permit(principal in Hourglass::Group::"eng", action == Hourglass::Action::"Request", resource);"#.into() }],
+        vec![("oncall".into(), vec!["eng".into()])],
+    )
+    .unwrap();
+    let d = p
+        .decide(PolicyQuery {
+            action: Action::Request,
+            principal: &principal("carol", &["oncall"]),
+            entitlement: &entitlement("demo/x", &[]),
+            context: &ctx(60),
+        })
+        .unwrap();
+    assert!(d.allowed);
+}
+
+/// One random policy: effect, action, resource scope, and a duration condition.
+fn arb_policy() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        prop::option::of(0usize..3),
+        prop_oneof![Just(None), (0usize..6).prop_map(Some)],
+        prop_oneof![Just(0u8), Just(1u8), Just(2u8)],
+        prop::option::of(1u64..7200),
+    )
+        .prop_map(|(permit, action, ent, scope, max)| {
+            let effect = if permit { "permit" } else { "forbid" };
+            let action = match action {
+                None => "action".to_owned(),
+                Some(i) => format!(
+                    "action == Hourglass::Action::\"{}\"",
+                    [Action::Request, Action::AutoApprove, Action::Administer][i].as_str()
+                ),
+            };
+            let resource = match (ent, scope) {
+                (None, _) => "resource".to_owned(),
+                (Some(i), 0) => format!("resource == Hourglass::Entitlement::\"t/e{i}\""),
+                (Some(i), 1) => format!("resource in Hourglass::Profile::\"p{}\"", i % 3),
+                (Some(_), _) => "resource is Hourglass::Entitlement".to_owned(),
+            };
+            let cond = max.map_or(String::new(), |m| {
+                format!(" when {{ context.duration_secs <= {m} }}")
+            });
+            format!("{effect}(principal, {action}, {resource}){cond};")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The sliced evaluation gives the whole set's answer, with the same determining policies.
+    #[test]
+    fn slices_decide_like_the_whole_set(policies in prop::collection::vec(arb_policy(), 1..40), dur in 60u64..7200) {
+        let engine = load(&policies.join("\n"));
+        let who = principal("alice", &["requesters"]);
+        for i in 0..6 {
+            let ent = entitlement(&format!("t/e{i}"), &[["p0", "p1", "p2"][i % 3]]);
+            for action in [Action::Request, Action::AutoApprove, Action::Administer, Action::Extend] {
+                let q = PolicyQuery { action, principal: &who, entitlement: &ent, context: &ctx(dur) };
+                prop_assert_eq!(engine.decide(q).unwrap(), engine.decide_unsliced(q).unwrap());
+            }
+        }
+    }
+}
