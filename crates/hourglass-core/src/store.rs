@@ -37,14 +37,21 @@ pub enum JobChange {
         action: JobAction,
         lease_token: String,
     },
-    /// Releases our lease and sets when and what to run next.
+    /// Releases our lease and sets when and what to run next, if the job still holds
+    /// `from_action` under our lease.
     Reschedule {
         grant_id: GrantId,
         lease_token: String,
+        from_action: JobAction,
         action: JobAction,
         run_at: Timestamp,
         attempts: u32,
         last_error: Option<String>,
+    },
+    /// Gives up our lease without changing the job (someone changed it under us).
+    Release {
+        grant_id: GrantId,
+        lease_token: String,
     },
 }
 

@@ -349,6 +349,7 @@ impl Engine {
         commit.jobs.push(JobChange::Reschedule {
             grant_id: stale.id.clone(),
             lease_token: token.to_owned(),
+            from_action: JobAction::Revoke,
             action: JobAction::Revoke,
             run_at: self.clock.now(),
             attempts: 0,
@@ -371,6 +372,7 @@ impl Engine {
             jobs: vec![JobChange::Reschedule {
                 grant_id: grant.id.clone(),
                 lease_token: token.to_owned(),
+                from_action: JobAction::Provision,
                 action: JobAction::Revoke,
                 run_at: now,
                 attempts: 0,
@@ -459,6 +461,7 @@ impl Engine {
             jobs: vec![JobChange::Reschedule {
                 grant_id: grant.id.clone(),
                 lease_token: token.to_owned(),
+                from_action: job.action,
                 action: job.action,
                 run_at: retry_at,
                 attempts: attempt,
@@ -483,15 +486,44 @@ impl Engine {
         .await
     }
 
-    /// Commits a job's outcome; a lost lease or a changed row means someone else took over.
+    /// Commits a job's outcome. If the job or grant changed under us (a revoke replaced the
+    /// action, or the lease was lost), the outcome is dropped and our lease, if still ours, is
+    /// released so that the new action runs now rather than when the lease would run out.
     async fn finish(&self, commit: Commit, outcome: JobOutcome) -> Result<JobOutcome> {
-        match self.commit(commit).await {
-            Ok(_) => {
-                self.wake.jobs_changed();
-                Ok(outcome)
+        let lease = commit.jobs.iter().find_map(|j| match j {
+            JobChange::Complete {
+                grant_id,
+                lease_token,
+                ..
             }
-            Err(Error::StoreConflict) => Ok(JobOutcome::Superseded),
+            | JobChange::Reschedule {
+                grant_id,
+                lease_token,
+                ..
+            } => Some((grant_id.clone(), lease_token.clone())),
+            _ => None,
+        });
+        let result = match self.commit(commit).await {
+            Ok(_) => Ok(outcome),
+            Err(Error::StoreConflict) => {
+                if let Some((grant_id, lease_token)) = lease {
+                    let release = Commit {
+                        jobs: vec![JobChange::Release {
+                            grant_id,
+                            lease_token,
+                        }],
+                        ..Commit::default()
+                    };
+                    match self.commit(release).await {
+                        Ok(_) | Err(Error::StoreConflict) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(JobOutcome::Superseded)
+            }
             Err(e) => Err(e),
-        }
+        };
+        self.wake.jobs_changed();
+        result
     }
 }

@@ -1,0 +1,421 @@
+//! The store contract, checked against each backend. Every test runs on a fresh database.
+
+use hourglass_core::{
+    Error, GrantDuration, Timestamp,
+    audit::{AuditRecord, ChainVerifier},
+    grant::{Grant, GrantState},
+    id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+    job::JobAction,
+    request::{Request, RequestState},
+    store::{Commit, GrantFilter, JobChange, Store},
+};
+
+use crate::SqliteStore;
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hg.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    (dir, store)
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(ms)
+}
+
+fn request(at: i64) -> Request {
+    Request {
+        id: RequestId::generate(t(at)).unwrap(),
+        requester: PrincipalId::new("alice").unwrap(),
+        entitlement: EntitlementId::new("demo/x").unwrap(),
+        duration: GrantDuration::from_secs(600),
+        reason: "r".into(),
+        ticket: None,
+        state: RequestState::Fulfilled,
+        state_reason: None,
+        created_at: t(at),
+        updated_at: t(at),
+        decide_by: t(at + 1000),
+        policy_hash: "h".into(),
+        grant_id: None,
+        version: 0,
+    }
+}
+
+fn grant(req: &Request, expires: i64) -> Grant {
+    Grant {
+        id: GrantId::generate(req.created_at).unwrap(),
+        request_id: req.id.clone(),
+        principal: req.requester.clone(),
+        entitlement: req.entitlement.clone(),
+        target: TargetId::new("demo").unwrap(),
+        state: GrantState::Active,
+        starts_at: req.created_at,
+        expires_at: t(expires),
+        created_at: req.created_at,
+        activated_at: Some(req.created_at),
+        revoke_due_at: None,
+        ended_at: None,
+        end_reason: None,
+        handle: Some(serde_json::json!({"name": "hg_x"})),
+        credential_fingerprint: None,
+        version: 0,
+    }
+}
+
+fn ev(action: &str) -> AuditRecord {
+    AuditRecord::new(t(1), "tester", action, "s").with("k", "v")
+}
+
+async fn audit_len(s: &SqliteStore) -> usize {
+    s.audit_after(0, 10_000).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_commit_is_all_or_nothing() {
+    let (_d, s) = fresh().await;
+    let r = request(10);
+    s.commit(Commit {
+        requests: vec![r.clone()],
+        audit: vec![ev("a")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    // A stale version in the same commit as a new grant and an audit record: none of it lands.
+    let stale = r.clone();
+    let g = grant(&r, 5_000);
+    let err = s
+        .commit(Commit {
+            requests: vec![stale],
+            grants: vec![g.clone()],
+            audit: vec![ev("b")],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::StoreConflict);
+    assert_eq!(audit_len(&s).await, 1);
+    assert!(s.get_grant(&g.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn versions_detect_concurrent_updates() {
+    let (_d, s) = fresh().await;
+    let r = request(10);
+    s.commit(Commit {
+        requests: vec![r.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let read_a = s.get_request(&r.id).await.unwrap().unwrap();
+    let read_b = read_a.clone();
+    assert_eq!(read_a.version, 1);
+    let mut a = read_a;
+    a.state_reason = Some("first".into());
+    s.commit(Commit {
+        requests: vec![a],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let mut b = read_b;
+    b.state_reason = Some("second".into());
+    assert_eq!(
+        s.commit(Commit {
+            requests: vec![b],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err(),
+        Error::StoreConflict
+    );
+    let now = s.get_request(&r.id).await.unwrap().unwrap();
+    assert_eq!(now.state_reason.as_deref(), Some("first"));
+    assert_eq!(now.version, 2);
+}
+
+#[tokio::test]
+async fn rows_round_trip() {
+    let (_d, s) = fresh().await;
+    let mut r = request(10);
+    r.ticket = Some("HD-1".into());
+    let g = grant(&r, 5_000);
+    r.grant_id = Some(g.id.clone());
+    s.commit(Commit {
+        requests: vec![r.clone()],
+        grants: vec![g.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let back = s.get_request(&r.id).await.unwrap().unwrap();
+    assert_eq!(back, Request { version: 1, ..r });
+    let gb = s.get_grant(&g.id).await.unwrap().unwrap();
+    assert_eq!(
+        gb,
+        Grant {
+            version: 1,
+            ..g.clone()
+        }
+    );
+    let listed = s
+        .list_grants(&GrantFilter {
+            state: Some(GrantState::Active),
+            limit: 10,
+            ..GrantFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let none = s
+        .list_grants(&GrantFilter {
+            state: Some(GrantState::Revoked),
+            limit: 10,
+            ..GrantFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn expiries_come_from_the_index_in_order_and_bounded() {
+    let (_d, s) = fresh().await;
+    let mut commit = Commit::default();
+    for (i, exp) in [3_000, 1_000, 2_000, 9_000].into_iter().enumerate() {
+        let r = request(10 + i as i64);
+        commit.grants.push(grant(&r, exp));
+        commit.requests.push(r);
+    }
+    s.commit(commit).await.unwrap();
+    assert_eq!(s.next_expiry().await.unwrap(), Some(t(1_000)));
+    let due = s.due_expiries(t(2_500), 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|g| g.expires_at).collect::<Vec<_>>(),
+        vec![t(1_000), t(2_000)]
+    );
+    assert_eq!(s.due_expiries(t(10_000), 3).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn job_leases_fence_every_change() {
+    let (_d, s) = fresh().await;
+    let r = request(10);
+    let g = grant(&r, 5_000);
+    let sched = JobChange::Schedule {
+        grant_id: g.id.clone(),
+        action: JobAction::Provision,
+        run_at: t(100),
+    };
+    s.commit(Commit {
+        requests: vec![r],
+        grants: vec![g.clone()],
+        jobs: vec![sched],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.claim_jobs(t(50), "w1", t(1_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let jobs = s.claim_jobs(t(100), "w1", t(1_000), 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let token = jobs[0].lease.clone().unwrap().token;
+    assert!(
+        s.claim_jobs(t(500), "w2", t(2_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    assert_eq!(s.next_job_at().await.unwrap(), Some(t(1_000)));
+
+    // A revoke replaces the action but keeps the lease: the provisioner's completion no longer
+    // matches, and the revoke cannot start while the lease is held.
+    let revoke = JobChange::Schedule {
+        grant_id: g.id.clone(),
+        action: JobAction::Revoke,
+        run_at: t(600),
+    };
+    s.commit(Commit {
+        jobs: vec![revoke],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let complete = JobChange::Complete {
+        grant_id: g.id.clone(),
+        action: JobAction::Provision,
+        lease_token: token.clone(),
+    };
+    assert_eq!(
+        s.commit(Commit {
+            jobs: vec![complete],
+            audit: vec![ev("x")],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err(),
+        Error::StoreConflict
+    );
+    assert_eq!(audit_len(&s).await, 0);
+    assert!(
+        s.claim_jobs(t(700), "w2", t(2_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A wrong token changes nothing; the right one releases, and the revoke runs at once.
+    let bad = JobChange::Release {
+        grant_id: g.id.clone(),
+        lease_token: "nope".into(),
+    };
+    assert_eq!(
+        s.commit(Commit {
+            jobs: vec![bad],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err(),
+        Error::StoreConflict
+    );
+    s.commit(Commit {
+        jobs: vec![JobChange::Release {
+            grant_id: g.id.clone(),
+            lease_token: token,
+        }],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let jobs = s.claim_jobs(t(700), "w2", t(2_000), 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].action, JobAction::Revoke);
+
+    // An expired lease can be taken over; the old holder's token is then worthless.
+    let old = jobs[0].lease.clone().unwrap().token;
+    let taken = s.claim_jobs(t(2_000), "w3", t(3_000), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let late = JobChange::Complete {
+        grant_id: g.id.clone(),
+        action: JobAction::Revoke,
+        lease_token: old,
+    };
+    assert_eq!(
+        s.commit(Commit {
+            jobs: vec![late],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err(),
+        Error::StoreConflict
+    );
+    let new = taken[0].lease.clone().unwrap().token;
+    s.commit(Commit {
+        jobs: vec![JobChange::Complete {
+            grant_id: g.id.clone(),
+            action: JobAction::Revoke,
+            lease_token: new,
+        }],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert!(s.get_job(&g.id).await.unwrap().is_none());
+    assert_eq!(s.next_job_at().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn release_all_leases_makes_jobs_due_again() {
+    let (_d, s) = fresh().await;
+    let r = request(10);
+    let g = grant(&r, 5_000);
+    let sched = JobChange::Schedule {
+        grant_id: g.id.clone(),
+        action: JobAction::Revoke,
+        run_at: t(100),
+    };
+    s.commit(Commit {
+        requests: vec![r],
+        grants: vec![g],
+        jobs: vec![sched],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.claim_jobs(t(100), "w1", t(60_000), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.release_all_leases().await.unwrap(), 1);
+    assert_eq!(
+        s.claim_jobs(t(100), "w2", t(60_000), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_and_is_append_only() {
+    let (_d, s) = fresh().await;
+    for i in 0..5 {
+        let last = s
+            .commit(Commit {
+                audit: vec![ev(&format!("a{i}")), ev("b")],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(last, Some(2 * (i + 1)));
+    }
+    let events = s.audit_after(0, 100).await.unwrap();
+    let mut v = ChainVerifier::default();
+    for e in &events {
+        v.check(e).unwrap();
+    }
+    assert_eq!(v.checked(), 10);
+    assert_eq!(s.audit_after(8, 100).await.unwrap().len(), 2);
+    let err = sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+        .execute(&s.writer)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(
+        sqlx::query("DELETE FROM audit_events")
+            .execute(&s.writer)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn counts_include_overdue_revocations() {
+    let (_d, s) = fresh().await;
+    let r = request(10);
+    let mut g = grant(&r, 5_000);
+    g.state = GrantState::Revoking;
+    g.revoke_due_at = Some(t(5_000));
+    s.commit(Commit {
+        requests: vec![r],
+        grants: vec![g],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let c = s.grant_counts(t(4_000)).await.unwrap();
+    assert_eq!((c.revoking, c.overdue), (1, 0));
+    let c = s.grant_counts(t(6_000)).await.unwrap();
+    assert_eq!((c.revoking, c.overdue, c.active), (1, 1, 0));
+}
