@@ -1,1 +1,8 @@
+//! Hourglass connectors: one module per kind of target.
+//!
+//! Every connector implements [`hourglass_core::connector::Connector`]: idempotent operations
+//! keyed by the grant id, called only by workers from persisted jobs.
 
+pub mod exec;
+
+pub use exec::{ExecConfig, ExecConnector};
