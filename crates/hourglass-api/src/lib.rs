@@ -1,1 +1,167 @@
+//! Hourglass wire types: what the HTTP API accepts and returns, shared by the server and the
+//! typed client. Times are RFC 3339 strings, durations human (`30m`), ids prefixed (`req_…`).
+//! Errors are RFC 9457 `application/problem+json` with a stable `code` and the offending field.
 
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/requests`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// `target/name`.
+    pub entitlement: String,
+    /// `30m`, `2h`, `1h30m`; the entitlement's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// What the access is for.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/approve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/deny`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyBody {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /v1/grants/{id}/revoke`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// A principal name, or `policy` for an automatic approval.
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub verdict: String,
+    /// `human` or `policy`.
+    pub via: String,
+    /// The policies that determined the decision.
+    pub policy_ids: Vec<String>,
+    pub policy_hash: String,
+    pub comment: Option<String>,
+    pub at: String,
+}
+
+/// A request, with why it is where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: String,
+    pub requester: String,
+    pub entitlement: String,
+    pub duration: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// pending, approved, fulfilled, denied, cancelled, expired, failed.
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When a pending request expires undecided.
+    pub decide_by: String,
+    /// The policy set that judged eligibility.
+    pub policy_hash: String,
+    pub grant_id: Option<String>,
+    /// Present on single-request reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<Vec<ApprovalView>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantView>,
+}
+
+/// A grant: the elevated state in a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub id: String,
+    pub request_id: String,
+    pub principal: String,
+    pub entitlement: String,
+    pub target: String,
+    /// provisioning, active, revoking, revoked, failed.
+    pub state: String,
+    pub starts_at: String,
+    pub expires_at: String,
+    pub activated_at: Option<String>,
+    pub revoke_due_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    /// Whether the grant issued a credential (fetch it once from `/credential`).
+    pub credential_issued: bool,
+    pub credential_fingerprint: Option<String>,
+}
+
+/// `GET /v1/grants/{id}/credential`: shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialView {
+    pub grant_id: String,
+    pub credential: String,
+    pub expires_at: String,
+}
+
+/// A list of items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}
+
+/// One audit event, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    /// Ordered key/value pairs.
+    pub details: Vec<(String, String)>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `request.duration_exceeds_max`.
+    pub code: String,
+    /// The offending field of the input, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Correlates with the server log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// The media type of problems.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub principal: String,
+    pub kind: String,
+    pub groups: Vec<String>,
+}
