@@ -1,1 +1,339 @@
+//! The Hourglass server: configuration, wiring, the HTTP API and the workers.
+//!
+//! [`start`] checks the configuration, opens the store, builds the engine, binds the listener
+//! and starts the expiry scheduler and the job runner; [`Running::stop`] shuts everything down.
+//! Tests start it in-process on port 0 with a clock they control.
 
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod demo;
+mod http;
+pub mod metrics;
+mod problem;
+mod vault;
+mod views;
+mod workers;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use hourglass_connectors::ExecConnector;
+use hourglass_core::{
+    Clock,
+    backoff::Backoff,
+    catalog::{Catalog, Entitlement, Principal, Target},
+    connector::Connector,
+    engine::{Engine, EnginePorts, EngineSettings},
+    id::{EntitlementId, PrincipalId, TargetId},
+    store::Store,
+};
+use hourglass_policy::PolicySetEngine;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{
+    auth::TokenIndex, config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups,
+};
+
+/// Shared state of the HTTP handlers.
+pub struct App {
+    engine: Arc<Engine>,
+    tokens: TokenIndex,
+    metrics: Arc<Metrics>,
+    vault: Arc<CredentialVault>,
+    overdue_after_ms: i64,
+}
+
+/// Why the server could not start: every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start:\n  {}", problems.join("\n  "))]
+pub struct StartError {
+    pub problems: Vec<String>,
+}
+
+impl StartError {
+    fn one(p: impl Into<String>) -> Self {
+        StartError {
+            problems: vec![p.into()],
+        }
+    }
+}
+
+/// Checked pieces of a configuration, before anything is opened.
+pub struct Checked {
+    pub catalog: Catalog,
+    pub policy: PolicySetEngine,
+    pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
+    pub tokens: TokenIndex,
+}
+
+/// Validates a configuration completely (identities, targets, entitlements, policies) without
+/// opening the store or binding a port. `hourglass policy validate` uses it too.
+pub fn check(config: &Config) -> Result<Checked, StartError> {
+    let file = config.file_name();
+    let mut problems = Vec::new();
+    let mut principals = Vec::new();
+    let mut tokens = TokenIndex::default();
+    for (i, id) in config.identities.iter().enumerate() {
+        let key = format!("identities[{i}]");
+        match PrincipalId::new(id.name.clone()) {
+            Ok(pid) => {
+                for h in &id.token_sha256 {
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        problems.push(format!(
+                            "{file}: {key}.token_sha256: not a SHA-256 hex digest"
+                        ));
+                    } else if !tokens.insert(h, pid.clone()) {
+                        problems.push(format!(
+                            "{file}: {key}.token_sha256: the same token hash is given twice"
+                        ));
+                    }
+                }
+                principals.push(Principal {
+                    id: pid,
+                    kind: id.kind,
+                    owner: id.owner.clone(),
+                    groups: id.groups.clone(),
+                    status: id.status,
+                });
+            }
+            Err(e) => problems.push(format!("{file}: {key}.name: {e}")),
+        }
+    }
+    let mut targets = Vec::new();
+    let mut connectors: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    for (i, t) in config.targets.iter().enumerate() {
+        let key = format!("targets[{i}]");
+        let Ok(tid) = TargetId::new(t.name.clone())
+            .map_err(|e| problems.push(format!("{file}: {key}.name: {e}")))
+        else {
+            continue;
+        };
+        match (t.connector.as_str(), &t.exec) {
+            ("exec", Some(exec)) => {
+                let p = exec.problems();
+                if p.is_empty() {
+                    connectors.insert(tid.clone(), Arc::new(ExecConnector::new(exec.clone())));
+                } else {
+                    problems.extend(p.into_iter().map(|p| format!("{file}: {key}.exec.{p}")));
+                }
+            }
+            ("exec", None) => problems.push(format!(
+                "{file}: {key}.exec: an exec target needs grant and revoke commands"
+            )),
+            (other, _) => problems.push(format!(
+                "{file}: {key}.connector: unknown connector {other:?} (available: exec)"
+            )),
+        }
+        targets.push(Target {
+            id: tid,
+            connector: t.connector.clone(),
+        });
+    }
+    let mut entitlements = Vec::new();
+    for (i, e) in config.entitlements.iter().enumerate() {
+        let key = format!("entitlements[{i}]");
+        let Ok(eid) = EntitlementId::new(e.name.clone())
+            .map_err(|err| problems.push(format!("{file}: {key}.name: {err}")))
+        else {
+            continue;
+        };
+        if !e.name.contains('/') {
+            problems.push(format!("{file}: {key}.name: must be target/name"));
+            continue;
+        }
+        let Ok(target) = TargetId::new(eid.target())
+            .map_err(|err| problems.push(format!("{file}: {key}.name: {err}")))
+        else {
+            continue;
+        };
+        let params = serde_json::to_value(&e.params).unwrap_or(serde_json::Value::Null);
+        entitlements.push(Entitlement {
+            id: eid,
+            target,
+            description: e.description.clone(),
+            risk: e.risk,
+            default_duration: e.default_duration,
+            max_duration: e.max_duration,
+            approvals_required: e.approvals_required,
+            profiles: e.profiles.clone(),
+            params,
+        });
+    }
+    let catalog = Catalog::new(principals, targets, entitlements).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("{file}: {e}"))
+            .collect::<Vec<_>>()
+    });
+    let groups = config
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), g.member_of.clone()))
+        .collect();
+    let policy = PolicySetEngine::load_dir(&config.policy.dir, groups).map_err(|e| e.problems);
+    match (catalog, policy) {
+        (Ok(catalog), Ok(policy)) if problems.is_empty() => Ok(Checked {
+            catalog,
+            policy,
+            connectors,
+            tokens,
+        }),
+        (c, p) => {
+            problems.extend(c.err().unwrap_or_default());
+            problems.extend(
+                p.err()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| format!("policy: {e}")),
+            );
+            Err(StartError { problems })
+        }
+    }
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    store: Arc<dyn Store>,
+    _lock: Option<std::fs::File>,
+}
+
+impl Running {
+    /// Stops accepting, lets the workers finish their step, and returns.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs until `signal` completes, then stops.
+    pub async fn until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.stop().await;
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+/// The lock file that keeps a second process off the same SQLite database.
+fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StartError> {
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .filter(|p| !p.starts_with(':'))
+    else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    let lock_path = PathBuf::from(format!("{path}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StartError::one(format!("{}: {e}", lock_path.display())))?;
+    file.try_lock().map_err(|_| {
+        StartError::one(format!("{path} is in use by another Hourglass process (SQLite serves one process; use PostgreSQL for several)"))
+    })?;
+    Ok(Some(file))
+}
+
+/// Checks the configuration, opens everything and starts serving on `config.server.listen`.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
+    let checked = check(&config)?;
+    if config.server.demo && !config.server.listen.ip().is_loopback() {
+        return Err(StartError::one("demo mode listens on loopback only"));
+    }
+    let lock = lock_sqlite(&config.store.url)?;
+    let store = hourglass_store::open(&config.store.url)
+        .await
+        .map_err(|e| StartError::one(format!("store: {e:?}")))?;
+    if lock.is_some() {
+        // The only process on this database: leases of a previous, killed run are void.
+        let n = store
+            .release_all_leases()
+            .await
+            .map_err(|e| StartError::one(format!("store: {e:?}")))?;
+        if n > 0 {
+            tracing::warn!(jobs = n, "resuming jobs left in flight by a previous run");
+        }
+    }
+    let wake = Arc::new(Wakeups::default());
+    let vault = Arc::new(CredentialVault::default());
+    let s = &config.server;
+    let settings = EngineSettings {
+        pending_ttl: s.pending_ttl,
+        backoff: Backoff {
+            base_ms: s.retry_base.as_secs() * 1000,
+            cap_ms: s.retry_cap.as_secs() * 1000,
+        },
+        lease_ms: s.job_lease.as_millis(),
+        worker_id: format!("hourglass-{}", std::process::id()),
+    };
+    let engine = Engine::new(
+        EnginePorts {
+            store: Arc::clone(&store),
+            policy: Arc::new(checked.policy),
+            clock,
+            catalog: Arc::new(checked.catalog),
+            connectors: checked.connectors,
+            wake: Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>,
+            credentials: Arc::clone(&vault) as Arc<dyn hourglass_core::engine::CredentialSink>,
+        },
+        settings,
+    )
+    .map_err(|e| StartError::one(format!("{e:?}")))?;
+    let engine = Arc::new(engine);
+    let metrics = Arc::new(Metrics::default());
+    let app = Arc::new(App {
+        engine: Arc::clone(&engine),
+        tokens: checked.tokens,
+        metrics: Arc::clone(&metrics),
+        vault,
+        overdue_after_ms: s.overdue_after.as_millis(),
+    });
+    let listener = TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| StartError::one(format!("listen on {}: {e}", s.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::one(e.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = http::router(app);
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.changed().await;
+        };
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let sched = tokio::spawn(workers::scheduler(
+        Arc::clone(&engine),
+        Arc::clone(&wake),
+        stop_rx.clone(),
+    ));
+    let runner = tokio::spawn(workers::job_runner(
+        engine,
+        wake,
+        metrics,
+        s.job_concurrency,
+        stop_rx,
+    ));
+    tracing::info!(%addr, store = %hourglass_store::redact(&config.store.url), "hourglass serving");
+    Ok(Running {
+        addr,
+        stop: stop_tx,
+        tasks: vec![server, sched, runner],
+        store,
+        _lock: lock,
+    })
+}

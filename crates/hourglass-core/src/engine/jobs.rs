@@ -106,7 +106,7 @@ impl Engine {
     }
 
     async fn expire_one(&self, stale: &Grant) -> Result<bool> {
-        retry_on_conflict(async || {
+        retry_on_conflict(move || async move {
             let Some(g) = self.store.get_grant(&stale.id).await? else {
                 return Ok(false);
             };

@@ -207,7 +207,13 @@ impl Engine {
 }
 
 /// Runs `f` again after a store conflict, a bounded number of times.
-async fn retry_on_conflict<T>(mut f: impl AsyncFnMut() -> Result<T>) -> Result<T> {
+/// (A plain closure returning a future rather than an async closure: the futures of async
+/// closures cannot yet be shown to be `Send`, which the server's tasks need.)
+async fn retry_on_conflict<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let mut last = Error::StoreConflict;
     for _ in 0..CONFLICT_RETRIES {
         match f().await {

@@ -355,7 +355,8 @@ impl Engine {
                 "the comment is too long",
             ));
         }
-        let out = retry_on_conflict(async || {
+        let comment = &comment;
+        let out = retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
             let ent = self.entitlement_of(&req.entitlement)?;
             let now = self.clock.now();
@@ -468,7 +469,8 @@ impl Engine {
                 "the reason is too long",
             ));
         }
-        retry_on_conflict(async || {
+        let reason = &reason;
+        retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
             let ent = self.entitlement_of(&req.entitlement)?;
             let now = self.clock.now();
@@ -504,7 +506,7 @@ impl Engine {
     /// Withdraws a request that has not yet become a grant.
     #[instrument(skip_all, fields(request_id = %id, principal = %caller.principal.id))]
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request> {
-        retry_on_conflict(async || {
+        retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
             let now = self.clock.now();
             let own = caller.principal.id == req.requester;
@@ -566,7 +568,8 @@ impl Engine {
                 "the reason is too long",
             ));
         }
-        let out = retry_on_conflict(async || {
+        let reason = &reason;
+        let out = retry_on_conflict(move || async move {
             let grant = self.load_grant(id).await?;
             let now = self.clock.now();
             if caller.principal.id != grant.principal {

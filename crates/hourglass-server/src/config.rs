@@ -1,0 +1,398 @@
+//! Configuration: one typed struct, from defaults → TOML file → `HOURGLASS_SECTION__KEY`
+//! environment variables → command-line flags, validated once at start and passed down.
+//!
+//! Only variables with a `__` are configuration overrides (`HOURGLASS_STORE__URL`,
+//! `HOURGLASS_SERVER__LISTEN`); `HOURGLASS_SERVER` and `HOURGLASS_TOKEN` belong to the CLI
+//! client. Relative paths are resolved against the config file's directory. Invalid
+//! configuration fails with the file, the key and the reason.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use hourglass_connectors::ExecConfig;
+use hourglass_core::{
+    GrantDuration,
+    catalog::{PrincipalKind, PrincipalStatus, Risk},
+};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    #[serde(default)]
+    pub identities: Vec<IdentityConfig>,
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub entitlements: Vec<EntitlementConfig>,
+    /// Where the file was read from (not a key).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long a pending request waits for a decision.
+    #[serde(default = "default_pending_ttl")]
+    pub pending_ttl: GrantDuration,
+    /// A revocation still not confirmed this long after it was due counts as overdue.
+    #[serde(default = "default_overdue_after")]
+    pub overdue_after: GrantDuration,
+    /// First retry delay of a failed job, and the cap.
+    #[serde(default = "default_backoff_base")]
+    pub retry_base: GrantDuration,
+    #[serde(default = "default_backoff_cap")]
+    pub retry_cap: GrantDuration,
+    /// How long a worker holds a job before another may take it over.
+    #[serde(default = "default_lease")]
+    pub job_lease: GrantDuration,
+    /// How many connector calls run at once.
+    #[serde(default = "default_concurrency")]
+    pub job_concurrency: u32,
+    /// Set by `serve --demo`: loopback only, and loud about it.
+    #[serde(default)]
+    pub demo: bool,
+    /// Log format: `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            pending_ttl: default_pending_ttl(),
+            overdue_after: default_overdue_after(),
+            retry_base: default_backoff_base(),
+            retry_cap: default_backoff_cap(),
+            job_lease: default_lease(),
+            job_concurrency: default_concurrency(),
+            demo: false,
+            log_format: default_log_format(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8420))
+}
+fn default_pending_ttl() -> GrantDuration {
+    GrantDuration::from_secs(24 * 3600)
+}
+fn default_overdue_after() -> GrantDuration {
+    GrantDuration::from_secs(60)
+}
+fn default_backoff_base() -> GrantDuration {
+    GrantDuration::from_secs(1)
+}
+fn default_backoff_cap() -> GrantDuration {
+    GrantDuration::from_secs(300)
+}
+fn default_lease() -> GrantDuration {
+    GrantDuration::from_secs(120)
+}
+fn default_concurrency() -> u32 {
+    16
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative to the config file).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://hourglass.db".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Directory of `*.cedar` files (relative to the config file).
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            dir: default_policy_dir(),
+        }
+    }
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+
+/// A group, and the groups it is in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    #[serde(default, rename = "in")]
+    pub member_of: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub name: String,
+    pub kind: PrincipalKind,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub status: PrincipalStatus,
+    /// SHA-256 (hex) of each API token this identity may use. Tokens themselves are never
+    /// written to configuration.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    /// The connector kind: `exec`.
+    pub connector: String,
+    #[serde(default)]
+    pub exec: Option<ExecConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementConfig {
+    /// `target/name`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub risk: Risk,
+    pub default_duration: GrantDuration,
+    pub max_duration: GrantDuration,
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Connector parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A configuration problem: where, which key, why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads a file and applies environment overrides from `env` (name, value pairs).
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.clone(),
+            key: key.to_owned(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err("-", format!("cannot read: {e}")))?;
+        let mut value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(&error_key(&e), e.message().to_owned()))?;
+        apply_env(&mut value, env).map_err(|(k, r)| ConfigError {
+            file: "environment".into(),
+            key: k,
+            reason: r,
+        })?;
+        let mut config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(&error_key(&e), e.message().to_owned()))?;
+        config.source = Some(path.to_path_buf());
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.policy.dir.is_relative() {
+            self.policy.dir = base.join(&self.policy.dir);
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            self.store.url = format!("sqlite://{}", base.join(rest).display());
+        }
+        for t in &mut self.targets {
+            if let Some(exec) = &mut t.exec {
+                for cmd in [
+                    Some(&mut exec.grant),
+                    Some(&mut exec.revoke),
+                    exec.inspect.as_mut(),
+                    exec.discover.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if let Some(first) = cmd.first_mut()
+                        && (first.starts_with("./") || first.starts_with("../"))
+                    {
+                        *first = base.join(&*first).display().to_string();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The file name for messages.
+    pub fn file_name(&self) -> String {
+        self.source
+            .as_ref()
+            .map_or_else(|| "config".to_owned(), |p| p.display().to_string())
+    }
+}
+
+fn error_key(e: &toml::de::Error) -> String {
+    // The toml error message names the key where it can; the span is the best we have otherwise.
+    e.span()
+        .map_or_else(|| "-".to_owned(), |s| format!("at byte {}", s.start))
+}
+
+/// Applies `HOURGLASS_A__B=value` overrides: the path is lower-cased, the value parsed as a TOML
+/// value when it is one (number, boolean, array) and taken as a string otherwise.
+fn apply_env(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), (String, String)> {
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix("HOURGLASS_") else {
+            continue;
+        };
+        if !path.contains("__") {
+            continue;
+        }
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut table = &mut *root;
+        let (last, parents) = keys
+            .split_last()
+            .ok_or_else(|| (name.clone(), "empty key".to_owned()))?;
+        for k in parents {
+            let entry = table
+                .entry(k.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| {
+                (
+                    name.clone(),
+                    format!("{k} is not a table and cannot be overridden by key"),
+                )
+            })?;
+        }
+        table.insert(last.clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("hourglass.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_ignores_client_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "[store]\nurl = \"sqlite://a.db\"\n");
+        let env = vec![
+            (
+                "HOURGLASS_STORE__URL".to_owned(),
+                "sqlite:///tmp/b.db".to_owned(),
+            ),
+            (
+                "HOURGLASS_SERVER__JOB_CONCURRENCY".to_owned(),
+                "4".to_owned(),
+            ),
+            (
+                "HOURGLASS_SERVER".to_owned(),
+                "http://127.0.0.1:1".to_owned(),
+            ),
+            ("HOURGLASS_TOKEN".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::load(&p, env).unwrap();
+        assert_eq!(c.store.url, "sqlite:///tmp/b.db");
+        assert_eq!(c.server.job_concurrency, 4);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "");
+        let c = Config::load(&p, vec![]).unwrap();
+        assert_eq!(
+            c.store.url,
+            format!("sqlite://{}", dir.path().join("hourglass.db").display())
+        );
+        assert_eq!(c.policy.dir, dir.path().join("policies"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let e =
+            Config::load(&write(dir.path(), "[server]\nlisten_port = 1\n"), vec![]).unwrap_err();
+        assert!(e.reason.contains("listen_port"), "{e}");
+        let e = Config::load(
+            &write(dir.path(), "[server]\npending_ttl = \"soon\"\n"),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("duration"), "{e}");
+    }
+}

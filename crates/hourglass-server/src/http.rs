@@ -1,0 +1,431 @@
+//! The HTTP API. A handler authenticates, parses and validates into domain input, calls one
+//! engine use case and maps the result; it never calls a connector.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use hourglass_api::{
+    ApproveBody, CreateRequest, CredentialView, DenyBody, List, PROBLEM_JSON, Problem, RevokeBody,
+    WhoAmI,
+};
+use hourglass_core::{
+    Error,
+    engine::{Caller, NewRequest},
+    grant::GrantState,
+    id::GrantId,
+    request::RequestState,
+};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, de::DeserializeOwned};
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::{
+    App,
+    problem::{ApiError, problem},
+    views,
+};
+
+type Shared = Arc<App>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every route and layer.
+pub fn router(app: Shared) -> Router {
+    let api = Router::new()
+        .route("/v1/requests", post(create_request).get(list_requests))
+        .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/approve", post(approve))
+        .route("/v1/requests/{id}/deny", post(deny))
+        .route("/v1/requests/{id}/cancel", post(cancel))
+        .route("/v1/grants", get(list_grants))
+        .route("/v1/grants/{id}", get(get_grant))
+        .route("/v1/grants/{id}/revoke", post(revoke))
+        .route("/v1/grants/{id}/credential", get(credential))
+        .route("/v1/whoami", get(whoami))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            problem(
+                StatusCode::NOT_FOUND,
+                "route.not_found",
+                "no such route",
+                None,
+            )
+        });
+    api.layer(middleware::from_fn_with_state(Arc::clone(&app), request_id))
+        .layer(TraceLayer::new_for_http())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .with_state(app)
+}
+
+/// Gives every response an `x-request-id`, and puts it into problem bodies.
+async fn request_id(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    let id = hourglass_core::id::random_hex::<8>().unwrap_or_default();
+    let mut resp = next.run(req).await;
+    if resp.status().is_server_error() {
+        app.metrics.http_error();
+    }
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if is_problem {
+        let (mut parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let body = match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(mut p) => {
+                p.request_id = Some(id.clone());
+                serde_json::to_vec(&p).unwrap_or_else(|_| bytes.to_vec())
+            }
+            Err(_) => bytes.to_vec(),
+        };
+        parts.headers.remove(header::CONTENT_LENGTH);
+        resp = Response::from_parts(parts, axum::body::Body::from(body));
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// The authenticated caller.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<Shared> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Self::Rejection> {
+        let unauthorized = |code: &str, detail: &str| {
+            let mut r = problem(StatusCode::UNAUTHORIZED, code, detail, None);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        };
+        let Some(value) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(unauthorized(
+                "auth.missing",
+                "send Authorization: Bearer <token>",
+            ));
+        };
+        let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        else {
+            return Err(unauthorized("auth.scheme", "use the Bearer scheme"));
+        };
+        let Some(id) = app.tokens.principal(token) else {
+            return Err(unauthorized("auth.invalid", "the token is not valid"));
+        };
+        let principal = app
+            .engine
+            .active_principal(id)
+            .map_err(|e| ApiError(e).into_response())?
+            .clone();
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(Authed(Caller {
+            principal,
+            mfa: false,
+            source_ip,
+        }))
+    }
+}
+
+/// A JSON body whose errors name the offending field.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Shared> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Shared) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "body.unreadable",
+                e.body_text(),
+                None,
+            )
+        })?;
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde names unknown and missing fields in its message; the path covers the rest.
+            let field = if path == "." {
+                inner.split('`').nth(1).map(str::to_owned)
+            } else {
+                Some(path)
+            };
+            problem(
+                StatusCode::BAD_REQUEST,
+                "body.invalid",
+                format!("malformed body: {inner}"),
+                field.as_deref(),
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+fn parse_state<T>(s: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> ApiResult<Option<T>> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(s) => parse(s).map(Some).ok_or_else(|| {
+            ApiError(Error::invalid(
+                "query.state_unknown",
+                "state",
+                format!("unknown state {s:?}"),
+            ))
+        }),
+    }
+}
+
+fn query<T: DeserializeOwned>(q: Option<&str>) -> ApiResult<T> {
+    serde_urlencoded_from(q.unwrap_or(""))
+}
+
+fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> ApiResult<T> {
+    Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError(Error::invalid("query.invalid", "query", "malformed query")))?,
+    )
+    .map(|Query(v)| v)
+    .map_err(|e| ApiError(Error::invalid("query.invalid", "query", e.body_text())))
+}
+
+async fn create_request(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Body(body): Body<CreateRequest>,
+) -> ApiResult<Response> {
+    let result = app
+        .engine
+        .submit(
+            &caller,
+            NewRequest {
+                entitlement: body.entitlement,
+                duration: body.duration,
+                reason: body.reason,
+                ticket: body.ticket,
+            },
+        )
+        .await;
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics
+                .request(if matches!(e, Error::Forbidden { .. }) {
+                    "refused"
+                } else {
+                    "invalid"
+                });
+            return Err(e.into());
+        }
+    };
+    app.metrics.request(if r.grant_id.is_some() {
+        "auto_approved"
+    } else {
+        "pending"
+    });
+    let details = app.engine.request_details(&caller, r.id.as_str()).await?;
+    Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
+}
+
+async fn list_requests(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let q: ListQuery = query(uri.query())?;
+    let state = parse_state(q.state.as_deref(), RequestState::parse)?;
+    let items = app
+        .engine
+        .list_requests(&caller, state, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(List {
+        items: items.iter().map(views::request).collect(),
+    })
+    .into_response())
+}
+
+async fn get_request(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let d = app.engine.request_details(&caller, &id).await?;
+    Ok(Json(views::details(&d)).into_response())
+}
+
+async fn approve(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Body(body): Body<ApproveBody>,
+) -> ApiResult<Response> {
+    let r = app.engine.approve(&caller, &id, body.comment).await?;
+    if r.grant_id.is_some() {
+        app.metrics.request("approved");
+    }
+    let d = app.engine.request_details(&caller, r.id.as_str()).await?;
+    Ok(Json(views::details(&d)).into_response())
+}
+
+async fn deny(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Body(body): Body<DenyBody>,
+) -> ApiResult<Response> {
+    let r = app.engine.deny(&caller, &id, &body.reason).await?;
+    app.metrics.request("denied");
+    let d = app.engine.request_details(&caller, r.id.as_str()).await?;
+    Ok(Json(views::details(&d)).into_response())
+}
+
+async fn cancel(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let r = app.engine.cancel(&caller, &id).await?;
+    app.metrics.request("cancelled");
+    let d = app.engine.request_details(&caller, r.id.as_str()).await?;
+    Ok(Json(views::details(&d)).into_response())
+}
+
+async fn list_grants(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let q: ListQuery = query(uri.query())?;
+    let state = parse_state(q.state.as_deref(), GrantState::parse)?;
+    let items = app
+        .engine
+        .list_grants(&caller, state, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(List {
+        items: items.iter().map(views::grant).collect(),
+    })
+    .into_response())
+}
+
+async fn get_grant(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let g = app.engine.grant(&caller, &id).await?;
+    Ok(Json(views::grant(&g)).into_response())
+}
+
+async fn revoke(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Body(body): Body<RevokeBody>,
+) -> ApiResult<Response> {
+    let g = app.engine.revoke(&caller, &id, body.reason).await?;
+    Ok(Json(views::grant(&g)).into_response())
+}
+
+async fn credential(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let gone = || {
+        ApiError(Error::not_found(
+            "credential.not_available",
+            "no credential is waiting for you on this grant (it is shown once)",
+        ))
+    };
+    let gid = GrantId::parse(&id).ok_or_else(gone)?;
+    let now = app.engine.clock().now();
+    let (secret, expires_at) = app
+        .vault
+        .take(&gid, &caller.principal.id, now)
+        .ok_or_else(gone)?;
+    tracing::info!(grant_id = %gid, "credential handed over");
+    let mut resp = Json(CredentialView {
+        grant_id: gid.to_string(),
+        credential: secret.expose_secret().to_owned(),
+        expires_at: expires_at.to_string(),
+    })
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
+    let p = caller.principal;
+    Json(WhoAmI {
+        principal: p.id.to_string(),
+        kind: p.kind.as_str().to_owned(),
+        groups: p.groups,
+    })
+}
+
+async fn readyz(State(app): State<Shared>) -> Response {
+    match app.engine.store().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store.unreachable",
+                "the store does not answer",
+                None,
+            )
+        }
+    }
+}
+
+async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
+    let now = app.engine.clock().now();
+    let counts = app
+        .engine
+        .store()
+        .grant_counts(now.plus_millis(-app.overdue_after_ms))
+        .await?;
+    let mut resp = app.metrics.render(counts).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,193 @@
+//! Prometheus metrics, kept per server instance (no global registry), so that several servers
+//! in one test process do not mix their figures. Gauges that describe stored state (active
+//! grants, overdue revocations) are read from the store at scrape time, so they are right after
+//! a restart.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use hourglass_core::store::GrantCounts;
+
+/// Upper bounds of the revocation-lag histogram, in seconds.
+const LAG_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; LAG_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    jobs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    retries: Mutex<BTreeMap<&'static str, u64>>,
+    lag: Mutex<Histogram>,
+    http_errors: AtomicU64,
+}
+
+fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *m.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key)
+        .or_insert(0) += 1;
+}
+
+impl Metrics {
+    /// A request outcome: `pending`, `auto_approved`, `refused`, `invalid`, `approved`, …
+    pub fn request(&self, outcome: &'static str) {
+        bump(&self.requests, outcome);
+    }
+
+    /// A job run's outcome.
+    pub fn job(&self, action: &'static str, outcome: &'static str) {
+        bump(&self.jobs, (action, outcome));
+    }
+
+    /// A failed connector call that will be retried.
+    pub fn retry(&self, action: &'static str) {
+        bump(&self.retries, action);
+    }
+
+    /// Time from a revocation being due to the target confirming it.
+    pub fn revocation_lag(&self, seconds: f64) {
+        let mut h = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, bound) in LAG_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn http_error(&self) {
+        self.http_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition, with the stored counts.
+    pub fn render(&self, grants: GrantCounts) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_requests_total Requests by outcome.\n# TYPE hourglass_requests_total counter"
+        );
+        for (k, v) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "hourglass_requests_total{{outcome=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_grants Grants by state, as stored.\n# TYPE hourglass_grants gauge"
+        );
+        for (state, n) in [
+            ("provisioning", grants.provisioning),
+            ("active", grants.active),
+            ("revoking", grants.revoking),
+        ] {
+            let _ = writeln!(out, "hourglass_grants{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_grants_active Active grants.\n# TYPE hourglass_grants_active gauge\nhourglass_grants_active {}",
+            grants.active
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_revocations_overdue Grants whose revocation is overdue (due and not confirmed by the target).\n# TYPE hourglass_revocations_overdue gauge\nhourglass_revocations_overdue {}",
+            grants.overdue
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_job_retries_total Connector calls that failed and were rescheduled.\n# TYPE hourglass_job_retries_total counter"
+        );
+        for (k, v) in self
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "hourglass_job_retries_total{{action=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_jobs_total Job runs by action and outcome.\n# TYPE hourglass_jobs_total counter"
+        );
+        for ((a, o), v) in self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_jobs_total{{action=\"{a}\",outcome=\"{o}\"}} {v}"
+            );
+        }
+        let h = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_revocation_lag_seconds From a revocation being due to the target confirming it.\n# TYPE hourglass_revocation_lag_seconds histogram"
+        );
+        for (i, bound) in LAG_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hourglass_revocation_lag_seconds_bucket{{le=\"{bound}\"}} {}",
+                h.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "hourglass_revocation_lag_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "hourglass_revocation_lag_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "hourglass_revocation_lag_seconds_count {}", h.count);
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_http_server_errors_total Responses with status 5xx.\n# TYPE hourglass_http_server_errors_total counter\nhourglass_http_server_errors_total {}",
+            self.http_errors.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("pending");
+        m.request("pending");
+        m.retry("revoke");
+        m.revocation_lag(0.2);
+        m.revocation_lag(3.0);
+        let text = m.render(GrantCounts {
+            active: 2,
+            overdue: 1,
+            ..GrantCounts::default()
+        });
+        assert!(text.contains("hourglass_requests_total{outcome=\"pending\"} 2"));
+        assert!(text.contains("hourglass_job_retries_total{action=\"revoke\"} 1"));
+        assert!(text.contains("hourglass_revocation_lag_seconds_bucket{le=\"0.25\"} 1"));
+        assert!(text.contains("hourglass_revocation_lag_seconds_bucket{le=\"5\"} 2"));
+        assert!(text.contains("hourglass_revocations_overdue 1"));
+        assert!(text.contains("hourglass_grants_active 2"));
+    }
+}

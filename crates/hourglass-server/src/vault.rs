@@ -1,0 +1,67 @@
+//! One-time credential hand-over. A credential a grant issues is held in this process's memory
+//! only until its holder fetches it once or the grant's window closes; it is never written to the
+//! store, the audit or the log (the store keeps only its fingerprint). A restart loses undelivered
+//! credentials, which is the safe side: the requester revokes and asks again.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+};
+
+use hourglass_core::{
+    Timestamp,
+    engine::CredentialSink,
+    id::{GrantId, PrincipalId},
+};
+use secrecy::SecretString;
+
+struct Held {
+    holder: PrincipalId,
+    expires_at: Timestamp,
+    secret: SecretString,
+}
+
+/// Credentials waiting for their holder.
+#[derive(Default)]
+pub struct CredentialVault {
+    held: Mutex<HashMap<GrantId, Held>>,
+}
+
+impl CredentialVault {
+    /// Takes the credential of `grant` for `holder`, once. Expired ones are dropped.
+    pub fn take(
+        &self,
+        grant: &GrantId,
+        holder: &PrincipalId,
+        now: Timestamp,
+    ) -> Option<(SecretString, Timestamp)> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.retain(|_, h| h.expires_at > now);
+        match held.get(grant) {
+            Some(h) if &h.holder == holder => held.remove(grant).map(|h| (h.secret, h.expires_at)),
+            _ => None,
+        }
+    }
+}
+
+impl CredentialSink for CredentialVault {
+    fn deliver(
+        &self,
+        grant_id: &GrantId,
+        holder: &PrincipalId,
+        expires_at: Timestamp,
+        secret: SecretString,
+    ) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                grant_id.clone(),
+                Held {
+                    holder: holder.clone(),
+                    expires_at,
+                    secret,
+                },
+            );
+    }
+}

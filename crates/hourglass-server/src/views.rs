@@ -1,0 +1,77 @@
+//! Domain values → wire types.
+
+use hourglass_api::{ApprovalView, GrantView, RequestView};
+use hourglass_core::{
+    engine::RequestDetails,
+    grant::Grant,
+    request::{Approval, ApprovalVia, Request, Verdict},
+};
+
+pub fn request(r: &Request) -> RequestView {
+    RequestView {
+        id: r.id.to_string(),
+        requester: r.requester.to_string(),
+        entitlement: r.entitlement.to_string(),
+        duration: r.duration.to_string(),
+        reason: r.reason.clone(),
+        ticket: r.ticket.clone(),
+        state: r.state.as_str().to_owned(),
+        state_reason: r.state_reason.clone(),
+        created_at: r.created_at.to_string(),
+        updated_at: r.updated_at.to_string(),
+        decide_by: r.decide_by.to_string(),
+        policy_hash: r.policy_hash.clone(),
+        grant_id: r.grant_id.as_ref().map(ToString::to_string),
+        approvals: None,
+        approvals_required: None,
+        grant: None,
+    }
+}
+
+pub fn details(d: &RequestDetails) -> RequestView {
+    RequestView {
+        approvals: Some(d.approvals.iter().map(approval).collect()),
+        approvals_required: Some(d.approvals_required),
+        grant: d.grant.as_ref().map(grant),
+        ..request(&d.request)
+    }
+}
+
+pub fn approval(a: &Approval) -> ApprovalView {
+    ApprovalView {
+        approver: a.approver.clone(),
+        verdict: match a.verdict {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        }
+        .to_owned(),
+        via: match a.via {
+            ApprovalVia::Human => "human",
+            ApprovalVia::Policy => "policy",
+        }
+        .to_owned(),
+        policy_ids: a.policy_ids.clone(),
+        policy_hash: a.policy_hash.clone(),
+        comment: a.comment.clone(),
+        at: a.at.to_string(),
+    }
+}
+
+pub fn grant(g: &Grant) -> GrantView {
+    GrantView {
+        id: g.id.to_string(),
+        request_id: g.request_id.to_string(),
+        principal: g.principal.to_string(),
+        entitlement: g.entitlement.to_string(),
+        target: g.target.to_string(),
+        state: g.state.as_str().to_owned(),
+        starts_at: g.starts_at.to_string(),
+        expires_at: g.expires_at.to_string(),
+        activated_at: g.activated_at.map(|t| t.to_string()),
+        revoke_due_at: g.revoke_due_at.map(|t| t.to_string()),
+        ended_at: g.ended_at.map(|t| t.to_string()),
+        end_reason: g.end_reason.clone(),
+        credential_issued: g.credential_fingerprint.is_some(),
+        credential_fingerprint: g.credential_fingerprint.clone(),
+    }
+}

@@ -1,0 +1,163 @@
+//! The workers: the expiry scheduler and the job runner.
+//!
+//! Neither scans nor polls. The scheduler asks the store for the next deadline (the first entry
+//! of the `expires_at` index) and sleeps until then or until woken by a new, possibly earlier,
+//! deadline. The job runner does the same with the next due job, and runs claimed jobs
+//! concurrently up to a limit. On a store error both back off for a second and try again.
+
+use std::sync::Arc;
+
+use hourglass_core::{
+    Clock, Timestamp,
+    engine::{Engine, JobOutcome},
+};
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{error, warn};
+
+use crate::metrics::Metrics;
+
+/// How many grants or requests one expiry pass changes per commit.
+const EXPIRY_BATCH: u32 = 500;
+
+/// Wakes the workers when the engine schedules work.
+#[derive(Default)]
+pub struct Wakeups {
+    pub jobs: Notify,
+    pub deadlines: Notify,
+}
+
+impl hourglass_core::engine::Wake for Wakeups {
+    fn jobs_changed(&self) {
+        self.jobs.notify_one();
+    }
+    fn deadlines_changed(&self) {
+        self.deadlines.notify_one();
+    }
+}
+
+async fn sleep_until_or(
+    clock: &dyn Clock,
+    at: Option<Timestamp>,
+    wake: &Notify,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let sleep = async {
+        match at {
+            Some(t) => clock.sleep_until(t).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = sleep => true,
+        () = wake.notified() => true,
+        _ = stop.changed() => false,
+    }
+}
+
+fn retry_at(clock: &dyn Clock) -> Option<Timestamp> {
+    Some(clock.now().plus_millis(1_000))
+}
+
+/// Moves expired grants to revocation and expires undecided requests, at their deadlines.
+pub async fn scheduler(engine: Arc<Engine>, wake: Arc<Wakeups>, mut stop: watch::Receiver<bool>) {
+    let clock = Arc::clone(engine.clock());
+    loop {
+        let next = match engine.expire_due(EXPIRY_BATCH).await {
+            // A full batch: there may be more due right now.
+            Ok(n) if n >= EXPIRY_BATCH as usize => Some(clock.now()),
+            Ok(_) => match engine.next_deadline().await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "scheduler cannot read the next deadline");
+                    retry_at(clock.as_ref())
+                }
+            },
+            Err(e) => {
+                error!(error = %e, "expiry pass failed; retrying");
+                retry_at(clock.as_ref())
+            }
+        };
+        if !sleep_until_or(clock.as_ref(), next, &wake.deadlines, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Claims due jobs and runs them, at most `concurrency` at once.
+pub async fn job_runner(
+    engine: Arc<Engine>,
+    wake: Arc<Wakeups>,
+    metrics: Arc<Metrics>,
+    concurrency: u32,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = Arc::clone(engine.clock());
+    let permits = Arc::new(Semaphore::new(concurrency.max(1) as usize));
+    loop {
+        let free = u32::try_from(permits.available_permits()).unwrap_or(0);
+        let mut next = None;
+        if free > 0 {
+            match engine.claim_jobs(free).await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                            return;
+                        };
+                        let (engine, wake, metrics) =
+                            (Arc::clone(&engine), Arc::clone(&wake), Arc::clone(&metrics));
+                        tokio::spawn(async move {
+                            let action = job.action.as_str();
+                            match engine.execute_job(job).await {
+                                Ok(report) => record(&metrics, action, &report.outcome),
+                                Err(e) => {
+                                    error!(error = %e, "job failed unexpectedly; it will be retried when its lease runs out");
+                                    metrics.job(action, "error");
+                                }
+                            }
+                            drop(permit);
+                            wake.jobs.notify_one();
+                        });
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot claim jobs; retrying");
+                    next = retry_at(clock.as_ref());
+                }
+            }
+        }
+        if next.is_none() {
+            next = match engine.next_job_at().await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the next job");
+                    retry_at(clock.as_ref())
+                }
+            };
+        }
+        // With every permit busy, a finishing job wakes us.
+        if free == 0 {
+            next = None;
+        }
+        if !sleep_until_or(clock.as_ref(), next, &wake.jobs, &mut stop).await {
+            return;
+        }
+    }
+}
+
+fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
+    let name = match outcome {
+        JobOutcome::Activated => "activated",
+        JobOutcome::Revoked { lag_ms } => {
+            metrics.revocation_lag(*lag_ms as f64 / 1000.0);
+            "revoked"
+        }
+        JobOutcome::Retry { .. } => {
+            metrics.retry(action);
+            "retry"
+        }
+        JobOutcome::Abandoned { .. } => "abandoned",
+        JobOutcome::Superseded => "superseded",
+        JobOutcome::Nothing => "nothing",
+    };
+    metrics.job(action, name);
+}
