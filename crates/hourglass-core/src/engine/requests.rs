@@ -25,6 +25,8 @@ use crate::{
 const MAX_REASON: usize = 2_000;
 const MAX_TICKET: usize = 128;
 
+type VisibilityCache = BTreeMap<(crate::id::PrincipalId, EntitlementId), bool>;
+
 /// What a client asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NewRequest {
@@ -615,32 +617,34 @@ impl Engine {
         Ok(out)
     }
 
-    /// Whether `caller` may see `req`: their own, or one they may approve or administer.
+    /// Whether `caller` may see a request or grant of `requester` for `ent_id`: their own, or
+    /// one they may approve or administer.
     fn may_see(
         &self,
         caller: &Caller,
         requester: &crate::id::PrincipalId,
         ent_id: &EntitlementId,
-        cache: &mut BTreeMap<EntitlementId, bool>,
+        cache: &mut VisibilityCache,
         now: Timestamp,
     ) -> Result<bool> {
         if &caller.principal.id == requester {
             return Ok(true);
         }
-        if let Some(v) = cache.get(ent_id) {
+        let key = (requester.clone(), ent_id.clone());
+        if let Some(v) = cache.get(&key) {
             return Ok(*v);
         }
         let allowed = match self.catalog.entitlement(ent_id) {
             None => false,
             Some(ent) => {
-                let ctx = self.context(Some(caller), ent.default_duration, None, now);
+                let mut ctx = self.context(Some(caller), ent.default_duration, None, now);
+                ctx.requester = self.catalog.principal(requester).cloned();
                 self.may_administer(&caller.principal, ent, now)?
-                    || self
-                        .decide(Action::Approve, &caller.principal, ent, &ctx)?
-                        .allowed
+                    || (ctx.requester.is_some()
+                        && self.decide(Action::Approve, &caller.principal, ent, &ctx)?.allowed)
             }
         };
-        cache.insert(ent_id.clone(), allowed);
+        cache.insert(key, allowed);
         Ok(allowed)
     }
 

@@ -1,0 +1,417 @@
+//! Command-line parsing and the commands.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use hourglass_api::{CreateRequest, GrantView, RequestView};
+use hourglass_client::Client;
+use hourglass_core::{Clock, audit::ChainVerifier, store::Store};
+use hourglass_server::config::Config;
+
+#[derive(Parser)]
+#[command(name = "hourglass", version, about = "Just-in-time privileged access broker")]
+struct Cli {
+    /// Server URL.
+    #[arg(long, global = true, env = "HOURGLASS_SERVER", default_value = "http://127.0.0.1:8420")]
+    server: String,
+    /// API token.
+    #[arg(long, global = true, env = "HOURGLASS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format of listings.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Start a demo on SQLite with sample identities, policies and a local target.
+        #[arg(long)]
+        demo: bool,
+        /// The demo's data directory (default: a new temporary one).
+        #[arg(long, requires = "demo")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a starter configuration, policies and an exec target into DIR.
+    Init { dir: Option<PathBuf> },
+    /// Ask for an entitlement.
+    Request {
+        entitlement: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Wait until the grant is active (or the request is refused), and print any credential.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List requests you can see.
+    Requests {
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve someone's request.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny someone's request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Cancel your request.
+    Cancel { id: String },
+    /// List grants you can see.
+    Grants {
+        #[arg(long)]
+        active: bool,
+    },
+    /// End a grant now.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain offline (reads the store); names the first broken event.
+    Verify {
+        #[arg(long, default_value = "hourglass.toml")]
+        config: PathBuf,
+    },
+    /// Write events as JSON lines (offline, from the store).
+    Export {
+        #[arg(long, default_value = "hourglass.toml")]
+        config: PathBuf,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check the configuration and the policies against the schema.
+    Validate {
+        #[arg(long, default_value = "hourglass.toml")]
+        config: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(cli: &Cli) -> Result<Client> {
+    if cli.token.is_none() {
+        bail!("no token: pass --token or set HOURGLASS_TOKEN");
+    }
+    Ok(Client::new(&cli.server, cli.token.clone())?)
+}
+
+fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    Config::load(path, env_pairs()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Serve { config, listen, demo, data_dir } => serve(config.clone(), *listen, *demo, data_dir.clone()).await,
+        Command::Init { dir } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("hourglass"));
+            if dir.join("hourglass.toml").exists() {
+                bail!("{} already holds a hourglass.toml; not overwriting", dir.display());
+            }
+            let w = hourglass_server::demo::write_layout(&dir, "127.0.0.1:8420".parse()?, false)?;
+            println!("Wrote {}, policies/ and targets/.", w.config.display());
+            println!("API tokens (shown once; only their SHA-256 is in the config):");
+            for (name, token) in &w.tokens {
+                println!("  {name:<12} {token}");
+            }
+            println!("Start with: hourglass serve --config {}", w.config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request { entitlement, duration, reason, ticket, wait } => {
+            let c = client(&cli)?;
+            let body = CreateRequest { entitlement: entitlement.clone(), duration: duration.clone(), reason: reason.clone(), ticket: ticket.clone() };
+            let mut r = c.create_request(&body).await?;
+            print_request(&cli, &r);
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                if let Some(g) = &r.grant {
+                    match g.state.as_str() {
+                        "active" => {
+                            if g.credential_issued {
+                                let cred = c.credential(&g.id).await?;
+                                println!("credential (shown once): {}", cred.credential);
+                            }
+                            eprintln!("grant {} active until {}", g.id, g.expires_at);
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        "revoking" | "revoked" | "failed" => {
+                            eprintln!("grant {} is {}: {}", g.id, g.state, g.end_reason.clone().unwrap_or_default());
+                            return Ok(ExitCode::FAILURE);
+                        }
+                        _ => {}
+                    }
+                }
+                if matches!(r.state.as_str(), "denied" | "cancelled" | "expired" | "failed") {
+                    eprintln!("request {} is {}: {}", r.id, r.state, r.state_reason.clone().unwrap_or_default());
+                    return Ok(ExitCode::FAILURE);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                r = c.get_request(&r.id).await?;
+            }
+        }
+        Command::Requests { pending } => {
+            let items = client(&cli)?.list_requests(pending.then_some("pending")).await?;
+            print_requests(&cli, &items)
+        }
+        Command::Approve { id, comment } => {
+            let r = client(&cli)?.approve(id, comment.clone()).await?;
+            print_request(&cli, &r);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deny { id, reason } => {
+            let r = client(&cli)?.deny(id, reason).await?;
+            print_request(&cli, &r);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { id } => {
+            let r = client(&cli)?.cancel(id).await?;
+            print_request(&cli, &r);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Grants { active } => {
+            let items = client(&cli)?.list_grants(active.then_some("active")).await?;
+            print_grants(&cli, &items)
+        }
+        Command::Revoke { id, reason } => {
+            let g = client(&cli)?.revoke(id, reason.clone()).await?;
+            print_grants(&cli, &[g])
+        }
+        Command::Audit { command: AuditCommand::Verify { config } } => audit_verify(config).await,
+        Command::Audit { command: AuditCommand::Export { config, since } } => audit_export(config, *since).await,
+        Command::Policy { command: PolicyCommand::Validate { config } } => {
+            let cfg = load_config(config)?;
+            match hourglass_server::check(&cfg) {
+                Ok(c) => {
+                    println!("ok: {} policies (set {}), {} entitlements", c.policy.len(), hourglass_core::policy::PolicyDecider::policy_hash(&c.policy), c.catalog.entitlements().count());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, demo: bool, data_dir: Option<PathBuf>) -> Result<ExitCode> {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into())).try_init();
+    let mut cfg = if demo {
+        let dir = match data_dir {
+            Some(d) => d,
+            None => tempfile_dir()?,
+        };
+        std::fs::create_dir_all(&dir)?;
+        let dir = dir.canonicalize()?;
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:8420".parse().unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8420))));
+        let w = hourglass_server::demo::write_layout(&dir, listen, true)?;
+        let env = hourglass_server::demo::write_env(&dir, &format!("http://{listen}"), &w.tokens)?;
+        eprintln!("==================================================================");
+        eprintln!(" HOURGLASS DEMO MODE: sample identities and tokens, loopback only.");
+        eprintln!(" Not for production.");
+        eprintln!(" data directory: {}", dir.display());
+        eprintln!(" config:         {}", w.config.display());
+        eprintln!(" tokens:         {}   (source it: set -a; . {}; set +a)", env.display(), env.display());
+        eprintln!(" who holds what: {}", w.access_file.display());
+        eprintln!("==================================================================");
+        load_config(&w.config)?
+    } else {
+        let path = config.unwrap_or_else(|| PathBuf::from("hourglass.toml"));
+        load_config(&path).with_context(|| format!("loading {}", path.display()))?
+    };
+    if let Some(l) = listen {
+        cfg.server.listen = l;
+    }
+    let clock = make_clock();
+    let running = hourglass_server::start(cfg, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("listening on http://{}", running.addr);
+    running.until(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let name = format!("hourglass-demo-{}", hourglass_core::id::random_hex::<4>().map_err(|e| anyhow::anyhow!("{e}"))?);
+    Ok(base.join(name))
+}
+
+#[cfg(feature = "test-clock")]
+fn make_clock() -> Arc<dyn Clock> {
+    match std::env::var_os("HOURGLASS_TEST_CLOCK_FILE") {
+        Some(p) => Arc::new(hourglass_server::clock::FileClock { path: p.into() }),
+        None => Arc::new(hourglass_server::clock::SystemClock),
+    }
+}
+
+#[cfg(not(feature = "test-clock"))]
+fn make_clock() -> Arc<dyn Clock> {
+    Arc::new(hourglass_server::clock::SystemClock)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::SqliteStore> {
+    let cfg = load_config(config)?;
+    hourglass_store::SqliteStore::open_read_only(&cfg.store.url).await.map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
+}
+
+async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
+    let store = open_offline(config).await?;
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_after(after, 10_000).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if let Err(b) = v.check(e) {
+                println!("audit chain BROKEN at sequence {}: {} ({} events verified before it)", b.seq, b.reason, v.checked());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    println!("audit chain ok: {} events, head {}", v.checked(), v.head_hash());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> {
+    let store = open_offline(config).await?;
+    let mut after = since;
+    loop {
+        let page = store.audit_after(after, 10_000).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page {
+            let view = hourglass_api::AuditEventView {
+                seq: e.seq,
+                at: e.record.at.to_string(),
+                actor: e.record.actor,
+                action: e.record.action,
+                subject: e.record.subject,
+                details: e.record.details,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            };
+            println!("{}", serde_json::to_string(&view)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_request(cli: &Cli, r: &RequestView) {
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!("{}  {}  {}  for {}  by {}", r.id, r.state, r.entitlement, r.duration, r.requester);
+    for a in r.approvals.iter().flatten() {
+        println!("  {} by {} ({}) policies [{}] set {}", a.verdict, a.approver, a.via, a.policy_ids.join(", "), a.policy_hash);
+    }
+    if let Some(g) = &r.grant {
+        println!("  grant {} {} until {}", g.id, g.state, g.expires_at);
+    }
+    if let Some(reason) = &r.state_reason {
+        println!("  reason: {reason}");
+    }
+}
+
+fn print_requests(cli: &Cli, items: &[RequestView]) -> Result<ExitCode> {
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36} {:<10} {:<10} {:<24} {:<8} REASON", "ID", "STATE", "REQUESTER", "ENTITLEMENT", "FOR");
+    for r in items {
+        println!("{:<36} {:<10} {:<10} {:<24} {:<8} {}", r.id, r.state, r.requester, r.entitlement, r.duration, r.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_grants(cli: &Cli, items: &[GrantView]) -> Result<ExitCode> {
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36} {:<12} {:<10} {:<24} EXPIRES", "ID", "STATE", "PRINCIPAL", "ENTITLEMENT");
+    for g in items {
+        println!("{:<36} {:<12} {:<10} {:<24} {}", g.id, g.state, g.principal, g.entitlement, g.expires_at);
+    }
+    Ok(ExitCode::SUCCESS)
+}
