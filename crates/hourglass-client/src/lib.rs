@@ -2,7 +2,8 @@
 //! with the server's code, field and request id.
 
 use hourglass_api::{
-    ApproveBody, CreateRequest, CredentialView, DenyBody, GrantView, List, Problem, RequestView, RevokeBody, WhoAmI,
+    ApproveBody, CreateRequest, CredentialView, DenyBody, GrantView, List, Problem, RequestView,
+    RevokeBody, WhoAmI,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -27,15 +28,26 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), token, http: reqwest::Client::builder().build()? })
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::builder().build()?,
+        })
     }
 
     /// The same server, as another token holder.
     pub fn with_token(&self, token: &str) -> Self {
-        Client { base: self.base.clone(), token: Some(token.to_owned()), http: self.http.clone() }
+        Client {
+            base: self.base.clone(),
+            token: Some(token.to_owned()),
+            http: self.http.clone(),
+        }
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -44,51 +56,87 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|_| ClientError::Unexpected { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into_owned() });
+            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(p) => Err(ClientError::Problem(p)),
-            Err(_) => Err(ClientError::Unexpected { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into_owned() }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }),
         }
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn create_request(&self, body: &CreateRequest) -> Result<RequestView, ClientError> {
         self.post("/v1/requests", body).await
     }
-    pub async fn list_requests(&self, state: Option<&str>) -> Result<Vec<RequestView>, ClientError> {
+    pub async fn list_requests(
+        &self,
+        state: Option<&str>,
+    ) -> Result<Vec<RequestView>, ClientError> {
         let q = state.map_or_else(String::new, |s| format!("?state={s}"));
-        Ok(self.get::<List<RequestView>>(&format!("/v1/requests{q}")).await?.items)
+        Ok(self
+            .get::<List<RequestView>>(&format!("/v1/requests{q}"))
+            .await?
+            .items)
     }
     pub async fn get_request(&self, id: &str) -> Result<RequestView, ClientError> {
         self.get(&format!("/v1/requests/{id}")).await
     }
-    pub async fn approve(&self, id: &str, comment: Option<String>) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{id}/approve"), &ApproveBody { comment }).await
+    pub async fn approve(
+        &self,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<RequestView, ClientError> {
+        self.post(
+            &format!("/v1/requests/{id}/approve"),
+            &ApproveBody { comment },
+        )
+        .await
     }
     pub async fn deny(&self, id: &str, reason: &str) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{id}/deny"), &DenyBody { reason: reason.to_owned() }).await
+        self.post(
+            &format!("/v1/requests/{id}/deny"),
+            &DenyBody {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
     }
     pub async fn cancel(&self, id: &str) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{id}/cancel"), &serde_json::json!({})).await
+        self.post(&format!("/v1/requests/{id}/cancel"), &serde_json::json!({}))
+            .await
     }
     pub async fn list_grants(&self, state: Option<&str>) -> Result<Vec<GrantView>, ClientError> {
         let q = state.map_or_else(String::new, |s| format!("?state={s}"));
-        Ok(self.get::<List<GrantView>>(&format!("/v1/grants{q}")).await?.items)
+        Ok(self
+            .get::<List<GrantView>>(&format!("/v1/grants{q}"))
+            .await?
+            .items)
     }
     pub async fn get_grant(&self, id: &str) -> Result<GrantView, ClientError> {
         self.get(&format!("/v1/grants/{id}")).await
     }
     pub async fn revoke(&self, id: &str, reason: Option<String>) -> Result<GrantView, ClientError> {
-        self.post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason }).await
+        self.post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason })
+            .await
     }
     /// The grant's credential, once.
     pub async fn credential(&self, grant_id: &str) -> Result<CredentialView, ClientError> {
@@ -99,10 +147,22 @@ impl Client {
     }
     /// The raw text of `/metrics`.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        Ok(self.http.get(format!("{}/metrics", self.base)).send().await?.text().await?)
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
     /// Sends a raw body to a path (for tests of malformed input).
     pub async fn post_raw(&self, path: &str, body: &str) -> Result<serde_json::Value, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body.to_owned())).await
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await
     }
 }

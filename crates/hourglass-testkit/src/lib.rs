@@ -1,1 +1,127 @@
+//! Test helpers (dev-only): a clock that tests move by hand, and an in-process server on port 0
+//! with the demo layout, driven through `hourglass-client`.
 
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use hourglass_client::Client;
+use hourglass_core::{Clock, Timestamp, clock::Sleep};
+use hourglass_server::{Running, config::Config};
+use tokio::sync::watch;
+
+/// A clock that moves only when told. Sleepers wake when it passes their deadline.
+pub struct ManualClock {
+    now: watch::Sender<Timestamp>,
+}
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Arc<Self> {
+        Arc::new(ManualClock {
+            now: watch::channel(start).0,
+        })
+    }
+
+    /// Moves time forward by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: i64) {
+        self.now.send_modify(|t| *t = t.plus_millis(ms));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, deadline: Timestamp) -> Sleep<'_> {
+        let mut rx = self.now.subscribe();
+        Box::pin(async move {
+            while *rx.borrow_and_update() < deadline {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// A demo-layout server running in this process.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub tokens: Vec<(String, String)>,
+    pub config: PathBuf,
+    pub access_file: PathBuf,
+    running: Option<Running>,
+}
+
+/// Starts a server with the demo layout; `edit` may change the config text before start.
+pub async fn spawn_server(edit: impl FnOnce(String) -> String) -> anyhow::Result<TestServer> {
+    let dir = tempfile::tempdir()?;
+    let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse()?, false)?;
+    let text = std::fs::read_to_string(&w.config)?;
+    std::fs::write(&w.config, edit(text))?;
+    let config = Config::load(&w.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let running = hourglass_server::start(config, Arc::clone(&clock) as Arc<dyn Clock>)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(TestServer {
+        addr: running.addr,
+        clock,
+        tokens: w.tokens,
+        config: w.config,
+        access_file: w.access_file,
+        dir,
+        running: Some(running),
+    })
+}
+
+impl TestServer {
+    /// A client acting as `identity`.
+    pub fn client(&self, identity: &str) -> Client {
+        let token = self
+            .tokens
+            .iter()
+            .find(|(n, _)| n == identity)
+            .map(|(_, t)| t.clone());
+        Client::new(&format!("http://{}", self.addr), token)
+            .unwrap_or_else(|e| unreachable_client(&e))
+    }
+
+    /// What the demo target file says now.
+    pub fn access(&self) -> String {
+        std::fs::read_to_string(&self.access_file).unwrap_or_default()
+    }
+
+    pub fn store(&self) -> Option<&Arc<dyn hourglass_core::store::Store>> {
+        self.running.as_ref().map(Running::store)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+fn unreachable_client(e: &dyn std::fmt::Display) -> Client {
+    // Building a reqwest client only fails without a TLS backend, which would fail every test.
+    eprintln!("cannot build the HTTP client: {e}");
+    std::process::abort()
+}
+
+/// Polls `check` (yielding to the runtime between tries) until it holds or about 10 s of real
+/// time pass. This waits for the workers to act, never for an expiry: time is the manual clock.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1_000 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}

@@ -10,10 +10,19 @@ use hourglass_core::{Clock, audit::ChainVerifier, store::Store};
 use hourglass_server::config::Config;
 
 #[derive(Parser)]
-#[command(name = "hourglass", version, about = "Just-in-time privileged access broker")]
+#[command(
+    name = "hourglass",
+    version,
+    about = "Just-in-time privileged access broker"
+)]
 struct Cli {
     /// Server URL.
-    #[arg(long, global = true, env = "HOURGLASS_SERVER", default_value = "http://127.0.0.1:8420")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOURGLASS_SERVER",
+        default_value = "http://127.0.0.1:8420"
+    )]
     server: String,
     /// API token.
     #[arg(long, global = true, env = "HOURGLASS_TOKEN", hide_env_values = true)]
@@ -131,7 +140,10 @@ enum PolicyCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -164,11 +176,19 @@ fn load_config(path: &std::path::Path) -> Result<Config> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Serve { config, listen, demo, data_dir } => serve(config.clone(), *listen, *demo, data_dir.clone()).await,
+        Command::Serve {
+            config,
+            listen,
+            demo,
+            data_dir,
+        } => serve(config.clone(), *listen, *demo, data_dir.clone()).await,
         Command::Init { dir } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("hourglass"));
             if dir.join("hourglass.toml").exists() {
-                bail!("{} already holds a hourglass.toml; not overwriting", dir.display());
+                bail!(
+                    "{} already holds a hourglass.toml; not overwriting",
+                    dir.display()
+                );
             }
             let w = hourglass_server::demo::write_layout(&dir, "127.0.0.1:8420".parse()?, false)?;
             println!("Wrote {}, policies/ and targets/.", w.config.display());
@@ -176,12 +196,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for (name, token) in &w.tokens {
                 println!("  {name:<12} {token}");
             }
-            println!("Start with: hourglass serve --config {}", w.config.display());
+            println!(
+                "Start with: hourglass serve --config {}",
+                w.config.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Request { entitlement, duration, reason, ticket, wait } => {
+        Command::Request {
+            entitlement,
+            duration,
+            reason,
+            ticket,
+            wait,
+        } => {
             let c = client(&cli)?;
-            let body = CreateRequest { entitlement: entitlement.clone(), duration: duration.clone(), reason: reason.clone(), ticket: ticket.clone() };
+            let body = CreateRequest {
+                entitlement: entitlement.clone(),
+                duration: duration.clone(),
+                reason: reason.clone(),
+                ticket: ticket.clone(),
+            };
             let mut r = c.create_request(&body).await?;
             print_request(&cli, &r);
             if !wait {
@@ -199,14 +233,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             return Ok(ExitCode::SUCCESS);
                         }
                         "revoking" | "revoked" | "failed" => {
-                            eprintln!("grant {} is {}: {}", g.id, g.state, g.end_reason.clone().unwrap_or_default());
+                            eprintln!(
+                                "grant {} is {}: {}",
+                                g.id,
+                                g.state,
+                                g.end_reason.clone().unwrap_or_default()
+                            );
                             return Ok(ExitCode::FAILURE);
                         }
                         _ => {}
                     }
                 }
-                if matches!(r.state.as_str(), "denied" | "cancelled" | "expired" | "failed") {
-                    eprintln!("request {} is {}: {}", r.id, r.state, r.state_reason.clone().unwrap_or_default());
+                if matches!(
+                    r.state.as_str(),
+                    "denied" | "cancelled" | "expired" | "failed"
+                ) {
+                    eprintln!(
+                        "request {} is {}: {}",
+                        r.id,
+                        r.state,
+                        r.state_reason.clone().unwrap_or_default()
+                    );
                     return Ok(ExitCode::FAILURE);
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -214,7 +261,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Requests { pending } => {
-            let items = client(&cli)?.list_requests(pending.then_some("pending")).await?;
+            let items = client(&cli)?
+                .list_requests(pending.then_some("pending"))
+                .await?;
             print_requests(&cli, &items)
         }
         Command::Approve { id, comment } => {
@@ -233,20 +282,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Grants { active } => {
-            let items = client(&cli)?.list_grants(active.then_some("active")).await?;
+            let items = client(&cli)?
+                .list_grants(active.then_some("active"))
+                .await?;
             print_grants(&cli, &items)
         }
         Command::Revoke { id, reason } => {
             let g = client(&cli)?.revoke(id, reason.clone()).await?;
             print_grants(&cli, &[g])
         }
-        Command::Audit { command: AuditCommand::Verify { config } } => audit_verify(config).await,
-        Command::Audit { command: AuditCommand::Export { config, since } } => audit_export(config, *since).await,
-        Command::Policy { command: PolicyCommand::Validate { config } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => audit_verify(config).await,
+        Command::Audit {
+            command: AuditCommand::Export { config, since },
+        } => audit_export(config, *since).await,
+        Command::Policy {
+            command: PolicyCommand::Validate { config },
+        } => {
             let cfg = load_config(config)?;
             match hourglass_server::check(&cfg) {
                 Ok(c) => {
-                    println!("ok: {} policies (set {}), {} entitlements", c.policy.len(), hourglass_core::policy::PolicyDecider::policy_hash(&c.policy), c.catalog.entitlements().count());
+                    println!(
+                        "ok: {} policies (set {}), {} entitlements",
+                        c.policy.len(),
+                        hourglass_core::policy::PolicyDecider::policy_hash(&c.policy),
+                        c.catalog.entitlements().count()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -258,8 +320,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, demo: bool, data_dir: Option<PathBuf>) -> Result<ExitCode> {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into())).try_init();
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    demo: bool,
+    data_dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .try_init();
     let mut cfg = if demo {
         let dir = match data_dir {
             Some(d) => d,
@@ -267,7 +339,11 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, de
         };
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize()?;
-        let listen = listen.unwrap_or_else(|| "127.0.0.1:8420".parse().unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8420))));
+        let listen = listen.unwrap_or_else(|| {
+            "127.0.0.1:8420"
+                .parse()
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8420)))
+        });
         let w = hourglass_server::demo::write_layout(&dir, listen, true)?;
         let env = hourglass_server::demo::write_env(&dir, &format!("http://{listen}"), &w.tokens)?;
         eprintln!("==================================================================");
@@ -275,7 +351,11 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, de
         eprintln!(" Not for production.");
         eprintln!(" data directory: {}", dir.display());
         eprintln!(" config:         {}", w.config.display());
-        eprintln!(" tokens:         {}   (source it: set -a; . {}; set +a)", env.display(), env.display());
+        eprintln!(
+            " tokens:         {}   (source it: set -a; . {}; set +a)",
+            env.display(),
+            env.display()
+        );
         eprintln!(" who holds what: {}", w.access_file.display());
         eprintln!("==================================================================");
         load_config(&w.config)?
@@ -287,7 +367,9 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, de
         cfg.server.listen = l;
     }
     let clock = make_clock();
-    let running = hourglass_server::start(cfg, clock).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let running = hourglass_server::start(cfg, clock)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("listening on http://{}", running.addr);
     running.until(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
@@ -295,7 +377,10 @@ async fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, de
 
 fn tempfile_dir() -> Result<PathBuf> {
     let base = std::env::temp_dir();
-    let name = format!("hourglass-demo-{}", hourglass_core::id::random_hex::<4>().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let name = format!(
+        "hourglass-demo-{}",
+        hourglass_core::id::random_hex::<4>().map_err(|e| anyhow::anyhow!("{e}"))?
+    );
     Ok(base.join(name))
 }
 
@@ -329,7 +414,9 @@ async fn shutdown_signal() {
 
 async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::SqliteStore> {
     let cfg = load_config(config)?;
-    hourglass_store::SqliteStore::open_read_only(&cfg.store.url).await.map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
+    hourglass_store::SqliteStore::open_read_only(&cfg.store.url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
 }
 
 async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
@@ -337,17 +424,29 @@ async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
     let mut v = ChainVerifier::default();
     let mut after = 0;
     loop {
-        let page = store.audit_after(after, 10_000).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let page = store
+            .audit_after(after, 10_000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
             if let Err(b) = v.check(e) {
-                println!("audit chain BROKEN at sequence {}: {} ({} events verified before it)", b.seq, b.reason, v.checked());
+                println!(
+                    "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
+                    b.seq,
+                    b.reason,
+                    v.checked()
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
-    println!("audit chain ok: {} events, head {}", v.checked(), v.head_hash());
+    println!(
+        "audit chain ok: {} events, head {}",
+        v.checked(),
+        v.head_hash()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -355,7 +454,10 @@ async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> 
     let store = open_offline(config).await?;
     let mut after = since;
     loop {
-        let page = store.audit_after(after, 10_000).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let page = store
+            .audit_after(after, 10_000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page {
@@ -380,9 +482,19 @@ fn print_request(cli: &Cli, r: &RequestView) {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
-    println!("{}  {}  {}  for {}  by {}", r.id, r.state, r.entitlement, r.duration, r.requester);
+    println!(
+        "{}  {}  {}  for {}  by {}",
+        r.id, r.state, r.entitlement, r.duration, r.requester
+    );
     for a in r.approvals.iter().flatten() {
-        println!("  {} by {} ({}) policies [{}] set {}", a.verdict, a.approver, a.via, a.policy_ids.join(", "), a.policy_hash);
+        println!(
+            "  {} by {} ({}) policies [{}] set {}",
+            a.verdict,
+            a.approver,
+            a.via,
+            a.policy_ids.join(", "),
+            a.policy_hash
+        );
     }
     if let Some(g) = &r.grant {
         println!("  grant {} {} until {}", g.id, g.state, g.expires_at);
@@ -397,9 +509,15 @@ fn print_requests(cli: &Cli, items: &[RequestView]) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36} {:<10} {:<10} {:<24} {:<8} REASON", "ID", "STATE", "REQUESTER", "ENTITLEMENT", "FOR");
+    println!(
+        "{:<36} {:<10} {:<10} {:<24} {:<8} REASON",
+        "ID", "STATE", "REQUESTER", "ENTITLEMENT", "FOR"
+    );
     for r in items {
-        println!("{:<36} {:<10} {:<10} {:<24} {:<8} {}", r.id, r.state, r.requester, r.entitlement, r.duration, r.reason);
+        println!(
+            "{:<36} {:<10} {:<10} {:<24} {:<8} {}",
+            r.id, r.state, r.requester, r.entitlement, r.duration, r.reason
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -409,9 +527,15 @@ fn print_grants(cli: &Cli, items: &[GrantView]) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36} {:<12} {:<10} {:<24} EXPIRES", "ID", "STATE", "PRINCIPAL", "ENTITLEMENT");
+    println!(
+        "{:<36} {:<12} {:<10} {:<24} EXPIRES",
+        "ID", "STATE", "PRINCIPAL", "ENTITLEMENT"
+    );
     for g in items {
-        println!("{:<36} {:<12} {:<10} {:<24} {}", g.id, g.state, g.principal, g.entitlement, g.expires_at);
+        println!(
+            "{:<36} {:<12} {:<10} {:<24} {}",
+            g.id, g.state, g.principal, g.entitlement, g.expires_at
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

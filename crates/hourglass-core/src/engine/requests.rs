@@ -641,7 +641,9 @@ impl Engine {
                 ctx.requester = self.catalog.principal(requester).cloned();
                 self.may_administer(&caller.principal, ent, now)?
                     || (ctx.requester.is_some()
-                        && self.decide(Action::Approve, &caller.principal, ent, &ctx)?.allowed)
+                        && self
+                            .decide(Action::Approve, &caller.principal, ent, &ctx)?
+                            .allowed)
             }
         };
         cache.insert(key, allowed);

@@ -1,0 +1,269 @@
+use std::os::unix::fs::PermissionsExt;
+
+use hourglass_api::CreateRequest;
+use hourglass_client::ClientError;
+use hourglass_core::audit::ChainVerifier;
+use hourglass_testkit::{TestServer, eventually, spawn_server};
+
+fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
+    CreateRequest {
+        entitlement: ent.into(),
+        duration: Some(dur.into()),
+        reason: reason.into(),
+        ticket: None,
+    }
+}
+
+async fn audit_len(s: &TestServer) -> usize {
+    s.store()
+        .unwrap()
+        .audit_after(0, 100_000)
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn chain_ok(s: &TestServer) -> u64 {
+    let mut v = ChainVerifier::default();
+    for e in s.store().unwrap().audit_after(0, 100_000).await.unwrap() {
+        v.check(&e).unwrap();
+    }
+    v.checked()
+}
+
+fn problem(e: ClientError) -> hourglass_api::Problem {
+    match e {
+        ClientError::Problem(p) => p,
+        other => panic!("expected a problem, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn auto_approved_grant_appears_and_is_revoked_at_expiry() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("demo/read-logs", "1m", "check errors"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "fulfilled");
+    let approvals = r.approvals.clone().unwrap();
+    assert_eq!(approvals[0].via, "policy");
+    assert_eq!(
+        approvals[0].policy_ids,
+        vec!["read-logs-auto-approve-1h".to_owned()]
+    );
+    let gid = r.grant_id.clone().unwrap();
+    assert!(
+        eventually(|| async { s.access().contains(&gid) }).await,
+        "provisioned in the target"
+    );
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+
+    // Not yet: one second before the end it is still there.
+    s.clock.advance_ms(59_000);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(s.access().contains(&gid));
+    s.clock.advance_ms(1_000);
+    assert!(
+        eventually(|| async { !s.access().contains(&gid) }).await,
+        "revoked in the target at expiry"
+    );
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    let metrics = alice.metrics().await.unwrap();
+    assert!(metrics.contains("hourglass_grants_active 0"), "{metrics}");
+    assert!(
+        metrics.contains("hourglass_revocation_lag_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(chain_ok(&s).await >= 6);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn approval_needs_someone_else_and_happens_once() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let (alice, bob) = (s.client("alice"), s.client("bob"));
+    let r = alice
+        .create_request(&ask("demo/ops-admin", "30m", "restart the api"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending");
+    let before = audit_len(&s).await;
+    let p = problem(alice.approve(&r.id, None).await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (403, "approval.self_approval"));
+    let p = problem(
+        s.client("support-bot")
+            .approve(&r.id, None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.code, "approval.not_authorized", "agents never approve");
+    assert_eq!(audit_len(&s).await, before, "refusals change nothing");
+
+    let approved = bob.approve(&r.id, Some("ok".into())).await.unwrap();
+    assert_eq!(approved.state, "fulfilled");
+    let human = approved.approvals.unwrap();
+    assert_eq!(human[0].approver, "bob");
+    assert_eq!(
+        human[0].policy_ids,
+        vec!["approvers-approve-demo".to_owned()]
+    );
+    let p = problem(bob.approve(&r.id, None).await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (409, "request.not_pending"));
+    let gid = approved.grant_id.unwrap();
+    assert!(eventually(|| async { s.access().contains(&gid) }).await);
+
+    // Early revocation by the grantee.
+    alice.revoke(&gid, Some("done".into())).await.unwrap();
+    assert!(eventually(|| async { !s.access().contains(&gid) }).await);
+    let p = problem(s.client("alice").cancel(&r.id).await.unwrap_err());
+    assert_eq!(p.code, "request.already_fulfilled");
+    chain_ok(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let alice = s.client("alice");
+    let before = audit_len(&s).await;
+    let cases = [
+        (
+            ask("demo/nope", "10m", "x"),
+            "request.entitlement_unknown",
+            "entitlement",
+        ),
+        (
+            ask("demo/ops-admin", "3h", "x"),
+            "request.duration_exceeds_max",
+            "duration",
+        ),
+        (
+            ask("demo/ops-admin", "30s", "x"),
+            "request.duration_below_min",
+            "duration",
+        ),
+        (
+            ask("demo/ops-admin", "10 minutes", "x"),
+            "request.duration_invalid",
+            "duration",
+        ),
+        (
+            ask("demo/ops-admin", "10m", "   "),
+            "request.reason_missing",
+            "reason",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let p = problem(alice.create_request(&body).await.unwrap_err());
+        assert_eq!(
+            (p.status, p.code.as_str(), p.field.as_deref()),
+            (400, code, Some(field)),
+            "{p:?}"
+        );
+        assert!(p.request_id.is_some());
+    }
+    for (raw, field) in [
+        (r#"{"entitlement": 5}"#, "entitlement"),
+        (
+            r#"{"entitlement": "demo/read-logs", "colour": 1}"#,
+            "colour",
+        ),
+        ("{not json", ""),
+    ] {
+        let p = problem(alice.post_raw("/v1/requests", raw).await.unwrap_err());
+        assert_eq!((p.status, p.code.as_str()), (400, "body.invalid"), "{raw}");
+        if !field.is_empty() {
+            assert_eq!(p.field.as_deref(), Some(field), "{raw}");
+        }
+    }
+    let p = problem(s.client("nobody").list_requests(None).await.unwrap_err());
+    assert_eq!(p.status, 401);
+    let p = problem(
+        s.client("bob")
+            .create_request(&ask("demo/ops-admin", "10m", "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (403, "request.not_eligible"));
+    assert_eq!(audit_len(&s).await, before);
+    assert!(alice.list_requests(None).await.unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
+    let s = spawn_server(|c| {
+        // Wrap the demo target's revoke in a script that fails its first three runs.
+        c.replace(r#", "revoke"]"#, r#", "revoke-flaky"]"#)
+    })
+    .await
+    .unwrap();
+    let script = s.dir.path().join("targets/demo-target.sh");
+    let original = std::fs::read_to_string(&script).unwrap();
+    let counter = s.dir.path().join("revoke-attempts");
+    let flaky = original.replace(
+        "case \"$op\" in",
+        &format!(
+            "if [ \"$op\" = revoke-flaky ]; then n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; \
+             if [ $n -le 3 ]; then echo \"target down (attempt $n)\" >&2; exit 1; fi; op=revoke; fi\ncase \"$op\" in",
+            c = counter.display()
+        ),
+    );
+    std::fs::write(&script, flaky).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("demo/read-logs", "1m", "x"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { s.access().contains(&gid) }).await);
+    s.clock.advance_ms(60_000);
+    for attempt in 1..=3 {
+        assert!(
+            eventually(|| async {
+                std::fs::read_to_string(&counter).is_ok_and(|n| n.trim() == attempt.to_string())
+            })
+            .await
+        );
+        assert!(
+            eventually(|| async {
+                alice.metrics().await.unwrap().contains(&format!(
+                    "hourglass_job_retries_total{{action=\"revoke\"}} {attempt}"
+                ))
+            })
+            .await
+        );
+        assert_eq!(
+            alice.get_grant(&gid).await.unwrap().state,
+            "revoking",
+            "never shown revoked before the target confirms"
+        );
+        assert!(s.access().contains(&gid));
+        // Past the largest possible backoff of this attempt (equal jitter: at most base*2^(n-1)).
+        s.clock.advance_ms(1_000 << attempt);
+    }
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    assert!(!s.access().contains(&gid));
+    let events = s.store().unwrap().audit_after(0, 1_000).await.unwrap();
+    let failed = events
+        .iter()
+        .filter(|e| e.record.action == "grant.revoke_failed")
+        .count();
+    assert_eq!(failed, 3);
+    let revoked = events
+        .iter()
+        .find(|e| e.record.action == "grant.revoked")
+        .unwrap();
+    assert!(
+        revoked
+            .record
+            .details
+            .contains(&("attempt".into(), "4".into()))
+    );
+    chain_ok(&s).await;
+    s.stop().await;
+}
