@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{} ({}{})", .0.detail, .0.code, .0.field.as_ref().map(|f| format!(", field {f}")).unwrap_or_default())]
-    Problem(Problem),
+    Problem(Box<Problem>),
     #[error("cannot reach the server: {0}")]
     Transport(#[from] reqwest::Error),
     #[error("unexpected response {status}: {body}")]
@@ -62,7 +62,7 @@ impl Client {
             });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(p) => Err(ClientError::Problem(p)),
+            Ok(p) => Err(ClientError::Problem(Box::new(p))),
             Err(_) => Err(ClientError::Unexpected {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).into_owned(),

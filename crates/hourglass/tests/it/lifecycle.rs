@@ -33,7 +33,7 @@ async fn chain_ok(s: &TestServer) -> u64 {
 
 fn problem(e: ClientError) -> hourglass_api::Problem {
     match e {
-        ClientError::Problem(p) => p,
+        ClientError::Problem(p) => *p,
         other => panic!("expected a problem, got {other}"),
     }
 }

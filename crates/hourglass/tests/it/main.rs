@@ -1,4 +1,7 @@
 //! End-to-end tests: a real server in-process (SQLite, the exec demo target, a manual clock),
 //! driven through the typed client.
 
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod lifecycle;
