@@ -4,4 +4,6 @@
 // Helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "test-clock")]
+mod crash;
 mod lifecycle;
