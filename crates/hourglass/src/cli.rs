@@ -327,6 +327,7 @@ async fn serve(
     data_dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),

@@ -2,127 +2,17 @@
 //! provisioned exactly once, revoked after the restart, and the audit chain still verifies.
 //! Time is a clock file the test moves (feature `test-clock`), never a sleep for expiry.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::path::Path;
 
 use hourglass_api::CreateRequest;
 use hourglass_client::Client;
 use hourglass_testkit::eventually;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hourglass");
-
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    clock: PathBuf,
-    alice: String,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse().unwrap(), false)
-        .unwrap();
-    let target = dir.path().join("targets/demo-target.sh");
-    let wrapper = dir.path().join("targets/crashy.sh");
-    // Kills the server (its parent) before or after the real target acts, once per marker file.
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nd={d}\nop=$1\n\
-             if [ -f \"$d/crash-$op-before\" ]; then rm -f \"$d/crash-$op-before\"; kill -9 $PPID; exit 1; fi\n\
-             {t} \"$@\" || exit $?\n\
-             if [ -f \"$d/crash-$op-after\" ]; then rm -f \"$d/crash-$op-after\"; kill -9 $PPID; exit 1; fi\n",
-            d = dir.path().display(),
-            t = target.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let text = std::fs::read_to_string(&w.config).unwrap();
-    std::fs::write(
-        &w.config,
-        text.replace(
-            &target.display().to_string(),
-            &wrapper.display().to_string(),
-        ),
-    )
-    .unwrap();
-    let clock = dir.path().join("clock");
-    std::fs::write(&clock, "1800000000000").unwrap();
-    let alice = w
-        .tokens
-        .iter()
-        .find(|(n, _)| n == "alice")
-        .unwrap()
-        .1
-        .clone();
-    Setup {
-        config: w.config,
-        clock,
-        alice,
-        dir,
-    }
-}
-
-impl Setup {
-    fn marker(&self, name: &str) {
-        std::fs::write(self.dir.path().join(name), "").unwrap();
-    }
-
-    fn advance(&self, ms: i64) {
-        let now: i64 = std::fs::read_to_string(&self.clock)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        std::fs::write(&self.clock, (now + ms).to_string()).unwrap();
-    }
-
-    fn lines_with(&self, gid: &str) -> usize {
-        let access =
-            std::fs::read_to_string(self.dir.path().join("access.txt")).unwrap_or_default();
-        access.lines().filter(|l| l.ends_with(gid)).count()
-    }
-
-    /// Starts the server and returns it with a client for alice.
-    async fn start(&self) -> (Child, Client) {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("HOURGLASS_TEST_CLOCK_FILE", &self.clock)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(a) = line.strip_prefix("listening on ") {
-                    return a.to_owned();
-                }
-            }
-            panic!("server exited before listening");
-        })
-        .await
-        .unwrap();
-        // Keep draining stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (child, Client::new(&addr, Some(self.alice.clone())).unwrap())
-    }
-}
+use crate::binary::{BIN, setup};
 
 async fn killed(child: &mut Child) {
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
         .await
         .unwrap()
         .unwrap();

@@ -4,6 +4,8 @@
 // Helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
 #[cfg(feature = "test-clock")]
 mod crash;
 mod lifecycle;
+mod secrets;

@@ -1,0 +1,133 @@
+//! Running the real `hourglass` binary as a separate process, on a demo layout whose target is
+//! wrapped by a script the test steers with marker files in the data directory:
+//! `crash-OP-before` / `crash-OP-after` kill the server (SIGKILL) around the target's action,
+//! once; a file `credential` makes grants issue its content as a credential.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hourglass_client::Client;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hourglass");
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub clock: PathBuf,
+    pub alice: String,
+    /// Everything the servers wrote to stderr.
+    pub log: Arc<Mutex<String>>,
+}
+
+pub fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse().unwrap(), false)
+        .unwrap();
+    let target = dir.path().join("targets/demo-target.sh");
+    let wrapper = dir.path().join("targets/crashy.sh");
+    // Kills the server (its parent) before or after the real target acts, once per marker file.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nd={d}\nop=$1\n\
+             if [ -f \"$d/crash-$op-before\" ]; then rm -f \"$d/crash-$op-before\"; kill -9 $PPID; exit 1; fi\n\
+             {t} \"$@\" || exit $?\n\
+             if [ -f \"$d/crash-$op-after\" ]; then rm -f \"$d/crash-$op-after\"; kill -9 $PPID; exit 1; fi\n\
+             if [ \"$op\" = grant ] && [ -f \"$d/credential\" ]; then printf '{{\"handle\": {{\"via\": \"wrapper\"}}, \"credential\": \"%s\"}}' \"$(cat \"$d/credential\")\"; fi\n",
+            d = dir.path().display(),
+            t = target.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace(
+            &target.display().to_string(),
+            &wrapper.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "1800000000000").unwrap();
+    let alice = w
+        .tokens
+        .iter()
+        .find(|(n, _)| n == "alice")
+        .unwrap()
+        .1
+        .clone();
+    Setup {
+        config: w.config,
+        clock,
+        alice,
+        dir,
+        log: Arc::default(),
+    }
+}
+
+impl Setup {
+    pub fn marker(&self, name: &str) {
+        std::fs::write(self.dir.path().join(name), "").unwrap();
+    }
+
+    pub fn advance(&self, ms: i64) {
+        let now: i64 = std::fs::read_to_string(&self.clock)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::write(&self.clock, (now + ms).to_string()).unwrap();
+    }
+
+    pub fn lines_with(&self, gid: &str) -> usize {
+        let access =
+            std::fs::read_to_string(self.dir.path().join("access.txt")).unwrap_or_default();
+        access.lines().filter(|l| l.ends_with(gid)).count()
+    }
+
+    /// Starts the server and returns it with a client for alice.
+    pub async fn start(&self) -> (Child, Client) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("HOURGLASS_TEST_CLOCK_FILE", &self.clock)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    return a.to_owned();
+                }
+            }
+            panic!("server exited before listening");
+        })
+        .await
+        .unwrap();
+        // Keep draining stderr (into the log) so the server never blocks on a full pipe.
+        let log = Arc::clone(&self.log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (child, Client::new(&addr, Some(self.alice.clone())).unwrap())
+    }
+}

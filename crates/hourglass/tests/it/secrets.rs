@@ -1,0 +1,79 @@
+//! A credential a grant issues is handed to its holder once and is found nowhere else: not in
+//! the database, not in the audit export, not in the server's debug log.
+
+use hourglass_api::CreateRequest;
+use hourglass_client::ClientError;
+use hourglass_testkit::eventually;
+
+use crate::binary::{BIN, setup};
+
+#[tokio::test]
+async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
+    let s = setup();
+    let secret = format!("pw-{}", hourglass_core::id::random_hex::<12>().unwrap());
+    std::fs::write(s.dir.path().join("credential"), &secret).unwrap();
+    let (mut server, alice) = s.start().await;
+    let req = CreateRequest {
+        entitlement: "demo/read-logs".into(),
+        duration: Some("10m".into()),
+        reason: "secret test".into(),
+        ticket: None,
+    };
+    let gid = alice.create_request(&req).await.unwrap().grant_id.unwrap();
+    assert!(
+        eventually(|| async {
+            alice
+                .get_grant(&gid)
+                .await
+                .is_ok_and(|g| g.state == "active")
+        })
+        .await
+    );
+    let g = alice.get_grant(&gid).await.unwrap();
+    assert!(g.credential_issued);
+    let fp = g.credential_fingerprint.unwrap();
+    assert!(fp.starts_with("sha256:") && !fp.contains(&secret));
+
+    let got = alice.credential(&gid).await.unwrap();
+    assert_eq!(got.credential, secret);
+    match alice.credential(&gid).await.unwrap_err() {
+        ClientError::Problem(p) => assert_eq!(p.code, "credential.not_available"),
+        other => panic!("{other}"),
+    }
+    server.kill().await.unwrap();
+    server.wait().await.unwrap();
+    std::fs::remove_file(s.dir.path().join("credential")).unwrap();
+
+    // Scan the store files, the audit export and the log for the secret.
+    for entry in std::fs::read_dir(s.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "secret found in {}",
+                path.display()
+            );
+        }
+    }
+    let export = std::process::Command::new(BIN)
+        .args(["audit", "export", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(export.contains("grant.activated") && !export.contains(&secret));
+    let covered = eventually(|| async { s.log.lock().unwrap().contains(&gid) }).await;
+    let log = s.log.lock().unwrap().clone();
+    let tail: String = log
+        .chars()
+        .rev()
+        .take(2_000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(covered, "the debug log covers the grant; log tail:\n{tail}");
+    assert!(!log.contains(&secret), "secret found in the log");
+}
