@@ -7,5 +7,6 @@
 mod binary;
 #[cfg(feature = "test-clock")]
 mod crash;
+mod invariants;
 mod lifecycle;
 mod secrets;
