@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod binary;
+mod cli;
 #[cfg(feature = "test-clock")]
 mod crash;
 mod invariants;
