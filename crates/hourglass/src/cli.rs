@@ -420,28 +420,51 @@ async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::Sqlit
         .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
 }
 
-async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
+/// Calls `each` for every audit event after `since`, in order, a page at a time; stops early
+/// when `each` returns false.
+async fn for_each_event(
+    config: &std::path::Path,
+    since: u64,
+    mut each: impl FnMut(hourglass_core::audit::AuditEvent) -> Result<bool>,
+) -> Result<()> {
     let store = open_offline(config).await?;
-    let mut v = ChainVerifier::default();
-    let mut after = 0;
+    let mut after = since;
     loop {
         let page = store
             .audit_after(after, 10_000)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
         after = last.seq;
-        for e in &page {
-            if let Err(b) = v.check(e) {
-                println!(
-                    "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
-                    b.seq,
-                    b.reason,
-                    v.checked()
-                );
-                return Ok(ExitCode::FAILURE);
+        for e in page {
+            if !each(e)? {
+                return Ok(());
             }
         }
+    }
+}
+
+async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
+    let mut v = ChainVerifier::default();
+    let mut broken = None;
+    for_each_event(config, 0, |e| match v.check(&e) {
+        Ok(()) => Ok(true),
+        Err(b) => {
+            broken = Some(b);
+            Ok(false)
+        }
+    })
+    .await?;
+    if let Some(b) = broken {
+        println!(
+            "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
+            b.seq,
+            b.reason,
+            v.checked()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     println!(
         "audit chain ok: {} events, head {}",
@@ -452,29 +475,21 @@ async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
 }
 
 async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> {
-    let store = open_offline(config).await?;
-    let mut after = since;
-    loop {
-        let page = store
-            .audit_after(after, 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in page {
-            let view = hourglass_api::AuditEventView {
-                seq: e.seq,
-                at: e.record.at.to_string(),
-                actor: e.record.actor,
-                action: e.record.action,
-                subject: e.record.subject,
-                details: e.record.details,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
-            };
-            println!("{}", serde_json::to_string(&view)?);
-        }
-    }
+    for_each_event(config, since, |e| {
+        let view = hourglass_api::AuditEventView {
+            seq: e.seq,
+            at: e.record.at.to_string(),
+            actor: e.record.actor,
+            action: e.record.action,
+            subject: e.record.subject,
+            details: e.record.details,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        };
+        println!("{}", serde_json::to_string(&view)?);
+        Ok(true)
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

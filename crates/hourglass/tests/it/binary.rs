@@ -77,25 +77,6 @@ pub fn setup() -> Setup {
 }
 
 impl Setup {
-    pub fn marker(&self, name: &str) {
-        std::fs::write(self.dir.path().join(name), "").unwrap();
-    }
-
-    pub fn advance(&self, ms: i64) {
-        let now: i64 = std::fs::read_to_string(&self.clock)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        std::fs::write(&self.clock, (now + ms).to_string()).unwrap();
-    }
-
-    pub fn lines_with(&self, gid: &str) -> usize {
-        let access =
-            std::fs::read_to_string(self.dir.path().join("access.txt")).unwrap_or_default();
-        access.lines().filter(|l| l.ends_with(gid)).count()
-    }
-
     /// Starts the server and returns it with a client for alice.
     pub async fn start(&self) -> (Child, Client) {
         let mut child = Command::new(BIN)

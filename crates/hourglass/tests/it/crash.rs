@@ -9,7 +9,28 @@ use hourglass_client::Client;
 use hourglass_testkit::eventually;
 use tokio::process::Child;
 
-use crate::binary::{BIN, setup};
+use crate::binary::{BIN, Setup, setup};
+
+impl Setup {
+    pub fn marker(&self, name: &str) {
+        std::fs::write(self.dir.path().join(name), "").unwrap();
+    }
+
+    pub fn advance(&self, ms: i64) {
+        let now: i64 = std::fs::read_to_string(&self.clock)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::write(&self.clock, (now + ms).to_string()).unwrap();
+    }
+
+    pub fn lines_with(&self, gid: &str) -> usize {
+        let access =
+            std::fs::read_to_string(self.dir.path().join("access.txt")).unwrap_or_default();
+        access.lines().filter(|l| l.ends_with(gid)).count()
+    }
+}
 
 async fn killed(child: &mut Child) {
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
