@@ -142,6 +142,16 @@ impl Client {
     pub async fn credential(&self, grant_id: &str) -> Result<CredentialView, ClientError> {
         self.get(&format!("/v1/grants/{grant_id}/credential")).await
     }
+    /// Audit events after `after` (administrators of every entitlement only).
+    pub async fn audit(
+        &self,
+        after: u64,
+    ) -> Result<Vec<hourglass_api::AuditEventView>, ClientError> {
+        Ok(self
+            .get::<List<hourglass_api::AuditEventView>>(&format!("/v1/audit?after={after}"))
+            .await?
+            .items)
+    }
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.get("/v1/whoami").await
     }

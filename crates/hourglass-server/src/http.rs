@@ -49,6 +49,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/grants/{id}/revoke", post(revoke))
         .route("/v1/grants/{id}/credential", get(credential))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/audit", get(audit))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -189,6 +190,13 @@ impl<T: DeserializeOwned> FromRequest<Shared> for Body<T> {
             )
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +397,22 @@ async fn credential(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+async fn audit(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let q: AuditQuery = query(uri.query())?;
+    let events = app
+        .engine
+        .audit_after(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(1_000))
+        .await?;
+    Ok(Json(List {
+        items: events.into_iter().map(views::audit_event).collect(),
+    })
+    .into_response())
 }
 
 async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {

@@ -1,6 +1,6 @@
 //! Domain values → wire types.
 
-use hourglass_api::{ApprovalView, GrantView, RequestView};
+use hourglass_api::{ApprovalView, AuditEventView, GrantView, RequestView};
 use hourglass_core::{
     engine::RequestDetails,
     grant::Grant,
@@ -73,5 +73,18 @@ pub fn grant(g: &Grant) -> GrantView {
         end_reason: g.end_reason.clone(),
         credential_issued: g.credential_fingerprint.is_some(),
         credential_fingerprint: g.credential_fingerprint.clone(),
+    }
+}
+
+pub fn audit_event(e: hourglass_core::audit::AuditEvent) -> AuditEventView {
+    AuditEventView {
+        seq: e.seq,
+        at: e.record.at.to_string(),
+        actor: e.record.actor,
+        action: e.record.action,
+        subject: e.record.subject,
+        details: e.record.details,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
     }
 }

@@ -77,6 +77,25 @@ async fn auto_approved_grant_appears_and_is_revoked_at_expiry() {
         "{metrics}"
     );
     assert!(chain_ok(&s).await >= 6);
+
+    // The audit over the API: for administrators of everything, in order, from a sequence on.
+    let events = s.client("admin").audit(0).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "request.created",
+            "request.approved",
+            "request.fulfilled",
+            "grant.created",
+            "grant.activated",
+            "grant.expired",
+            "grant.revoked"
+        ]
+    );
+    assert_eq!(s.client("admin").audit(5).await.unwrap().len(), 2);
+    let p = problem(alice.audit(0).await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (403, "audit.not_allowed"));
     s.stop().await;
 }
 
