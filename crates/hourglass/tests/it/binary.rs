@@ -79,6 +79,12 @@ pub fn setup() -> Setup {
 impl Setup {
     /// Starts the server and returns it with a client for alice.
     pub async fn start(&self) -> (Child, Client) {
+        let (child, client, _) = self.start_at().await;
+        (child, client)
+    }
+
+    /// Starts the server; also returns its base URL.
+    pub async fn start_at(&self) -> (Child, Client, String) {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -109,6 +115,10 @@ impl Setup {
                 l.push('\n');
             }
         });
-        (child, Client::new(&addr, Some(self.alice.clone())).unwrap())
+        (
+            child,
+            Client::new(&addr, Some(self.alice.clone())).unwrap(),
+            addr,
+        )
     }
 }

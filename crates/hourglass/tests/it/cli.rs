@@ -45,3 +45,37 @@ fn init_writes_a_configuration_that_validates_and_prints_tokens_once() {
     let (ok, out) = run(&["policy", "validate", "--config", cfg.to_str().unwrap()]);
     assert!(!ok && out.contains("typo") && out.contains("knd"), "{out}");
 }
+
+#[tokio::test]
+async fn request_wait_prints_the_credential_once() {
+    let s = crate::binary::setup();
+    std::fs::write(s.dir.path().join("credential"), "pw-for-the-cli").unwrap();
+    let (mut server, _alice, base) = s.start_at().await;
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "request",
+            "demo/read-logs",
+            "--for",
+            "5m",
+            "--reason",
+            "cli wait",
+            "--wait",
+        ])
+        .env("HOURGLASS_SERVER", &base)
+        .env("HOURGLASS_TOKEN", &s.alice)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("credential (shown once): pw-for-the-cli"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("active until"));
+    server.kill().await.unwrap();
+}
