@@ -3,9 +3,10 @@
 //! Errors are RFC 9457 `application/problem+json` with a stable `code` and the offending field.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /v1/requests`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// `target/name`.
@@ -21,7 +22,7 @@ pub struct CreateRequest {
 }
 
 /// `POST /v1/requests/{id}/approve`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,7 +30,7 @@ pub struct ApproveBody {
 }
 
 /// `POST /v1/requests/{id}/deny`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenyBody {
     #[serde(default)]
@@ -37,7 +38,7 @@ pub struct DenyBody {
 }
 
 /// `POST /v1/grants/{id}/revoke`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +46,7 @@ pub struct RevokeBody {
 }
 
 /// One decision on a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalView {
     /// A principal name, or `policy` for an automatic approval.
     pub approver: String,
@@ -61,7 +62,7 @@ pub struct ApprovalView {
 }
 
 /// A request, with why it is where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RequestView {
     pub id: String,
     pub requester: String,
@@ -89,7 +90,7 @@ pub struct RequestView {
 }
 
 /// A grant: the elevated state in a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GrantView {
     pub id: String,
     pub request_id: String,
@@ -110,7 +111,7 @@ pub struct GrantView {
 }
 
 /// `GET /v1/grants/{id}/credential`: shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialView {
     pub grant_id: String,
     pub credential: String,
@@ -118,13 +119,13 @@ pub struct CredentialView {
 }
 
 /// A list of items.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct List<T> {
     pub items: Vec<T>,
 }
 
 /// One audit event, as exported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventView {
     pub seq: u64,
     pub at: String,
@@ -132,13 +133,14 @@ pub struct AuditEventView {
     pub action: String,
     pub subject: String,
     /// Ordered key/value pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub details: Vec<(String, String)>,
     pub prev_hash: String,
     pub hash: String,
 }
 
 /// An RFC 9457 problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -159,7 +161,7 @@ pub struct Problem {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// `GET /v1/whoami`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WhoAmI {
     pub principal: String,
     pub kind: String,

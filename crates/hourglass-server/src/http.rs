@@ -13,8 +13,8 @@ use axum::{
     routing::{get, post},
 };
 use hourglass_api::{
-    ApproveBody, CreateRequest, CredentialView, DenyBody, List, PROBLEM_JSON, Problem, RevokeBody,
-    WhoAmI,
+    ApproveBody, AuditEventView, CreateRequest, CredentialView, DenyBody, GrantView, List,
+    PROBLEM_JSON, Problem, RequestView, RevokeBody, WhoAmI,
 };
 use hourglass_core::{
     Error,
@@ -51,6 +51,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/audit", get(audit))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -233,6 +234,7 @@ fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> ApiResult<T> {
     .map_err(|e| ApiError(Error::invalid("query.invalid", "query", e.body_text())))
 }
 
+#[utoipa::path(post, path = "/v1/requests", request_body = CreateRequest, responses((status = 201, description = "Created: pending, or fulfilled when policy approved it", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn create_request(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -271,6 +273,7 @@ async fn create_request(
     Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/requests", params(("state" = Option<String>, Query, description = "pending|approved|fulfilled|denied|cancelled|expired|failed"), ("limit" = Option<u32>, Query, description = "1-500, default 100")), responses((status = 200, description = "Requests the caller may see, newest first", body = List<RequestView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn list_requests(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -288,6 +291,7 @@ async fn list_requests(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "The request with its approvals and grant", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json")))]
 async fn get_request(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -297,6 +301,7 @@ async fn get_request(
     Ok(Json(views::details(&d)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path, description = "prefixed id")), request_body = ApproveBody, responses((status = 200, description = "Approval recorded; fulfilled at quorum", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not in a state that allows this", body = Problem, content_type = "application/problem+json")))]
 async fn approve(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -311,6 +316,7 @@ async fn approve(
     Ok(Json(views::details(&d)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", params(("id" = String, Path, description = "prefixed id")), request_body = DenyBody, responses((status = 200, description = "Denied", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not in a state that allows this", body = Problem, content_type = "application/problem+json")))]
 async fn deny(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -323,6 +329,7 @@ async fn deny(
     Ok(Json(views::details(&d)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "Cancelled", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not in a state that allows this", body = Problem, content_type = "application/problem+json")))]
 async fn cancel(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -334,6 +341,7 @@ async fn cancel(
     Ok(Json(views::details(&d)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/grants", params(("state" = Option<String>, Query, description = "provisioning|active|revoking|revoked|failed"), ("limit" = Option<u32>, Query, description = "1-500, default 100")), responses((status = 200, description = "Grants the caller may see, newest first", body = List<GrantView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn list_grants(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -351,6 +359,7 @@ async fn list_grants(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/grants/{id}", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "The grant", body = GrantView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json")))]
 async fn get_grant(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -360,6 +369,7 @@ async fn get_grant(
     Ok(Json(views::grant(&g)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path, description = "prefixed id")), request_body = RevokeBody, responses((status = 200, description = "Revocation scheduled (state revoking)", body = GrantView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not in a state that allows this", body = Problem, content_type = "application/problem+json")))]
 async fn revoke(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -370,6 +380,7 @@ async fn revoke(
     Ok(Json(views::grant(&g)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/grants/{id}/credential", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "The grant's credential; shown once", body = CredentialView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json")))]
 async fn credential(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -399,6 +410,7 @@ async fn credential(
     Ok(resp)
 }
 
+#[utoipa::path(get, path = "/v1/audit", params(("after" = Option<u64>, Query, description = "events with a higher sequence number"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Audit events in order", body = List<AuditEventView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn audit(
     State(app): State<Shared>,
     Authed(caller): Authed,
@@ -415,6 +427,7 @@ async fn audit(
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, description = "The caller", body = WhoAmI), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     let p = caller.principal;
     Json(WhoAmI {
@@ -424,6 +437,7 @@ async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     })
 }
 
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<Shared>) -> Response {
     match app.engine.store().ping().await {
         Ok(()) => "ready".into_response(),
@@ -439,6 +453,7 @@ async fn readyz(State(app): State<Shared>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
     let now = app.engine.clock().now();
     let counts = app
@@ -452,4 +467,83 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     Ok(resp)
+}
+
+/// Adds the bearer token scheme and makes it the default.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An Hourglass API token (hgt_…)"))
+                    .build(),
+            ),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, whoami, readyz, metrics),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this API (checked in as `docs/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    /// The checked-in document matches the code. Regenerate with
+    /// `HOURGLASS_UPDATE_OPENAPI=1 cargo test -p hourglass-server openapi`.
+    #[test]
+    fn openapi_document_is_checked_in_and_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        let generated = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&super::openapi()).unwrap()
+        );
+        if std::env::var_os("HOURGLASS_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is stale: regenerate it (see this test's doc comment)"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+        for p in [
+            "/v1/requests",
+            "/v1/requests/{id}",
+            "/v1/requests/{id}/approve",
+            "/v1/requests/{id}/deny",
+            "/v1/requests/{id}/cancel",
+            "/v1/grants",
+            "/v1/grants/{id}",
+            "/v1/grants/{id}/revoke",
+            "/v1/grants/{id}/credential",
+            "/v1/audit",
+            "/v1/whoami",
+        ] {
+            assert!(doc["paths"][p].is_object(), "{p} is not documented");
+        }
+    }
 }
