@@ -7,6 +7,7 @@
 //! connector except the job execution in [`jobs`], which only workers run.
 
 mod jobs;
+mod reads;
 mod requests;
 
 use std::{collections::BTreeMap, sync::Arc};

@@ -5,8 +5,6 @@
 //! approval (`Approve` for the approver, and `Request` again when the quorum is reached), and
 //! again when the grant activates (in the job worker).
 
-use std::collections::BTreeMap;
-
 use tracing::{info, instrument, warn};
 
 use super::{Caller, Engine, retry_on_conflict};
@@ -19,13 +17,11 @@ use crate::{
     job::JobAction,
     policy::Action,
     request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
-    store::{Commit, GrantFilter, JobChange, RequestFilter},
+    store::{Commit, JobChange},
 };
 
 const MAX_REASON: usize = 2_000;
 const MAX_TICKET: usize = 128;
-
-type VisibilityCache = BTreeMap<(crate::id::PrincipalId, EntitlementId), bool>;
 
 /// What a client asks for.
 #[derive(Debug, Clone, Default)]
@@ -270,13 +266,13 @@ impl Engine {
         Ok(fulfilled)
     }
 
-    async fn load_request(&self, id: &str) -> Result<Request> {
+    pub(super) async fn load_request(&self, id: &str) -> Result<Request> {
         let not_found = || Error::not_found("request.not_found", format!("no request {id}"));
         let rid = RequestId::parse(id).ok_or_else(not_found)?;
         self.store.get_request(&rid).await?.ok_or_else(not_found)
     }
 
-    async fn load_grant(&self, id: &str) -> Result<Grant> {
+    pub(super) async fn load_grant(&self, id: &str) -> Result<Grant> {
         let not_found = || Error::not_found("grant.not_found", format!("no grant {id}"));
         let gid = GrantId::parse(id).ok_or_else(not_found)?;
         self.store.get_grant(&gid).await?.ok_or_else(not_found)
@@ -309,16 +305,17 @@ impl Engine {
         ent: &Entitlement,
         now: Timestamp,
     ) -> Result<crate::policy::Decision> {
-        if req.state != RequestState::Pending {
-            return Err(Error::conflict(
-                "request.not_pending",
-                format!("request {} is {}, not pending", req.id, req.state.as_str()),
-            ));
-        }
+        // Refused in every state: nobody decides on their own request.
         if caller.principal.id == req.requester {
             return Err(Error::forbidden(
                 "approval.self_approval",
                 "nobody may approve or deny their own request",
+            ));
+        }
+        if req.state != RequestState::Pending {
+            return Err(Error::conflict(
+                "request.not_pending",
+                format!("request {} is {}, not pending", req.id, req.state.as_str()),
             ));
         }
         let mut ctx = self.context(Some(caller), req.duration, req.ticket.as_deref(), now);
@@ -615,196 +612,5 @@ impl Engine {
         .await?;
         self.wake.jobs_changed();
         Ok(out)
-    }
-
-    /// Whether `caller` may see a request or grant of `requester` for `ent_id`: their own, or
-    /// one they may approve or administer.
-    fn may_see(
-        &self,
-        caller: &Caller,
-        requester: &crate::id::PrincipalId,
-        ent_id: &EntitlementId,
-        cache: &mut VisibilityCache,
-        now: Timestamp,
-    ) -> Result<bool> {
-        if &caller.principal.id == requester {
-            return Ok(true);
-        }
-        let key = (requester.clone(), ent_id.clone());
-        if let Some(v) = cache.get(&key) {
-            return Ok(*v);
-        }
-        let allowed = match self.catalog.entitlement(ent_id) {
-            None => false,
-            Some(ent) => {
-                let mut ctx = self.context(Some(caller), ent.default_duration, None, now);
-                ctx.requester = self.catalog.principal(requester).cloned();
-                self.may_administer(&caller.principal, ent, now)?
-                    || (ctx.requester.is_some()
-                        && self
-                            .decide(Action::Approve, &caller.principal, ent, &ctx)?
-                            .allowed)
-            }
-        };
-        cache.insert(key, allowed);
-        Ok(allowed)
-    }
-
-    /// One request with its approvals and grant, if the caller may see it.
-    pub async fn request_details(&self, caller: &Caller, id: &str) -> Result<RequestDetails> {
-        let request = self.load_request(id).await?;
-        let now = self.clock.now();
-        if !self.may_see(
-            caller,
-            &request.requester,
-            &request.entitlement,
-            &mut BTreeMap::new(),
-            now,
-        )? {
-            return Err(Error::not_found(
-                "request.not_found",
-                format!("no request {id}"),
-            ));
-        }
-        let approvals = self.store.list_approvals(&request.id).await?;
-        let grant = match &request.grant_id {
-            Some(g) => self.store.get_grant(g).await?,
-            None => None,
-        };
-        let approvals_required = self
-            .catalog
-            .entitlement(&request.entitlement)
-            .map_or(1, |e| e.approvals_required);
-        Ok(RequestDetails {
-            request,
-            approvals,
-            approvals_required,
-            grant,
-        })
-    }
-
-    /// Requests the caller may see, newest first.
-    pub async fn list_requests(
-        &self,
-        caller: &Caller,
-        state: Option<RequestState>,
-        limit: u32,
-    ) -> Result<Vec<Request>> {
-        let limit = limit.clamp(1, 500);
-        let now = self.clock.now();
-        let mut cache = BTreeMap::new();
-        let mut out = Vec::new();
-        let mut before = None;
-        loop {
-            let page = self
-                .store
-                .list_requests(&RequestFilter {
-                    state,
-                    requester: None,
-                    before: before.clone(),
-                    limit,
-                })
-                .await?;
-            let full = page.len() as u32 == limit;
-            before = page.last().map(|r| r.id.clone());
-            for r in page {
-                if self.may_see(caller, &r.requester, &r.entitlement, &mut cache, now)? {
-                    out.push(r);
-                    if out.len() as u32 == limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// One grant, if the caller may see it.
-    pub async fn grant(&self, caller: &Caller, id: &str) -> Result<Grant> {
-        let grant = self.load_grant(id).await?;
-        let now = self.clock.now();
-        if !self.may_see(
-            caller,
-            &grant.principal,
-            &grant.entitlement,
-            &mut BTreeMap::new(),
-            now,
-        )? {
-            return Err(Error::not_found(
-                "grant.not_found",
-                format!("no grant {id}"),
-            ));
-        }
-        Ok(grant)
-    }
-
-    /// Grants the caller may see, newest first.
-    pub async fn list_grants(
-        &self,
-        caller: &Caller,
-        state: Option<GrantState>,
-        limit: u32,
-    ) -> Result<Vec<Grant>> {
-        let limit = limit.clamp(1, 500);
-        let now = self.clock.now();
-        let mut cache = BTreeMap::new();
-        let mut out = Vec::new();
-        let mut before = None;
-        loop {
-            let page = self
-                .store
-                .list_grants(&GrantFilter {
-                    state,
-                    principal: None,
-                    before: before.clone(),
-                    limit,
-                })
-                .await?;
-            let full = page.len() as u32 == limit;
-            before = page.last().map(|g| g.id.clone());
-            for g in page {
-                if self.may_see(caller, &g.principal, &g.entitlement, &mut cache, now)? {
-                    out.push(g);
-                    if out.len() as u32 == limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-}
-
-impl Engine {
-    /// Audit events after `after`, for a caller that may administer every entitlement (the
-    /// audit log spans them all, so reading it takes authority over all of them).
-    pub async fn audit_after(
-        &self,
-        caller: &Caller,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<crate::audit::AuditEvent>> {
-        let now = self.clock.now();
-        let mut any = false;
-        for ent in self.catalog.entitlements() {
-            any = true;
-            if !self.may_administer(&caller.principal, ent, now)? {
-                return Err(Error::forbidden(
-                    "audit.not_allowed",
-                    "reading the audit log takes Administer on every entitlement",
-                ));
-            }
-        }
-        if !any {
-            return Err(Error::forbidden(
-                "audit.not_allowed",
-                "no entitlements are configured",
-            ));
-        }
-        self.store.audit_after(after, limit.clamp(1, 1_000)).await
     }
 }

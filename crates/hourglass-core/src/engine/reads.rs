@@ -1,0 +1,209 @@
+//! Read use cases: what a caller may see. Callers see their own requests and grants, and those
+//! they may approve or administer; anything else reads as not found.
+
+use std::collections::BTreeMap;
+
+use super::{Caller, Engine, requests::RequestDetails};
+use crate::{
+    Error, Result, Timestamp,
+    grant::{Grant, GrantState},
+    id::{EntitlementId, PrincipalId},
+    policy::Action,
+    request::{Request, RequestState},
+    store::{GrantFilter, RequestFilter},
+};
+
+type VisibilityCache = BTreeMap<(PrincipalId, EntitlementId), bool>;
+
+impl Engine {
+    /// Whether `caller` may see a request or grant of `requester` for `ent_id`: their own, or
+    /// one they may approve or administer.
+    fn may_see(
+        &self,
+        caller: &Caller,
+        requester: &PrincipalId,
+        ent_id: &EntitlementId,
+        cache: &mut VisibilityCache,
+        now: Timestamp,
+    ) -> Result<bool> {
+        if &caller.principal.id == requester {
+            return Ok(true);
+        }
+        let key = (requester.clone(), ent_id.clone());
+        if let Some(v) = cache.get(&key) {
+            return Ok(*v);
+        }
+        let allowed = match self.catalog.entitlement(ent_id) {
+            None => false,
+            Some(ent) => {
+                let mut ctx = self.context(Some(caller), ent.default_duration, None, now);
+                ctx.requester = self.catalog.principal(requester).cloned();
+                self.may_administer(&caller.principal, ent, now)?
+                    || (ctx.requester.is_some()
+                        && self
+                            .decide(Action::Approve, &caller.principal, ent, &ctx)?
+                            .allowed)
+            }
+        };
+        cache.insert(key, allowed);
+        Ok(allowed)
+    }
+
+    /// One request with its approvals and grant, if the caller may see it.
+    pub async fn request_details(&self, caller: &Caller, id: &str) -> Result<RequestDetails> {
+        let request = self.load_request(id).await?;
+        let now = self.clock.now();
+        if !self.may_see(
+            caller,
+            &request.requester,
+            &request.entitlement,
+            &mut BTreeMap::new(),
+            now,
+        )? {
+            return Err(Error::not_found(
+                "request.not_found",
+                format!("no request {id}"),
+            ));
+        }
+        let approvals = self.store.list_approvals(&request.id).await?;
+        let grant = match &request.grant_id {
+            Some(g) => self.store.get_grant(g).await?,
+            None => None,
+        };
+        let approvals_required = self
+            .catalog
+            .entitlement(&request.entitlement)
+            .map_or(1, |e| e.approvals_required);
+        Ok(RequestDetails {
+            request,
+            approvals,
+            approvals_required,
+            grant,
+        })
+    }
+
+    /// Requests the caller may see, newest first.
+    pub async fn list_requests(
+        &self,
+        caller: &Caller,
+        state: Option<RequestState>,
+        limit: u32,
+    ) -> Result<Vec<Request>> {
+        let limit = limit.clamp(1, 500);
+        let now = self.clock.now();
+        let mut cache = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_requests(&RequestFilter {
+                    state,
+                    requester: None,
+                    before: before.clone(),
+                    limit,
+                })
+                .await?;
+            let full = page.len() as u32 == limit;
+            before = page.last().map(|r| r.id.clone());
+            for r in page {
+                if self.may_see(caller, &r.requester, &r.entitlement, &mut cache, now)? {
+                    out.push(r);
+                    if out.len() as u32 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One grant, if the caller may see it.
+    pub async fn grant(&self, caller: &Caller, id: &str) -> Result<Grant> {
+        let grant = self.load_grant(id).await?;
+        let now = self.clock.now();
+        if !self.may_see(
+            caller,
+            &grant.principal,
+            &grant.entitlement,
+            &mut BTreeMap::new(),
+            now,
+        )? {
+            return Err(Error::not_found(
+                "grant.not_found",
+                format!("no grant {id}"),
+            ));
+        }
+        Ok(grant)
+    }
+
+    /// Grants the caller may see, newest first.
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        state: Option<GrantState>,
+        limit: u32,
+    ) -> Result<Vec<Grant>> {
+        let limit = limit.clamp(1, 500);
+        let now = self.clock.now();
+        let mut cache = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_grants(&GrantFilter {
+                    state,
+                    principal: None,
+                    before: before.clone(),
+                    limit,
+                })
+                .await?;
+            let full = page.len() as u32 == limit;
+            before = page.last().map(|g| g.id.clone());
+            for g in page {
+                if self.may_see(caller, &g.principal, &g.entitlement, &mut cache, now)? {
+                    out.push(g);
+                    if out.len() as u32 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Audit events after `after`, for a caller that may administer every entitlement (the
+    /// audit log spans them all, so reading it takes authority over all of them).
+    pub async fn audit_after(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::audit::AuditEvent>> {
+        let now = self.clock.now();
+        let mut any = false;
+        for ent in self.catalog.entitlements() {
+            any = true;
+            if !self.may_administer(&caller.principal, ent, now)? {
+                return Err(Error::forbidden(
+                    "audit.not_allowed",
+                    "reading the audit log takes Administer on every entitlement",
+                ));
+            }
+        }
+        if !any {
+            return Err(Error::forbidden(
+                "audit.not_allowed",
+                "no entitlements are configured",
+            ));
+        }
+        self.store.audit_after(after, limit.clamp(1, 1_000)).await
+    }
+}
