@@ -216,6 +216,7 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
     let s = spawn_server(|c| {
         // Wrap the demo target's revoke in a script that fails its first three runs.
         c.replace(r#", "revoke"]"#, r#", "revoke-flaky"]"#)
+            .replace("demo = false", "demo = false\noverdue_after = \"5s\"")
     })
     .await
     .unwrap();
@@ -262,11 +263,27 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
             "never shown revoked before the target confirms"
         );
         assert!(s.access().contains(&gid));
+        // Failing at the due time is not yet overdue; still failing 6 s later (over 5 s) is.
+        let overdue = if attempt == 3 { 1 } else { 0 };
+        let m = alice.metrics().await.unwrap();
+        if attempt != 2 {
+            assert!(
+                m.contains(&format!("hourglass_revocations_overdue {overdue}")),
+                "{m}"
+            );
+        }
         // Past the largest possible backoff of this attempt (equal jitter: at most base*2^(n-1)).
         s.clock.advance_ms(1_000 << attempt);
     }
     assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
     assert!(!s.access().contains(&gid));
+    assert!(
+        alice
+            .metrics()
+            .await
+            .unwrap()
+            .contains("hourglass_revocations_overdue 0")
+    );
     let events = s.store().unwrap().audit_after(0, 1_000).await.unwrap();
     let failed = events
         .iter()
