@@ -208,6 +208,22 @@ async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
     assert_eq!((p.status, p.code.as_str()), (403, "request.not_eligible"));
     assert_eq!(audit_len(&s).await, before);
     assert!(alice.list_requests(None).await.unwrap().is_empty());
+
+    // Approving a cancelled request, or cancelling twice: a conflict, and nothing changes.
+    let r = alice
+        .create_request(&ask("demo/ops-admin", "10m", "changed my mind"))
+        .await
+        .unwrap();
+    alice.cancel(&r.id).await.unwrap();
+    let before = audit_len(&s).await;
+    let p = problem(s.client("bob").approve(&r.id, None).await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (409, "request.not_pending"));
+    let p = problem(alice.cancel(&r.id).await.unwrap_err());
+    assert_eq!(p.code, "request.not_pending");
+    let p = problem(s.client("bob").approve("req_nope", None).await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (404, "request.not_found"));
+    assert_eq!(audit_len(&s).await, before);
+    assert_eq!(alice.get_request(&r.id).await.unwrap().state, "cancelled");
     s.stop().await;
 }
 
