@@ -19,6 +19,10 @@ pub struct CreateRequest {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The requester's public key (one OpenSSH line, `ssh-ed25519 AAAA…`), for entitlements
+    /// whose connector certifies a key (SSH certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/approve`.

@@ -4,5 +4,10 @@
 //! keyed by the grant id, called only by workers from persisted jobs.
 
 pub mod exec;
+pub mod postgres;
+pub mod secret;
+#[cfg(test)]
+mod testutil;
 
 pub use exec::{ExecConfig, ExecConnector};
+pub use postgres::{PostgresConfig, PostgresConnector};

@@ -28,6 +28,8 @@ pub struct GrantSpec {
     pub params: serde_json::Value,
     /// What an earlier `grant` returned, for revoke and inspect.
     pub handle: Option<serde_json::Value>,
+    /// The requester's public key (OpenSSH format), for connectors that certify one.
+    pub public_key: Option<String>,
 }
 
 /// The outcome of a successful grant.
@@ -54,6 +56,16 @@ pub struct Holding {
     pub privilege: String,
     /// The grant id, if the name carries Hourglass's prefix.
     pub grant_id: Option<String>,
+}
+
+/// Something a connector created in its target, found by its name prefix: what the
+/// reconciler compares with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Managed {
+    /// The name in the target (a role, a user, a membership, a certificate key id).
+    pub name: String,
+    /// The grant id the name carries.
+    pub grant_id: String,
 }
 
 /// Why a connector call failed. The message goes to the audit and the log, so connectors must
@@ -83,4 +95,34 @@ pub trait Connector: Send + Sync {
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError>;
     /// Who holds privilege in the target now.
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError>;
+
+    /// Checks an entitlement's connector parameters at start-up; each problem names its key.
+    fn check_params(&self, _params: &serde_json::Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Checks a request's inputs against an entitlement's parameters before anything is stored
+    /// (an SSH connector needs a valid public key). The message is shown to the requester.
+    fn check_request(
+        &self,
+        _params: &serde_json::Value,
+        _public_key: Option<&str>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Lists what this connector created in the target (names carrying its prefix), so the
+    /// reconciler can remove what the ledger says should not exist. `None`: the connector cannot
+    /// tell.
+    async fn managed(&self) -> Result<Option<Vec<Managed>>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// Removes one leftover found by [`Connector::managed`]; idempotent.
+    async fn remove(&self, managed: &Managed) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(format!(
+            "this connector cannot remove {}",
+            managed.name
+        )))
+    }
 }

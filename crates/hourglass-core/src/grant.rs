@@ -71,6 +71,8 @@ pub struct Grant {
     pub handle: Option<serde_json::Value>,
     /// SHA-256 fingerprint of a credential the grant issued; the credential itself is not kept.
     pub credential_fingerprint: Option<String>,
+    /// The requester's public key, for connectors that certify one (copied from the request).
+    pub public_key: Option<String>,
     pub version: i64,
 }
 
@@ -194,6 +196,7 @@ mod tests {
             end_reason: None,
             handle: None,
             credential_fingerprint: None,
+            public_key: None,
             version: 1,
         }
     }

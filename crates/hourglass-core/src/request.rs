@@ -80,6 +80,8 @@ pub struct Request {
     /// The hash of the policy set that judged eligibility.
     pub policy_hash: String,
     pub grant_id: Option<GrantId>,
+    /// The requester's public key (OpenSSH format), for connectors that certify one.
+    pub public_key: Option<String>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -249,6 +251,7 @@ mod tests {
             decide_by: at.plus_millis(1000),
             policy_hash: "h".into(),
             grant_id: None,
+            public_key: None,
             version: 1,
         }
     }

@@ -249,6 +249,7 @@ async fn create_request(
                 duration: body.duration,
                 reason: body.reason,
                 ticket: body.ticket,
+                public_key: body.public_key,
             },
         )
         .await;

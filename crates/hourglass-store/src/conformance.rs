@@ -38,6 +38,7 @@ fn request(at: i64) -> Request {
         decide_by: t(at + 1000),
         policy_hash: "h".into(),
         grant_id: None,
+        public_key: Some("ssh-ed25519 AAAA test".into()),
         version: 0,
     }
 }
@@ -59,6 +60,7 @@ fn grant(req: &Request, expires: i64) -> Grant {
         end_reason: None,
         handle: Some(serde_json::json!({"name": "hg_x"})),
         credential_fingerprint: None,
+        public_key: req.public_key.clone(),
         version: 0,
     }
 }

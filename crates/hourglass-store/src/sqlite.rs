@@ -35,13 +35,27 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let step = |version, name, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        step(
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        step(
+            2,
+            "public_key",
+            include_str!("../migrations/sqlite/0002_public_key.sql"),
+        ),
+    ])
 }
 
 impl SqliteStore {
@@ -132,6 +146,7 @@ fn request_from(row: &SqliteRow) -> Result<Request> {
             Some(g) => Some(GrantId::parse(&g).ok_or_else(|| corrupt("grant id", &g))?),
             None => None,
         },
+        public_key: get(row, "public_key")?,
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })
@@ -162,6 +177,7 @@ fn grant_from(row: &SqliteRow) -> Result<Grant> {
             None => None,
         },
         credential_fingerprint: get(row, "credential_fingerprint")?,
+        public_key: get(row, "public_key")?,
         version: get(row, "version")?,
     })
 }
@@ -251,14 +267,14 @@ async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request) -> Result<
     let q = if r.version == 0 {
         sqlx::query(
             "INSERT INTO requests (requester, entitlement, duration_secs, reason, ticket, state, state_reason,
-               created_at, updated_at, decide_by, policy_hash, grant_id, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               created_at, updated_at, decide_by, policy_hash, grant_id, public_key, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
-               grant_id = ?, version = version + 1
+               grant_id = ?, public_key = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -275,6 +291,7 @@ async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request) -> Result<
         .bind(r.decide_by.unix_millis())
         .bind(&r.policy_hash)
         .bind(grant)
+        .bind(&r.public_key)
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)
@@ -289,14 +306,15 @@ async fn write_grant(tx: &mut Transaction<'_, Sqlite>, g: &Grant) -> Result<()> 
         sqlx::query(
             "INSERT INTO grants (request_id, principal, entitlement, target, state, starts_at, expires_at,
                created_at, activated_at, revoke_due_at, ended_at, end_reason, handle, credential_fingerprint,
-               id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               public_key, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE grants SET request_id = ?, principal = ?, entitlement = ?, target = ?, state = ?,
                starts_at = ?, expires_at = ?, created_at = ?, activated_at = ?, revoke_due_at = ?,
-               ended_at = ?, end_reason = ?, handle = ?, credential_fingerprint = ?, version = version + 1
+               ended_at = ?, end_reason = ?, handle = ?, credential_fingerprint = ?, public_key = ?,
+               version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -315,6 +333,7 @@ async fn write_grant(tx: &mut Transaction<'_, Sqlite>, g: &Grant) -> Result<()> 
         .bind(&g.end_reason)
         .bind(handle)
         .bind(&g.credential_fingerprint)
+        .bind(&g.public_key)
         .bind(g.id.as_str())
         .bind(g.version)
         .execute(&mut **tx)

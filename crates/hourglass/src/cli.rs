@@ -66,6 +66,9 @@ enum Command {
         reason: String,
         #[arg(long)]
         ticket: Option<String>,
+        /// A public key file (`~/.ssh/id_ed25519.pub`) for entitlements that certify a key.
+        #[arg(long)]
+        public_key_file: Option<PathBuf>,
         /// Wait until the grant is active (or the request is refused), and print any credential.
         #[arg(long)]
         wait: bool,
@@ -207,14 +210,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             reason,
             ticket,
+            public_key_file,
             wait,
         } => {
             let c = client(&cli)?;
+            let public_key = match public_key_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
             let body = CreateRequest {
                 entitlement: entitlement.clone(),
                 duration: duration.clone(),
                 reason: reason.clone(),
                 ticket: ticket.clone(),
+                public_key,
             };
             let mut r = c.create_request(&body).await?;
             print_request(&cli, &r);

@@ -1,11 +1,6 @@
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
-use hourglass_core::{
-    Timestamp,
-    catalog::PrincipalKind,
-    connector::{Connector, GrantSpec, Presence},
-    id::{EntitlementId, GrantId, PrincipalId, TargetId},
-};
+use hourglass_core::connector::{Connector, GrantSpec, Presence};
 use secrecy::ExposeSecret;
 
 use super::{ExecConfig, ExecConnector};
@@ -18,18 +13,12 @@ fn script(dir: &Path, name: &str, body: &str) -> String {
 }
 
 fn spec() -> GrantSpec {
-    let at = Timestamp::from_unix_millis(1_700_000_000_000);
-    GrantSpec {
-        grant_id: GrantId::generate(at).unwrap(),
-        principal: PrincipalId::new("alice").unwrap(),
-        principal_kind: PrincipalKind::Human,
-        entitlement: EntitlementId::new("demo/read-logs").unwrap(),
-        target: TargetId::new("demo").unwrap(),
-        starts_at: at,
-        expires_at: at.plus_millis(60_000),
-        params: serde_json::json!({"role": "reader"}),
-        handle: None,
-    }
+    crate::testutil::spec(
+        "alice",
+        "demo/read-logs",
+        serde_json::json!({"role": "reader"}),
+        1,
+    )
 }
 
 fn config(grant: String, revoke: String) -> ExecConfig {

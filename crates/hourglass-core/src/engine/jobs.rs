@@ -175,6 +175,7 @@ impl Engine {
             expires_at: grant.expires_at,
             params: ent.map_or(serde_json::Value::Null, |e| e.params.clone()),
             handle: grant.handle.clone(),
+            public_key: grant.public_key.clone(),
         })
     }
 

@@ -31,6 +31,8 @@ pub struct NewRequest {
     pub duration: Option<String>,
     pub reason: String,
     pub ticket: Option<String>,
+    /// A public key (OpenSSH format) for connectors that certify one.
+    pub public_key: Option<String>,
 }
 
 /// A request with its decisions and its grant.
@@ -47,7 +49,10 @@ struct Checked<'a> {
     duration: GrantDuration,
     reason: String,
     ticket: Option<String>,
+    public_key: Option<String>,
 }
+
+const MAX_PUBLIC_KEY: usize = 16_384;
 
 impl Engine {
     fn check_new(&self, new: &NewRequest) -> Result<Checked<'_>> {
@@ -112,11 +117,29 @@ impl Engine {
                 format!("a ticket reference is at most {MAX_TICKET} printable characters"),
             ));
         }
+        let public_key = new
+            .public_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if public_key.is_some_and(|k| k.len() > MAX_PUBLIC_KEY || k.contains(['\n', '\r'])) {
+            return Err(Error::invalid(
+                "request.public_key_invalid",
+                "public_key",
+                format!("a public key is one line of at most {MAX_PUBLIC_KEY} bytes"),
+            ));
+        }
+        if let Some(connector) = self.connectors.get(&entitlement.target) {
+            connector
+                .check_request(&entitlement.params, public_key)
+                .map_err(|m| Error::invalid("request.public_key_invalid", "public_key", m))?;
+        }
         Ok(Checked {
             entitlement,
             duration,
             reason,
             ticket: ticket.map(str::to_owned),
+            public_key: public_key.map(str::to_owned),
         })
     }
 
@@ -156,6 +179,7 @@ impl Engine {
             decide_by: now.plus(self.settings.pending_ttl),
             policy_hash: eligible.policy_hash.clone(),
             grant_id: None,
+            public_key: checked.public_key,
             version: 0,
         };
         let mut created = AuditRecord::new(
@@ -239,6 +263,7 @@ impl Engine {
             end_reason: None,
             handle: None,
             credential_fingerprint: None,
+            public_key: approved.public_key.clone(),
             version: 0,
         };
         let (fulfilled, ev) = approved.apply(

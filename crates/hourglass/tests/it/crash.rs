@@ -46,6 +46,7 @@ fn read_logs() -> CreateRequest {
         duration: Some("1m".into()),
         reason: "crash test".into(),
         ticket: None,
+        public_key: None,
     }
 }
 

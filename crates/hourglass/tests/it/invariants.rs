@@ -23,6 +23,7 @@ async fn run_case(quorum: u32, approvers: Vec<usize>) -> Result<(), TestCaseErro
         duration: Some("10m".into()),
         reason: "p".into(),
         ticket: None,
+        public_key: None,
     };
     let r = s.client("alice").create_request(&req).await.unwrap();
     let mut distinct: Vec<&str> = Vec::new();
@@ -78,6 +79,7 @@ async fn an_undecided_request_expires_at_its_deadline() {
         duration: Some("10m".into()),
         reason: "later".into(),
         ticket: None,
+        public_key: None,
     };
     let r = alice.create_request(&req).await.unwrap();
     s.clock.advance_ms(3_599_000);
@@ -107,6 +109,7 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
         duration: Some("10m".into()),
         reason: "race".into(),
         ticket: None,
+        public_key: None,
     };
     for _ in 0..10 {
         let r = s.client("alice").create_request(&req).await.unwrap();

@@ -11,6 +11,7 @@ fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
         duration: Some(dur.into()),
         reason: reason.into(),
         ticket: None,
+        public_key: None,
     }
 }
 

@@ -18,6 +18,7 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
         duration: Some("10m".into()),
         reason: "secret test".into(),
         ticket: None,
+        public_key: None,
     };
     let gid = alice.create_request(&req).await.unwrap().grant_id.unwrap();
     assert!(
