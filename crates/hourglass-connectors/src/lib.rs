@@ -4,10 +4,12 @@
 //! keyed by the grant id, called only by workers from persisted jobs.
 
 pub mod exec;
+pub mod mysql;
 pub mod postgres;
 pub mod secret;
 #[cfg(test)]
 mod testutil;
 
 pub use exec::{ExecConfig, ExecConnector};
+pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
