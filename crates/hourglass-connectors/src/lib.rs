@@ -5,11 +5,14 @@
 
 pub mod exec;
 pub mod mysql;
+pub mod outbound;
 pub mod postgres;
 pub mod secret;
 #[cfg(test)]
 mod testutil;
+pub mod webhook;
 
 pub use exec::{ExecConfig, ExecConnector};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
+pub use webhook::{WebhookConfig, WebhookConnector};

@@ -35,3 +35,24 @@ pub fn spec(
         public_key: None,
     }
 }
+
+/// A clock that stays where it is put.
+pub struct FixedClock(pub std::sync::Mutex<Timestamp>);
+
+impl FixedClock {
+    pub fn at(t: Timestamp) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FixedClock(std::sync::Mutex::new(t)))
+    }
+    pub fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl hourglass_core::Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+    fn sleep_until(&self, _deadline: Timestamp) -> hourglass_core::clock::Sleep<'_> {
+        Box::pin(std::future::pending())
+    }
+}
