@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod outbound;
 pub mod postgres;
 pub mod secret;
+pub mod ssh;
 #[cfg(test)]
 mod testutil;
 pub mod webhook;
@@ -15,4 +16,5 @@ pub mod webhook;
 pub use exec::{ExecConfig, ExecConnector};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
+pub use ssh::{SshConfig, SshConnector};
 pub use webhook::{WebhookConfig, WebhookConnector};

@@ -1,0 +1,165 @@
+//! Certificates and KRLs checked with OpenSSH's own `ssh-keygen`.
+
+use std::{path::Path, process::Command};
+
+use hourglass_core::connector::{Connector, Presence};
+use secrecy::ExposeSecret;
+
+use super::{SshConfig, SshConnector, generate_ca};
+use crate::testutil::{FixedClock, spec, wall_clock};
+
+fn keygen(args: &[&str]) -> (bool, String) {
+    let out = Command::new("ssh-keygen")
+        .args(args)
+        .env("TZ", "UTC")
+        .output()
+        .expect("ssh-keygen is installed");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A user key made by ssh-keygen, and its public half.
+fn user_key(dir: &Path) -> String {
+    let path = dir.join("id_ed25519");
+    let (ok, text) = keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    std::fs::read_to_string(dir.join("id_ed25519.pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn setup(dir: &Path) -> SshConfig {
+    generate_ca(&dir.join("ca"), "hourglass test ca").unwrap();
+    SshConfig {
+        ca_key_file: dir.join("ca"),
+        krl_file: dir.join("revoked.krl"),
+        extensions: vec!["permit-pty".into()],
+    }
+}
+
+#[tokio::test]
+async fn certificates_read_back_and_early_revocation_lands_in_the_krl() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let clock = FixedClock::at(wall_clock());
+    let ca = SshConnector::new(&cfg, clock.clone()).unwrap();
+    let params =
+        serde_json::json!({"principals": ["deploy", "ops"], "source_address": "10.0.0.0/8"});
+    let mut s = spec("alice", "ssh-prod/deploy", params.clone(), 30);
+    s.public_key = Some(user_key(dir.path()));
+    assert!(ca.check_request(&params, s.public_key.as_deref()).is_ok());
+
+    let out = ca.grant(&s).await.unwrap();
+    let cert_path = dir.path().join("id_ed25519-cert.pub");
+    std::fs::write(&cert_path, out.credential.unwrap().expose_secret()).unwrap();
+    let (ok, text) = keygen(&["-L", "-f", cert_path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("Key ID: \"{}\"", s.grant_id)),
+        "{text}"
+    );
+    assert!(text.contains("deploy") && text.contains("ops"), "{text}");
+    assert!(text.contains("source-address 10.0.0.0/8"), "{text}");
+    assert!(text.contains("permit-pty"), "{text}");
+    let until = s.expires_at.to_string();
+    let until = until.split('.').next().unwrap().trim_end_matches('Z');
+    assert!(text.contains(&format!("to {until}")), "{until} in {text}");
+    assert_eq!(ca.inspect(&s).await.unwrap(), Presence::Present);
+
+    // The (empty) KRL exists from the start, and does not revoke the certificate.
+    let krl = cfg.krl_file.to_str().unwrap();
+    let (ok, text) = keygen(&["-Q", "-f", krl, cert_path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains(": ok"), "{text}");
+
+    ca.revoke(&s).await.unwrap();
+    ca.revoke(&s).await.unwrap();
+    let (ok, text) = keygen(&["-Q", "-f", krl, cert_path.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("REVOKED"), "{text}");
+    assert_eq!(ca.inspect(&s).await.unwrap(), Presence::Absent);
+
+    // Another certificate of the same CA stays valid.
+    let mut other = spec("bob", "ssh-prod/deploy", params, 30);
+    other.public_key = s.public_key.clone();
+    let out = ca.grant(&other).await.unwrap();
+    std::fs::write(&cert_path, out.credential.unwrap().expose_secret()).unwrap();
+    let (ok, text) = keygen(&["-Q", "-f", krl, cert_path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+
+    // Once the revoked certificate has expired on its own, the next change drops its entry.
+    clock.set(s.expires_at.plus_millis(1));
+    ca.revoke(&other).await.unwrap();
+    let state = std::fs::read_to_string(format!("{krl}.json")).unwrap();
+    assert!(!state.contains(s.grant_id.as_str()), "{state}");
+    assert!(state.contains(other.grant_id.as_str()), "{state}");
+}
+
+#[tokio::test]
+async fn a_revocation_after_expiry_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let clock = FixedClock::at(wall_clock());
+    let ca = SshConnector::new(&cfg, clock.clone()).unwrap();
+    let mut s = spec(
+        "alice",
+        "ssh-prod/deploy",
+        serde_json::json!({"principals": ["deploy"]}),
+        5,
+    );
+    s.public_key = Some(user_key(dir.path()));
+    ca.grant(&s).await.unwrap();
+    let before = std::fs::read(&cfg.krl_file).unwrap();
+    clock.set(s.expires_at);
+    ca.revoke(&s).await.unwrap();
+    assert_eq!(std::fs::read(&cfg.krl_file).unwrap(), before);
+    assert_eq!(ca.inspect(&s).await.unwrap(), Presence::Absent);
+}
+
+#[tokio::test]
+async fn requests_need_a_real_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let ca = SshConnector::new(&cfg, FixedClock::at(wall_clock())).unwrap();
+    let p = serde_json::json!({"principals": ["deploy"]});
+    assert!(
+        ca.check_request(&p, None)
+            .unwrap_err()
+            .contains("public key")
+    );
+    assert!(ca.check_request(&p, Some("ssh-ed25519 garbage")).is_err());
+    let own = std::fs::read_to_string(dir.path().join("ca.pub")).unwrap();
+    assert!(
+        ca.check_request(&p, Some(own.trim()))
+            .unwrap_err()
+            .contains("CA")
+    );
+    assert!(
+        !ca.check_params(&serde_json::json!({"principals": []}))
+            .is_empty()
+    );
+    assert!(
+        !ca.check_params(
+            &serde_json::json!({"principals": ["a"], "extensions": ["permit-everything"]})
+        )
+        .is_empty()
+    );
+    // The CA key file is private, and never overwritten.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("ca"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(generate_ca(&dir.path().join("ca"), "again").is_err());
+}
