@@ -171,3 +171,51 @@ pub struct WhoAmI {
     pub kind: String,
     pub groups: Vec<String>,
 }
+
+/// One difference between a target and the ledger, found by the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftView {
+    pub target: String,
+    /// `leftover` (exists in the target, no live grant explains it; removed) or `missing` (an
+    /// active grant whose access is gone from the target).
+    pub kind: String,
+    /// The name in the target (role, account, membership).
+    pub name: String,
+    pub grant_id: String,
+    /// The grant's state in the ledger; absent when the ledger never knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_state: Option<String>,
+    pub removed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /v1/admin/reconcile`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReconcileView {
+    /// Targets whose connector could list what Hourglass created there.
+    pub targets_checked: Vec<String>,
+    pub drift: Vec<DriftView>,
+    /// Targets that could not be checked: `[target, reason]`.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub errors: Vec<(String, String)>,
+}
+
+/// Privilege held outside any grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StandingView {
+    pub target: String,
+    pub holder: String,
+    pub privilege: String,
+}
+
+/// One target in `GET /v1/reports/standing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetStandingView {
+    pub target: String,
+    pub standing: Vec<StandingView>,
+    /// Holdings explained by a live grant.
+    pub just_in_time: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

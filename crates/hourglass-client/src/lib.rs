@@ -142,6 +142,18 @@ impl Client {
     pub async fn credential(&self, grant_id: &str) -> Result<CredentialView, ClientError> {
         self.get(&format!("/v1/grants/{grant_id}/credential")).await
     }
+    /// Runs the reconciler now (administrators of every entitlement only).
+    pub async fn reconcile(&self) -> Result<hourglass_api::ReconcileView, ClientError> {
+        self.post("/v1/admin/reconcile", &serde_json::json!({}))
+            .await
+    }
+    /// Standing privilege per target (administrators of every entitlement only).
+    pub async fn standing(&self) -> Result<Vec<hourglass_api::TargetStandingView>, ClientError> {
+        Ok(self
+            .get::<List<hourglass_api::TargetStandingView>>("/v1/reports/standing")
+            .await?
+            .items)
+    }
     /// Audit events after `after` (administrators of every entitlement only).
     pub async fn audit(
         &self,

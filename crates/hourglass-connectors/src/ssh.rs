@@ -222,8 +222,7 @@ impl std::fmt::Debug for SshConnector {
 }
 
 impl SshConnector {
-    /// Loads the CA key and writes an empty KRL if there is none yet (sshd refuses every key
-    /// when its `RevokedKeys` file is missing).
+    /// Loads the CA key. Call [`SshConnector::ensure_krl`] before serving.
     pub fn new(cfg: &SshConfig, clock: Arc<dyn Clock>) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         if let Err(e) = check_extensions(cfg.extensions.iter()) {
@@ -253,7 +252,7 @@ impl SshConnector {
         let (Some(ca), true) = (ca, problems.is_empty()) else {
             return Err(problems);
         };
-        let connector = SshConnector {
+        Ok(SshConnector {
             ca,
             ca_blob,
             state_file: PathBuf::from(format!("{}.json", cfg.krl_file.display())),
@@ -261,13 +260,17 @@ impl SshConnector {
             extensions: cfg.extensions.clone(),
             clock,
             krl: Mutex::new(()),
-        };
-        if !connector.krl_file.exists() {
-            connector
-                .write_krl(&KrlState::default())
-                .map_err(|e| vec![format!("krl_file: {e}")])?;
+        })
+    }
+
+    /// Writes an empty KRL if there is none yet: sshd refuses every key when its `RevokedKeys`
+    /// file is missing.
+    pub fn ensure_krl(&self) -> Result<(), String> {
+        if self.krl_file.exists() {
+            return Ok(());
         }
-        Ok(connector)
+        self.write_krl(&KrlState::default())
+            .map_err(|e| format!("krl_file: {e}"))
     }
 
     /// The CA's public key, one OpenSSH line (for `TrustedUserCAKeys`).

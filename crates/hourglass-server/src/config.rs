@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use hourglass_connectors::ExecConfig;
+use hourglass_connectors::{ExecConfig, MysqlConfig, PostgresConfig, SshConfig, WebhookConfig};
 use hourglass_core::{
     GrantDuration,
     catalog::{PrincipalKind, PrincipalStatus, Risk},
@@ -70,6 +70,9 @@ pub struct ServerSection {
     /// Log format: `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// How often the reconciler compares targets with the ledger.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval: GrantDuration,
 }
 
 impl Default for ServerSection {
@@ -84,6 +87,7 @@ impl Default for ServerSection {
             job_concurrency: default_concurrency(),
             demo: false,
             log_format: default_log_format(),
+            reconcile_interval: default_reconcile_interval(),
         }
     }
 }
@@ -108,6 +112,9 @@ fn default_lease() -> GrantDuration {
 }
 fn default_concurrency() -> u32 {
     16
+}
+fn default_reconcile_interval() -> GrantDuration {
+    GrantDuration::from_secs(300)
 }
 fn default_log_format() -> String {
     "text".into()
@@ -183,10 +190,19 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
-    /// The connector kind: `exec`.
+    /// The connector kind: `exec`, `postgres`, `mysql`, `ssh` or `webhook`; its settings
+    /// are in the table of the same name.
     pub connector: String,
     #[serde(default)]
     pub exec: Option<ExecConfig>,
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+    #[serde(default)]
+    pub mysql: Option<MysqlConfig>,
+    #[serde(default)]
+    pub ssh: Option<SshConfig>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,7 +278,25 @@ impl Config {
         {
             self.store.url = format!("sqlite://{}", base.join(rest).display());
         }
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
         for t in &mut self.targets {
+            if let Some(pg) = &mut t.postgres {
+                pg.password_file.as_mut().map(resolve);
+            }
+            if let Some(my) = &mut t.mysql {
+                my.password_file.as_mut().map(resolve);
+            }
+            if let Some(ssh) = &mut t.ssh {
+                resolve(&mut ssh.ca_key_file);
+                resolve(&mut ssh.krl_file);
+            }
+            if let Some(hook) = &mut t.webhook {
+                hook.secret_file.as_mut().map(resolve);
+            }
             if let Some(exec) = &mut t.exec {
                 for cmd in [
                     Some(&mut exec.grant),

@@ -13,8 +13,9 @@ use axum::{
     routing::{get, post},
 };
 use hourglass_api::{
-    ApproveBody, AuditEventView, CreateRequest, CredentialView, DenyBody, GrantView, List,
-    PROBLEM_JSON, Problem, RequestView, RevokeBody, WhoAmI,
+    ApproveBody, AuditEventView, CreateRequest, CredentialView, DenyBody, DriftView, GrantView,
+    List, PROBLEM_JSON, Problem, ReconcileView, RequestView, RevokeBody, StandingView,
+    TargetStandingView, WhoAmI,
 };
 use hourglass_core::{
     Error,
@@ -50,6 +51,9 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/grants/{id}/credential", get(credential))
         .route("/v1/whoami", get(whoami))
         .route("/v1/audit", get(audit))
+        .route("/v1/admin/reconcile", post(reconcile))
+        .route("/v1/reports/standing", get(standing))
+        .route("/v1/ssh/krl", get(ssh_krl))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(readyz))
@@ -428,6 +432,108 @@ async fn audit(
     .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/admin/reconcile", responses((status = 200, description = "What the run found and removed", body = ReconcileView), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Takes Administer on every entitlement", body = Problem, content_type = "application/problem+json")))]
+async fn reconcile(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<ReconcileView>> {
+    let report = app.engine.reconcile_as(&caller).await?;
+    crate::workers::record_reconcile(&app.metrics, &report);
+    Ok(Json(ReconcileView {
+        targets_checked: report.targets_checked,
+        drift: report
+            .drift
+            .into_iter()
+            .map(|d| DriftView {
+                target: d.target,
+                kind: match d.kind {
+                    hourglass_core::engine::DriftKind::Leftover => "leftover".into(),
+                    hourglass_core::engine::DriftKind::Missing => "missing".into(),
+                },
+                name: d.name,
+                grant_id: d.grant_id,
+                ledger_state: d.ledger_state,
+                removed: d.removed,
+                error: d.error,
+            })
+            .collect(),
+        errors: report.errors,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/reports/standing", responses((status = 200, description = "Standing privilege per target: what the targets hold outside any live grant", body = List<TargetStandingView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Takes Administer on every entitlement", body = Problem, content_type = "application/problem+json")))]
+async fn standing(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<List<TargetStandingView>>> {
+    let items = app
+        .engine
+        .standing(&caller)
+        .await?
+        .into_iter()
+        .map(|t| TargetStandingView {
+            standing: t
+                .standing
+                .into_iter()
+                .map(|s| StandingView {
+                    target: t.target.clone(),
+                    holder: s.holder,
+                    privilege: s.privilege,
+                })
+                .collect(),
+            target: t.target,
+            just_in_time: t.just_in_time,
+            error: t.error,
+        })
+        .collect();
+    Ok(Json(List { items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KrlQuery {
+    target: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/ssh/krl", security(()), params(("target" = Option<String>, Query, description = "the SSH target; needed only when there are several")), responses((status = 200, description = "The OpenSSH key revocation list (binary), for sshd RevokedKeys", content_type = "application/octet-stream"), (status = 404, description = "No such SSH target", body = Problem, content_type = "application/problem+json")))]
+async fn ssh_krl(State(app): State<Shared>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let q: KrlQuery = query(uri.query())?;
+    let ca = match q.target {
+        Some(t) => app
+            .ssh
+            .iter()
+            .find(|(id, _)| id.as_str() == t)
+            .map(|(_, c)| c),
+        None if app.ssh.len() == 1 => app.ssh.values().next(),
+        None => None,
+    };
+    let Some(ca) = ca else {
+        return Err(Error::not_found(
+            "ssh.target_unknown",
+            format!(
+                "no such SSH target; give ?target= one of: {}",
+                app.ssh
+                    .keys()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into());
+    };
+    let bytes = ca
+        .krl()
+        .map_err(|e| Error::Unavailable(format!("reading the KRL: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bytes,
+    )
+        .into_response())
+}
+
 #[utoipa::path(get, path = "/v1/whoami", responses((status = 200, description = "The caller", body = WhoAmI), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     let p = caller.principal;
@@ -498,7 +604,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

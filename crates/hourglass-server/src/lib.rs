@@ -11,13 +11,14 @@ pub mod demo;
 mod http;
 pub mod metrics;
 mod problem;
+mod targets;
 mod vault;
 mod views;
 mod workers;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
-use hourglass_connectors::ExecConnector;
+use hourglass_connectors::SshConnector;
 use hourglass_core::{
     Clock,
     backoff::Backoff,
@@ -41,6 +42,7 @@ pub struct App {
     metrics: Arc<Metrics>,
     vault: Arc<CredentialVault>,
     overdue_after_ms: i64,
+    ssh: BTreeMap<TargetId, Arc<SshConnector>>,
 }
 
 /// Why the server could not start: every problem found.
@@ -63,12 +65,14 @@ pub struct Checked {
     pub catalog: Catalog,
     pub policy: PolicySetEngine,
     pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
+    /// The SSH certificate authorities among the targets.
+    pub ssh: BTreeMap<TargetId, Arc<SshConnector>>,
     pub tokens: TokenIndex,
 }
 
 /// Validates a configuration completely (identities, targets, entitlements, policies) without
 /// opening the store or binding a port. `hourglass policy validate` uses it too.
-pub fn check(config: &Config) -> Result<Checked, StartError> {
+pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartError> {
     let file = config.file_name();
     let mut problems = Vec::new();
     let mut principals = Vec::new();
@@ -101,6 +105,7 @@ pub fn check(config: &Config) -> Result<Checked, StartError> {
     }
     let mut targets = Vec::new();
     let mut connectors: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    let mut ssh = BTreeMap::new();
     for (i, t) in config.targets.iter().enumerate() {
         let key = format!("targets[{i}]");
         let Ok(tid) = TargetId::new(t.name.clone())
@@ -108,21 +113,14 @@ pub fn check(config: &Config) -> Result<Checked, StartError> {
         else {
             continue;
         };
-        match (t.connector.as_str(), &t.exec) {
-            ("exec", Some(exec)) => {
-                let p = exec.problems();
-                if p.is_empty() {
-                    connectors.insert(tid.clone(), Arc::new(ExecConnector::new(exec.clone())));
-                } else {
-                    problems.extend(p.into_iter().map(|p| format!("{file}: {key}.exec.{p}")));
+        match targets::build(t, config, clock) {
+            Ok(built) => {
+                connectors.insert(tid.clone(), built.connector);
+                if let Some(ca) = built.ssh {
+                    ssh.insert(tid.clone(), ca);
                 }
             }
-            ("exec", None) => problems.push(format!(
-                "{file}: {key}.exec: an exec target needs grant and revoke commands"
-            )),
-            (other, _) => problems.push(format!(
-                "{file}: {key}.connector: unknown connector {other:?} (available: exec)"
-            )),
+            Err(p) => problems.extend(p.into_iter().map(|p| format!("{file}: {key}.{p}"))),
         }
         targets.push(Target {
             id: tid,
@@ -147,6 +145,13 @@ pub fn check(config: &Config) -> Result<Checked, StartError> {
             continue;
         };
         let params = serde_json::to_value(&e.params).unwrap_or(serde_json::Value::Null);
+        if let Some(c) = connectors.get(&target) {
+            problems.extend(
+                c.check_params(&params)
+                    .into_iter()
+                    .map(|p| format!("{file}: {key}.{p}")),
+            );
+        }
         entitlements.push(Entitlement {
             id: eid,
             target,
@@ -175,6 +180,7 @@ pub fn check(config: &Config) -> Result<Checked, StartError> {
             catalog,
             policy,
             connectors,
+            ssh,
             tokens,
         }),
         (c, p) => {
@@ -243,7 +249,10 @@ fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StartError> {
 
 /// Checks the configuration, opens everything and starts serving on `config.server.listen`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
-    let checked = check(&config)?;
+    let checked = check(&config, &clock)?;
+    for ca in checked.ssh.values() {
+        ca.ensure_krl().map_err(StartError::one)?;
+    }
     if config.server.demo && !config.server.listen.ip().is_loopback() {
         return Err(StartError::one("demo mode listens on loopback only"));
     }
@@ -294,6 +303,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         metrics: Arc::clone(&metrics),
         vault,
         overdue_after_ms: s.overdue_after.as_millis(),
+        ssh: checked.ssh,
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -322,17 +332,23 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         stop_rx.clone(),
     ));
     let runner = tokio::spawn(workers::job_runner(
-        engine,
+        Arc::clone(&engine),
         wake,
-        metrics,
+        Arc::clone(&metrics),
         s.job_concurrency,
+        stop_rx.clone(),
+    ));
+    let reconciler = tokio::spawn(workers::reconciler(
+        engine,
+        metrics,
+        s.reconcile_interval,
         stop_rx,
     ));
     tracing::info!(%addr, store = %hourglass_store::redact(&config.store.url), "hourglass serving");
     Ok(Running {
         addr,
         stop: stop_tx,
-        tasks: vec![server, sched, runner],
+        tasks: vec![server, sched, runner, reconciler],
         store,
         _lock: lock,
     })

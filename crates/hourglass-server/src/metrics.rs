@@ -34,6 +34,8 @@ pub struct Metrics {
     retries: Mutex<BTreeMap<&'static str, u64>>,
     lag: Mutex<Histogram>,
     http_errors: AtomicU64,
+    drift: Mutex<BTreeMap<(String, &'static str), u64>>,
+    reconcile_failures: AtomicU64,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -69,6 +71,16 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    /// A difference the reconciler found in a target (`leftover` or `missing`).
+    pub fn drift(&self, target: &str, kind: &'static str) {
+        bump(&self.drift, (target.to_owned(), kind));
+    }
+
+    /// A target the reconciler could not check.
+    pub fn reconcile_failure(&self) {
+        self.reconcile_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn http_error(&self) {
@@ -161,6 +173,26 @@ impl Metrics {
             out,
             "# HELP hourglass_http_server_errors_total Responses with status 5xx.\n# TYPE hourglass_http_server_errors_total counter\nhourglass_http_server_errors_total {}",
             self.http_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_reconcile_drift_total Differences between targets and the ledger found by the reconciler.\n# TYPE hourglass_reconcile_drift_total counter"
+        );
+        for ((t, k), v) in self
+            .drift
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_reconcile_drift_total{{target=\"{t}\",kind=\"{k}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_reconcile_failures_total Targets the reconciler could not check.\n# TYPE hourglass_reconcile_failures_total counter\nhourglass_reconcile_failures_total {}",
+            self.reconcile_failures.load(Ordering::Relaxed)
         );
         out
     }

@@ -1,4 +1,4 @@
-//! The workers: the expiry scheduler and the job runner.
+//! The workers: the expiry scheduler, the job runner and the reconciler.
 //!
 //! Neither scans nor polls. The scheduler asks the store for the next deadline (the first entry
 //! of the `expires_at` index) and sleeps until then or until woken by a new, possibly earlier,
@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use hourglass_core::{
-    Clock, Timestamp,
-    engine::{Engine, JobOutcome},
+    Clock, GrantDuration, Timestamp,
+    engine::{DriftKind, Engine, JobOutcome, ReconcileReport},
 };
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{error, warn};
@@ -160,4 +160,42 @@ fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
         JobOutcome::Nothing => "nothing",
     };
     metrics.job(action, name);
+}
+
+/// Counts a reconciliation's findings.
+pub fn record_reconcile(metrics: &Metrics, report: &ReconcileReport) {
+    for d in &report.drift {
+        let kind = match d.kind {
+            DriftKind::Leftover => "leftover",
+            DriftKind::Missing => "missing",
+        };
+        metrics.drift(&d.target, kind);
+    }
+    for _ in &report.errors {
+        metrics.reconcile_failure();
+    }
+}
+
+/// Runs the reconciler every `interval`, first one interval after start.
+pub async fn reconciler(
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    interval: GrantDuration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = Arc::clone(engine.clock());
+    let never = Notify::new();
+    loop {
+        let next = Some(clock.now().plus(interval));
+        if !sleep_until_or(clock.as_ref(), next, &never, &mut stop).await {
+            return;
+        }
+        match engine.reconcile("system").await {
+            Ok(report) => record_reconcile(&metrics, &report),
+            Err(e) => {
+                error!(error = %e, "reconciliation failed");
+                metrics.reconcile_failure();
+            }
+        }
+    }
 }

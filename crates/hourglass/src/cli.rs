@@ -103,6 +103,13 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Compare every target with the ledger now: remove leftovers, report drift.
+    Reconcile,
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -113,6 +120,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Privilege held in each target outside any grant: the list to convert to JIT.
+    Standing,
 }
 
 #[derive(Subcommand)]
@@ -305,6 +318,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let g = client(&cli)?.revoke(id, reason.clone()).await?;
             print_grants(&cli, &[g])
         }
+        Command::Reconcile => {
+            let r = client(&cli)?.reconcile().await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("checked: {}", r.targets_checked.join(", "));
+                for d in &r.drift {
+                    println!(
+                        "drift {:<8} {:<12} {} grant {} (ledger: {}){}",
+                        d.kind,
+                        d.target,
+                        d.name,
+                        d.grant_id,
+                        d.ledger_state.as_deref().unwrap_or("unknown"),
+                        match (&d.error, d.removed) {
+                            (Some(e), _) => format!(" not removed: {e}"),
+                            (None, true) => " removed".to_owned(),
+                            (None, false) => String::new(),
+                        }
+                    );
+                }
+                for (t, e) in &r.errors {
+                    println!("error {t}: {e}");
+                }
+                if r.drift.is_empty() && r.errors.is_empty() {
+                    println!("no drift");
+                }
+            }
+            Ok(if r.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Report {
+            command: ReportCommand::Standing,
+        } => {
+            let targets = client(&cli)?.standing().await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&targets)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<16} {:<40} PRIVILEGE", "TARGET", "HOLDER");
+            for t in &targets {
+                for s in &t.standing {
+                    println!("{:<16} {:<40} {}", s.target, s.holder, s.privilege);
+                }
+                if let Some(e) = &t.error {
+                    println!("{:<16} (not reachable: {e})", t.target);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => audit_verify(config).await,
@@ -315,7 +381,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: PolicyCommand::Validate { config },
         } => {
             let cfg = load_config(config)?;
-            match hourglass_server::check(&cfg) {
+            let clock: Arc<dyn Clock> = Arc::new(hourglass_server::clock::SystemClock);
+            match hourglass_server::check(&cfg, &clock) {
                 Ok(c) => {
                     println!(
                         "ok: {} policies (set {}), {} entitlements",

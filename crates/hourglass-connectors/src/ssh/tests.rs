@@ -53,6 +53,7 @@ async fn certificates_read_back_and_early_revocation_lands_in_the_krl() {
     let cfg = setup(dir.path());
     let clock = FixedClock::at(wall_clock());
     let ca = SshConnector::new(&cfg, clock.clone()).unwrap();
+    ca.ensure_krl().unwrap();
     let params =
         serde_json::json!({"principals": ["deploy", "ops"], "source_address": "10.0.0.0/8"});
     let mut s = spec("alice", "ssh-prod/deploy", params.clone(), 30);
@@ -111,6 +112,7 @@ async fn a_revocation_after_expiry_changes_nothing() {
     let cfg = setup(dir.path());
     let clock = FixedClock::at(wall_clock());
     let ca = SshConnector::new(&cfg, clock.clone()).unwrap();
+    ca.ensure_krl().unwrap();
     let mut s = spec(
         "alice",
         "ssh-prod/deploy",

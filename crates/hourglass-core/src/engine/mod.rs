@@ -8,6 +8,7 @@
 
 mod jobs;
 mod reads;
+mod reconcile;
 mod requests;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -15,6 +16,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use secrecy::SecretString;
 
 pub use jobs::{JobOutcome, JobReport};
+pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use requests::{NewRequest, RequestDetails};
 
 use crate::{

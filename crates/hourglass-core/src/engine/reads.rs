@@ -187,23 +187,7 @@ impl Engine {
         after: u64,
         limit: u32,
     ) -> Result<Vec<crate::audit::AuditEvent>> {
-        let now = self.clock.now();
-        let mut any = false;
-        for ent in self.catalog.entitlements() {
-            any = true;
-            if !self.may_administer(&caller.principal, ent, now)? {
-                return Err(Error::forbidden(
-                    "audit.not_allowed",
-                    "reading the audit log takes Administer on every entitlement",
-                ));
-            }
-        }
-        if !any {
-            return Err(Error::forbidden(
-                "audit.not_allowed",
-                "no entitlements are configured",
-            ));
-        }
+        self.require_admin_of_all(caller, "audit.not_allowed")?;
         self.store.audit_after(after, limit.clamp(1, 1_000)).await
     }
 }

@@ -1,0 +1,287 @@
+//! Reconciliation and standing privilege: comparing what targets hold with what grants say.
+//!
+//! - A name Hourglass created (found by its prefix through [`Connector::managed`]) whose grant
+//!   the ledger says is revoked or failed, or that the ledger never knew, is removed and
+//!   reported as drift (`leftover`).
+//! - An active grant whose access the target no longer holds is reported as drift (`missing`);
+//!   nothing is re-created behind the requester's back.
+//! - Holdings found by [`Connector::discover`] that no live grant explains are standing
+//!   privilege: the list to convert to just-in-time access.
+//!
+//! Each drift is one audit event, committed on its own.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use tracing::{instrument, warn};
+
+use super::{Caller, Engine};
+use crate::{
+    Result,
+    audit::AuditRecord,
+    error::Error,
+    grant::GrantState,
+    id::{GrantId, TargetId},
+    store::{Commit, GrantFilter},
+};
+
+/// What kind of difference between a target and the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// Exists in the target, but no live grant explains it.
+    Leftover,
+    /// An active grant whose access is gone from the target.
+    Missing,
+}
+
+/// One difference found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub target: String,
+    pub kind: DriftKind,
+    /// The name in the target.
+    pub name: String,
+    pub grant_id: String,
+    /// The grant's state in the ledger, if the ledger knows it.
+    pub ledger_state: Option<String>,
+    /// A leftover that was removed.
+    pub removed: bool,
+    /// Why removing it failed (it is tried again next run).
+    pub error: Option<String>,
+}
+
+/// The outcome of one reconciliation run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    /// Targets whose connector could list what it created.
+    pub targets_checked: Vec<String>,
+    pub drift: Vec<Drift>,
+    /// Targets that could not be checked, and why.
+    pub errors: Vec<(String, String)>,
+}
+
+/// Privilege held in a target outside any live grant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Standing {
+    pub holder: String,
+    pub privilege: String,
+}
+
+/// One target's standing privilege.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStanding {
+    pub target: String,
+    pub standing: Vec<Standing>,
+    /// Holdings explained by a live grant.
+    pub just_in_time: usize,
+    /// Set when the target could not be asked.
+    pub error: Option<String>,
+}
+
+fn live(state: GrantState) -> bool {
+    matches!(
+        state,
+        GrantState::Provisioning | GrantState::Active | GrantState::Revoking
+    )
+}
+
+impl Engine {
+    /// Fails unless the caller may administer every entitlement.
+    pub(super) fn require_admin_of_all(&self, caller: &Caller, code: &'static str) -> Result<()> {
+        let now = self.clock.now();
+        let mut any = false;
+        for ent in self.catalog.entitlements() {
+            any = true;
+            if !self.may_administer(&caller.principal, ent, now)? {
+                return Err(Error::forbidden(
+                    code,
+                    "this takes Administer on every entitlement",
+                ));
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(Error::forbidden(code, "no entitlements are configured"))
+        }
+    }
+
+    /// Active grants on `target`, ids only.
+    async fn active_on(&self, target: &TargetId) -> Result<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_grants(&GrantFilter {
+                    state: Some(GrantState::Active),
+                    principal: None,
+                    before: before.clone(),
+                    limit: 1_000,
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            before = Some(last.id.clone());
+            out.extend(
+                page.iter()
+                    .filter(|g| &g.target == target)
+                    .map(|g| g.id.as_str().to_owned()),
+            );
+        }
+    }
+
+    /// Runs one reconciliation over every target; `actor` is who asked (`system` for the
+    /// periodic run).
+    #[instrument(skip_all, fields(actor))]
+    pub async fn reconcile(&self, actor: &str) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        for (target, connector) in &self.connectors {
+            let managed = match connector.managed().await {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(%target, error = %e, "reconcile: cannot list");
+                    report.errors.push((target.to_string(), e.message));
+                    continue;
+                }
+            };
+            report.targets_checked.push(target.to_string());
+            let mut present = BTreeSet::new();
+            for m in managed {
+                present.insert(m.grant_id.clone());
+                let grant = match GrantId::parse(&m.grant_id) {
+                    Some(id) => self.store.get_grant(&id).await?,
+                    None => None,
+                };
+                if grant.as_ref().is_some_and(|g| live(g.state)) {
+                    continue;
+                }
+                let removed = connector.remove(&m).await;
+                let drift = Drift {
+                    target: target.to_string(),
+                    kind: DriftKind::Leftover,
+                    ledger_state: grant.map(|g| g.state.as_str().to_owned()),
+                    removed: removed.is_ok(),
+                    error: removed.err().map(|e| e.message),
+                    name: m.name,
+                    grant_id: m.grant_id,
+                };
+                self.record_drift(actor, &drift).await?;
+                report.drift.push(drift);
+            }
+            for id in self.active_on(target).await? {
+                if present.contains(&id) {
+                    continue;
+                }
+                // Fetched again: it may have ended while the target was listed.
+                let Some(g) = GrantId::parse(&id) else {
+                    continue;
+                };
+                if self
+                    .store
+                    .get_grant(&g)
+                    .await?
+                    .is_none_or(|g| g.state != GrantState::Active)
+                {
+                    continue;
+                }
+                let drift = Drift {
+                    target: target.to_string(),
+                    kind: DriftKind::Missing,
+                    name: String::new(),
+                    ledger_state: Some(GrantState::Active.as_str().to_owned()),
+                    removed: false,
+                    error: None,
+                    grant_id: id,
+                };
+                self.record_drift(actor, &drift).await?;
+                report.drift.push(drift);
+            }
+        }
+        Ok(report)
+    }
+
+    /// `reconcile` on behalf of a caller, who must administer every entitlement.
+    pub async fn reconcile_as(&self, caller: &Caller) -> Result<ReconcileReport> {
+        self.require_admin_of_all(caller, "reconcile.not_allowed")?;
+        self.reconcile(caller.principal.id.as_str()).await
+    }
+
+    async fn record_drift(&self, actor: &str, d: &Drift) -> Result<()> {
+        warn!(target = %d.target, kind = ?d.kind, name = %d.name, grant_id = %d.grant_id,
+              removed = d.removed, "reconcile: drift");
+        let mut ev = AuditRecord::new(self.clock.now(), actor, "reconcile.drift", &d.grant_id)
+            .with("target", &d.target)
+            .with(
+                "kind",
+                match d.kind {
+                    DriftKind::Leftover => "leftover",
+                    DriftKind::Missing => "missing",
+                },
+            )
+            .with("name", &d.name)
+            .with(
+                "ledger_state",
+                d.ledger_state.as_deref().unwrap_or("unknown"),
+            )
+            .with("removed", d.removed);
+        if let Some(e) = &d.error {
+            ev = ev.with("error", e);
+        }
+        self.commit(Commit {
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Standing privilege per target: what `discover` finds that no live grant explains.
+    pub async fn standing(&self, caller: &Caller) -> Result<Vec<TargetStanding>> {
+        self.require_admin_of_all(caller, "report.not_allowed")?;
+        let mut out = Vec::new();
+        for (target, connector) in &self.connectors {
+            let holdings = match connector.discover().await {
+                Ok(h) => h,
+                Err(e) => {
+                    out.push(TargetStanding {
+                        target: target.to_string(),
+                        standing: Vec::new(),
+                        just_in_time: 0,
+                        error: Some(e.message),
+                    });
+                    continue;
+                }
+            };
+            let mut entry = TargetStanding {
+                target: target.to_string(),
+                standing: Vec::new(),
+                just_in_time: 0,
+                error: None,
+            };
+            for h in holdings {
+                let explained = match h.grant_id.as_deref().and_then(GrantId::parse) {
+                    Some(id) => self
+                        .store
+                        .get_grant(&id)
+                        .await?
+                        .is_some_and(|g| live(g.state)),
+                    None => false,
+                };
+                if explained {
+                    entry.just_in_time += 1;
+                } else {
+                    entry.standing.push(Standing {
+                        holder: h.holder,
+                        privilege: h.privilege,
+                    });
+                }
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}

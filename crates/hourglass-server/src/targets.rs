@@ -1,0 +1,117 @@
+//! Builds each target's connector from its configuration table.
+
+use std::sync::Arc;
+
+use hourglass_connectors::{
+    ExecConnector, MysqlConnector, PostgresConnector, SshConnector, WebhookConnector,
+};
+use hourglass_core::{Clock, connector::Connector};
+
+use crate::config::{Config, TargetConfig};
+
+/// A built target: its connector, and the SSH CA behind it if it is one (for the KRL route).
+pub struct Built {
+    pub connector: Arc<dyn Connector>,
+    pub ssh: Option<Arc<SshConnector>>,
+}
+
+const KINDS: &str = "exec, postgres, mysql, ssh, webhook";
+
+/// The parameters of the entitlements on target `name`.
+fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
+    config
+        .entitlements
+        .iter()
+        .filter(|e| e.name.split_once('/').is_some_and(|(t, _)| t == name))
+        .map(|e| serde_json::to_value(&e.params).unwrap_or(serde_json::Value::Null))
+        .collect()
+}
+
+/// Builds the connector of one target; problems are relative to the target's key.
+pub fn build(
+    t: &TargetConfig,
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<Built, Vec<String>> {
+    let tables = [
+        ("exec", t.exec.is_some()),
+        ("postgres", t.postgres.is_some()),
+        ("mysql", t.mysql.is_some()),
+        ("ssh", t.ssh.is_some()),
+        ("webhook", t.webhook.is_some()),
+    ];
+    let stray: Vec<String> = tables
+        .iter()
+        .filter(|(k, set)| *set && *k != t.connector)
+        .map(|(k, _)| format!("{k}: a {} target takes no [{k}] table", t.connector))
+        .collect();
+    if !stray.is_empty() {
+        return Err(stray);
+    }
+    let missing = || {
+        vec![format!(
+            "{0}: a {0} target needs its [targets.{0}] table",
+            t.connector
+        )]
+    };
+    let prefixed = |kind: &str, problems: Vec<String>| {
+        problems
+            .into_iter()
+            .map(|p| format!("{kind}.{p}"))
+            .collect::<Vec<_>>()
+    };
+    let plain = |connector: Arc<dyn Connector>| Built {
+        connector,
+        ssh: None,
+    };
+    match t.connector.as_str() {
+        "exec" => {
+            let exec = t.exec.as_ref().ok_or_else(missing)?;
+            let p = exec.problems();
+            if p.is_empty() {
+                Ok(plain(Arc::new(ExecConnector::new(exec.clone()))))
+            } else {
+                Err(prefixed("exec", p))
+            }
+        }
+        "postgres" => {
+            let pg = t.postgres.as_ref().ok_or_else(missing)?;
+            let mut roles: Vec<String> = params_of(config, &t.name)
+                .iter()
+                .filter_map(|p| p.get("roles")?.as_array().cloned())
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            roles.sort();
+            roles.dedup();
+            PostgresConnector::new(pg.clone(), roles)
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("postgres", p))
+        }
+        "mysql" => {
+            let my = t.mysql.as_ref().ok_or_else(missing)?;
+            MysqlConnector::new(my.clone(), &params_of(config, &t.name))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("mysql", p))
+        }
+        "ssh" => {
+            let ssh = t.ssh.as_ref().ok_or_else(missing)?;
+            let c = Arc::new(
+                SshConnector::new(ssh, Arc::clone(clock)).map_err(|p| prefixed("ssh", p))?,
+            );
+            Ok(Built {
+                connector: Arc::clone(&c) as Arc<dyn Connector>,
+                ssh: Some(c),
+            })
+        }
+        "webhook" => {
+            let hook = t.webhook.as_ref().ok_or_else(missing)?;
+            WebhookConnector::new(hook, Arc::clone(clock))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("webhook", p))
+        }
+        other => Err(vec![format!(
+            "connector: unknown connector {other:?} (available: {KINDS})"
+        )]),
+    }
+}
