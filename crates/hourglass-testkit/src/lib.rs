@@ -1,7 +1,11 @@
 //! Test helpers (dev-only): a clock that tests move by hand, and an in-process server on port 0
 //! with the demo layout, driven through `hourglass-client`.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use hourglass_client::Client;
 use hourglass_core::{Clock, Timestamp, clock::Sleep};
@@ -56,10 +60,17 @@ pub struct TestServer {
 
 /// Starts a server with the demo layout; `edit` may change the config text before start.
 pub async fn spawn_server(edit: impl FnOnce(String) -> String) -> anyhow::Result<TestServer> {
+    spawn_server_with(|_, text| edit(text)).await
+}
+
+/// Like [`spawn_server`], and `setup` also gets the data directory (to add policy files, keys).
+pub async fn spawn_server_with(
+    setup: impl FnOnce(&Path, String) -> String,
+) -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
     let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse()?, false)?;
     let text = std::fs::read_to_string(&w.config)?;
-    std::fs::write(&w.config, edit(text))?;
+    std::fs::write(&w.config, setup(dir.path(), text))?;
     let config = Config::load(&w.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
     let running = hourglass_server::start(config, Arc::clone(&clock) as Arc<dyn Clock>)
@@ -124,4 +135,69 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     false
+}
+
+/// A TCP forwarder in front of a real server, which a test can take down and bring back on the
+/// same port: "the target is unreachable" without stopping the shared server.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    upstream: SocketAddr,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let proxy = TcpProxy {
+            addr,
+            upstream,
+            task: Mutex::new(None),
+        };
+        proxy.serve(listener);
+        Ok(proxy)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let task = tokio::spawn(async move {
+            // Dropped with this task: every forwarded connection ends with it.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        if let Some(old) = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Closes the port and cuts every forwarded connection.
+    pub async fn stop(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
+    }
 }

@@ -11,3 +11,4 @@ mod crash;
 mod invariants;
 mod lifecycle;
 mod secrets;
+mod targets;

@@ -1,0 +1,281 @@
+//! Real targets through the whole server: the local PostgreSQL (behind a proxy the test can
+//! take down) and a local webhook receiver.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use hourglass_api::CreateRequest;
+use hourglass_testdb::TestDb;
+use hourglass_testkit::{TcpProxy, TestServer, eventually, spawn_server_with};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+const PG_POLICY: &str = r#"
+@id("requesters-read-pg-auto")
+permit (
+  principal in Hourglass::Group::"requesters",
+  action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
+  resource is Hourglass::Entitlement
+)
+when { resource.target == "pg" || resource.target == "saas" };
+"#;
+
+fn ask(ent: &str, dur: &str) -> CreateRequest {
+    CreateRequest {
+        entitlement: ent.into(),
+        duration: Some(dur.into()),
+        reason: "target test".into(),
+        ticket: None,
+        public_key: None,
+    }
+}
+
+fn pg_port() -> SocketAddr {
+    "127.0.0.1:5432".parse().unwrap()
+}
+
+/// A server with a `pg` target reached through `proxy`, an entitlement `pg/read` granting
+/// `reader`, and a policy that auto-approves it for requesters.
+async fn pg_server(db: &TestDb, proxy: &TcpProxy, reader: &str) -> TestServer {
+    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let prefix = db.prefix.clone();
+    let reader = reader.to_owned();
+    spawn_server_with(move |dir: &Path, text| {
+        std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
+        format!(
+            "{}\n[[targets]]\nname = \"pg\"\nconnector = \"postgres\"\n[targets.postgres]\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout_secs = 2\n\n\
+             [[entitlements]]\nname = \"pg/read\"\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n[entitlements.params]\nroles = [\"{reader}\"]\n",
+            text.replace("demo = false", "demo = false\noverdue_after = \"30s\"")
+        )
+    })
+    .await
+    .unwrap()
+}
+
+async fn role_exists(db: &TestDb, role: &str) -> bool {
+    let mut c = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_postgres_grant_survives_the_target_being_down_at_expiry() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let reader = format!("{}_reader", db.name);
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE t (x int); CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON t TO {reader};"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let proxy = TcpProxy::start(pg_port()).await.unwrap();
+    let s = pg_server(&db, &proxy, &reader).await;
+    let alice = s.client("alice");
+
+    let r = alice.create_request(&ask("pg/read", "10m")).await.unwrap();
+    assert_eq!(r.state, "fulfilled", "{r:?}");
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    let cred = alice.credential(&gid).await.unwrap().credential;
+    let mut session = PgConnection::connect(&cred).await.unwrap();
+    sqlx::query("SELECT count(*) FROM t")
+        .execute(&mut session)
+        .await
+        .unwrap();
+    let role = format!("{}{gid}", db.prefix);
+
+    // The target goes away; the grant expires.
+    proxy.stop().await;
+    s.clock.advance_ms(10 * 60_000);
+    let retried = |n: u32| {
+        let alice = alice.clone();
+        async move {
+            alice.metrics().await.unwrap().contains(&format!(
+                "hourglass_job_retries_total{{action=\"revoke\"}} {n}"
+            ))
+        }
+    };
+    assert!(eventually(|| retried(1)).await);
+    assert_eq!(alice.get_grant(&gid).await.unwrap().state, "revoking");
+    s.clock.advance_ms(31_000);
+    assert!(eventually(|| retried(2)).await);
+    let m = alice.metrics().await.unwrap();
+    assert!(m.contains("hourglass_revocations_overdue 1"), "{m}");
+    assert!(
+        role_exists(&db, &role).await,
+        "the role went away without Hourglass"
+    );
+
+    // Back again: the next try revokes, with no further failure.
+    proxy.resume().await.unwrap();
+    s.clock.advance_ms(300_000);
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    let m = alice.metrics().await.unwrap();
+    assert!(
+        m.contains("hourglass_job_retries_total{action=\"revoke\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("hourglass_revocations_overdue 0"), "{m}");
+    assert!(!role_exists(&db, &role).await);
+    assert!(sqlx::query("SELECT 1").execute(&mut session).await.is_err());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_removes_a_hand_made_role_and_reports_standing_privilege() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let reader = format!("{}_reader", db.name);
+    let stray = format!("{}grt_0000000000000000000000000000dead", db.prefix);
+    let standing_user = format!("{}_bob", db.name);
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE {reader} NOLOGIN; CREATE ROLE {stray} LOGIN;
+         CREATE ROLE {standing_user} LOGIN; GRANT {reader} TO {standing_user};"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let proxy = TcpProxy::start(pg_port()).await.unwrap();
+    let s = pg_server(&db, &proxy, &reader).await;
+    let alice = s.client("alice");
+    let r = alice.create_request(&ask("pg/read", "10m")).await.unwrap();
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+
+    let admin_client = s.client("admin");
+    let forbidden = alice.reconcile().await.unwrap_err();
+    assert!(forbidden.to_string().contains("Administer"), "{forbidden}");
+    let report = admin_client.reconcile().await.unwrap();
+    assert!(
+        report.targets_checked.contains(&"pg".to_owned()),
+        "{report:?}"
+    );
+    assert_eq!(report.drift.len(), 1, "{report:?}");
+    let d = &report.drift[0];
+    assert_eq!(
+        (d.kind.as_str(), d.name.as_str(), d.removed),
+        ("leftover", stray.as_str(), true)
+    );
+    assert_eq!(d.ledger_state, None);
+    assert!(!role_exists(&db, &stray).await);
+    assert!(
+        role_exists(&db, &format!("{}{gid}", db.prefix)).await,
+        "the live grant's role was removed"
+    );
+    assert!(
+        admin_client
+            .metrics()
+            .await
+            .unwrap()
+            .contains("hourglass_reconcile_drift_total{target=\"pg\",kind=\"leftover\"} 1")
+    );
+    let events = s.store().unwrap().audit_after(0, 1_000).await.unwrap();
+    assert!(events.iter().any(|e| e.record.action == "reconcile.drift"
+        && e.record.details.contains(&("name".into(), stray.clone()))));
+    // A second run finds nothing.
+    assert!(admin_client.reconcile().await.unwrap().drift.is_empty());
+
+    let targets = admin_client.standing().await.unwrap();
+    let pg = targets.iter().find(|t| t.target == "pg").unwrap();
+    assert_eq!(pg.just_in_time, 1, "{pg:?}");
+    assert!(
+        pg.standing
+            .iter()
+            .any(|h| h.holder == standing_user && h.privilege == reader),
+        "{pg:?}"
+    );
+    assert!(
+        pg.standing.iter().any(|h| h.privilege == "SUPERUSER"),
+        "{pg:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_target_that_fails_three_times_is_retried_until_it_answers() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let keys = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let secret = "a-webhook-secret-that-is-long-enough-0123";
+    let app = {
+        let (calls, keys) = (Arc::clone(&calls), Arc::clone(&keys));
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (calls, keys) = (Arc::clone(&calls), Arc::clone(&keys));
+                    async move {
+                        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+                        let ts: i64 = h("hourglass-timestamp").unwrap().parse().unwrap();
+                        // The receiver checks against the sender's (manual) clock here.
+                        hourglass_connectors::webhook::verify(
+                            secret.as_bytes(),
+                            h("hourglass-timestamp"),
+                            h("hourglass-signature"),
+                            &body,
+                            ts,
+                            300,
+                        )
+                        .unwrap();
+                        keys.lock()
+                            .unwrap()
+                            .push(h("idempotency-key").unwrap().to_owned());
+                        if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                            (
+                                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                                "down".to_owned(),
+                            )
+                        } else {
+                            (
+                                axum::http::StatusCode::OK,
+                                r#"{"handle": {"seat": 7}}"#.to_owned(),
+                            )
+                        }
+                    }
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let s = spawn_server_with(move |dir: &Path, text| {
+        std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
+        std::fs::write(dir.join("saas.secret"), secret).unwrap();
+        format!(
+            "{text}\n[[targets]]\nname = \"saas\"\nconnector = \"webhook\"\n[targets.webhook]\nurl = \"http://{addr}/hook\"\nsecret_file = \"saas.secret\"\nallow_private = true\n\n\
+             [[entitlements]]\nname = \"saas/admin\"\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n"
+        )
+    })
+    .await
+    .unwrap();
+    let alice = s.client("alice");
+    let gid = alice
+        .create_request(&ask("saas/admin", "10m"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    for n in 1..=3 {
+        assert!(eventually(|| async { calls.load(Ordering::SeqCst) >= n }).await);
+        assert_eq!(alice.get_grant(&gid).await.unwrap().state, "provisioning");
+        s.clock.advance_ms(1_000 << n);
+    }
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert!(keys.lock().unwrap().iter().all(|k| k == &gid));
+    s.stop().await;
+}
