@@ -47,6 +47,12 @@ pub fn write_layout(dir: &Path, listen: SocketAddr, demo: bool) -> io::Result<Wr
     fs::create_dir_all(dir.join("targets"))?;
     fs::write(dir.join("policies/demo.cedar"), DEMO_POLICIES)?;
     write_exec(&dir.join("targets/demo-target.sh"), DEMO_TARGET_SCRIPT)?;
+    // The SSH example's certificate authority: a fresh Ed25519 key, private to this directory.
+    fs::create_dir_all(dir.join("ssh"))?;
+    if !dir.join("ssh/ca").exists() {
+        hourglass_connectors::ssh::generate_ca(&dir.join("ssh/ca"), "hourglass ssh ca")
+            .map_err(io::Error::other)?;
+    }
     let access_file = dir.join("access.txt");
     let mut tokens = Vec::new();
     let mut identities = String::new();
@@ -105,6 +111,59 @@ risk = "high"
 default_duration = "30m"
 max_duration = "2h"
 approvals_required = 1
+
+# --- examples: real targets (docs/connectors.md). Uncomment a block to use it. ---
+##
+## PostgreSQL. Uncommenting this block points the demo at the local PostgreSQL: each grant of
+## pg/read-all is a login role with a generated password that expires with the grant.
+# [[targets]]
+# name = "pg"
+# connector = "postgres"
+# postgres = {{ url = "postgres://postgres@127.0.0.1:5432/postgres", prefix = "hg_" }}
+#
+# [[entitlements]]
+# name = "pg/read-all"
+# description = "Read every table (pg_read_all_data)"
+# default_duration = "15m"
+# max_duration = "1h"
+# params = {{ roles = ["pg_read_all_data"] }}
+##
+## MariaDB / MySQL: an account with the listed privileges, dropped (sessions killed) at the end.
+# [[targets]]
+# name = "maria"
+# connector = "mysql"
+# mysql = {{ url = "mysql://root@127.0.0.1:3306/mysql", prefix = "hg_" }}
+#
+# [[entitlements]]
+# name = "maria/read-app"
+# default_duration = "15m"
+# max_duration = "1h"
+# params = {{ privileges = ["SELECT"], on = "app.*" }}
+##
+## SSH certificates from the CA key written beside this file (ssh/ca, ssh/ca.pub for sshd's
+## TrustedUserCAKeys); early revocations go to ssh/revoked.krl (sshd's RevokedKeys).
+# [[targets]]
+# name = "ssh"
+# connector = "ssh"
+# ssh = {{ ca_key_file = "ssh/ca", krl_file = "ssh/revoked.krl" }}
+#
+# [[entitlements]]
+# name = "ssh/deploy"
+# default_duration = "30m"
+# max_duration = "2h"
+# params = {{ principals = ["deploy"] }}
+##
+## Any other system, through signed webhooks (put a random secret of 32+ bytes in the file).
+# [[targets]]
+# name = "saas"
+# connector = "webhook"
+# webhook = {{ url = "https://bridge.example.com/hourglass", secret_file = "webhook.secret" }}
+#
+# [[entitlements]]
+# name = "saas/admin"
+# default_duration = "1h"
+# max_duration = "8h"
+# --- end of examples ---
 "#,
         demo_note = if demo {
             " (DEMO: sample identities and tokens; not for production)"
@@ -144,4 +203,47 @@ pub fn write_env(dir: &Path, server: &str, tokens: &[(String, String)]) -> io::R
     fs::write(&path, text)?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hourglass_core::Clock;
+
+    use super::write_layout;
+    use crate::config::Config;
+
+    /// The commented examples in the starter configuration stay valid: uncommented, they load
+    /// and pass every start-up check.
+    #[tokio::test]
+    async fn every_commented_example_is_a_valid_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = write_layout(dir.path(), "127.0.0.1:0".parse().unwrap(), false).unwrap();
+        std::fs::write(dir.path().join("webhook.secret"), "s".repeat(40)).unwrap();
+        let text = std::fs::read_to_string(&w.config).unwrap();
+        let mut inside = false;
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("# --- examples") {
+                inside = true;
+            } else if line.starts_with("# --- end of examples") {
+                inside = false;
+            }
+            let line = match line.strip_prefix("# ") {
+                Some(rest) if inside && !line.starts_with("# ---") => rest,
+                _ if inside && line == "#" => "",
+                _ => line,
+            };
+            out.push_str(line);
+            out.push('\n');
+        }
+        assert!(out.contains("\n[[targets]]\nname = \"pg\""), "{out}");
+        std::fs::write(&w.config, out).unwrap();
+        let config = Config::load(&w.config, Vec::new()).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let checked = crate::check(&config, &clock).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh"]);
+    }
 }
