@@ -3,6 +3,7 @@
 //! Every connector implements [`hourglass_core::connector::Connector`]: idempotent operations
 //! keyed by the grant id, called only by workers from persisted jobs.
 
+mod db;
 pub mod exec;
 pub mod mysql;
 pub mod outbound;

@@ -41,30 +41,21 @@ pub struct MysqlConfig {
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// The name prefix of the accounts Hourglass creates (and the reconciler may remove).
-    #[serde(default = "default_prefix")]
+    #[serde(default = "crate::db::default_prefix")]
     pub prefix: String,
     /// The host part of created accounts (default `%`).
     #[serde(default = "default_host")]
     pub account_host: String,
     /// Seconds to wait for a connection (default 10).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::db::default_timeout")]
     pub timeout_secs: u64,
     /// Connections kept to the target (default 4).
-    #[serde(default = "default_pool")]
+    #[serde(default = "crate::db::default_pool")]
     pub max_connections: u32,
 }
 
-fn default_prefix() -> String {
-    "hg_".into()
-}
 fn default_host() -> String {
     "%".into()
-}
-fn default_timeout() -> u64 {
-    10
-}
-fn default_pool() -> u32 {
-    4
 }
 
 /// An entitlement's parameters on a `mysql` target.
@@ -166,11 +157,9 @@ impl MysqlConnector {
             }
         };
         if let Some(path) = &cfg.password_file {
-            match std::fs::read_to_string(path) {
-                Ok(pw) => {
-                    options = options.map(|o| o.password(pw.trim_end_matches(['\n', '\r'])));
-                }
-                Err(e) => problems.push(format!("password_file: {}: {e}", path.display())),
+            match crate::db::read_password(path) {
+                Ok(pw) => options = options.map(|o| o.password(&pw)),
+                Err(e) => problems.push(e),
             }
         }
         let Some(options) = options.filter(|_| problems.is_empty()) else {
@@ -254,16 +243,13 @@ impl MysqlConnector {
     }
 
     fn credential(&self, user: &str, password: &str, db: Option<&str>) -> String {
-        let host = self.options.get_host();
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        let db = db.or(self.options.get_database()).unwrap_or_default();
-        format!(
-            "mysql://{user}:{password}@{host}:{}/{db}",
-            self.options.get_port()
+        crate::db::credential_url(
+            "mysql",
+            user,
+            password,
+            self.options.get_host(),
+            self.options.get_port(),
+            db.or(self.options.get_database()).unwrap_or_default(),
         )
     }
 }

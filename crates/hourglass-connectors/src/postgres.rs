@@ -42,7 +42,7 @@ pub struct PostgresConfig {
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// The name prefix of the roles Hourglass creates (and the reconciler may remove).
-    #[serde(default = "default_prefix")]
+    #[serde(default = "crate::db::default_prefix")]
     pub prefix: String,
     /// Where objects owned by a revoked login role go; without it they are dropped.
     #[serde(default)]
@@ -58,27 +58,18 @@ pub struct PostgresConfig {
     #[serde(default = "default_true")]
     pub terminate_member_sessions: bool,
     /// Seconds to wait for a connection or a lock (default 10).
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::db::default_timeout")]
     pub timeout_secs: u64,
     /// Connections kept to the target (default 4).
-    #[serde(default = "default_pool")]
+    #[serde(default = "crate::db::default_pool")]
     pub max_connections: u32,
 }
 
-fn default_prefix() -> String {
-    "hg_".into()
-}
 fn default_bookkeeping() -> String {
     "hourglass".into()
 }
 fn default_true() -> bool {
     true
-}
-fn default_timeout() -> u64 {
-    10
-}
-fn default_pool() -> u32 {
-    4
 }
 
 /// An entitlement's parameters on a `postgres` target.
@@ -170,11 +161,9 @@ impl PostgresConnector {
             }
         };
         if let Some(path) = &cfg.password_file {
-            match std::fs::read_to_string(path) {
-                Ok(pw) => {
-                    options = options.map(|o| o.password(pw.trim_end_matches(['\n', '\r'])));
-                }
-                Err(e) => problems.push(format!("password_file: {}: {e}", path.display())),
+            match crate::db::read_password(path) {
+                Ok(pw) => options = options.map(|o| o.password(&pw)),
+                Err(e) => problems.push(e),
             }
         }
         if let Err(e) = quote_ident(&cfg.bookkeeping_schema, '"') {
@@ -219,16 +208,13 @@ impl PostgresConnector {
     }
 
     fn credential(&self, role: &str, password: &str) -> String {
-        let host = self.options.get_host();
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        let db = self.options.get_database().unwrap_or("postgres");
-        format!(
-            "postgres://{role}:{password}@{host}:{}/{db}",
-            self.options.get_port()
+        crate::db::credential_url(
+            "postgres",
+            role,
+            password,
+            self.options.get_host(),
+            self.options.get_port(),
+            self.options.get_database().unwrap_or("postgres"),
         )
     }
 

@@ -57,6 +57,24 @@ async fn pg_server(db: &TestDb, proxy: &TcpProxy, reader: &str) -> TestServer {
     .unwrap()
 }
 
+/// Runs `setup` on the test database, starts the server behind a proxy, and has alice's
+/// auto-approved `pg/read` grant become active.
+async fn pg_grant(db: &TestDb, reader: &str, setup: &str) -> (TcpProxy, TestServer, String) {
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(setup.to_owned()))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let proxy = TcpProxy::start(pg_port()).await.unwrap();
+    let s = pg_server(db, &proxy, reader).await;
+    let alice = s.client("alice");
+    let r = alice.create_request(&ask("pg/read", "10m")).await.unwrap();
+    assert_eq!(r.state, "fulfilled", "{r:?}");
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    (proxy, s, gid)
+}
+
 async fn role_exists(db: &TestDb, role: &str) -> bool {
     let mut c = PgConnection::connect(&db.url).await.unwrap();
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
@@ -72,21 +90,15 @@ async fn a_postgres_grant_survives_the_target_being_down_at_expiry() {
         return;
     };
     let reader = format!("{}_reader", db.name);
-    let mut admin = PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE TABLE t (x int); CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON t TO {reader};"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let proxy = TcpProxy::start(pg_port()).await.unwrap();
-    let s = pg_server(&db, &proxy, &reader).await;
+    let (proxy, s, gid) = pg_grant(
+        &db,
+        &reader,
+        &format!(
+            "CREATE TABLE t (x int); CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON t TO {reader};"
+        ),
+    )
+    .await;
     let alice = s.client("alice");
-
-    let r = alice.create_request(&ask("pg/read", "10m")).await.unwrap();
-    assert_eq!(r.state, "fulfilled", "{r:?}");
-    let gid = r.grant_id.unwrap();
-    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
     let cred = alice.credential(&gid).await.unwrap().credential;
     let mut session = PgConnection::connect(&cred).await.unwrap();
     sqlx::query("SELECT count(*) FROM t")
@@ -140,20 +152,16 @@ async fn the_reconciler_removes_a_hand_made_role_and_reports_standing_privilege(
     let reader = format!("{}_reader", db.name);
     let stray = format!("{}grt_0000000000000000000000000000dead", db.prefix);
     let standing_user = format!("{}_bob", db.name);
-    let mut admin = PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE ROLE {reader} NOLOGIN; CREATE ROLE {stray} LOGIN;
-         CREATE ROLE {standing_user} LOGIN; GRANT {reader} TO {standing_user};"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let proxy = TcpProxy::start(pg_port()).await.unwrap();
-    let s = pg_server(&db, &proxy, &reader).await;
+    let (_proxy, s, gid) = pg_grant(
+        &db,
+        &reader,
+        &format!(
+            "CREATE ROLE {reader} NOLOGIN; CREATE ROLE {stray} LOGIN;
+             CREATE ROLE {standing_user} LOGIN; GRANT {reader} TO {standing_user};"
+        ),
+    )
+    .await;
     let alice = s.client("alice");
-    let r = alice.create_request(&ask("pg/read", "10m")).await.unwrap();
-    let gid = r.grant_id.unwrap();
-    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
 
     let admin_client = s.client("admin");
     let forbidden = alice.reconcile().await.unwrap_err();
