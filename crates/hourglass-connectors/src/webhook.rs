@@ -176,8 +176,9 @@ pub struct WebhookConnector {
 
 impl std::fmt::Debug for WebhookConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The host only: a webhook URL's path or query may hold a token.
         f.debug_struct("WebhookConnector")
-            .field("url", &self.url.as_str())
+            .field("host", &self.url.host_str())
             .finish_non_exhaustive()
     }
 }

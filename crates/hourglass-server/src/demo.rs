@@ -239,11 +239,24 @@ mod tests {
             out.push('\n');
         }
         assert!(out.contains("\n[[targets]]\nname = \"pg\""), "{out}");
-        std::fs::write(&w.config, out).unwrap();
+        std::fs::write(&w.config, &out).unwrap();
         let config = Config::load(&w.config, Vec::new()).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
         let checked = crate::check(&config, &clock).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh"]);
+
+        // Each connector checks its entitlements' parameters at start, naming the key.
+        let bad = out.replace(r#"principals = ["deploy"]"#, "principals = []");
+        std::fs::write(&w.config, bad).unwrap();
+        let config = Config::load(&w.config, Vec::new()).unwrap();
+        let Err(e) = crate::check(&config, &clock) else {
+            panic!("an SSH entitlement without principals was accepted");
+        };
+        assert!(
+            e.to_string()
+                .contains("].params.principals: name at least one login"),
+            "{e}"
+        );
     }
 }

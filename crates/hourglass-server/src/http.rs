@@ -32,6 +32,7 @@ use crate::{
     App,
     problem::{ApiError, problem},
     views,
+    workers::TargetTask,
 };
 
 type Shared = Arc<App>;
@@ -437,8 +438,8 @@ async fn reconcile(
     State(app): State<Shared>,
     Authed(caller): Authed,
 ) -> ApiResult<Json<ReconcileView>> {
-    let report = app.engine.reconcile_as(&caller).await?;
-    crate::workers::record_reconcile(&app.metrics, &report);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let report = ask_worker(&app, TargetTask::Reconcile(caller, tx), rx).await?;
     Ok(Json(ReconcileView {
         targets_checked: report.targets_checked,
         drift: report
@@ -466,9 +467,8 @@ async fn standing(
     State(app): State<Shared>,
     Authed(caller): Authed,
 ) -> ApiResult<Json<List<TargetStandingView>>> {
-    let items = app
-        .engine
-        .standing(&caller)
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let items = ask_worker(&app, TargetTask::Standing(caller, tx), rx)
         .await?
         .into_iter()
         .map(|t| TargetStandingView {
@@ -487,6 +487,17 @@ async fn standing(
         })
         .collect();
     Ok(Json(List { items }))
+}
+
+/// Hands a task to the reconciler worker and waits for its answer.
+async fn ask_worker<T>(
+    app: &App,
+    task: TargetTask,
+    rx: tokio::sync::oneshot::Receiver<hourglass_core::Result<T>>,
+) -> ApiResult<T> {
+    let stopped = || Error::Unavailable("the reconciler is stopping".into());
+    app.target_tasks.send(task).await.map_err(|_| stopped())?;
+    Ok(rx.await.map_err(|_| stopped())??)
 }
 
 #[derive(Deserialize)]

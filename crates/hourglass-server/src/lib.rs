@@ -43,6 +43,8 @@ pub struct App {
     vault: Arc<CredentialVault>,
     overdue_after_ms: i64,
     ssh: BTreeMap<TargetId, Arc<SshConnector>>,
+    /// Hands reconciliation and discovery to the reconciler worker.
+    target_tasks: tokio::sync::mpsc::Sender<workers::TargetTask>,
 }
 
 /// Why the server could not start: every problem found.
@@ -297,6 +299,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     .map_err(|e| StartError::one(format!("{e:?}")))?;
     let engine = Arc::new(engine);
     let metrics = Arc::new(Metrics::default());
+    let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
     let app = Arc::new(App {
         engine: Arc::clone(&engine),
         tokens: checked.tokens,
@@ -304,6 +307,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         vault,
         overdue_after_ms: s.overdue_after.as_millis(),
         ssh: checked.ssh,
+        target_tasks: tasks_tx,
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -342,6 +346,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         engine,
         metrics,
         s.reconcile_interval,
+        tasks_rx,
         stop_rx,
     ));
     tracing::info!(%addr, store = %hourglass_store::redact(&config.store.url), "hourglass serving");

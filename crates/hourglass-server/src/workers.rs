@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use hourglass_core::{
     Clock, GrantDuration, Timestamp,
-    engine::{DriftKind, Engine, JobOutcome, ReconcileReport},
+    engine::{Caller, DriftKind, Engine, JobOutcome, ReconcileReport, TargetStanding},
 };
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{error, warn};
 
 use crate::metrics::Metrics;
@@ -176,26 +176,55 @@ pub fn record_reconcile(metrics: &Metrics, report: &ReconcileReport) {
     }
 }
 
-/// Runs the reconciler every `interval`, first one interval after start.
+/// Work for the reconciler asked for through the API. Connectors are called here, in the
+/// worker, never in a request handler; the handler waits for the answer.
+pub enum TargetTask {
+    Reconcile(
+        Caller,
+        oneshot::Sender<hourglass_core::Result<ReconcileReport>>,
+    ),
+    Standing(
+        Caller,
+        oneshot::Sender<hourglass_core::Result<Vec<TargetStanding>>>,
+    ),
+}
+
+/// Runs the reconciler every `interval` (first one interval after start), and the target tasks
+/// the API hands it in between.
 pub async fn reconciler(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     interval: GrantDuration,
+    mut tasks: mpsc::Receiver<TargetTask>,
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = Arc::clone(engine.clock());
-    let never = Notify::new();
+    let mut next = clock.now().plus(interval);
     loop {
-        let next = Some(clock.now().plus(interval));
-        if !sleep_until_or(clock.as_ref(), next, &never, &mut stop).await {
-            return;
-        }
-        match engine.reconcile("system").await {
-            Ok(report) => record_reconcile(&metrics, &report),
-            Err(e) => {
-                error!(error = %e, "reconciliation failed");
-                metrics.reconcile_failure();
+        tokio::select! {
+            () = clock.sleep_until(next) => {
+                next = clock.now().plus(interval);
+                match engine.reconcile("system").await {
+                    Ok(report) => record_reconcile(&metrics, &report),
+                    Err(e) => {
+                        error!(error = %e, "reconciliation failed");
+                        metrics.reconcile_failure();
+                    }
+                }
             }
+            Some(task) = tasks.recv() => match task {
+                TargetTask::Reconcile(caller, reply) => {
+                    let result = engine.reconcile_as(&caller).await;
+                    if let Ok(report) = &result {
+                        record_reconcile(&metrics, report);
+                    }
+                    let _ = reply.send(result);
+                }
+                TargetTask::Standing(caller, reply) => {
+                    let _ = reply.send(engine.standing(&caller).await);
+                }
+            },
+            _ = stop.changed() => return,
         }
     }
 }

@@ -159,17 +159,39 @@ impl Engine {
                 if grant.as_ref().is_some_and(|g| live(g.state)) {
                     continue;
                 }
-                let removed = connector.remove(&m).await;
-                let drift = Drift {
+                let mut drift = Drift {
                     target: target.to_string(),
                     kind: DriftKind::Leftover,
                     ledger_state: grant.map(|g| g.state.as_str().to_owned()),
-                    removed: removed.is_ok(),
-                    error: removed.err().map(|e| e.message),
-                    name: m.name,
-                    grant_id: m.grant_id,
+                    removed: false,
+                    error: None,
+                    name: m.name.clone(),
+                    grant_id: m.grant_id.clone(),
                 };
+                // Recorded before the removal, so that no removal goes unaudited.
                 self.record_drift(actor, &drift).await?;
+                match connector.remove(&m).await {
+                    Ok(()) => drift.removed = true,
+                    Err(e) => {
+                        warn!(%target, name = %m.name, error = %e, "reconcile: cannot remove");
+                        self.commit(Commit {
+                            audit: vec![
+                                AuditRecord::new(
+                                    self.clock.now(),
+                                    actor,
+                                    "reconcile.remove_failed",
+                                    &m.grant_id,
+                                )
+                                .with("target", target)
+                                .with("name", &m.name)
+                                .with("error", &e.message),
+                            ],
+                            ..Commit::default()
+                        })
+                        .await?;
+                        drift.error = Some(e.message);
+                    }
+                }
                 report.drift.push(drift);
             }
             for id in self.active_on(target).await? {
@@ -212,8 +234,8 @@ impl Engine {
 
     async fn record_drift(&self, actor: &str, d: &Drift) -> Result<()> {
         warn!(target = %d.target, kind = ?d.kind, name = %d.name, grant_id = %d.grant_id,
-              removed = d.removed, "reconcile: drift");
-        let mut ev = AuditRecord::new(self.clock.now(), actor, "reconcile.drift", &d.grant_id)
+              "reconcile: drift");
+        let ev = AuditRecord::new(self.clock.now(), actor, "reconcile.drift", &d.grant_id)
             .with("target", &d.target)
             .with(
                 "kind",
@@ -227,10 +249,13 @@ impl Engine {
                 "ledger_state",
                 d.ledger_state.as_deref().unwrap_or("unknown"),
             )
-            .with("removed", d.removed);
-        if let Some(e) = &d.error {
-            ev = ev.with("error", e);
-        }
+            .with(
+                "remedy",
+                match d.kind {
+                    DriftKind::Leftover => "remove",
+                    DriftKind::Missing => "report",
+                },
+            );
         self.commit(Commit {
             audit: vec![ev],
             ..Commit::default()

@@ -22,7 +22,7 @@ permit (
   action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
   resource is Hourglass::Entitlement
 )
-when { resource.target == "pg" || resource.target == "saas" };
+when { resource.target == "pg" || resource.target == "saas" || resource.target == "ssh" };
 "#;
 
 fn ask(ent: &str, dur: &str) -> CreateRequest {
@@ -196,6 +196,16 @@ async fn the_reconciler_removes_a_hand_made_role_and_reports_standing_privilege(
     // A second run finds nothing.
     assert!(admin_client.reconcile().await.unwrap().drift.is_empty());
 
+    // The periodic run (every 5 minutes of the server's clock) finds a new leftover by itself.
+    let later = format!("{}grt_0000000000000000000000000000beef", db.prefix);
+    let mut c = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE ROLE {later} LOGIN")))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    s.clock.advance_ms(300_000);
+    assert!(eventually(|| async { !role_exists(&db, &later).await }).await);
+
     let targets = admin_client.standing().await.unwrap();
     let pg = targets.iter().find(|t| t.target == "pg").unwrap();
     assert_eq!(pg.just_in_time, 1, "{pg:?}");
@@ -285,5 +295,69 @@ async fn a_webhook_target_that_fails_three_times_is_retried_until_it_answers() {
     assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert!(keys.lock().unwrap().iter().all(|k| k == &gid));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_ssh_grant_needs_a_public_key_and_an_early_revocation_is_served_in_the_krl() {
+    let s = spawn_server_with(|dir: &Path, text| {
+        std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
+        format!(
+            "{text}\n[[targets]]\nname = \"ssh\"\nconnector = \"ssh\"\n\
+             ssh = {{ ca_key_file = \"ssh/ca\", krl_file = \"ssh/revoked.krl\" }}\n\n\
+             [[entitlements]]\nname = \"ssh/deploy\"\ndefault_duration = \"30m\"\nmax_duration = \"1h\"\n\
+             params = {{ principals = [\"deploy\"] }}\n"
+        )
+    })
+    .await
+    .unwrap();
+    let alice = s.client("alice");
+
+    // Without a key: refused before anything is stored.
+    let e = alice
+        .create_request(&ask("ssh/deploy", "30m"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("field public_key"), "{e}");
+    assert!(alice.list_requests(None).await.unwrap().is_empty());
+
+    let key_path = s.dir.path().join("id_ed25519");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut req = ask("ssh/deploy", "30m");
+    req.public_key = Some(std::fs::read_to_string(key_path.with_extension("pub")).unwrap());
+    let gid = alice.create_request(&req).await.unwrap().grant_id.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    let cert = alice.credential(&gid).await.unwrap().credential;
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
+    let cert_path = s.dir.path().join("id_ed25519-cert.pub");
+    std::fs::write(&cert_path, cert).unwrap();
+
+    alice.revoke(&gid, Some("done early".into())).await.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    let krl = reqwest::get(format!("http://{}/v1/ssh/krl", s.addr))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let krl_path = s.dir.path().join("served.krl");
+    std::fs::write(&krl_path, &krl).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl_path)
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("REVOKED"), "{text}");
     s.stop().await;
 }
