@@ -89,35 +89,23 @@ impl Engine {
         state: Option<RequestState>,
         limit: u32,
     ) -> Result<Vec<Request>> {
-        let limit = limit.clamp(1, 500);
-        let now = self.clock.now();
-        let mut cache = BTreeMap::new();
-        let mut out = Vec::new();
-        let mut before = None;
-        loop {
-            let page = self
-                .store
-                .list_requests(&RequestFilter {
-                    state,
-                    requester: None,
-                    before: before.clone(),
-                    limit,
-                })
-                .await?;
-            let full = page.len() as u32 == limit;
-            before = page.last().map(|r| r.id.clone());
-            for r in page {
-                if self.may_see(caller, &r.requester, &r.entitlement, &mut cache, now)? {
-                    out.push(r);
-                    if out.len() as u32 == limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if !full {
-                return Ok(out);
-            }
-        }
+        let store = &self.store;
+        self.visible(
+            caller,
+            limit,
+            |before, limit| async move {
+                store
+                    .list_requests(&RequestFilter {
+                        state,
+                        requester: None,
+                        before,
+                        limit,
+                    })
+                    .await
+            },
+            |r: &Request| (&r.requester, &r.entitlement, r.id.clone()),
+        )
+        .await
     }
 
     /// One grant, if the caller may see it.
@@ -146,26 +134,51 @@ impl Engine {
         state: Option<GrantState>,
         limit: u32,
     ) -> Result<Vec<Grant>> {
+        let store = &self.store;
+        self.visible(
+            caller,
+            limit,
+            |before, limit| async move {
+                store
+                    .list_grants(&GrantFilter {
+                        state,
+                        principal: None,
+                        before,
+                        limit,
+                    })
+                    .await
+            },
+            |g: &Grant| (&g.principal, &g.entitlement, g.id.clone()),
+        )
+        .await
+    }
+
+    /// Pages through `page` (newest first, each page after the last key of the one before) and
+    /// keeps what the caller may see, up to `limit`.
+    async fn visible<T, K, F, Fut>(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        mut page: F,
+        about: impl Fn(&T) -> (&PrincipalId, &EntitlementId, K),
+    ) -> Result<Vec<T>>
+    where
+        F: FnMut(Option<K>, u32) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
         let limit = limit.clamp(1, 500);
         let now = self.clock.now();
         let mut cache = BTreeMap::new();
         let mut out = Vec::new();
         let mut before = None;
         loop {
-            let page = self
-                .store
-                .list_grants(&GrantFilter {
-                    state,
-                    principal: None,
-                    before: before.clone(),
-                    limit,
-                })
-                .await?;
-            let full = page.len() as u32 == limit;
-            before = page.last().map(|g| g.id.clone());
-            for g in page {
-                if self.may_see(caller, &g.principal, &g.entitlement, &mut cache, now)? {
-                    out.push(g);
+            let items = page(before.take(), limit).await?;
+            let full = items.len() as u32 == limit;
+            before = items.last().map(|t| about(t).2);
+            for t in items {
+                let (who, what, _) = about(&t);
+                if self.may_see(caller, who, what, &mut cache, now)? {
+                    out.push(t);
                     if out.len() as u32 == limit {
                         return Ok(out);
                     }
@@ -176,9 +189,7 @@ impl Engine {
             }
         }
     }
-}
 
-impl Engine {
     /// Audit events after `after`, for a caller that may administer every entitlement (the
     /// audit log spans them all, so reading it takes authority over all of them).
     pub async fn audit_after(
