@@ -23,6 +23,20 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::{io::AsyncWriteExt, process::Command};
 
+/// A name as an environment variable suffix: upper-case letters and digits, `_` for the rest
+/// (`read-logs` becomes `READ_LOGS`).
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Configuration of an `exec` target.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -144,16 +158,7 @@ impl ExecConnector {
                     );
                 if let Some(params) = s.params.as_object() {
                     for (k, v) in params {
-                        let key: String = k
-                            .chars()
-                            .map(|c| {
-                                if c.is_ascii_alphanumeric() {
-                                    c.to_ascii_uppercase()
-                                } else {
-                                    '_'
-                                }
-                            })
-                            .collect();
+                        let key = env_name(k);
                         let val = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
                         cmd.env(format!("HOURGLASS_PARAM_{key}"), val);
                     }

@@ -187,16 +187,7 @@ approvals_required = 1
 pub fn write_env(dir: &Path, server: &str, tokens: &[(String, String)]) -> io::Result<PathBuf> {
     let mut text = format!("HOURGLASS_SERVER={server}\n");
     for (name, token) in tokens {
-        let var: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let var = hourglass_connectors::exec::env_name(name);
         text.push_str(&format!("HOURGLASS_TOKEN_{var}={token}\n"));
     }
     let path = dir.join("demo.env");

@@ -14,6 +14,8 @@ mod problem;
 mod targets;
 mod vault;
 mod views;
+
+pub use views::audit_event as audit_event_view;
 mod workers;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};

@@ -76,6 +76,7 @@ pub fn grant(g: &Grant) -> GrantView {
     }
 }
 
+/// An audit event as the API and `audit export` show it.
 pub fn audit_event(e: hourglass_core::audit::AuditEvent) -> AuditEventView {
     AuditEventView {
         seq: e.seq,

@@ -557,16 +557,7 @@ async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
 
 async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> {
     for_each_event(config, since, |e| {
-        let view = hourglass_api::AuditEventView {
-            seq: e.seq,
-            at: e.record.at.to_string(),
-            actor: e.record.actor,
-            action: e.record.action,
-            subject: e.record.subject,
-            details: e.record.details,
-            prev_hash: e.prev_hash,
-            hash: e.hash,
-        };
+        let view = hourglass_server::audit_event_view(e);
         println!("{}", serde_json::to_string(&view)?);
         Ok(true)
     })
