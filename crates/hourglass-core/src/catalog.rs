@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     GrantDuration,
-    id::{EntitlementId, PrincipalId, TargetId},
+    id::{EntitlementId, PrincipalId, ProfileId, TargetId},
 };
 
 /// What sort of identity acts.
@@ -51,7 +51,9 @@ pub struct Principal {
 }
 
 /// How risky an entitlement is; policies can use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
     Low,
@@ -90,9 +92,25 @@ pub struct Entitlement {
     pub max_duration: GrantDuration,
     /// Distinct human approvals needed when no `AutoApprove` policy lets the request through.
     pub approvals_required: u32,
+    /// The profiles that bundle this entitlement (filled in by [`Catalog::new`] from the
+    /// profiles' member lists).
     pub profiles: Vec<String>,
     /// Connector parameters (which role, which command arguments), passed to the connector.
     pub params: serde_json::Value,
+}
+
+/// A task profile: entitlements granted together, revoked together, with its own bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: ProfileId,
+    pub description: String,
+    pub entitlements: Vec<EntitlementId>,
+    pub default_duration: GrantDuration,
+    /// At most the smallest maximum of its entitlements: a profile only tightens.
+    pub max_duration: GrantDuration,
+    pub approvals_required: u32,
+    /// The highest risk of its entitlements (computed).
+    pub risk: Risk,
 }
 
 /// The shortest grant anyone may request.
@@ -104,14 +122,17 @@ pub struct Catalog {
     principals: BTreeMap<PrincipalId, Principal>,
     targets: BTreeMap<TargetId, Target>,
     entitlements: BTreeMap<EntitlementId, Entitlement>,
+    profiles: BTreeMap<ProfileId, Profile>,
 }
 
 impl Catalog {
-    /// Builds a catalog, returning every inconsistency found (not just the first).
+    /// Builds a catalog, returning every inconsistency found (not just the first). Each
+    /// entitlement's `profiles` is set from the profiles that list it.
     pub fn new(
         principals: Vec<Principal>,
         targets: Vec<Target>,
         entitlements: Vec<Entitlement>,
+        profiles: Vec<Profile>,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut cat = Catalog::default();
@@ -160,8 +181,21 @@ impl Catalog {
                     e.id
                 ));
             }
+            let mut e = e;
+            e.profiles.clear();
             if cat.entitlements.insert(e.id.clone(), e.clone()).is_some() {
                 errors.push(format!("entitlement {}: defined twice", e.id));
+            }
+        }
+        for mut p in profiles {
+            errors.extend(cat.check_profile(&mut p));
+            for e in &p.entitlements {
+                if let Some(ent) = cat.entitlements.get_mut(e) {
+                    ent.profiles.push(p.id.to_string());
+                }
+            }
+            if cat.profiles.insert(p.id.clone(), p.clone()).is_some() {
+                errors.push(format!("profile {}: defined twice", p.id));
             }
         }
         if errors.is_empty() {
@@ -169,6 +203,49 @@ impl Catalog {
         } else {
             Err(errors)
         }
+    }
+
+    /// Checks a profile against the entitlements and computes its risk.
+    fn check_profile(&self, p: &mut Profile) -> Vec<String> {
+        let mut errors = Vec::new();
+        if p.entitlements.is_empty() {
+            errors.push(format!("profile {}: lists no entitlements", p.id));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        p.risk = Risk::Low;
+        for e in &p.entitlements {
+            if !seen.insert(e) {
+                errors.push(format!("profile {}: lists {e} twice", p.id));
+            }
+            match self.entitlements.get(e) {
+                None => errors.push(format!("profile {}: unknown entitlement {e:?}", p.id)),
+                Some(ent) => {
+                    p.risk = p.risk.max(ent.risk);
+                    if p.max_duration > ent.max_duration {
+                        errors.push(format!(
+                            "profile {}: max_duration {} exceeds the maximum of {} ({}); a profile may only tighten",
+                            p.id, p.max_duration, e, ent.max_duration
+                        ));
+                    }
+                }
+            }
+        }
+        if p.max_duration < MIN_DURATION
+            || p.default_duration > p.max_duration
+            || p.default_duration < MIN_DURATION
+        {
+            errors.push(format!(
+                "profile {}: default_duration must be between 1m and max_duration, and max_duration at least 1m",
+                p.id
+            ));
+        }
+        if p.approvals_required == 0 {
+            errors.push(format!(
+                "profile {}: approvals_required must be at least 1 (use an AutoApprove policy for no-human paths)",
+                p.id
+            ));
+        }
+        errors
     }
 
     pub fn principal(&self, id: &PrincipalId) -> Option<&Principal> {
@@ -188,5 +265,11 @@ impl Catalog {
     }
     pub fn targets(&self) -> impl Iterator<Item = &Target> {
         self.targets.values()
+    }
+    pub fn profile(&self, id: &ProfileId) -> Option<&Profile> {
+        self.profiles.get(id)
+    }
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.values()
     }
 }

@@ -146,6 +146,13 @@ name_id!(
     true
 );
 
+name_id!(
+    /// A task profile (`helpdesk/file-recovery`): a bundle of entitlements granted together.
+    ProfileId,
+    "profile name",
+    true
+);
+
 impl EntitlementId {
     /// The target part of `target/name`.
     pub fn target(&self) -> &str {

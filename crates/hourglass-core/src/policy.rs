@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Result,
-    catalog::{Entitlement, Principal},
+    Result, Timestamp,
+    catalog::{Entitlement, Principal, Profile},
+    id::PrincipalId,
 };
 
 /// The actions of the policy schema.
@@ -50,21 +51,62 @@ impl Action {
     }
 }
 
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown action {s:?}: expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// What a ticket source said about a ticket (only `reference` when no source knows it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketFacts {
+    pub reference: String,
+    pub status: Option<String>,
+    pub assignee: Option<String>,
+    pub priority: Option<String>,
+}
+
 /// Facts about the moment of the decision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecisionContext {
     pub duration_secs: u64,
-    /// Hour of day, 0–23 (UTC).
+    /// Hour of day, 0–23, in the configured time zone.
     pub hour: u8,
-    /// `Monday` … `Sunday`.
+    /// `Monday` … `Sunday`, in the configured time zone.
     pub weekday: String,
     /// Whether the caller's authentication included a second factor.
     pub mfa: bool,
     pub break_glass: bool,
-    pub ticket: Option<String>,
+    /// Whether the principal is on call now (from the configured schedule).
+    pub oncall: bool,
+    pub ticket: Option<TicketFacts>,
     pub source_ip: Option<String>,
     /// For `Approve`: who asked.
     pub requester: Option<Principal>,
+}
+
+/// What a policy question is about: one entitlement, or a task profile.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    Entitlement(&'a Entitlement),
+    Profile(&'a Profile),
+}
+
+impl Resource<'_> {
+    /// The entitlement or profile name.
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Entitlement(e) => e.id.as_str(),
+            Resource::Profile(p) => p.id.as_str(),
+        }
+    }
 }
 
 /// A policy question.
@@ -72,7 +114,7 @@ pub struct DecisionContext {
 pub struct PolicyQuery<'a> {
     pub action: Action,
     pub principal: &'a Principal,
-    pub entitlement: &'a Entitlement,
+    pub resource: Resource<'a>,
     pub context: &'a DecisionContext,
 }
 
@@ -86,6 +128,28 @@ pub struct Decision {
     pub policy_hash: String,
     /// Evaluation errors (a policy that failed to evaluate counts as not applying).
     pub errors: Vec<String>,
+}
+
+/// Facts for the decision context that come from configured sources rather than the request:
+/// the local time in the configured time zone, and the on-call schedule.
+pub trait ContextFacts: Send + Sync {
+    /// Hour of day (0–23) and weekday name (`Monday`…) at `at`, in the configured time zone.
+    fn local_time(&self, at: Timestamp) -> (u8, String);
+    /// Whether `who` is on call at `at`.
+    fn on_call(&self, who: &PrincipalId, at: Timestamp) -> bool;
+}
+
+/// UTC and an empty on-call schedule: the facts when nothing is configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UtcNoSchedule;
+
+impl ContextFacts for UtcNoSchedule {
+    fn local_time(&self, at: Timestamp) -> (u8, String) {
+        at.hour_and_weekday()
+    }
+    fn on_call(&self, _who: &PrincipalId, _at: Timestamp) -> bool {
+        false
+    }
 }
 
 /// Decides policy questions. Implementations must be deterministic for a given policy set.

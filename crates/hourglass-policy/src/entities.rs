@@ -8,8 +8,8 @@ use std::{
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use hourglass_core::{
     Error, Result,
-    catalog::{Entitlement, Principal},
-    policy::{Action, DecisionContext},
+    catalog::{Entitlement, Principal, Profile},
+    policy::{Action, DecisionContext, Resource},
 };
 
 pub(crate) fn uid(kind: &str, id: &str) -> Result<EntityUid> {
@@ -28,6 +28,46 @@ pub(crate) fn principal_uid(p: &Principal) -> Result<EntityUid> {
 
 pub(crate) fn entitlement_uid(e: &Entitlement) -> Result<EntityUid> {
     uid("Entitlement", e.id.as_str())
+}
+
+pub(crate) fn profile_uid(p: &Profile) -> Result<EntityUid> {
+    uid("Profile", p.id.as_str())
+}
+
+/// The resource's uid, followed by the uids of everything it is in.
+pub(crate) fn resource_uids(r: Resource<'_>) -> Result<Vec<EntityUid>> {
+    match r {
+        Resource::Entitlement(e) => {
+            let mut uids = vec![entitlement_uid(e)?];
+            for p in &e.profiles {
+                uids.push(uid("Profile", p)?);
+            }
+            Ok(uids)
+        }
+        Resource::Profile(p) => Ok(vec![profile_uid(p)?]),
+    }
+}
+
+pub(crate) fn resource_entity(r: Resource<'_>) -> Result<Entity> {
+    match r {
+        Resource::Entitlement(e) => entitlement_entity(e),
+        Resource::Profile(p) => profile_entity(p),
+    }
+}
+
+fn profile_entity(p: &Profile) -> Result<Entity> {
+    let mut attrs = HashMap::new();
+    attrs.insert(
+        "risk".to_owned(),
+        RestrictedExpression::new_string(p.risk.as_str().to_owned()),
+    );
+    let max = i64::try_from(p.max_duration.as_secs()).unwrap_or(i64::MAX);
+    attrs.insert(
+        "max_duration_secs".to_owned(),
+        RestrictedExpression::new_long(max),
+    );
+    Entity::new(profile_uid(p)?, attrs, HashSet::new())
+        .map_err(|err| internal("profile")(err.to_string()))
 }
 
 fn internal(what: &str) -> impl Fn(String) -> Error + '_ {
@@ -111,13 +151,24 @@ pub(crate) fn context(ctx: &DecisionContext, action: Action) -> Result<Context> 
             "break_glass".into(),
             RestrictedExpression::new_bool(ctx.break_glass),
         ),
+        ("oncall".into(), RestrictedExpression::new_bool(ctx.oncall)),
     ];
     if let Some(t) = &ctx.ticket {
-        let rec = RestrictedExpression::new_record([(
+        let mut fields = vec![(
             "ref".to_owned(),
-            RestrictedExpression::new_string(t.clone()),
-        )])
-        .map_err(|e| internal("ticket")(e.to_string()))?;
+            RestrictedExpression::new_string(t.reference.clone()),
+        )];
+        for (name, value) in [
+            ("status", &t.status),
+            ("assignee", &t.assignee),
+            ("priority", &t.priority),
+        ] {
+            if let Some(v) = value {
+                fields.push((name.to_owned(), RestrictedExpression::new_string(v.clone())));
+            }
+        }
+        let rec = RestrictedExpression::new_record(fields)
+            .map_err(|e| internal("ticket")(e.to_string()))?;
         pairs.push(("ticket".into(), rec));
     }
     if let Some(ip) = ctx

@@ -9,6 +9,7 @@
 //! that can apply to a question; a policy outside the slice cannot match it, so the answer is the
 //! one the whole set would give.
 
+pub mod cases;
 mod entities;
 mod set;
 

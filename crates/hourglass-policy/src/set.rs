@@ -7,12 +7,12 @@ use std::{
 };
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision as CedarDecision, Entities, Policy, PolicyId, PolicySet,
-    Request, ResourceConstraint, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Decision as CedarDecision, Effect, Entities, Policy, PolicyId,
+    PolicySet, Request, ResourceConstraint, Schema, ValidationMode, Validator,
 };
 use hourglass_core::{
     Error, Result,
-    policy::{Action, Decision, PolicyDecider, PolicyQuery},
+    policy::{Action, Decision, PolicyDecider, PolicyQuery, Resource},
 };
 use sha2::{Digest, Sha256};
 
@@ -33,7 +33,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn one(problem: impl Into<String>) -> Self {
+    pub(crate) fn one(problem: impl Into<String>) -> Self {
         PolicyError {
             problems: vec![problem.into()],
         }
@@ -43,10 +43,14 @@ impl PolicyError {
 /// Where a policy can apply, by the resource in its scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum ResourceKey {
-    /// Unconstrained, or constrained by type only: may apply to any resource.
+    /// Unconstrained: may apply to any resource.
     Any,
-    /// `resource == X` or `resource in X`: applies only to X and what is in X.
-    Uid(String),
+    /// `resource is T`: may apply to any resource of type T.
+    Type(String),
+    /// `resource == X`: applies only to X.
+    Eq(String),
+    /// `resource in X`: applies only to X and what is in X.
+    In(String),
 }
 
 /// A validated policy set, indexed by scope.
@@ -139,10 +143,12 @@ impl PolicySetEngine {
                 ActionConstraint::In(list) => list.iter().filter_map(action_of).collect(),
             };
             let key = match p.resource_constraint() {
-                ResourceConstraint::Eq(uid)
-                | ResourceConstraint::In(uid)
-                | ResourceConstraint::IsIn(_, uid) => ResourceKey::Uid(uid.to_string()),
-                ResourceConstraint::Any | ResourceConstraint::Is(_) => ResourceKey::Any,
+                ResourceConstraint::Eq(uid) => ResourceKey::Eq(uid.to_string()),
+                ResourceConstraint::In(uid) | ResourceConstraint::IsIn(_, uid) => {
+                    ResourceKey::In(uid.to_string())
+                }
+                ResourceConstraint::Is(ty) => ResourceKey::Type(ty.to_string()),
+                ResourceConstraint::Any => ResourceKey::Any,
             };
             for a in actions {
                 index
@@ -187,10 +193,42 @@ impl PolicySetEngine {
         ids
     }
 
-    /// The policies that can apply to `action` on a resource with these ids (itself first,
-    /// then its ancestors).
-    fn slice(&self, action: Action, resource_uids: &[String]) -> Result<Arc<PolicySet>> {
-        let key = (action, resource_uids.first().cloned().unwrap_or_default());
+    /// The policies that may apply to `action` on `resource`: those whose resource scope is
+    /// open, names the resource's type, or names it or something it is in.
+    fn scoped(&self, action: Action, resource: Resource<'_>) -> Result<Vec<&Policy>> {
+        let uids = entities::resource_uids(resource)?;
+        let ty = uids
+            .first()
+            .map(|u| u.type_name().to_string())
+            .unwrap_or_default();
+        let own = uids.first().map(ToString::to_string).unwrap_or_default();
+        let keys = [
+            ResourceKey::Any,
+            ResourceKey::Type(ty),
+            ResourceKey::Eq(own),
+        ]
+        .into_iter()
+        .chain(uids.iter().map(|u| ResourceKey::In(u.to_string())));
+        let mut out: Vec<&Policy> = Vec::new();
+        if let Some(by_res) = self.index.get(&action) {
+            for k in keys {
+                for p in by_res.get(&k).into_iter().flatten() {
+                    // A policy can sit under two keys only if two ancestors match; take it once.
+                    if !out.iter().any(|o| o.id() == p.id()) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The slice of the set for `action` on `resource`, cached per (action, resource).
+    fn slice(&self, action: Action, resource: Resource<'_>) -> Result<Arc<PolicySet>> {
+        let key = (
+            action,
+            format!("{:?}", entities::resource_uids(resource)?.first()),
+        );
         let mut cache = self
             .slices
             .lock()
@@ -199,22 +237,27 @@ impl PolicySetEngine {
             return Ok(Arc::clone(s));
         }
         let mut set = PolicySet::new();
-        if let Some(by_res) = self.index.get(&action) {
-            let keys = std::iter::once(ResourceKey::Any)
-                .chain(resource_uids.iter().cloned().map(ResourceKey::Uid));
-            for k in keys {
-                for p in by_res.get(&k).into_iter().flatten() {
-                    // A policy can sit under two keys only if two ancestors match; add once.
-                    if set.policy(p.id()).is_none() {
-                        set.add(p.clone())
-                            .map_err(|e| Error::internal(format!("policy slice: {e}")))?;
-                    }
-                }
-            }
+        for p in self.scoped(action, resource)? {
+            set.add(p.clone())
+                .map_err(|e| Error::internal(format!("policy slice: {e}")))?;
         }
         let set = Arc::new(set);
         cache.insert(key, Arc::clone(&set));
         Ok(set)
+    }
+
+    /// The ids of the `permit` policies for `action` whose scope can reach `resource`: the
+    /// paths that a policy test must cover. (Scope only: a `when` clause may still never hold,
+    /// so this over-approximates, which is the safe side for a coverage check.)
+    pub fn permits_reaching(&self, action: Action, resource: Resource<'_>) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .scoped(action, resource)?
+            .into_iter()
+            .filter(|p| p.effect() == Effect::Permit)
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// Decides with the whole set, for comparison in tests and benchmarks.
@@ -224,7 +267,7 @@ impl PolicySetEngine {
 
     fn evaluate(&self, set: &PolicySet, q: PolicyQuery<'_>) -> Result<Decision> {
         let principal = entities::principal_entity(q.principal)?;
-        let resource = entities::entitlement_entity(q.entitlement)?;
+        let resource = entities::resource_entity(q.resource)?;
         let mut list = vec![principal, resource];
         if let Some(r) = &q.context.requester
             && r.id != q.principal.id
@@ -234,10 +277,14 @@ impl PolicySetEngine {
         list.extend(entities::group_entities(&self.groups)?);
         let ents = Entities::from_entities(list, Some(&self.schema))
             .map_err(|e| Error::internal(format!("cedar entities: {e}")))?;
+        let resource_uid = entities::resource_uids(q.resource)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal("a resource without a uid"))?;
         let request = Request::new(
             entities::principal_uid(q.principal)?,
             entities::action_uid(q.action)?,
-            entities::entitlement_uid(q.entitlement)?,
+            resource_uid,
             entities::context(q.context, q.action)?,
             Some(&self.schema),
         )
@@ -264,11 +311,7 @@ impl PolicySetEngine {
 
 impl PolicyDecider for PolicySetEngine {
     fn decide(&self, q: PolicyQuery<'_>) -> Result<Decision> {
-        let mut uids = vec![entities::entitlement_uid(q.entitlement)?.to_string()];
-        for p in &q.entitlement.profiles {
-            uids.push(entities::uid("Profile", p)?.to_string());
-        }
-        let slice = self.slice(q.action, &uids)?;
+        let slice = self.slice(q.action, q.resource)?;
         self.evaluate(&slice, q)
     }
 

@@ -1,8 +1,8 @@
 use hourglass_core::{
     GrantDuration,
-    catalog::{Entitlement, Principal, PrincipalKind, PrincipalStatus, Risk},
-    id::{EntitlementId, PrincipalId, TargetId},
-    policy::{Action, DecisionContext, PolicyDecider, PolicyQuery},
+    catalog::{Entitlement, Principal, PrincipalKind, PrincipalStatus, Profile, Risk},
+    id::{EntitlementId, PrincipalId, ProfileId, TargetId},
+    policy::{Action, DecisionContext, PolicyDecider, PolicyQuery, Resource},
 };
 use proptest::prelude::*;
 
@@ -30,6 +30,18 @@ fn entitlement(id: &str, profiles: &[&str]) -> Entitlement {
         approvals_required: 1,
         profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
         params: serde_json::Value::Null,
+    }
+}
+
+fn profile(id: &str) -> Profile {
+    Profile {
+        id: ProfileId::new(id).unwrap(),
+        description: String::new(),
+        entitlements: vec![],
+        default_duration: GrantDuration::from_secs(900),
+        max_duration: GrantDuration::from_secs(3600),
+        approvals_required: 1,
+        risk: Risk::High,
     }
 }
 
@@ -78,7 +90,7 @@ fn decisions_name_their_policies_and_hash() {
         .decide(PolicyQuery {
             action: Action::AutoApprove,
             principal: &alice,
-            entitlement: &logs,
+            resource: Resource::Entitlement(&logs),
             context: &ctx(1800),
         })
         .unwrap();
@@ -89,7 +101,7 @@ fn decisions_name_their_policies_and_hash() {
         .decide(PolicyQuery {
             action: Action::AutoApprove,
             principal: &alice,
-            entitlement: &logs,
+            resource: Resource::Entitlement(&logs),
             context: &ctx(7200),
         })
         .unwrap();
@@ -99,7 +111,7 @@ fn decisions_name_their_policies_and_hash() {
         .decide(PolicyQuery {
             action: Action::AutoApprove,
             principal: &alice,
-            entitlement: &admin,
+            resource: Resource::Entitlement(&admin),
             context: &ctx(60),
         })
         .unwrap();
@@ -118,7 +130,7 @@ fn forbid_wins_and_is_named() {
         .decide(PolicyQuery {
             action: Action::Approve,
             principal: &bot,
-            entitlement: &entitlement("demo/x", &[]),
+            resource: Resource::Entitlement(&entitlement("demo/x", &[])),
             context: &c,
         })
         .unwrap();
@@ -180,7 +192,7 @@ fn nested_groups_are_followed() {
         .decide(PolicyQuery {
             action: Action::Request,
             principal: &principal("carol", &["oncall"]),
-            entitlement: &entitlement("demo/x", &[]),
+            resource: Resource::Entitlement(&entitlement("demo/x", &[])),
             context: &ctx(60),
         })
         .unwrap();
@@ -193,7 +205,7 @@ fn arb_policy() -> impl Strategy<Value = String> {
         any::<bool>(),
         prop::option::of(0usize..3),
         prop_oneof![Just(None), (0usize..6).prop_map(Some)],
-        prop_oneof![Just(0u8), Just(1u8), Just(2u8)],
+        prop_oneof![Just(0u8), Just(1u8), Just(2u8), Just(3u8), Just(4u8)],
         prop::option::of(1u64..7200),
     )
         .prop_map(|(permit, action, ent, scope, max)| {
@@ -209,6 +221,8 @@ fn arb_policy() -> impl Strategy<Value = String> {
                 (None, _) => "resource".to_owned(),
                 (Some(i), 0) => format!("resource == Hourglass::Entitlement::\"t/e{i}\""),
                 (Some(i), 1) => format!("resource in Hourglass::Profile::\"p{}\"", i % 3),
+                (Some(i), 3) => format!("resource == Hourglass::Profile::\"p{}\"", i % 3),
+                (Some(_), 4) => "resource is Hourglass::Profile".to_owned(),
                 (Some(_), _) => "resource is Hourglass::Entitlement".to_owned(),
             };
             let cond = max.map_or(String::new(), |m| {
@@ -228,9 +242,98 @@ proptest! {
         for i in 0..6 {
             let ent = entitlement(&format!("t/e{i}"), &[["p0", "p1", "p2"][i % 3]]);
             for action in [Action::Request, Action::AutoApprove, Action::Administer, Action::Extend] {
-                let q = PolicyQuery { action, principal: &who, entitlement: &ent, context: &ctx(dur) };
+                let q = PolicyQuery { action, principal: &who, resource: Resource::Entitlement(&ent), context: &ctx(dur) };
+                prop_assert_eq!(engine.decide(q).unwrap(), engine.decide_unsliced(q).unwrap());
+            }
+        }
+        for i in 0..3 {
+            let prof = profile(&format!("p{i}"));
+            for action in [Action::Request, Action::AutoApprove, Action::Administer] {
+                let q = PolicyQuery { action, principal: &who, resource: Resource::Profile(&prof), context: &ctx(dur) };
                 prop_assert_eq!(engine.decide(q).unwrap(), engine.decide_unsliced(q).unwrap());
             }
         }
     }
+}
+
+#[test]
+fn coverage_names_profiles_and_entitlements_reached_by_auto_approve_permits() {
+    use hourglass_core::catalog::{Catalog, Target};
+
+    use crate::cases::{parse_cases, run_tests};
+
+    let p = load(
+        r#"
+@id("triage-auto")
+permit(principal, action == Hourglass::Action::"AutoApprove", resource == Hourglass::Profile::"incident/triage")
+when { context.oncall };
+@id("any-entitlement-request")
+permit(principal, action == Hourglass::Action::"Request", resource is Hourglass::Entitlement);
+@id("no-critical-auto")
+forbid(principal, action == Hourglass::Action::"AutoApprove", resource)
+when { resource.risk == "critical" };
+"#,
+    );
+    let mut logs = entitlement("t/logs", &[]);
+    logs.profiles.clear();
+    let catalog = Catalog::new(
+        vec![principal("alice", &[])],
+        vec![Target {
+            id: TargetId::new("t").unwrap(),
+            connector: "exec".into(),
+        }],
+        vec![logs],
+        vec![Profile {
+            entitlements: vec![EntitlementId::new("t/logs").unwrap()],
+            ..profile("incident/triage")
+        }],
+    )
+    .unwrap();
+    let triage = catalog
+        .profile(&ProfileId::new("incident/triage").unwrap())
+        .unwrap();
+    assert_eq!(
+        p.permits_reaching(Action::AutoApprove, Resource::Profile(triage))
+            .unwrap(),
+        ["triage-auto"]
+    );
+    // A forbid is no path; `resource is Entitlement` does not reach a profile.
+    assert!(
+        p.permits_reaching(Action::Request, Resource::Profile(triage))
+            .unwrap()
+            .is_empty()
+    );
+
+    let positive = r#"
+[[case]]
+name = "on call"
+principal = "alice"
+action = "AutoApprove"
+profile = "incident/triage"
+context = { oncall = true }
+expect = "allow"
+determined_by = ["triage-auto"]
+"#;
+    let negative = r#"
+[[case]]
+name = "not on call"
+principal = "alice"
+action = "AutoApprove"
+profile = "incident/triage"
+expect = "deny"
+"#;
+    let src = |text: &str| crate::PolicySource {
+        name: "t.toml".into(),
+        text: text.into(),
+    };
+    let only_positive = parse_cases(&[src(positive)]).unwrap();
+    let report = run_tests(&p, &catalog, &only_positive);
+    assert_eq!(report.failed(), 0);
+    assert_eq!(report.untested.len(), 1);
+    assert_eq!(report.untested[0].resource, "profile incident/triage");
+    assert_eq!(report.untested[0].missing, "negative");
+    let both = parse_cases(&[src(positive), src(negative)]).unwrap();
+    assert!(run_tests(&p, &catalog, &both).ok());
+    // The profile's computed risk is its highest member's.
+    assert_eq!(triage.risk, Risk::Medium);
 }

@@ -37,6 +37,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     #[serde(default)]
     pub entitlements: Vec<EntitlementConfig>,
+    #[serde(default)]
+    pub profiles: Vec<ProfileConfig>,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -143,17 +145,29 @@ fn default_store_url() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySection {
-    /// Directory of `*.cedar` files (relative to the config file).
+    /// Directory of `*.cedar` files (relative to the config file); test cases in `tests/`.
     #[serde(default = "default_policy_dir")]
     pub dir: PathBuf,
+    /// The IANA time zone of `context.hour` and `context.weekday` (`Europe/Berlin`).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// A static on-call schedule (`[[shift]]` tables) for `context.oncall`.
+    #[serde(default)]
+    pub oncall_file: Option<PathBuf>,
 }
 
 impl Default for PolicySection {
     fn default() -> Self {
         PolicySection {
             dir: default_policy_dir(),
+            time_zone: default_time_zone(),
+            oncall_file: None,
         }
     }
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -218,11 +232,25 @@ pub struct EntitlementConfig {
     pub max_duration: GrantDuration,
     #[serde(default = "one")]
     pub approvals_required: u32,
-    #[serde(default)]
-    pub profiles: Vec<String>,
     /// Connector parameters.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+}
+
+/// A task profile: entitlements requested, granted and revoked together.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// `area/task` (`helpdesk/file-recovery`).
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub entitlements: Vec<String>,
+    pub default_duration: GrantDuration,
+    /// At most the smallest maximum of its entitlements.
+    pub max_duration: GrantDuration,
+    #[serde(default = "one")]
+    pub approvals_required: u32,
 }
 
 fn one() -> u32 {
@@ -271,6 +299,11 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         if self.policy.dir.is_relative() {
             self.policy.dir = base.join(&self.policy.dir);
+        }
+        if let Some(f) = &mut self.policy.oncall_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
         }
         if let Some(rest) = self.store.url.strip_prefix("sqlite://")
             && !rest.starts_with('/')

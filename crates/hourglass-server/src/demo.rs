@@ -13,6 +13,7 @@ use crate::auth::{new_token, token_hash};
 
 pub const DEMO_POLICIES: &str = include_str!("demo/demo.cedar");
 pub const DEMO_TARGET_SCRIPT: &str = include_str!("demo/demo-target.sh");
+pub const DEMO_POLICY_TESTS: &str = include_str!("demo/demo-tests.toml");
 
 /// The sample identities: name, kind, owner, groups.
 const IDENTITIES: [(&str, &str, Option<&str>, &[&str]); 5] = [
@@ -43,9 +44,10 @@ fn toml_str(s: &str) -> String {
 
 /// Writes configuration, policies and the target script into `dir`, with fresh tokens.
 pub fn write_layout(dir: &Path, listen: SocketAddr, demo: bool) -> io::Result<Written> {
-    fs::create_dir_all(dir.join("policies"))?;
+    fs::create_dir_all(dir.join("policies/tests"))?;
     fs::create_dir_all(dir.join("targets"))?;
     fs::write(dir.join("policies/demo.cedar"), DEMO_POLICIES)?;
+    fs::write(dir.join("policies/tests/demo.toml"), DEMO_POLICY_TESTS)?;
     write_exec(&dir.join("targets/demo-target.sh"), DEMO_TARGET_SCRIPT)?;
     // The SSH example's certificate authority: a fresh Ed25519 key, private to this directory.
     fs::create_dir_all(dir.join("ssh"))?;
@@ -89,7 +91,9 @@ demo = {demo}
 url = "sqlite://hourglass.db"
 
 [policy]
-dir = "policies"
+dir = "policies"            # *.cedar; test cases for `hourglass policy test` in policies/tests/
+time_zone = "UTC"           # of context.hour and context.weekday (an IANA name: "Europe/Berlin")
+# oncall_file = "oncall.toml"   # [[shift]] principal|group, from, until: context.oncall
 {identities}
 # The demo target: the exec connector runs this script, which keeps access.txt.
 [[targets]]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod facts;
 mod http;
 pub mod metrics;
 mod problem;
@@ -24,10 +25,10 @@ use hourglass_connectors::SshConnector;
 use hourglass_core::{
     Clock,
     backoff::Backoff,
-    catalog::{Catalog, Entitlement, Principal, Target},
+    catalog::{Catalog, Entitlement, Principal, Profile, Target},
     connector::Connector,
     engine::{Engine, EnginePorts, EngineSettings},
-    id::{EntitlementId, PrincipalId, TargetId},
+    id::{EntitlementId, PrincipalId, ProfileId, TargetId},
     store::Store,
 };
 use hourglass_policy::PolicySetEngine;
@@ -68,6 +69,8 @@ impl StartError {
 pub struct Checked {
     pub catalog: Catalog,
     pub policy: PolicySetEngine,
+    /// Time zone and on-call schedule for policy context.
+    pub facts: facts::ConfiguredFacts,
     pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     /// The SSH certificate authorities among the targets.
     pub ssh: BTreeMap<TargetId, Arc<SshConnector>>,
@@ -164,11 +167,36 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             default_duration: e.default_duration,
             max_duration: e.max_duration,
             approvals_required: e.approvals_required,
-            profiles: e.profiles.clone(),
+            profiles: Vec::new(),
             params,
         });
     }
-    let catalog = Catalog::new(principals, targets, entitlements).map_err(|errs| {
+    let mut profiles = Vec::new();
+    for (i, p) in config.profiles.iter().enumerate() {
+        let key = format!("profiles[{i}]");
+        let Ok(pid) = ProfileId::new(p.name.clone())
+            .map_err(|err| problems.push(format!("{file}: {key}.name: {err}")))
+        else {
+            continue;
+        };
+        let mut members = Vec::new();
+        for (j, e) in p.entitlements.iter().enumerate() {
+            match EntitlementId::new(e.clone()) {
+                Ok(id) => members.push(id),
+                Err(err) => problems.push(format!("{file}: {key}.entitlements[{j}]: {err}")),
+            }
+        }
+        profiles.push(Profile {
+            id: pid,
+            description: p.description.clone(),
+            entitlements: members,
+            default_duration: p.default_duration,
+            max_duration: p.max_duration,
+            approvals_required: p.approvals_required,
+            risk: hourglass_core::catalog::Risk::Low,
+        });
+    }
+    let catalog = Catalog::new(principals, targets, entitlements, profiles).map_err(|errs| {
         errs.into_iter()
             .map(|e| format!("{file}: {e}"))
             .collect::<Vec<_>>()
@@ -179,15 +207,28 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
         .map(|g| (g.name.clone(), g.member_of.clone()))
         .collect();
     let policy = PolicySetEngine::load_dir(&config.policy.dir, groups).map_err(|e| e.problems);
-    match (catalog, policy) {
-        (Ok(catalog), Ok(policy)) if problems.is_empty() => Ok(Checked {
+    let facts = match &catalog {
+        Ok(c) => facts::ConfiguredFacts::load(
+            &config.policy.time_zone,
+            config.policy.oncall_file.as_deref(),
+            c,
+        )
+        .map_err(|errs| {
+            problems.extend(errs.into_iter().map(|e| format!("{file}: {e}")));
+        })
+        .ok(),
+        Err(_) => None,
+    };
+    match (catalog, policy, facts) {
+        (Ok(catalog), Ok(policy), Some(facts)) if problems.is_empty() => Ok(Checked {
             catalog,
             policy,
+            facts,
             connectors,
             ssh,
             tokens,
         }),
-        (c, p) => {
+        (c, p, _) => {
             problems.extend(c.err().unwrap_or_default());
             problems.extend(
                 p.err()
@@ -295,6 +336,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             connectors: checked.connectors,
             wake: Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>,
             credentials: Arc::clone(&vault) as Arc<dyn hourglass_core::engine::CredentialSink>,
+            facts: Arc::new(checked.facts),
         },
         settings,
     )

@@ -246,6 +246,7 @@ impl Engine {
             (Some(p), Some(ent)) if p.status == crate::catalog::PrincipalStatus::Active => {
                 let ctx = self.context(
                     None,
+                    &p.id,
                     crate::GrantDuration::from_secs(
                         u64::try_from(grant.expires_at.millis_since(now) / 1000)
                             .unwrap_or(0)

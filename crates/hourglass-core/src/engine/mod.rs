@@ -25,7 +25,10 @@ use crate::{
     catalog::{Catalog, Entitlement, Principal, PrincipalStatus},
     connector::Connector,
     id::{GrantId, PrincipalId, TargetId},
-    policy::{Action, Decision, DecisionContext, PolicyDecider, PolicyQuery},
+    policy::{
+        Action, ContextFacts, Decision, DecisionContext, PolicyDecider, PolicyQuery, Resource,
+        TicketFacts,
+    },
     store::{Commit, Store},
 };
 
@@ -89,6 +92,8 @@ pub struct EnginePorts {
     pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     pub wake: Arc<dyn Wake>,
     pub credentials: Arc<dyn CredentialSink>,
+    /// Local time and on-call facts for policy context.
+    pub facts: Arc<dyn ContextFacts>,
 }
 
 /// The use cases of Hourglass.
@@ -100,6 +105,7 @@ pub struct Engine {
     connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     wake: Arc<dyn Wake>,
     credentials: Arc<dyn CredentialSink>,
+    facts: Arc<dyn ContextFacts>,
     settings: EngineSettings,
 }
 
@@ -125,6 +131,7 @@ impl Engine {
             connectors: ports.connectors,
             wake: ports.wake,
             credentials: ports.credentials,
+            facts: ports.facts,
             settings,
         })
     }
@@ -156,21 +163,27 @@ impl Engine {
         Ok(p)
     }
 
+    /// The decision context at `at` for access by `subject` (whose on-call status counts).
     fn context(
         &self,
         caller: Option<&Caller>,
+        subject: &PrincipalId,
         duration: GrantDuration,
         ticket: Option<&str>,
         at: Timestamp,
     ) -> DecisionContext {
-        let (hour, weekday) = at.hour_and_weekday();
+        let (hour, weekday) = self.facts.local_time(at);
         DecisionContext {
             duration_secs: duration.as_secs(),
             hour,
             weekday,
             mfa: caller.is_some_and(|c| c.mfa),
             break_glass: false,
-            ticket: ticket.map(str::to_owned),
+            oncall: self.facts.on_call(subject, at),
+            ticket: ticket.map(|t| TicketFacts {
+                reference: t.to_owned(),
+                ..TicketFacts::default()
+            }),
             source_ip: caller.and_then(|c| c.source_ip.clone()),
             requester: None,
         }
@@ -186,7 +199,7 @@ impl Engine {
         self.policy.decide(PolicyQuery {
             action,
             principal,
-            entitlement,
+            resource: Resource::Entitlement(entitlement),
             context,
         })
     }
@@ -198,7 +211,7 @@ impl Engine {
         entitlement: &Entitlement,
         at: Timestamp,
     ) -> Result<bool> {
-        let ctx = self.context(None, entitlement.default_duration, None, at);
+        let ctx = self.context(None, &principal.id, entitlement.default_duration, None, at);
         Ok(self
             .decide(Action::Administer, principal, entitlement, &ctx)?
             .allowed)

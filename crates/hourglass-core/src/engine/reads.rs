@@ -36,7 +36,8 @@ impl Engine {
         let allowed = match self.catalog.entitlement(ent_id) {
             None => false,
             Some(ent) => {
-                let mut ctx = self.context(Some(caller), ent.default_duration, None, now);
+                let mut ctx =
+                    self.context(Some(caller), requester, ent.default_duration, None, now);
                 ctx.requester = self.catalog.principal(requester).cloned();
                 self.may_administer(&caller.principal, ent, now)?
                     || (ctx.requester.is_some()

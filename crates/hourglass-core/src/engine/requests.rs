@@ -152,6 +152,7 @@ impl Engine {
         let ent = checked.entitlement;
         let ctx = self.context(
             Some(caller),
+            &principal.id,
             checked.duration,
             checked.ticket.as_deref(),
             now,
@@ -343,7 +344,13 @@ impl Engine {
                 format!("request {} is {}, not pending", req.id, req.state.as_str()),
             ));
         }
-        let mut ctx = self.context(Some(caller), req.duration, req.ticket.as_deref(), now);
+        let mut ctx = self.context(
+            Some(caller),
+            &req.requester,
+            req.duration,
+            req.ticket.as_deref(),
+            now,
+        );
         ctx.requester = Some(self.requester_of(req)?.clone());
         let decision = self.decide(Action::Approve, &caller.principal, ent, &ctx)?;
         if !decision.allowed {
@@ -440,7 +447,13 @@ impl Engine {
                 // Eligibility is judged again now: an approval does not outlive a policy
                 // change that denies the request.
                 let requester = self.requester_of(&req)?;
-                let ctx = self.context(None, req.duration, req.ticket.as_deref(), now);
+                let ctx = self.context(
+                    None,
+                    &req.requester,
+                    req.duration,
+                    req.ticket.as_deref(),
+                    now,
+                );
                 let still = self.decide(Action::Request, requester, ent, &ctx)?;
                 if still.allowed {
                     self.open_grant(approved, ent, now, &mut commit)?

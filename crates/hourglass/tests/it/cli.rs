@@ -79,3 +79,160 @@ async fn request_wait_prints_the_credential_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("active until"));
     server.kill().await.unwrap();
 }
+
+/// The shipped policies have full coverage; removing one negative case fails the run and names
+/// the untested auto-approval path; a wrong expectation fails with what was decided instead.
+#[test]
+fn policy_test_checks_cases_and_auto_approval_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("hg");
+    assert!(run(&["init", target.to_str().unwrap()]).0);
+    let cfg = target.join("hourglass.toml");
+    let cfg = cfg.to_str().unwrap();
+    let (ok, out) = run(&["policy", "test", "--config", cfg]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("10 passed, 0 failed, 0 untested auto-approval paths"),
+        "{out}"
+    );
+
+    // Drop the only negative AutoApprove cases for demo/read-logs.
+    let cases_path = target.join("policies/tests/demo.toml");
+    let cases = std::fs::read_to_string(&cases_path).unwrap();
+    let kept: Vec<&str> = cases
+        .split("[[case]]")
+        .filter(|c| !(c.contains("AutoApprove") && c.contains("expect = \"deny\"")))
+        .collect();
+    std::fs::write(&cases_path, kept.join("[[case]]")).unwrap();
+    let (ok, out) = run(&["policy", "test", "--config", cfg]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "UNTESTED auto-approval path: entitlement demo/read-logs (reached by read-logs-auto-approve-1h, workloads-read-logs-15m): no passing negative case"
+        ),
+        "{out}"
+    );
+
+    // A case whose expectation is wrong fails and says what happened.
+    std::fs::write(
+        target.join("policies/tests/wrong.toml"),
+        r#"
+[[case]]
+name = "bob reads logs with no human"
+principal = "bob"
+action = "AutoApprove"
+entitlement = "demo/read-logs"
+expect = "allow"
+"#,
+    )
+    .unwrap();
+    let (ok, out) = run(&["policy", "test", "--config", cfg]);
+    assert!(!ok);
+    assert!(
+        out.contains("FAIL  wrong.toml: bob reads logs with no human: expected allow, got deny"),
+        "{out}"
+    );
+
+    // A malformed case file is named, with the problem.
+    std::fs::write(
+        target.join("policies/tests/wrong.toml"),
+        "[[case]]\nname = \"x\"\nprincipal = \"bob\"\n",
+    )
+    .unwrap();
+    let (ok, out) = run(&["policy", "test", "--config", cfg]);
+    assert!(!ok && out.contains("wrong.toml: missing field"), "{out}");
+}
+
+#[test]
+fn policy_explain_names_the_determining_policies_for_each_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("hg");
+    assert!(run(&["init", target.to_str().unwrap()]).0);
+    let cfg = target.join("hourglass.toml");
+    let cfg = cfg.to_str().unwrap();
+    let (ok, out) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg,
+        "--principal",
+        "alice",
+        "--entitlement",
+        "demo/read-logs",
+        "--context",
+        r#"{"duration":"30m"}"#,
+    ]);
+    assert!(ok, "{out}");
+    let line = |action: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{action} ")))
+            .unwrap_or_else(|| panic!("no {action} line in {out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        line("Request")[1..],
+        ["allow", "requesters-may-request-demo"]
+    );
+    assert_eq!(
+        line("AutoApprove")[1..],
+        ["allow", "read-logs-auto-approve-1h"]
+    );
+    assert_eq!(line("Administer")[1], "deny");
+    assert!(out.contains("give \"requester\""), "{out}");
+
+    // JSON, with a requester for Approve: an agent is refused by the forbid.
+    let (ok, out) = run(&[
+        "--output",
+        "json",
+        "policy",
+        "explain",
+        "--config",
+        cfg,
+        "--principal",
+        "support-bot",
+        "--entitlement",
+        "demo/ops-admin",
+        "--context",
+        r#"{"requester":"alice"}"#,
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let approve = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] == "Approve")
+        .unwrap();
+    assert_eq!(approve["allowed"], false);
+    assert_eq!(approve["determined_by"][0], "only-humans-approve");
+
+    // Bad input is a clear error.
+    let (ok, out) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg,
+        "--principal",
+        "alice",
+        "--entitlement",
+        "demo/read-logs",
+        "--context",
+        r#"{"hour":25}"#,
+    ]);
+    assert!(!ok && out.contains("context.hour 25 is not 0-23"), "{out}");
+    let (ok, out) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg,
+        "--principal",
+        "mallory",
+        "--entitlement",
+        "demo/read-logs",
+    ]);
+    assert!(
+        !ok && out.contains("no identity named \"mallory\""),
+        "{out}"
+    );
+}
