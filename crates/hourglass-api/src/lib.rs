@@ -23,6 +23,14 @@ pub struct CreateRequest {
     /// whose connector certifies a key (SSH certificates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// An emergency: granted at once with no approval where a `BreakGlass` policy permits,
+    /// capped in duration, alerted at critical severity, and left with an open review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `POST /v1/requests/{id}/approve`.
@@ -56,7 +64,7 @@ pub struct ApprovalView {
     pub approver: String,
     /// `approve` or `deny`.
     pub verdict: String,
-    /// `human` or `policy`.
+    /// `human`, `policy` or `break_glass`.
     pub via: String,
     /// The policies that determined the decision.
     pub policy_ids: Vec<String>,
@@ -84,6 +92,9 @@ pub struct RequestView {
     /// The policy set that judged eligibility.
     pub policy_hash: String,
     pub grant_id: Option<String>,
+    /// Granted through break-glass (no approval; see its review).
+    #[serde(default)]
+    pub break_glass: bool,
     /// Present on single-request reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<Vec<ApprovalView>>,
@@ -112,6 +123,36 @@ pub struct GrantView {
     /// Whether the grant issued a credential (fetch it once from `/credential`).
     pub credential_issued: bool,
     pub credential_fingerprint: Option<String>,
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+/// The review of one break-glass use, closed by a second person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewView {
+    pub id: String,
+    pub request_id: String,
+    pub grant_id: String,
+    /// Who broke the glass.
+    pub principal: String,
+    pub entitlement: String,
+    /// The break-glass reason.
+    pub reason: String,
+    /// `open` or `closed`.
+    pub state: String,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// `POST /v1/reviews/{id}/close`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseReviewBody {
+    /// What the reviewer checked; required.
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// `GET /v1/grants/{id}/credential`: shown once.

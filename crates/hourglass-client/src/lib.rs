@@ -138,6 +138,31 @@ impl Client {
         self.post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason })
             .await
     }
+    /// Break-glass reviews the caller may see (`state`: `open` or `closed`).
+    pub async fn list_reviews(
+        &self,
+        state: Option<&str>,
+    ) -> Result<Vec<hourglass_api::ReviewView>, ClientError> {
+        let q = state.map_or_else(String::new, |s| format!("?state={s}"));
+        Ok(self
+            .get::<List<hourglass_api::ReviewView>>(&format!("/v1/reviews{q}"))
+            .await?
+            .items)
+    }
+    /// Closes a break-glass review with a comment.
+    pub async fn close_review(
+        &self,
+        id: &str,
+        comment: &str,
+    ) -> Result<hourglass_api::ReviewView, ClientError> {
+        self.post(
+            &format!("/v1/reviews/{id}/close"),
+            &hourglass_api::CloseReviewBody {
+                comment: comment.to_owned(),
+            },
+        )
+        .await
+    }
     /// The grant's credential, once.
     pub async fn credential(&self, grant_id: &str) -> Result<CredentialView, ClientError> {
         self.get(&format!("/v1/grants/{grant_id}/credential")).await

@@ -73,6 +73,8 @@ pub struct Grant {
     pub credential_fingerprint: Option<String>,
     /// The requester's public key, for connectors that certify one (copied from the request).
     pub public_key: Option<String>,
+    /// Granted through break-glass (copied from the request): re-checked against `BreakGlass`.
+    pub break_glass: bool,
     pub version: i64,
 }
 
@@ -197,6 +199,7 @@ mod tests {
             handle: None,
             credential_fingerprint: None,
             public_key: None,
+            break_glass: false,
             version: 1,
         }
     }

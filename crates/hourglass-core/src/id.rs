@@ -76,6 +76,11 @@ prefixed_id!(
     GrantId,
     "grt_"
 );
+prefixed_id!(
+    /// A break-glass review id, `rev_…`.
+    ReviewId,
+    "rev_"
+);
 
 macro_rules! name_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $allow_slash:literal) => {

@@ -25,6 +25,7 @@ pub mod id;
 pub mod job;
 pub mod policy;
 pub mod request;
+pub mod review;
 pub mod store;
 
 pub use clock::{Clock, Timestamp};

@@ -82,6 +82,8 @@ pub struct Request {
     pub grant_id: Option<GrantId>,
     /// The requester's public key (OpenSSH format), for connectors that certify one.
     pub public_key: Option<String>,
+    /// An emergency request: granted at once where `BreakGlass` permits, then reviewed.
+    pub break_glass: bool,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -200,12 +202,32 @@ fn command_name(cmd: &RequestCommand) -> &'static str {
     }
 }
 
-/// Who decided: a person, or policy with no human.
+/// Who decided: a person, policy with no human, or break-glass (no decision; reviewed later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalVia {
     Human,
     Policy,
+    BreakGlass,
+}
+
+impl ApprovalVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalVia::Human => "human",
+            ApprovalVia::Policy => "policy",
+            ApprovalVia::BreakGlass => "break_glass",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ApprovalVia::Human,
+            ApprovalVia::Policy,
+            ApprovalVia::BreakGlass,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +274,7 @@ mod tests {
             policy_hash: "h".into(),
             grant_id: None,
             public_key: None,
+            break_glass: false,
             version: 1,
         }
     }

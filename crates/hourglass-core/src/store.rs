@@ -19,6 +19,7 @@ use crate::{
     id::{GrantId, PrincipalId, RequestId},
     job::{Job, JobAction},
     request::{Approval, Request, RequestState},
+    review::{Review, ReviewId, ReviewState},
 };
 
 /// A change to a job row.
@@ -64,6 +65,8 @@ pub struct Commit {
     /// Inserted when `version == 0`, else updated if still at `version`.
     pub grants: Vec<Grant>,
     pub jobs: Vec<JobChange>,
+    /// Inserted when `version == 0`, else updated if still at `version`.
+    pub reviews: Vec<Review>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -72,6 +75,7 @@ impl Commit {
         self.requests.is_empty()
             && self.approvals.is_empty()
             && self.grants.is_empty()
+            && self.reviews.is_empty()
             && self.jobs.is_empty()
             && self.audit.is_empty()
     }
@@ -93,6 +97,14 @@ pub struct GrantFilter {
     pub state: Option<GrantState>,
     pub principal: Option<PrincipalId>,
     pub before: Option<GrantId>,
+    pub limit: u32,
+}
+
+/// Which reviews to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub state: Option<ReviewState>,
+    pub before: Option<ReviewId>,
     pub limit: u32,
 }
 
@@ -119,6 +131,8 @@ pub trait Store: Send + Sync {
     async fn get_grant(&self, id: &GrantId) -> Result<Option<Grant>>;
     async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
     async fn get_job(&self, grant_id: &GrantId) -> Result<Option<Job>>;
+    async fn get_review(&self, id: &ReviewId) -> Result<Option<Review>>;
+    async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
 
     /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>>;

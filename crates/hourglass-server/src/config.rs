@@ -75,6 +75,9 @@ pub struct ServerSection {
     /// How often the reconciler compares targets with the ledger.
     #[serde(default = "default_reconcile_interval")]
     pub reconcile_interval: GrantDuration,
+    /// The longest break-glass grant.
+    #[serde(default = "default_break_glass_max")]
+    pub break_glass_max_duration: GrantDuration,
 }
 
 impl Default for ServerSection {
@@ -90,6 +93,7 @@ impl Default for ServerSection {
             demo: false,
             log_format: default_log_format(),
             reconcile_interval: default_reconcile_interval(),
+            break_glass_max_duration: default_break_glass_max(),
         }
     }
 }
@@ -117,6 +121,9 @@ fn default_concurrency() -> u32 {
 }
 fn default_reconcile_interval() -> GrantDuration {
     GrantDuration::from_secs(300)
+}
+fn default_break_glass_max() -> GrantDuration {
+    GrantDuration::from_secs(3600)
 }
 fn default_log_format() -> String {
     "text".into()

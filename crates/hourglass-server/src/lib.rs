@@ -320,6 +320,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let s = &config.server;
     let settings = EngineSettings {
         pending_ttl: s.pending_ttl,
+        break_glass_max: s.break_glass_max_duration,
         backoff: Backoff {
             base_ms: s.retry_base.as_secs() * 1000,
             cap_ms: s.retry_cap.as_secs() * 1000,

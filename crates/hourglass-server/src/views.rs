@@ -1,10 +1,11 @@
 //! Domain values → wire types.
 
-use hourglass_api::{ApprovalView, AuditEventView, GrantView, RequestView};
+use hourglass_api::{ApprovalView, AuditEventView, GrantView, RequestView, ReviewView};
 use hourglass_core::{
     engine::RequestDetails,
     grant::Grant,
-    request::{Approval, ApprovalVia, Request, Verdict},
+    request::{Approval, Request, Verdict},
+    review::Review,
 };
 
 pub fn request(r: &Request) -> RequestView {
@@ -22,6 +23,7 @@ pub fn request(r: &Request) -> RequestView {
         decide_by: r.decide_by.to_string(),
         policy_hash: r.policy_hash.clone(),
         grant_id: r.grant_id.as_ref().map(ToString::to_string),
+        break_glass: r.break_glass,
         approvals: None,
         approvals_required: None,
         grant: None,
@@ -45,11 +47,7 @@ pub fn approval(a: &Approval) -> ApprovalView {
             Verdict::Deny => "deny",
         }
         .to_owned(),
-        via: match a.via {
-            ApprovalVia::Human => "human",
-            ApprovalVia::Policy => "policy",
-        }
-        .to_owned(),
+        via: a.via.as_str().to_owned(),
         policy_ids: a.policy_ids.clone(),
         policy_hash: a.policy_hash.clone(),
         comment: a.comment.clone(),
@@ -73,6 +71,23 @@ pub fn grant(g: &Grant) -> GrantView {
         end_reason: g.end_reason.clone(),
         credential_issued: g.credential_fingerprint.is_some(),
         credential_fingerprint: g.credential_fingerprint.clone(),
+        break_glass: g.break_glass,
+    }
+}
+
+pub fn review(r: &Review) -> ReviewView {
+    ReviewView {
+        id: r.id.to_string(),
+        request_id: r.request_id.to_string(),
+        grant_id: r.grant_id.to_string(),
+        principal: r.principal.to_string(),
+        entitlement: r.entitlement.to_string(),
+        reason: r.reason.clone(),
+        state: r.state.as_str().to_owned(),
+        opened_at: r.opened_at.to_string(),
+        closed_at: r.closed_at.map(|t| t.to_string()),
+        closed_by: r.closed_by.as_ref().map(ToString::to_string),
+        comment: r.comment.clone(),
     }
 }
 

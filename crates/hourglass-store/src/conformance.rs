@@ -39,6 +39,7 @@ fn request(at: i64) -> Request {
         policy_hash: "h".into(),
         grant_id: None,
         public_key: Some("ssh-ed25519 AAAA test".into()),
+        break_glass: true,
         version: 0,
     }
 }
@@ -61,6 +62,7 @@ fn grant(req: &Request, expires: i64) -> Grant {
         handle: Some(serde_json::json!({"name": "hg_x"})),
         credential_fingerprint: None,
         public_key: req.public_key.clone(),
+        break_glass: req.break_glass,
         version: 0,
     }
 }
@@ -420,4 +422,89 @@ async fn counts_include_overdue_revocations() {
     assert_eq!((c.revoking, c.overdue), (1, 0));
     let c = s.grant_counts(t(6_000)).await.unwrap();
     assert_eq!((c.revoking, c.overdue, c.active), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes() {
+    use hourglass_core::{
+        review::{Review, ReviewId, ReviewState},
+        store::ReviewFilter,
+    };
+    let (_d, s) = fresh().await;
+    let mut reviews = Vec::new();
+    for at in [10, 20, 30] {
+        let r = request(at);
+        let g = grant(&r, 5_000);
+        let review = Review {
+            id: ReviewId::generate(t(at)).unwrap(),
+            request_id: r.id.clone(),
+            grant_id: g.id.clone(),
+            principal: r.requester.clone(),
+            entitlement: r.entitlement.clone(),
+            reason: "outage".into(),
+            state: ReviewState::Open,
+            opened_at: t(at),
+            closed_at: None,
+            closed_by: None,
+            comment: None,
+            version: 0,
+        };
+        s.commit(Commit {
+            requests: vec![r],
+            grants: vec![g],
+            reviews: vec![review.clone()],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+        reviews.push(review);
+    }
+    let stored = s.get_review(&reviews[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        Review {
+            version: 1,
+            ..reviews[0].clone()
+        }
+    );
+    let bob = PrincipalId::new("bob").unwrap();
+    let (closed, _) = stored.close(&bob, "checked", t(40)).unwrap();
+    s.commit(Commit {
+        reviews: vec![closed.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    // A second close from the same snapshot conflicts.
+    let (again, _) = stored.close(&bob, "twice", t(41)).unwrap();
+    assert_eq!(
+        s.commit(Commit {
+            reviews: vec![again],
+            ..Commit::default()
+        })
+        .await
+        .unwrap_err(),
+        Error::StoreConflict
+    );
+    let open = s
+        .list_reviews(&ReviewFilter {
+            state: Some(ReviewState::Open),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = open.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, [reviews[2].id.clone(), reviews[1].id.clone()]);
+    let page = s
+        .list_reviews(&ReviewFilter {
+            state: None,
+            before: Some(reviews[1].id.clone()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].closed_by, Some(bob));
+    assert_eq!(page[0].comment.as_deref(), Some("checked"));
 }

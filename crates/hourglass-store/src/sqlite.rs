@@ -15,7 +15,8 @@ use hourglass_core::{
     id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
     job::{Job, JobAction, Lease},
     request::{Approval, ApprovalVia, Request, RequestState, Verdict},
-    store::{Commit, GrantCounts, GrantFilter, JobChange, RequestFilter, Store},
+    review::{Review, ReviewId, ReviewState},
+    store::{Commit, GrantCounts, GrantFilter, JobChange, RequestFilter, ReviewFilter, Store},
 };
 use sqlx::{
     Row, SqlSafeStr, Sqlite, SqlitePool, Transaction,
@@ -54,6 +55,11 @@ fn migrator() -> Migrator {
             2,
             "public_key",
             include_str!("../migrations/sqlite/0002_public_key.sql"),
+        ),
+        step(
+            3,
+            "break_glass",
+            include_str!("../migrations/sqlite/0003_break_glass.sql"),
         ),
     ])
 }
@@ -147,6 +153,7 @@ fn request_from(row: &SqliteRow) -> Result<Request> {
             None => None,
         },
         public_key: get(row, "public_key")?,
+        break_glass: get(row, "break_glass")?,
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })
@@ -178,6 +185,33 @@ fn grant_from(row: &SqliteRow) -> Result<Grant> {
         },
         credential_fingerprint: get(row, "credential_fingerprint")?,
         public_key: get(row, "public_key")?,
+        break_glass: get(row, "break_glass")?,
+        version: get(row, "version")?,
+    })
+}
+
+fn review_from(row: &SqliteRow) -> Result<Review> {
+    let id: String = get(row, "id")?;
+    let req: String = get(row, "request_id")?;
+    let grant: String = get(row, "grant_id")?;
+    let state: String = get(row, "state")?;
+    let closed_by: Option<String> = get(row, "closed_by")?;
+    Ok(Review {
+        id: ReviewId::parse(&id).ok_or_else(|| corrupt("review id", &id))?,
+        request_id: RequestId::parse(&req).ok_or_else(|| corrupt("request id", &req))?,
+        grant_id: GrantId::parse(&grant).ok_or_else(|| corrupt("grant id", &grant))?,
+        principal: PrincipalId::new(get::<String>(row, "principal")?).map_err(Error::internal)?,
+        entitlement: EntitlementId::new(get::<String>(row, "entitlement")?)
+            .map_err(Error::internal)?,
+        reason: get(row, "reason")?,
+        state: ReviewState::parse(&state).ok_or_else(|| corrupt("review state", &state))?,
+        opened_at: ts(get(row, "opened_at")?),
+        closed_at: opt_ts(get(row, "closed_at")?),
+        closed_by: closed_by
+            .map(PrincipalId::new)
+            .transpose()
+            .map_err(Error::internal)?,
+        comment: get(row, "comment")?,
         version: get(row, "version")?,
     })
 }
@@ -219,11 +253,7 @@ fn approval_from(row: &SqliteRow) -> Result<Approval> {
             "deny" => Verdict::Deny,
             _ => return Err(corrupt("verdict", &verdict)),
         },
-        via: match via.as_str() {
-            "human" => ApprovalVia::Human,
-            "policy" => ApprovalVia::Policy,
-            _ => return Err(corrupt("approval via", &via)),
-        },
+        via: ApprovalVia::parse(&via).ok_or_else(|| corrupt("approval via", &via))?,
         policy_ids: serde_json::from_str(&ids).map_err(|_| corrupt("policy ids", &ids))?,
         policy_hash: get(row, "policy_hash")?,
         comment: get(row, "comment")?,
@@ -267,14 +297,14 @@ async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request) -> Result<
     let q = if r.version == 0 {
         sqlx::query(
             "INSERT INTO requests (requester, entitlement, duration_secs, reason, ticket, state, state_reason,
-               created_at, updated_at, decide_by, policy_hash, grant_id, public_key, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
-               grant_id = ?, public_key = ?, version = version + 1
+               grant_id = ?, public_key = ?, break_glass = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -292,6 +322,7 @@ async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request) -> Result<
         .bind(&r.policy_hash)
         .bind(grant)
         .bind(&r.public_key)
+        .bind(r.break_glass)
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)
@@ -306,15 +337,15 @@ async fn write_grant(tx: &mut Transaction<'_, Sqlite>, g: &Grant) -> Result<()> 
         sqlx::query(
             "INSERT INTO grants (request_id, principal, entitlement, target, state, starts_at, expires_at,
                created_at, activated_at, revoke_due_at, ended_at, end_reason, handle, credential_fingerprint,
-               public_key, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               public_key, break_glass, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE grants SET request_id = ?, principal = ?, entitlement = ?, target = ?, state = ?,
                starts_at = ?, expires_at = ?, created_at = ?, activated_at = ?, revoke_due_at = ?,
                ended_at = ?, end_reason = ?, handle = ?, credential_fingerprint = ?, public_key = ?,
-               version = version + 1
+               break_glass = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -334,8 +365,42 @@ async fn write_grant(tx: &mut Transaction<'_, Sqlite>, g: &Grant) -> Result<()> 
         .bind(handle)
         .bind(&g.credential_fingerprint)
         .bind(&g.public_key)
+        .bind(g.break_glass)
         .bind(g.id.as_str())
         .bind(g.version)
+        .execute(&mut **tx)
+        .await
+        .map_err(map)?;
+    conflict_unless_one(res.rows_affected())
+}
+
+async fn write_review(tx: &mut Transaction<'_, Sqlite>, r: &Review) -> Result<()> {
+    let q = if r.version == 0 {
+        sqlx::query(
+            "INSERT INTO reviews (request_id, grant_id, principal, entitlement, reason, state, opened_at,
+               closed_at, closed_by, comment, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+        )
+    } else {
+        sqlx::query(
+            "UPDATE reviews SET request_id = ?, grant_id = ?, principal = ?, entitlement = ?, reason = ?,
+               state = ?, opened_at = ?, closed_at = ?, closed_by = ?, comment = ?, version = version + 1
+             WHERE id = ? AND version = ?",
+        )
+    };
+    let res = q
+        .bind(r.request_id.as_str())
+        .bind(r.grant_id.as_str())
+        .bind(r.principal.as_str())
+        .bind(r.entitlement.as_str())
+        .bind(&r.reason)
+        .bind(r.state.as_str())
+        .bind(r.opened_at.unix_millis())
+        .bind(r.closed_at.map(Timestamp::unix_millis))
+        .bind(r.closed_by.as_ref().map(PrincipalId::as_str))
+        .bind(&r.comment)
+        .bind(r.id.as_str())
+        .bind(r.version)
         .execute(&mut **tx)
         .await
         .map_err(map)?;
@@ -469,10 +534,7 @@ impl Store for SqliteStore {
                 Verdict::Approve => "approve",
                 Verdict::Deny => "deny",
             })
-            .bind(match a.via {
-                ApprovalVia::Human => "human",
-                ApprovalVia::Policy => "policy",
-            })
+            .bind(a.via.as_str())
             .bind(json(&a.policy_ids)?)
             .bind(&a.policy_hash)
             .bind(&a.comment)
@@ -483,6 +545,9 @@ impl Store for SqliteStore {
         }
         for j in &c.jobs {
             write_job(&mut tx, j).await?;
+        }
+        for r in &c.reviews {
+            write_review(&mut tx, r).await?;
         }
         let seq = append_audit(&mut tx, &c.audit).await?;
         tx.commit().await.map_err(map)?;
@@ -565,6 +630,33 @@ impl Store for SqliteStore {
             .as_ref()
             .map(job_from)
             .transpose()
+    }
+
+    async fn get_review(&self, id: &ReviewId) -> Result<Option<Review>> {
+        sqlx::query("SELECT * FROM reviews WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map)?
+            .as_ref()
+            .map(review_from)
+            .transpose()
+    }
+
+    async fn list_reviews(&self, f: &ReviewFilter) -> Result<Vec<Review>> {
+        sqlx::query(
+            "SELECT * FROM reviews WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR id < ?2)
+               ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(f.state.map(ReviewState::as_str))
+        .bind(f.before.as_ref().map(ReviewId::as_str))
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map)?
+        .iter()
+        .map(review_from)
+        .collect()
     }
 
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>> {

@@ -72,6 +72,10 @@ enum Command {
         /// Wait until the grant is active (or the request is refused), and print any credential.
         #[arg(long)]
         wait: bool,
+        /// Emergency access: granted at once where policy permits break-glass, capped in
+        /// duration, alerted, and reviewed afterwards by someone else.
+        #[arg(long)]
+        break_glass: bool,
     },
     /// List requests you can see.
     Requests {
@@ -103,6 +107,16 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Break-glass reviews you may see (open ones unless --all).
+    Reviews {
+        #[arg(long)]
+        all: bool,
+    },
+    /// A break-glass review.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
     /// Compare every target with the ledger now: remove leftovers, report drift.
     Reconcile,
     /// Reports.
@@ -119,6 +133,16 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Close a break-glass review (someone other than the user of the glass), with a comment.
+    Close {
+        id: String,
+        #[arg(long)]
+        comment: String,
     },
 }
 
@@ -247,6 +271,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ticket,
             public_key_file,
             wait,
+            break_glass,
         } => {
             let c = client(&cli)?;
             let public_key = match public_key_file {
@@ -264,6 +289,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 reason: reason.clone(),
                 ticket: ticket.clone(),
                 public_key,
+                break_glass: *break_glass,
             };
             let mut r = c.create_request(&body).await?;
             print_request(&cli, &r);
@@ -339,6 +365,47 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Revoke { id, reason } => {
             let g = client(&cli)?.revoke(id, reason.clone()).await?;
             print_grants(&cli, &[g])
+        }
+        Command::Reviews { all } => {
+            let items = client(&cli)?.list_reviews((!all).then_some("open")).await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<36} {:<7} {:<10} {:<24} {:<25} REASON",
+                "ID", "STATE", "PRINCIPAL", "ENTITLEMENT", "OPENED"
+            );
+            for r in &items {
+                println!(
+                    "{:<36} {:<7} {:<10} {:<24} {:<25} {}{}",
+                    r.id,
+                    r.state,
+                    r.principal,
+                    r.entitlement,
+                    r.opened_at,
+                    r.reason,
+                    r.closed_by
+                        .as_ref()
+                        .map(|b| format!(
+                            " (closed by {b}: {})",
+                            r.comment.clone().unwrap_or_default()
+                        ))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Review {
+            command: ReviewCommand::Close { id, comment },
+        } => {
+            let r = client(&cli)?.close_review(id, comment).await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{} closed by {}", r.id, r.closed_by.unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile => {
             let r = client(&cli)?.reconcile().await?;
@@ -769,8 +836,17 @@ fn print_request(cli: &Cli, r: &RequestView) {
         return;
     }
     println!(
-        "{}  {}  {}  for {}  by {}",
-        r.id, r.state, r.entitlement, r.duration, r.requester
+        "{}  {}  {}  for {}  by {}{}",
+        r.id,
+        r.state,
+        r.entitlement,
+        r.duration,
+        r.requester,
+        if r.break_glass {
+            "  BREAK-GLASS (alerted; a review is open)"
+        } else {
+            ""
+        }
     );
     for a in r.approvals.iter().flatten() {
         println!(

@@ -244,7 +244,7 @@ impl Engine {
             self.catalog.entitlement(&grant.entitlement),
         ) {
             (Some(p), Some(ent)) if p.status == crate::catalog::PrincipalStatus::Active => {
-                let ctx = self.context(
+                let mut ctx = self.context(
                     None,
                     &p.id,
                     crate::GrantDuration::from_secs(
@@ -255,7 +255,13 @@ impl Engine {
                     None,
                     now,
                 );
-                let d = self.decide(Action::Request, p, ent, &ctx)?;
+                ctx.break_glass = grant.break_glass;
+                let action = if grant.break_glass {
+                    Action::BreakGlass
+                } else {
+                    Action::Request
+                };
+                let d = self.decide(action, p, ent, &ctx)?;
                 (!d.allowed).then(|| {
                     format!(
                         "policy no longer permits this grant at activation (policy set {})",

@@ -10,6 +10,7 @@ mod jobs;
 mod reads;
 mod reconcile;
 mod requests;
+mod reviews;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -65,6 +66,8 @@ pub struct Caller {
 pub struct EngineSettings {
     /// How long a pending request waits for a decision before it expires.
     pub pending_ttl: GrantDuration,
+    /// The longest break-glass grant (an entitlement's own maximum may be shorter).
+    pub break_glass_max: GrantDuration,
     pub backoff: Backoff,
     /// How long a claimed job's lease lasts.
     pub lease_ms: i64,
@@ -76,6 +79,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             pending_ttl: GrantDuration::from_secs(24 * 3600),
+            break_glass_max: GrantDuration::from_secs(3600),
             backoff: Backoff::default(),
             lease_ms: 60_000,
             worker_id: "hourglass".into(),

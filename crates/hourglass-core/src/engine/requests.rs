@@ -33,6 +33,8 @@ pub struct NewRequest {
     pub ticket: Option<String>,
     /// A public key (OpenSSH format) for connectors that certify one.
     pub public_key: Option<String>,
+    /// An emergency: granted at once where `BreakGlass` permits, capped, alerted and reviewed.
+    pub break_glass: bool,
 }
 
 /// A request with its decisions and its grant.
@@ -65,12 +67,25 @@ impl Engine {
         };
         let id = EntitlementId::new(new.entitlement.trim()).map_err(|_| unknown())?;
         let entitlement = self.catalog.entitlement(&id).ok_or_else(unknown)?;
+        // Break-glass is capped below the entitlement's own maximum.
+        let cap = self.settings.break_glass_max.min(entitlement.max_duration);
         let duration = match new.duration.as_deref().map(str::trim) {
+            None | Some("") if new.break_glass => entitlement.default_duration.min(cap),
             None | Some("") => entitlement.default_duration,
             Some(text) => text
                 .parse::<GrantDuration>()
                 .map_err(|e| Error::invalid("request.duration_invalid", "duration", e))?,
         };
+        if new.break_glass && duration > cap {
+            return Err(Error::invalid(
+                "request.duration_exceeds_break_glass_max",
+                "duration",
+                format!(
+                    "duration {duration} exceeds the break-glass maximum of {cap} for {}",
+                    entitlement.id
+                ),
+            ));
+        }
         if duration < MIN_DURATION {
             return Err(Error::invalid(
                 "request.duration_below_min",
@@ -150,21 +165,38 @@ impl Engine {
         let now = self.clock.now();
         let principal = &caller.principal;
         let ent = checked.entitlement;
-        let ctx = self.context(
+        let mut ctx = self.context(
             Some(caller),
             &principal.id,
             checked.duration,
             checked.ticket.as_deref(),
             now,
         );
+        ctx.break_glass = new.break_glass;
 
-        let eligible = self.decide(Action::Request, principal, ent, &ctx)?;
+        // Break-glass is judged by its own action: eligibility for an emergency.
+        let gate = if new.break_glass {
+            Action::BreakGlass
+        } else {
+            Action::Request
+        };
+        let eligible = self.decide(gate, principal, ent, &ctx)?;
         if !eligible.allowed {
-            warn!(policy_ids = ?eligible.policy_ids, "request refused: not eligible");
-            return Err(Error::forbidden(
-                "request.not_eligible",
-                format!("{} is not eligible for {} (policy)", principal.id, ent.id),
-            ));
+            warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
+            return Err(if new.break_glass {
+                Error::forbidden(
+                    "request.break_glass_not_allowed",
+                    format!(
+                        "{} may not break glass into {} (policy)",
+                        principal.id, ent.id
+                    ),
+                )
+            } else {
+                Error::forbidden(
+                    "request.not_eligible",
+                    format!("{} is not eligible for {} (policy)", principal.id, ent.id),
+                )
+            });
         }
         let request = Request {
             id: RequestId::generate(now)?,
@@ -181,6 +213,7 @@ impl Engine {
             policy_hash: eligible.policy_hash.clone(),
             grant_id: None,
             public_key: checked.public_key,
+            break_glass: new.break_glass,
             version: 0,
         };
         let mut created = AuditRecord::new(
@@ -197,35 +230,48 @@ impl Engine {
         if let Some(t) = &request.ticket {
             created = created.with("ticket", t);
         }
+        if request.break_glass {
+            created = created.with("break_glass", true);
+        }
         let mut commit = Commit {
             audit: vec![created],
             ..Commit::default()
         };
 
-        let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
-        let result = if auto.allowed {
+        // Break-glass needs no approval; otherwise AutoApprove may let it through.
+        let pass = if request.break_glass {
+            Some((ApprovalVia::BreakGlass, eligible))
+        } else {
+            let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
+            auto.allowed.then_some((ApprovalVia::Policy, auto))
+        };
+        let result = if let Some((via, decision)) = pass {
+            let approver = match via {
+                ApprovalVia::BreakGlass => principal.id.to_string(),
+                _ => "policy".to_owned(),
+            };
             commit.approvals.push(Approval {
                 request_id: request.id.clone(),
-                approver: "policy".into(),
+                approver: approver.clone(),
                 verdict: Verdict::Approve,
-                via: ApprovalVia::Policy,
-                policy_ids: auto.policy_ids.clone(),
-                policy_hash: auto.policy_hash.clone(),
+                via,
+                policy_ids: decision.policy_ids.clone(),
+                policy_hash: decision.policy_hash.clone(),
                 comment: None,
                 at: now,
             });
-            let (approved, mut ev) = request.apply(
-                RequestCommand::Approve {
-                    actor: "policy".into(),
-                },
-                now,
-            )?;
+            let (approved, mut ev) =
+                request.apply(RequestCommand::Approve { actor: approver }, now)?;
             ev = ev
-                .with("via", "policy")
-                .with("policy_ids", auto.policy_ids.join(","))
-                .with("policy_hash", &auto.policy_hash);
+                .with("via", via.as_str())
+                .with("policy_ids", decision.policy_ids.join(","))
+                .with("policy_hash", &decision.policy_hash);
             commit.audit.push(ev);
-            self.open_grant(approved, ent, now, &mut commit)?
+            let fulfilled = self.open_grant(approved, ent, now, &mut commit)?;
+            if fulfilled.break_glass {
+                self.open_review(&fulfilled, now, &mut commit)?;
+            }
+            fulfilled
         } else {
             commit.requests.push(request.clone());
             request
@@ -235,6 +281,20 @@ impl Engine {
             self.wake.jobs_changed();
         } else {
             self.wake.deadlines_changed();
+        }
+        if result.break_glass {
+            // The loud part of break-glass: a critical alert in the log (and, from the server,
+            // in the metrics and to the notifiers).
+            tracing::error!(
+                alert = "critical",
+                request_id = %result.id,
+                grant_id = ?result.grant_id,
+                principal = %result.requester,
+                entitlement = %result.entitlement,
+                duration = %result.duration,
+                reason = %result.reason,
+                "BREAK-GLASS access granted without approval; a review is open"
+            );
         }
         info!(request_id = %result.id, state = result.state.as_str(), "request submitted");
         Ok(result)
@@ -265,6 +325,7 @@ impl Engine {
             handle: None,
             credential_fingerprint: None,
             public_key: approved.public_key.clone(),
+            break_glass: approved.break_glass,
             version: 0,
         };
         let (fulfilled, ev) = approved.apply(
@@ -304,7 +365,7 @@ impl Engine {
         self.store.get_grant(&gid).await?.ok_or_else(not_found)
     }
 
-    fn entitlement_of(&self, id: &EntitlementId) -> Result<&Entitlement> {
+    pub(super) fn entitlement_of(&self, id: &EntitlementId) -> Result<&Entitlement> {
         self.catalog.entitlement(id).ok_or_else(|| {
             Error::conflict(
                 "entitlement.removed",

@@ -47,6 +47,7 @@ fn read_logs() -> CreateRequest {
         reason: "crash test".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     }
 }
 

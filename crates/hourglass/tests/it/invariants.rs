@@ -24,6 +24,7 @@ async fn run_case(quorum: u32, approvers: Vec<usize>) -> Result<(), TestCaseErro
         reason: "p".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     };
     let r = s.client("alice").create_request(&req).await.unwrap();
     let mut distinct: Vec<&str> = Vec::new();
@@ -80,6 +81,7 @@ async fn an_undecided_request_expires_at_its_deadline() {
         reason: "later".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     };
     let r = alice.create_request(&req).await.unwrap();
     s.clock.advance_ms(3_599_000);
@@ -110,6 +112,7 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
         reason: "race".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     };
     for _ in 0..10 {
         let r = s.client("alice").create_request(&req).await.unwrap();

@@ -5,17 +5,18 @@ use hourglass_client::ClientError;
 use hourglass_core::audit::ChainVerifier;
 use hourglass_testkit::{TestServer, eventually, spawn_server};
 
-fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
+pub(crate) fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
     CreateRequest {
         entitlement: ent.into(),
         duration: Some(dur.into()),
         reason: reason.into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     }
 }
 
-async fn audit_len(s: &TestServer) -> usize {
+pub(crate) async fn audit_len(s: &TestServer) -> usize {
     s.store()
         .unwrap()
         .audit_after(0, 100_000)
@@ -24,7 +25,7 @@ async fn audit_len(s: &TestServer) -> usize {
         .len()
 }
 
-async fn chain_ok(s: &TestServer) -> u64 {
+pub(crate) async fn chain_ok(s: &TestServer) -> u64 {
     let mut v = ChainVerifier::default();
     for e in s.store().unwrap().audit_after(0, 100_000).await.unwrap() {
         v.check(&e).unwrap();
@@ -32,7 +33,7 @@ async fn chain_ok(s: &TestServer) -> u64 {
     v.checked()
 }
 
-fn problem(e: ClientError) -> hourglass_api::Problem {
+pub(crate) fn problem(e: ClientError) -> hourglass_api::Problem {
     match e {
         ClientError::Problem(p) => *p,
         other => panic!("expected a problem, got {other}"),

@@ -10,5 +10,6 @@ mod cli;
 mod crash;
 mod invariants;
 mod lifecycle;
+mod policy;
 mod secrets;
 mod targets;

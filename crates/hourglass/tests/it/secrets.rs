@@ -19,6 +19,7 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
         reason: "secret test".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     };
     let gid = alice.create_request(&req).await.unwrap().grant_id.unwrap();
     assert!(

@@ -32,6 +32,7 @@ fn ask(ent: &str, dur: &str) -> CreateRequest {
         reason: "target test".into(),
         ticket: None,
         public_key: None,
+        break_glass: false,
     }
 }
 

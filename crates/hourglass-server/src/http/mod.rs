@@ -1,6 +1,8 @@
 //! The HTTP API. A handler authenticates, parses and validates into domain input, calls one
 //! engine use case and maps the result; it never calls a connector.
 
+mod reviews;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -55,6 +57,8 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/admin/reconcile", post(reconcile))
         .route("/v1/reports/standing", get(standing))
         .route("/v1/ssh/krl", get(ssh_krl))
+        .route("/v1/reviews", get(reviews::list_reviews))
+        .route("/v1/reviews/{id}/close", post(reviews::close_review))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(readyz))
@@ -207,12 +211,15 @@ struct AuditQuery {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
-    state: Option<String>,
-    limit: Option<u32>,
+pub(crate) struct ListQuery {
+    pub(crate) state: Option<String>,
+    pub(crate) limit: Option<u32>,
 }
 
-fn parse_state<T>(s: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> ApiResult<Option<T>> {
+pub(crate) fn parse_state<T>(
+    s: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> ApiResult<Option<T>> {
     match s {
         None | Some("") => Ok(None),
         Some(s) => parse(s).map(Some).ok_or_else(|| {
@@ -225,7 +232,7 @@ fn parse_state<T>(s: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> ApiResu
     }
 }
 
-fn query<T: DeserializeOwned>(q: Option<&str>) -> ApiResult<T> {
+pub(crate) fn query<T: DeserializeOwned>(q: Option<&str>) -> ApiResult<T> {
     serde_urlencoded_from(q.unwrap_or(""))
 }
 
@@ -255,6 +262,7 @@ async fn create_request(
                 reason: body.reason,
                 ticket: body.ticket,
                 public_key: body.public_key,
+                break_glass: body.break_glass,
             },
         )
         .await;
@@ -270,11 +278,12 @@ async fn create_request(
             return Err(e.into());
         }
     };
-    app.metrics.request(if r.grant_id.is_some() {
-        "auto_approved"
-    } else {
-        "pending"
-    });
+    app.metrics
+        .request(match (r.break_glass, r.grant_id.is_some()) {
+            (true, _) => "break_glass",
+            (false, true) => "auto_approved",
+            (false, false) => "pending",
+        });
     let details = app.engine.request_details(&caller, r.id.as_str()).await?;
     Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
 }
@@ -615,7 +624,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -660,6 +669,8 @@ mod tests {
             "/v1/grants/{id}/credential",
             "/v1/audit",
             "/v1/whoami",
+            "/v1/reviews",
+            "/v1/reviews/{id}/close",
         ] {
             assert!(doc["paths"][p].is_object(), "{p} is not documented");
         }

@@ -1,0 +1,19 @@
+-- Break-glass: the flag on requests and grants, and the reviews a second person must close.
+ALTER TABLE requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE grants ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE reviews (
+    id          TEXT PRIMARY KEY,
+    request_id  TEXT NOT NULL REFERENCES requests (id),
+    grant_id    TEXT NOT NULL REFERENCES grants (id),
+    principal   TEXT NOT NULL,
+    entitlement TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    opened_at   INTEGER NOT NULL,
+    closed_at   INTEGER,
+    closed_by   TEXT,
+    comment     TEXT,
+    version     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX reviews_by_state ON reviews (state, id);
