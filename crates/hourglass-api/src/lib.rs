@@ -146,6 +146,18 @@ pub struct ReviewView {
     pub comment: Option<String>,
 }
 
+/// `POST /v1/admin/policies/reload`: what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadView {
+    pub old_hash: String,
+    pub new_hash: String,
+    pub changed: bool,
+    /// Pending requests the new set no longer permits, now cancelled.
+    pub cancelled_requests: Vec<String>,
+    /// Grants that had not activated yet and that the new set denies, now being revoked.
+    pub revoked_grants: Vec<String>,
+}
+
 /// `POST /v1/reviews/{id}/close`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

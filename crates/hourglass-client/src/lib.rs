@@ -138,6 +138,11 @@ impl Client {
         self.post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason })
             .await
     }
+    /// Reloads the server's policy files (administrators of every entitlement only).
+    pub async fn reload_policies(&self) -> Result<hourglass_api::ReloadView, ClientError> {
+        self.post("/v1/admin/policies/reload", &serde_json::json!({}))
+            .await
+    }
     /// Break-glass reviews the caller may see (`state`: `open` or `closed`).
     pub async fn list_reviews(
         &self,

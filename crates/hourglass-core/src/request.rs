@@ -84,6 +84,11 @@ pub struct Request {
     pub public_key: Option<String>,
     /// An emergency request: granted at once where `BreakGlass` permits, then reviewed.
     pub break_glass: bool,
+    /// Whether the requester's authentication included a second factor (kept so that later
+    /// re-checks judge the same facts).
+    pub mfa: bool,
+    /// Where the request came from.
+    pub source_ip: Option<String>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -99,8 +104,9 @@ pub enum RequestCommand {
         actor: PrincipalId,
         reason: String,
     },
+    /// Withdrawn by the requester or an administrator, or by `system` after a policy change.
     Cancel {
-        actor: PrincipalId,
+        actor: String,
         note: Option<String>,
     },
     /// Nobody decided before `decide_by`.
@@ -129,13 +135,9 @@ impl Request {
                 Some(reason),
                 None,
             ),
-            RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => (
-                Cancelled,
-                actor.to_string(),
-                "request.cancelled",
-                note,
-                None,
-            ),
+            RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => {
+                (Cancelled, actor, "request.cancelled", note, None)
+            }
             RequestCommand::Expire if self.state == Pending => (
                 Expired,
                 "system".to_owned(),
@@ -275,6 +277,8 @@ mod tests {
             grant_id: None,
             public_key: None,
             break_glass: false,
+            mfa: false,
+            source_ip: None,
             version: 1,
         }
     }
@@ -313,7 +317,7 @@ mod tests {
         let (cancelled, _) = pending()
             .apply(
                 RequestCommand::Cancel {
-                    actor: bob.clone(),
+                    actor: bob.to_string(),
                     note: None,
                 },
                 at,
@@ -329,7 +333,7 @@ mod tests {
             },
             RequestCommand::Expire,
             RequestCommand::Cancel {
-                actor: bob,
+                actor: bob.to_string(),
                 note: None,
             },
         ] {

@@ -98,6 +98,10 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     TimeZone::get(name).map_err(|e| format!("unknown time zone {name:?}: {e}"))
 }
 
+/// A parsed on-call schedule, ready to be put in force.
+#[derive(Debug, Clone)]
+pub struct Schedule(Vec<Shift>);
+
 /// The configured facts. The schedule can be replaced at run time.
 pub struct ConfiguredFacts {
     tz: TimeZone,
@@ -134,17 +138,27 @@ impl ConfiguredFacts {
         })
     }
 
-    /// Reads the schedule file again; on any problem the old schedule stays.
-    pub fn reload_schedule(&self) -> Result<usize, Vec<String>> {
-        let Some(path) = &self.file else {
-            return Ok(0);
-        };
-        let shifts = read_schedule(path)?;
-        let n = shifts.len();
+    /// Reads the schedule file again, without putting it in force.
+    pub fn read_schedule(&self) -> Result<Schedule, Vec<String>> {
+        match &self.file {
+            Some(path) => read_schedule(path).map(Schedule),
+            None => Ok(Schedule(Vec::new())),
+        }
+    }
+
+    /// Puts a schedule read by [`Self::read_schedule`] in force.
+    pub fn set_schedule(&self, schedule: Schedule) {
         *self
             .shifts
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(shifts);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(schedule.0);
+    }
+
+    /// Reads the schedule file again; on any problem the old schedule stays.
+    pub fn reload_schedule(&self) -> Result<usize, Vec<String>> {
+        let schedule = self.read_schedule()?;
+        let n = schedule.0.len();
+        self.set_schedule(schedule);
         Ok(n)
     }
 }

@@ -12,6 +12,7 @@ pub mod facts;
 mod http;
 pub mod metrics;
 mod problem;
+mod reload;
 mod targets;
 mod vault;
 mod views;
@@ -48,6 +49,9 @@ pub struct App {
     ssh: BTreeMap<TargetId, Arc<SshConnector>>,
     /// Hands reconciliation and discovery to the reconciler worker.
     target_tasks: tokio::sync::mpsc::Sender<workers::TargetTask>,
+    /// Where policies are reloaded from.
+    policy_source: reload::PolicySourceDir,
+    facts: Arc<facts::ConfiguredFacts>,
 }
 
 /// Why the server could not start: every problem found.
@@ -201,12 +205,9 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             .map(|e| format!("{file}: {e}"))
             .collect::<Vec<_>>()
     });
-    let groups = config
-        .groups
-        .iter()
-        .map(|g| (g.name.clone(), g.member_of.clone()))
-        .collect();
-    let policy = PolicySetEngine::load_dir(&config.policy.dir, groups).map_err(|e| e.problems);
+    let policy = reload::PolicySourceDir::of(config)
+        .load()
+        .map_err(|e| e.problems);
     let facts = match &catalog {
         Ok(c) => facts::ConfiguredFacts::load(
             &config.policy.time_zone,
@@ -244,6 +245,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    app: Arc<App>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
@@ -267,6 +269,11 @@ impl Running {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Reloads policies for the operator's signal (`SIGHUP`); usable after `until` began.
+    pub fn reloader(&self) -> reload::Reloader {
+        reload::Reloader(Arc::clone(&self.app))
     }
 }
 
@@ -318,6 +325,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let wake = Arc::new(Wakeups::default());
     let vault = Arc::new(CredentialVault::default());
     let s = &config.server;
+    let facts = Arc::new(checked.facts);
     let settings = EngineSettings {
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
@@ -337,7 +345,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             connectors: checked.connectors,
             wake: Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>,
             credentials: Arc::clone(&vault) as Arc<dyn hourglass_core::engine::CredentialSink>,
-            facts: Arc::new(checked.facts),
+            facts: Arc::clone(&facts) as Arc<dyn hourglass_core::policy::ContextFacts>,
         },
         settings,
     )
@@ -353,6 +361,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         overdue_after_ms: s.overdue_after.as_millis(),
         ssh: checked.ssh,
         target_tasks: tasks_tx,
+        policy_source: reload::PolicySourceDir::of(&config),
+        facts,
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -361,7 +371,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .local_addr()
         .map_err(|e| StartError::one(e.to_string()))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let router = http::router(app);
+    let router = http::router(Arc::clone(&app));
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -397,6 +407,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     tracing::info!(%addr, store = %hourglass_store::redact(&config.store.url), "hourglass serving");
     Ok(Running {
         addr,
+        app,
         stop: stop_tx,
         tasks: vec![server, sched, runner, reconciler],
         store,

@@ -75,6 +75,16 @@ pub fn grant(g: &Grant) -> GrantView {
     }
 }
 
+pub fn reload(r: &hourglass_core::engine::ReloadReport) -> hourglass_api::ReloadView {
+    hourglass_api::ReloadView {
+        changed: r.old_hash != r.new_hash,
+        old_hash: r.old_hash.clone(),
+        new_hash: r.new_hash.clone(),
+        cancelled_requests: r.cancelled.iter().map(ToString::to_string).collect(),
+        revoked_grants: r.revoked.iter().map(ToString::to_string).collect(),
+    }
+}
+
 pub fn review(r: &Review) -> ReviewView {
     ReviewView {
         id: r.id.to_string(),

@@ -40,6 +40,8 @@ fn request(at: i64) -> Request {
         grant_id: None,
         public_key: Some("ssh-ed25519 AAAA test".into()),
         break_glass: true,
+        mfa: true,
+        source_ip: Some("192.0.2.7".into()),
         version: 0,
     }
 }

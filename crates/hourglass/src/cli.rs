@@ -182,6 +182,9 @@ enum PolicyCommand {
         #[arg(long, default_value = "hourglass.toml")]
         config: PathBuf,
     },
+    /// Ask the running server to reload its policy files (as SIGHUP does): validated first,
+    /// the old set kept on any error, waiting requests judged again.
+    Reload,
     /// Show, for each action, the decision and the policies that determined it.
     Explain {
         #[arg(long, default_value = "hourglass.toml")]
@@ -470,6 +473,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: PolicyCommand::Test { config },
         } => policy_test(&cli, config),
         Command::Policy {
+            command: PolicyCommand::Reload,
+        } => {
+            let r = client(&cli)?.reload_policies().await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "policy set {} (was {}{})",
+                    r.new_hash,
+                    r.old_hash,
+                    if r.changed { "" } else { "; unchanged" }
+                );
+                for id in &r.cancelled_requests {
+                    println!("cancelled {id}: no longer permitted");
+                }
+                for id in &r.revoked_grants {
+                    println!("revoking {id}: no longer permitted");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
             command:
                 PolicyCommand::Explain {
                     config,
@@ -718,7 +743,29 @@ async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("listening on http://{}", running.addr);
+    let reloader = running.reloader();
+    let hup = tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload().await {
+                Ok(r) => tracing::info!(
+                    old_hash = %r.old_hash,
+                    new_hash = %r.new_hash,
+                    cancelled = r.cancelled.len(),
+                    revoked = r.revoked.len(),
+                    "SIGHUP: policies reloaded"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: policies NOT reloaded; the old set stays in force")
+                }
+            }
+        }
+    });
     running.until(shutdown_signal()).await;
+    hup.abort();
     Ok(ExitCode::SUCCESS)
 }
 

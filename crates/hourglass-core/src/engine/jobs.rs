@@ -238,39 +238,8 @@ impl Engine {
                 )
                 .await;
         }
-        // Policy is judged again at activation.
-        let recheck = match (
-            self.catalog.principal(&grant.principal),
-            self.catalog.entitlement(&grant.entitlement),
-        ) {
-            (Some(p), Some(ent)) if p.status == crate::catalog::PrincipalStatus::Active => {
-                let mut ctx = self.context(
-                    None,
-                    &p.id,
-                    crate::GrantDuration::from_secs(
-                        u64::try_from(grant.expires_at.millis_since(now) / 1000)
-                            .unwrap_or(0)
-                            .max(1),
-                    ),
-                    None,
-                    now,
-                );
-                ctx.break_glass = grant.break_glass;
-                let action = if grant.break_glass {
-                    Action::BreakGlass
-                } else {
-                    Action::Request
-                };
-                let d = self.decide(action, p, ent, &ctx)?;
-                (!d.allowed).then(|| {
-                    format!(
-                        "policy no longer permits this grant at activation (policy set {})",
-                        d.policy_hash
-                    )
-                })
-            }
-            _ => Some("the principal or entitlement is no longer configured or active".to_owned()),
-        };
+        // Policy is judged again at activation, with the facts of the request.
+        let recheck = self.recheck_grant(&grant, now).await?;
         if let Some(reason) = recheck {
             return self.abandon(grant, token, &reason).await;
         }
@@ -338,6 +307,44 @@ impl Engine {
             }
             Err(e) => self.retry(job, &grant, token, e.message).await,
         }
+    }
+
+    /// Why the grant may no longer be provisioned (principal or entitlement gone or inactive,
+    /// or policy now denies it), or `None` when it still may.
+    pub(super) async fn recheck_grant(
+        &self,
+        grant: &Grant,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
+        let (Some(p), Some(ent)) = (
+            self.catalog.principal(&grant.principal),
+            self.catalog.entitlement(&grant.entitlement),
+        ) else {
+            return Ok(Some(
+                "the principal or entitlement is no longer configured".to_owned(),
+            ));
+        };
+        if p.status != crate::catalog::PrincipalStatus::Active {
+            return Ok(Some("the principal is no longer active".to_owned()));
+        }
+        let Some(req) = self.store.get_request(&grant.request_id).await? else {
+            return Ok(Some("the grant's request is missing".to_owned()));
+        };
+        let mut ctx = self.recheck_context(&req, now);
+        let remaining = u64::try_from(grant.expires_at.millis_since(now) / 1000).unwrap_or(0);
+        ctx.duration_secs = remaining.max(1);
+        let action = if grant.break_glass {
+            Action::BreakGlass
+        } else {
+            Action::Request
+        };
+        let d = self.decide(action, p, ent, &ctx)?;
+        Ok((!d.allowed).then(|| {
+            format!(
+                "policy no longer permits this grant (policy set {})",
+                d.policy_hash
+            )
+        }))
     }
 
     async fn hand_over_to_revoke(

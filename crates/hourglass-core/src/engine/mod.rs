@@ -9,15 +9,20 @@
 mod jobs;
 mod reads;
 mod reconcile;
+mod reload;
 mod requests;
 mod reviews;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use secrecy::SecretString;
 
 pub use jobs::{JobOutcome, JobReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
+pub use reload::ReloadReport;
 pub use requests::{NewRequest, RequestDetails};
 
 use crate::{
@@ -103,7 +108,8 @@ pub struct EnginePorts {
 /// The use cases of Hourglass.
 pub struct Engine {
     store: Arc<dyn Store>,
-    policy: Arc<dyn PolicyDecider>,
+    /// Replaced whole by a reload; every decision reads the set in force at that moment.
+    policy: RwLock<Arc<dyn PolicyDecider>>,
     clock: Arc<dyn Clock>,
     catalog: Arc<Catalog>,
     connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
@@ -129,7 +135,7 @@ impl Engine {
         }
         Ok(Engine {
             store: ports.store,
-            policy: ports.policy,
+            policy: RwLock::new(ports.policy),
             clock: ports.clock,
             catalog: ports.catalog,
             connectors: ports.connectors,
@@ -150,7 +156,12 @@ impl Engine {
         &self.clock
     }
     pub fn policy_hash(&self) -> String {
-        self.policy.policy_hash()
+        self.policy().policy_hash()
+    }
+
+    /// The policy set in force.
+    fn policy(&self) -> Arc<dyn PolicyDecider> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Looks up an authenticated principal by name; suspended and offboarded ones cannot act.
@@ -193,6 +204,22 @@ impl Engine {
         }
     }
 
+    /// The context for judging a stored request again (at approval, activation or a policy
+    /// reload): now, with the caller facts recorded when it was made.
+    fn recheck_context(&self, req: &crate::request::Request, at: Timestamp) -> DecisionContext {
+        let mut ctx = self.context(
+            None,
+            &req.requester,
+            req.duration,
+            req.ticket.as_deref(),
+            at,
+        );
+        ctx.mfa = req.mfa;
+        ctx.source_ip.clone_from(&req.source_ip);
+        ctx.break_glass = req.break_glass;
+        ctx
+    }
+
     fn decide(
         &self,
         action: Action,
@@ -200,7 +227,7 @@ impl Engine {
         entitlement: &Entitlement,
         context: &DecisionContext,
     ) -> Result<Decision> {
-        self.policy.decide(PolicyQuery {
+        self.policy().decide(PolicyQuery {
             action,
             principal,
             resource: Resource::Entitlement(entitlement),

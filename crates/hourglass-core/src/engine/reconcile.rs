@@ -88,7 +88,7 @@ fn live(state: GrantState) -> bool {
 
 impl Engine {
     /// Fails unless the caller may administer every entitlement.
-    pub(super) fn require_admin_of_all(&self, caller: &Caller, code: &'static str) -> Result<()> {
+    pub fn require_admin_of_all(&self, caller: &Caller, code: &'static str) -> Result<()> {
         let now = self.clock.now();
         let mut any = false;
         for ent in self.catalog.entitlements() {

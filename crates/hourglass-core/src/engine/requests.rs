@@ -214,6 +214,8 @@ impl Engine {
             grant_id: None,
             public_key: checked.public_key,
             break_glass: new.break_glass,
+            mfa: caller.mfa,
+            source_ip: caller.source_ip.clone(),
             version: 0,
         };
         let mut created = AuditRecord::new(
@@ -508,13 +510,7 @@ impl Engine {
                 // Eligibility is judged again now: an approval does not outlive a policy
                 // change that denies the request.
                 let requester = self.requester_of(&req)?;
-                let ctx = self.context(
-                    None,
-                    &req.requester,
-                    req.duration,
-                    req.ticket.as_deref(),
-                    now,
-                );
+                let ctx = self.recheck_context(&req, now);
                 let still = self.decide(Action::Request, requester, ent, &ctx)?;
                 if still.allowed {
                     self.open_grant(approved, ent, now, &mut commit)?
@@ -634,7 +630,7 @@ impl Engine {
             }
             let (cancelled, ev) = req.apply(
                 RequestCommand::Cancel {
-                    actor: caller.principal.id.clone(),
+                    actor: caller.principal.id.to_string(),
                     note: None,
                 },
                 now,

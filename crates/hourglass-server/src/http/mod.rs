@@ -1,6 +1,7 @@
 //! The HTTP API. A handler authenticates, parses and validates into domain input, calls one
 //! engine use case and maps the result; it never calls a connector.
 
+mod admin;
 mod reviews;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -55,6 +56,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/audit", get(audit))
         .route("/v1/admin/reconcile", post(reconcile))
+        .route("/v1/admin/policies/reload", post(admin::reload_policies))
         .route("/v1/reports/standing", get(standing))
         .route("/v1/ssh/krl", get(ssh_krl))
         .route("/v1/reviews", get(reviews::list_reviews))
@@ -624,7 +626,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -671,6 +673,7 @@ mod tests {
             "/v1/whoami",
             "/v1/reviews",
             "/v1/reviews/{id}/close",
+            "/v1/admin/policies/reload",
         ] {
             assert!(doc["paths"][p].is_object(), "{p} is not documented");
         }

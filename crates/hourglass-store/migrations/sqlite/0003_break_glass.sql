@@ -1,6 +1,10 @@
 -- Break-glass: the flag on requests and grants, and the reviews a second person must close.
 ALTER TABLE requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE grants ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+-- The requester's authentication facts, so that re-checks (approval, activation, policy reload)
+-- judge what was true when the request was made.
+ALTER TABLE requests ADD COLUMN mfa INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN source_ip TEXT;
 
 CREATE TABLE reviews (
     id          TEXT PRIMARY KEY,

@@ -55,6 +55,8 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
         },
         public_key: get(row, "public_key")?,
         break_glass: get(row, "break_glass")?,
+        mfa: get(row, "mfa")?,
+        source_ip: get(row, "source_ip")?,
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })

@@ -32,14 +32,16 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
     let q = if r.version == 0 {
         sqlx::query(
             "INSERT INTO requests (requester, entitlement, duration_secs, reason, ticket, state, state_reason,
-               created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
+               source_ip, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
-               grant_id = ?, public_key = ?, break_glass = ?, version = version + 1
+               grant_id = ?, public_key = ?, break_glass = ?, mfa = ?, source_ip = ?,
+               version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -58,6 +60,8 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         .bind(grant)
         .bind(&r.public_key)
         .bind(r.break_glass)
+        .bind(r.mfa)
+        .bind(&r.source_ip)
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)

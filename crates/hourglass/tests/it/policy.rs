@@ -134,3 +134,184 @@ async fn break_glass_is_immediate_capped_alerted_and_reviewed_by_someone_else() 
     assert!(chain_ok(&s).await > 0);
     s.stop().await;
 }
+
+/// The demo policy that makes requesters eligible, narrowed to `pg` only: demo requests are no
+/// longer permitted.
+fn without_demo_eligibility(policies: &str) -> String {
+    policies.replacen(
+        r#"when { resource.target == "demo" || resource.target == "pg" };"#,
+        r#"when { resource.target == "pg" };"#,
+        1,
+    )
+}
+
+/// A reload validates the whole set first and keeps the old one on any error; a good set is
+/// audited with both hashes, then what was waiting is judged again: pending requests now denied
+/// are cancelled, and grants not yet active are revoked before they ever activate.
+#[tokio::test]
+async fn policy_reload_validates_first_then_rejudges_what_is_waiting() {
+    let s = spawn_server(|c| c.replace(r#", "grant"]"#, r#", "grant-down"]"#))
+        .await
+        .unwrap();
+    // The target is down for grants: an approved grant stays provisioning (retrying).
+    let script = s.dir.path().join("targets/demo-target.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(
+        &script,
+        text.replace(
+            "case \"$op\" in",
+            "if [ \"$op\" = grant-down ]; then echo 'target down' >&2; exit 1; fi\ncase \"$op\" in",
+        ),
+    )
+    .unwrap();
+    let (alice, admin) = (s.client("alice"), s.client("admin"));
+    let provisioning = alice
+        .create_request(&ask("demo/read-logs", "30m", "logs"))
+        .await
+        .unwrap();
+    let gid = provisioning.grant_id.clone().unwrap();
+    let pending = alice
+        .create_request(&ask("demo/ops-admin", "30m", "deploy"))
+        .await
+        .unwrap();
+    assert_eq!(pending.state, "pending");
+    let old_hash = pending.policy_hash.clone();
+    // Wait for the first failed attempt; the next waits for the (manual) clock to move.
+    assert!(
+        eventually(|| async {
+            alice
+                .metrics()
+                .await
+                .unwrap()
+                .contains("hourglass_job_retries_total{action=\"provision\"} 1")
+        })
+        .await
+    );
+
+    // Broken sets change nothing: a syntax error, then a schema violation, each named.
+    let policies = s.dir.path().join("policies");
+    let before = audit_len(&s).await;
+    for (file, text, names) in [
+        (
+            "broken.cedar",
+            "permit(principal, action, resource",
+            "broken.cedar",
+        ),
+        (
+            "typo.cedar",
+            "@id(\"typo\")\npermit(principal, action, resource) when { principal.knd == \"human\" };",
+            "knd",
+        ),
+    ] {
+        std::fs::write(policies.join(file), text).unwrap();
+        let p = problem(admin.reload_policies().await.unwrap_err());
+        assert_eq!((p.status, p.code.as_str()), (400, "policy.invalid"));
+        assert!(p.detail.contains(names), "{}", p.detail);
+        std::fs::remove_file(policies.join(file)).unwrap();
+    }
+    assert_eq!(audit_len(&s).await, before);
+    assert_eq!(
+        alice.get_request(&pending.id).await.unwrap().state,
+        "pending"
+    );
+
+    // Only an administrator of everything may reload.
+    let p = problem(alice.reload_policies().await.unwrap_err());
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (403, "policy.reload_not_allowed")
+    );
+
+    // A good set that no longer makes requesters eligible for demo entitlements.
+    let demo = policies.join("demo.cedar");
+    std::fs::write(
+        &demo,
+        without_demo_eligibility(&std::fs::read_to_string(&demo).unwrap()),
+    )
+    .unwrap();
+    let r = admin.reload_policies().await.unwrap();
+    assert!(r.changed);
+    assert_eq!(r.old_hash, old_hash);
+    assert_eq!(r.cancelled_requests, std::slice::from_ref(&pending.id));
+    assert_eq!(r.revoked_grants, std::slice::from_ref(&gid));
+
+    let cancelled = alice.get_request(&pending.id).await.unwrap();
+    assert_eq!(cancelled.state, "cancelled");
+    assert!(
+        cancelled
+            .state_reason
+            .unwrap()
+            .contains(&format!("policy set {} no longer permits", r.new_hash))
+    );
+    // The grant never activated: its cleanup ends it as failed, and the target never held it.
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "failed" }).await);
+    assert!(!s.access().contains(&gid));
+
+    let events = admin.audit(0).await.unwrap();
+    let reloaded = events
+        .iter()
+        .find(|e| e.action == "policy.reloaded")
+        .unwrap();
+    assert_eq!(reloaded.actor, "admin");
+    assert!(reloaded.details.contains(&("old_hash".into(), old_hash)));
+    assert!(
+        reloaded
+            .details
+            .contains(&("new_hash".into(), r.new_hash.clone()))
+    );
+
+    // New requests are judged by the new set.
+    let p = problem(
+        alice
+            .create_request(&ask("demo/ops-admin", "30m", "again"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (403, "request.not_eligible"));
+    assert!(chain_ok(&s).await > 0);
+    s.stop().await;
+}
+
+/// SIGHUP reloads the real server's policies; a broken file is logged and changes nothing.
+#[tokio::test]
+async fn sighup_reloads_policies_and_keeps_the_old_set_on_error() {
+    let s = crate::binary::setup();
+    let (mut server, alice) = s.start().await;
+    let pid = server.id().unwrap().to_string();
+    let hup = || {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let policies = s.dir.path().join("policies");
+    std::fs::write(policies.join("broken.cedar"), "permit(").unwrap();
+    hup();
+    assert!(eventually(|| async { s.log.lock().unwrap().contains("policies NOT reloaded") }).await);
+    alice
+        .create_request(&ask("demo/ops-admin", "30m", "still allowed"))
+        .await
+        .unwrap();
+    std::fs::remove_file(policies.join("broken.cedar")).unwrap();
+    let demo = policies.join("demo.cedar");
+    std::fs::write(
+        &demo,
+        without_demo_eligibility(&std::fs::read_to_string(&demo).unwrap()),
+    )
+    .unwrap();
+    hup();
+    assert!(
+        eventually(|| async { s.log.lock().unwrap().contains("SIGHUP: policies reloaded") }).await
+    );
+    let p = problem(
+        alice
+            .create_request(&ask("demo/ops-admin", "30m", "now refused"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.code, "request.not_eligible");
+    server.kill().await.unwrap();
+}

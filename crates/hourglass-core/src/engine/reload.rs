@@ -1,0 +1,211 @@
+//! Policy changes at run time.
+//!
+//! A new policy set (already parsed and validated against the schema by the caller: a set that
+//! fails keeps the old one in force) takes effect only once its `policy.reloaded` audit event,
+//! naming the old and new hashes, is committed. Then everything that an earlier decision let
+//! through but that has no access yet is judged again under the new set: pending requests that
+//! the requester is no longer eligible for are cancelled, and grants still provisioning (not yet
+//! active, or scheduled) that policy now denies are revoked before they ever activate. An
+//! approval never outlives a policy change that now denies it.
+
+use std::sync::{Arc, PoisonError};
+
+use tracing::{info, instrument};
+
+use super::{Caller, Engine, retry_on_conflict};
+use crate::{
+    Result, Timestamp,
+    audit::AuditRecord,
+    grant::{Grant, GrantCommand, GrantState},
+    id::{GrantId, RequestId},
+    job::JobAction,
+    policy::{Action, PolicyDecider},
+    request::{Request, RequestCommand, RequestState},
+    store::{Commit, GrantFilter, JobChange, RequestFilter},
+};
+
+const PAGE: u32 = 200;
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub old_hash: String,
+    pub new_hash: String,
+    /// Pending requests cancelled because the new set no longer permits them.
+    pub cancelled: Vec<RequestId>,
+    /// Grants that had not activated yet, now being revoked.
+    pub revoked: Vec<GrantId>,
+}
+
+impl Engine {
+    /// Puts `new` in force and judges again what is waiting. `caller` is `None` for the
+    /// operator's signal (`SIGHUP`); an API caller needs Administer on every entitlement.
+    #[instrument(skip_all)]
+    pub async fn reload_policy(
+        &self,
+        caller: Option<&Caller>,
+        new: Arc<dyn PolicyDecider>,
+    ) -> Result<ReloadReport> {
+        if let Some(c) = caller {
+            self.require_admin_of_all(c, "policy.reload_not_allowed")?;
+        }
+        let actor = caller.map_or_else(|| "system".to_owned(), |c| c.principal.id.to_string());
+        let old_hash = self.policy_hash();
+        let new_hash = new.policy_hash();
+        let now = self.clock.now();
+        self.commit(Commit {
+            audit: vec![
+                AuditRecord::new(now, &actor, "policy.reloaded", &new_hash)
+                    .with("old_hash", &old_hash)
+                    .with("new_hash", &new_hash)
+                    .with("changed", old_hash != new_hash),
+            ],
+            ..Commit::default()
+        })
+        .await?;
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = new;
+        info!(%old_hash, %new_hash, "policy set reloaded");
+        let cancelled = self.recheck_pending(&new_hash).await?;
+        let revoked = self.recheck_provisioning().await?;
+        if !revoked.is_empty() {
+            self.wake.jobs_changed();
+        }
+        Ok(ReloadReport {
+            old_hash,
+            new_hash,
+            cancelled,
+            revoked,
+        })
+    }
+
+    /// Whether the current set still lets `req` through, judged now with its recorded facts.
+    fn still_eligible(&self, req: &Request, now: Timestamp) -> Result<bool> {
+        let (Some(p), Some(ent)) = (
+            self.catalog.principal(&req.requester),
+            self.catalog.entitlement(&req.entitlement),
+        ) else {
+            return Ok(false);
+        };
+        let ctx = self.recheck_context(req, now);
+        let action = if req.break_glass {
+            Action::BreakGlass
+        } else {
+            Action::Request
+        };
+        Ok(self.decide(action, p, ent, &ctx)?.allowed)
+    }
+
+    async fn recheck_pending(&self, new_hash: &str) -> Result<Vec<RequestId>> {
+        let mut cancelled = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_requests(&RequestFilter {
+                    state: Some(RequestState::Pending),
+                    requester: None,
+                    before: before.take(),
+                    limit: PAGE,
+                })
+                .await?;
+            before = page.last().map(|r| r.id.clone());
+            for stale in &page {
+                if self.cancel_if_denied(stale, new_hash).await? {
+                    cancelled.push(stale.id.clone());
+                }
+            }
+            if (page.len() as u32) < PAGE {
+                return Ok(cancelled);
+            }
+        }
+    }
+
+    async fn cancel_if_denied(&self, stale: &Request, new_hash: &str) -> Result<bool> {
+        retry_on_conflict(move || async move {
+            let Some(req) = self.store.get_request(&stale.id).await? else {
+                return Ok(false);
+            };
+            let now = self.clock.now();
+            if req.state != RequestState::Pending || self.still_eligible(&req, now)? {
+                return Ok(false);
+            }
+            let (cancelled, ev) = req.apply(
+                RequestCommand::Cancel {
+                    actor: "system".into(),
+                    note: Some(format!(
+                        "policy set {new_hash} no longer permits this request"
+                    )),
+                },
+                now,
+            )?;
+            self.commit(Commit {
+                requests: vec![cancelled],
+                audit: vec![ev.with("policy_hash", new_hash)],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn recheck_provisioning(&self) -> Result<Vec<GrantId>> {
+        let mut revoked = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_grants(&GrantFilter {
+                    state: Some(GrantState::Provisioning),
+                    principal: None,
+                    before: before.take(),
+                    limit: PAGE,
+                })
+                .await?;
+            before = page.last().map(|g| g.id.clone());
+            for stale in &page {
+                if self.revoke_if_denied(stale).await? {
+                    revoked.push(stale.id.clone());
+                }
+            }
+            if (page.len() as u32) < PAGE {
+                return Ok(revoked);
+            }
+        }
+    }
+
+    async fn revoke_if_denied(&self, stale: &Grant) -> Result<bool> {
+        retry_on_conflict(move || async move {
+            let Some(grant) = self.store.get_grant(&stale.id).await? else {
+                return Ok(false);
+            };
+            let now = self.clock.now();
+            if grant.state != GrantState::Provisioning {
+                return Ok(false);
+            }
+            let Some(reason) = self.recheck_grant(&grant, now).await? else {
+                return Ok(false);
+            };
+            let (revoking, ev) = grant.apply(
+                GrantCommand::Revoke {
+                    actor: "system".into(),
+                    reason,
+                },
+                now,
+            )?;
+            self.commit(Commit {
+                jobs: vec![JobChange::Schedule {
+                    grant_id: grant.id.clone(),
+                    action: JobAction::Revoke,
+                    run_at: now,
+                }],
+                grants: vec![revoking],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(true)
+        })
+        .await
+    }
+}

@@ -1,0 +1,83 @@
+//! Reloading policies (and the on-call schedule) while serving: on `SIGHUP` and on
+//! `POST /v1/admin/policies/reload`.
+//!
+//! Everything is read and validated before anything changes: a syntax error or a schema
+//! violation in any policy file, or a schedule that does not parse, keeps the old set and
+//! schedule in force and is reported with the file and the problem. The engine then records the
+//! change (old and new hashes) in the audit log before the new set decides anything, and judges
+//! again what was waiting (see `hourglass_core::engine::reload`).
+
+use std::{path::PathBuf, sync::Arc};
+
+use hourglass_core::{
+    Error, Result,
+    engine::{Caller, ReloadReport},
+};
+use hourglass_policy::{PolicyError, PolicySetEngine};
+
+use crate::{App, config::Config};
+
+/// Where the policy set is read from: the directory and the group nesting it is judged with.
+#[derive(Debug, Clone)]
+pub struct PolicySourceDir {
+    dir: PathBuf,
+    groups: Vec<(String, Vec<String>)>,
+}
+
+impl PolicySourceDir {
+    pub fn of(config: &Config) -> Self {
+        PolicySourceDir {
+            dir: config.policy.dir.clone(),
+            groups: config
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.member_of.clone()))
+                .collect(),
+        }
+    }
+
+    /// Reads and validates every policy file.
+    pub fn load(&self) -> std::result::Result<PolicySetEngine, PolicyError> {
+        PolicySetEngine::load_dir(&self.dir, self.groups.clone())
+    }
+}
+
+/// Reads, validates and puts in force the policy files and the on-call schedule.
+pub(crate) async fn reload(app: &App, caller: Option<&Caller>) -> Result<ReloadReport> {
+    // Only someone who may change everything learns what the files say.
+    if let Some(c) = caller {
+        app.engine
+            .require_admin_of_all(c, "policy.reload_not_allowed")?;
+    }
+    let set = app.policy_source.load().map_err(|e| {
+        Error::invalid(
+            "policy.invalid",
+            "policies",
+            format!("the policy set was not changed: {}", e.problems.join("; ")),
+        )
+    })?;
+    let schedule = app.facts.read_schedule().map_err(|problems| {
+        Error::invalid(
+            "policy.oncall_invalid",
+            "oncall_file",
+            format!("the policy set was not changed: {}", problems.join("; ")),
+        )
+    })?;
+    let report = app.engine.reload_policy(caller, Arc::new(set)).await?;
+    app.facts.set_schedule(schedule);
+    Ok(report)
+}
+
+/// Reloads for the operator's signal.
+#[derive(Clone)]
+pub struct Reloader(pub(crate) Arc<App>);
+
+impl Reloader {
+    /// Reloads as `system`; the error says why nothing changed.
+    pub async fn reload(&self) -> std::result::Result<ReloadReport, String> {
+        reload(&self.0, None).await.map_err(|e| match e {
+            Error::Internal(m) | Error::Unavailable(m) => m,
+            other => other.to_string(),
+        })
+    }
+}
