@@ -27,6 +27,10 @@ pub struct CreateRequest {
     /// capped in duration, alerted at critical severity, and left with an open review.
     #[serde(default, skip_serializing_if = "is_false")]
     pub break_glass: bool,
+    /// A scheduled start (RFC 3339, at most 30 days ahead); absent: the grant starts when
+    /// approved. The window is `[starts_at, starts_at + duration)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -95,6 +99,9 @@ pub struct RequestView {
     /// Granted through break-glass (no approval; see its review).
     #[serde(default)]
     pub break_glass: bool,
+    /// The scheduled start, if one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
     /// Present on single-request reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<Vec<ApprovalView>>,

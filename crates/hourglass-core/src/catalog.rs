@@ -97,6 +97,9 @@ pub struct Entitlement {
     pub profiles: Vec<String>,
     /// Connector parameters (which role, which command arguments), passed to the connector.
     pub params: serde_json::Value,
+    /// Quotas across everyone: grants of it at once, and requests for it an hour.
+    pub max_live_grants: Option<u32>,
+    pub max_requests_per_hour: Option<u32>,
 }
 
 /// A task profile: entitlements granted together, revoked together, with its own bounds.

@@ -27,6 +27,9 @@ pub enum Error {
     /// The object is not in a state that allows this (a second approval, a cancelled request).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A quota is used up: at most so many grants at once, or requests an hour.
+    #[error("{message}")]
+    Limited { code: &'static str, message: String },
     /// A concurrent writer changed a row this commit expected unchanged. Engines retry.
     #[error("concurrent modification")]
     StoreConflict,
@@ -64,6 +67,12 @@ impl Error {
             message: message.to_string(),
         }
     }
+    pub fn limited(code: &'static str, message: impl fmt::Display) -> Self {
+        Error::Limited {
+            code,
+            message: message.to_string(),
+        }
+    }
     pub fn internal(message: impl fmt::Display) -> Self {
         Error::Internal(message.to_string())
     }
@@ -74,7 +83,8 @@ impl Error {
             Error::Invalid { code, .. }
             | Error::NotFound { code, .. }
             | Error::Forbidden { code, .. }
-            | Error::Conflict { code, .. } => code,
+            | Error::Conflict { code, .. }
+            | Error::Limited { code, .. } => code,
             Error::StoreConflict => "store.conflict",
             Error::Unavailable(_) => "service.unavailable",
             Error::Internal(_) => "internal",

@@ -89,6 +89,8 @@ pub struct Request {
     pub mfa: bool,
     /// Where the request came from.
     pub source_ip: Option<String>,
+    /// A scheduled start (`request --at`); `None` starts when approved.
+    pub starts_at: Option<Timestamp>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -279,6 +281,7 @@ mod tests {
             break_glass: false,
             mfa: false,
             source_ip: None,
+            starts_at: None,
             version: 1,
         }
     }

@@ -16,7 +16,7 @@ use crate::{
     Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
-    id::{GrantId, PrincipalId, RequestId},
+    id::{EntitlementId, GrantId, PrincipalId, RequestId},
     job::{Job, JobAction},
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
@@ -108,6 +108,19 @@ pub struct ReviewFilter {
     pub limit: u32,
 }
 
+/// How much of its quotas a principal and an entitlement use now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The principal's grants that are provisioning or active.
+    pub principal_live_grants: u64,
+    /// The entitlement's grants (anyone's) that are provisioning or active.
+    pub entitlement_live_grants: u64,
+    /// Requests the principal made after the given moment.
+    pub principal_requests: u64,
+    /// Requests for the entitlement (anyone's) after the given moment.
+    pub entitlement_requests: u64,
+}
+
 /// Counts for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GrantCounts {
@@ -132,6 +145,25 @@ pub trait Store: Send + Sync {
     async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
     async fn get_job(&self, grant_id: &GrantId) -> Result<Option<Job>>;
     async fn get_review(&self, id: &ReviewId) -> Result<Option<Review>>;
+    /// The principal's provisioning and active grants of the entitlement (from an index).
+    async fn live_grants_of(
+        &self,
+        principal: &PrincipalId,
+        entitlement: &EntitlementId,
+    ) -> Result<Vec<Grant>>;
+    /// The principal's pending requests for the entitlement (from an index).
+    async fn pending_requests_of(
+        &self,
+        requester: &PrincipalId,
+        entitlement: &EntitlementId,
+    ) -> Result<Vec<Request>>;
+    /// Quota usage of a principal and an entitlement, counting requests made after `since`.
+    async fn usage(
+        &self,
+        principal: &PrincipalId,
+        entitlement: &EntitlementId,
+        since: Timestamp,
+    ) -> Result<Usage>;
     async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
 
     /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.

@@ -30,6 +30,8 @@ fn entitlement(id: &str, profiles: &[&str]) -> Entitlement {
         approvals_required: 1,
         profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
         params: serde_json::Value::Null,
+        max_live_grants: None,
+        max_requests_per_hour: None,
     }
 }
 

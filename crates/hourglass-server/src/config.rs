@@ -39,6 +39,8 @@ pub struct Config {
     pub entitlements: Vec<EntitlementConfig>,
     #[serde(default)]
     pub profiles: Vec<ProfileConfig>,
+    #[serde(default)]
+    pub quotas: QuotaSection,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -242,6 +244,40 @@ pub struct EntitlementConfig {
     /// Connector parameters.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// At most this many grants of it at once (everyone's together).
+    #[serde(default)]
+    pub max_live_grants: Option<u32>,
+    /// At most this many requests for it an hour (everyone's together).
+    #[serde(default)]
+    pub max_requests_per_hour: Option<u32>,
+}
+
+/// Per-principal quotas: a runaway script or agent is stopped with a clear error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    /// Grants one principal may hold (provisioning or active) at once.
+    #[serde(default = "default_live_grants")]
+    pub max_live_grants_per_principal: u32,
+    /// Requests one principal may make in an hour.
+    #[serde(default = "default_requests_per_hour")]
+    pub max_requests_per_hour_per_principal: u32,
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        QuotaSection {
+            max_live_grants_per_principal: default_live_grants(),
+            max_requests_per_hour_per_principal: default_requests_per_hour(),
+        }
+    }
+}
+
+fn default_live_grants() -> u32 {
+    25
+}
+fn default_requests_per_hour() -> u32 {
+    60
 }
 
 /// A task profile: entitlements requested, granted and revoked together.

@@ -173,6 +173,8 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             approvals_required: e.approvals_required,
             profiles: Vec::new(),
             params,
+            max_live_grants: e.max_live_grants,
+            max_requests_per_hour: e.max_requests_per_hour,
         });
     }
     let mut profiles = Vec::new();
@@ -329,6 +331,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let settings = EngineSettings {
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
+        quotas: hourglass_core::engine::Quotas {
+            principal_live_grants: config.quotas.max_live_grants_per_principal,
+            principal_requests_per_hour: config.quotas.max_requests_per_hour_per_principal,
+        },
         backoff: Backoff {
             base_ms: s.retry_base.as_secs() * 1000,
             cap_ms: s.retry_cap.as_secs() * 1000,

@@ -51,6 +51,9 @@ impl IntoResponse for ApiError {
             Error::NotFound { message, .. } => problem(StatusCode::NOT_FOUND, code, message, None),
             Error::Forbidden { message, .. } => problem(StatusCode::FORBIDDEN, code, message, None),
             Error::Conflict { message, .. } => problem(StatusCode::CONFLICT, code, message, None),
+            Error::Limited { message, .. } => {
+                problem(StatusCode::TOO_MANY_REQUESTS, code, message, None)
+            }
             Error::StoreConflict => problem(
                 StatusCode::CONFLICT,
                 code,

@@ -42,6 +42,7 @@ fn request(at: i64) -> Request {
         break_glass: true,
         mfa: true,
         source_ip: Some("192.0.2.7".into()),
+        starts_at: Some(t(at + 500)),
         version: 0,
     }
 }
@@ -509,4 +510,53 @@ async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes() {
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].closed_by, Some(bob));
     assert_eq!(page[0].comment.as_deref(), Some("checked"));
+}
+
+#[tokio::test]
+async fn admission_reads_find_live_access_pending_requests_and_usage() {
+    let (_d, s) = fresh().await;
+    let alice = PrincipalId::new("alice").unwrap();
+    let bob = PrincipalId::new("bob").unwrap();
+    let x = EntitlementId::new("demo/x").unwrap();
+    let y = EntitlementId::new("demo/y").unwrap();
+    let mut commit = Commit::default();
+    // alice: an active grant of x, a revoked one of x, a provisioning one of y; a pending
+    // request for x. bob: an active grant of x.
+    for (who, ent, state, at) in [
+        (&alice, &x, GrantState::Active, 10),
+        (&alice, &x, GrantState::Revoked, 20),
+        (&alice, &y, GrantState::Provisioning, 30),
+        (&bob, &x, GrantState::Active, 40),
+    ] {
+        let mut r = request(at);
+        r.requester = who.clone();
+        r.entitlement = ent.clone();
+        let mut g = grant(&r, 5_000);
+        g.state = state;
+        commit.requests.push(r);
+        commit.grants.push(g);
+    }
+    let mut pending = request(3_000);
+    pending.state = RequestState::Pending;
+    commit.requests.push(pending.clone());
+    s.commit(commit).await.unwrap();
+
+    let live = s.live_grants_of(&alice, &x).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].state, GrantState::Active);
+    assert!(s.live_grants_of(&bob, &y).await.unwrap().is_empty());
+    let p = s.pending_requests_of(&alice, &x).await.unwrap();
+    assert_eq!(p.iter().map(|r| &r.id).collect::<Vec<_>>(), [&pending.id]);
+    assert!(s.pending_requests_of(&alice, &y).await.unwrap().is_empty());
+
+    let u = s.usage(&alice, &x, t(0)).await.unwrap();
+    assert_eq!(
+        (u.principal_live_grants, u.entitlement_live_grants),
+        (2, 2),
+        "alice holds x and y; x is held by alice and bob"
+    );
+    assert_eq!((u.principal_requests, u.entitlement_requests), (4, 4));
+    // Only requests since the moment count.
+    let u = s.usage(&alice, &x, t(25)).await.unwrap();
+    assert_eq!((u.principal_requests, u.entitlement_requests), (2, 2));
 }

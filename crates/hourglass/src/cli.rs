@@ -72,6 +72,9 @@ enum Command {
         /// Wait until the grant is active (or the request is refused), and print any credential.
         #[arg(long)]
         wait: bool,
+        /// Start later: an RFC 3339 time (2026-11-24T09:00:00Z) at most 30 days ahead.
+        #[arg(long = "at")]
+        starts_at: Option<String>,
         /// Emergency access: granted at once where policy permits break-glass, capped in
         /// duration, alerted, and reviewed afterwards by someone else.
         #[arg(long)]
@@ -275,6 +278,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             public_key_file,
             wait,
             break_glass,
+            starts_at,
         } => {
             let c = client(&cli)?;
             let public_key = match public_key_file {
@@ -293,6 +297,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ticket: ticket.clone(),
                 public_key,
                 break_glass: *break_glass,
+                starts_at: starts_at.clone(),
             };
             let mut r = c.create_request(&body).await?;
             print_request(&cli, &r);

@@ -6,12 +6,14 @@
 //! again from fresh reads (a few times, then it reports the conflict). Nothing here calls a
 //! connector except the job execution in [`jobs`], which only workers run.
 
+mod admission;
 mod jobs;
 mod reads;
 mod reconcile;
 mod reload;
 mod requests;
 mod reviews;
+mod submit;
 
 use std::{
     collections::BTreeMap,
@@ -23,7 +25,8 @@ use secrecy::SecretString;
 pub use jobs::{JobOutcome, JobReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use reload::ReloadReport;
-pub use requests::{NewRequest, RequestDetails};
+pub use requests::RequestDetails;
+pub use submit::NewRequest;
 
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,
@@ -66,6 +69,24 @@ pub struct Caller {
     pub source_ip: Option<String>,
 }
 
+/// Per-principal quotas (per-entitlement ones live on the entitlement).
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Grants one principal may hold (provisioning or active) at once.
+    pub principal_live_grants: u32,
+    /// Requests one principal may make in an hour.
+    pub principal_requests_per_hour: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            principal_live_grants: 25,
+            principal_requests_per_hour: 60,
+        }
+    }
+}
+
 /// Engine settings, from configuration.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -73,6 +94,7 @@ pub struct EngineSettings {
     pub pending_ttl: GrantDuration,
     /// The longest break-glass grant (an entitlement's own maximum may be shorter).
     pub break_glass_max: GrantDuration,
+    pub quotas: Quotas,
     pub backoff: Backoff,
     /// How long a claimed job's lease lasts.
     pub lease_ms: i64,
@@ -85,6 +107,7 @@ impl Default for EngineSettings {
         EngineSettings {
             pending_ttl: GrantDuration::from_secs(24 * 3600),
             break_glass_max: GrantDuration::from_secs(3600),
+            quotas: Quotas::default(),
             backoff: Backoff::default(),
             lease_ms: 60_000,
             worker_id: "hourglass".into(),

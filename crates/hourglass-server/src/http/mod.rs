@@ -265,6 +265,7 @@ async fn create_request(
                 ticket: body.ticket,
                 public_key: body.public_key,
                 break_glass: body.break_glass,
+                starts_at: body.starts_at,
             },
         )
         .await;

@@ -21,3 +21,17 @@ CREATE TABLE reviews (
     version     INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX reviews_by_state ON reviews (state, id);
+
+-- A scheduled start (request --at).
+ALTER TABLE requests ADD COLUMN starts_at INTEGER;
+
+-- Admission checks and quotas read these, never a scan: a principal's live grants and pending
+-- requests of one entitlement, an entitlement's live grants, and the requests of the last hour.
+CREATE INDEX grants_live_by_principal ON grants (principal, entitlement)
+    WHERE state IN ('provisioning', 'active');
+CREATE INDEX grants_live_by_entitlement ON grants (entitlement)
+    WHERE state IN ('provisioning', 'active');
+CREATE INDEX requests_pending_by_requester ON requests (requester, entitlement)
+    WHERE state = 'pending';
+CREATE INDEX requests_by_requester_time ON requests (requester, created_at);
+CREATE INDEX requests_by_entitlement_time ON requests (entitlement, created_at);

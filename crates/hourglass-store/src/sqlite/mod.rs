@@ -12,11 +12,11 @@ use hourglass_core::{
     Error, Result, Timestamp,
     audit::AuditEvent,
     grant::{Grant, GrantState},
-    id::{GrantId, PrincipalId, RequestId},
+    id::{EntitlementId, GrantId, PrincipalId, RequestId},
     job::Job,
     request::{Approval, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
-    store::{Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store},
+    store::{Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store, Usage},
 };
 use sqlx::{
     SqlSafeStr, SqlitePool,
@@ -273,6 +273,74 @@ impl Store for SqliteStore {
         .iter()
         .map(review_from)
         .collect()
+    }
+
+    async fn live_grants_of(
+        &self,
+        principal: &PrincipalId,
+        entitlement: &EntitlementId,
+    ) -> Result<Vec<Grant>> {
+        sqlx::query(
+            "SELECT * FROM grants WHERE principal = ? AND entitlement = ?
+               AND state IN ('provisioning', 'active') ORDER BY id",
+        )
+        .bind(principal.as_str())
+        .bind(entitlement.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map)?
+        .iter()
+        .map(grant_from)
+        .collect()
+    }
+
+    async fn pending_requests_of(
+        &self,
+        requester: &PrincipalId,
+        entitlement: &EntitlementId,
+    ) -> Result<Vec<Request>> {
+        sqlx::query(
+            "SELECT * FROM requests WHERE requester = ? AND entitlement = ? AND state = 'pending'
+               ORDER BY id",
+        )
+        .bind(requester.as_str())
+        .bind(entitlement.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map)?
+        .iter()
+        .map(request_from)
+        .collect()
+    }
+
+    async fn usage(
+        &self,
+        principal: &PrincipalId,
+        entitlement: &EntitlementId,
+        since: Timestamp,
+    ) -> Result<Usage> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM grants WHERE principal = ?1
+                  AND state IN ('provisioning', 'active')) AS principal_live,
+               (SELECT COUNT(*) FROM grants WHERE entitlement = ?2
+                  AND state IN ('provisioning', 'active')) AS entitlement_live,
+               (SELECT COUNT(*) FROM requests WHERE requester = ?1 AND created_at > ?3) AS principal_requests,
+               (SELECT COUNT(*) FROM requests WHERE entitlement = ?2 AND created_at > ?3) AS entitlement_requests",
+        )
+        .bind(principal.as_str())
+        .bind(entitlement.as_str())
+        .bind(since.unix_millis())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map)?;
+        let n = |c: &str| get::<i64>(&row, c).map(|v| u64::try_from(v).unwrap_or(0));
+        Ok(Usage {
+            principal_live_grants: n("principal_live")?,
+            entitlement_live_grants: n("entitlement_live")?,
+            principal_requests: n("principal_requests")?,
+            entitlement_requests: n("entitlement_requests")?,
+        })
     }
 
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>> {

@@ -57,6 +57,7 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
         break_glass: get(row, "break_glass")?,
         mfa: get(row, "mfa")?,
         source_ip: get(row, "source_ip")?,
+        starts_at: opt_ts(get(row, "starts_at")?),
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })

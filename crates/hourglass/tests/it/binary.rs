@@ -24,6 +24,8 @@ pub struct Setup {
     pub config: PathBuf,
     pub clock: PathBuf,
     pub alice: String,
+    /// Every demo identity's token.
+    pub tokens: Vec<(String, String)>,
     /// Everything the servers wrote to stderr.
     pub log: Arc<Mutex<String>>,
 }
@@ -71,12 +73,25 @@ pub fn setup() -> Setup {
         config: w.config,
         clock,
         alice,
+        tokens: w.tokens,
         dir,
         log: Arc::default(),
     }
 }
 
 impl Setup {
+    /// A client acting as `who` on the server at `base`.
+    pub fn client(&self, base: &str, who: &str) -> Client {
+        let token = self
+            .tokens
+            .iter()
+            .find(|(n, _)| n == who)
+            .unwrap()
+            .1
+            .clone();
+        Client::new(base, Some(token)).unwrap()
+    }
+
     /// Starts the server and returns it with a client for alice.
     pub async fn start(&self) -> (Child, Client) {
         let (child, client, _) = self.start_at().await;

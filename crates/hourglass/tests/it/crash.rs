@@ -48,6 +48,7 @@ fn read_logs() -> CreateRequest {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     }
 }
 
@@ -73,11 +74,13 @@ async fn killed_around_connector_calls_it_converges_after_restart() {
 
     // 2. Restarted: provisioned, once. Then killed after the target acted, before the result
     //    was committed, for a second grant.
-    let (mut server, client) = s.start().await;
+    //    (The second grant is ci-deployer's: alice already holds read-logs.)
+    let (mut server, client, base) = s.start_at().await;
     assert!(eventually(|| async { state(&client, &gid_a).await == "active" }).await);
     assert_eq!(s.lines_with(&gid_a), 1);
     s.marker("crash-grant-after");
-    let gid_b = client
+    let gid_b = s
+        .client(&base, "ci-deployer")
         .create_request(&read_logs())
         .await
         .unwrap()
@@ -87,8 +90,9 @@ async fn killed_around_connector_calls_it_converges_after_restart() {
     assert_eq!(s.lines_with(&gid_b), 1);
 
     // 3. Restarted: the second grant's job runs again; the target still has it once.
-    let (mut server, client) = s.start().await;
-    assert!(eventually(|| async { state(&client, &gid_b).await == "active" }).await);
+    let (mut server, _, base) = s.start_at().await;
+    let ci = s.client(&base, "ci-deployer");
+    assert!(eventually(|| async { state(&ci, &gid_b).await == "active" }).await);
     assert_eq!(s.lines_with(&gid_b), 1);
 
     // 4. Both windows close; the server is killed between expiry and revocation.
@@ -102,10 +106,11 @@ async fn killed_around_connector_calls_it_converges_after_restart() {
     );
 
     // 5. Restarted: both revoked.
-    let (mut server, client) = s.start().await;
+    let (mut server, _, base) = s.start_at().await;
+    let admin = s.client(&base, "admin");
     assert!(
         eventually(|| async {
-            state(&client, &gid_a).await == "revoked" && state(&client, &gid_b).await == "revoked"
+            state(&admin, &gid_a).await == "revoked" && state(&admin, &gid_b).await == "revoked"
         })
         .await
     );

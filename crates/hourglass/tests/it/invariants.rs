@@ -25,6 +25,7 @@ async fn run_case(quorum: u32, approvers: Vec<usize>) -> Result<(), TestCaseErro
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     };
     let r = s.client("alice").create_request(&req).await.unwrap();
     let mut distinct: Vec<&str> = Vec::new();
@@ -82,6 +83,7 @@ async fn an_undecided_request_expires_at_its_deadline() {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     };
     let r = alice.create_request(&req).await.unwrap();
     s.clock.advance_ms(3_599_000);
@@ -113,6 +115,7 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     };
     for _ in 0..10 {
         let r = s.client("alice").create_request(&req).await.unwrap();
@@ -125,6 +128,11 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
         assert_eq!(now.state, "fulfilled");
         let grants = s.client("admin").list_grants(None).await.unwrap();
         assert_eq!(grants.iter().filter(|g| g.request_id == r.id).count(), 1);
+        // Done with it: the next round's request would otherwise overlap this grant.
+        s.client("alice")
+            .revoke(now.grant_id.as_deref().unwrap(), None)
+            .await
+            .unwrap();
     }
     s.stop().await;
 }

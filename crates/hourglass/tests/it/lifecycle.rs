@@ -13,6 +13,7 @@ pub(crate) fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     }
 }
 

@@ -66,6 +66,7 @@ async fn break_glass_is_immediate_capped_alerted_and_reviewed_by_someone_else() 
     assert_eq!(approval.policy_ids, ["requesters-break-glass-ops-admin"]);
     let gid = r.grant_id.clone().unwrap();
     assert!(eventually(|| async { s.access().contains(&gid) }).await);
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
     let g = alice.get_grant(&gid).await.unwrap();
     assert!(g.break_glass);
 
@@ -314,4 +315,202 @@ async fn sighup_reloads_policies_and_keeps_the_old_set_on_error() {
     );
     assert_eq!(p.code, "request.not_eligible");
     server.kill().await.unwrap();
+}
+
+/// The server's time `plus_ms` from now, RFC 3339.
+fn at(s: &hourglass_testkit::TestServer, plus_ms: i64) -> String {
+    use hourglass_core::Clock as _;
+    s.clock.now().plus_millis(plus_ms).to_string()
+}
+
+/// A request that would duplicate access is refused (extend instead); a scheduled one waits for
+/// its start; bad schedules are clear errors that change nothing.
+#[tokio::test]
+async fn overlapping_requests_are_refused_and_scheduled_ones_start_later() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let alice = s.client("alice");
+    let g1 = alice
+        .create_request(&ask("demo/read-logs", "30m", "now"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert!(eventually(|| async { alice.get_grant(&g1).await.unwrap().state == "active" }).await);
+    let before = audit_len(&s).await;
+    let p = problem(
+        alice
+            .create_request(&ask("demo/read-logs", "10m", "again"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (409, "request.overlaps_grant"));
+    assert!(p.detail.contains(&g1), "{}", p.detail);
+    // Scheduled into the running grant's window: still an overlap.
+    let overlapping = CreateRequest {
+        starts_at: Some(at(&s, 20 * 60_000)),
+        ..ask("demo/read-logs", "15m", "overlaps the end")
+    };
+    let p = problem(alice.create_request(&overlapping).await.unwrap_err());
+    assert_eq!(p.code, "request.overlaps_grant");
+    for (starts_at, code) in [
+        ("tomorrow".to_owned(), "request.starts_at_invalid"),
+        (at(&s, -3_600_000), "request.starts_at_past"),
+        (at(&s, 31 * 24 * 3_600_000), "request.starts_at_too_far"),
+    ] {
+        let p = problem(
+            alice
+                .create_request(&CreateRequest {
+                    starts_at: Some(starts_at),
+                    ..ask("demo/read-logs", "15m", "x")
+                })
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (p.status, p.code.as_str(), p.field.as_deref()),
+            (400, code, Some("starts_at"))
+        );
+    }
+    let p = problem(
+        alice
+            .create_request(&CreateRequest {
+                starts_at: Some(at(&s, 3_600_000)),
+                ..break_glass("demo/ops-admin", "15m", "x")
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.code, "request.break_glass_scheduled");
+    assert_eq!(audit_len(&s).await, before);
+
+    // In an hour, after the running grant: approved now, provisioned at its start.
+    let later = alice
+        .create_request(&CreateRequest {
+            starts_at: Some(at(&s, 3_600_000)),
+            ..ask("demo/read-logs", "15m", "nightly check")
+        })
+        .await
+        .unwrap();
+    assert_eq!(later.state, "fulfilled");
+    let g2 = later.grant_id.unwrap();
+    let grant = alice.get_grant(&g2).await.unwrap();
+    assert_eq!(grant.state, "provisioning");
+    assert_eq!(grant.starts_at, at(&s, 3_600_000));
+    assert_eq!(grant.expires_at, at(&s, 3_600_000 + 15 * 60_000));
+
+    // A second pending request for the same access is refused too.
+    let pending = alice
+        .create_request(&ask("demo/ops-admin", "30m", "deploy"))
+        .await
+        .unwrap();
+    let p = problem(
+        alice
+            .create_request(&ask("demo/ops-admin", "30m", "deploy again"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (409, "request.duplicate_pending")
+    );
+    assert!(p.detail.contains(&pending.id));
+
+    s.clock.advance_ms(59 * 60_000);
+    assert!(eventually(|| async { !s.access().contains(&g1) }).await);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!s.access().contains(&g2), "not before its start");
+    s.clock.advance_ms(60_000);
+    assert!(eventually(|| async { s.access().contains(&g2) }).await);
+    assert!(eventually(|| async { alice.get_grant(&g2).await.unwrap().state == "active" }).await);
+    s.stop().await;
+}
+
+/// Quotas refuse with 429 and change nothing; break-glass is not held back by them.
+#[tokio::test]
+async fn quotas_refuse_with_429_and_change_nothing() {
+    let s = spawn_server(|c| {
+        c.replacen(
+            "max_duration = \"4h\"",
+            "max_duration = \"4h\"\nmax_live_grants = 1",
+            1,
+        ) + "\n[quotas]\nmax_live_grants_per_principal = 2\nmax_requests_per_hour_per_principal = 3\n"
+    })
+    .await
+    .unwrap();
+    let (alice, ci) = (s.client("alice"), s.client("ci-deployer"));
+    let one = alice
+        .create_request(&ask("demo/read-logs", "30m", "one"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert!(eventually(|| async { alice.get_grant(&one).await.unwrap().state == "active" }).await);
+    let before = audit_len(&s).await;
+    // demo/read-logs allows one grant at once, whoever holds it.
+    let p = problem(
+        ci.create_request(&ask("demo/read-logs", "5m", "deploy check"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (429, "quota.entitlement_grants")
+    );
+    // alice: a second live grant is allowed, a third is not.
+    let r = alice
+        .create_request(&ask("demo/ops-admin", "30m", "two"))
+        .await
+        .unwrap();
+    let r = s.client("bob").approve(&r.id, None).await.unwrap();
+    let ops = r.grant_id.clone().unwrap();
+    assert!(eventually(|| async { alice.get_grant(&ops).await.unwrap().state == "active" }).await);
+    let before_third = audit_len(&s).await;
+    assert!(before_third > before);
+    let p = problem(
+        alice
+            .create_request(&CreateRequest {
+                starts_at: Some(at(&s, 3_600_000)),
+                ..ask("demo/read-logs", "15m", "three")
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (429, "quota.principal_grants"));
+    assert_eq!(audit_len(&s).await, before_third);
+    // Requests an hour: alice has made 2; a third is allowed, a fourth is not.
+    s.client("admin").revoke(&ops, None).await.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&ops).await.unwrap().state == "revoked" }).await);
+    let third = alice
+        .create_request(&ask("demo/ops-admin", "30m", "three"))
+        .await
+        .unwrap();
+    alice.cancel(&third.id).await.unwrap();
+    let before = audit_len(&s).await;
+    let p = problem(
+        alice
+            .create_request(&ask("demo/ops-admin", "30m", "four"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (429, "quota.principal_requests")
+    );
+    assert_eq!(audit_len(&s).await, before);
+    // Break-glass is not held back by a quota: it is alerted and reviewed instead.
+    let bg = alice
+        .create_request(&break_glass("demo/ops-admin", "15m", "outage"))
+        .await
+        .unwrap();
+    assert_eq!(bg.state, "fulfilled");
+    // An hour later the window has moved on (and the grants have ended).
+    s.clock.advance_ms(3_600_000);
+    assert!(
+        eventually(|| async { alice.list_grants(Some("active")).await.unwrap().is_empty() }).await
+    );
+    alice
+        .create_request(&ask("demo/read-logs", "30m", "four, later"))
+        .await
+        .unwrap();
+    s.stop().await;
 }

@@ -20,6 +20,7 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     };
     let gid = alice.create_request(&req).await.unwrap().grant_id.unwrap();
     assert!(

@@ -33,6 +33,7 @@ fn ask(ent: &str, dur: &str) -> CreateRequest {
         ticket: None,
         public_key: None,
         break_glass: false,
+        starts_at: None,
     }
 }
 

@@ -1,0 +1,106 @@
+//! Admission: what a request must clear before policy judges it.
+//!
+//! - No silent duplicates: a request whose window overlaps a live grant of the same entitlement
+//!   for the same principal is refused (extend the grant instead), and so is a second pending
+//!   request for the same access.
+//! - Quotas: at most so many live grants at once and requests an hour, per principal
+//!   (`[quotas]`) and per entitlement (`max_live_grants`, `max_requests_per_hour`), refused with
+//!   429 before anything is written. Break-glass is exempt: it is alerted and reviewed instead,
+//!   and an emergency must not wait for a rate limit.
+//!
+//! These are checks on reads taken just before the commit; two requests racing through them at
+//! the same instant can both pass (the quotas are limits on load, not security boundaries, and a
+//! second pending request still needs its own approval).
+
+use super::Engine;
+use crate::{
+    Error, Result, Timestamp,
+    catalog::{Entitlement, Principal},
+};
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Engine {
+    /// Refuses a request for `[start, end)` that would duplicate access or exceed a quota.
+    pub(super) async fn admit(
+        &self,
+        principal: &Principal,
+        ent: &Entitlement,
+        (start, end): (Timestamp, Timestamp),
+        break_glass: bool,
+        now: Timestamp,
+    ) -> Result<()> {
+        for g in self.store.live_grants_of(&principal.id, &ent.id).await? {
+            if g.starts_at < end && start < g.expires_at {
+                return Err(Error::conflict(
+                    "request.overlaps_grant",
+                    format!(
+                        "{} already holds {} until {} (grant {}); extend that grant instead of asking again",
+                        principal.id, ent.id, g.expires_at, g.id
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = self
+            .store
+            .pending_requests_of(&principal.id, &ent.id)
+            .await?
+            .first()
+        {
+            return Err(Error::conflict(
+                "request.duplicate_pending",
+                format!(
+                    "request {} for {} is already pending; cancel it or wait for its decision",
+                    r.id, ent.id
+                ),
+            ));
+        }
+        if break_glass {
+            return Ok(());
+        }
+        let u = self
+            .store
+            .usage(&principal.id, &ent.id, now.plus_millis(-HOUR_MS))
+            .await?;
+        let q = self.settings.quotas;
+        let over = |used: u64, max: u32| used >= u64::from(max);
+        if over(u.principal_live_grants, q.principal_live_grants) {
+            return Err(Error::limited(
+                "quota.principal_grants",
+                format!(
+                    "{} already holds {} grants, the most allowed at once; let one end or revoke one",
+                    principal.id, q.principal_live_grants
+                ),
+            ));
+        }
+        if over(u.principal_requests, q.principal_requests_per_hour) {
+            return Err(Error::limited(
+                "quota.principal_requests",
+                format!(
+                    "{} made {} requests in the last hour, the most allowed; try again later",
+                    principal.id, q.principal_requests_per_hour
+                ),
+            ));
+        }
+        if let Some(max) = ent.max_live_grants
+            && over(u.entitlement_live_grants, max)
+        {
+            return Err(Error::limited(
+                "quota.entitlement_grants",
+                format!("{} has {max} grants at once, the most allowed", ent.id),
+            ));
+        }
+        if let Some(max) = ent.max_requests_per_hour
+            && over(u.entitlement_requests, max)
+        {
+            return Err(Error::limited(
+                "quota.entitlement_requests",
+                format!(
+                    "{} had {max} requests in the last hour, the most allowed; try again later",
+                    ent.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

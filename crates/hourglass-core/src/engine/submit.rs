@@ -1,0 +1,417 @@
+//! Asking for access: the input checked, admission (duplicates, quotas), policy at the moment
+//! of the request (`Request`, or `BreakGlass` for an emergency), then `AutoApprove`, and the grant
+//! opened in the same commit when policy or break-glass lets the request through.
+//!
+//! Bad input and refused permissions return an error before anything is written.
+
+use tracing::{info, instrument, warn};
+
+use super::{Caller, Engine};
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    catalog::{Entitlement, MIN_DURATION},
+    grant::{Grant, GrantState},
+    id::{EntitlementId, GrantId, RequestId},
+    job::JobAction,
+    policy::Action,
+    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    store::{Commit, JobChange},
+};
+
+use super::requests::MAX_REASON;
+
+const MAX_TICKET: usize = 128;
+
+/// What a client asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewRequest {
+    pub entitlement: String,
+    /// `None` takes the entitlement's default.
+    pub duration: Option<String>,
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// A public key (OpenSSH format) for connectors that certify one.
+    pub public_key: Option<String>,
+    /// An emergency: granted at once where `BreakGlass` permits, capped, alerted and reviewed.
+    pub break_glass: bool,
+    /// A scheduled start, RFC 3339; `None` starts when approved.
+    pub starts_at: Option<String>,
+}
+
+struct Checked<'a> {
+    entitlement: &'a Entitlement,
+    duration: GrantDuration,
+    starts_at: Option<Timestamp>,
+    reason: String,
+    ticket: Option<String>,
+    public_key: Option<String>,
+}
+
+const MAX_PUBLIC_KEY: usize = 16_384;
+/// How far ahead a start may be scheduled.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3_600_000;
+/// A start this little in the past is taken as "now" (clocks differ).
+const START_SKEW_MS: i64 = 60_000;
+
+impl Engine {
+    fn check_new(&self, new: &NewRequest, now: Timestamp) -> Result<Checked<'_>> {
+        let unknown = || {
+            Error::invalid(
+                "request.entitlement_unknown",
+                "entitlement",
+                format!("no entitlement named {:?}", new.entitlement),
+            )
+        };
+        let id = EntitlementId::new(new.entitlement.trim()).map_err(|_| unknown())?;
+        let entitlement = self.catalog.entitlement(&id).ok_or_else(unknown)?;
+        // Break-glass is capped below the entitlement's own maximum.
+        let cap = self.settings.break_glass_max.min(entitlement.max_duration);
+        let duration = match new.duration.as_deref().map(str::trim) {
+            None | Some("") if new.break_glass => entitlement.default_duration.min(cap),
+            None | Some("") => entitlement.default_duration,
+            Some(text) => text
+                .parse::<GrantDuration>()
+                .map_err(|e| Error::invalid("request.duration_invalid", "duration", e))?,
+        };
+        if new.break_glass && duration > cap {
+            return Err(Error::invalid(
+                "request.duration_exceeds_break_glass_max",
+                "duration",
+                format!(
+                    "duration {duration} exceeds the break-glass maximum of {cap} for {}",
+                    entitlement.id
+                ),
+            ));
+        }
+        if duration < MIN_DURATION {
+            return Err(Error::invalid(
+                "request.duration_below_min",
+                "duration",
+                format!("duration {duration} is under the minimum of {MIN_DURATION}"),
+            ));
+        }
+        if duration > entitlement.max_duration {
+            return Err(Error::invalid(
+                "request.duration_exceeds_max",
+                "duration",
+                format!(
+                    "duration {duration} exceeds the maximum of {} for {}",
+                    entitlement.max_duration, entitlement.id
+                ),
+            ));
+        }
+        let starts_at = match new.starts_at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => {
+                let at = Timestamp::parse_rfc3339(text).ok_or_else(|| {
+                    Error::invalid(
+                        "request.starts_at_invalid",
+                        "starts_at",
+                        format!("{text:?} is not an RFC 3339 time (2026-11-24T09:00:00Z)"),
+                    )
+                })?;
+                if new.break_glass {
+                    return Err(Error::invalid(
+                        "request.break_glass_scheduled",
+                        "starts_at",
+                        "break-glass access starts at once; it cannot be scheduled",
+                    ));
+                }
+                if at < now.plus_millis(-START_SKEW_MS) {
+                    return Err(Error::invalid(
+                        "request.starts_at_past",
+                        "starts_at",
+                        format!("the start {at} is in the past"),
+                    ));
+                }
+                if at > now.plus_millis(MAX_SCHEDULE_AHEAD_MS) {
+                    return Err(Error::invalid(
+                        "request.starts_at_too_far",
+                        "starts_at",
+                        "a start can be scheduled at most 30 days ahead",
+                    ));
+                }
+                (at > now).then_some(at)
+            }
+        };
+        let reason = new.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "request.reason_missing",
+                "reason",
+                "a reason is required: say what the access is for",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(Error::invalid(
+                "request.reason_too_long",
+                "reason",
+                format!("the reason is longer than {MAX_REASON} characters"),
+            ));
+        }
+        let ticket = new
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(t) = ticket
+            && (t.chars().count() > MAX_TICKET || t.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "request.ticket_invalid",
+                "ticket",
+                format!("a ticket reference is at most {MAX_TICKET} printable characters"),
+            ));
+        }
+        let public_key = new
+            .public_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if public_key.is_some_and(|k| k.len() > MAX_PUBLIC_KEY || k.contains(['\n', '\r'])) {
+            return Err(Error::invalid(
+                "request.public_key_invalid",
+                "public_key",
+                format!("a public key is one line of at most {MAX_PUBLIC_KEY} bytes"),
+            ));
+        }
+        if let Some(connector) = self.connectors.get(&entitlement.target) {
+            connector
+                .check_request(&entitlement.params, public_key)
+                .map_err(|m| Error::invalid("request.public_key_invalid", "public_key", m))?;
+        }
+        Ok(Checked {
+            entitlement,
+            duration,
+            starts_at,
+            reason,
+            ticket: ticket.map(str::to_owned),
+            public_key: public_key.map(str::to_owned),
+        })
+    }
+
+    /// Asks for an entitlement. Policy decides eligibility now, and may approve at once.
+    #[instrument(skip_all, fields(principal = %caller.principal.id, entitlement = %new.entitlement))]
+    pub async fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request> {
+        let now = self.clock.now();
+        let checked = self.check_new(&new, now)?;
+        let principal = &caller.principal;
+        let ent = checked.entitlement;
+        let start = checked.starts_at.unwrap_or(now);
+        let end = start.plus(checked.duration);
+        self.admit(principal, ent, (start, end), new.break_glass, now)
+            .await?;
+        let mut ctx = self.context(
+            Some(caller),
+            &principal.id,
+            checked.duration,
+            checked.ticket.as_deref(),
+            now,
+        );
+        ctx.break_glass = new.break_glass;
+
+        // Break-glass is judged by its own action: eligibility for an emergency.
+        let gate = if new.break_glass {
+            Action::BreakGlass
+        } else {
+            Action::Request
+        };
+        let eligible = self.decide(gate, principal, ent, &ctx)?;
+        if !eligible.allowed {
+            warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
+            return Err(if new.break_glass {
+                Error::forbidden(
+                    "request.break_glass_not_allowed",
+                    format!(
+                        "{} may not break glass into {} (policy)",
+                        principal.id, ent.id
+                    ),
+                )
+            } else {
+                Error::forbidden(
+                    "request.not_eligible",
+                    format!("{} is not eligible for {} (policy)", principal.id, ent.id),
+                )
+            });
+        }
+        let request = Request {
+            id: RequestId::generate(now)?,
+            requester: principal.id.clone(),
+            entitlement: ent.id.clone(),
+            duration: checked.duration,
+            reason: checked.reason,
+            ticket: checked.ticket,
+            state: RequestState::Pending,
+            state_reason: None,
+            created_at: now,
+            updated_at: now,
+            // A scheduled request that nobody decides before its window closes expires then.
+            decide_by: match checked.starts_at {
+                Some(_) => now.plus(self.settings.pending_ttl).min(end),
+                None => now.plus(self.settings.pending_ttl),
+            },
+            policy_hash: eligible.policy_hash.clone(),
+            grant_id: None,
+            public_key: checked.public_key,
+            break_glass: new.break_glass,
+            mfa: caller.mfa,
+            source_ip: caller.source_ip.clone(),
+            starts_at: checked.starts_at,
+            version: 0,
+        };
+        let mut created = AuditRecord::new(
+            now,
+            principal.id.as_str(),
+            "request.created",
+            request.id.as_str(),
+        )
+        .with("entitlement", &ent.id)
+        .with("duration", request.duration)
+        .with("reason", &request.reason)
+        .with("eligible_by", eligible.policy_ids.join(","))
+        .with("policy_hash", &eligible.policy_hash);
+        if let Some(t) = &request.ticket {
+            created = created.with("ticket", t);
+        }
+        if request.break_glass {
+            created = created.with("break_glass", true);
+        }
+        if let Some(at) = request.starts_at {
+            created = created.with("starts_at", at);
+        }
+        let mut commit = Commit {
+            audit: vec![created],
+            ..Commit::default()
+        };
+
+        // Break-glass needs no approval; otherwise AutoApprove may let it through.
+        let pass = if request.break_glass {
+            Some((ApprovalVia::BreakGlass, eligible))
+        } else {
+            let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
+            auto.allowed.then_some((ApprovalVia::Policy, auto))
+        };
+        let result = if let Some((via, decision)) = pass {
+            let approver = match via {
+                ApprovalVia::BreakGlass => principal.id.to_string(),
+                _ => "policy".to_owned(),
+            };
+            commit.approvals.push(Approval {
+                request_id: request.id.clone(),
+                approver: approver.clone(),
+                verdict: Verdict::Approve,
+                via,
+                policy_ids: decision.policy_ids.clone(),
+                policy_hash: decision.policy_hash.clone(),
+                comment: None,
+                at: now,
+            });
+            let (approved, mut ev) =
+                request.apply(RequestCommand::Approve { actor: approver }, now)?;
+            ev = ev
+                .with("via", via.as_str())
+                .with("policy_ids", decision.policy_ids.join(","))
+                .with("policy_hash", &decision.policy_hash);
+            commit.audit.push(ev);
+            let fulfilled = self.open_grant(approved, ent, now, &mut commit)?;
+            if fulfilled.break_glass && fulfilled.grant_id.is_some() {
+                self.open_review(&fulfilled, now, &mut commit)?;
+            }
+            fulfilled
+        } else {
+            commit.requests.push(request.clone());
+            request
+        };
+        self.commit(commit).await?;
+        if result.grant_id.is_some() {
+            self.wake.jobs_changed();
+        } else {
+            self.wake.deadlines_changed();
+        }
+        if result.break_glass {
+            // The loud part of break-glass: a critical alert in the log (and, from the server,
+            // in the metrics and to the notifiers).
+            tracing::error!(
+                alert = "critical",
+                request_id = %result.id,
+                grant_id = ?result.grant_id,
+                principal = %result.requester,
+                entitlement = %result.entitlement,
+                duration = %result.duration,
+                reason = %result.reason,
+                "BREAK-GLASS access granted without approval; a review is open"
+            );
+        }
+        info!(request_id = %result.id, state = result.state.as_str(), "request submitted");
+        Ok(result)
+    }
+
+    /// Turns an approved request into a provisioning grant with its job, into `commit`.
+    pub(super) fn open_grant(
+        &self,
+        approved: Request,
+        ent: &Entitlement,
+        now: Timestamp,
+        commit: &mut Commit,
+    ) -> Result<Request> {
+        // The window: from the scheduled start (or now, if that passed while it waited) to the
+        // start plus the duration; an unscheduled request starts now.
+        let start = approved.starts_at.unwrap_or(now);
+        let expires_at = start.plus(approved.duration);
+        if expires_at <= now {
+            let (failed, ev) = approved.apply(
+                RequestCommand::Fail {
+                    reason: "the requested window closed before the request was approved".into(),
+                },
+                now,
+            )?;
+            commit.audit.push(ev);
+            commit.requests.push(failed.clone());
+            return Ok(failed);
+        }
+        let grant = Grant {
+            id: GrantId::generate(now)?,
+            request_id: approved.id.clone(),
+            principal: approved.requester.clone(),
+            entitlement: ent.id.clone(),
+            target: ent.target.clone(),
+            state: GrantState::Provisioning,
+            starts_at: start.max(now),
+            expires_at,
+            created_at: now,
+            activated_at: None,
+            revoke_due_at: None,
+            ended_at: None,
+            end_reason: None,
+            handle: None,
+            credential_fingerprint: None,
+            public_key: approved.public_key.clone(),
+            break_glass: approved.break_glass,
+            version: 0,
+        };
+        let (fulfilled, ev) = approved.apply(
+            RequestCommand::Fulfil {
+                grant_id: grant.id.clone(),
+            },
+            now,
+        )?;
+        commit.audit.push(ev);
+        commit.audit.push(
+            AuditRecord::new(now, "system", "grant.created", grant.id.as_str())
+                .with("request", &approved.id)
+                .with("principal", &grant.principal)
+                .with("entitlement", &grant.entitlement)
+                .with("starts_at", grant.starts_at)
+                .with("expires_at", grant.expires_at),
+        );
+        commit.jobs.push(JobChange::Schedule {
+            grant_id: grant.id.clone(),
+            action: JobAction::Provision,
+            run_at: grant.starts_at,
+        });
+        commit.grants.push(grant);
+        commit.requests.push(fulfilled.clone());
+        Ok(fulfilled)
+    }
+}
