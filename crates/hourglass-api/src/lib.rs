@@ -37,6 +37,18 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// `POST /v1/grants/{id}/extend`: ask for more time on an active grant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// How much longer: `30m`, `1h`. The grant's total stays within its maximum.
+    #[serde(default)]
+    pub by: String,
+    /// Why the access is needed longer.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// `POST /v1/requests/{id}/approve`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +114,9 @@ pub struct RequestView {
     /// The scheduled start, if one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
+    /// For an extension request: the grant it lengthens (by `duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// Present on single-request reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<Vec<ApprovalView>>,

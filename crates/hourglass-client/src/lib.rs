@@ -138,6 +138,22 @@ impl Client {
         self.post(&format!("/v1/grants/{id}/revoke"), &RevokeBody { reason })
             .await
     }
+    /// Asks for more time on an active grant; returns the extension request.
+    pub async fn extend(
+        &self,
+        grant_id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<RequestView, ClientError> {
+        self.post(
+            &format!("/v1/grants/{grant_id}/extend"),
+            &hourglass_api::ExtendBody {
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
     /// Reloads the server's policy files (administrators of every entitlement only).
     pub async fn reload_policies(&self) -> Result<hourglass_api::ReloadView, ClientError> {
         self.post("/v1/admin/policies/reload", &serde_json::json!({}))

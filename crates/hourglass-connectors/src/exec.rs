@@ -45,6 +45,10 @@ pub struct ExecConfig {
     pub grant: Vec<String>,
     /// Command that removes it.
     pub revoke: Vec<String>,
+    /// Command that moves the end of the access to the grant's new `expires_at` (an approved
+    /// extension). Leave it out where the target holds no end of its own.
+    #[serde(default)]
+    pub extend: Option<Vec<String>>,
     /// Command that tells whether it exists.
     #[serde(default)]
     pub inspect: Option<Vec<String>>,
@@ -73,6 +77,7 @@ impl ExecConfig {
         for (name, cmd) in [
             ("grant", Some(&self.grant)),
             ("revoke", Some(&self.revoke)),
+            ("extend", self.extend.as_ref()),
             ("inspect", self.inspect.as_ref()),
             ("discover", self.discover.as_ref()),
         ] {
@@ -200,25 +205,38 @@ impl ExecConnector {
     }
 }
 
+/// Reads `{handle, credential}` from a command's stdout (empty: neither).
+fn provisioned(operation: &str, stdout: &[u8]) -> Result<Provisioned, ConnectorError> {
+    let text = String::from_utf8_lossy(stdout);
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Provisioned::default());
+    }
+    let parsed: GrantOutput = serde_json::from_str(text).map_err(|_| {
+        // Never echo the output: it may hold a credential.
+        ConnectorError::new(format!(
+            "exec {operation}: stdout is not a JSON object {{\"handle\", \"credential\"}}"
+        ))
+    })?;
+    Ok(Provisioned {
+        handle: parsed.handle,
+        credential: parsed.credential.map(SecretString::from),
+    })
+}
+
 #[async_trait]
 impl Connector for ExecConnector {
     async fn grant(&self, spec: &GrantSpec) -> Result<Provisioned, ConnectorError> {
         let stdout = self.run("grant", &self.config.grant, Some(spec)).await?;
-        let text = String::from_utf8_lossy(&stdout);
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(Provisioned::default());
-        }
-        let parsed: GrantOutput = serde_json::from_str(text).map_err(|_| {
-            // Never echo the output: it may hold a credential.
-            ConnectorError::new(
-                "exec grant: stdout is not a JSON object {\"handle\", \"credential\"}",
-            )
-        })?;
-        Ok(Provisioned {
-            handle: parsed.handle,
-            credential: parsed.credential.map(SecretString::from),
-        })
+        provisioned("grant", &stdout)
+    }
+
+    async fn extend(&self, spec: &GrantSpec) -> Result<Option<SecretString>, ConnectorError> {
+        let Some(cmd) = &self.config.extend else {
+            return Ok(None);
+        };
+        let stdout = self.run("extend", cmd, Some(spec)).await?;
+        provisioned("extend", &stdout).map(|p| p.credential)
     }
 
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {

@@ -579,6 +579,31 @@ impl Connector for PostgresConnector {
         }
     }
 
+    /// Login roles carry `VALID UNTIL`: it moves to the new end (the password stays). A
+    /// membership has no end of its own in PostgreSQL.
+    async fn extend(&self, spec: &GrantSpec) -> Result<Option<SecretString>, ConnectorError> {
+        if Self::mode_of(spec)? == Mode::Membership {
+            return Ok(None);
+        }
+        let name = self.role_name(&spec.grant_id);
+        let res = sqlx::query(AssertSqlSafe(format!(
+            "ALTER ROLE {} VALID UNTIL '{}'",
+            quote_ident(&name, '"')?,
+            spec.expires_at
+        )))
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(None),
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42704") => {
+                Err(ConnectorError::new(format!(
+                    "postgres extend: role {name} does not exist"
+                )))
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {
         let present = match Self::mode_of(spec)? {
             Mode::Login => sqlx::query_scalar::<_, bool>(

@@ -369,6 +369,12 @@ impl Connector for SshConnector {
         })
     }
 
+    /// A certificate's validity cannot change: a new one is issued for the new end, with the
+    /// same key id and serial (so an early revocation in the KRL covers both).
+    async fn extend(&self, spec: &GrantSpec) -> Result<Option<SecretString>, ConnectorError> {
+        self.grant(spec).await.map(|p| p.credential)
+    }
+
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {
         let now = self.clock.now();
         let _guard = self.krl.lock().await;

@@ -2,7 +2,7 @@
 //! and anything Hourglass does not speak natively. The exact format is in
 //! `docs/connectors.md`; in short:
 //!
-//! - `POST <url>` with a JSON body `{"operation": "grant"|"revoke"|"inspect"|"discover", …the
+//! - `POST <url>` with a JSON body `{"operation": "grant"|"extend"|"revoke"|"inspect"|"discover", …the
 //!   grant's fields…}`;
 //! - `Hourglass-Timestamp: <unix seconds>` and
 //!   `Hourglass-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`;
@@ -286,6 +286,22 @@ impl Connector for WebhookConnector {
             handle: answer.handle,
             credential: answer.credential.map(SecretString::from),
         })
+    }
+
+    /// The receiver moves the end to `grant.expires_at` (idempotent by that value) and may
+    /// answer `{"credential": "…"}` with a credential issued again.
+    async fn extend(&self, spec: &GrantSpec) -> Result<Option<SecretString>, ConnectorError> {
+        let (status, body) = self.call("extend", Some(spec)).await?;
+        if !status.is_success() {
+            return Err(Self::refused("extend", status));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let answer: GrantAnswer = serde_json::from_slice(&body).map_err(|_| {
+            ConnectorError::new("webhook extend: the answer is not {\"credential\": \"…\"} JSON")
+        })?;
+        Ok(answer.credential.map(SecretString::from))
     }
 
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {

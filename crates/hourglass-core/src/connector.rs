@@ -91,6 +91,16 @@ pub trait Connector: Send + Sync {
     async fn grant(&self, spec: &GrantSpec) -> Result<Provisioned, ConnectorError>;
     /// Removes the access and ends live sessions where the target has them; idempotent.
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError>;
+    /// Moves the end of the access to `spec.expires_at` (an approved extension) where the
+    /// target holds an end of its own (a role's `VALID UNTIL`, a certificate's validity), and
+    /// returns a new credential when one has to be issued again. Idempotent. The default does
+    /// nothing: where the target holds no end, Hourglass's own expiry is what ends the access.
+    async fn extend(
+        &self,
+        _spec: &GrantSpec,
+    ) -> Result<Option<secrecy::SecretString>, ConnectorError> {
+        Ok(None)
+    }
     /// Whether the access exists now.
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError>;
     /// Who holds privilege in the target now.

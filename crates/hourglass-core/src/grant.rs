@@ -92,6 +92,11 @@ pub enum GrantCommand {
     Revoke { actor: String, reason: String },
     /// The connector confirmed the access is gone.
     ConfirmRevoked,
+    /// An approved extension moves the end (only of an active grant, only later).
+    Extend {
+        expires_at: Timestamp,
+        request: crate::id::RequestId,
+    },
 }
 
 impl Grant {
@@ -147,6 +152,19 @@ impl Grant {
                 .with("lag_ms", at.millis_since(due).max(0))
                 .with("reason", self.end_reason.as_deref().unwrap_or("revoked"))
             }
+            (
+                Active,
+                GrantCommand::Extend {
+                    expires_at,
+                    request,
+                },
+            ) if expires_at > self.expires_at && self.expires_at > at => {
+                next.expires_at = expires_at;
+                AuditRecord::new(at, "system", "grant.extended", self.id.as_str())
+                    .with("request", request)
+                    .with("from", self.expires_at)
+                    .with("to", expires_at)
+            }
             (state, cmd) => {
                 return Err(Error::conflict(
                     "grant.invalid_transition",
@@ -159,6 +177,7 @@ impl Grant {
                             GrantCommand::Expire => "expire",
                             GrantCommand::Revoke { .. } => "revoke",
                             GrantCommand::ConfirmRevoked => "confirm revocation",
+                            GrantCommand::Extend { .. } => "extend",
                         }
                     ),
                 ));

@@ -1,5 +1,5 @@
 //! Persisted work on targets. Each grant has at most one job row: its next action
-//! (`provision` or `revoke`). A revoke that arrives while a provision is in flight replaces the
+//! (`provision`, `extend` or `revoke`). A revoke that arrives while a provision is in flight replaces the
 //! action on the same row but cannot run until the in-flight lease is released, so a revocation
 //! can never overtake a provisioning of the same grant in the target.
 //!
@@ -15,6 +15,8 @@ use crate::{Timestamp, id::GrantId};
 #[serde(rename_all = "snake_case")]
 pub enum JobAction {
     Provision,
+    /// Move the end of an active grant's access in the target (an approved extension).
+    Extend,
     Revoke,
 }
 
@@ -22,12 +24,14 @@ impl JobAction {
     pub fn as_str(self) -> &'static str {
         match self {
             JobAction::Provision => "provision",
+            JobAction::Extend => "extend",
             JobAction::Revoke => "revoke",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "provision" => Some(JobAction::Provision),
+            "extend" => Some(JobAction::Extend),
             "revoke" => Some(JobAction::Revoke),
             _ => None,
         }

@@ -91,6 +91,8 @@ pub struct Request {
     pub source_ip: Option<String>,
     /// A scheduled start (`request --at`); `None` starts when approved.
     pub starts_at: Option<Timestamp>,
+    /// For an extension: the active grant to lengthen by `duration` (judged by `Extend`).
+    pub extends: Option<GrantId>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -282,6 +284,7 @@ mod tests {
             mfa: false,
             source_ip: None,
             starts_at: None,
+            extends: None,
             version: 1,
         }
     }

@@ -99,7 +99,7 @@ time_zone = "UTC"           # of context.hour and context.weekday (an IANA name:
 [[targets]]
 name = "demo"
 connector = "exec"
-exec = {{ grant = [{script}, "grant"], revoke = [{script}, "revoke"], inspect = [{script}, "inspect"], timeout_secs = 10, env = {{ HOURGLASS_DEMO_ACCESS_FILE = {access} }} }}
+exec = {{ grant = [{script}, "grant"], revoke = [{script}, "revoke"], extend = [{script}, "extend"], inspect = [{script}, "inspect"], timeout_secs = 10, env = {{ HOURGLASS_DEMO_ACCESS_FILE = {access} }} }}
 
 [[entitlements]]
 name = "demo/read-logs"

@@ -25,6 +25,7 @@ pub fn request(r: &Request) -> RequestView {
         grant_id: r.grant_id.as_ref().map(ToString::to_string),
         break_glass: r.break_glass,
         starts_at: r.starts_at.map(|t| t.to_string()),
+        extends: r.extends.as_ref().map(ToString::to_string),
         approvals: None,
         approvals_required: None,
         grant: None,

@@ -147,6 +147,7 @@ pub async fn job_runner(
 fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
     let name = match outcome {
         JobOutcome::Activated => "activated",
+        JobOutcome::Extended => "extended",
         JobOutcome::Revoked { lag_ms } => {
             metrics.revocation_lag(*lag_ms as f64 / 1000.0);
             "revoked"

@@ -43,6 +43,7 @@ fn request(at: i64) -> Request {
         mfa: true,
         source_ip: Some("192.0.2.7".into()),
         starts_at: Some(t(at + 500)),
+        extends: None,
         version: 0,
     }
 }
@@ -159,6 +160,17 @@ async fn rows_round_trip() {
     .unwrap();
     let back = s.get_request(&r.id).await.unwrap().unwrap();
     assert_eq!(back, Request { version: 1, ..r });
+    // An extension request names the grant it lengthens.
+    let mut ext = request(20);
+    ext.extends = Some(g.id.clone());
+    s.commit(Commit {
+        requests: vec![ext.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let back = s.get_request(&ext.id).await.unwrap().unwrap();
+    assert_eq!(back, Request { version: 1, ..ext });
     let gb = s.get_grant(&g.id).await.unwrap().unwrap();
     assert_eq!(
         gb,

@@ -110,6 +110,15 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Ask for more time on your active grant: the same policy and approval path as a request,
+    /// never past the entitlement's maximum total.
+    Extend {
+        grant: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Break-glass reviews you may see (open ones unless --all).
     Reviews {
         #[arg(long)]
@@ -373,6 +382,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Revoke { id, reason } => {
             let g = client(&cli)?.revoke(id, reason.clone()).await?;
             print_grants(&cli, &[g])
+        }
+        Command::Extend { grant, by, reason } => {
+            let r = client(&cli)?.extend(grant, by, reason).await?;
+            print_request(&cli, &r);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reviews { all } => {
             let items = client(&cli)?.list_reviews((!all).then_some("open")).await?;

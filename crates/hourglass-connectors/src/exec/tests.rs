@@ -25,6 +25,7 @@ fn config(grant: String, revoke: String) -> ExecConfig {
     ExecConfig {
         grant: vec![grant],
         revoke: vec![revoke],
+        extend: None,
         inspect: None,
         discover: None,
         workdir: None,
@@ -112,4 +113,33 @@ async fn inspect_and_discover() {
     let h = c.discover().await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].holder, "bob");
+}
+
+#[tokio::test]
+async fn extend_runs_its_command_with_the_new_end_or_does_nothing_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("extended");
+    let mut cfg = config("/bin/true".into(), "/bin/true".into());
+    let c = ExecConnector::new(cfg.clone());
+    assert!(
+        c.extend(&spec()).await.unwrap().is_none(),
+        "no command: no-op"
+    );
+    cfg.extend = Some(vec![script(
+        dir.path(),
+        "e",
+        &format!(
+            "echo \"$HOURGLASS_OPERATION $HOURGLASS_EXPIRES_AT\" > {}\necho '{{\"credential\": \"new\"}}'",
+            out.display()
+        ),
+    )]);
+    let c = ExecConnector::new(cfg);
+    let mut s = spec();
+    s.expires_at = s.expires_at.plus_millis(30 * 60_000);
+    let cred = c.extend(&s).await.unwrap().unwrap();
+    assert_eq!(cred.expose_secret(), "new");
+    assert_eq!(
+        fs::read_to_string(&out).unwrap().trim(),
+        format!("extend {}", s.expires_at)
+    );
 }

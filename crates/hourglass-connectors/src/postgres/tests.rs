@@ -116,6 +116,20 @@ async fn login_role_has_exactly_the_granted_privilege_until_revoked() {
     assert!(s.expires_at.to_string().starts_with(&until), "{until}");
     assert_eq!(pg.inspect(&s).await.unwrap(), Presence::Present);
 
+    // Extended: VALID UNTIL moves to the new end; the password stays the same.
+    s.expires_at = s.expires_at.plus_millis(30 * 60_000);
+    assert!(pg.extend(&s).await.unwrap().is_none());
+    let (stored_after, until): (String, String) = sqlx::query_as(
+        "SELECT rolpassword, to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')
+           FROM pg_authid WHERE rolname = $1",
+    )
+    .bind(&role)
+    .fetch_one(&mut a)
+    .await
+    .unwrap();
+    assert!(s.expires_at.to_string().starts_with(&until), "{until}");
+    assert_eq!(stored_after, stored);
+
     // Reads what the role may read, and nothing more.
     let mut user = PgConnection::connect(&url).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
@@ -145,6 +159,9 @@ async fn login_role_has_exactly_the_granted_privilege_until_revoked() {
     assert!(!role_exists(&mut a, &role).await);
     assert_eq!(pg.inspect(&s).await.unwrap(), Presence::Absent);
     pg.revoke(&s).await.unwrap();
+    // Nothing to extend once the role is gone: an error, retried and audited by the engine.
+    let e = pg.extend(&s).await.unwrap_err();
+    assert!(e.message.contains("does not exist"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -77,6 +77,22 @@ async fn certificates_read_back_and_early_revocation_lands_in_the_krl() {
     assert!(text.contains(&format!("to {until}")), "{until} in {text}");
     assert_eq!(ca.inspect(&s).await.unwrap(), Presence::Present);
 
+    // Extended: a new certificate for the new end, same key id.
+    let mut longer = s.clone();
+    longer.expires_at = s.expires_at.plus_millis(30 * 60_000);
+    let cert = ca.extend(&longer).await.unwrap().unwrap();
+    let longer_path = dir.path().join("longer-cert.pub");
+    std::fs::write(&longer_path, cert.expose_secret()).unwrap();
+    let (ok, text) = keygen(&["-L", "-f", longer_path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let until = longer.expires_at.to_string();
+    let until = until.split('.').next().unwrap().trim_end_matches('Z');
+    assert!(text.contains(&format!("to {until}")), "{until} in {text}");
+    assert!(
+        text.contains(&format!("Key ID: \"{}\"", s.grant_id)),
+        "{text}"
+    );
+
     // The (empty) KRL exists from the start, and does not revoke the certificate.
     let krl = cfg.krl_file.to_str().unwrap();
     let (ok, text) = keygen(&["-Q", "-f", krl, cert_path.to_str().unwrap()]);
@@ -88,6 +104,11 @@ async fn certificates_read_back_and_early_revocation_lands_in_the_krl() {
     let (ok, text) = keygen(&["-Q", "-f", krl, cert_path.to_str().unwrap()]);
     assert!(!ok, "{text}");
     assert!(text.contains("REVOKED"), "{text}");
+    let (ok, text) = keygen(&["-Q", "-f", krl, longer_path.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("REVOKED"),
+        "the extended certificate too: {text}"
+    );
     assert_eq!(ca.inspect(&s).await.unwrap(), Presence::Absent);
 
     // Another certificate of the same CA stays valid.

@@ -58,6 +58,16 @@ impl Engine {
         if break_glass {
             return Ok(());
         }
+        self.check_quotas(principal, ent, now).await
+    }
+
+    /// Refuses a request that would exceed a quota of the principal or the entitlement.
+    pub(super) async fn check_quotas(
+        &self,
+        principal: &Principal,
+        ent: &Entitlement,
+        now: Timestamp,
+    ) -> Result<()> {
         let u = self
             .store
             .usage(&principal.id, &ent.id, now.plus_millis(-HOUR_MS))

@@ -27,6 +27,8 @@ use crate::{
 pub enum JobOutcome {
     /// Provisioned: the grant is active.
     Activated,
+    /// An extension's new end is in the target too.
+    Extended,
     /// Revoked (or cleaned up) and confirmed by the target; `lag_ms` past the moment it was due.
     Revoked { lag_ms: i64 },
     /// The connector failed; the job runs again at `retry_at`.
@@ -51,7 +53,7 @@ pub struct JobReport {
     pub outcome: JobOutcome,
 }
 
-fn fingerprint(secret: &str) -> String {
+pub(super) fn fingerprint(secret: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
 }
 
@@ -159,7 +161,7 @@ impl Engine {
         self.store.next_job_at().await
     }
 
-    fn spec(&self, grant: &Grant) -> Result<GrantSpec> {
+    pub(super) fn spec(&self, grant: &Grant) -> Result<GrantSpec> {
         let ent = self.catalog.entitlement(&grant.entitlement);
         let kind = self
             .catalog
@@ -206,6 +208,7 @@ impl Engine {
         };
         let outcome = match job.action {
             JobAction::Provision => self.provision(&job, grant, &token).await?,
+            JobAction::Extend => self.run_extend(&job, grant, &token).await?,
             JobAction::Revoke => self.run_revoke(&job, grant, &token).await?,
         };
         Ok(report(outcome))
@@ -455,7 +458,7 @@ impl Engine {
         }
     }
 
-    async fn retry(
+    pub(super) async fn retry(
         &self,
         job: &Job,
         grant: &Grant,
@@ -470,6 +473,7 @@ impl Engine {
         warn!(attempt, %retry_at, error = %error, "connector call failed; will retry");
         let action = match job.action {
             JobAction::Provision => "grant.provision_failed",
+            JobAction::Extend => "grant.extend_failed",
             JobAction::Revoke => "grant.revoke_failed",
         };
         let commit = Commit {
@@ -504,7 +508,7 @@ impl Engine {
     /// Commits a job's outcome. If the job or grant changed under us (a revoke replaced the
     /// action, or the lease was lost), the outcome is dropped and our lease, if still ours, is
     /// released so that the new action runs now rather than when the lease would run out.
-    async fn finish(&self, commit: Commit, outcome: JobOutcome) -> Result<JobOutcome> {
+    pub(super) async fn finish(&self, commit: Commit, outcome: JobOutcome) -> Result<JobOutcome> {
         let lease = commit.jobs.iter().find_map(|j| match j {
             JobChange::Complete {
                 grant_id,

@@ -7,6 +7,7 @@
 //! connector except the job execution in [`jobs`], which only workers run.
 
 mod admission;
+mod extend;
 mod jobs;
 mod reads;
 mod reconcile;
@@ -241,6 +242,33 @@ impl Engine {
         ctx.source_ip.clone_from(&req.source_ip);
         ctx.break_glass = req.break_glass;
         ctx
+    }
+
+    /// Judges a stored request again now under the policy set in force: `Extend` (on the
+    /// grant's new total) for an extension, `BreakGlass` for an emergency, else `Request`.
+    /// `false` when its requester or entitlement is gone.
+    async fn still_permitted(&self, req: &crate::request::Request, at: Timestamp) -> Result<bool> {
+        let (Some(p), Some(ent)) = (
+            self.catalog.principal(&req.requester),
+            self.catalog.entitlement(&req.entitlement),
+        ) else {
+            return Ok(false);
+        };
+        let mut ctx = self.recheck_context(req, at);
+        let action = match &req.extends {
+            Some(gid) => {
+                let Some(g) = self.store.get_grant(gid).await? else {
+                    return Ok(false);
+                };
+                let end = g.expires_at.plus(req.duration);
+                ctx.duration_secs =
+                    u64::try_from(end.millis_since(g.starts_at) / 1000).unwrap_or(0);
+                Action::Extend
+            }
+            None if req.break_glass => Action::BreakGlass,
+            None => Action::Request,
+        };
+        Ok(self.decide(action, p, ent, &ctx)?.allowed)
     }
 
     fn decide(

@@ -14,12 +14,12 @@ use tracing::{info, instrument};
 
 use super::{Caller, Engine, retry_on_conflict};
 use crate::{
-    Result, Timestamp,
+    Result,
     audit::AuditRecord,
     grant::{Grant, GrantCommand, GrantState},
     id::{GrantId, RequestId},
     job::JobAction,
-    policy::{Action, PolicyDecider},
+    policy::PolicyDecider,
     request::{Request, RequestCommand, RequestState},
     store::{Commit, GrantFilter, JobChange, RequestFilter},
 };
@@ -78,23 +78,6 @@ impl Engine {
         })
     }
 
-    /// Whether the current set still lets `req` through, judged now with its recorded facts.
-    fn still_eligible(&self, req: &Request, now: Timestamp) -> Result<bool> {
-        let (Some(p), Some(ent)) = (
-            self.catalog.principal(&req.requester),
-            self.catalog.entitlement(&req.entitlement),
-        ) else {
-            return Ok(false);
-        };
-        let ctx = self.recheck_context(req, now);
-        let action = if req.break_glass {
-            Action::BreakGlass
-        } else {
-            Action::Request
-        };
-        Ok(self.decide(action, p, ent, &ctx)?.allowed)
-    }
-
     async fn recheck_pending(&self, new_hash: &str) -> Result<Vec<RequestId>> {
         let mut cancelled = Vec::new();
         let mut before = None;
@@ -126,7 +109,7 @@ impl Engine {
                 return Ok(false);
             };
             let now = self.clock.now();
-            if req.state != RequestState::Pending || self.still_eligible(&req, now)? {
+            if req.state != RequestState::Pending || self.still_permitted(&req, now).await? {
                 return Ok(false);
             }
             let (cancelled, ev) = req.apply(

@@ -186,11 +186,14 @@ impl Engine {
                 commit.audit.push(ev.with("approvals", count));
                 // Eligibility is judged again now: an approval does not outlive a policy
                 // change that denies the request.
-                let requester = self.requester_of(&req)?;
-                let ctx = self.recheck_context(&req, now);
-                let still = self.decide(Action::Request, requester, ent, &ctx)?;
-                if still.allowed {
-                    self.open_grant(approved, ent, now, &mut commit)?
+                if self.still_permitted(&req, now).await? {
+                    match &req.extends {
+                        Some(gid) => {
+                            let grant = self.load_grant(gid.as_str()).await?;
+                            self.apply_extension(approved, grant, ent, now, &mut commit)?
+                        }
+                        None => self.open_grant(approved, ent, now, &mut commit)?,
+                    }
                 } else {
                     let (failed, ev) = approved.apply(
                         RequestCommand::Fail {
@@ -200,7 +203,7 @@ impl Engine {
                     )?;
                     commit
                         .audit
-                        .push(ev.with("policy_hash", &still.policy_hash));
+                        .push(ev.with("policy_hash", self.policy_hash()));
                     commit.requests.push(failed.clone());
                     failed
                 }

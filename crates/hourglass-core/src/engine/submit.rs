@@ -258,6 +258,7 @@ impl Engine {
             mfa: caller.mfa,
             source_ip: caller.source_ip.clone(),
             starts_at: checked.starts_at,
+            extends: None,
             version: 0,
         };
         let mut created = AuditRecord::new(

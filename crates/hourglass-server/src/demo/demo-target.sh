@@ -4,7 +4,7 @@
 # Every operation is idempotent (it may run again for the same grant after a crash).
 set -eu
 file="${HOURGLASS_DEMO_ACCESS_FILE:?}"
-op="${1:?usage: demo-target.sh grant|revoke|inspect}"
+op="${1:?usage: demo-target.sh grant|extend|revoke|inspect}"
 touch "$file"
 exec 9>>"$file.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
@@ -14,6 +14,10 @@ case "$op" in
       printf '%s %s until %s %s\n' "$HOURGLASS_PRINCIPAL" "$HOURGLASS_ENTITLEMENT" \
         "$HOURGLASS_EXPIRES_AT" "$HOURGLASS_GRANT_ID" >> "$file"
     fi
+    ;;
+  extend)
+    sed "s|until [^ ]* ${HOURGLASS_GRANT_ID}\$|until ${HOURGLASS_EXPIRES_AT} ${HOURGLASS_GRANT_ID}|" "$file" > "$file.tmp"
+    mv "$file.tmp" "$file"
     ;;
   revoke)
     grep -v " ${HOURGLASS_GRANT_ID}\$" "$file" > "$file.tmp" || true

@@ -16,8 +16,8 @@ use axum::{
     routing::{get, post},
 };
 use hourglass_api::{
-    ApproveBody, AuditEventView, CreateRequest, CredentialView, DenyBody, DriftView, GrantView,
-    List, PROBLEM_JSON, Problem, ReconcileView, RequestView, RevokeBody, StandingView,
+    ApproveBody, AuditEventView, CreateRequest, CredentialView, DenyBody, DriftView, ExtendBody,
+    GrantView, List, PROBLEM_JSON, Problem, ReconcileView, RequestView, RevokeBody, StandingView,
     TargetStandingView, WhoAmI,
 };
 use hourglass_core::{
@@ -52,6 +52,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/grants", get(list_grants))
         .route("/v1/grants/{id}", get(get_grant))
         .route("/v1/grants/{id}/revoke", post(revoke))
+        .route("/v1/grants/{id}/extend", post(extend))
         .route("/v1/grants/{id}/credential", get(credential))
         .route("/v1/whoami", get(whoami))
         .route("/v1/audit", get(audit))
@@ -398,6 +399,28 @@ async fn revoke(
     Ok(Json(views::grant(&g)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path, description = "grt_…")), request_body = ExtendBody, responses((status = 201, description = "An extension request: fulfilled (the grant's end moved) when policy approved it, else pending for approvers", body = RequestView), (status = 400, description = "Bad input, or past the maximum total, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not the holder, or policy does not permit extending", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The grant is not active, or an extension is already pending", body = Problem, content_type = "application/problem+json"), (status = 429, description = "A quota is used up", body = Problem, content_type = "application/problem+json")))]
+async fn extend(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Body(body): Body<ExtendBody>,
+) -> ApiResult<Response> {
+    // Visibility first: someone who may not see the grant learns nothing about it.
+    app.engine.grant(&caller, &id).await?;
+    let r = app
+        .engine
+        .extend(&caller, &id, &body.by, &body.reason)
+        .await?;
+    app.metrics.request(if r.grant_id.is_some() {
+        "extended"
+    } else {
+        "extension_pending"
+    });
+    let details = app.engine.request_details(&caller, r.id.as_str()).await?;
+    Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
+}
+
 #[utoipa::path(get, path = "/v1/grants/{id}/credential", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "The grant's credential; shown once", body = CredentialView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json")))]
 async fn credential(
     State(app): State<Shared>,
@@ -627,7 +650,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -669,6 +692,7 @@ mod tests {
             "/v1/grants",
             "/v1/grants/{id}",
             "/v1/grants/{id}/revoke",
+            "/v1/grants/{id}/extend",
             "/v1/grants/{id}/credential",
             "/v1/audit",
             "/v1/whoami",

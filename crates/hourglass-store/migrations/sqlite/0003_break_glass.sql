@@ -22,8 +22,9 @@ CREATE TABLE reviews (
 ) STRICT;
 CREATE INDEX reviews_by_state ON reviews (state, id);
 
--- A scheduled start (request --at).
+-- A scheduled start (request --at), and the grant an extension request lengthens.
 ALTER TABLE requests ADD COLUMN starts_at INTEGER;
+ALTER TABLE requests ADD COLUMN extends TEXT REFERENCES grants (id);
 
 -- Admission checks and quotas read these, never a scan: a principal's live grants and pending
 -- requests of one entitlement, an entitlement's live grants, and the requests of the last hour.

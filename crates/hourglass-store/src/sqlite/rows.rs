@@ -58,6 +58,10 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
         mfa: get(row, "mfa")?,
         source_ip: get(row, "source_ip")?,
         starts_at: opt_ts(get(row, "starts_at")?),
+        extends: match get::<Option<String>>(row, "extends")? {
+            Some(g) => Some(GrantId::parse(&g).ok_or_else(|| corrupt("grant id", &g))?),
+            None => None,
+        },
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })

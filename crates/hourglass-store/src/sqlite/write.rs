@@ -33,15 +33,15 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         sqlx::query(
             "INSERT INTO requests (requester, entitlement, duration_secs, reason, ticket, state, state_reason,
                created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
-               source_ip, starts_at, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               source_ip, starts_at, extends, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
                grant_id = ?, public_key = ?, break_glass = ?, mfa = ?, source_ip = ?, starts_at = ?,
-               version = version + 1
+               extends = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -63,6 +63,7 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         .bind(r.mfa)
         .bind(&r.source_ip)
         .bind(r.starts_at.map(Timestamp::unix_millis))
+        .bind(r.extends.as_ref().map(GrantId::as_str))
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)

@@ -514,3 +514,114 @@ async fn quotas_refuse_with_429_and_change_nothing() {
         .unwrap();
     s.stop().await;
 }
+
+/// An extension goes through the same policy and approval path as a request, moves the end in
+/// the target too, and never goes past the entitlement's maximum total.
+#[tokio::test]
+async fn extensions_take_the_request_path_and_stop_at_the_maximum_total() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let (alice, bob) = (s.client("alice"), s.client("bob"));
+    let gid = alice
+        .create_request(&ask("demo/read-logs", "30m", "logs"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    let line = || {
+        s.access()
+            .lines()
+            .find(|l| l.ends_with(&gid))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(line().contains(&format!("until {}", at(&s, 30 * 60_000))));
+
+    // +20m: 50m in all, within the 1h that policy approves with no human.
+    let e = alice.extend(&gid, "20m", "still digging").await.unwrap();
+    assert_eq!(
+        (
+            e.state.as_str(),
+            e.extends.as_deref(),
+            e.grant_id.as_deref()
+        ),
+        ("fulfilled", Some(gid.as_str()), Some(gid.as_str()))
+    );
+    assert_eq!(
+        e.approvals.unwrap()[0].policy_ids,
+        ["read-logs-auto-approve-1h"]
+    );
+    assert_eq!(
+        alice.get_grant(&gid).await.unwrap().expires_at,
+        at(&s, 50 * 60_000)
+    );
+    let moved = format!("until {}", at(&s, 50 * 60_000));
+    assert!(
+        eventually(|| async { line().contains(&moved) }).await,
+        "the target holds the new end"
+    );
+
+    // +20m more is 70m: past the no-human hour, so bob decides; a second one waits its turn.
+    let e = alice.extend(&gid, "20m", "one more pass").await.unwrap();
+    assert_eq!(e.state, "pending");
+    let p = problem(alice.extend(&gid, "10m", "and more").await.unwrap_err());
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (409, "extend.duplicate_pending")
+    );
+    let approved = bob.approve(&e.id, None).await.unwrap();
+    assert_eq!(approved.state, "fulfilled");
+    assert_eq!(
+        alice.get_grant(&gid).await.unwrap().expires_at,
+        at(&s, 70 * 60_000)
+    );
+
+    // Never past the maximum total (4h), never by someone else, and nothing changes.
+    assert!(
+        eventually(|| async { line().contains(&format!("until {}", at(&s, 70 * 60_000))) }).await
+    );
+    let before = audit_len(&s).await;
+    let p = problem(alice.extend(&gid, "3h", "all day").await.unwrap_err());
+    assert_eq!(
+        (p.status, p.code.as_str(), p.field.as_deref()),
+        (400, "extend.exceeds_max", Some("by"))
+    );
+    let p = problem(bob.extend(&gid, "10m", "for alice").await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (403, "extend.not_holder"));
+    let p = problem(
+        s.client("support-bot")
+            .extend(&gid, "10m", "x")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.status, 404);
+    let p = problem(alice.extend(&gid, "10m", " ").await.unwrap_err());
+    assert_eq!(p.field.as_deref(), Some("reason"));
+    assert_eq!(audit_len(&s).await, before);
+
+    // It ends at the extended time, not the original one.
+    s.clock.advance_ms(69 * 60_000);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(alice.get_grant(&gid).await.unwrap().state, "active");
+    s.clock.advance_ms(60_000);
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    assert!(line().is_empty());
+    let p = problem(alice.extend(&gid, "10m", "too late").await.unwrap_err());
+    assert_eq!((p.status, p.code.as_str()), (409, "grant.not_active"));
+    let events = s.client("admin").audit(0).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "grant.extended")
+            .count(),
+        2
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "grant.extension_applied")
+            .count(),
+        2
+    );
+    s.stop().await;
+}
