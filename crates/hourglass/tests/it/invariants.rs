@@ -1,6 +1,7 @@
-//! Properties of approval, checked over the real API with random quorums and random sequences
-//! of approvers: nobody approves their own request, approvals are counted once per person, and a
-//! grant exists exactly when the quorum of distinct permitted approvers is reached.
+//! Properties of approval, checked over the real API with random quorums, random sequences
+//! of approvers and random policy sets: nobody approves their own request, approvals are counted
+//! once per person, a grant exists only at its quorum (or by policy), within its maximum, and an
+//! unconditional forbid always wins.
 
 use hourglass_api::CreateRequest;
 use hourglass_client::ClientError;
@@ -135,4 +136,154 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
             .unwrap();
     }
     s.stop().await;
+}
+
+/// One random policy: effect, action, who, which resource, and an optional duration limit.
+#[derive(Debug, Clone)]
+struct RandomPolicy {
+    permit: bool,
+    action: &'static str,
+    who: &'static str,
+    ops_admin_only: bool,
+    max_secs: Option<u64>,
+}
+
+impl RandomPolicy {
+    fn text(&self, i: usize) -> String {
+        let principal = match self.who {
+            "anyone" => "principal".to_owned(),
+            "requesters" | "approvers" => {
+                format!("principal in Hourglass::Group::\"{}\"", self.who)
+            }
+            name => format!("principal == Hourglass::Principal::\"{name}\""),
+        };
+        let resource = if self.ops_admin_only {
+            "resource == Hourglass::Entitlement::\"demo/ops-admin\""
+        } else {
+            "resource"
+        };
+        let when = self.max_secs.map_or(String::new(), |m| {
+            format!(" when {{ context.duration_secs <= {m} }}")
+        });
+        format!(
+            "@id(\"p{i}\")\n{}({principal}, action == Hourglass::Action::\"{}\", {resource}){when};\n",
+            if self.permit { "permit" } else { "forbid" },
+            self.action
+        )
+    }
+
+    /// An unconditional forbid of `action` for everyone on ops-admin.
+    fn forbids_all(&self, action: &str) -> bool {
+        !self.permit && self.action == action && self.who == "anyone" && self.max_secs.is_none()
+    }
+}
+
+fn arb_random_policy() -> impl Strategy<Value = RandomPolicy> {
+    (
+        prop::bool::weighted(0.75),
+        prop::sample::select(vec!["Request", "AutoApprove", "Approve", "Approve"]),
+        prop::sample::select(vec!["anyone", "requesters", "approvers", "alice", "bob"]),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![600u64, 1800, 3600])),
+    )
+        .prop_map(
+            |(permit, action, who, ops_admin_only, max_secs)| RandomPolicy {
+                permit,
+                action,
+                who,
+                ops_admin_only,
+                max_secs,
+            },
+        )
+}
+
+/// Whatever the policies say: nobody approves their own request, no grant exists without its
+/// quorum of human approvals or a policy approval, no grant outlives the entitlement's maximum,
+/// and an unconditional forbid always wins.
+async fn run_random_policies(
+    policies: Vec<RandomPolicy>,
+    quorum: u32,
+    minutes: u64,
+    approvers: Vec<usize>,
+) -> Result<(), TestCaseError> {
+    let text: String = policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.text(i))
+        .collect();
+    let s = hourglass_testkit::spawn_server_with(|dir, config| {
+        std::fs::write(dir.join("policies/demo.cedar"), &text).unwrap();
+        config.replace(
+            "approvals_required = 1",
+            &format!("approvals_required = {quorum}"),
+        )
+    })
+    .await
+    .unwrap();
+    let forbids = |a: &str| policies.iter().any(|p| p.forbids_all(a));
+    let req = CreateRequest {
+        entitlement: "demo/ops-admin".into(),
+        duration: Some(format!("{minutes}m")),
+        reason: "p".into(),
+        ..CreateRequest::default()
+    };
+    let r = match s.client("alice").create_request(&req).await {
+        Ok(r) => r,
+        Err(ClientError::Problem(p)) => {
+            prop_assert_eq!(p.code, "request.not_eligible");
+            s.stop().await;
+            return Ok(());
+        }
+        Err(e) => return Err(TestCaseError::fail(e.to_string())),
+    };
+    prop_assert!(!forbids("Request"), "a forbid on Request did not win");
+    if forbids("AutoApprove") {
+        prop_assert_eq!(&r.state, "pending");
+    }
+    for i in approvers {
+        let who = WHO[i];
+        let result = s.client(who).approve(&r.id, None).await;
+        if who == "alice" {
+            prop_assert!(
+                matches!(&result, Err(ClientError::Problem(p)) if p.code == "approval.self_approval"),
+                "alice approved her own request: {result:?}"
+            );
+        }
+        if forbids("Approve") {
+            prop_assert!(result.is_err(), "{who} approved despite a forbid");
+        }
+    }
+    let now = s.client("alice").get_request(&r.id).await.unwrap();
+    let approvals = now.approvals.unwrap();
+    prop_assert!(approvals.iter().all(|a| a.approver != "alice"));
+    if let Some(gid) = &now.grant_id {
+        let by_policy = approvals
+            .iter()
+            .any(|a| a.via == "policy" && !a.policy_ids.is_empty());
+        let humans = approvals.iter().filter(|a| a.via == "human").count() as u32;
+        prop_assert!(
+            by_policy || humans >= quorum,
+            "a grant without its quorum: {approvals:?}"
+        );
+        let g = s.client("alice").get_grant(gid).await.unwrap();
+        let start = hourglass_core::Timestamp::parse_rfc3339(&g.starts_at).unwrap();
+        let end = hourglass_core::Timestamp::parse_rfc3339(&g.expires_at).unwrap();
+        prop_assert!(end.millis_since(start) <= 2 * 3_600_000, "past the maximum");
+    }
+    s.stop().await;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn random_policy_sets_cannot_break_the_invariants(
+        policies in prop::collection::vec(arb_random_policy(), 1..8),
+        quorum in 1u32..=2,
+        minutes in prop::sample::select(vec![5u64, 30, 90, 120]),
+        approvers in prop::collection::vec(0usize..5, 0..5),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(run_random_policies(policies, quorum, minutes, approvers))?;
+    }
 }
