@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// `target/name`.
+    /// An entitlement (`target/name`), or a task profile's name: all its entitlements are
+    /// granted together, and revoked together.
     pub entitlement: String,
     /// `30m`, `2h`, `1h30m`; the entitlement's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,7 +95,11 @@ pub struct ApprovalView {
 pub struct RequestView {
     pub id: String,
     pub requester: String,
+    /// The entitlement or profile asked for.
     pub entitlement: String,
+    /// `entitlement` or `profile`.
+    #[serde(default = "entitlement_kind")]
+    pub kind: String,
     pub duration: String,
     pub reason: String,
     pub ticket: Option<String>,
@@ -122,8 +127,16 @@ pub struct RequestView {
     pub approvals: Option<Vec<ApprovalView>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals_required: Option<u32>,
+    /// The (first) grant, on single-request reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<GrantView>,
+    /// Every grant the request opened (one per entitlement of a profile), on single reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<GrantView>>,
+}
+
+fn entitlement_kind() -> String {
+    "entitlement".into()
 }
 
 /// A grant: the elevated state in a target.
@@ -157,7 +170,10 @@ pub struct ReviewView {
     pub grant_id: String,
     /// Who broke the glass.
     pub principal: String,
+    /// The entitlement or profile broken into.
     pub entitlement: String,
+    /// `entitlement` or `profile`.
+    pub kind: String,
     /// The break-glass reason.
     pub reason: String,
     /// `open` or `closed`.

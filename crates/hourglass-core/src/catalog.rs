@@ -197,6 +197,12 @@ impl Catalog {
                     ent.profiles.push(p.id.to_string());
                 }
             }
+            if EntitlementId::new(p.id.as_str()).is_ok_and(|e| cat.entitlements.contains_key(&e)) {
+                errors.push(format!(
+                    "profile {}: an entitlement has the same name; requests name either",
+                    p.id
+                ));
+            }
             if cat.profiles.insert(p.id.clone(), p.clone()).is_some() {
                 errors.push(format!("profile {}: defined twice", p.id));
             }

@@ -165,6 +165,45 @@ impl EntitlementId {
     }
 }
 
+/// What a request asks for: one entitlement, or a task profile (its entitlements together).
+/// Both are named `area/name`; a configuration may not use one name for both.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum AccessId {
+    Entitlement(EntitlementId),
+    Profile(ProfileId),
+}
+
+impl AccessId {
+    pub fn name(&self) -> &str {
+        match self {
+            AccessId::Entitlement(e) => e.as_str(),
+            AccessId::Profile(p) => p.as_str(),
+        }
+    }
+    /// `entitlement` or `profile`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AccessId::Entitlement(_) => "entitlement",
+            AccessId::Profile(_) => "profile",
+        }
+    }
+    /// Rebuilds an id from its kind and name, as stored.
+    pub fn from_parts(kind: &str, name: &str) -> Option<Self> {
+        match kind {
+            "entitlement" => EntitlementId::new(name).ok().map(AccessId::Entitlement),
+            "profile" => ProfileId::new(name).ok().map(AccessId::Profile),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AccessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,6 +107,31 @@ impl Resource<'_> {
             Resource::Profile(p) => p.id.as_str(),
         }
     }
+    pub fn default_duration(&self) -> crate::GrantDuration {
+        match self {
+            Resource::Entitlement(e) => e.default_duration,
+            Resource::Profile(p) => p.default_duration,
+        }
+    }
+    pub fn max_duration(&self) -> crate::GrantDuration {
+        match self {
+            Resource::Entitlement(e) => e.max_duration,
+            Resource::Profile(p) => p.max_duration,
+        }
+    }
+    /// Distinct human approvals needed when no `AutoApprove` policy lets a request through.
+    pub fn approvals_required(&self) -> u32 {
+        match self {
+            Resource::Entitlement(e) => e.approvals_required,
+            Resource::Profile(p) => p.approvals_required,
+        }
+    }
+    pub fn access_id(&self) -> crate::id::AccessId {
+        match self {
+            Resource::Entitlement(e) => crate::id::AccessId::Entitlement(e.id.clone()),
+            Resource::Profile(p) => crate::id::AccessId::Profile(p.id.clone()),
+        }
+    }
 }
 
 /// A policy question.

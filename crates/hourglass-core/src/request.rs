@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Error, GrantDuration, Result, Timestamp,
     audit::AuditRecord,
-    id::{EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, GrantId, PrincipalId, RequestId},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,12 +61,14 @@ impl RequestState {
     }
 }
 
-/// A request for an entitlement.
+/// A request for an entitlement or a task profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub id: RequestId,
     pub requester: PrincipalId,
-    pub entitlement: EntitlementId,
+    /// What is asked for; a profile's grants are one per entitlement, granted and revoked
+    /// together.
+    pub access: AccessId,
     pub duration: GrantDuration,
     pub reason: String,
     pub ticket: Option<String>,
@@ -268,7 +270,7 @@ mod tests {
         Request {
             id: RequestId::generate(at).unwrap(),
             requester: PrincipalId::new("alice").unwrap(),
-            entitlement: EntitlementId::new("demo/x").unwrap(),
+            access: AccessId::Entitlement(crate::id::EntitlementId::new("demo/x").unwrap()),
             duration: GrantDuration::from_secs(600),
             reason: "r".into(),
             ticket: None,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Error, Result, Timestamp,
     audit::AuditRecord,
-    id::{EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, GrantId, PrincipalId, RequestId},
 };
 
 /// Ids of reviews, `rev_…`.
@@ -50,7 +50,8 @@ pub struct Review {
     pub grant_id: GrantId,
     /// Who broke the glass.
     pub principal: PrincipalId,
-    pub entitlement: EntitlementId,
+    /// The entitlement or profile broken into.
+    pub access: AccessId,
     /// The break-glass reason, as given.
     pub reason: String,
     pub state: ReviewState,
@@ -106,7 +107,7 @@ mod tests {
             request_id: RequestId::generate(at).unwrap(),
             grant_id: GrantId::generate(at).unwrap(),
             principal: PrincipalId::new("alice").unwrap(),
-            entitlement: EntitlementId::new("demo/x").unwrap(),
+            access: AccessId::Entitlement(crate::id::EntitlementId::new("demo/x").unwrap()),
             reason: "outage".into(),
             state: ReviewState::Open,
             opened_at: at,

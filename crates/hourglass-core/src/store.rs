@@ -16,7 +16,7 @@ use crate::{
     Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
-    id::{EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId},
     job::{Job, JobAction},
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
@@ -142,6 +142,8 @@ pub trait Store: Send + Sync {
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>>;
     async fn list_approvals(&self, id: &RequestId) -> Result<Vec<Approval>>;
     async fn get_grant(&self, id: &GrantId) -> Result<Option<Grant>>;
+    /// The grants a request opened (one per entitlement of a profile), by id.
+    async fn grants_of_request(&self, id: &RequestId) -> Result<Vec<Grant>>;
     async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>>;
     async fn get_job(&self, grant_id: &GrantId) -> Result<Option<Job>>;
     async fn get_review(&self, id: &ReviewId) -> Result<Option<Review>>;
@@ -151,11 +153,11 @@ pub trait Store: Send + Sync {
         principal: &PrincipalId,
         entitlement: &EntitlementId,
     ) -> Result<Vec<Grant>>;
-    /// The principal's pending requests for the entitlement (from an index).
+    /// The principal's pending requests for the entitlement or profile (from an index).
     async fn pending_requests_of(
         &self,
         requester: &PrincipalId,
-        entitlement: &EntitlementId,
+        access: &AccessId,
     ) -> Result<Vec<Request>>;
     /// Quota usage of a principal and an entitlement, counting requests made after `since`.
     async fn usage(

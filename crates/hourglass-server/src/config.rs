@@ -80,6 +80,10 @@ pub struct ServerSection {
     /// The longest break-glass grant.
     #[serde(default = "default_break_glass_max")]
     pub break_glass_max_duration: GrantDuration,
+    /// A grant not provisioned this long after its start is given up (a profile's other
+    /// grants with it).
+    #[serde(default = "default_provision_timeout")]
+    pub provision_timeout: GrantDuration,
 }
 
 impl Default for ServerSection {
@@ -96,6 +100,7 @@ impl Default for ServerSection {
             log_format: default_log_format(),
             reconcile_interval: default_reconcile_interval(),
             break_glass_max_duration: default_break_glass_max(),
+            provision_timeout: default_provision_timeout(),
         }
     }
 }
@@ -123,6 +128,9 @@ fn default_concurrency() -> u32 {
 }
 fn default_reconcile_interval() -> GrantDuration {
     GrantDuration::from_secs(300)
+}
+fn default_provision_timeout() -> GrantDuration {
+    GrantDuration::from_secs(15 * 60)
 }
 fn default_break_glass_max() -> GrantDuration {
     GrantDuration::from_secs(3600)

@@ -116,6 +116,16 @@ default_duration = "30m"
 max_duration = "2h"
 approvals_required = 1
 
+# A task profile: incident triage needs both demo rights at once. Requested as one, granted
+# together, revoked together; policies name it as Hourglass::Profile::"incident/triage".
+[[profiles]]
+name = "incident/triage"
+description = "Read the logs and administer the demo system during an incident"
+entitlements = ["demo/read-logs", "demo/ops-admin"]
+default_duration = "30m"
+max_duration = "1h"
+approvals_required = 1
+
 # --- examples: real targets (docs/connectors.md). Uncomment a block to use it. ---
 ##
 ## PostgreSQL. Uncommenting this block points the demo at the local PostgreSQL: each grant of

@@ -12,7 +12,8 @@ pub fn request(r: &Request) -> RequestView {
     RequestView {
         id: r.id.to_string(),
         requester: r.requester.to_string(),
-        entitlement: r.entitlement.to_string(),
+        entitlement: r.access.name().to_owned(),
+        kind: r.access.kind().to_owned(),
         duration: r.duration.to_string(),
         reason: r.reason.clone(),
         ticket: r.ticket.clone(),
@@ -29,6 +30,7 @@ pub fn request(r: &Request) -> RequestView {
         approvals: None,
         approvals_required: None,
         grant: None,
+        grants: None,
     }
 }
 
@@ -36,7 +38,8 @@ pub fn details(d: &RequestDetails) -> RequestView {
     RequestView {
         approvals: Some(d.approvals.iter().map(approval).collect()),
         approvals_required: Some(d.approvals_required),
-        grant: d.grant.as_ref().map(grant),
+        grant: d.grants.first().map(grant),
+        grants: Some(d.grants.iter().map(grant).collect()),
         ..request(&d.request)
     }
 }
@@ -93,7 +96,8 @@ pub fn review(r: &Review) -> ReviewView {
         request_id: r.request_id.to_string(),
         grant_id: r.grant_id.to_string(),
         principal: r.principal.to_string(),
-        entitlement: r.entitlement.to_string(),
+        entitlement: r.access.name().to_owned(),
+        kind: r.access.kind().to_owned(),
         reason: r.reason.clone(),
         state: r.state.as_str().to_owned(),
         opened_at: r.opened_at.to_string(),

@@ -4,7 +4,7 @@ use hourglass_core::{
     Error, GrantDuration, Timestamp,
     audit::{AuditRecord, ChainVerifier},
     grant::{Grant, GrantState},
-    id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
     job::JobAction,
     request::{Request, RequestState},
     store::{Commit, GrantFilter, JobChange, Store},
@@ -27,7 +27,7 @@ fn request(at: i64) -> Request {
     Request {
         id: RequestId::generate(t(at)).unwrap(),
         requester: PrincipalId::new("alice").unwrap(),
-        entitlement: EntitlementId::new("demo/x").unwrap(),
+        access: AccessId::Entitlement(EntitlementId::new("demo/x").unwrap()),
         duration: GrantDuration::from_secs(600),
         reason: "r".into(),
         ticket: None,
@@ -53,7 +53,7 @@ fn grant(req: &Request, expires: i64) -> Grant {
         id: GrantId::generate(req.created_at).unwrap(),
         request_id: req.id.clone(),
         principal: req.requester.clone(),
-        entitlement: req.entitlement.clone(),
+        entitlement: EntitlementId::new(req.access.name()).unwrap(),
         target: TargetId::new("demo").unwrap(),
         state: GrantState::Active,
         starts_at: req.created_at,
@@ -171,6 +171,35 @@ async fn rows_round_trip() {
     .unwrap();
     let back = s.get_request(&ext.id).await.unwrap().unwrap();
     assert_eq!(back, Request { version: 1, ..ext });
+    // A profile request and its grants, one per entitlement, found by the request.
+    let mut prof = request(30);
+    prof.access = AccessId::Profile(hourglass_core::id::ProfileId::new("incident/triage").unwrap());
+    let mut g1 = grant(&request(30), 5_000);
+    g1.request_id = prof.id.clone();
+    g1.state = GrantState::Provisioning;
+    let mut g2 = grant(&request(31), 5_000);
+    g2.request_id = prof.id.clone();
+    g2.state = GrantState::Provisioning;
+    s.commit(Commit {
+        requests: vec![prof.clone()],
+        grants: vec![g1.clone(), g2.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let back = s.get_request(&prof.id).await.unwrap().unwrap();
+    assert_eq!(back.access, prof.access);
+    let mut ids: Vec<_> = s
+        .grants_of_request(&prof.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![g1.id, g2.id];
+    want.sort();
+    assert_eq!(ids, want);
     let gb = s.get_grant(&g.id).await.unwrap().unwrap();
     assert_eq!(
         gb,
@@ -455,7 +484,7 @@ async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes() {
             request_id: r.id.clone(),
             grant_id: g.id.clone(),
             principal: r.requester.clone(),
-            entitlement: r.entitlement.clone(),
+            access: r.access.clone(),
             reason: "outage".into(),
             state: ReviewState::Open,
             opened_at: t(at),
@@ -542,7 +571,7 @@ async fn admission_reads_find_live_access_pending_requests_and_usage() {
     ] {
         let mut r = request(at);
         r.requester = who.clone();
-        r.entitlement = ent.clone();
+        r.access = AccessId::Entitlement(ent.clone());
         let mut g = grant(&r, 5_000);
         g.state = state;
         commit.requests.push(r);
@@ -557,9 +586,14 @@ async fn admission_reads_find_live_access_pending_requests_and_usage() {
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].state, GrantState::Active);
     assert!(s.live_grants_of(&bob, &y).await.unwrap().is_empty());
-    let p = s.pending_requests_of(&alice, &x).await.unwrap();
+    let ax = AccessId::Entitlement(x.clone());
+    let p = s.pending_requests_of(&alice, &ax).await.unwrap();
     assert_eq!(p.iter().map(|r| &r.id).collect::<Vec<_>>(), [&pending.id]);
-    assert!(s.pending_requests_of(&alice, &y).await.unwrap().is_empty());
+    let ay = AccessId::Entitlement(y.clone());
+    assert!(s.pending_requests_of(&alice, &ay).await.unwrap().is_empty());
+    // A profile of the same name is another thing.
+    let px = AccessId::Profile(hourglass_core::id::ProfileId::new("demo/x").unwrap());
+    assert!(s.pending_requests_of(&alice, &px).await.unwrap().is_empty());
 
     let u = s.usage(&alice, &x, t(0)).await.unwrap();
     assert_eq!(

@@ -16,49 +16,57 @@ use super::Engine;
 use crate::{
     Error, Result, Timestamp,
     catalog::{Entitlement, Principal},
+    policy::Resource,
 };
 
 const HOUR_MS: i64 = 3_600_000;
 
 impl Engine {
-    /// Refuses a request for `[start, end)` that would duplicate access or exceed a quota.
+    /// Refuses a request for `[start, end)` that would duplicate access or exceed a quota. For a
+    /// profile, every entitlement it grants is checked.
     pub(super) async fn admit(
         &self,
         principal: &Principal,
-        ent: &Entitlement,
+        resource: Resource<'_>,
         (start, end): (Timestamp, Timestamp),
         break_glass: bool,
         now: Timestamp,
     ) -> Result<()> {
-        for g in self.store.live_grants_of(&principal.id, &ent.id).await? {
-            if g.starts_at < end && start < g.expires_at {
-                return Err(Error::conflict(
-                    "request.overlaps_grant",
-                    format!(
-                        "{} already holds {} until {} (grant {}); extend that grant instead of asking again",
-                        principal.id, ent.id, g.expires_at, g.id
-                    ),
-                ));
+        let access = resource.access_id();
+        for ent in self.members(resource) {
+            for g in self.store.live_grants_of(&principal.id, &ent.id).await? {
+                if g.starts_at < end && start < g.expires_at {
+                    return Err(Error::conflict(
+                        "request.overlaps_grant",
+                        format!(
+                            "{} already holds {} until {} (grant {}); extend that grant instead of asking again",
+                            principal.id, ent.id, g.expires_at, g.id
+                        ),
+                    ));
+                }
             }
         }
         if let Some(r) = self
             .store
-            .pending_requests_of(&principal.id, &ent.id)
+            .pending_requests_of(&principal.id, &access)
             .await?
             .first()
         {
             return Err(Error::conflict(
                 "request.duplicate_pending",
                 format!(
-                    "request {} for {} is already pending; cancel it or wait for its decision",
-                    r.id, ent.id
+                    "request {} for {access} is already pending; cancel it or wait for its decision",
+                    r.id
                 ),
             ));
         }
         if break_glass {
             return Ok(());
         }
-        self.check_quotas(principal, ent, now).await
+        for ent in self.members(resource) {
+            self.check_quotas(principal, ent, now).await?;
+        }
+        Ok(())
     }
 
     /// Refuses a request that would exceed a quota of the principal or the entitlement.

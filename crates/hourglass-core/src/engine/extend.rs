@@ -16,9 +16,9 @@ use crate::{
     audit::AuditRecord,
     catalog::{Entitlement, MIN_DURATION},
     grant::{Grant, GrantCommand, GrantState},
-    id::RequestId,
+    id::{AccessId, RequestId},
     job::{Job, JobAction},
-    policy::Action,
+    policy::{Action, Resource},
     request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
     store::{Commit, JobChange},
 };
@@ -96,6 +96,17 @@ impl Engine {
                 "only the holder of a grant may ask to extend it",
             ));
         }
+        if self
+            .store
+            .get_request(&grant.request_id)
+            .await?
+            .is_some_and(|r| matches!(r.access, AccessId::Profile(_)))
+        {
+            return Err(Error::conflict(
+                "extend.profile_grant",
+                "this grant is one of a task profile's, which end together; ask for the profile again",
+            ));
+        }
         if grant.state != GrantState::Active {
             return Err(Error::conflict(
                 "grant.not_active",
@@ -111,7 +122,7 @@ impl Engine {
         let now = self.clock.now();
         if let Some(r) = self
             .store
-            .pending_requests_of(&principal.id, &ent.id)
+            .pending_requests_of(&principal.id, &AccessId::Entitlement(ent.id.clone()))
             .await?
             .into_iter()
             .find(|r| r.extends.as_ref() == Some(&grant.id))
@@ -127,7 +138,7 @@ impl Engine {
         );
         let mut ctx = self.context(Some(caller), &principal.id, total, None, now);
         ctx.break_glass = grant.break_glass;
-        let eligible = self.decide(Action::Extend, principal, ent, &ctx)?;
+        let eligible = self.decide(Action::Extend, principal, Resource::Entitlement(ent), &ctx)?;
         if !eligible.allowed {
             return Err(Error::forbidden(
                 "extend.not_eligible",
@@ -137,7 +148,7 @@ impl Engine {
         let request = Request {
             id: RequestId::generate(now)?,
             requester: principal.id.clone(),
-            entitlement: ent.id.clone(),
+            access: AccessId::Entitlement(ent.id.clone()),
             duration: by,
             reason,
             ticket: None,
@@ -173,7 +184,12 @@ impl Engine {
             .with("eligible_by", eligible.policy_ids.join(","))
             .with("policy_hash", &eligible.policy_hash),
         );
-        let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
+        let auto = self.decide(
+            Action::AutoApprove,
+            principal,
+            Resource::Entitlement(ent),
+            &ctx,
+        )?;
         let result = if auto.allowed {
             commit.approvals.push(Approval {
                 request_id: request.id.clone(),

@@ -17,7 +17,6 @@ use crate::{
     connector::GrantSpec,
     grant::{Grant, GrantCommand, GrantState},
     job::{Job, JobAction},
-    policy::Action,
     request::RequestCommand,
     store::{Commit, JobChange},
 };
@@ -241,6 +240,13 @@ impl Engine {
                 )
                 .await;
         }
+        if now >= grant.starts_at.plus(self.settings.provision_timeout) {
+            let reason = format!(
+                "could not be provisioned within {}",
+                self.settings.provision_timeout
+            );
+            return self.abandon(grant, token, &reason).await;
+        }
         // Policy is judged again at activation, with the facts of the request.
         let recheck = self.recheck_grant(&grant, now).await?;
         if let Some(reason) = recheck {
@@ -319,7 +325,7 @@ impl Engine {
         grant: &Grant,
         now: Timestamp,
     ) -> Result<Option<String>> {
-        let (Some(p), Some(ent)) = (
+        let (Some(p), Some(_)) = (
             self.catalog.principal(&grant.principal),
             self.catalog.entitlement(&grant.entitlement),
         ) else {
@@ -333,19 +339,11 @@ impl Engine {
         let Some(req) = self.store.get_request(&grant.request_id).await? else {
             return Ok(Some("the grant's request is missing".to_owned()));
         };
-        let mut ctx = self.recheck_context(&req, now);
-        let remaining = u64::try_from(grant.expires_at.millis_since(now) / 1000).unwrap_or(0);
-        ctx.duration_secs = remaining.max(1);
-        let action = if grant.break_glass {
-            Action::BreakGlass
-        } else {
-            Action::Request
-        };
-        let d = self.decide(action, p, ent, &ctx)?;
-        Ok((!d.allowed).then(|| {
+        // The request is judged again as a whole (a profile as its profile).
+        Ok((!self.still_permitted(&req, now).await?).then(|| {
             format!(
                 "policy no longer permits this grant (policy set {})",
-                d.policy_hash
+                self.policy_hash()
             )
         }))
     }
@@ -386,7 +384,7 @@ impl Engine {
             now,
         )?;
         warn!(reason, "provisioning abandoned; cleaning up");
-        let commit = Commit {
+        let mut commit = Commit {
             jobs: vec![JobChange::Reschedule {
                 grant_id: grant.id.clone(),
                 lease_token: token.to_owned(),
@@ -400,6 +398,9 @@ impl Engine {
             audit: vec![ev],
             ..Commit::default()
         };
+        // A profile is never left half granted: what was granted with it is rolled back.
+        self.revoke_siblings_into(&grant, "system", reason, now, &mut commit)
+            .await?;
         self.finish(
             commit,
             JobOutcome::Abandoned {
@@ -468,7 +469,11 @@ impl Engine {
         let now = self.clock.now();
         let attempt = job.attempts + 1;
         let delay = self.settings.backoff.delay_ms_random(attempt);
-        let retry_at = now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
+        let mut retry_at = now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
+        if job.action == JobAction::Provision {
+            // Run again by the provisioning deadline at the latest, to give up then.
+            retry_at = retry_at.min(grant.starts_at.plus(self.settings.provision_timeout));
+        }
         let error: String = error.chars().take(1_000).collect();
         warn!(attempt, %retry_at, error = %error, "connector call failed; will retry");
         let action = match job.action {

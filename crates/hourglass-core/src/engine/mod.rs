@@ -9,6 +9,7 @@
 mod admission;
 mod extend;
 mod jobs;
+mod profiles;
 mod reads;
 mod reconcile;
 mod reload;
@@ -34,7 +35,7 @@ use crate::{
     backoff::Backoff,
     catalog::{Catalog, Entitlement, Principal, PrincipalStatus},
     connector::Connector,
-    id::{GrantId, PrincipalId, TargetId},
+    id::{AccessId, GrantId, PrincipalId, TargetId},
     policy::{
         Action, ContextFacts, Decision, DecisionContext, PolicyDecider, PolicyQuery, Resource,
         TicketFacts,
@@ -96,6 +97,9 @@ pub struct EngineSettings {
     /// The longest break-glass grant (an entitlement's own maximum may be shorter).
     pub break_glass_max: GrantDuration,
     pub quotas: Quotas,
+    /// A grant still not provisioned this long after its start is given up (and a profile's
+    /// other grants are rolled back).
+    pub provision_timeout: GrantDuration,
     pub backoff: Backoff,
     /// How long a claimed job's lease lasts.
     pub lease_ms: i64,
@@ -109,6 +113,7 @@ impl Default for EngineSettings {
             pending_ttl: GrantDuration::from_secs(24 * 3600),
             break_glass_max: GrantDuration::from_secs(3600),
             quotas: Quotas::default(),
+            provision_timeout: GrantDuration::from_secs(15 * 60),
             backoff: Backoff::default(),
             lease_ms: 60_000,
             worker_id: "hourglass".into(),
@@ -248,9 +253,9 @@ impl Engine {
     /// grant's new total) for an extension, `BreakGlass` for an emergency, else `Request`.
     /// `false` when its requester or entitlement is gone.
     async fn still_permitted(&self, req: &crate::request::Request, at: Timestamp) -> Result<bool> {
-        let (Some(p), Some(ent)) = (
+        let (Some(p), Ok(resource)) = (
             self.catalog.principal(&req.requester),
-            self.catalog.entitlement(&req.entitlement),
+            self.resource_of(&req.access),
         ) else {
             return Ok(false);
         };
@@ -268,35 +273,61 @@ impl Engine {
             None if req.break_glass => Action::BreakGlass,
             None => Action::Request,
         };
-        Ok(self.decide(action, p, ent, &ctx)?.allowed)
+        Ok(self.decide(action, p, resource, &ctx)?.allowed)
     }
 
     fn decide(
         &self,
         action: Action,
         principal: &Principal,
-        entitlement: &Entitlement,
+        resource: Resource<'_>,
         context: &DecisionContext,
     ) -> Result<Decision> {
         self.policy().decide(PolicyQuery {
             action,
             principal,
-            resource: Resource::Entitlement(entitlement),
+            resource,
             context,
         })
     }
 
-    /// Whether `principal` may administer `entitlement` (see and revoke anyone's access to it).
+    /// Whether `principal` may administer `resource` (see and revoke anyone's access to it).
     fn may_administer(
         &self,
         principal: &Principal,
-        entitlement: &Entitlement,
+        resource: Resource<'_>,
         at: Timestamp,
     ) -> Result<bool> {
-        let ctx = self.context(None, &principal.id, entitlement.default_duration, None, at);
+        let ctx = self.context(None, &principal.id, resource.default_duration(), None, at);
         Ok(self
-            .decide(Action::Administer, principal, entitlement, &ctx)?
+            .decide(Action::Administer, principal, resource, &ctx)?
             .allowed)
+    }
+
+    /// The entitlement or profile named by `access`, as configured now.
+    fn resource_of(&self, access: &AccessId) -> Result<Resource<'_>> {
+        match access {
+            AccessId::Entitlement(e) => self.catalog.entitlement(e).map(Resource::Entitlement),
+            AccessId::Profile(p) => self.catalog.profile(p).map(Resource::Profile),
+        }
+        .ok_or_else(|| {
+            Error::conflict(
+                "access.removed",
+                format!("{} {access} is no longer configured", access.kind()),
+            )
+        })
+    }
+
+    /// The entitlements that `resource` grants: itself, or a profile's members.
+    fn members<'a>(&'a self, resource: Resource<'a>) -> Vec<&'a Entitlement> {
+        match resource {
+            Resource::Entitlement(e) => vec![e],
+            Resource::Profile(p) => p
+                .entitlements
+                .iter()
+                .filter_map(|e| self.catalog.entitlement(e))
+                .collect(),
+        }
     }
 
     async fn commit(&self, commit: Commit) -> Result<Option<u64>> {

@@ -7,42 +7,47 @@ use super::{Caller, Engine, requests::RequestDetails};
 use crate::{
     Error, Result, Timestamp,
     grant::{Grant, GrantState},
-    id::{EntitlementId, PrincipalId},
+    id::{AccessId, PrincipalId},
     policy::Action,
     request::{Request, RequestState},
     store::{GrantFilter, RequestFilter},
 };
 
-type VisibilityCache = BTreeMap<(PrincipalId, EntitlementId), bool>;
+type VisibilityCache = BTreeMap<(PrincipalId, AccessId), bool>;
 
 impl Engine {
-    /// Whether `caller` may see a request or grant of `requester` for `ent_id`: their own, or
+    /// Whether `caller` may see a request or grant of `requester` for `access`: their own, or
     /// one they may approve or administer.
     fn may_see(
         &self,
         caller: &Caller,
         requester: &PrincipalId,
-        ent_id: &EntitlementId,
+        access: &AccessId,
         cache: &mut VisibilityCache,
         now: Timestamp,
     ) -> Result<bool> {
         if &caller.principal.id == requester {
             return Ok(true);
         }
-        let key = (requester.clone(), ent_id.clone());
+        let key = (requester.clone(), access.clone());
         if let Some(v) = cache.get(&key) {
             return Ok(*v);
         }
-        let allowed = match self.catalog.entitlement(ent_id) {
-            None => false,
-            Some(ent) => {
-                let mut ctx =
-                    self.context(Some(caller), requester, ent.default_duration, None, now);
+        let allowed = match self.resource_of(access) {
+            Err(_) => false,
+            Ok(resource) => {
+                let mut ctx = self.context(
+                    Some(caller),
+                    requester,
+                    resource.default_duration(),
+                    None,
+                    now,
+                );
                 ctx.requester = self.catalog.principal(requester).cloned();
-                self.may_administer(&caller.principal, ent, now)?
+                self.may_administer(&caller.principal, resource, now)?
                     || (ctx.requester.is_some()
                         && self
-                            .decide(Action::Approve, &caller.principal, ent, &ctx)?
+                            .decide(Action::Approve, &caller.principal, resource, &ctx)?
                             .allowed)
             }
         };
@@ -57,7 +62,7 @@ impl Engine {
         if !self.may_see(
             caller,
             &request.requester,
-            &request.entitlement,
+            &request.access,
             &mut BTreeMap::new(),
             now,
         )? {
@@ -67,19 +72,20 @@ impl Engine {
             ));
         }
         let approvals = self.store.list_approvals(&request.id).await?;
-        let grant = match &request.grant_id {
-            Some(g) => self.store.get_grant(g).await?,
-            None => None,
+        // A profile's grants were all opened by the request; an extension names its grant.
+        let grants = match (&request.extends, &request.grant_id) {
+            (None, Some(_)) => self.store.grants_of_request(&request.id).await?,
+            (Some(_), Some(g)) => self.store.get_grant(g).await?.into_iter().collect(),
+            (_, None) => Vec::new(),
         };
         let approvals_required = self
-            .catalog
-            .entitlement(&request.entitlement)
-            .map_or(1, |e| e.approvals_required);
+            .resource_of(&request.access)
+            .map_or(1, |r| r.approvals_required());
         Ok(RequestDetails {
             request,
             approvals,
             approvals_required,
-            grant,
+            grants,
         })
     }
 
@@ -104,7 +110,7 @@ impl Engine {
                     })
                     .await
             },
-            |r: &Request| (&r.requester, &r.entitlement, r.id.clone()),
+            |r: &Request| (&r.requester, r.access.clone(), r.id.clone()),
         )
         .await
     }
@@ -116,7 +122,7 @@ impl Engine {
         if !self.may_see(
             caller,
             &grant.principal,
-            &grant.entitlement,
+            &AccessId::Entitlement(grant.entitlement.clone()),
             &mut BTreeMap::new(),
             now,
         )? {
@@ -149,7 +155,13 @@ impl Engine {
                     })
                     .await
             },
-            |g: &Grant| (&g.principal, &g.entitlement, g.id.clone()),
+            |g: &Grant| {
+                (
+                    &g.principal,
+                    AccessId::Entitlement(g.entitlement.clone()),
+                    g.id.clone(),
+                )
+            },
         )
         .await
     }
@@ -161,7 +173,7 @@ impl Engine {
         caller: &Caller,
         limit: u32,
         mut page: F,
-        about: impl Fn(&T) -> (&PrincipalId, &EntitlementId, K),
+        about: impl Fn(&T) -> (&PrincipalId, AccessId, K),
     ) -> Result<Vec<T>>
     where
         F: FnMut(Option<K>, u32) -> Fut,
@@ -178,7 +190,7 @@ impl Engine {
             before = items.last().map(|t| about(t).2);
             for t in items {
                 let (who, what, _) = about(&t);
-                if self.may_see(caller, who, what, &mut cache, now)? {
+                if self.may_see(caller, who, &what, &mut cache, now)? {
                     out.push(t);
                     if out.len() as u32 == limit {
                         return Ok(out);

@@ -93,7 +93,11 @@ impl Engine {
         let mut any = false;
         for ent in self.catalog.entitlements() {
             any = true;
-            if !self.may_administer(&caller.principal, ent, now)? {
+            if !self.may_administer(
+                &caller.principal,
+                crate::policy::Resource::Entitlement(ent),
+                now,
+            )? {
                 return Err(Error::forbidden(
                     code,
                     "this takes Administer on every entitlement",

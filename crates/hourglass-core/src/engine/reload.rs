@@ -172,11 +172,11 @@ impl Engine {
             let (revoking, ev) = grant.apply(
                 GrantCommand::Revoke {
                     actor: "system".into(),
-                    reason,
+                    reason: reason.clone(),
                 },
                 now,
             )?;
-            self.commit(Commit {
+            let mut commit = Commit {
                 jobs: vec![JobChange::Schedule {
                     grant_id: grant.id.clone(),
                     action: JobAction::Revoke,
@@ -185,8 +185,10 @@ impl Engine {
                 grants: vec![revoking],
                 audit: vec![ev],
                 ..Commit::default()
-            })
-            .await?;
+            };
+            self.revoke_siblings_into(&grant, "system", &reason, now, &mut commit)
+                .await?;
+            self.commit(commit).await?;
             Ok(true)
         })
         .await

@@ -15,20 +15,20 @@ use crate::{
     grant::{Grant, GrantCommand, GrantState},
     id::{EntitlementId, GrantId, RequestId},
     job::JobAction,
-    policy::Action,
+    policy::{Action, Resource},
     request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
     store::{Commit, JobChange},
 };
 
 pub(super) const MAX_REASON: usize = 2_000;
 
-/// A request with its decisions and its grant.
+/// A request with its decisions and its grants (one per entitlement of a profile).
 #[derive(Debug, Clone)]
 pub struct RequestDetails {
     pub request: Request,
     pub approvals: Vec<Approval>,
     pub approvals_required: u32,
-    pub grant: Option<Grant>,
+    pub grants: Vec<Grant>,
 }
 
 impl Engine {
@@ -68,7 +68,7 @@ impl Engine {
         &self,
         caller: &Caller,
         req: &Request,
-        ent: &Entitlement,
+        resource: Resource<'_>,
         now: Timestamp,
     ) -> Result<crate::policy::Decision> {
         // Refused in every state: nobody decides on their own request.
@@ -92,13 +92,14 @@ impl Engine {
             now,
         );
         ctx.requester = Some(self.requester_of(req)?.clone());
-        let decision = self.decide(Action::Approve, &caller.principal, ent, &ctx)?;
+        let decision = self.decide(Action::Approve, &caller.principal, resource, &ctx)?;
         if !decision.allowed {
             return Err(Error::forbidden(
                 "approval.not_authorized",
                 format!(
                     "{} may not approve requests for {}",
-                    caller.principal.id, ent.id
+                    caller.principal.id,
+                    resource.name()
                 ),
             ));
         }
@@ -129,9 +130,10 @@ impl Engine {
         let comment = &comment;
         let out = retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
-            let ent = self.entitlement_of(&req.entitlement)?;
+            let resource = self.resource_of(&req.access)?;
+            let quorum = resource.approvals_required();
             let now = self.clock.now();
-            let decision = self.check_approver(caller, &req, ent, now)?;
+            let decision = self.check_approver(caller, &req, resource, now)?;
             let approvals = self.store.list_approvals(&req.id).await?;
             if approvals
                 .iter()
@@ -169,14 +171,14 @@ impl Engine {
             )
             .with("verdict", "approve")
             .with("count", count)
-            .with("required", ent.approvals_required)
+            .with("required", quorum)
             .with("policy_ids", decision.policy_ids.join(","))
             .with("policy_hash", &decision.policy_hash);
             if let Some(c) = &comment {
                 ev = ev.with("comment", c);
             }
             commit.audit.push(ev);
-            let result = if count >= ent.approvals_required {
+            let result = if count >= quorum {
                 let (approved, ev) = req.apply(
                     RequestCommand::Approve {
                         actor: caller.principal.id.to_string(),
@@ -187,12 +189,15 @@ impl Engine {
                 // Eligibility is judged again now: an approval does not outlive a policy
                 // change that denies the request.
                 if self.still_permitted(&req, now).await? {
-                    match &req.extends {
-                        Some(gid) => {
+                    match (&req.extends, resource) {
+                        (Some(gid), Resource::Entitlement(ent)) => {
                             let grant = self.load_grant(gid.as_str()).await?;
                             self.apply_extension(approved, grant, ent, now, &mut commit)?
                         }
-                        None => self.open_grant(approved, ent, now, &mut commit)?,
+                        (Some(_), Resource::Profile(_)) => {
+                            return Err(Error::internal("an extension names a profile"));
+                        }
+                        (None, _) => self.open_grant(approved, resource, now, &mut commit)?,
                     }
                 } else {
                     let (failed, ev) = approved.apply(
@@ -246,9 +251,9 @@ impl Engine {
         let reason = &reason;
         retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
-            let ent = self.entitlement_of(&req.entitlement)?;
+            let resource = self.resource_of(&req.access)?;
             let now = self.clock.now();
-            let decision = self.check_approver(caller, &req, ent, now)?;
+            let decision = self.check_approver(caller, &req, resource, now)?;
             let (denied, ev) = req.apply(
                 RequestCommand::Deny {
                     actor: caller.principal.id.clone(),
@@ -285,8 +290,8 @@ impl Engine {
             let now = self.clock.now();
             let own = caller.principal.id == req.requester;
             if !own {
-                let ent = self.entitlement_of(&req.entitlement)?;
-                if !self.may_administer(&caller.principal, ent, now)? {
+                let resource = self.resource_of(&req.access)?;
+                if !self.may_administer(&caller.principal, resource, now)? {
                     return Err(Error::forbidden(
                         "request.cancel_not_allowed",
                         "only the requester or an administrator may cancel a request",
@@ -348,7 +353,7 @@ impl Engine {
             let now = self.clock.now();
             if caller.principal.id != grant.principal {
                 let ent = self.entitlement_of(&grant.entitlement)?;
-                if !self.may_administer(&caller.principal, ent, now)? {
+                if !self.may_administer(&caller.principal, Resource::Entitlement(ent), now)? {
                     return Err(Error::forbidden(
                         "grant.revoke_not_allowed",
                         "only the grantee or an administrator may revoke a grant",
@@ -364,14 +369,15 @@ impl Engine {
             let why = reason
                 .clone()
                 .unwrap_or_else(|| format!("revoked by {}", caller.principal.id));
+            let actor = caller.principal.id.to_string();
             let (revoking, ev) = grant.apply(
                 GrantCommand::Revoke {
-                    actor: caller.principal.id.to_string(),
-                    reason: why,
+                    actor: actor.clone(),
+                    reason: why.clone(),
                 },
                 now,
             )?;
-            self.commit(Commit {
+            let mut commit = Commit {
                 jobs: vec![JobChange::Schedule {
                     grant_id: grant.id.clone(),
                     action: JobAction::Revoke,
@@ -380,8 +386,11 @@ impl Engine {
                 grants: vec![revoking.clone()],
                 audit: vec![ev],
                 ..Commit::default()
-            })
-            .await?;
+            };
+            // A profile's grants are revoked together.
+            self.revoke_siblings_into(&grant, &actor, &why, now, &mut commit)
+                .await?;
+            self.commit(commit).await?;
             Ok(revoking)
         })
         .await?;

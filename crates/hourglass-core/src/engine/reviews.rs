@@ -11,9 +11,8 @@ use super::{Caller, Engine, retry_on_conflict};
 use crate::{
     Error, Result, Timestamp,
     audit::AuditRecord,
-    catalog::Entitlement,
     id::{PrincipalId, ReviewId},
-    policy::Action,
+    policy::{Action, Resource},
     request::Request,
     review::{Review, ReviewState},
     store::{Commit, ReviewFilter},
@@ -38,7 +37,7 @@ impl Engine {
             request_id: fulfilled.id.clone(),
             grant_id: grant_id.clone(),
             principal: fulfilled.requester.clone(),
-            entitlement: fulfilled.entitlement.clone(),
+            access: fulfilled.access.clone(),
             reason: fulfilled.reason.clone(),
             state: ReviewState::Open,
             opened_at: now,
@@ -56,7 +55,7 @@ impl Engine {
             )
             .with("severity", "critical")
             .with("grant", &grant_id)
-            .with("entitlement", &fulfilled.entitlement)
+            .with(fulfilled.access.kind(), &fulfilled.access)
             .with("duration", fulfilled.duration)
             .with("reason", &fulfilled.reason)
             .with("review", &review.id),
@@ -76,19 +75,19 @@ impl Engine {
         &self,
         caller: &Caller,
         user: &PrincipalId,
-        ent: &Entitlement,
+        resource: Resource<'_>,
         now: Timestamp,
     ) -> Result<bool> {
-        if self.may_administer(&caller.principal, ent, now)? {
+        if self.may_administer(&caller.principal, resource, now)? {
             return Ok(true);
         }
         let Some(requester) = self.catalog.principal(user) else {
             return Ok(false);
         };
-        let mut ctx = self.context(Some(caller), user, ent.default_duration, None, now);
+        let mut ctx = self.context(Some(caller), user, resource.default_duration(), None, now);
         ctx.requester = Some(requester.clone());
         Ok(self
-            .decide(Action::Approve, &caller.principal, ent, &ctx)?
+            .decide(Action::Approve, &caller.principal, resource, &ctx)?
             .allowed)
     }
 
@@ -96,9 +95,9 @@ impl Engine {
         if caller.principal.id == r.principal {
             return Ok(true);
         }
-        match self.catalog.entitlement(&r.entitlement) {
-            Some(ent) => self.may_review(caller, &r.principal, ent, now),
-            None => Ok(false),
+        match self.resource_of(&r.access) {
+            Ok(resource) => self.may_review(caller, &r.principal, resource, now),
+            Err(_) => Ok(false),
         }
     }
 
@@ -167,8 +166,8 @@ impl Engine {
             }
             // The user of the glass sees the review but is refused by `close`.
             if caller.principal.id != review.principal {
-                let ent = self.entitlement_of(&review.entitlement)?;
-                if !self.may_review(caller, &review.principal, ent, now)? {
+                let resource = self.resource_of(&review.access)?;
+                if !self.may_review(caller, &review.principal, resource, now)? {
                     return Err(Error::forbidden(
                         "review.not_allowed",
                         "only an approver or administrator of the entitlement may close its reviews",

@@ -10,13 +10,11 @@ use super::{Caller, Engine};
 use crate::{
     Error, GrantDuration, Result, Timestamp,
     audit::AuditRecord,
-    catalog::{Entitlement, MIN_DURATION},
-    grant::{Grant, GrantState},
-    id::{EntitlementId, GrantId, RequestId},
-    job::JobAction,
-    policy::Action,
+    catalog::MIN_DURATION,
+    id::{EntitlementId, ProfileId, RequestId},
+    policy::{Action, Resource},
     request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
-    store::{Commit, JobChange},
+    store::Commit,
 };
 
 use super::requests::MAX_REASON;
@@ -40,7 +38,7 @@ pub struct NewRequest {
 }
 
 struct Checked<'a> {
-    entitlement: &'a Entitlement,
+    resource: Resource<'a>,
     duration: GrantDuration,
     starts_at: Option<Timestamp>,
     reason: String,
@@ -56,20 +54,30 @@ const START_SKEW_MS: i64 = 60_000;
 
 impl Engine {
     fn check_new(&self, new: &NewRequest, now: Timestamp) -> Result<Checked<'_>> {
-        let unknown = || {
-            Error::invalid(
-                "request.entitlement_unknown",
-                "entitlement",
-                format!("no entitlement named {:?}", new.entitlement),
-            )
-        };
-        let id = EntitlementId::new(new.entitlement.trim()).map_err(|_| unknown())?;
-        let entitlement = self.catalog.entitlement(&id).ok_or_else(unknown)?;
-        // Break-glass is capped below the entitlement's own maximum.
-        let cap = self.settings.break_glass_max.min(entitlement.max_duration);
+        // An entitlement, or a task profile: one namespace, never both (checked at start).
+        let name = new.entitlement.trim();
+        let resource = EntitlementId::new(name)
+            .ok()
+            .and_then(|id| self.catalog.entitlement(&id))
+            .map(Resource::Entitlement)
+            .or_else(|| {
+                ProfileId::new(name)
+                    .ok()
+                    .and_then(|id| self.catalog.profile(&id))
+                    .map(Resource::Profile)
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    "request.entitlement_unknown",
+                    "entitlement",
+                    format!("no entitlement or profile named {:?}", new.entitlement),
+                )
+            })?;
+        // Break-glass is capped below the resource's own maximum.
+        let cap = self.settings.break_glass_max.min(resource.max_duration());
         let duration = match new.duration.as_deref().map(str::trim) {
-            None | Some("") if new.break_glass => entitlement.default_duration.min(cap),
-            None | Some("") => entitlement.default_duration,
+            None | Some("") if new.break_glass => resource.default_duration().min(cap),
+            None | Some("") => resource.default_duration(),
             Some(text) => text
                 .parse::<GrantDuration>()
                 .map_err(|e| Error::invalid("request.duration_invalid", "duration", e))?,
@@ -80,7 +88,7 @@ impl Engine {
                 "duration",
                 format!(
                     "duration {duration} exceeds the break-glass maximum of {cap} for {}",
-                    entitlement.id
+                    resource.name()
                 ),
             ));
         }
@@ -91,13 +99,14 @@ impl Engine {
                 format!("duration {duration} is under the minimum of {MIN_DURATION}"),
             ));
         }
-        if duration > entitlement.max_duration {
+        if duration > resource.max_duration() {
             return Err(Error::invalid(
                 "request.duration_exceeds_max",
                 "duration",
                 format!(
                     "duration {duration} exceeds the maximum of {} for {}",
-                    entitlement.max_duration, entitlement.id
+                    resource.max_duration(),
+                    resource.name()
                 ),
             ));
         }
@@ -176,13 +185,15 @@ impl Engine {
                 format!("a public key is one line of at most {MAX_PUBLIC_KEY} bytes"),
             ));
         }
-        if let Some(connector) = self.connectors.get(&entitlement.target) {
-            connector
-                .check_request(&entitlement.params, public_key)
-                .map_err(|m| Error::invalid("request.public_key_invalid", "public_key", m))?;
+        for ent in self.members(resource) {
+            if let Some(connector) = self.connectors.get(&ent.target) {
+                connector
+                    .check_request(&ent.params, public_key)
+                    .map_err(|m| Error::invalid("request.public_key_invalid", "public_key", m))?;
+            }
         }
         Ok(Checked {
-            entitlement,
+            resource,
             duration,
             starts_at,
             reason,
@@ -197,10 +208,10 @@ impl Engine {
         let now = self.clock.now();
         let checked = self.check_new(&new, now)?;
         let principal = &caller.principal;
-        let ent = checked.entitlement;
+        let resource = checked.resource;
         let start = checked.starts_at.unwrap_or(now);
         let end = start.plus(checked.duration);
-        self.admit(principal, ent, (start, end), new.break_glass, now)
+        self.admit(principal, resource, (start, end), new.break_glass, now)
             .await?;
         let mut ctx = self.context(
             Some(caller),
@@ -217,7 +228,7 @@ impl Engine {
         } else {
             Action::Request
         };
-        let eligible = self.decide(gate, principal, ent, &ctx)?;
+        let eligible = self.decide(gate, principal, resource, &ctx)?;
         if !eligible.allowed {
             warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
             return Err(if new.break_glass {
@@ -225,20 +236,25 @@ impl Engine {
                     "request.break_glass_not_allowed",
                     format!(
                         "{} may not break glass into {} (policy)",
-                        principal.id, ent.id
+                        principal.id,
+                        resource.name()
                     ),
                 )
             } else {
                 Error::forbidden(
                     "request.not_eligible",
-                    format!("{} is not eligible for {} (policy)", principal.id, ent.id),
+                    format!(
+                        "{} is not eligible for {} (policy)",
+                        principal.id,
+                        resource.name()
+                    ),
                 )
             });
         }
         let request = Request {
             id: RequestId::generate(now)?,
             requester: principal.id.clone(),
-            entitlement: ent.id.clone(),
+            access: resource.access_id(),
             duration: checked.duration,
             reason: checked.reason,
             ticket: checked.ticket,
@@ -267,7 +283,7 @@ impl Engine {
             "request.created",
             request.id.as_str(),
         )
-        .with("entitlement", &ent.id)
+        .with(resource.access_id().kind(), resource.name())
         .with("duration", request.duration)
         .with("reason", &request.reason)
         .with("eligible_by", eligible.policy_ids.join(","))
@@ -290,7 +306,7 @@ impl Engine {
         let pass = if request.break_glass {
             Some((ApprovalVia::BreakGlass, eligible))
         } else {
-            let auto = self.decide(Action::AutoApprove, principal, ent, &ctx)?;
+            let auto = self.decide(Action::AutoApprove, principal, resource, &ctx)?;
             auto.allowed.then_some((ApprovalVia::Policy, auto))
         };
         let result = if let Some((via, decision)) = pass {
@@ -315,7 +331,7 @@ impl Engine {
                 .with("policy_ids", decision.policy_ids.join(","))
                 .with("policy_hash", &decision.policy_hash);
             commit.audit.push(ev);
-            let fulfilled = self.open_grant(approved, ent, now, &mut commit)?;
+            let fulfilled = self.open_grant(approved, resource, now, &mut commit)?;
             if fulfilled.break_glass && fulfilled.grant_id.is_some() {
                 self.open_review(&fulfilled, now, &mut commit)?;
             }
@@ -338,7 +354,7 @@ impl Engine {
                 request_id = %result.id,
                 grant_id = ?result.grant_id,
                 principal = %result.requester,
-                entitlement = %result.entitlement,
+                access = %result.access,
                 duration = %result.duration,
                 reason = %result.reason,
                 "BREAK-GLASS access granted without approval; a review is open"
@@ -346,73 +362,5 @@ impl Engine {
         }
         info!(request_id = %result.id, state = result.state.as_str(), "request submitted");
         Ok(result)
-    }
-
-    /// Turns an approved request into a provisioning grant with its job, into `commit`.
-    pub(super) fn open_grant(
-        &self,
-        approved: Request,
-        ent: &Entitlement,
-        now: Timestamp,
-        commit: &mut Commit,
-    ) -> Result<Request> {
-        // The window: from the scheduled start (or now, if that passed while it waited) to the
-        // start plus the duration; an unscheduled request starts now.
-        let start = approved.starts_at.unwrap_or(now);
-        let expires_at = start.plus(approved.duration);
-        if expires_at <= now {
-            let (failed, ev) = approved.apply(
-                RequestCommand::Fail {
-                    reason: "the requested window closed before the request was approved".into(),
-                },
-                now,
-            )?;
-            commit.audit.push(ev);
-            commit.requests.push(failed.clone());
-            return Ok(failed);
-        }
-        let grant = Grant {
-            id: GrantId::generate(now)?,
-            request_id: approved.id.clone(),
-            principal: approved.requester.clone(),
-            entitlement: ent.id.clone(),
-            target: ent.target.clone(),
-            state: GrantState::Provisioning,
-            starts_at: start.max(now),
-            expires_at,
-            created_at: now,
-            activated_at: None,
-            revoke_due_at: None,
-            ended_at: None,
-            end_reason: None,
-            handle: None,
-            credential_fingerprint: None,
-            public_key: approved.public_key.clone(),
-            break_glass: approved.break_glass,
-            version: 0,
-        };
-        let (fulfilled, ev) = approved.apply(
-            RequestCommand::Fulfil {
-                grant_id: grant.id.clone(),
-            },
-            now,
-        )?;
-        commit.audit.push(ev);
-        commit.audit.push(
-            AuditRecord::new(now, "system", "grant.created", grant.id.as_str())
-                .with("request", &approved.id)
-                .with("principal", &grant.principal)
-                .with("entitlement", &grant.entitlement)
-                .with("starts_at", grant.starts_at)
-                .with("expires_at", grant.expires_at),
-        );
-        commit.jobs.push(JobChange::Schedule {
-            grant_id: grant.id.clone(),
-            action: JobAction::Provision,
-            run_at: grant.starts_at,
-        });
-        commit.grants.push(grant);
-        commit.requests.push(fulfilled.clone());
-        Ok(fulfilled)
     }
 }

@@ -36,3 +36,9 @@ CREATE INDEX requests_pending_by_requester ON requests (requester, entitlement)
     WHERE state = 'pending';
 CREATE INDEX requests_by_requester_time ON requests (requester, created_at);
 CREATE INDEX requests_by_entitlement_time ON requests (entitlement, created_at);
+
+-- What a request (or a break-glass review) is for: an entitlement, or a task profile whose
+-- name is in the entitlement column. A profile's grants are found by their request.
+ALTER TABLE requests ADD COLUMN access_kind TEXT NOT NULL DEFAULT 'entitlement';
+ALTER TABLE reviews ADD COLUMN access_kind TEXT NOT NULL DEFAULT 'entitlement';
+CREATE INDEX grants_by_request ON grants (request_id);

@@ -12,7 +12,7 @@ use hourglass_core::{
     Error, Result, Timestamp,
     audit::AuditEvent,
     grant::{Grant, GrantState},
-    id::{EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId},
     job::Job,
     request::{Approval, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
@@ -275,6 +275,17 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn grants_of_request(&self, id: &RequestId) -> Result<Vec<Grant>> {
+        sqlx::query("SELECT * FROM grants WHERE request_id = ? ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map)?
+            .iter()
+            .map(grant_from)
+            .collect()
+    }
+
     async fn live_grants_of(
         &self,
         principal: &PrincipalId,
@@ -297,14 +308,15 @@ impl Store for SqliteStore {
     async fn pending_requests_of(
         &self,
         requester: &PrincipalId,
-        entitlement: &EntitlementId,
+        access: &AccessId,
     ) -> Result<Vec<Request>> {
         sqlx::query(
-            "SELECT * FROM requests WHERE requester = ? AND entitlement = ? AND state = 'pending'
-               ORDER BY id",
+            "SELECT * FROM requests WHERE requester = ? AND entitlement = ? AND access_kind = ?
+               AND state = 'pending' ORDER BY id",
         )
         .bind(requester.as_str())
-        .bind(entitlement.as_str())
+        .bind(access.name())
+        .bind(access.kind())
         .fetch_all(&self.reader)
         .await
         .map_err(map)?

@@ -5,7 +5,7 @@ use hourglass_core::{
     Error, GrantDuration, Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
-    id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
     job::{Job, JobAction, Lease},
     request::{Approval, ApprovalVia, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
@@ -29,6 +29,13 @@ pub(super) fn get<'r, T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>>(
     row.try_get(col).map_err(map)
 }
 
+/// An entitlement or profile, from the `access_kind` and `entitlement` columns.
+fn access(row: &SqliteRow) -> Result<AccessId> {
+    let kind: String = get(row, "access_kind")?;
+    let name: String = get(row, "entitlement")?;
+    AccessId::from_parts(&kind, &name).ok_or_else(|| corrupt("access", &format!("{kind} {name}")))
+}
+
 pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
     let id: String = get(row, "id")?;
     let state: String = get(row, "state")?;
@@ -36,8 +43,7 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
     let secs: i64 = get(row, "duration_secs")?;
     Ok(Request {
         requester: PrincipalId::new(get::<String>(row, "requester")?).map_err(Error::internal)?,
-        entitlement: EntitlementId::new(get::<String>(row, "entitlement")?)
-            .map_err(Error::internal)?,
+        access: access(row)?,
         duration: GrantDuration::from_secs(
             u64::try_from(secs).map_err(|_| corrupt("duration", &secs.to_string()))?,
         ),
@@ -109,8 +115,7 @@ pub(super) fn review_from(row: &SqliteRow) -> Result<Review> {
         request_id: RequestId::parse(&req).ok_or_else(|| corrupt("request id", &req))?,
         grant_id: GrantId::parse(&grant).ok_or_else(|| corrupt("grant id", &grant))?,
         principal: PrincipalId::new(get::<String>(row, "principal")?).map_err(Error::internal)?,
-        entitlement: EntitlementId::new(get::<String>(row, "entitlement")?)
-            .map_err(Error::internal)?,
+        access: access(row)?,
         reason: get(row, "reason")?,
         state: ReviewState::parse(&state).ok_or_else(|| corrupt("review state", &state))?,
         opened_at: ts(get(row, "opened_at")?),

@@ -31,14 +31,14 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
     let grant = r.grant_id.as_ref().map(GrantId::as_str);
     let q = if r.version == 0 {
         sqlx::query(
-            "INSERT INTO requests (requester, entitlement, duration_secs, reason, ticket, state, state_reason,
+            "INSERT INTO requests (requester, access_kind, entitlement, duration_secs, reason, ticket, state, state_reason,
                created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
                source_ip, starts_at, extends, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
-            "UPDATE requests SET requester = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
+            "UPDATE requests SET requester = ?, access_kind = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
                grant_id = ?, public_key = ?, break_glass = ?, mfa = ?, source_ip = ?, starts_at = ?,
                extends = ?, version = version + 1
@@ -47,7 +47,8 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
     };
     let res = q
         .bind(r.requester.as_str())
-        .bind(r.entitlement.as_str())
+        .bind(r.access.kind())
+        .bind(r.access.name())
         .bind(i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX))
         .bind(&r.reason)
         .bind(&r.ticket)
@@ -118,13 +119,14 @@ pub(super) async fn write_grant(tx: &mut Transaction<'_, Sqlite>, g: &Grant) -> 
 pub(super) async fn write_review(tx: &mut Transaction<'_, Sqlite>, r: &Review) -> Result<()> {
     let q = if r.version == 0 {
         sqlx::query(
-            "INSERT INTO reviews (request_id, grant_id, principal, entitlement, reason, state, opened_at,
-               closed_at, closed_by, comment, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "INSERT INTO reviews (request_id, grant_id, principal, access_kind, entitlement, reason, state,
+               opened_at, closed_at, closed_by, comment, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
-            "UPDATE reviews SET request_id = ?, grant_id = ?, principal = ?, entitlement = ?, reason = ?,
+            "UPDATE reviews SET request_id = ?, grant_id = ?, principal = ?, access_kind = ?,
+               entitlement = ?, reason = ?,
                state = ?, opened_at = ?, closed_at = ?, closed_by = ?, comment = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
@@ -133,7 +135,8 @@ pub(super) async fn write_review(tx: &mut Transaction<'_, Sqlite>, r: &Review) -
         .bind(r.request_id.as_str())
         .bind(r.grant_id.as_str())
         .bind(r.principal.as_str())
-        .bind(r.entitlement.as_str())
+        .bind(r.access.kind())
+        .bind(r.access.name())
         .bind(&r.reason)
         .bind(r.state.as_str())
         .bind(r.opened_at.unix_millis())

@@ -1,7 +1,7 @@
 //! Policy as a control boundary, end to end through the API: break-glass and its review.
 
 use hourglass_api::CreateRequest;
-use hourglass_testkit::{eventually, spawn_server};
+use hourglass_testkit::{eventually, spawn_server, spawn_server_with};
 
 use crate::lifecycle::{ask, audit_len, chain_ok, problem};
 
@@ -623,5 +623,136 @@ async fn extensions_take_the_request_path_and_stop_at_the_maximum_total() {
             .count(),
         2
     );
+    s.stop().await;
+}
+
+/// A task profile is requested as one, granted as one grant per entitlement, revoked together,
+/// and never left half granted: a member that cannot be provisioned in time rolls back the rest.
+#[tokio::test]
+async fn a_profile_is_granted_together_and_revoked_together() {
+    let s = spawn_server_with(|dir, c| {
+        // alice is on call all of the test's day; the ops-admin grant of the target can be made
+        // to fail with a marker file.
+        std::fs::write(
+            dir.join("oncall.toml"),
+            "[[shift]]\nprincipal = \"alice\"\nfrom = \"2027-01-15T00:00:00Z\"\nuntil = \"2027-01-16T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let script = dir.join("targets/demo-target.sh");
+        let text = std::fs::read_to_string(&script).unwrap();
+        std::fs::write(
+            &script,
+            text.replace(
+                "case \"$op\" in",
+                &format!(
+                    "if [ \"$op\" = grant ] && [ \"$HOURGLASS_ENTITLEMENT\" = demo/ops-admin ] && [ -f {}/ops-down ]; then echo down >&2; exit 1; fi\ncase \"$op\" in",
+                    dir.display()
+                ),
+            ),
+        )
+        .unwrap();
+        c.replace(
+            "# oncall_file = \"oncall.toml\"",
+            "oncall_file = \"oncall.toml\"",
+        )
+        .replace("demo = false", "demo = false\nprovision_timeout = \"5m\"")
+    })
+    .await
+    .unwrap();
+    let (alice, bob) = (s.client("alice"), s.client("bob"));
+
+    // On call: policy grants the whole profile at once, one grant per entitlement.
+    let r = alice
+        .create_request(&ask("incident/triage", "30m", "INC-7"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.kind.as_str()),
+        ("fulfilled", "profile")
+    );
+    assert_eq!(
+        r.approvals.clone().unwrap()[0].policy_ids,
+        ["oncall-triage-auto-approve-1h"]
+    );
+    let grants = r.grants.clone().unwrap();
+    let mut ents: Vec<&str> = grants.iter().map(|g| g.entitlement.as_str()).collect();
+    ents.sort_unstable();
+    assert_eq!(ents, ["demo/ops-admin", "demo/read-logs"]);
+    assert!(grants.iter().all(|g| g.expires_at == grants[0].expires_at));
+    let ids: Vec<String> = grants.iter().map(|g| g.id.clone()).collect();
+    assert!(eventually(|| async { ids.iter().all(|g| s.access().contains(g)) }).await);
+
+    // Holding it, alice cannot ask for one of its entitlements again.
+    let p = problem(
+        alice
+            .create_request(&ask("demo/read-logs", "10m", "again"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.code, "request.overlaps_grant");
+    let p = problem(alice.extend(&ids[0], "10m", "longer").await.unwrap_err());
+    assert_eq!(p.code, "extend.profile_grant");
+
+    // Revoking one revokes the other.
+    for g in &ids {
+        assert!(eventually(|| async { alice.get_grant(g).await.unwrap().state == "active" }).await);
+    }
+    alice.revoke(&ids[0], Some("done".into())).await.unwrap();
+    assert!(eventually(|| async { ids.iter().all(|g| !s.access().contains(g)) }).await);
+    for g in &ids {
+        assert!(
+            eventually(|| async { alice.get_grant(g).await.unwrap().state == "revoked" }).await
+        );
+    }
+
+    // Over the profile's own maximum (1h, below ops-admin's 2h): refused, nothing written.
+    let p = problem(
+        alice
+            .create_request(&ask("incident/triage", "90m", "long"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (400, "request.duration_exceeds_max")
+    );
+
+    // The ops-admin target is down: read-logs is granted, then rolled back when ops-admin
+    // cannot be provisioned within 5 minutes. Off call now, so bob approves.
+    s.clock.advance_ms(20 * 3_600_000);
+    std::fs::write(s.dir.path().join("ops-down"), "").unwrap();
+    let r = alice
+        .create_request(&ask("incident/triage", "30m", "INC-8"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending");
+    let r = bob.approve(&r.id, None).await.unwrap();
+    let grants = bob.get_request(&r.id).await.unwrap().grants.unwrap();
+    let logs = grants
+        .iter()
+        .find(|g| g.entitlement == "demo/read-logs")
+        .unwrap()
+        .id
+        .clone();
+    let ops = grants
+        .iter()
+        .find(|g| g.entitlement == "demo/ops-admin")
+        .unwrap()
+        .id
+        .clone();
+    assert!(eventually(|| async { alice.get_grant(&logs).await.unwrap().state == "active" }).await);
+    assert_eq!(alice.get_grant(&ops).await.unwrap().state, "provisioning");
+    s.clock.advance_ms(5 * 60_000);
+    assert!(eventually(|| async { alice.get_grant(&ops).await.unwrap().state == "failed" }).await);
+    assert!(
+        eventually(|| async { alice.get_grant(&logs).await.unwrap().state == "revoked" }).await
+    );
+    assert!(!s.access().contains(&logs));
+    let end = alice.get_grant(&logs).await.unwrap().end_reason.unwrap();
+    assert!(
+        end.contains("could not be provisioned within 5m") && end.contains(&ops),
+        "{end}"
+    );
+    assert!(chain_ok(&s).await > 0);
     s.stop().await;
 }
