@@ -580,6 +580,19 @@ async fn extensions_take_the_request_path_and_stop_at_the_maximum_total() {
     assert!(
         eventually(|| async { line().contains(&format!("until {}", at(&s, 70 * 60_000))) }).await
     );
+    // The target acts before its outcome is committed: wait for the second one on record.
+    let admin = s.client("admin");
+    assert!(
+        eventually(|| async {
+            let events = admin.audit(0).await.unwrap();
+            events
+                .iter()
+                .filter(|e| e.action == "grant.extension_applied")
+                .count()
+                == 2
+        })
+        .await
+    );
     let before = audit_len(&s).await;
     let p = problem(alice.extend(&gid, "3h", "all day").await.unwrap_err());
     assert_eq!(
