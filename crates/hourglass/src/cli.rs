@@ -247,7 +247,7 @@ fn env_pairs() -> Vec<(String, String)> {
     std::env::vars().collect()
 }
 
-fn load_config(path: &std::path::Path) -> Result<Config> {
+pub(crate) fn load_config(path: &std::path::Path) -> Result<Config> {
     Config::load(path, env_pairs()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -258,7 +258,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             demo,
             data_dir,
-        } => serve(config.clone(), *listen, *demo, data_dir.clone()).await,
+        } => crate::serve::serve(config.clone(), *listen, *demo, data_dir.clone()).await,
         Command::Init { dir } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("hourglass"));
             if dir.join("hourglass.toml").exists() {
@@ -490,7 +490,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => audit_export(config, *since).await,
         Command::Policy {
             command: PolicyCommand::Test { config },
-        } => policy_test(&cli, config),
+        } => crate::policy_cmd::test(cli.output == Output::Json, config),
         Command::Policy {
             command: PolicyCommand::Reload,
         } => {
@@ -522,8 +522,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     profile,
                     context,
                 },
-        } => policy_explain(
-            &cli,
+        } => crate::policy_cmd::explain(
+            cli.output == Output::Json,
             config,
             principal,
             entitlement.as_deref(),
@@ -552,277 +552,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
-}
-
-/// Loads and checks a configuration for the offline policy commands.
-fn checked_config(config: &std::path::Path) -> Result<(Config, hourglass_server::Checked)> {
-    let cfg = load_config(config)?;
-    let clock: Arc<dyn Clock> = Arc::new(hourglass_server::clock::SystemClock);
-    let checked = hourglass_server::check(&cfg, &clock).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((cfg, checked))
-}
-
-fn policy_test(cli: &Cli, config: &std::path::Path) -> Result<ExitCode> {
-    use hourglass_policy::cases;
-    let (cfg, checked) = checked_config(config)?;
-    let dir = cfg.policy.dir.join("tests");
-    let files = cases::read_case_files(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let parsed = cases::parse_cases(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let report = cases::run_tests(&checked.policy, &checked.catalog, &parsed);
-    if cli.output == Output::Json {
-        let results: Vec<_> = report
-            .results
-            .iter()
-            .map(|r| {
-                serde_json::json!({"case": r.name, "action": r.action, "resource": r.resource,
-                    "passed": r.failure.is_none(), "failure": r.failure})
-            })
-            .collect();
-        let untested: Vec<_> = report
-            .untested
-            .iter()
-            .map(|u| serde_json::json!({"resource": u.resource, "policies": u.policies, "missing": u.missing}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"results": results, "untested_auto_approval_paths": untested})
-            )?
-        );
-    } else {
-        for r in &report.results {
-            match &r.failure {
-                None => println!("ok    {}", r.name),
-                Some(f) => println!("FAIL  {}: {f}", r.name),
-            }
-        }
-        for u in &report.untested {
-            println!(
-                "UNTESTED auto-approval path: {} (reached by {}): no passing {} case",
-                u.resource,
-                u.policies.join(", "),
-                u.missing
-            );
-        }
-        println!(
-            "{} passed, {} failed, {} untested auto-approval paths ({} case files in {})",
-            report.passed(),
-            report.failed(),
-            report.untested.len(),
-            files.len(),
-            dir.display()
-        );
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn policy_explain(
-    cli: &Cli,
-    config: &std::path::Path,
-    principal: &str,
-    entitlement: Option<&str>,
-    profile: Option<&str>,
-    context: Option<&str>,
-) -> Result<ExitCode> {
-    use hourglass_core::policy::ContextFacts;
-    use hourglass_policy::cases;
-    let (_, checked) = checked_config(config)?;
-    let catalog = &checked.catalog;
-    let who = hourglass_core::id::PrincipalId::new(principal)
-        .ok()
-        .and_then(|id| catalog.principal(&id))
-        .with_context(|| format!("no identity named {principal:?} in the configuration"))?;
-    let resource =
-        cases::resource(catalog, entitlement, profile).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut input: cases::ContextInput = match context {
-        Some(text) => serde_json::from_str(text).context("--context")?,
-        None => cases::ContextInput::default(),
-    };
-    let now = hourglass_server::clock::SystemClock.now();
-    let (hour, weekday) = checked.facts.local_time(now);
-    input.hour.get_or_insert(hour);
-    input.weekday.get_or_insert(weekday);
-    input
-        .oncall
-        .get_or_insert_with(|| checked.facts.on_call(&who.id, now));
-    let default = match resource {
-        hourglass_core::policy::Resource::Entitlement(e) => e.default_duration,
-        hourglass_core::policy::Resource::Profile(p) => p.default_duration,
-    };
-    let ctx = input
-        .resolve(catalog, default)
-        .map_err(|e| anyhow::anyhow!("--context: {e}"))?;
-    let answers = cases::explain(&checked.policy, who, resource, &ctx);
-    let hash = hourglass_core::policy::PolicyDecider::policy_hash(&checked.policy);
-    if cli.output == Output::Json {
-        let items: Vec<_> = answers
-            .iter()
-            .map(|(a, d)| match d {
-                Ok(d) => serde_json::json!({"action": a.as_str(), "allowed": d.allowed,
-                    "determined_by": d.policy_ids, "errors": d.errors}),
-                Err(e) => serde_json::json!({"action": a.as_str(), "error": e}),
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "principal": principal, "resource": resource.name(), "policy_hash": hash,
-                "context": ctx, "decisions": items}))?
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{principal} on {} (policy set {hash}); context: {}",
-        resource.name(),
-        serde_json::to_string(&ctx)?
-    );
-    println!("{:<12} {:<8} DETERMINED BY", "ACTION", "DECISION");
-    for (a, d) in &answers {
-        match d {
-            Ok(d) => println!(
-                "{:<12} {:<8} {}{}",
-                a.as_str(),
-                if d.allowed { "allow" } else { "deny" },
-                if d.policy_ids.is_empty() {
-                    "(no policy permits: default deny)".to_owned()
-                } else {
-                    d.policy_ids.join(", ")
-                },
-                if d.errors.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [errors: {}]", d.errors.join("; "))
-                }
-            ),
-            Err(e) => println!("{:<12} error    {e}", a.as_str()),
-        }
-    }
-    if ctx.requester.is_none() {
-        println!(
-            "{:<12} -        (give \"requester\" in --context to evaluate)",
-            "Approve"
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn serve(
-    config: Option<PathBuf>,
-    listen: Option<std::net::SocketAddr>,
-    demo: bool,
-    data_dir: Option<PathBuf>,
-) -> Result<ExitCode> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .try_init();
-    let mut cfg = if demo {
-        let dir = match data_dir {
-            Some(d) => d,
-            None => tempfile_dir()?,
-        };
-        std::fs::create_dir_all(&dir)?;
-        let dir = dir.canonicalize()?;
-        let listen = listen.unwrap_or_else(|| {
-            "127.0.0.1:8420"
-                .parse()
-                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8420)))
-        });
-        let w = hourglass_server::demo::write_layout(&dir, listen, true)?;
-        let env = hourglass_server::demo::write_env(&dir, &format!("http://{listen}"), &w.tokens)?;
-        eprintln!("==================================================================");
-        eprintln!(" HOURGLASS DEMO MODE: sample identities and tokens, loopback only.");
-        eprintln!(" Not for production.");
-        eprintln!(" data directory: {}", dir.display());
-        eprintln!(" config:         {}", w.config.display());
-        eprintln!(
-            " tokens:         {}   (source it: set -a; . {}; set +a)",
-            env.display(),
-            env.display()
-        );
-        eprintln!(" who holds what: {}", w.access_file.display());
-        eprintln!("==================================================================");
-        load_config(&w.config)?
-    } else {
-        let path = config.unwrap_or_else(|| PathBuf::from("hourglass.toml"));
-        load_config(&path).with_context(|| format!("loading {}", path.display()))?
-    };
-    if let Some(l) = listen {
-        cfg.server.listen = l;
-    }
-    let clock = make_clock();
-    let running = hourglass_server::start(cfg, clock)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    eprintln!("listening on http://{}", running.addr);
-    let reloader = running.reloader();
-    let hup = tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match reloader.reload().await {
-                Ok(r) => tracing::info!(
-                    old_hash = %r.old_hash,
-                    new_hash = %r.new_hash,
-                    cancelled = r.cancelled.len(),
-                    revoked = r.revoked.len(),
-                    "SIGHUP: policies reloaded"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: policies NOT reloaded; the old set stays in force")
-                }
-            }
-        }
-    });
-    running.until(shutdown_signal()).await;
-    hup.abort();
-    Ok(ExitCode::SUCCESS)
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let base = std::env::temp_dir();
-    let name = format!(
-        "hourglass-demo-{}",
-        hourglass_core::id::random_hex::<4>().map_err(|e| anyhow::anyhow!("{e}"))?
-    );
-    Ok(base.join(name))
-}
-
-#[cfg(feature = "test-clock")]
-fn make_clock() -> Arc<dyn Clock> {
-    match std::env::var_os("HOURGLASS_TEST_CLOCK_FILE") {
-        Some(p) => Arc::new(hourglass_server::clock::FileClock { path: p.into() }),
-        None => Arc::new(hourglass_server::clock::SystemClock),
-    }
-}
-
-#[cfg(not(feature = "test-clock"))]
-fn make_clock() -> Arc<dyn Clock> {
-    Arc::new(hourglass_server::clock::SystemClock)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
 async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::SqliteStore> {
@@ -924,8 +653,15 @@ fn print_request(cli: &Cli, r: &RequestView) {
             a.policy_hash
         );
     }
-    if let Some(g) = &r.grant {
-        println!("  grant {} {} until {}", g.id, g.state, g.expires_at);
+    let grants = r
+        .grants
+        .clone()
+        .unwrap_or_else(|| r.grant.iter().cloned().collect());
+    for g in &grants {
+        println!(
+            "  grant {} {} {} until {}",
+            g.id, g.entitlement, g.state, g.expires_at
+        );
     }
     if let Some(reason) = &r.state_reason {
         println!("  reason: {reason}");

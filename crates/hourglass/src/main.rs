@@ -1,6 +1,8 @@
 //! `hourglass`: the server (`serve`) and the client commands, in one binary.
 
 mod cli;
+mod policy_cmd;
+mod serve;
 
 fn main() -> std::process::ExitCode {
     cli::main()

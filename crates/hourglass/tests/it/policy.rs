@@ -277,7 +277,8 @@ async fn policy_reload_validates_first_then_rejudges_what_is_waiting() {
 #[tokio::test]
 async fn sighup_reloads_policies_and_keeps_the_old_set_on_error() {
     let s = crate::binary::setup();
-    let (mut server, alice) = s.start().await;
+    let (mut server, _, base) = s.start_at().await;
+    let alice = s.client(&base, "alice");
     let pid = server.id().unwrap().to_string();
     let hup = || {
         assert!(
