@@ -244,27 +244,10 @@ impl TestReport {
 
 /// Reads every `*.toml` case file in `dir`, sorted by name. A missing directory has no cases.
 pub fn read_case_files(dir: &Path) -> Result<Vec<PolicySource>, PolicyError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(PolicyError::one(format!("{}: {e}", dir.display()))),
-    };
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| PolicyError::one(format!("{}: {e}", p.display())))?;
-            let name = p
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            Ok(PolicySource { name, text })
-        })
-        .collect()
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    crate::set::read_files(dir, "toml")
 }
 
 /// Parses case files; every malformed file or case is a problem naming the file.

@@ -338,19 +338,28 @@ fn hash_of(set: &PolicySet) -> String {
 }
 
 fn read_dir(dir: &std::path::Path) -> std::result::Result<Vec<PolicySource>, PolicyError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| PolicyError::one(format!("{}: {e}", dir.display())))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
+    let sources = read_files(dir, "cedar")?;
+    if sources.is_empty() {
         return Err(PolicyError::one(format!(
             "{}: no .cedar policy files",
             dir.display()
         )));
     }
+    Ok(sources)
+}
+
+/// Reads every `*.EXT` file in `dir`, sorted by name.
+pub(crate) fn read_files(
+    dir: &std::path::Path,
+    ext: &str,
+) -> std::result::Result<Vec<PolicySource>, PolicyError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| PolicyError::one(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    paths.sort();
     paths
         .into_iter()
         .map(|p| {

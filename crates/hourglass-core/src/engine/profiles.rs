@@ -113,6 +113,22 @@ impl Engine {
             .collect())
     }
 
+    /// Adds the revocation of `grant` and of its live siblings (a profile's other grants) to
+    /// `commit`; returns `grant` as revoking.
+    pub(super) async fn revoke_together_into(
+        &self,
+        grant: &Grant,
+        actor: &str,
+        why: &str,
+        now: Timestamp,
+        commit: &mut Commit,
+    ) -> Result<Grant> {
+        let revoking = Self::revoke_into(grant, actor, why.to_owned(), now, commit)?;
+        self.revoke_siblings_into(grant, actor, why, now, commit)
+            .await?;
+        Ok(revoking)
+    }
+
     /// Adds the revocation of `grant`'s live siblings to `commit`, naming `grant` as the cause.
     pub(super) async fn revoke_siblings_into(
         &self,
@@ -123,21 +139,34 @@ impl Engine {
         commit: &mut Commit,
     ) -> Result<()> {
         for sibling in self.live_siblings(grant).await? {
-            let (revoking, ev) = sibling.apply(
-                GrantCommand::Revoke {
-                    actor: actor.to_owned(),
-                    reason: format!("{why} (with {}, granted together)", grant.id),
-                },
-                now,
-            )?;
-            commit.jobs.push(JobChange::Schedule {
-                grant_id: sibling.id.clone(),
-                action: JobAction::Revoke,
-                run_at: now,
-            });
-            commit.grants.push(revoking);
-            commit.audit.push(ev);
+            let reason = format!("{why} (with {}, granted together)", grant.id);
+            Self::revoke_into(&sibling, actor, reason, now, commit)?;
         }
         Ok(())
+    }
+
+    /// Adds one grant's move to `revoking`, its revoke job and its audit record to `commit`.
+    fn revoke_into(
+        grant: &Grant,
+        actor: &str,
+        reason: String,
+        now: Timestamp,
+        commit: &mut Commit,
+    ) -> Result<Grant> {
+        let (revoking, ev) = grant.apply(
+            GrantCommand::Revoke {
+                actor: actor.to_owned(),
+                reason,
+            },
+            now,
+        )?;
+        commit.jobs.push(JobChange::Schedule {
+            grant_id: grant.id.clone(),
+            action: JobAction::Revoke,
+            run_at: now,
+        });
+        commit.grants.push(revoking.clone());
+        commit.audit.push(ev);
+        Ok(revoking)
     }
 }

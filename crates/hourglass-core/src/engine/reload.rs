@@ -16,12 +16,11 @@ use super::{Caller, Engine, retry_on_conflict};
 use crate::{
     Result,
     audit::AuditRecord,
-    grant::{Grant, GrantCommand, GrantState},
+    grant::{Grant, GrantState},
     id::{GrantId, RequestId},
-    job::JobAction,
     policy::PolicyDecider,
     request::{Request, RequestCommand, RequestState},
-    store::{Commit, GrantFilter, JobChange, RequestFilter},
+    store::{Commit, GrantFilter, RequestFilter},
 };
 
 const PAGE: u32 = 200;
@@ -169,24 +168,8 @@ impl Engine {
             let Some(reason) = self.recheck_grant(&grant, now).await? else {
                 return Ok(false);
             };
-            let (revoking, ev) = grant.apply(
-                GrantCommand::Revoke {
-                    actor: "system".into(),
-                    reason: reason.clone(),
-                },
-                now,
-            )?;
-            let mut commit = Commit {
-                jobs: vec![JobChange::Schedule {
-                    grant_id: grant.id.clone(),
-                    action: JobAction::Revoke,
-                    run_at: now,
-                }],
-                grants: vec![revoking],
-                audit: vec![ev],
-                ..Commit::default()
-            };
-            self.revoke_siblings_into(&grant, "system", &reason, now, &mut commit)
+            let mut commit = Commit::default();
+            self.revoke_together_into(&grant, "system", &reason, now, &mut commit)
                 .await?;
             self.commit(commit).await?;
             Ok(true)

@@ -12,12 +12,11 @@ use crate::{
     Error, Result, Timestamp,
     audit::AuditRecord,
     catalog::{Entitlement, Principal},
-    grant::{Grant, GrantCommand, GrantState},
+    grant::{Grant, GrantState},
     id::{EntitlementId, GrantId, RequestId},
-    job::JobAction,
     policy::{Action, Resource},
     request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
-    store::{Commit, JobChange},
+    store::Commit,
 };
 
 pub(super) const MAX_REASON: usize = 2_000;
@@ -369,26 +368,10 @@ impl Engine {
             let why = reason
                 .clone()
                 .unwrap_or_else(|| format!("revoked by {}", caller.principal.id));
-            let actor = caller.principal.id.to_string();
-            let (revoking, ev) = grant.apply(
-                GrantCommand::Revoke {
-                    actor: actor.clone(),
-                    reason: why.clone(),
-                },
-                now,
-            )?;
-            let mut commit = Commit {
-                jobs: vec![JobChange::Schedule {
-                    grant_id: grant.id.clone(),
-                    action: JobAction::Revoke,
-                    run_at: now,
-                }],
-                grants: vec![revoking.clone()],
-                audit: vec![ev],
-                ..Commit::default()
-            };
             // A profile's grants are revoked together.
-            self.revoke_siblings_into(&grant, &actor, &why, now, &mut commit)
+            let mut commit = Commit::default();
+            let revoking = self
+                .revoke_together_into(&grant, caller.principal.id.as_str(), &why, now, &mut commit)
                 .await?;
             self.commit(commit).await?;
             Ok(revoking)
