@@ -52,6 +52,7 @@ pub struct App {
     /// Where policies are reloaded from.
     policy_source: reload::PolicySourceDir,
     facts: Arc<facts::ConfiguredFacts>,
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 /// Why the server could not start: every problem found.
@@ -370,6 +371,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         target_tasks: tasks_tx,
         policy_source: reload::PolicySourceDir::of(&config),
         facts,
+        reload_lock: tokio::sync::Mutex::new(()),
     });
     let listener = TcpListener::bind(s.listen)
         .await

@@ -42,14 +42,21 @@ impl PolicySourceDir {
     }
 }
 
-/// Reads, validates and puts in force the policy files and the on-call schedule.
+/// Reads, validates and puts in force the policy files and the on-call schedule. Reloads run
+/// one at a time, so that each audit event names the set it replaced.
 pub(crate) async fn reload(app: &App, caller: Option<&Caller>) -> Result<ReloadReport> {
     // Only someone who may change everything learns what the files say.
     if let Some(c) = caller {
         app.engine
             .require_admin_of_all(c, "policy.reload_not_allowed")?;
     }
-    let set = app.policy_source.load().map_err(|e| {
+    let _one_at_a_time = app.reload_lock.lock().await;
+    // Parsing and validating a large set is CPU work: keep it off the request workers.
+    let source = app.policy_source.clone();
+    let loaded = tokio::task::spawn_blocking(move || source.load())
+        .await
+        .map_err(|e| Error::internal(format!("policy loading task: {e}")))?;
+    let set = loaded.map_err(|e| {
         Error::invalid(
             "policy.invalid",
             "policies",
