@@ -13,7 +13,7 @@ pub mod cases;
 mod entities;
 mod set;
 
-pub use set::{PolicyError, PolicySetEngine, PolicySource};
+pub use set::{BareInputs, PolicyError, PolicySetEngine, PolicySource};
 
 /// The Cedar schema that policies are validated against.
 pub const SCHEMA: &str = include_str!("hourglass.cedarschema");

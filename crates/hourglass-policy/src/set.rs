@@ -53,6 +53,12 @@ enum ResourceKey {
     In(String),
 }
 
+/// Prepared Cedar inputs of one question (see [`PolicySetEngine::bare_inputs`]).
+pub struct BareInputs {
+    request: Request,
+    entities: Entities,
+}
+
 /// A validated policy set, indexed by scope.
 pub struct PolicySetEngine {
     schema: Schema,
@@ -265,7 +271,8 @@ impl PolicySetEngine {
         self.evaluate(&self.all, q)
     }
 
-    fn evaluate(&self, set: &PolicySet, q: PolicyQuery<'_>) -> Result<Decision> {
+    /// The Cedar request and entities for a question.
+    fn inputs(&self, q: PolicyQuery<'_>) -> Result<(Request, Entities)> {
         let principal = entities::principal_entity(q.principal)?;
         let resource = entities::resource_entity(q.resource)?;
         let mut list = vec![principal, resource];
@@ -289,6 +296,33 @@ impl PolicySetEngine {
             Some(&self.schema),
         )
         .map_err(|e| Error::internal(format!("cedar request: {e}")))?;
+        Ok((request, ents))
+    }
+
+    /// The Cedar inputs of a question, built ahead of time, for measuring the bare
+    /// whole-set call ([`Self::decide_bare`]) that the sliced path is compared with.
+    pub fn bare_inputs(&self, q: PolicyQuery<'_>) -> Result<BareInputs> {
+        let (request, entities) = self.inputs(q)?;
+        Ok(BareInputs { request, entities })
+    }
+
+    /// Cedar's `is_authorized` over the whole set, and nothing else: whether it allows, and
+    /// the determining policy ids, sorted.
+    pub fn decide_bare(&self, b: &BareInputs) -> (bool, Vec<String>) {
+        let response = self
+            .authorizer
+            .is_authorized(&b.request, &self.all, &b.entities);
+        let mut ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        ids.sort();
+        (response.decision() == CedarDecision::Allow, ids)
+    }
+
+    fn evaluate(&self, set: &PolicySet, q: PolicyQuery<'_>) -> Result<Decision> {
+        let (request, ents) = self.inputs(q)?;
         let response = self.authorizer.is_authorized(&request, set, &ents);
         let mut policy_ids: Vec<String> = response
             .diagnostics()

@@ -1,0 +1,84 @@
+//! `decide`: an auto-approved request until its grant is active, over HTTP, with 1, 8 and 64
+//! concurrent clients (each its own principal). Each client then revokes its grant, so that the
+//! next request is not a duplicate; a cycle is six durable write transactions (request,
+//! provisioning claim, activation, revocation, revocation claim, confirmation). The bound is
+//! SQLite's raw durable commit rate here, measured in the same run, divided by six.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hourglass_api::CreateRequest;
+
+use crate::{
+    harness::{Server, receiver, sqlite_commits_per_sec, write_config},
+    stats::{Report, Samples, now},
+};
+
+/// Write transactions per measured cycle.
+const TX_PER_CYCLE: f64 = 6.0;
+
+pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let raw = sqlite_commits_per_sec(dir.path(), 2_000).await?;
+    let hook = receiver().await?;
+    let max = concurrency.iter().copied().max().unwrap_or(1);
+    let (config, tokens) = write_config(dir.path(), hook, max, "")?;
+    let server = Server::start(&config).await?;
+    for &clients in concurrency {
+        let mut tasks = tokio::task::JoinSet::new();
+        let started = now();
+        for token in tokens.iter().take(clients) {
+            let client = server.client(token)?;
+            tasks.spawn(async move {
+                let mut samples = Samples::default();
+                for _ in 0..per_client {
+                    let t = now();
+                    let r = client
+                        .create_request(&CreateRequest {
+                            entitlement: "hook/read".into(),
+                            duration: Some("15m".into()),
+                            reason: "bench".into(),
+                            ..CreateRequest::default()
+                        })
+                        .await?;
+                    let gid = r.grant_id.context("not auto-approved")?;
+                    loop {
+                        if client.get_grant(&gid).await?.state == "active" {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                    samples.push(t.elapsed());
+                    client.revoke(&gid, None).await?;
+                }
+                anyhow::Ok(samples)
+            });
+        }
+        let mut all = Samples::default();
+        while let Some(done) = tasks.join_next().await {
+            all.0.extend(done??.0);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if all.len() != clients * per_client {
+            bail!(
+                "decide: {} of {} cycles finished",
+                all.len(),
+                clients * per_client
+            );
+        }
+        let rps = all.len() as f64 / secs;
+        let bound = raw / TX_PER_CYCLE;
+        Report::new("decide")
+            .field("clients", clients)
+            .field("requests", all.len())
+            .num("median_ms", all.median() / 1000.0, 2)
+            .num("p99_ms", all.percentile(99.0) / 1000.0, 2)
+            .num("requests_per_s", rps, 0)
+            .num("raw_sqlite_commits_per_s", raw, 0)
+            .num("bound_requests_per_s", bound, 0)
+            .num("ratio_to_bound", rps / bound, 2)
+            .print();
+    }
+    server.running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `hourglass-bench`: Hourglass's speed, each figure next to the raw cost it is bounded by,
+//! measured in the same run. `cargo run --release -p hourglass-bench -- <scenario> [--quick]`;
+//! `docs/BENCHMARKS.md` has the figures and what limits each today.
+
+mod audit;
+mod decide;
+mod harness;
+mod policy;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Auto-approved request → active grant over HTTP, 1, 8 and 64 clients.
+    Decide,
+    /// One decision with 10 … 10,000 policies, sliced vs bare Cedar on the whole set.
+    Policy,
+    /// Audit appends with and without the hash chain; offline verification rate.
+    Audit,
+    /// Every scenario above.
+    All,
+}
+
+#[derive(Parser)]
+#[command(name = "hourglass-bench", about = "Hourglass benchmarks")]
+struct Args {
+    scenario: Scenario,
+    /// Small sizes that finish in seconds (CI runs these so the harness cannot rot).
+    #[arg(long)]
+    quick: bool,
+    /// Scale the scenario's main size (requests per client, decisions, events).
+    #[arg(long)]
+    size: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let pick =
+        |quick: usize, full: usize| args.size.unwrap_or(if args.quick { quick } else { full });
+    let want = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    println!(
+        "# hourglass-bench on {} cores{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if args.quick {
+            " (quick sizes; figures not meaningful)"
+        } else {
+            ""
+        }
+    );
+    if want(Scenario::Policy) {
+        let sizes: &[usize] = if args.quick {
+            &[10, 100, 1_000]
+        } else {
+            &[10, 100, 1_000, 10_000]
+        };
+        policy::run(sizes, pick(200, 2_000))?;
+    }
+    if want(Scenario::Audit) {
+        audit::run(pick(2_000, 100_000), pick(20_000, 1_000_000)).await?;
+    }
+    if want(Scenario::Decide) {
+        decide::run(&[1, 8, 64], pick(3, 40)).await?;
+    }
+    Ok(())
+}
