@@ -4,8 +4,10 @@
 
 mod audit;
 mod decide;
+mod expiry;
 mod harness;
 mod policy;
+mod startup;
 mod stats;
 
 use std::process::ExitCode;
@@ -20,6 +22,10 @@ enum Scenario {
     Policy,
     /// Audit appends with and without the hash chain; offline verification rate.
     Audit,
+    /// N active grants expiring in the same 10 seconds: revocation lag, idle CPU before.
+    ExpiryBurst,
+    /// Time to ready and memory with 1,000,000 finished and 100,000 active grants, and 10x fewer.
+    Startup,
     /// Every scenario above.
     All,
 }
@@ -37,7 +43,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,7 +53,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&args)) {
+    // The startup scenario's server process: this binary again.
+    let argv: Vec<String> = std::env::args().collect();
+    let result = if argv.get(1).is_some_and(|a| a == "serve-child") {
+        let config = std::path::PathBuf::from(argv.get(3).cloned().unwrap_or_default());
+        runtime.block_on(startup::serve_child(&config))
+    } else {
+        runtime.block_on(run(&Args::parse()))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -80,6 +93,18 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Audit) {
         audit::run(pick(2_000, 100_000), pick(20_000, 1_000_000)).await?;
+    }
+    if want(Scenario::ExpiryBurst) {
+        let idle = std::time::Duration::from_secs(if args.quick { 2 } else { 10 });
+        expiry::run(pick(2_000, 100_000), idle).await?;
+    }
+    if want(Scenario::Startup) {
+        let (f, a) = if args.quick {
+            (20_000, 2_000)
+        } else {
+            (1_000_000, 100_000)
+        };
+        startup::run(f, a).await?;
     }
     if want(Scenario::Decide) {
         decide::run(&[1, 8, 64], pick(3, 40)).await?;

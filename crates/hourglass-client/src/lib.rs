@@ -223,6 +223,16 @@ impl Client {
             .text()
             .await?)
     }
+    /// The HTTP status of a GET (for `/healthz`, `/readyz`).
+    pub async fn get_status(&self, path: &str) -> Result<u16, ClientError> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .status()
+            .as_u16())
+    }
     /// Sends a raw body to a path (for tests of malformed input).
     pub async fn post_raw(&self, path: &str, body: &str) -> Result<serde_json::Value, ClientError> {
         self.send(
