@@ -113,7 +113,7 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let wall = hourglass_core::Clock::now(&hourglass_server::clock::SystemClock);
     // Seeding, starting and the idle window all happen before the first expiry.
-    let lead = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX) + 5_000 + (n as i64 / 20);
+    let lead = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX) + 5_000 + (n as i64 / 5);
     let burst = wall.plus_millis(lead);
     seed_active(&store, n, burst, wall).await?;
     store.close().await;
@@ -124,6 +124,9 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
     let t = now();
     tokio::time::sleep(idle).await;
     let idle_cpu = (cpu_seconds()? - cpu0) / t.elapsed().as_secs_f64();
+    if hourglass_core::Clock::now(&hourglass_server::clock::SystemClock) >= burst {
+        bail!("expiry-burst: seeding took so long that the idle window reached the burst");
+    }
 
     let store = server.running.store().clone();
     let drain = now();

@@ -61,6 +61,11 @@ async fn seed(path: &std::path::Path, finished: usize, active: usize) -> Result<
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // As a server that ran would have left it: checkpointed, the WAL empty.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
     Ok(())
 }
 
