@@ -117,20 +117,11 @@ pub async fn run(append_events: usize, verify_events: usize) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let t = now();
     let mut v = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = reader
-            .audit_after(after, 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            if let Err(b) = v.check(e) {
-                bail!("audit verify: broken at {}: {}", b.seq, b.reason);
-            }
-        }
-    }
+    crate::harness::for_each_event(&reader, |e| {
+        v.check(e)
+            .map_err(|b| anyhow::anyhow!("audit verify: broken at {}: {}", b.seq, b.reason))
+    })
+    .await?;
     let secs = t.elapsed().as_secs_f64();
     if v.checked() != verify_events as u64 {
         bail!("audit verify: {} of {verify_events} events", v.checked());

@@ -152,20 +152,15 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
     let burst_end = burst.plus_millis(10_000);
     let drained_after_burst_s = now_ms.millis_since(burst_end).max(0) as f64 / 1000.0;
     let mut lags = Samples::default();
-    let mut after = 0;
-    loop {
-        let page = store
-            .audit_after(after, 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in page.iter().filter(|e| e.record.action == "grant.revoked") {
-            if let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms") {
-                lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
-            }
+    crate::harness::for_each_event(store.as_ref(), |e| {
+        if e.record.action == "grant.revoked"
+            && let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms")
+        {
+            lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
         }
-    }
+        Ok(())
+    })
+    .await?;
     server.running.stop().await;
     if lags.len() != n {
         bail!("expiry-burst: {} of {n} revocations recorded", lags.len());

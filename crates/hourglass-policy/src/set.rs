@@ -312,27 +312,18 @@ impl PolicySetEngine {
         let response = self
             .authorizer
             .is_authorized(&b.request, &self.all, &b.entities);
-        let mut ids: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        ids.sort();
-        (response.decision() == CedarDecision::Allow, ids)
+        (
+            response.decision() == CedarDecision::Allow,
+            determining(&response),
+        )
     }
 
     fn evaluate(&self, set: &PolicySet, q: PolicyQuery<'_>) -> Result<Decision> {
         let (request, ents) = self.inputs(q)?;
         let response = self.authorizer.is_authorized(&request, set, &ents);
-        let mut policy_ids: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        policy_ids.sort();
         Ok(Decision {
             allowed: response.decision() == CedarDecision::Allow,
-            policy_ids,
+            policy_ids: determining(&response),
             policy_hash: self.hash.clone(),
             errors: response
                 .diagnostics()
@@ -352,6 +343,17 @@ impl PolicyDecider for PolicySetEngine {
     fn policy_hash(&self) -> String {
         self.hash.clone()
     }
+}
+
+/// The ids of the policies that determined a response, sorted.
+fn determining(response: &cedar_policy::Response) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// SHA-256 over the policies sorted by id: each id and its text, length-prefixed.
