@@ -152,13 +152,13 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
     let burst_end = burst.plus_millis(10_000);
     let drained_after_burst_s = now_ms.millis_since(burst_end).max(0) as f64 / 1000.0;
     let mut lags = Samples::default();
-    crate::harness::for_each_event(store.as_ref(), |e| {
+    hourglass_core::store::walk_audit(store.as_ref(), 0, |e| {
         if e.record.action == "grant.revoked"
             && let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms")
         {
             lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
         }
-        Ok(())
+        anyhow::Ok(true)
     })
     .await?;
     server.running.stop().await;

@@ -97,24 +97,3 @@ pub async fn sqlite_commits_per_sec(dir: &Path, n: usize) -> Result<f64> {
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
-
-/// Calls `each` for every audit event in `store`, in order, a page of 10,000 at a time.
-pub async fn for_each_event(
-    store: &dyn hourglass_core::store::Store,
-    mut each: impl FnMut(&hourglass_core::audit::AuditEvent) -> Result<()>,
-) -> Result<()> {
-    let mut after = 0;
-    loop {
-        let page = store
-            .audit_after(after, 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        after = last.seq;
-        for e in &page {
-            each(e)?;
-        }
-    }
-}

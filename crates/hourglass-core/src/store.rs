@@ -197,3 +197,28 @@ pub trait Store: Send + Sync {
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 }
+
+/// How many audit events [`walk_audit`] reads at once.
+const AUDIT_PAGE: u32 = 10_000;
+
+/// Calls `each` for every audit event after `since`, in order, a page at a time, until `each`
+/// returns `Ok(false)`. Memory stays one page whatever the length of the log.
+pub async fn walk_audit<E: From<crate::Error>>(
+    store: &dyn Store,
+    since: u64,
+    mut each: impl FnMut(AuditEvent) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut after = since;
+    loop {
+        let page = store.audit_after(after, AUDIT_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.seq;
+        for e in page {
+            if !each(e)? {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hourglass_api::{CreateRequest, GrantView, RequestView};
 use hourglass_client::Client;
-use hourglass_core::{Clock, audit::ChainVerifier, store::Store};
+use hourglass_core::{Clock, audit::ChainVerifier};
 use hourglass_server::config::Config;
 
 #[derive(Parser)]
@@ -561,30 +561,15 @@ async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::Sqlit
         .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
 }
 
-/// Calls `each` for every audit event after `since`, in order, a page at a time; stops early
-/// when `each` returns false.
+/// Calls `each` for every audit event after `since` in the store of `config`, in order; stops
+/// early when `each` returns false.
 async fn for_each_event(
     config: &std::path::Path,
     since: u64,
-    mut each: impl FnMut(hourglass_core::audit::AuditEvent) -> Result<bool>,
+    each: impl FnMut(hourglass_core::audit::AuditEvent) -> Result<bool>,
 ) -> Result<()> {
     let store = open_offline(config).await?;
-    let mut after = since;
-    loop {
-        let page = store
-            .audit_after(after, 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        after = last.seq;
-        for e in page {
-            if !each(e)? {
-                return Ok(());
-            }
-        }
-    }
+    hourglass_core::store::walk_audit(&store, since, each).await
 }
 
 async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {

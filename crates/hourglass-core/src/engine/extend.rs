@@ -87,7 +87,8 @@ impl Engine {
                 format!("say why the access is needed longer (1-{MAX_REASON} characters)"),
             ));
         }
-        let grant = self.load_grant(grant_id).await?;
+        // Someone who may not see the grant learns nothing about it.
+        let grant = self.grant(caller, grant_id).await?;
         let principal = &caller.principal;
         if grant.principal != principal.id {
             // Only the holder asks for more time; an administrator revokes or grants anew.

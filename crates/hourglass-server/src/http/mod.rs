@@ -406,8 +406,6 @@ async fn extend(
     Path(id): Path<String>,
     Body(body): Body<ExtendBody>,
 ) -> ApiResult<Response> {
-    // Visibility first: someone who may not see the grant learns nothing about it.
-    app.engine.grant(&caller, &id).await?;
     let r = app
         .engine
         .extend(&caller, &id, &body.by, &body.reason)
