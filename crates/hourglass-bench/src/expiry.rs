@@ -68,6 +68,7 @@ pub async fn seed_active(
                 source_ip: None,
                 starts_at: None,
                 extends: None,
+                actors: Vec::new(),
                 version: 0,
             };
             let grant = Grant {

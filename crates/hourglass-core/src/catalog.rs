@@ -27,6 +27,14 @@ impl PrincipalKind {
             PrincipalKind::Agent => "agent",
         }
     }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "human" => Some(PrincipalKind::Human),
+            "workload" => Some(PrincipalKind::Workload),
+            "agent" => Some(PrincipalKind::Agent),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a principal may act.
@@ -37,6 +45,24 @@ pub enum PrincipalStatus {
     Active,
     Suspended,
     Offboarded,
+}
+
+impl PrincipalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalStatus::Active => "active",
+            PrincipalStatus::Suspended => "suspended",
+            PrincipalStatus::Offboarded => "offboarded",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(PrincipalStatus::Active),
+            "suspended" => Some(PrincipalStatus::Suspended),
+            "offboarded" => Some(PrincipalStatus::Offboarded),
+            _ => None,
+        }
+    }
 }
 
 /// An identity that acts.

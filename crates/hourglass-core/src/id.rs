@@ -81,6 +81,11 @@ prefixed_id!(
     ReviewId,
     "rev_"
 );
+prefixed_id!(
+    /// An API key id, `key_…` (public: it names the key in listings, never authenticates).
+    KeyId,
+    "key_"
+);
 
 macro_rules! name_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $allow_slash:literal) => {

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod grant;
 pub mod id;
+pub mod identity;
 pub mod job;
 pub mod policy;
 pub mod request;

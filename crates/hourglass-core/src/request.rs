@@ -95,6 +95,9 @@ pub struct Request {
     pub starts_at: Option<Timestamp>,
     /// For an extension: the active grant to lengthen by `duration` (judged by `Extend`).
     pub extends: Option<GrantId>,
+    /// For a token exchange with delegation: the agents acting for the requester, the one that
+    /// asked first (RFC 8693 `act` chain, outermost actor first). Empty when nobody delegated.
+    pub actors: Vec<PrincipalId>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -287,6 +290,7 @@ mod tests {
             source_ip: None,
             starts_at: None,
             extends: None,
+            actors: Vec::new(),
             version: 1,
         }
     }

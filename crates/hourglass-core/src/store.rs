@@ -16,7 +16,8 @@ use crate::{
     Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
-    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId},
+    identity::{ApiKey, Identity, TokenUse},
     job::{Job, JobAction},
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
@@ -67,6 +68,13 @@ pub struct Commit {
     pub jobs: Vec<JobChange>,
     /// Inserted when `version == 0`, else updated if still at `version`.
     pub reviews: Vec<Review>,
+    /// Inserted when `version == 0`, else updated if still at `version`.
+    pub identities: Vec<Identity>,
+    /// Inserted when `version == 0`, else updated if still at `version`.
+    pub keys: Vec<ApiKey>,
+    /// Exchanged identity tokens; one already remembered and unexpired fails the commit with
+    /// `StoreConflict` (a replay raced this one). Expired ones are forgotten on the way.
+    pub token_uses: Vec<(TokenUse, Timestamp)>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -77,6 +85,9 @@ impl Commit {
             && self.grants.is_empty()
             && self.reviews.is_empty()
             && self.jobs.is_empty()
+            && self.identities.is_empty()
+            && self.keys.is_empty()
+            && self.token_uses.is_empty()
             && self.audit.is_empty()
     }
 }
@@ -167,6 +178,23 @@ pub trait Store: Send + Sync {
         since: Timestamp,
     ) -> Result<Usage>;
     async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
+
+    async fn get_identity(&self, id: &PrincipalId) -> Result<Option<Identity>>;
+    /// Every identity, by name (the inventory: people and machines, not grants).
+    async fn list_identities(&self) -> Result<Vec<Identity>>;
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>>;
+    /// The key with this public prefix (an index lookup; the caller compares the hash).
+    async fn find_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>>;
+    /// The key with this hash (tokens declared in configuration have no prefix).
+    async fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// Keys of one principal, or of everyone, oldest first.
+    async fn list_keys(&self, principal: Option<&PrincipalId>) -> Result<Vec<ApiKey>>;
+    /// Records use: the identity's `last_seen_at` and the key's `last_used_at` move to `at` if
+    /// they are more than a minute older. Bookkeeping, not a state change: no audit record.
+    async fn touch(&self, principal: &PrincipalId, key: Option<&KeyId>, at: Timestamp)
+    -> Result<()>;
+    /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
+    async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
 
     /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>>;

@@ -19,6 +19,9 @@ use hourglass_core::{
 };
 use serde::Deserialize;
 
+mod workload;
+pub use workload::{IssuerConfig, KeySection, MappingConfig, TokenSection};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +44,12 @@ pub struct Config {
     pub profiles: Vec<ProfileConfig>,
     #[serde(default)]
     pub quotas: QuotaSection,
+    #[serde(default)]
+    pub keys: KeySection,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    #[serde(default)]
+    pub tokens: TokenSection,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,

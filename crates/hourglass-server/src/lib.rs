@@ -36,13 +36,12 @@ use hourglass_policy::PolicySetEngine;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    auth::TokenIndex, config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups,
+    config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups,
 };
 
 /// Shared state of the HTTP handlers.
 pub struct App {
     engine: Arc<Engine>,
-    tokens: TokenIndex,
     metrics: Arc<Metrics>,
     vault: Arc<CredentialVault>,
     overdue_after_ms: i64,
@@ -79,7 +78,8 @@ pub struct Checked {
     pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     /// The SSH certificate authorities among the targets.
     pub ssh: BTreeMap<TargetId, Arc<SshConnector>>,
-    pub tokens: TokenIndex,
+    /// `[[identities]]`, for the directory.
+    pub declared: Vec<hourglass_core::engine::Declared>,
 }
 
 /// Validates a configuration completely (identities, targets, entitlements, policies) without
@@ -88,7 +88,8 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
     let file = config.file_name();
     let mut problems = Vec::new();
     let mut principals = Vec::new();
-    let mut tokens = TokenIndex::default();
+    let mut declared = Vec::new();
+    let mut hashes = std::collections::BTreeSet::new();
     for (i, id) in config.identities.iter().enumerate() {
         let key = format!("identities[{i}]");
         match PrincipalId::new(id.name.clone()) {
@@ -98,19 +99,24 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
                         problems.push(format!(
                             "{file}: {key}.token_sha256: not a SHA-256 hex digest"
                         ));
-                    } else if !tokens.insert(h, pid.clone()) {
+                    } else if !hashes.insert(h.to_ascii_lowercase()) {
                         problems.push(format!(
                             "{file}: {key}.token_sha256: the same token hash is given twice"
                         ));
                     }
                 }
-                principals.push(Principal {
+                let principal = Principal {
                     id: pid,
                     kind: id.kind,
                     owner: id.owner.clone(),
                     groups: id.groups.clone(),
                     status: id.status,
+                };
+                declared.push(hourglass_core::engine::Declared {
+                    principal: principal.clone(),
+                    token_sha256: id.token_sha256.clone(),
                 });
+                principals.push(principal);
             }
             Err(e) => problems.push(format!("{file}: {key}.name: {e}")),
         }
@@ -230,7 +236,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             facts,
             connectors,
             ssh,
-            tokens,
+            declared,
         }),
         (c, p, _) => {
             problems.extend(c.err().unwrap_or_default());
@@ -343,6 +349,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         },
         lease_ms: s.job_lease.as_millis(),
         worker_id: format!("hourglass-{}", std::process::id()),
+        keys: hourglass_core::engine::KeyPolicy {
+            max_lifetime: config.keys.max_lifetime,
+            rotation_overlap: config.keys.rotation_overlap,
+            rotate_after: config.keys.rotate_after,
+        },
     };
     let engine = Engine::new(
         EnginePorts {
@@ -358,12 +369,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         settings,
     )
     .map_err(|e| StartError::one(format!("{e:?}")))?;
+    engine
+        .declare_identities(&checked.declared)
+        .await
+        .map_err(|e| StartError::one(format!("identities: {e:?}")))?;
     let engine = Arc::new(engine);
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
     let app = Arc::new(App {
         engine: Arc::clone(&engine),
-        tokens: checked.tokens,
         metrics: Arc::clone(&metrics),
         vault,
         overdue_after_ms: s.overdue_after.as_millis(),

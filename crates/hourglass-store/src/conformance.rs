@@ -44,6 +44,7 @@ fn request(at: i64) -> Request {
         source_ip: Some("192.0.2.7".into()),
         starts_at: Some(t(at + 500)),
         extends: None,
+        actors: Vec::new(),
         version: 0,
     }
 }

@@ -167,6 +167,7 @@ impl Engine {
             source_ip: caller.source_ip.clone(),
             starts_at: None,
             extends: Some(grant.id.clone()),
+            actors: Vec::new(),
             version: 0,
         };
         let mut commit = Commit::default();
@@ -315,7 +316,7 @@ impl Engine {
             let error = format!("no connector for target {}", grant.target);
             return self.retry(job, &grant, token, error).await;
         };
-        let spec = self.spec(&grant)?;
+        let spec = self.spec(&grant).await?;
         match connector.extend(&spec).await {
             Ok(credential) => {
                 let now = self.clock.now();

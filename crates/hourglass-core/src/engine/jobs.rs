@@ -160,11 +160,11 @@ impl Engine {
         self.store.next_job_at().await
     }
 
-    pub(super) fn spec(&self, grant: &Grant) -> Result<GrantSpec> {
+    pub(super) async fn spec(&self, grant: &Grant) -> Result<GrantSpec> {
         let ent = self.catalog.entitlement(&grant.entitlement);
         let kind = self
-            .catalog
             .principal(&grant.principal)
+            .await?
             .map_or(crate::catalog::PrincipalKind::Human, |p| p.kind);
         Ok(GrantSpec {
             grant_id: grant.id.clone(),
@@ -262,7 +262,7 @@ impl Engine {
                 )
                 .await;
         };
-        let spec = self.spec(&grant)?;
+        let spec = self.spec(&grant).await?;
         match connector.grant(&spec).await {
             Ok(provisioned) => {
                 let now = self.clock.now();
@@ -326,7 +326,7 @@ impl Engine {
         now: Timestamp,
     ) -> Result<Option<String>> {
         let (Some(p), Some(_)) = (
-            self.catalog.principal(&grant.principal),
+            self.principal(&grant.principal).await?,
             self.catalog.entitlement(&grant.entitlement),
         ) else {
             return Ok(Some(
@@ -437,7 +437,7 @@ impl Engine {
                 )
                 .await;
         };
-        let spec = self.spec(&grant)?;
+        let spec = self.spec(&grant).await?;
         match connector.revoke(&spec).await {
             Ok(()) => {
                 let now = self.clock.now();

@@ -8,6 +8,7 @@
 
 mod admission;
 mod extend;
+mod identities;
 mod jobs;
 mod profiles;
 mod reads;
@@ -24,6 +25,9 @@ use std::{
 
 use secrecy::SecretString;
 
+pub use identities::{
+    Declared, InventoryEntry, IssuedKey, KeyPolicy, NewIdentity, Offboarded, secret_hash,
+};
 pub use jobs::{JobOutcome, JobReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use reload::ReloadReport;
@@ -33,7 +37,7 @@ pub use submit::NewRequest;
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,
     backoff::Backoff,
-    catalog::{Catalog, Entitlement, Principal, PrincipalStatus},
+    catalog::{Catalog, Entitlement, Principal},
     connector::Connector,
     id::{AccessId, GrantId, PrincipalId, TargetId},
     policy::{
@@ -105,6 +109,8 @@ pub struct EngineSettings {
     pub lease_ms: i64,
     /// This worker's name in leases.
     pub worker_id: String,
+    /// API key lifetimes and rotation.
+    pub keys: KeyPolicy,
 }
 
 impl Default for EngineSettings {
@@ -117,6 +123,7 @@ impl Default for EngineSettings {
             backoff: Backoff::default(),
             lease_ms: 60_000,
             worker_id: "hourglass".into(),
+            keys: KeyPolicy::default(),
         }
     }
 }
@@ -193,20 +200,6 @@ impl Engine {
         Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Looks up an authenticated principal by name; suspended and offboarded ones cannot act.
-    pub fn active_principal(&self, id: &PrincipalId) -> Result<&Principal> {
-        let p = self.catalog.principal(id).ok_or_else(|| {
-            Error::forbidden("principal.unknown", format!("unknown principal {id}"))
-        })?;
-        if p.status != PrincipalStatus::Active {
-            return Err(Error::forbidden(
-                "principal.inactive",
-                format!("principal {id} is not active"),
-            ));
-        }
-        Ok(p)
-    }
-
     /// The decision context at `at` for access by `subject` (whose on-call status counts).
     fn context(
         &self,
@@ -254,7 +247,7 @@ impl Engine {
     /// `false` when its requester or entitlement is gone.
     async fn still_permitted(&self, req: &crate::request::Request, at: Timestamp) -> Result<bool> {
         let (Some(p), Ok(resource)) = (
-            self.catalog.principal(&req.requester),
+            self.principal(&req.requester).await?,
             self.resource_of(&req.access),
         ) else {
             return Ok(false);
@@ -273,7 +266,7 @@ impl Engine {
             None if req.break_glass => Action::BreakGlass,
             None => Action::Request,
         };
-        Ok(self.decide(action, p, resource, &ctx)?.allowed)
+        Ok(self.decide(action, &p, resource, &ctx)?.allowed)
     }
 
     fn decide(

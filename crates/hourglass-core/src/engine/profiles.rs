@@ -146,7 +146,7 @@ impl Engine {
     }
 
     /// Adds one grant's move to `revoking`, its revoke job and its audit record to `commit`.
-    fn revoke_into(
+    pub(super) fn revoke_into(
         grant: &Grant,
         actor: &str,
         reason: String,

@@ -18,7 +18,7 @@ type VisibilityCache = BTreeMap<(PrincipalId, AccessId), bool>;
 impl Engine {
     /// Whether `caller` may see a request or grant of `requester` for `access`: their own, or
     /// one they may approve or administer.
-    fn may_see(
+    async fn may_see(
         &self,
         caller: &Caller,
         requester: &PrincipalId,
@@ -43,7 +43,7 @@ impl Engine {
                     None,
                     now,
                 );
-                ctx.requester = self.catalog.principal(requester).cloned();
+                ctx.requester = self.principal(requester).await?;
                 self.may_administer(&caller.principal, resource, now)?
                     || (ctx.requester.is_some()
                         && self
@@ -65,7 +65,7 @@ impl Engine {
             &request.access,
             &mut BTreeMap::new(),
             now,
-        )? {
+        ).await? {
             return Err(Error::not_found(
                 "request.not_found",
                 format!("no request {id}"),
@@ -125,7 +125,9 @@ impl Engine {
             &AccessId::Entitlement(grant.entitlement.clone()),
             &mut BTreeMap::new(),
             now,
-        )? {
+        )
+        .await?
+        {
             return Err(Error::not_found(
                 "grant.not_found",
                 format!("no grant {id}"),
@@ -190,7 +192,7 @@ impl Engine {
             before = items.last().map(|t| about(t).2);
             for t in items {
                 let (who, what, _) = about(&t);
-                if self.may_see(caller, who, &what, &mut cache, now)? {
+                if self.may_see(caller, who, &what, &mut cache, now).await? {
                     out.push(t);
                     if out.len() as u32 == limit {
                         return Ok(out);

@@ -52,8 +52,8 @@ impl Engine {
         })
     }
 
-    fn requester_of(&self, req: &Request) -> Result<&Principal> {
-        self.catalog.principal(&req.requester).ok_or_else(|| {
+    async fn requester_of(&self, req: &Request) -> Result<Principal> {
+        self.principal(&req.requester).await?.ok_or_else(|| {
             Error::conflict(
                 "principal.removed",
                 format!("requester {} is no longer configured", req.requester),
@@ -63,7 +63,7 @@ impl Engine {
 
     /// Checks that `caller` may decide on `req` (approve or deny): not the requester, and
     /// permitted by an `Approve` policy. Returns the determining policies.
-    fn check_approver(
+    async fn check_approver(
         &self,
         caller: &Caller,
         req: &Request,
@@ -90,7 +90,7 @@ impl Engine {
             req.ticket.as_deref(),
             now,
         );
-        ctx.requester = Some(self.requester_of(req)?.clone());
+        ctx.requester = Some(self.requester_of(req).await?);
         let decision = self.decide(Action::Approve, &caller.principal, resource, &ctx)?;
         if !decision.allowed {
             return Err(Error::forbidden(
@@ -132,7 +132,7 @@ impl Engine {
             let resource = self.resource_of(&req.access)?;
             let quorum = resource.approvals_required();
             let now = self.clock.now();
-            let decision = self.check_approver(caller, &req, resource, now)?;
+            let decision = self.check_approver(caller, &req, resource, now).await?;
             let approvals = self.store.list_approvals(&req.id).await?;
             if approvals
                 .iter()
@@ -252,7 +252,7 @@ impl Engine {
             let req = self.load_request(id).await?;
             let resource = self.resource_of(&req.access)?;
             let now = self.clock.now();
-            let decision = self.check_approver(caller, &req, resource, now)?;
+            let decision = self.check_approver(caller, &req, resource, now).await?;
             let (denied, ev) = req.apply(
                 RequestCommand::Deny {
                     actor: caller.principal.id.clone(),

@@ -71,7 +71,7 @@ impl Engine {
     }
 
     /// Whether `caller` may judge break-glass use of `ent` by `user`.
-    fn may_review(
+    async fn may_review(
         &self,
         caller: &Caller,
         user: &PrincipalId,
@@ -81,22 +81,22 @@ impl Engine {
         if self.may_administer(&caller.principal, resource, now)? {
             return Ok(true);
         }
-        let Some(requester) = self.catalog.principal(user) else {
+        let Some(requester) = self.principal(user).await? else {
             return Ok(false);
         };
         let mut ctx = self.context(Some(caller), user, resource.default_duration(), None, now);
-        ctx.requester = Some(requester.clone());
+        ctx.requester = Some(requester);
         Ok(self
             .decide(Action::Approve, &caller.principal, resource, &ctx)?
             .allowed)
     }
 
-    fn may_see_review(&self, caller: &Caller, r: &Review, now: Timestamp) -> Result<bool> {
+    async fn may_see_review(&self, caller: &Caller, r: &Review, now: Timestamp) -> Result<bool> {
         if caller.principal.id == r.principal {
             return Ok(true);
         }
         match self.resource_of(&r.access) {
-            Ok(resource) => self.may_review(caller, &r.principal, resource, now),
+            Ok(resource) => self.may_review(caller, &r.principal, resource, now).await,
             Err(_) => Ok(false),
         }
     }
@@ -124,7 +124,7 @@ impl Engine {
             let full = page.len() as u32 == limit;
             before = page.last().map(|r| r.id.clone());
             for r in page {
-                if self.may_see_review(caller, &r, now)? {
+                if self.may_see_review(caller, &r, now).await? {
                     out.push(r);
                     if out.len() as u32 == limit {
                         return Ok(out);
@@ -161,13 +161,13 @@ impl Engine {
             let rid = ReviewId::parse(id).ok_or_else(not_found)?;
             let review = self.store.get_review(&rid).await?.ok_or_else(not_found)?;
             let now = self.clock.now();
-            if !self.may_see_review(caller, &review, now)? {
+            if !self.may_see_review(caller, &review, now).await? {
                 return Err(not_found());
             }
             // The user of the glass sees the review but is refused by `close`.
             if caller.principal.id != review.principal {
                 let resource = self.resource_of(&review.access)?;
-                if !self.may_review(caller, &review.principal, resource, now)? {
+                if !self.may_review(caller, &review.principal, resource, now).await? {
                     return Err(Error::forbidden(
                         "review.not_allowed",
                         "only an approver or administrator of the entitlement may close its reviews",

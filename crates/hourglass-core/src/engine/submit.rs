@@ -275,6 +275,7 @@ impl Engine {
             source_ip: caller.source_ip.clone(),
             starts_at: checked.starts_at,
             extends: None,
+            actors: Vec::new(),
             version: 0,
         };
         let mut created = AuditRecord::new(

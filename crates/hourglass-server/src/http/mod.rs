@@ -145,14 +145,11 @@ impl FromRequestParts<Shared> for Authed {
         else {
             return Err(unauthorized("auth.scheme", "use the Bearer scheme"));
         };
-        let Some(id) = app.tokens.principal(token) else {
-            return Err(unauthorized("auth.invalid", "the token is not valid"));
+        let principal = match app.engine.authenticate_key(token).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(unauthorized("auth.invalid", "the token is not valid")),
+            Err(e) => return Err(ApiError(e).into_response()),
         };
-        let principal = app
-            .engine
-            .active_principal(id)
-            .map_err(|e| ApiError(e).into_response())?
-            .clone();
         let source_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -12,7 +12,8 @@ use hourglass_core::{
     Error, Result, Timestamp,
     audit::AuditEvent,
     grant::{Grant, GrantState},
-    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId},
+    identity::{ApiKey, Identity},
     job::Job,
     request::{Approval, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
@@ -26,6 +27,7 @@ use sqlx::{
 
 use crate::error::map;
 
+mod identity;
 mod rows;
 mod write;
 
@@ -64,6 +66,11 @@ fn migrator() -> Migrator {
             3,
             "break_glass",
             include_str!("../../migrations/sqlite/0003_break_glass.sql"),
+        ),
+        step(
+            4,
+            "identities",
+            include_str!("../../migrations/sqlite/0004_identities.sql"),
         ),
     ])
 }
@@ -133,6 +140,16 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map)?;
+        // Identities first: keys and requests name them.
+        for i in &c.identities {
+            identity::write_identity(&mut tx, i).await?;
+        }
+        for k in &c.keys {
+            identity::write_key(&mut tx, k).await?;
+        }
+        for (u, now) in &c.token_uses {
+            identity::write_token_use(&mut tx, u, *now).await?;
+        }
         for r in &c.requests {
             write_request(&mut tx, r).await?;
         }
@@ -353,6 +370,31 @@ impl Store for SqliteStore {
             principal_requests: n("principal_requests")?,
             entitlement_requests: n("entitlement_requests")?,
         })
+    }
+
+    async fn get_identity(&self, id: &PrincipalId) -> Result<Option<Identity>> {
+        self.identity(id).await
+    }
+    async fn list_identities(&self) -> Result<Vec<Identity>> {
+        self.identities().await
+    }
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>> {
+        self.key_where("id", id.as_str()).await
+    }
+    async fn find_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>> {
+        self.key_where("prefix", prefix).await
+    }
+    async fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        self.key_where("hash", hash).await
+    }
+    async fn list_keys(&self, principal: Option<&PrincipalId>) -> Result<Vec<ApiKey>> {
+        self.keys(principal).await
+    }
+    async fn touch(&self, principal: &PrincipalId, key: Option<&KeyId>, at: Timestamp) -> Result<()> {
+        self.touch_use(principal, key, at).await
+    }
+    async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool> {
+        self.token_used(issuer, jti, now).await
     }
 
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>> {

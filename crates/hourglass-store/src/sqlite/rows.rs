@@ -68,6 +68,13 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
             Some(g) => Some(GrantId::parse(&g).ok_or_else(|| corrupt("grant id", &g))?),
             None => None,
         },
+        actors: match get::<Option<String>>(row, "actor")? {
+            Some(chain) => chain
+                .split(',')
+                .map(|a| PrincipalId::new(a).map_err(|_| corrupt("actor", a)))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        },
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })

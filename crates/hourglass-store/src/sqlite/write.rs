@@ -19,6 +19,17 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::internal(format!("encoding: {e}")))
 }
 
+/// A delegation chain as stored: names joined by commas (names never hold one), or NULL.
+fn actor_chain(actors: &[PrincipalId]) -> Option<String> {
+    (!actors.is_empty()).then(|| {
+        actors
+            .iter()
+            .map(PrincipalId::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
 fn conflict_unless_one(rows: u64) -> Result<()> {
     if rows == 1 {
         Ok(())
@@ -33,15 +44,15 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         sqlx::query(
             "INSERT INTO requests (requester, access_kind, entitlement, duration_secs, reason, ticket, state, state_reason,
                created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
-               source_ip, starts_at, extends, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               source_ip, starts_at, extends, actor, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, access_kind = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
                grant_id = ?, public_key = ?, break_glass = ?, mfa = ?, source_ip = ?, starts_at = ?,
-               extends = ?, version = version + 1
+               extends = ?, actor = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -65,6 +76,7 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         .bind(&r.source_ip)
         .bind(r.starts_at.map(Timestamp::unix_millis))
         .bind(r.extends.as_ref().map(GrantId::as_str))
+        .bind(actor_chain(&r.actors))
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)

@@ -1,0 +1,766 @@
+//! Identities and their API keys: the inventory, creation (workloads and agents need an owner),
+//! suspension, offboarding (every grant and key of the identity revoked in one commit, idempotent)
+//! and the key lifecycle (create with a mandatory expiry, rotate with an overlap, revoke).
+//!
+//! Authority: creating an identity takes Administer on every entitlement; suspending,
+//! offboarding and managing keys also lets the identity's owner (the owner by name, or a member
+//! of the owner group) act. Every change and its audit record commit together.
+
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument, warn};
+
+use super::{Caller, Engine, retry_on_conflict};
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    catalog::{Principal, PrincipalKind, PrincipalStatus},
+    grant::{Grant, GrantState},
+    id::{GrantId, KeyId, PrincipalId, RequestId},
+    identity::{ApiKey, Identity, KEY_PREFIX, Origin, check_owner, check_transition, key_prefix},
+    request::{RequestCommand, RequestState},
+    store::{Commit, GrantFilter, RequestFilter},
+};
+
+/// A new identity, as a client asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct NewIdentity {
+    pub name: String,
+    pub kind: String,
+    pub owner: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// A key just issued: its row and the secret, shown once.
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: SecretString,
+}
+
+/// An identity declared in configuration, with the hash of its configured token if any.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub principal: Principal,
+    /// SHA-256 hex digests of the tokens configured for it.
+    pub token_sha256: Vec<String>,
+}
+
+/// What offboarding did.
+#[derive(Debug, Clone)]
+pub struct Offboarded {
+    pub identity: Identity,
+    /// False when it was already offboarded and nothing changed.
+    pub changed: bool,
+    pub grants_revoked: Vec<GrantId>,
+    pub keys_revoked: Vec<KeyId>,
+    pub requests_cancelled: Vec<RequestId>,
+}
+
+/// One line of the inventory.
+#[derive(Debug, Clone)]
+pub struct InventoryEntry {
+    pub identity: Identity,
+    pub keys: Vec<ApiKey>,
+    pub live_grants: Vec<Grant>,
+    /// Set when the owner is a known identity that is offboarded or suspended.
+    pub owner_status: Option<PrincipalStatus>,
+}
+
+/// Key lifetime rules, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    /// The longest expiry a key may be given (default 90 days).
+    pub max_lifetime: GrantDuration,
+    /// How long a rotated-out key keeps working (default 24 hours).
+    pub rotation_overlap: GrantDuration,
+    /// Keys older than this are flagged by the hygiene report (default 30 days).
+    pub rotate_after: GrantDuration,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            max_lifetime: GrantDuration::from_secs(90 * 86_400),
+            rotation_overlap: GrantDuration::from_secs(86_400),
+            rotate_after: GrantDuration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// SHA-256 of a secret, lowercase hex.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hex digests in time independent of where they differ.
+fn same_digest(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const MAX_GROUPS: usize = 32;
+
+impl Engine {
+    /// The principal as stored now, or `None`.
+    pub async fn principal(&self, id: &PrincipalId) -> Result<Option<Principal>> {
+        Ok(self.store.get_identity(id).await?.map(|i| i.principal))
+    }
+
+    /// Looks up an authenticated principal by name; suspended and offboarded ones cannot act.
+    pub async fn active_principal(&self, id: &PrincipalId) -> Result<Principal> {
+        let p = self.principal(id).await?.ok_or_else(|| {
+            Error::forbidden("principal.unknown", format!("unknown principal {id}"))
+        })?;
+        if p.status != PrincipalStatus::Active {
+            return Err(Error::forbidden(
+                "principal.inactive",
+                format!("principal {id} is {}", p.status.as_str()),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The principal an API key (or a token declared in configuration) belongs to, if the key
+    /// is valid now. `Ok(None)` for an unknown, expired or revoked key: the caller answers 401
+    /// without saying which. Use is recorded (last used, last seen) at most once a minute.
+    pub async fn authenticate_key(&self, presented: &str) -> Result<Option<Principal>> {
+        let presented = presented.trim();
+        let hash = secret_hash(presented);
+        let key = match key_prefix(presented) {
+            Some(prefix) => self.store.find_key_by_prefix(prefix).await?,
+            None => self.store.find_key_by_hash(&hash).await?,
+        };
+        let now = self.clock.now();
+        let Some(key) = key.filter(|k| same_digest(&k.hash, &hash) && k.is_valid_at(now)) else {
+            return Ok(None);
+        };
+        let principal = self.active_principal(&key.principal).await?;
+        self.store.touch(&principal.id, Some(&key.id), now).await?;
+        Ok(Some(principal))
+    }
+
+    /// Records that `principal` acted now (for callers authenticated without a key).
+    pub async fn seen(&self, principal: &PrincipalId) -> Result<()> {
+        self.store.touch(principal, None, self.clock.now()).await
+    }
+
+    /// Brings the directory in line with `[[identities]]` at start: new ones are added, changed
+    /// kinds, owners and groups are updated (status is kept: an offboarded identity stays so),
+    /// configured tokens are registered, and tokens or identities removed from configuration are
+    /// revoked or suspended. Each change is audited as `system`.
+    pub async fn declare_identities(&self, declared: &[Declared]) -> Result<()> {
+        retry_on_conflict(|| async {
+            let now = self.clock.now();
+            let mut commit = Commit::default();
+            let stored = self.store.list_identities().await?;
+            let keys = self.store.list_keys(None).await?;
+            for d in declared {
+                let p = &d.principal;
+                match stored.iter().find(|i| i.principal.id == p.id) {
+                    None => {
+                        commit.identities.push(Identity {
+                            principal: p.clone(),
+                            origin: Origin::Config,
+                            created_at: now,
+                            last_seen_at: None,
+                            status_reason: None,
+                            version: 0,
+                        });
+                        commit.audit.push(
+                            AuditRecord::new(now, "system", "identity.declared", p.id.as_str())
+                                .with("kind", p.kind.as_str())
+                                .with("owner", p.owner.as_deref().unwrap_or("")),
+                        );
+                    }
+                    Some(i)
+                        if i.principal.kind != p.kind
+                            || i.principal.owner != p.owner
+                            || i.principal.groups != p.groups
+                            || i.origin != Origin::Config
+                            || stricter(p.status, i.principal.status) =>
+                    {
+                        let mut changed = i.clone();
+                        changed.principal.kind = p.kind;
+                        changed.principal.owner.clone_from(&p.owner);
+                        changed.principal.groups.clone_from(&p.groups);
+                        changed.origin = Origin::Config;
+                        // Configuration may suspend or offboard; it never lifts a status set
+                        // through the API (an offboarded identity stays offboarded).
+                        if stricter(p.status, i.principal.status) {
+                            changed.principal.status = p.status;
+                            changed.status_reason = Some("set in configuration".into());
+                        }
+                        commit.audit.push(
+                            AuditRecord::new(now, "system", "identity.updated", p.id.as_str())
+                                .with("kind", p.kind.as_str())
+                                .with("owner", p.owner.as_deref().unwrap_or(""))
+                                .with("groups", p.groups.join(","))
+                                .with("status", changed.principal.status.as_str()),
+                        );
+                        commit.identities.push(changed);
+                    }
+                    Some(_) => {}
+                }
+                let configured: Vec<String> =
+                    d.token_sha256.iter().map(|h| h.to_ascii_lowercase()).collect();
+                for k in keys.iter().filter(|k| {
+                    k.principal == p.id
+                        && k.origin == Origin::Config
+                        && k.revoked_at.is_none()
+                        && !configured.contains(&k.hash)
+                }) {
+                    commit.keys.push(revoked(k, now));
+                    commit.audit.push(
+                        AuditRecord::new(now, "system", "key.revoked", k.id.as_str())
+                            .with("identity", &p.id)
+                            .with("reason", "token removed from configuration"),
+                    );
+                }
+                for hash in configured {
+                    if keys.iter().any(|k| k.hash == hash) {
+                        continue;
+                    }
+                    let key = ApiKey {
+                        id: KeyId::generate(now)?,
+                        principal: p.id.clone(),
+                        prefix: None,
+                        hash,
+                        origin: Origin::Config,
+                        created_at: now,
+                        expires_at: None,
+                        revoked_at: None,
+                        last_used_at: None,
+                        replaced_by: None,
+                        version: 0,
+                    };
+                    commit.audit.push(
+                        AuditRecord::new(now, "system", "key.declared", key.id.as_str())
+                            .with("identity", &p.id),
+                    );
+                    commit.keys.push(key);
+                }
+            }
+            for i in stored.iter().filter(|i| {
+                i.origin == Origin::Config
+                    && i.principal.status == PrincipalStatus::Active
+                    && !declared.iter().any(|d| d.principal.id == i.principal.id)
+            }) {
+                let mut gone = i.clone();
+                gone.principal.status = PrincipalStatus::Suspended;
+                gone.status_reason = Some("removed from configuration".into());
+                commit.audit.push(
+                    AuditRecord::new(now, "system", "identity.suspended", i.id().as_str())
+                        .with("reason", "removed from configuration"),
+                );
+                commit.identities.push(gone);
+            }
+            if !commit.is_empty() {
+                info!(changes = commit.audit.len(), "identity directory updated from configuration");
+            }
+            self.commit(commit).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether `caller` may manage `target`: an administrator of everything, or its owner.
+    async fn may_manage(&self, caller: &Caller, target: &Identity) -> Result<bool> {
+        let p = &caller.principal;
+        let owns = target.principal.owner.as_deref().is_some_and(|o| {
+            o == p.id.as_str() || p.groups.iter().any(|g| g == o)
+        });
+        Ok(owns || self.require_admin_of_all(caller, "identity.not_allowed").is_ok())
+    }
+
+    async fn load_identity(&self, name: &str) -> Result<Identity> {
+        let not_found = || Error::not_found("identity.not_found", format!("no identity {name:?}"));
+        let id = PrincipalId::new(name.trim()).map_err(|_| not_found())?;
+        self.store.get_identity(&id).await?.ok_or_else(not_found)
+    }
+
+    async fn load_managed(&self, caller: &Caller, name: &str) -> Result<Identity> {
+        let identity = self.load_identity(name).await?;
+        if !self.may_manage(caller, &identity).await? {
+            // Someone who may not manage it learns nothing about it either.
+            return Err(Error::not_found(
+                "identity.not_found",
+                format!("no identity {name:?}"),
+            ));
+        }
+        Ok(identity)
+    }
+
+    /// Creates a workload, agent or human identity. Non-humans must name an owner, which must
+    /// be a known active identity or a group some identity is in.
+    #[instrument(skip_all, fields(principal = %caller.principal.id, identity = %new.name))]
+    pub async fn create_identity(&self, caller: &Caller, new: NewIdentity) -> Result<Identity> {
+        self.require_admin_of_all(caller, "identity.create_not_allowed")?;
+        let id = PrincipalId::new(new.name.trim())
+            .map_err(|m| Error::invalid("identity.name_invalid", "name", m))?;
+        let kind = PrincipalKind::parse(new.kind.trim()).ok_or_else(|| {
+            Error::invalid(
+                "identity.kind_invalid",
+                "kind",
+                format!("kind {:?}: use human, workload or agent", new.kind),
+            )
+        })?;
+        check_owner(kind, new.owner.as_deref())?;
+        let owner = new
+            .owner
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned);
+        if new.groups.len() > MAX_GROUPS {
+            return Err(Error::invalid(
+                "identity.groups_invalid",
+                "groups",
+                format!("at most {MAX_GROUPS} groups"),
+            ));
+        }
+        let mut groups = Vec::new();
+        for g in &new.groups {
+            let g = PrincipalId::new(g.trim())
+                .map_err(|m| Error::invalid("identity.groups_invalid", "groups", m))?;
+            if !groups.contains(&g.to_string()) {
+                groups.push(g.to_string());
+            }
+        }
+        let stored = self.store.list_identities().await?;
+        if let Some(o) = &owner {
+            let known_identity = stored.iter().find(|i| i.id().as_str() == o);
+            let known_group = stored.iter().any(|i| i.principal.groups.contains(o));
+            match known_identity {
+                Some(i) if i.principal.status != PrincipalStatus::Active => {
+                    return Err(Error::invalid(
+                        "identity.owner_inactive",
+                        "owner",
+                        format!("owner {o} is {}", i.principal.status.as_str()),
+                    ));
+                }
+                Some(i) if i.principal.kind != PrincipalKind::Human => {
+                    return Err(Error::invalid(
+                        "identity.owner_not_human",
+                        "owner",
+                        format!("owner {o} is a {}; a person or a group must answer for it", i.principal.kind.as_str()),
+                    ));
+                }
+                Some(_) => {}
+                None if known_group => {}
+                None => {
+                    return Err(Error::invalid(
+                        "identity.owner_unknown",
+                        "owner",
+                        format!("owner {o:?} is neither a known identity nor a group"),
+                    ));
+                }
+            }
+        }
+        let now = self.clock.now();
+        let identity = Identity {
+            principal: Principal {
+                id: id.clone(),
+                kind,
+                owner: owner.clone(),
+                groups: groups.clone(),
+                status: PrincipalStatus::Active,
+            },
+            origin: Origin::Api,
+            created_at: now,
+            last_seen_at: None,
+            status_reason: None,
+            version: 0,
+        };
+        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "identity.created", id.as_str())
+            .with("kind", kind.as_str())
+            .with("owner", owner.as_deref().unwrap_or(""))
+            .with("groups", groups.join(","));
+        match self
+            .commit(Commit {
+                identities: vec![identity.clone()],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await
+        {
+            Err(Error::StoreConflict) => Err(Error::conflict(
+                "identity.exists",
+                format!("an identity named {id} exists"),
+            )),
+            Err(e) => Err(e),
+            Ok(_) => {
+                info!(identity = %id, kind = kind.as_str(), "identity created");
+                Ok(Identity {
+                    version: 1,
+                    ..identity
+                })
+            }
+        }
+    }
+
+    /// Suspends (`active = false`) or resumes an identity. A suspended identity cannot
+    /// authenticate; its grants run on until they end (offboard to end them now).
+    pub async fn set_identity_active(
+        &self,
+        caller: &Caller,
+        name: &str,
+        active: bool,
+        reason: Option<String>,
+    ) -> Result<Identity> {
+        retry_on_conflict(|| async {
+            let identity = self.load_managed(caller, name).await?;
+            let to = if active {
+                PrincipalStatus::Active
+            } else {
+                PrincipalStatus::Suspended
+            };
+            check_transition(identity.id(), identity.principal.status, to)?;
+            if identity.principal.status == to {
+                return Ok(identity);
+            }
+            let now = self.clock.now();
+            let mut changed = identity.clone();
+            changed.principal.status = to;
+            changed.status_reason = reason.clone();
+            let action = if active { "identity.resumed" } else { "identity.suspended" };
+            let mut ev = AuditRecord::new(now, caller.principal.id.as_str(), action, identity.id().as_str());
+            if let Some(r) = &reason {
+                ev = ev.with("reason", r);
+            }
+            self.commit(Commit {
+                identities: vec![changed.clone()],
+                audit: vec![ev],
+                ..Commit::default()
+            })
+            .await?;
+            changed.version += 1;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// Offboards an identity: it can never act again, every grant it holds is revoked, every key
+    /// revoked and every open request cancelled, all in one commit. A second call changes
+    /// nothing and says so.
+    #[instrument(skip_all, fields(principal = %caller.principal.id, identity = %name))]
+    pub async fn offboard(&self, caller: &Caller, name: &str, reason: &str) -> Result<Offboarded> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "identity.reason_missing",
+                "reason",
+                "say why the identity is offboarded",
+            ));
+        }
+        let out = retry_on_conflict(|| async {
+            let identity = self.load_managed(caller, name).await?;
+            let id = identity.id().clone();
+            let now = self.clock.now();
+            let actor = caller.principal.id.as_str();
+            let mut commit = Commit::default();
+            let mut out = Offboarded {
+                identity: identity.clone(),
+                changed: false,
+                grants_revoked: Vec::new(),
+                keys_revoked: Vec::new(),
+                requests_cancelled: Vec::new(),
+            };
+            let why = format!("identity {id} offboarded by {actor}: {reason}");
+            for state in [GrantState::Provisioning, GrantState::Active] {
+                for g in self
+                    .store
+                    .list_grants(&GrantFilter {
+                        state: Some(state),
+                        principal: Some(id.clone()),
+                        before: None,
+                        limit: u32::MAX,
+                    })
+                    .await?
+                {
+                    Self::revoke_into(&g, actor, why.clone(), now, &mut commit)?;
+                    out.grants_revoked.push(g.id);
+                }
+            }
+            for state in [RequestState::Pending, RequestState::Approved] {
+                for r in self
+                    .store
+                    .list_requests(&RequestFilter {
+                        state: Some(state),
+                        requester: Some(id.clone()),
+                        before: None,
+                        limit: u32::MAX,
+                    })
+                    .await?
+                {
+                    let (cancelled, ev) = r.apply(
+                        RequestCommand::Cancel {
+                            actor: actor.to_owned(),
+                            note: Some(why.clone()),
+                        },
+                        now,
+                    )?;
+                    out.requests_cancelled.push(cancelled.id.clone());
+                    commit.requests.push(cancelled);
+                    commit.audit.push(ev);
+                }
+            }
+            for k in self.store.list_keys(Some(&id)).await? {
+                if k.revoked_at.is_none() {
+                    out.keys_revoked.push(k.id.clone());
+                    commit.audit.push(
+                        AuditRecord::new(now, actor, "key.revoked", k.id.as_str())
+                            .with("identity", &id)
+                            .with("reason", "identity offboarded"),
+                    );
+                    commit.keys.push(revoked(&k, now));
+                }
+            }
+            if identity.principal.status != PrincipalStatus::Offboarded {
+                let mut gone = identity.clone();
+                gone.principal.status = PrincipalStatus::Offboarded;
+                gone.status_reason = Some(reason.to_owned());
+                commit.audit.push(
+                    AuditRecord::new(now, actor, "identity.offboarded", id.as_str())
+                        .with("reason", reason)
+                        .with("grants_revoked", out.grants_revoked.len())
+                        .with("keys_revoked", out.keys_revoked.len())
+                        .with("requests_cancelled", out.requests_cancelled.len()),
+                );
+                commit.identities.push(gone.clone());
+                out.identity = Identity {
+                    version: gone.version + 1,
+                    ..gone
+                };
+            }
+            out.changed = !commit.is_empty();
+            self.commit(commit).await?;
+            Ok(out)
+        })
+        .await?;
+        if !out.grants_revoked.is_empty() {
+            self.wake.jobs_changed();
+        }
+        warn!(identity = %out.identity.id(), grants = out.grants_revoked.len(), keys = out.keys_revoked.len(), changed = out.changed, "identity offboarded");
+        Ok(out)
+    }
+
+    /// The expiry of a new key: `expires` (a duration) or the maximum, never beyond it.
+    fn key_expiry(&self, expires: Option<&str>, now: Timestamp) -> Result<Timestamp> {
+        let max = self.settings.keys.max_lifetime;
+        let d = match expires.map(str::trim).filter(|e| !e.is_empty()) {
+            None => max,
+            Some(text) => text
+                .parse::<GrantDuration>()
+                .map_err(|e| Error::invalid("key.expires_invalid", "expires", e))?,
+        };
+        if d > max {
+            return Err(Error::invalid(
+                "key.expires_exceeds_max",
+                "expires",
+                format!("a key lives at most {max}; asked for {d}"),
+            ));
+        }
+        Ok(now.plus(d))
+    }
+
+    fn new_key(principal: &PrincipalId, expires_at: Timestamp, now: Timestamp) -> Result<IssuedKey> {
+        let public = crate::id::random_hex::<6>()?;
+        let secret = format!("{KEY_PREFIX}{public}_{}", crate::id::random_hex::<32>()?);
+        let key = ApiKey {
+            id: KeyId::generate(now)?,
+            principal: principal.clone(),
+            prefix: Some(format!("{KEY_PREFIX}{public}")),
+            hash: secret_hash(&secret),
+            origin: Origin::Api,
+            created_at: now,
+            expires_at: Some(expires_at),
+            revoked_at: None,
+            last_used_at: None,
+            replaced_by: None,
+            version: 0,
+        };
+        Ok(IssuedKey {
+            key,
+            secret: SecretString::from(secret),
+        })
+    }
+
+    /// Issues a key for an active identity; the secret is in the answer only.
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        identity: &str,
+        expires: Option<&str>,
+    ) -> Result<IssuedKey> {
+        let identity = self.load_managed(caller, identity).await?;
+        if identity.principal.status != PrincipalStatus::Active {
+            return Err(Error::conflict(
+                "identity.inactive",
+                format!("{} is {}", identity.id(), identity.principal.status.as_str()),
+            ));
+        }
+        let now = self.clock.now();
+        let expires_at = self.key_expiry(expires, now)?;
+        let issued = Self::new_key(identity.id(), expires_at, now)?;
+        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "key.created", issued.key.id.as_str())
+            .with("identity", identity.id())
+            .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+            .with("expires_at", expires_at);
+        self.commit(Commit {
+            keys: vec![issued.key.clone()],
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(issued)
+    }
+
+    async fn load_key(&self, caller: &Caller, id: &str) -> Result<(ApiKey, Identity)> {
+        let not_found = || Error::not_found("key.not_found", format!("no key {id}"));
+        let kid = KeyId::parse(id.trim()).ok_or_else(not_found)?;
+        let key = self.store.get_key(&kid).await?.ok_or_else(not_found)?;
+        let identity = self
+            .load_managed(caller, key.principal.as_str())
+            .await
+            .map_err(|_| not_found())?;
+        Ok((key, identity))
+    }
+
+    /// Replaces a key: a new one is issued, and the old one keeps working for the rotation
+    /// overlap (or until its own expiry, if sooner), then is dead.
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        expires: Option<&str>,
+    ) -> Result<(IssuedKey, ApiKey)> {
+        let (old, identity) = self.load_key(caller, id).await?;
+        let now = self.clock.now();
+        if !old.is_valid_at(now) || old.replaced_by.is_some() {
+            return Err(Error::conflict(
+                "key.not_active",
+                format!("key {} is {} and cannot be rotated", old.id, if old.replaced_by.is_some() { "already rotated" } else { old.state_at(now) }),
+            ));
+        }
+        if identity.principal.status != PrincipalStatus::Active {
+            return Err(Error::conflict(
+                "identity.inactive",
+                format!("{} is {}", identity.id(), identity.principal.status.as_str()),
+            ));
+        }
+        let expires_at = self.key_expiry(expires, now)?;
+        let issued = Self::new_key(identity.id(), expires_at, now)?;
+        let overlap_end = now.plus(self.settings.keys.rotation_overlap);
+        let mut retiring = old.clone();
+        retiring.expires_at = Some(old.expires_at.map_or(overlap_end, |e| e.min(overlap_end)));
+        retiring.replaced_by = Some(issued.key.id.clone());
+        let actor = caller.principal.id.as_str();
+        let audit = vec![
+            AuditRecord::new(now, actor, "key.created", issued.key.id.as_str())
+                .with("identity", identity.id())
+                .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+                .with("expires_at", expires_at)
+                .with("replaces", &old.id),
+            AuditRecord::new(now, actor, "key.rotated", old.id.as_str())
+                .with("identity", identity.id())
+                .with("replaced_by", &issued.key.id)
+                .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
+        ];
+        self.commit(Commit {
+            keys: vec![retiring.clone(), issued.key.clone()],
+            audit,
+            ..Commit::default()
+        })
+        .await?;
+        retiring.version += 1;
+        Ok((issued, retiring))
+    }
+
+    /// Revokes a key now. Revoking a revoked key changes nothing.
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        let (key, identity) = self.load_key(caller, id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let now = self.clock.now();
+        let gone = revoked(&key, now);
+        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "key.revoked", key.id.as_str())
+            .with("identity", identity.id());
+        self.commit(Commit {
+            keys: vec![gone.clone()],
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(ApiKey {
+            version: gone.version + 1,
+            ..gone
+        })
+    }
+
+    /// The inventory: every identity the caller may see (all, for an administrator; otherwise
+    /// the caller and what they own), with keys, live grants and the owner's standing.
+    pub async fn inventory(&self, caller: &Caller) -> Result<Vec<InventoryEntry>> {
+        let admin = self.require_admin_of_all(caller, "identity.not_allowed").is_ok();
+        let all = self.store.list_identities().await?;
+        let keys = self.store.list_keys(None).await?;
+        let mut out = Vec::new();
+        for identity in &all {
+            let p = &caller.principal;
+            let visible = admin
+                || identity.id() == &p.id
+                || identity.principal.owner.as_deref().is_some_and(|o| {
+                    o == p.id.as_str() || p.groups.iter().any(|g| g == o)
+                });
+            if !visible {
+                continue;
+            }
+            let mut live = Vec::new();
+            for state in [GrantState::Provisioning, GrantState::Active, GrantState::Revoking] {
+                live.extend(
+                    self.store
+                        .list_grants(&GrantFilter {
+                            state: Some(state),
+                            principal: Some(identity.id().clone()),
+                            before: None,
+                            limit: 1_000,
+                        })
+                        .await?,
+                );
+            }
+            let owner_status = identity.principal.owner.as_deref().and_then(|o| {
+                all.iter()
+                    .find(|i| i.id().as_str() == o)
+                    .map(|i| i.principal.status)
+                    .filter(|s| *s != PrincipalStatus::Active)
+            });
+            out.push(InventoryEntry {
+                identity: identity.clone(),
+                keys: keys
+                    .iter()
+                    .filter(|k| &k.principal == identity.id())
+                    .cloned()
+                    .collect(),
+                live_grants: live,
+                owner_status,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Whether status `a` restricts more than `b` (active < suspended < offboarded).
+fn stricter(a: PrincipalStatus, b: PrincipalStatus) -> bool {
+    let rank = |s| match s {
+        PrincipalStatus::Active => 0,
+        PrincipalStatus::Suspended => 1,
+        PrincipalStatus::Offboarded => 2,
+    };
+    rank(a) > rank(b)
+}
+
+fn revoked(k: &ApiKey, now: Timestamp) -> ApiKey {
+    ApiKey {
+        revoked_at: Some(now),
+        ..k.clone()
+    }
+}
