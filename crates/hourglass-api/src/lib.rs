@@ -5,6 +5,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod identity;
+pub use identity::{
+    CreateIdentity, CreateKey, IdentityFinding, IdentityReport, IdentityStatusBody, IdentityView,
+    IssuedKeyView, KeyView, OffboardView, RotateKey, TokenError, TokenResponse,
+};
+
 /// `POST /v1/requests`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

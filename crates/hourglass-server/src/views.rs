@@ -120,3 +120,55 @@ pub fn audit_event(e: hourglass_core::audit::AuditEvent) -> AuditEventView {
         hash: e.hash,
     }
 }
+
+/// Whole days from `from` to `now`.
+fn days(from: hourglass_core::Timestamp, now: hourglass_core::Timestamp) -> u64 {
+    u64::try_from(now.millis_since(from) / 86_400_000).unwrap_or(0)
+}
+
+pub fn key(k: &hourglass_core::identity::ApiKey, now: hourglass_core::Timestamp) -> hourglass_api::KeyView {
+    hourglass_api::KeyView {
+        id: k.id.to_string(),
+        identity: k.principal.to_string(),
+        prefix: k.prefix.clone(),
+        origin: k.origin.as_str().to_owned(),
+        state: k.state_at(now).to_owned(),
+        created_at: k.created_at.to_string(),
+        expires_at: k.expires_at.map(|t| t.to_string()),
+        revoked_at: k.revoked_at.map(|t| t.to_string()),
+        last_used_at: k.last_used_at.map(|t| t.to_string()),
+        replaced_by: k.replaced_by.as_ref().map(ToString::to_string),
+        age_days: days(k.created_at, now),
+    }
+}
+
+pub fn identity(
+    i: &hourglass_core::identity::Identity,
+    keys: &[hourglass_core::identity::ApiKey],
+    grants: &[Grant],
+    owner_status: Option<hourglass_core::catalog::PrincipalStatus>,
+    now: hourglass_core::Timestamp,
+) -> hourglass_api::IdentityView {
+    let p = &i.principal;
+    hourglass_api::IdentityView {
+        name: p.id.to_string(),
+        kind: p.kind.as_str().to_owned(),
+        owner: p.owner.clone(),
+        groups: p.groups.clone(),
+        status: p.status.as_str().to_owned(),
+        status_reason: i.status_reason.clone(),
+        origin: i.origin.as_str().to_owned(),
+        created_at: i.created_at.to_string(),
+        last_seen_at: i.last_seen_at.map(|t| t.to_string()),
+        keys: keys.iter().map(|k| key(k, now)).collect(),
+        grants: grants.iter().map(|g| g.id.to_string()).collect(),
+        owner_status: owner_status.map(|s| s.as_str().to_owned()),
+    }
+}
+
+pub fn inventory(
+    e: &hourglass_core::engine::InventoryEntry,
+    now: hourglass_core::Timestamp,
+) -> hourglass_api::IdentityView {
+    identity(&e.identity, &e.keys, &e.live_grants, e.owner_status, now)
+}

@@ -8,6 +8,7 @@
 
 mod admission;
 mod extend;
+mod hygiene;
 mod identities;
 mod jobs;
 mod profiles;
@@ -25,6 +26,7 @@ use std::{
 
 use secrecy::SecretString;
 
+pub use hygiene::Finding;
 pub use identities::{
     Declared, InventoryEntry, IssuedKey, KeyPolicy, NewIdentity, Offboarded, secret_hash,
 };
@@ -190,6 +192,9 @@ impl Engine {
     }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+    pub fn key_policy(&self) -> KeyPolicy {
+        self.settings.keys
     }
     pub fn policy_hash(&self) -> String {
         self.policy().policy_hash()

@@ -2,6 +2,7 @@
 //! engine use case and maps the result; it never calls a connector.
 
 mod admin;
+mod identities;
 mod reviews;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -60,6 +61,14 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/admin/policies/reload", post(admin::reload_policies))
         .route("/v1/reports/standing", get(standing))
         .route("/v1/ssh/krl", get(ssh_krl))
+        .route("/v1/identities", get(identities::list_identities).post(identities::create_identity))
+        .route("/v1/identities/{name}/suspend", post(identities::suspend))
+        .route("/v1/identities/{name}/resume", post(identities::resume))
+        .route("/v1/identities/{name}/offboard", post(identities::offboard))
+        .route("/v1/keys", post(identities::create_key))
+        .route("/v1/keys/{id}/rotate", post(identities::rotate_key))
+        .route("/v1/keys/{id}/revoke", post(identities::revoke_key))
+        .route("/v1/reports/identities", get(identities::identity_report))
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/close", post(reviews::close_review))
         .route("/healthz", get(|| async { "ok" }))
@@ -645,7 +654,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
