@@ -73,6 +73,64 @@ pub struct TicketFacts {
     pub priority: Option<String>,
 }
 
+/// Facts of a verified workload identity token, for `Exchange`. Well-known claims are lifted
+/// out (GitHub and GitLab `repository`, `ref`, `environment`…; a Kubernetes service account's
+/// namespace and name from its `sub`; a SPIFFE ID) so that policies can name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadToken {
+    /// The configured issuer name (`github`).
+    pub issuer: String,
+    pub subject: String,
+    /// Optional claims by name (only the well-known ones; see [`WorkloadToken::from_claims`]).
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+/// The claims a policy can read from `context.token`.
+pub const TOKEN_CLAIMS: [&str; 9] = [
+    "repository",
+    "repository_owner",
+    "ref",
+    "workflow",
+    "job_workflow_ref",
+    "environment",
+    "namespace",
+    "service_account",
+    "spiffe_id",
+];
+
+impl WorkloadToken {
+    /// Lifts the well-known claims out of a token's string claims.
+    pub fn from_claims(
+        issuer: &str,
+        subject: &str,
+        claims: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let mut picked: std::collections::BTreeMap<String, String> = claims
+            .iter()
+            .filter(|(k, _)| TOKEN_CLAIMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // GitLab names its project `project_path`.
+        if let Some(p) = claims.get("project_path") {
+            picked.entry("repository".into()).or_insert_with(|| p.clone());
+        }
+        if let Some(rest) = subject.strip_prefix("system:serviceaccount:")
+            && let Some((ns, name)) = rest.split_once(':')
+        {
+            picked.insert("namespace".into(), ns.to_owned());
+            picked.insert("service_account".into(), name.to_owned());
+        }
+        if subject.starts_with("spiffe://") {
+            picked.insert("spiffe_id".into(), subject.to_owned());
+        }
+        WorkloadToken {
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+            claims: picked,
+        }
+    }
+}
+
 /// Facts about the moment of the decision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecisionContext {
@@ -90,6 +148,10 @@ pub struct DecisionContext {
     pub source_ip: Option<String>,
     /// For `Approve`: who asked.
     pub requester: Option<Principal>,
+    /// For `Exchange`: the verified identity token.
+    pub token: Option<WorkloadToken>,
+    /// For `Exchange` with delegation: the agent acting for the principal.
+    pub actor: Option<Principal>,
 }
 
 /// What a policy question is about: one entitlement, or a task profile.

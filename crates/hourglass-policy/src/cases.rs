@@ -105,6 +105,23 @@ pub struct ContextInput {
     /// For `Approve`: whose request is being approved.
     #[serde(default)]
     pub requester: Option<String>,
+    /// For `Exchange`: the workload token (`issuer`, `subject`, `claims`).
+    #[serde(default)]
+    pub token: Option<TokenInput>,
+    /// For `Exchange` with delegation: the agent acting for the principal.
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// A workload token in a policy test case.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    pub issuer: String,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 const WEEKDAYS: [&str; 7] = [
@@ -159,6 +176,13 @@ impl ContextInput {
             }),
             source_ip: self.source_ip.clone(),
             requester: requester.cloned(),
+            token: self.token.as_ref().map(|t| {
+                hourglass_core::policy::WorkloadToken::from_claims(&t.issuer, &t.subject, &t.claims)
+            }),
+            actor: match &self.actor {
+                None => None,
+                Some(a) => Some(principal(catalog, a).map_err(|e| format!("context.actor: {e}"))?.clone()),
+            },
         })
     }
 }
@@ -347,6 +371,9 @@ fn run_case(
     if action == Action::Approve && ctx.requester.is_none() {
         return Err("an Approve case needs context.requester".into());
     }
+    if action == Action::Exchange && ctx.token.is_none() {
+        return Err("an Exchange case needs context.token (issuer, subject, claims)".into());
+    }
     let d = engine
         .decide(PolicyQuery {
             action,
@@ -400,6 +427,7 @@ pub fn explain(
     Action::ALL
         .into_iter()
         .filter(|a| *a != Action::Approve || ctx.requester.is_some())
+        .filter(|a| *a != Action::Exchange || ctx.token.is_some())
         .map(|action| {
             let d = engine
                 .decide(PolicyQuery {

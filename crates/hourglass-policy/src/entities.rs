@@ -188,6 +188,30 @@ pub(crate) fn context(ctx: &DecisionContext, action: Action) -> Result<Context> 
             RestrictedExpression::new_entity_uid(principal_uid(requester)?),
         ));
     }
+    if action == Action::Exchange {
+        let t = ctx
+            .token
+            .as_ref()
+            .ok_or_else(|| Error::internal("an Exchange question needs the token"))?;
+        let mut fields = vec![
+            ("issuer".to_owned(), RestrictedExpression::new_string(t.issuer.clone())),
+            ("subject".to_owned(), RestrictedExpression::new_string(t.subject.clone())),
+        ];
+        for (k, v) in &t.claims {
+            if hourglass_core::policy::TOKEN_CLAIMS.contains(&k.as_str()) {
+                fields.push((k.clone(), RestrictedExpression::new_string(v.clone())));
+            }
+        }
+        let rec = RestrictedExpression::new_record(fields)
+            .map_err(|e| internal("token")(e.to_string()))?;
+        pairs.push(("token".into(), rec));
+        if let Some(a) = &ctx.actor {
+            pairs.push((
+                "actor".into(),
+                RestrictedExpression::new_entity_uid(principal_uid(a)?),
+            ));
+        }
+    }
     // `Request::new` checks the context against the schema.
     Context::from_pairs(pairs).map_err(|e| internal("context")(e.to_string()))
 }

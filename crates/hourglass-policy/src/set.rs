@@ -281,6 +281,12 @@ impl PolicySetEngine {
         {
             list.push(entities::principal_entity(r)?);
         }
+        if let Some(a) = &q.context.actor
+            && a.id != q.principal.id
+            && q.context.requester.as_ref().is_none_or(|r| r.id != a.id)
+        {
+            list.push(entities::principal_entity(a)?);
+        }
         list.extend(entities::group_entities(&self.groups)?);
         let ents = Entities::from_entities(list, Some(&self.schema))
             .map_err(|e| Error::internal(format!("cedar entities: {e}")))?;

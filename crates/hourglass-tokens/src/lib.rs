@@ -1,1 +1,9 @@
-//! placeholder
+//! Hourglass workload identity: the OIDC issuers whose identity tokens workloads exchange
+//! ([`issuer`]), and the Ed25519 keys that sign the access tokens Hourglass issues
+//! ([`signer`]). No clock is read here: every check takes the caller's time.
+
+pub mod issuer;
+pub mod signer;
+
+pub use issuer::{IssuerSpec, Issuers, JwksSource, Refusal, Rule, Verified, parse_algorithm};
+pub use signer::{Rotation, Signer};

@@ -228,6 +228,8 @@ impl Engine {
             }),
             source_ip: caller.and_then(|c| c.source_ip.clone()),
             requester: None,
+            token: None,
+            actor: None,
         }
     }
 

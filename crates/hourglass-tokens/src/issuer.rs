@@ -1,0 +1,355 @@
+//! Trusted OIDC issuers: verification of workload identity tokens (GitHub Actions, GitLab,
+//! Kubernetes service-account tokens, SPIFFE JWT-SVIDs) against each issuer's JWKS, and the
+//! mapping of a verified token's claims to a principal.
+//!
+//! What is refused, each with its own reason: a malformed token; an algorithm the issuer does
+//! not allow (`none` and `HS*` are never allowed: a public key must not become an HMAC secret);
+//! an unknown issuer; an unknown key id (after one refresh of the JWKS, at most every
+//! [`MIN_REFRESH_SECS`]); a bad signature; a wrong audience; an expired or not-yet-valid token
+//! (with the issuer's clock skew, on the caller's clock, never the system's); a token no rule
+//! maps to a principal.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
+use serde_json::{Map, Value};
+
+/// A refused token: a stable code and a reason safe to show and to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.reason)
+    }
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    Url(String),
+    File(PathBuf),
+}
+
+/// Claims (exact string values) that map a token to a principal.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub principal: String,
+    pub claims: BTreeMap<String, String>,
+}
+
+/// One trusted issuer, checked.
+#[derive(Debug, Clone)]
+pub struct IssuerSpec {
+    pub name: String,
+    pub issuer: String,
+    pub jwks: JwksSource,
+    pub audience: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub skew_secs: u64,
+    pub rules: Vec<Rule>,
+}
+
+/// Parses an algorithm name an issuer may use; `none` and the HMAC family are refused.
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    let alg: Algorithm = name
+        .parse()
+        .map_err(|_| format!("unknown algorithm {name:?}"))?;
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
+            "{name} is symmetric: a verifier holding the key could forge tokens; use RS*, PS*, ES* or EdDSA"
+        )),
+        a => Ok(a),
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The issuer's configured name.
+    pub issuer_name: String,
+    /// Its `iss`.
+    pub issuer: String,
+    pub subject: String,
+    /// The principal a rule mapped it to.
+    pub principal: String,
+    /// Its `jti`, or, for tokens without one, a digest of the token (a replay is the same
+    /// token again).
+    pub jti: String,
+    pub expires_at_secs: i64,
+    /// Its top-level string claims (for the policy context and the audit).
+    pub claims: BTreeMap<String, String>,
+    /// The `act` claim, for tokens that already carry a delegation.
+    pub act: Option<Value>,
+}
+
+/// How often an unknown `kid` may trigger a JWKS fetch per issuer.
+pub const MIN_REFRESH_SECS: u64 = 10;
+
+struct Trusted {
+    spec: IssuerSpec,
+    keys: RwLock<Vec<Jwk>>,
+    /// When the keys were last fetched (monotonic), to limit refreshes.
+    fetched: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The trusted issuers, by `iss`.
+#[derive(Clone)]
+pub struct Issuers {
+    by_iss: Arc<HashMap<String, Arc<Trusted>>>,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Issuers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuers")
+            .field("issuers", &self.by_iss.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Parses a JWKS document, keeping the keys this library can use and skipping the rest.
+pub fn parse_jwks(text: &str) -> Result<Vec<Jwk>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("no \"keys\" array")?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+        .filter(Jwk::is_supported)
+        .collect())
+}
+
+fn b64_json(segment: &str) -> Option<Map<String, Value>> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn claim_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Issuers {
+    /// Builds the issuers; local JWKS files are read now (an unreadable one is an error).
+    pub fn new(specs: Vec<IssuerSpec>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let mut by_iss = HashMap::new();
+        for spec in specs {
+            let keys = match &spec.jwks {
+                JwksSource::File(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| format!("issuer {}: {}: {e}", spec.name, p.display()))?;
+                    parse_jwks(&text).map_err(|e| format!("issuer {}: {}: {e}", spec.name, p.display()))?
+                }
+                JwksSource::Url(_) => Vec::new(),
+            };
+            let iss = spec.issuer.clone();
+            let t = Trusted {
+                spec,
+                keys: RwLock::new(keys),
+                fetched: tokio::sync::Mutex::new(None),
+            };
+            if by_iss.insert(iss.clone(), Arc::new(t)).is_some() {
+                return Err(format!("issuer {iss} is configured twice"));
+            }
+        }
+        Ok(Issuers {
+            by_iss: Arc::new(by_iss),
+            http,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_iss.is_empty()
+    }
+
+    /// Re-reads an issuer's keys (URL or file), at most every [`MIN_REFRESH_SECS`].
+    async fn refresh(&self, t: &Trusted) -> Result<(), Refusal> {
+        let mut fetched = t.fetched.lock().await;
+        if fetched.is_some_and(|at| at.elapsed() < Duration::from_secs(MIN_REFRESH_SECS)) {
+            return Ok(());
+        }
+        *fetched = Some(std::time::Instant::now());
+        let text = match &t.spec.jwks {
+            JwksSource::File(p) => tokio::fs::read_to_string(p).await.map_err(|e| {
+                Refusal::new("token.jwks_unavailable", format!("issuer {}: reading its JWKS: {e}", t.spec.name))
+            })?,
+            JwksSource::Url(url) => {
+                let unavailable = |e: String| {
+                    tracing::warn!(issuer = %t.spec.name, %url, error = %e, "JWKS fetch failed");
+                    Refusal::new("token.jwks_unavailable", format!("issuer {}: its JWKS could not be fetched", t.spec.name))
+                };
+                let resp = self.http.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
+                if !resp.status().is_success() {
+                    return Err(unavailable(format!("HTTP {}", resp.status())));
+                }
+                resp.text().await.map_err(|e| unavailable(e.to_string()))?
+            }
+        };
+        let keys = parse_jwks(&text).map_err(|e| {
+            Refusal::new("token.jwks_unavailable", format!("issuer {}: bad JWKS: {e}", t.spec.name))
+        })?;
+        tracing::info!(issuer = %t.spec.name, keys = keys.len(), "JWKS refreshed");
+        *t.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        Ok(())
+    }
+
+    fn find_key(t: &Trusted, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
+        let keys = t.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kid {
+            Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).cloned(),
+            // No kid: only unambiguous when one key of the right family exists.
+            None => {
+                let fits: Vec<&Jwk> = keys
+                    .iter()
+                    .filter(|k| DecodingKey::from_jwk(k).is_ok_and(|d| d.family() == alg.family()))
+                    .collect();
+                (fits.len() == 1).then(|| fits[0].clone())
+            }
+        }
+    }
+
+    /// Verifies `token` at `now_secs` (the caller's clock) and maps it to a principal.
+    pub async fn verify(&self, token: &str, now_secs: i64) -> Result<Verified, Refusal> {
+        let token = token.trim();
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(Refusal::new("token.malformed", "not a signed JWT (header.payload.signature)"));
+        };
+        let header = b64_json(h).ok_or_else(|| Refusal::new("token.malformed", "the header is not base64url JSON"))?;
+        let payload = b64_json(p).ok_or_else(|| Refusal::new("token.malformed", "the payload is not base64url JSON"))?;
+        let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
+        let t = self
+            .by_iss
+            .get(iss)
+            .ok_or_else(|| Refusal::new("token.issuer_unknown", format!("issuer {iss:?} is not trusted")))?;
+        let alg = alg_name
+            .parse::<Algorithm>()
+            .ok()
+            .filter(|a| t.spec.algorithms.contains(a))
+            .ok_or_else(|| {
+                Refusal::new(
+                    "token.algorithm_refused",
+                    format!("algorithm {alg_name:?} is not allowed for issuer {}", t.spec.name),
+                )
+            })?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let jwk = match Self::find_key(t, kid, alg) {
+            Some(k) => k,
+            None => {
+                self.refresh(t).await?;
+                Self::find_key(t, kid, alg).ok_or_else(|| {
+                    Refusal::new(
+                        "token.key_unknown",
+                        format!("issuer {} has no key {:?}", t.spec.name, kid.unwrap_or("(no kid)")),
+                    )
+                })?
+            }
+        };
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|e| Refusal::new("token.key_unknown", format!("unusable key: {e}")))?;
+        let mut v = Validation::new(alg);
+        // Time is checked below on the caller's clock, not the system's.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.set_audience(&t.spec.audience);
+        v.set_issuer(&[&t.spec.issuer]);
+        v.set_required_spec_claims(&["iss", "aud", "exp", "sub"]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => Refusal::new("token.signature_invalid", "the signature does not verify"),
+                    K::InvalidAudience => Refusal::new("token.audience_invalid", format!("the audience is not one of {:?}", t.spec.audience)),
+                    K::InvalidIssuer => Refusal::new("token.issuer_unknown", "the issuer does not match"),
+                    K::MissingRequiredClaim(c) => Refusal::new("token.claim_missing", format!("the token has no {c:?} claim")),
+                    K::InvalidAlgorithm => Refusal::new("token.algorithm_refused", "the key does not fit the algorithm"),
+                    _ => Refusal::new("token.malformed", format!("the token does not decode: {e}")),
+                }
+            })?
+            .claims;
+        let skew = i64::try_from(t.spec.skew_secs).unwrap_or(0);
+        let num = |c: &str| claims.get(c).and_then(Value::as_i64);
+        let exp = num("exp").ok_or_else(|| Refusal::new("token.claim_missing", "exp is not a number"))?;
+        if exp + skew <= now_secs {
+            return Err(Refusal::new("token.expired", format!("the token expired {}s ago", now_secs - exp)));
+        }
+        if num("nbf").is_some_and(|nbf| nbf - skew > now_secs) || num("iat").is_some_and(|iat| iat - skew > now_secs) {
+            return Err(Refusal::new("token.not_yet_valid", "the token is not valid yet (nbf/iat in the future)"));
+        }
+        let strings: BTreeMap<String, String> = claims
+            .iter()
+            .filter_map(|(k, v)| claim_string(v).map(|s| (k.clone(), s)))
+            .collect();
+        let subject = strings.get("sub").cloned().unwrap_or_default();
+        let rule = t
+            .spec
+            .rules
+            .iter()
+            .find(|r| r.claims.iter().all(|(k, v)| strings.get(k) == Some(v)))
+            .ok_or_else(|| {
+                Refusal::new(
+                    "token.unmapped",
+                    format!("no mapping of issuer {} matches subject {subject:?}", t.spec.name),
+                )
+            })?;
+        let jti = match strings.get("jti") {
+            Some(j) if !j.is_empty() => j.clone(),
+            _ => {
+                use sha2_free::digest_hex;
+                digest_hex(token)
+            }
+        };
+        Ok(Verified {
+            issuer_name: t.spec.name.clone(),
+            issuer: t.spec.issuer.clone(),
+            subject,
+            principal: rule.principal.clone(),
+            jti,
+            expires_at_secs: exp,
+            claims: strings,
+            act: claims.get("act").cloned(),
+        })
+    }
+}
+
+/// A SHA-256 digest with aws-lc (no second hash crate).
+mod sha2_free {
+    pub fn digest_hex(s: &str) -> String {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
