@@ -12,10 +12,12 @@ pub mod secret;
 pub mod ssh;
 #[cfg(test)]
 mod testutil;
+pub mod token;
 pub mod webhook;
 
 pub use exec::{ExecConfig, ExecConnector};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
 pub use ssh::{SshConfig, SshConnector};
+pub use token::TokenConnector;
 pub use webhook::{WebhookConfig, WebhookConnector};

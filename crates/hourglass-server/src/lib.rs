@@ -19,6 +19,7 @@ mod views;
 
 pub use views::audit_event as audit_event_view;
 mod workers;
+pub mod workload;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -52,6 +53,8 @@ pub struct App {
     policy_source: reload::PolicySourceDir,
     facts: Arc<facts::ConfiguredFacts>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Trusted issuers and the token signer.
+    workload: workload::Workload,
 }
 
 /// Why the server could not start: every problem found.
@@ -331,6 +334,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             tracing::warn!(jobs = n, "resuming jobs left in flight by a previous run");
         }
     }
+    let workload = workload::build(
+        &config,
+        clock.now().unix_millis() / 1000,
+        &workload::token_issuer(&config),
+    )
+    .map_err(|problems| StartError { problems })?;
     let wake = Arc::new(Wakeups::default());
     let vault = Arc::new(CredentialVault::default());
     let s = &config.server;
@@ -386,6 +395,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         policy_source: reload::PolicySourceDir::of(&config),
         facts,
         reload_lock: tokio::sync::Mutex::new(()),
+        workload,
     });
     let listener = TcpListener::bind(s.listen)
         .await

@@ -15,7 +15,7 @@ pub struct Built {
     pub ssh: Option<Arc<SshConnector>>,
 }
 
-const KINDS: &str = "exec, postgres, mysql, ssh, webhook";
+const KINDS: &str = "exec, postgres, mysql, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.
 fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
@@ -110,6 +110,7 @@ pub fn build(
                 .map(|c| plain(Arc::new(c)))
                 .map_err(|p| prefixed("webhook", p))
         }
+        "token" => Ok(plain(Arc::new(hourglass_connectors::TokenConnector))),
         other => Err(vec![format!(
             "connector: unknown connector {other:?} (available: {KINDS})"
         )]),

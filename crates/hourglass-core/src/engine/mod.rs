@@ -7,6 +7,7 @@
 //! connector except the job execution in [`jobs`], which only workers run.
 
 mod admission;
+mod exchange;
 mod extend;
 mod hygiene;
 mod identities;
@@ -26,6 +27,7 @@ use std::{
 
 use secrecy::SecretString;
 
+pub use exchange::{ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{
     Declared, InventoryEntry, IssuedKey, KeyPolicy, NewIdentity, Offboarded, secret_hash,

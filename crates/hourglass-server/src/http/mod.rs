@@ -4,6 +4,7 @@
 mod admin;
 mod identities;
 mod reviews;
+mod token;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -65,6 +66,8 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/identities/{name}/suspend", post(identities::suspend))
         .route("/v1/identities/{name}/resume", post(identities::resume))
         .route("/v1/identities/{name}/offboard", post(identities::offboard))
+        .route("/v1/token", post(token::exchange))
+        .route("/.well-known/jwks.json", get(token::jwks))
         .route("/v1/keys", post(identities::create_key))
         .route("/v1/keys/{id}/rotate", post(identities::rotate_key))
         .route("/v1/keys/{id}/revoke", post(identities::revoke_key))
@@ -654,7 +657,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -1,0 +1,306 @@
+//! Token exchange (RFC 8693): a workload proves its identity with a verified token and gets an
+//! entitlement with no human in the loop, if `Exchange` permits it. Each exchange is a request
+//! and a grant like any other (audited, listed, revocable), and the token's id is remembered
+//! until it expires so that the same token is never exchanged twice.
+//!
+//! Delegation: an agent acting for someone presents its own token too. Both the subject and
+//! the agent must be permitted (the grant never exceeds what either may have), and the grant
+//! ends no later than either token. Grants of a `token` target are active in the same commit
+//! (the server signs the token); others are provisioned by the workers as usual.
+
+use tracing::{info, instrument, warn};
+
+use super::{Engine, retry_on_conflict};
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    catalog::{MIN_DURATION, Principal},
+    grant::{Grant, GrantCommand},
+    id::{EntitlementId, RequestId},
+    identity::TokenUse,
+    job::JobAction,
+    policy::{Action, Resource, WorkloadToken},
+    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    store::{Commit, JobChange},
+};
+
+/// The connector kind whose grants are Hourglass-signed tokens.
+pub const TOKEN_CONNECTOR: &str = "token";
+
+/// One verified identity token, as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct PresentedToken {
+    /// The principal its issuer's mapping named (already checked to exist and be active).
+    pub principal: Principal,
+    pub facts: WorkloadToken,
+    /// The issuer's URL and the token's id, remembered against replay.
+    pub issuer_url: String,
+    pub jti: String,
+    pub expires_at: Timestamp,
+}
+
+/// What a workload asks for.
+#[derive(Debug, Clone)]
+pub struct ExchangeRequest {
+    pub subject: PresentedToken,
+    /// The agent acting for the subject, if any.
+    pub actor: Option<PresentedToken>,
+    pub entitlement: String,
+    /// `None` takes the entitlement's default.
+    pub duration: Option<String>,
+    pub ticket: Option<String>,
+    pub reason: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// An exchange that went through.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    pub request: Request,
+    pub grant: Grant,
+    /// True when the grant is a signed token (active now); false when a connector provisions
+    /// it (the caller waits for it to become active).
+    pub signed_token: bool,
+}
+
+impl Engine {
+    /// Audits a refused identity token (bad signature, audience, issuer, expiry, algorithm,
+    /// replay…): who presented what, and why it was refused. Never the token itself.
+    pub async fn record_token_refusal(
+        &self,
+        code: &str,
+        reason: &str,
+        issuer: Option<&str>,
+        source_ip: Option<&str>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let mut ev = AuditRecord::new(now, "anonymous", "token.refused", "exchange")
+            .with("code", code)
+            .with("reason", reason);
+        if let Some(i) = issuer {
+            ev = ev.with("issuer", i);
+        }
+        if let Some(ip) = source_ip {
+            ev = ev.with("source_ip", ip);
+        }
+        self.commit(Commit {
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Exchanges a verified identity token for an entitlement.
+    #[instrument(skip_all, fields(principal = %x.subject.principal.id, entitlement = %x.entitlement))]
+    pub async fn exchange(&self, x: ExchangeRequest) -> Result<Exchanged> {
+        let now = self.clock.now();
+        let ent = EntitlementId::new(x.entitlement.trim())
+            .ok()
+            .and_then(|id| self.catalog.entitlement(&id))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "exchange.entitlement_unknown",
+                    "resource",
+                    format!("no entitlement named {:?}", x.entitlement),
+                )
+            })?;
+        let resource = Resource::Entitlement(ent);
+        let duration = match x.duration.as_deref().map(str::trim) {
+            None | Some("") => ent.default_duration,
+            Some(t) => t
+                .parse::<GrantDuration>()
+                .map_err(|e| Error::invalid("exchange.duration_invalid", "duration", e))?,
+        };
+        if duration > ent.max_duration {
+            return Err(Error::invalid(
+                "exchange.duration_exceeds_max",
+                "duration",
+                format!("{duration} exceeds the maximum of {} for {}", ent.max_duration, ent.id),
+            ));
+        }
+        // With delegation the grant ends no later than either token.
+        let mut end = now.plus(duration);
+        if let Some(a) = &x.actor {
+            end = end.min(a.expires_at).min(x.subject.expires_at);
+        }
+        let granted = GrantDuration::from_secs(u64::try_from(end.millis_since(now) / 1000).unwrap_or(0));
+        if granted < MIN_DURATION {
+            return Err(Error::invalid(
+                "exchange.tokens_expire_too_soon",
+                "actor_token",
+                format!("the presented tokens expire in under {MIN_DURATION}; get fresh ones"),
+            ));
+        }
+        let reason = x
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map_or_else(
+                || format!("token exchange by {} ({})", x.subject.principal.id, x.subject.facts.issuer),
+                str::to_owned,
+            );
+        if reason.chars().count() > super::requests::MAX_REASON {
+            return Err(Error::invalid("exchange.reason_too_long", "reason", "the reason is too long"));
+        }
+        let ticket = x.ticket.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let subject = &x.subject.principal;
+        let mut ctx = self.context(None, &subject.id, granted, ticket.as_deref(), now);
+        ctx.source_ip.clone_from(&x.source_ip);
+        ctx.token = Some(x.subject.facts.clone());
+        ctx.actor = x.actor.as_ref().map(|a| a.principal.clone());
+        let decision = self.decide(Action::Exchange, subject, resource, &ctx)?;
+        if !decision.allowed {
+            warn!(policy_ids = ?decision.policy_ids, "exchange refused for the subject");
+            return Err(Error::forbidden(
+                "exchange.not_allowed",
+                format!("{} may not get {} by token exchange (policy)", subject.id, ent.id),
+            ));
+        }
+        // The intersection: the agent must be allowed this too, judged on its own token.
+        let mut actor_ids = Vec::new();
+        let mut actor_policies = Vec::new();
+        if let Some(a) = &x.actor {
+            let mut actx = self.context(None, &a.principal.id, granted, ticket.as_deref(), now);
+            actx.source_ip.clone_from(&x.source_ip);
+            actx.token = Some(a.facts.clone());
+            let d = self.decide(Action::Exchange, &a.principal, resource, &actx)?;
+            if !d.allowed {
+                warn!(actor = %a.principal.id, policy_ids = ?d.policy_ids, "exchange refused for the acting agent");
+                return Err(Error::forbidden(
+                    "exchange.actor_not_allowed",
+                    format!("{} may not get {} (policy), so it cannot get it for {}", a.principal.id, ent.id, subject.id),
+                ));
+            }
+            actor_policies = d.policy_ids;
+            actor_ids.push(a.principal.id.clone());
+        }
+        let signed_token = self
+            .catalog
+            .target(&ent.target)
+            .is_some_and(|t| t.connector == TOKEN_CONNECTOR);
+        let out = retry_on_conflict(|| async {
+            for t in std::iter::once(&x.subject).chain(x.actor.as_ref()) {
+                if self.store.is_token_used(&t.issuer_url, &t.jti, now).await? {
+                    return Err(Error::forbidden(
+                        "token.replayed",
+                        format!("this {} token (jti {}) was already exchanged; get a fresh one", t.facts.issuer, t.jti),
+                    ));
+                }
+            }
+            self.check_quotas(subject, ent, now).await?;
+            let request = Request {
+                id: RequestId::generate(now)?,
+                requester: subject.id.clone(),
+                access: resource.access_id(),
+                duration: granted,
+                reason: reason.clone(),
+                ticket: ticket.clone(),
+                state: RequestState::Pending,
+                state_reason: None,
+                created_at: now,
+                updated_at: now,
+                decide_by: now,
+                policy_hash: decision.policy_hash.clone(),
+                grant_id: None,
+                public_key: None,
+                break_glass: false,
+                mfa: false,
+                source_ip: x.source_ip.clone(),
+                starts_at: None,
+                extends: None,
+                actors: actor_ids.clone(),
+                version: 0,
+            };
+            let mut commit = Commit::default();
+            let mut ev = AuditRecord::new(now, subject.id.as_str(), "token.exchanged", request.id.as_str())
+                .with("entitlement", &ent.id)
+                .with("issuer", &x.subject.facts.issuer)
+                .with("subject", &x.subject.facts.subject)
+                .with("jti", &x.subject.jti)
+                .with("duration", granted)
+                .with("policy_ids", decision.policy_ids.join(","))
+                .with("policy_hash", &decision.policy_hash);
+            for (k, v) in &x.subject.facts.claims {
+                ev = ev.with(&format!("claim.{k}"), v);
+            }
+            if !actor_ids.is_empty() {
+                ev = ev.with(
+                    "act",
+                    actor_ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                );
+            }
+            if let Some(a) = &x.actor {
+                ev = ev
+                    .with("actor_issuer", &a.facts.issuer)
+                    .with("actor_jti", &a.jti)
+                    .with("actor_policy_ids", actor_policies.join(","));
+            }
+            if let Some(t) = &ticket {
+                ev = ev.with("ticket", t);
+            }
+            commit.audit.push(ev);
+            commit.approvals.push(Approval {
+                request_id: request.id.clone(),
+                approver: "policy".into(),
+                verdict: Verdict::Approve,
+                via: ApprovalVia::Policy,
+                policy_ids: decision.policy_ids.clone(),
+                policy_hash: decision.policy_hash.clone(),
+                comment: Some("token exchange".into()),
+                at: now,
+            });
+            let (approved, ev) = request.apply(
+                RequestCommand::Approve {
+                    actor: "policy".into(),
+                },
+                now,
+            )?;
+            commit.audit.push(ev.with("via", "exchange"));
+            let fulfilled = self.open_grant(approved, resource, now, &mut commit)?;
+            let mut grant = commit
+                .grants
+                .pop()
+                .ok_or_else(|| Error::internal("an exchange opened no grant"))?;
+            if signed_token {
+                // Nothing to create in a target: active now, signed by the server.
+                commit.jobs.retain(|j| !matches!(j, JobChange::Schedule { grant_id, action: JobAction::Provision, .. } if *grant_id == grant.id));
+                let (active, ev) = grant.apply(
+                    GrantCommand::Activate {
+                        handle: None,
+                        credential_fingerprint: None,
+                    },
+                    now,
+                )?;
+                commit.audit.push(ev.with("credential", "signed access token"));
+                grant = active;
+            }
+            commit.grants.push(grant.clone());
+            for t in std::iter::once(&x.subject).chain(x.actor.as_ref()) {
+                commit.token_uses.push((
+                    TokenUse {
+                        issuer: t.issuer_url.clone(),
+                        jti: t.jti.clone(),
+                        expires_at: t.expires_at,
+                    },
+                    now,
+                ));
+            }
+            self.commit(commit).await?;
+            Ok(Exchanged {
+                request: fulfilled,
+                grant,
+                signed_token,
+            })
+        })
+        .await?;
+        if out.signed_token {
+            self.wake.deadlines_changed();
+        } else {
+            self.wake.jobs_changed();
+        }
+        info!(grant_id = %out.grant.id, signed = out.signed_token, "token exchanged");
+        Ok(out)
+    }
+}
