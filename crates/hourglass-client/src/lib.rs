@@ -210,6 +210,101 @@ impl Client {
             .await?
             .items)
     }
+    pub async fn identities(&self) -> Result<Vec<hourglass_api::IdentityView>, ClientError> {
+        let l: List<hourglass_api::IdentityView> = self.get("/v1/identities").await?;
+        Ok(l.items)
+    }
+    pub async fn create_identity(
+        &self,
+        body: &hourglass_api::CreateIdentity,
+    ) -> Result<hourglass_api::IdentityView, ClientError> {
+        self.post("/v1/identities", body).await
+    }
+    /// `action`: `suspend`, `resume` or `offboard`.
+    pub async fn identity_status<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        action: &str,
+        reason: Option<String>,
+    ) -> Result<T, ClientError> {
+        self.post(
+            &format!("/v1/identities/{name}/{action}"),
+            &hourglass_api::IdentityStatusBody { reason },
+        )
+        .await
+    }
+    pub async fn create_key(
+        &self,
+        identity: &str,
+        expires: Option<String>,
+    ) -> Result<hourglass_api::IssuedKeyView, ClientError> {
+        self.post(
+            "/v1/keys",
+            &hourglass_api::CreateKey {
+                identity: identity.to_owned(),
+                expires,
+            },
+        )
+        .await
+    }
+    pub async fn rotate_key(
+        &self,
+        id: &str,
+        expires: Option<String>,
+    ) -> Result<hourglass_api::IssuedKeyView, ClientError> {
+        self.post(
+            &format!("/v1/keys/{id}/rotate"),
+            &hourglass_api::RotateKey { expires },
+        )
+        .await
+    }
+    pub async fn revoke_key(&self, id: &str) -> Result<hourglass_api::KeyView, ClientError> {
+        self.post(&format!("/v1/keys/{id}/revoke"), &serde_json::json!({}))
+            .await
+    }
+    pub async fn identity_report(
+        &self,
+        unused_days: Option<u64>,
+    ) -> Result<hourglass_api::IdentityReport, ClientError> {
+        match unused_days {
+            Some(d) => self.get(&format!("/v1/reports/identities?unused_days={d}")).await,
+            None => self.get("/v1/reports/identities").await,
+        }
+    }
+    /// RFC 8693 token exchange; `form` holds the fields. Errors are RFC 6749 JSON, returned as
+    /// `Unexpected` with the status and body.
+    pub async fn exchange(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<hourglass_api::TokenResponse, ClientError> {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .http
+            .post(format!("{}/v1/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success()
+            && let Ok(t) = serde_json::from_slice(&bytes)
+        {
+            return Ok(t);
+        }
+        Err(ClientError::Unexpected {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+    /// The JWKS that verifies Hourglass access tokens.
+    pub async fn jwks(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/.well-known/jwks.json").await
+    }
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.get("/v1/whoami").await
     }
@@ -243,4 +338,16 @@ impl Client {
         )
         .await
     }
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters pass).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -376,6 +376,11 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        for i in &mut self.issuers {
+            i.jwks_file.as_mut().map(resolve);
+            i.dev_signing_key.as_mut().map(resolve);
+        }
+        self.tokens.key_dir.as_mut().map(resolve);
         for t in &mut self.targets {
             if let Some(pg) = &mut t.postgres {
                 pg.password_file.as_mut().map(resolve);

@@ -38,6 +38,37 @@ fn write_exec(path: &Path, text: &str) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755))
 }
 
+/// The demo's trusted issuer: tokens minted by `hourglass dev mint-token` (key in
+/// `demo-issuer/`), mapped to the sample workload, agent and people by `sub`.
+const DEMO_ISSUER: &str = r#"
+# Workload identity: the OIDC issuers whose tokens workloads may exchange (docs/workloads.md).
+# DEMO: a local issuer whose key is in demo-issuer/; `hourglass dev mint-token` signs with it.
+[[issuers]]
+name = "demo"
+issuer = "https://demo-issuer.hourglass.invalid"
+jwks_file = "demo-issuer/jwks.json"
+dev_signing_key = "demo-issuer/key.pk8"
+audience = ["hourglass"]
+algorithms = ["EdDSA"]
+map = [
+  { principal = "ci-deployer", claims = { sub = "ci-deployer", repository = "acme/app" } },
+  { principal = "support-bot", claims = { sub = "support-bot" } },
+  { principal = "alice", claims = { sub = "alice" } },
+]
+"#;
+
+/// What `init` writes instead: a commented GitHub Actions example.
+const ISSUER_EXAMPLE: &str = r#"
+# Workload identity (docs/workloads.md): trust GitHub Actions' OIDC tokens for one repository.
+# [[issuers]]
+# name = "github"
+# issuer = "https://token.actions.githubusercontent.com"
+# jwks_url = "https://token.actions.githubusercontent.com/.well-known/jwks"
+# audience = ["hourglass"]
+# algorithms = ["RS256"]
+# map = [{ principal = "ci-deployer", claims = { repository = "acme/app", ref = "refs/heads/main" } }]
+"#;
+
 fn toml_str(s: &str) -> String {
     format!("{s:?}")
 }
@@ -75,6 +106,13 @@ pub fn write_layout(dir: &Path, listen: SocketAddr, demo: bool) -> io::Result<Wr
         tokens.push((name.to_owned(), token));
     }
     let script = dir.join("targets/demo-target.sh").display().to_string();
+    // The demo's identity provider: a local key that `hourglass dev mint-token` signs with.
+    let issuer = if demo {
+        hourglass_tokens::DevIssuer::create(&dir.join("demo-issuer"))?;
+        DEMO_ISSUER
+    } else {
+        ISSUER_EXAMPLE
+    };
     let config = format!(
         r#"# Hourglass configuration{demo_note}.
 # Every key can be overridden by an environment variable: HOURGLASS_STORE__URL, HOURGLASS_SERVER__LISTEN, ...
@@ -126,6 +164,20 @@ default_duration = "30m"
 max_duration = "1h"
 approvals_required = 1
 
+# Access tokens signed by Hourglass (Ed25519 JWTs, verified offline against
+# /.well-known/jwks.json): a workload exchanges its identity token for one (POST /v1/token).
+[[targets]]
+name = "tokens"
+connector = "token"
+
+[[entitlements]]
+name = "tokens/deploy-api"
+description = "Call the deploy API (a signed token for audience deploy-api)"
+risk = "medium"
+default_duration = "5m"
+max_duration = "15m"
+params = {{ audience = "deploy-api", scope = "deploy" }}
+{issuer}
 # --- examples: real targets (docs/connectors.md). Uncomment a block to use it. ---
 ##
 ## PostgreSQL. Uncommenting this block points the demo at the local PostgreSQL: each grant of
@@ -187,6 +239,7 @@ approvals_required = 1
         listen = toml_str(&listen.to_string()),
         script = toml_str(&script),
         access = toml_str(&access_file.display().to_string()),
+        issuer = issuer,
     );
     let config_path = dir.join("hourglass.toml");
     fs::write(&config_path, config)?;
@@ -199,7 +252,10 @@ approvals_required = 1
 
 /// Writes `demo.env` (mode 0600): the server address and one token line per identity.
 pub fn write_env(dir: &Path, server: &str, tokens: &[(String, String)]) -> io::Result<PathBuf> {
-    let mut text = format!("HOURGLASS_SERVER={server}\n");
+    let mut text = format!(
+        "HOURGLASS_SERVER={server}\nHOURGLASS_CONFIG={}\n",
+        dir.join("hourglass.toml").display()
+    );
     for (name, token) in tokens {
         let var = hourglass_connectors::exec::env_name(name);
         text.push_str(&format!("HOURGLASS_TOKEN_{var}={token}\n"));

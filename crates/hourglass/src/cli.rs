@@ -131,6 +131,42 @@ enum Command {
     },
     /// Compare every target with the ledger now: remove leftovers, report drift.
     Reconcile,
+    /// The identity inventory: kind, owner, status, keys and their age, live grants.
+    Identities,
+    /// Create, suspend, resume or offboard an identity.
+    Identity {
+        #[command(subcommand)]
+        command: crate::identity_cmd::IdentityCommand,
+    },
+    /// API keys: create (shown once), rotate, revoke.
+    Key {
+        #[command(subcommand)]
+        command: crate::identity_cmd::KeyCommand,
+    },
+    /// RFC 8693 token exchange, as a workload does it: an identity token for an entitlement.
+    /// Needs no Hourglass API key.
+    Exchange {
+        /// The workload's identity token (a JWT from a trusted issuer).
+        #[arg(long, env = "HOURGLASS_SUBJECT_TOKEN", hide_env_values = true)]
+        subject_token: String,
+        /// An agent acting for the subject: the agent's own identity token.
+        #[arg(long)]
+        actor_token: Option<String>,
+        /// The entitlement.
+        #[arg(long)]
+        resource: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Development helpers.
+    Dev {
+        #[command(subcommand)]
+        command: crate::identity_cmd::DevCommand,
+    },
     /// Reports.
     Report {
         #[command(subcommand)]
@@ -162,6 +198,12 @@ enum ReviewCommand {
 enum ReportCommand {
     /// Privilege held in each target outside any grant: the list to convert to JIT.
     Standing,
+    /// Machine identity hygiene: no or departed owner, keys due for rotation, idle identities.
+    Identities {
+        /// Flag identities that have not authenticated for this many days.
+        #[arg(long)]
+        unused_days: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -429,6 +471,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Identities => crate::identity_cmd::identities(&client(&cli)?, cli.output == Output::Json).await,
+        Command::Identity { command } => {
+            crate::identity_cmd::identity(&client(&cli)?, cli.output == Output::Json, command.clone()).await
+        }
+        Command::Key { command } => {
+            crate::identity_cmd::key(&client(&cli)?, cli.output == Output::Json, command.clone()).await
+        }
+        Command::Dev { command } => crate::identity_cmd::mint_token(command.clone()),
+        Command::Exchange {
+            subject_token,
+            actor_token,
+            resource,
+            duration,
+            ticket,
+            reason,
+        } => {
+            let c = Client::new(&cli.server, None)?;
+            crate::identity_cmd::exchange(
+                &c,
+                cli.output == Output::Json,
+                subject_token,
+                actor_token.as_deref(),
+                resource,
+                &[
+                    ("duration", duration.as_deref()),
+                    ("ticket", ticket.as_deref()),
+                    ("reason", reason.as_deref()),
+                ],
+            )
+            .await
+        }
+        Command::Report {
+            command: ReportCommand::Identities { unused_days },
+        } => crate::identity_cmd::report(&client(&cli)?, cli.output == Output::Json, *unused_days).await,
         Command::Reconcile => {
             let r = client(&cli)?.reconcile().await?;
             if cli.output == Output::Json {

@@ -1,6 +1,7 @@
 //! `hourglass`: the server (`serve`) and the client commands, in one binary.
 
 mod cli;
+mod identity_cmd;
 mod policy_cmd;
 mod serve;
 

@@ -33,6 +33,9 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 const CREDENTIAL_TYPE: &str = "urn:hourglass:token-type:credential";
+/// For access that needs no secret (a role membership, a demo script's entry): the answer
+/// names the grant, which is the whole of what was issued.
+const GRANT_TYPE_ISSUED: &str = "urn:hourglass:token-type:grant";
 
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
     let mut r = (
@@ -265,7 +268,8 @@ pub(super) async fn exchange(
         }
     } else {
         match wait_for_credential(&app, &holder, grant).await {
-            Ok(secret) => (secret, CREDENTIAL_TYPE, "N_A"),
+            Ok(Some(secret)) => (secret, CREDENTIAL_TYPE, "N_A"),
+            Ok(None) => (grant.id.to_string(), GRANT_TYPE_ISSUED, "N_A"),
             Err(r) => return r,
         }
     };
@@ -283,13 +287,14 @@ pub(super) async fn exchange(
     r
 }
 
-/// Waits for the workers to provision a connector-backed grant and takes its credential. If
-/// it does not come in time the grant is revoked (its holder never saw a credential).
+/// Waits for the workers to provision a connector-backed grant and takes its credential
+/// (`None` when the connector issues none). If it is not provisioned in time the grant is
+/// revoked (its holder never saw a credential).
 async fn wait_for_credential(
     app: &Shared,
     holder: &hourglass_core::catalog::Principal,
     grant: &hourglass_core::grant::Grant,
-) -> Result<String, Response> {
+) -> Result<Option<String>, Response> {
     let started = std::time::Instant::now();
     let wait = std::time::Duration::from_millis(u64::try_from(app.workload.exchange_wait_ms).unwrap_or(0));
     loop {
@@ -302,14 +307,10 @@ async fn wait_for_credential(
         match g.map(|g| g.state) {
             Some(GrantState::Active) => {
                 let now = app.engine.clock().now();
-                return match app.vault.take(&grant.id, &holder.id, now) {
-                    Some((secret, _)) => Ok(secret.expose_secret().to_owned()),
-                    None => Err(oauth_error(
-                        StatusCode::BAD_GATEWAY,
-                        "server_error",
-                        format!("grant {} is active but its connector issued no credential", grant.id),
-                    )),
-                };
+                return Ok(app
+                    .vault
+                    .take(&grant.id, &holder.id, now)
+                    .map(|(secret, _)| secret.expose_secret().to_owned()));
             }
             Some(GrantState::Provisioning) if started.elapsed() < wait => {
                 // Real time, not the engine's clock: this bounds how long an HTTP call waits.
