@@ -25,6 +25,7 @@ fn b64(bytes: &[u8]) -> String {
 /// A development issuer's signing key.
 pub struct DevIssuer {
     pair: Ed25519KeyPair,
+    kid: String,
 }
 
 impl DevIssuer {
@@ -34,7 +35,18 @@ impl DevIssuer {
             .map_err(|_| io::Error::other("no randomness"))?;
         let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
             .map_err(|_| io::Error::other("generated key does not load"))?;
-        Ok(DevIssuer { pair })
+        Ok(DevIssuer {
+            pair,
+            kid: DEV_KID.into(),
+        })
+    }
+
+    /// The same key under another key id (an issuer that rotated).
+    pub fn with_kid(self, kid: &str) -> Self {
+        DevIssuer {
+            kid: kid.to_owned(),
+            ..self
+        }
     }
 
     /// Writes `key.pk8` (mode 0600) and `jwks.json` into `dir` unless the key exists; returns
@@ -65,20 +77,23 @@ impl DevIssuer {
         let bytes = std::fs::read(key)?;
         let pair = Ed25519KeyPair::from_pkcs8(&bytes)
             .map_err(|_| io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", key.display())))?;
-        Ok(DevIssuer { pair })
+        Ok(DevIssuer {
+            pair,
+            kid: DEV_KID.into(),
+        })
     }
 
     /// Its JWKS.
     pub fn jwks(&self) -> Value {
         json!({"keys": [{
-            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": DEV_KID,
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": self.kid,
             "x": b64(self.pair.public_key().as_ref()),
         }]})
     }
 
-    /// Signs `claims` (EdDSA, `kid` = [`DEV_KID`]).
+    /// Signs `claims` (EdDSA, with its `kid`).
     pub fn mint(&self, claims: &Value) -> String {
-        self.mint_with_header(&json!({"alg": "EdDSA", "typ": "JWT", "kid": DEV_KID}), claims)
+        self.mint_with_header(&json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}), claims)
     }
 
     /// Signs with an arbitrary header (tests of refused algorithms and key ids).

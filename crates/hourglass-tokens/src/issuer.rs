@@ -108,8 +108,8 @@ pub const MIN_REFRESH_SECS: u64 = 10;
 struct Trusted {
     spec: IssuerSpec,
     keys: RwLock<Vec<Jwk>>,
-    /// When the keys were last fetched (monotonic), to limit refreshes.
-    fetched: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// When the keys were last fetched (the caller's clock, seconds), to limit refreshes.
+    fetched: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// The trusted issuers, by `iss`.
@@ -196,12 +196,13 @@ impl Issuers {
     }
 
     /// Re-reads an issuer's keys (URL or file), at most every [`MIN_REFRESH_SECS`].
-    async fn refresh(&self, t: &Trusted) -> Result<(), Refusal> {
+    async fn refresh(&self, t: &Trusted, now_secs: i64) -> Result<(), Refusal> {
         let mut fetched = t.fetched.lock().await;
-        if fetched.is_some_and(|at| at.elapsed() < Duration::from_secs(MIN_REFRESH_SECS)) {
+        let min = i64::try_from(MIN_REFRESH_SECS).unwrap_or(i64::MAX);
+        if fetched.is_some_and(|at| (at..at + min).contains(&now_secs)) {
             return Ok(());
         }
-        *fetched = Some(std::time::Instant::now());
+        *fetched = Some(now_secs);
         let text = match &t.spec.jwks {
             JwksSource::File(p) => tokio::fs::read_to_string(p).await.map_err(|e| {
                 Refusal::new("token.jwks_unavailable", format!("issuer {}: reading its JWKS: {e}", t.spec.name))
@@ -270,7 +271,7 @@ impl Issuers {
         let jwk = match Self::find_key(t, kid, alg) {
             Some(k) => k,
             None => {
-                self.refresh(t).await?;
+                self.refresh(t, now_secs).await?;
                 Self::find_key(t, kid, alg).ok_or_else(|| {
                     Refusal::new(
                         "token.key_unknown",

@@ -186,7 +186,8 @@ impl Signer {
         Ok((format!("{input}.{}", b64(sig.as_ref())), key.kid.clone()))
     }
 
-    fn maintain_if_due(&self, now: i64) -> io::Result<()> {
+    /// Rotates or retires keys if one is due at `now` (cheap when nothing is).
+    pub fn maintain_if_due(&self, now: i64) -> io::Result<()> {
         let due = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             let starts: Vec<i64> = keys.iter().map(|k| k.created + PUBLISH_AHEAD_SECS).collect();

@@ -86,11 +86,17 @@ fn from_engine(e: &Error) -> Response {
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200, description = "The Ed25519 keys that sign Hourglass access tokens, for offline verification (a replaced key stays listed for the overlap)")))]
 pub(super) async fn jwks(State(app): State<Shared>) -> Response {
-    let doc = app
-        .workload
-        .signer
-        .as_ref()
-        .map_or_else(|| json!({"keys": []}), |s| s.jwks());
+    let now = app.engine.clock().now().unix_millis() / 1000;
+    let doc = match app.workload.signer.as_ref() {
+        None => json!({"keys": []}),
+        Some(s) => {
+            // Retired keys leave the JWKS on time even when nothing is being signed.
+            if let Err(e) = s.maintain_if_due(now) {
+                tracing::error!(error = %e, "signing key maintenance failed");
+            }
+            s.jwks()
+        }
+    };
     let mut r = Json(doc).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
@@ -216,7 +222,18 @@ pub(super) async fn exchange(
         .await
     {
         Ok(o) => o,
-        Err(e) => return from_engine(&e),
+        Err(e) => {
+            if e.code() == "token.replayed"
+                && let Err(audit) = app
+                    .engine
+                    .record_token_refusal(e.code(), &e.to_string(), None, Some(&source_ip))
+                    .await
+            {
+                return from_engine(&audit);
+            }
+            app.metrics.request("exchange_refused");
+            return from_engine(&e);
+        }
     };
     app.metrics.request("exchanged");
     let now = app.engine.clock().now();

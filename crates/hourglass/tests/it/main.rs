@@ -13,3 +13,4 @@ mod lifecycle;
 mod policy;
 mod secrets;
 mod targets;
+mod workload;
