@@ -267,7 +267,10 @@ impl Client {
         unused_days: Option<u64>,
     ) -> Result<hourglass_api::IdentityReport, ClientError> {
         match unused_days {
-            Some(d) => self.get(&format!("/v1/reports/identities?unused_days={d}")).await,
+            Some(d) => {
+                self.get(&format!("/v1/reports/identities?unused_days={d}"))
+                    .await
+            }
             None => self.get("/v1/reports/identities").await,
         }
     }

@@ -68,10 +68,14 @@ mod tests {
     #[test]
     fn audience_is_required() {
         let c = TokenConnector;
-        assert!(c.check_params(&serde_json::json!({"audience": "deploy-api"})).is_empty());
+        assert!(
+            c.check_params(&serde_json::json!({"audience": "deploy-api"}))
+                .is_empty()
+        );
         assert_eq!(c.check_params(&serde_json::json!({})).len(), 1);
         assert_eq!(
-            c.check_params(&serde_json::json!({"audience": "a", "scope": 3})).len(),
+            c.check_params(&serde_json::json!({"audience": "a", "scope": 3}))
+                .len(),
             1
         );
     }

@@ -142,7 +142,10 @@ impl ApiKey {
 pub fn key_prefix(secret: &str) -> Option<&str> {
     let body = secret.strip_prefix(KEY_PREFIX)?;
     let (public, rest) = (body.get(..12)?, body.get(12..)?);
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     (hex(public) && rest.len() == 1 + 64 && rest.starts_with('_') && hex(&rest[1..]))
         .then(|| &secret[..KEY_PREFIX.len() + 12])
 }
@@ -166,7 +169,10 @@ mod tests {
         assert_eq!(key_prefix(&good), Some("hgk_0123456789ab"));
         assert_eq!(key_prefix(&good[..good.len() - 1]), None);
         assert_eq!(key_prefix(&good.replace("hgk_", "hgt_")), None);
-        assert_eq!(key_prefix(&format!("hgk_0123456789aX_{}", "f".repeat(64))), None);
+        assert_eq!(
+            key_prefix(&format!("hgk_0123456789aX_{}", "f".repeat(64))),
+            None
+        );
     }
 
     #[test]

@@ -112,7 +112,9 @@ impl WorkloadToken {
             .collect();
         // GitLab names its project `project_path`.
         if let Some(p) = claims.get("project_path") {
-            picked.entry("repository".into()).or_insert_with(|| p.clone());
+            picked
+                .entry("repository".into())
+                .or_insert_with(|| p.clone());
         }
         if let Some(rest) = subject.strip_prefix("system:serviceaccount:")
             && let Some((ns, name)) = rest.split_once(':')

@@ -191,8 +191,12 @@ pub trait Store: Send + Sync {
     async fn list_keys(&self, principal: Option<&PrincipalId>) -> Result<Vec<ApiKey>>;
     /// Records use: the identity's `last_seen_at` and the key's `last_used_at` move to `at` if
     /// they are more than a minute older. Bookkeeping, not a state change: no audit record.
-    async fn touch(&self, principal: &PrincipalId, key: Option<&KeyId>, at: Timestamp)
-    -> Result<()>;
+    async fn touch(
+        &self,
+        principal: &PrincipalId,
+        key: Option<&KeyId>,
+        at: Timestamp,
+    ) -> Result<()>;
     /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
 

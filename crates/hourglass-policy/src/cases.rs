@@ -181,7 +181,11 @@ impl ContextInput {
             }),
             actor: match &self.actor {
                 None => None,
-                Some(a) => Some(principal(catalog, a).map_err(|e| format!("context.actor: {e}"))?.clone()),
+                Some(a) => Some(
+                    principal(catalog, a)
+                        .map_err(|e| format!("context.actor: {e}"))?
+                        .clone(),
+                ),
             },
         })
     }

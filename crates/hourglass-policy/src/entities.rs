@@ -194,8 +194,14 @@ pub(crate) fn context(ctx: &DecisionContext, action: Action) -> Result<Context> 
             .as_ref()
             .ok_or_else(|| Error::internal("an Exchange question needs the token"))?;
         let mut fields = vec![
-            ("issuer".to_owned(), RestrictedExpression::new_string(t.issuer.clone())),
-            ("subject".to_owned(), RestrictedExpression::new_string(t.subject.clone())),
+            (
+                "issuer".to_owned(),
+                RestrictedExpression::new_string(t.issuer.clone()),
+            ),
+            (
+                "subject".to_owned(),
+                RestrictedExpression::new_string(t.subject.clone()),
+            ),
         ];
         for (k, v) in &t.claims {
             if hourglass_core::policy::TOKEN_CLAIMS.contains(&k.as_str()) {

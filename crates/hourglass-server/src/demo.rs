@@ -305,7 +305,7 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
         let checked = crate::check(&config, &clock).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh"]);
+        assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh", "tokens"]);
 
         // Each connector checks its entitlements' parameters at start, naming the key.
         let bad = out.replace(r#"principals = ["deploy"]"#, "principals = []");

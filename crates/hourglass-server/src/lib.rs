@@ -36,9 +36,7 @@ use hourglass_core::{
 use hourglass_policy::PolicySetEngine;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::{
-    config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups,
-};
+use crate::{config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups};
 
 /// Shared state of the HTTP handlers.
 pub struct App {

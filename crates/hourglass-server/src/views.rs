@@ -126,7 +126,10 @@ fn days(from: hourglass_core::Timestamp, now: hourglass_core::Timestamp) -> u64 
     u64::try_from(now.millis_since(from) / 86_400_000).unwrap_or(0)
 }
 
-pub fn key(k: &hourglass_core::identity::ApiKey, now: hourglass_core::Timestamp) -> hourglass_api::KeyView {
+pub fn key(
+    k: &hourglass_core::identity::ApiKey,
+    now: hourglass_core::Timestamp,
+) -> hourglass_api::KeyView {
     hourglass_api::KeyView {
         id: k.id.to_string(),
         identity: k.principal.to_string(),

@@ -25,7 +25,12 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
         let mut bad = |m: String| problems.push(format!("{key}.{m}"));
         let jwks = match (&c.jwks_url, &c.jwks_file) {
             (Some(u), None) => match url::Url::parse(u) {
-                Ok(parsed) if parsed.scheme() == "https" || parsed.host_str().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "::1") => {
+                Ok(parsed)
+                    if parsed.scheme() == "https"
+                        || parsed.host_str().is_some_and(|h| {
+                            h == "127.0.0.1" || h == "localhost" || h == "::1"
+                        }) =>
+                {
                     Some(JwksSource::Url(u.clone()))
                 }
                 Ok(_) => {
@@ -65,7 +70,9 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
         let mut rules = Vec::new();
         for (j, r) in c.rules.iter().enumerate() {
             if r.claims.is_empty() {
-                bad(format!("map[{j}].claims: at least one claim to match (a rule with none would accept every token of the issuer)"));
+                bad(format!(
+                    "map[{j}].claims: at least one claim to match (a rule with none would accept every token of the issuer)"
+                ));
             }
             if let Err(e) = hourglass_core::id::PrincipalId::new(r.principal.clone()) {
                 bad(format!("map[{j}].principal: {e}"));
@@ -100,14 +107,24 @@ fn key_dir(config: &Config) -> Option<PathBuf> {
     if let Some(d) = &config.tokens.key_dir {
         return Some(d.clone());
     }
-    if let Some(path) = config.store.url.strip_prefix("sqlite://").filter(|p| !p.starts_with(':')) {
+    if let Some(path) = config
+        .store
+        .url
+        .strip_prefix("sqlite://")
+        .filter(|p| !p.starts_with(':'))
+    {
         let path = PathBuf::from(path.split('?').next().unwrap_or(path));
-        return Some(path.parent().unwrap_or(std::path::Path::new(".")).join("signing-keys"));
+        return Some(
+            path.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("signing-keys"),
+        );
     }
-    config
-        .source
-        .as_ref()
-        .map(|f| f.parent().unwrap_or(std::path::Path::new(".")).join("signing-keys"))
+    config.source.as_ref().map(|f| {
+        f.parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("signing-keys")
+    })
 }
 
 /// The `iss` of Hourglass access tokens.
@@ -123,24 +140,28 @@ pub fn token_issuer(config: &Config) -> String {
 pub fn build(config: &Config, now_secs: i64, issuer: &str) -> Result<Workload, Vec<String>> {
     let specs = issuer_specs(config)?;
     let issuers = Issuers::new(specs).map_err(|e| vec![e])?;
-    let needs_signer = !config.issuers.is_empty()
-        || config.targets.iter().any(|t| t.connector == "token");
+    let needs_signer =
+        !config.issuers.is_empty() || config.targets.iter().any(|t| t.connector == "token");
     let signer = if needs_signer {
         let dir = key_dir(config).ok_or_else(|| {
-            vec!["tokens.key_dir: required (the store is not a SQLite file to put it beside)".to_owned()]
+            vec![
+                "tokens.key_dir: required (the store is not a SQLite file to put it beside)"
+                    .to_owned(),
+            ]
         })?;
         let rotation = Rotation {
-            rotate_every_secs: i64::try_from(config.tokens.rotate_every.as_secs()).unwrap_or(i64::MAX),
-            retire_after_secs: i64::try_from(config.tokens.retire_after.as_secs()).unwrap_or(i64::MAX),
+            rotate_every_secs: i64::try_from(config.tokens.rotate_every.as_secs())
+                .unwrap_or(i64::MAX),
+            retire_after_secs: i64::try_from(config.tokens.retire_after.as_secs())
+                .unwrap_or(i64::MAX),
         };
         let longest = config
             .entitlements
             .iter()
             .filter(|e| {
-                config
-                    .targets
-                    .iter()
-                    .any(|t| t.connector == "token" && e.name.split('/').next() == Some(t.name.as_str()))
+                config.targets.iter().any(|t| {
+                    t.connector == "token" && e.name.split('/').next() == Some(t.name.as_str())
+                })
             })
             .map(|e| e.max_duration)
             .max();

@@ -75,8 +75,9 @@ impl DevIssuer {
     /// Loads the key written by [`DevIssuer::create`].
     pub fn load(key: &Path) -> io::Result<Self> {
         let bytes = std::fs::read(key)?;
-        let pair = Ed25519KeyPair::from_pkcs8(&bytes)
-            .map_err(|_| io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", key.display())))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| {
+            io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", key.display()))
+        })?;
         Ok(DevIssuer {
             pair,
             kid: DEV_KID.into(),
@@ -93,12 +94,19 @@ impl DevIssuer {
 
     /// Signs `claims` (EdDSA, with its `kid`).
     pub fn mint(&self, claims: &Value) -> String {
-        self.mint_with_header(&json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}), claims)
+        self.mint_with_header(
+            &json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}),
+            claims,
+        )
     }
 
     /// Signs with an arbitrary header (tests of refused algorithms and key ids).
     pub fn mint_with_header(&self, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let sig = self.pair.sign(input.as_bytes());
         format!("{input}.{}", b64(sig.as_ref()))
     }

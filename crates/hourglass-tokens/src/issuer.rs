@@ -171,7 +171,8 @@ impl Issuers {
                 JwksSource::File(p) => {
                     let text = std::fs::read_to_string(p)
                         .map_err(|e| format!("issuer {}: {}: {e}", spec.name, p.display()))?;
-                    parse_jwks(&text).map_err(|e| format!("issuer {}: {}: {e}", spec.name, p.display()))?
+                    parse_jwks(&text)
+                        .map_err(|e| format!("issuer {}: {}: {e}", spec.name, p.display()))?
                 }
                 JwksSource::Url(_) => Vec::new(),
             };
@@ -205,14 +206,25 @@ impl Issuers {
         *fetched = Some(now_secs);
         let text = match &t.spec.jwks {
             JwksSource::File(p) => tokio::fs::read_to_string(p).await.map_err(|e| {
-                Refusal::new("token.jwks_unavailable", format!("issuer {}: reading its JWKS: {e}", t.spec.name))
+                Refusal::new(
+                    "token.jwks_unavailable",
+                    format!("issuer {}: reading its JWKS: {e}", t.spec.name),
+                )
             })?,
             JwksSource::Url(url) => {
                 let unavailable = |e: String| {
                     tracing::warn!(issuer = %t.spec.name, %url, error = %e, "JWKS fetch failed");
-                    Refusal::new("token.jwks_unavailable", format!("issuer {}: its JWKS could not be fetched", t.spec.name))
+                    Refusal::new(
+                        "token.jwks_unavailable",
+                        format!("issuer {}: its JWKS could not be fetched", t.spec.name),
+                    )
                 };
-                let resp = self.http.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
+                let resp = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
                 if !resp.status().is_success() {
                     return Err(unavailable(format!("HTTP {}", resp.status())));
                 }
@@ -220,17 +232,28 @@ impl Issuers {
             }
         };
         let keys = parse_jwks(&text).map_err(|e| {
-            Refusal::new("token.jwks_unavailable", format!("issuer {}: bad JWKS: {e}", t.spec.name))
+            Refusal::new(
+                "token.jwks_unavailable",
+                format!("issuer {}: bad JWKS: {e}", t.spec.name),
+            )
         })?;
         tracing::info!(issuer = %t.spec.name, keys = keys.len(), "JWKS refreshed");
-        *t.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *t.keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         Ok(())
     }
 
     fn find_key(t: &Trusted, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
-        let keys = t.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = t
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match kid {
-            Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).cloned(),
+            Some(kid) => keys
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid))
+                .cloned(),
             // No kid: only unambiguous when one key of the right family exists.
             None => {
                 let fits: Vec<&Jwk> = keys
@@ -246,17 +269,26 @@ impl Issuers {
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<Verified, Refusal> {
         let token = token.trim();
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(Refusal::new("token.malformed", "not a signed JWT (header.payload.signature)"));
+        let (Some(h), Some(p), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Refusal::new(
+                "token.malformed",
+                "not a signed JWT (header.payload.signature)",
+            ));
         };
-        let header = b64_json(h).ok_or_else(|| Refusal::new("token.malformed", "the header is not base64url JSON"))?;
-        let payload = b64_json(p).ok_or_else(|| Refusal::new("token.malformed", "the payload is not base64url JSON"))?;
+        let header = b64_json(h)
+            .ok_or_else(|| Refusal::new("token.malformed", "the header is not base64url JSON"))?;
+        let payload = b64_json(p)
+            .ok_or_else(|| Refusal::new("token.malformed", "the payload is not base64url JSON"))?;
         let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let iss = payload.get("iss").and_then(Value::as_str).unwrap_or("");
-        let t = self
-            .by_iss
-            .get(iss)
-            .ok_or_else(|| Refusal::new("token.issuer_unknown", format!("issuer {iss:?} is not trusted")))?;
+        let t = self.by_iss.get(iss).ok_or_else(|| {
+            Refusal::new(
+                "token.issuer_unknown",
+                format!("issuer {iss:?} is not trusted"),
+            )
+        })?;
         let alg = alg_name
             .parse::<Algorithm>()
             .ok()
@@ -264,7 +296,10 @@ impl Issuers {
             .ok_or_else(|| {
                 Refusal::new(
                     "token.algorithm_refused",
-                    format!("algorithm {alg_name:?} is not allowed for issuer {}", t.spec.name),
+                    format!(
+                        "algorithm {alg_name:?} is not allowed for issuer {}",
+                        t.spec.name
+                    ),
                 )
             })?;
         let kid = header.get("kid").and_then(Value::as_str);
@@ -275,7 +310,11 @@ impl Issuers {
                 Self::find_key(t, kid, alg).ok_or_else(|| {
                     Refusal::new(
                         "token.key_unknown",
-                        format!("issuer {} has no key {:?}", t.spec.name, kid.unwrap_or("(no kid)")),
+                        format!(
+                            "issuer {} has no key {:?}",
+                            t.spec.name,
+                            kid.unwrap_or("(no kid)")
+                        ),
                     )
                 })?
             }
@@ -293,23 +332,45 @@ impl Issuers {
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
-                    K::InvalidSignature => Refusal::new("token.signature_invalid", "the signature does not verify"),
-                    K::InvalidAudience => Refusal::new("token.audience_invalid", format!("the audience is not one of {:?}", t.spec.audience)),
-                    K::InvalidIssuer => Refusal::new("token.issuer_unknown", "the issuer does not match"),
-                    K::MissingRequiredClaim(c) => Refusal::new("token.claim_missing", format!("the token has no {c:?} claim")),
-                    K::InvalidAlgorithm => Refusal::new("token.algorithm_refused", "the key does not fit the algorithm"),
+                    K::InvalidSignature => {
+                        Refusal::new("token.signature_invalid", "the signature does not verify")
+                    }
+                    K::InvalidAudience => Refusal::new(
+                        "token.audience_invalid",
+                        format!("the audience is not one of {:?}", t.spec.audience),
+                    ),
+                    K::InvalidIssuer => {
+                        Refusal::new("token.issuer_unknown", "the issuer does not match")
+                    }
+                    K::MissingRequiredClaim(c) => Refusal::new(
+                        "token.claim_missing",
+                        format!("the token has no {c:?} claim"),
+                    ),
+                    K::InvalidAlgorithm => Refusal::new(
+                        "token.algorithm_refused",
+                        "the key does not fit the algorithm",
+                    ),
                     _ => Refusal::new("token.malformed", format!("the token does not decode: {e}")),
                 }
             })?
             .claims;
         let skew = i64::try_from(t.spec.skew_secs).unwrap_or(0);
         let num = |c: &str| claims.get(c).and_then(Value::as_i64);
-        let exp = num("exp").ok_or_else(|| Refusal::new("token.claim_missing", "exp is not a number"))?;
+        let exp =
+            num("exp").ok_or_else(|| Refusal::new("token.claim_missing", "exp is not a number"))?;
         if exp + skew <= now_secs {
-            return Err(Refusal::new("token.expired", format!("the token expired {}s ago", now_secs - exp)));
+            return Err(Refusal::new(
+                "token.expired",
+                format!("the token expired {}s ago", now_secs - exp),
+            ));
         }
-        if num("nbf").is_some_and(|nbf| nbf - skew > now_secs) || num("iat").is_some_and(|iat| iat - skew > now_secs) {
-            return Err(Refusal::new("token.not_yet_valid", "the token is not valid yet (nbf/iat in the future)"));
+        if num("nbf").is_some_and(|nbf| nbf - skew > now_secs)
+            || num("iat").is_some_and(|iat| iat - skew > now_secs)
+        {
+            return Err(Refusal::new(
+                "token.not_yet_valid",
+                "the token is not valid yet (nbf/iat in the future)",
+            ));
         }
         let strings: BTreeMap<String, String> = claims
             .iter()
@@ -324,7 +385,10 @@ impl Issuers {
             .ok_or_else(|| {
                 Refusal::new(
                     "token.unmapped",
-                    format!("no mapping of issuer {} matches subject {subject:?}", t.spec.name),
+                    format!(
+                        "no mapping of issuer {} matches subject {subject:?}",
+                        t.spec.name
+                    ),
                 )
             })?;
         let jti = match strings.get("jti") {

@@ -90,9 +90,12 @@ impl Signer {
                 .split('-')
                 .next()
                 .and_then(|c| c.parse::<i64>().ok())
-                .ok_or_else(|| io::Error::other(format!("{}: not a key file name", path.display())))?;
-            let pair = Ed25519KeyPair::from_pkcs8(&std::fs::read(&path)?)
-                .map_err(|_| io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", path.display())))?;
+                .ok_or_else(|| {
+                    io::Error::other(format!("{}: not a key file name", path.display()))
+                })?;
+            let pair = Ed25519KeyPair::from_pkcs8(&std::fs::read(&path)?).map_err(|_| {
+                io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", path.display()))
+            })?;
             keys.push(Key { kid, created, pair });
         }
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.kid.cmp(&b.kid)));
@@ -122,12 +125,19 @@ impl Signer {
                 .map_err(|_| io::Error::other("no randomness for a signing key"))?;
             let mut rand = [0u8; 4];
             aws_lc_rs::rand::fill(&mut rand).map_err(|_| io::Error::other("no randomness"))?;
-            let kid = format!("{now}-{}", rand.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            let kid = format!(
+                "{now}-{}",
+                rand.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
             write_private(&self.dir.join(format!("{kid}.pk8")), doc.as_ref())?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                 .map_err(|_| io::Error::other("generated key does not load"))?;
             tracing::info!(%kid, "new token signing key");
-            keys.push(Key { kid, created: now, pair });
+            keys.push(Key {
+                kid,
+                created: now,
+                pair,
+            });
         }
         // Key i is replaced when key i+1 starts signing; it stays published retire_after longer.
         let old: Vec<Key> = keys.drain(..).collect();
@@ -190,7 +200,10 @@ impl Signer {
     pub fn maintain_if_due(&self, now: i64) -> io::Result<()> {
         let due = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-            let starts: Vec<i64> = keys.iter().map(|k| k.created + PUBLISH_AHEAD_SECS).collect();
+            let starts: Vec<i64> = keys
+                .iter()
+                .map(|k| k.created + PUBLISH_AHEAD_SECS)
+                .collect();
             keys.last()
                 .is_none_or(|k| now - k.created >= self.rotation.rotate_every_secs)
                 || starts
@@ -250,7 +263,13 @@ mod tests {
         assert!(!dir.path().join(format!("{}.pk8", first[0])).exists());
 
         // Reopened, the same keys are found.
-        let again = Signer::open(dir.path(), "https://hg", rotation(), t1 + PUBLISH_AHEAD_SECS + DAY).unwrap();
+        let again = Signer::open(
+            dir.path(),
+            "https://hg",
+            rotation(),
+            t1 + PUBLISH_AHEAD_SECS + DAY,
+        )
+        .unwrap();
         assert_eq!(kids(&again), vec![both[1].clone()]);
         #[cfg(unix)]
         {

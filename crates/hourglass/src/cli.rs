@@ -471,12 +471,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Identities => crate::identity_cmd::identities(&client(&cli)?, cli.output == Output::Json).await,
+        Command::Identities => {
+            crate::identity_cmd::identities(&client(&cli)?, cli.output == Output::Json).await
+        }
         Command::Identity { command } => {
-            crate::identity_cmd::identity(&client(&cli)?, cli.output == Output::Json, command.clone()).await
+            crate::identity_cmd::identity(
+                &client(&cli)?,
+                cli.output == Output::Json,
+                command.clone(),
+            )
+            .await
         }
         Command::Key { command } => {
-            crate::identity_cmd::key(&client(&cli)?, cli.output == Output::Json, command.clone()).await
+            crate::identity_cmd::key(&client(&cli)?, cli.output == Output::Json, command.clone())
+                .await
         }
         Command::Dev { command } => crate::identity_cmd::mint_token(command.clone()),
         Command::Exchange {
@@ -504,7 +512,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Report {
             command: ReportCommand::Identities { unused_days },
-        } => crate::identity_cmd::report(&client(&cli)?, cli.output == Output::Json, *unused_days).await,
+        } => {
+            crate::identity_cmd::report(&client(&cli)?, cli.output == Output::Json, *unused_days)
+                .await
+        }
         Command::Reconcile => {
             let r = client(&cli)?.reconcile().await?;
             if cli.output == Output::Json {

@@ -176,7 +176,10 @@ pub async fn identity(c: &Client, as_json: bool, cmd: IdentityCommand) -> Result
                     o.requests_cancelled.len()
                 );
             } else {
-                println!("{} was already offboarded; nothing changed", o.identity.name);
+                println!(
+                    "{} was already offboarded; nothing changed",
+                    o.identity.name
+                );
             }
         }
     }
@@ -258,7 +261,11 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
         Some(name) => &i.name == name,
         None => i.dev_signing_key.is_some(),
     }) else {
-        bail!("no issuer {} in {}", issuer.as_deref().unwrap_or("with a dev_signing_key"), config.display());
+        bail!(
+            "no issuer {} in {}",
+            issuer.as_deref().unwrap_or("with a dev_signing_key"),
+            config.display()
+        );
     };
     let Some(key) = iss.dev_signing_key.as_ref().filter(|k| k.exists()) else {
         bail!(
@@ -266,7 +273,9 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
             iss.name
         );
     };
-    let ttl: hourglass_core::GrantDuration = ttl.parse().map_err(|e: String| anyhow::anyhow!("--ttl: {e}"))?;
+    let ttl: hourglass_core::GrantDuration = ttl
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--ttl: {e}"))?;
     let now = hourglass_server::clock::SystemClock.now().unix_millis() / 1000;
     let mut body = serde_json::json!({
         "iss": iss.issuer,
@@ -298,7 +307,10 @@ pub async fn exchange(
 ) -> Result<ExitCode> {
     const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
     let mut form = vec![
-        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
         ("subject_token", subject_token),
         ("subject_token_type", JWT),
         ("resource", resource),

@@ -116,7 +116,10 @@ impl Engine {
             return Err(Error::invalid(
                 "exchange.duration_exceeds_max",
                 "duration",
-                format!("{duration} exceeds the maximum of {} for {}", ent.max_duration, ent.id),
+                format!(
+                    "{duration} exceeds the maximum of {} for {}",
+                    ent.max_duration, ent.id
+                ),
             ));
         }
         // With delegation the grant ends no later than either token.
@@ -124,7 +127,8 @@ impl Engine {
         if let Some(a) = &x.actor {
             end = end.min(a.expires_at).min(x.subject.expires_at);
         }
-        let granted = GrantDuration::from_secs(u64::try_from(end.millis_since(now) / 1000).unwrap_or(0));
+        let granted =
+            GrantDuration::from_secs(u64::try_from(end.millis_since(now) / 1000).unwrap_or(0));
         if granted < MIN_DURATION {
             return Err(Error::invalid(
                 "exchange.tokens_expire_too_soon",
@@ -138,13 +142,27 @@ impl Engine {
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map_or_else(
-                || format!("token exchange by {} ({})", x.subject.principal.id, x.subject.facts.issuer),
+                || {
+                    format!(
+                        "token exchange by {} ({})",
+                        x.subject.principal.id, x.subject.facts.issuer
+                    )
+                },
                 str::to_owned,
             );
         if reason.chars().count() > super::requests::MAX_REASON {
-            return Err(Error::invalid("exchange.reason_too_long", "reason", "the reason is too long"));
+            return Err(Error::invalid(
+                "exchange.reason_too_long",
+                "reason",
+                "the reason is too long",
+            ));
         }
-        let ticket = x.ticket.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let ticket = x
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         let subject = &x.subject.principal;
         let mut ctx = self.context(None, &subject.id, granted, ticket.as_deref(), now);
         ctx.source_ip.clone_from(&x.source_ip);
@@ -155,7 +173,10 @@ impl Engine {
             warn!(policy_ids = ?decision.policy_ids, "exchange refused for the subject");
             return Err(Error::forbidden(
                 "exchange.not_allowed",
-                format!("{} may not get {} by token exchange (policy)", subject.id, ent.id),
+                format!(
+                    "{} may not get {} by token exchange (policy)",
+                    subject.id, ent.id
+                ),
             ));
         }
         // The intersection: the agent must be allowed this too, judged on its own token.
@@ -170,7 +191,10 @@ impl Engine {
                 warn!(actor = %a.principal.id, policy_ids = ?d.policy_ids, "exchange refused for the acting agent");
                 return Err(Error::forbidden(
                     "exchange.actor_not_allowed",
-                    format!("{} may not get {} (policy), so it cannot get it for {}", a.principal.id, ent.id, subject.id),
+                    format!(
+                        "{} may not get {} (policy), so it cannot get it for {}",
+                        a.principal.id, ent.id, subject.id
+                    ),
                 ));
             }
             actor_policies = d.policy_ids;

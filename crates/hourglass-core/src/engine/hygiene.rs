@@ -46,30 +46,50 @@ impl Engine {
             }
             if p.kind != PrincipalKind::Human {
                 match p.owner.as_deref() {
-                    None => flag(who, "owner_missing", format!("a {} with no owner", p.kind.as_str())),
+                    None => flag(
+                        who,
+                        "owner_missing",
+                        format!("a {} with no owner", p.kind.as_str()),
+                    ),
                     Some(o) => match identities.iter().find(|x| x.id().as_str() == o) {
                         Some(x) if x.principal.status == PrincipalStatus::Offboarded => flag(
                             who,
                             "owner_offboarded",
-                            format!("its owner {o} is offboarded; give it a new owner or offboard it"),
+                            format!(
+                                "its owner {o} is offboarded; give it a new owner or offboard it"
+                            ),
                         ),
                         Some(x) if x.principal.status == PrincipalStatus::Suspended => {
-                            flag(who, "owner_suspended", format!("its owner {o} is suspended"));
+                            flag(
+                                who,
+                                "owner_suspended",
+                                format!("its owner {o} is suspended"),
+                            );
                         }
                         Some(_) => {}
-                        None if identities.iter().any(|x| x.principal.groups.iter().any(|g| g == o)) => {}
+                        None if identities
+                            .iter()
+                            .any(|x| x.principal.groups.iter().any(|g| g == o)) => {}
                         None => flag(
                             who,
                             "owner_unknown",
-                            format!("its owner {o:?} is neither an identity nor a group anyone is in"),
+                            format!(
+                                "its owner {o:?} is neither an identity nor a group anyone is in"
+                            ),
                         ),
                     },
                 }
                 let last = i.last_seen_at.unwrap_or(i.created_at);
                 if now.millis_since(last) >= unused_ms {
                     let (finding, detail) = match i.last_seen_at {
-                        Some(t) => ("unused", format!("last authenticated {t}, over {unused_days} days ago")),
-                        None => ("never_used", format!("never authenticated since it was created {}", i.created_at)),
+                        Some(t) => (
+                            "unused",
+                            format!("last authenticated {t}, over {unused_days} days ago"),
+                        ),
+                        None => (
+                            "never_used",
+                            format!("never authenticated since it was created {}", i.created_at),
+                        ),
                     };
                     flag(who, finding, detail);
                 }
@@ -86,7 +106,10 @@ impl Engine {
                     flag(
                         who,
                         "config_token",
-                        format!("key {} is a token from configuration: it never expires ({age_days} days old); issue an expiring key instead", k.id),
+                        format!(
+                            "key {} is a token from configuration: it never expires ({age_days} days old); issue an expiring key instead",
+                            k.id
+                        ),
                     );
                 } else if now.millis_since(k.created_at) >= rotate_after.as_millis()
                     && k.replaced_by.is_none()
@@ -94,7 +117,11 @@ impl Engine {
                     flag(
                         who,
                         "key_needs_rotation",
-                        format!("key {} ({}) is {age_days} days old; the rule is to rotate after {rotate_after}", k.id, k.prefix.as_deref().unwrap_or("")),
+                        format!(
+                            "key {} ({}) is {age_days} days old; the rule is to rotate after {rotate_after}",
+                            k.id,
+                            k.prefix.as_deref().unwrap_or("")
+                        ),
                     );
                 }
             }

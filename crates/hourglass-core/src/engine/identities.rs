@@ -94,7 +94,11 @@ pub fn secret_hash(secret: &str) -> String {
 
 /// Compares two hex digests in time independent of where they differ.
 fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 const MAX_GROUPS: usize = 32;
@@ -200,8 +204,11 @@ impl Engine {
                     }
                     Some(_) => {}
                 }
-                let configured: Vec<String> =
-                    d.token_sha256.iter().map(|h| h.to_ascii_lowercase()).collect();
+                let configured: Vec<String> = d
+                    .token_sha256
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect();
                 for k in keys.iter().filter(|k| {
                     k.principal == p.id
                         && k.origin == Origin::Config
@@ -254,7 +261,10 @@ impl Engine {
                 commit.identities.push(gone);
             }
             if !commit.is_empty() {
-                info!(changes = commit.audit.len(), "identity directory updated from configuration");
+                info!(
+                    changes = commit.audit.len(),
+                    "identity directory updated from configuration"
+                );
             }
             self.commit(commit).await?;
             Ok(())
@@ -265,10 +275,15 @@ impl Engine {
     /// Whether `caller` may manage `target`: an administrator of everything, or its owner.
     async fn may_manage(&self, caller: &Caller, target: &Identity) -> Result<bool> {
         let p = &caller.principal;
-        let owns = target.principal.owner.as_deref().is_some_and(|o| {
-            o == p.id.as_str() || p.groups.iter().any(|g| g == o)
-        });
-        Ok(owns || self.require_admin_of_all(caller, "identity.not_allowed").is_ok())
+        let owns = target
+            .principal
+            .owner
+            .as_deref()
+            .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o));
+        Ok(owns
+            || self
+                .require_admin_of_all(caller, "identity.not_allowed")
+                .is_ok())
     }
 
     async fn load_identity(&self, name: &str) -> Result<Identity> {
@@ -341,7 +356,10 @@ impl Engine {
                     return Err(Error::invalid(
                         "identity.owner_not_human",
                         "owner",
-                        format!("owner {o} is a {}; a person or a group must answer for it", i.principal.kind.as_str()),
+                        format!(
+                            "owner {o} is a {}; a person or a group must answer for it",
+                            i.principal.kind.as_str()
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -370,10 +388,15 @@ impl Engine {
             status_reason: None,
             version: 0,
         };
-        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "identity.created", id.as_str())
-            .with("kind", kind.as_str())
-            .with("owner", owner.as_deref().unwrap_or(""))
-            .with("groups", groups.join(","));
+        let ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            "identity.created",
+            id.as_str(),
+        )
+        .with("kind", kind.as_str())
+        .with("owner", owner.as_deref().unwrap_or(""))
+        .with("groups", groups.join(","));
         match self
             .commit(Commit {
                 identities: vec![identity.clone()],
@@ -421,8 +444,17 @@ impl Engine {
             let mut changed = identity.clone();
             changed.principal.status = to;
             changed.status_reason = reason.clone();
-            let action = if active { "identity.resumed" } else { "identity.suspended" };
-            let mut ev = AuditRecord::new(now, caller.principal.id.as_str(), action, identity.id().as_str());
+            let action = if active {
+                "identity.resumed"
+            } else {
+                "identity.suspended"
+            };
+            let mut ev = AuditRecord::new(
+                now,
+                caller.principal.id.as_str(),
+                action,
+                identity.id().as_str(),
+            );
             if let Some(r) = &reason {
                 ev = ev.with("reason", r);
             }
@@ -562,7 +594,11 @@ impl Engine {
         Ok(now.plus(d))
     }
 
-    fn new_key(principal: &PrincipalId, expires_at: Timestamp, now: Timestamp) -> Result<IssuedKey> {
+    fn new_key(
+        principal: &PrincipalId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<IssuedKey> {
         let public = crate::id::random_hex::<6>()?;
         let secret = format!("{KEY_PREFIX}{public}_{}", crate::id::random_hex::<32>()?);
         let key = ApiKey {
@@ -595,16 +631,25 @@ impl Engine {
         if identity.principal.status != PrincipalStatus::Active {
             return Err(Error::conflict(
                 "identity.inactive",
-                format!("{} is {}", identity.id(), identity.principal.status.as_str()),
+                format!(
+                    "{} is {}",
+                    identity.id(),
+                    identity.principal.status.as_str()
+                ),
             ));
         }
         let now = self.clock.now();
         let expires_at = self.key_expiry(expires, now)?;
         let issued = Self::new_key(identity.id(), expires_at, now)?;
-        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "key.created", issued.key.id.as_str())
-            .with("identity", identity.id())
-            .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-            .with("expires_at", expires_at);
+        let ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            "key.created",
+            issued.key.id.as_str(),
+        )
+        .with("identity", identity.id())
+        .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+        .with("expires_at", expires_at);
         self.commit(Commit {
             keys: vec![issued.key.clone()],
             audit: vec![ev],
@@ -638,13 +683,25 @@ impl Engine {
         if !old.is_valid_at(now) || old.replaced_by.is_some() {
             return Err(Error::conflict(
                 "key.not_active",
-                format!("key {} is {} and cannot be rotated", old.id, if old.replaced_by.is_some() { "already rotated" } else { old.state_at(now) }),
+                format!(
+                    "key {} is {} and cannot be rotated",
+                    old.id,
+                    if old.replaced_by.is_some() {
+                        "already rotated"
+                    } else {
+                        old.state_at(now)
+                    }
+                ),
             ));
         }
         if identity.principal.status != PrincipalStatus::Active {
             return Err(Error::conflict(
                 "identity.inactive",
-                format!("{} is {}", identity.id(), identity.principal.status.as_str()),
+                format!(
+                    "{} is {}",
+                    identity.id(),
+                    identity.principal.status.as_str()
+                ),
             ));
         }
         let expires_at = self.key_expiry(expires, now)?;
@@ -683,8 +740,13 @@ impl Engine {
         }
         let now = self.clock.now();
         let gone = revoked(&key, now);
-        let ev = AuditRecord::new(now, caller.principal.id.as_str(), "key.revoked", key.id.as_str())
-            .with("identity", identity.id());
+        let ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            "key.revoked",
+            key.id.as_str(),
+        )
+        .with("identity", identity.id());
         self.commit(Commit {
             keys: vec![gone.clone()],
             audit: vec![ev],
@@ -700,7 +762,9 @@ impl Engine {
     /// The inventory: every identity the caller may see (all, for an administrator; otherwise
     /// the caller and what they own), with keys, live grants and the owner's standing.
     pub async fn inventory(&self, caller: &Caller) -> Result<Vec<InventoryEntry>> {
-        let admin = self.require_admin_of_all(caller, "identity.not_allowed").is_ok();
+        let admin = self
+            .require_admin_of_all(caller, "identity.not_allowed")
+            .is_ok();
         let all = self.store.list_identities().await?;
         let keys = self.store.list_keys(None).await?;
         let mut out = Vec::new();
@@ -708,14 +772,20 @@ impl Engine {
             let p = &caller.principal;
             let visible = admin
                 || identity.id() == &p.id
-                || identity.principal.owner.as_deref().is_some_and(|o| {
-                    o == p.id.as_str() || p.groups.iter().any(|g| g == o)
-                });
+                || identity
+                    .principal
+                    .owner
+                    .as_deref()
+                    .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o));
             if !visible {
                 continue;
             }
             let mut live = Vec::new();
-            for state in [GrantState::Provisioning, GrantState::Active, GrantState::Revoking] {
+            for state in [
+                GrantState::Provisioning,
+                GrantState::Active,
+                GrantState::Revoking,
+            ] {
                 live.extend(
                     self.store
                         .list_grants(&GrantFilter {

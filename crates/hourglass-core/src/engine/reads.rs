@@ -59,13 +59,16 @@ impl Engine {
     pub async fn request_details(&self, caller: &Caller, id: &str) -> Result<RequestDetails> {
         let request = self.load_request(id).await?;
         let now = self.clock.now();
-        if !self.may_see(
-            caller,
-            &request.requester,
-            &request.access,
-            &mut BTreeMap::new(),
-            now,
-        ).await? {
+        if !self
+            .may_see(
+                caller,
+                &request.requester,
+                &request.access,
+                &mut BTreeMap::new(),
+                now,
+            )
+            .await?
+        {
             return Err(Error::not_found(
                 "request.not_found",
                 format!("no request {id}"),
@@ -119,14 +122,15 @@ impl Engine {
     pub async fn grant(&self, caller: &Caller, id: &str) -> Result<Grant> {
         let grant = self.load_grant(id).await?;
         let now = self.clock.now();
-        if !self.may_see(
-            caller,
-            &grant.principal,
-            &AccessId::Entitlement(grant.entitlement.clone()),
-            &mut BTreeMap::new(),
-            now,
-        )
-        .await?
+        if !self
+            .may_see(
+                caller,
+                &grant.principal,
+                &AccessId::Entitlement(grant.entitlement.clone()),
+                &mut BTreeMap::new(),
+                now,
+            )
+            .await?
         {
             return Err(Error::not_found(
                 "grant.not_found",

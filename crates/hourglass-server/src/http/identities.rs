@@ -104,7 +104,11 @@ pub(super) async fn offboard(
         changed: out.changed,
         grants_revoked: ids(&out.grants_revoked),
         keys_revoked: out.keys_revoked.iter().map(ToString::to_string).collect(),
-        requests_cancelled: out.requests_cancelled.iter().map(ToString::to_string).collect(),
+        requests_cancelled: out
+            .requests_cancelled
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     })
     .into_response())
 }

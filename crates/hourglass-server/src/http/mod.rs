@@ -62,7 +62,10 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/admin/policies/reload", post(admin::reload_policies))
         .route("/v1/reports/standing", get(standing))
         .route("/v1/ssh/krl", get(ssh_krl))
-        .route("/v1/identities", get(identities::list_identities).post(identities::create_identity))
+        .route(
+            "/v1/identities",
+            get(identities::list_identities).post(identities::create_identity),
+        )
         .route("/v1/identities/{name}/suspend", post(identities::suspend))
         .route("/v1/identities/{name}/resume", post(identities::resume))
         .route("/v1/identities/{name}/offboard", post(identities::offboard))

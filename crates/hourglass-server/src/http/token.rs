@@ -79,7 +79,11 @@ fn from_engine(e: &Error) -> Response {
         ),
         Error::Internal(m) => {
             tracing::error!(error = %m, "token exchange failed");
-            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            )
         }
     }
 }
@@ -98,8 +102,10 @@ pub(super) async fn jwks(State(app): State<Shared>) -> Response {
         }
     };
     let mut r = Json(doc).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
     r
 }
 
@@ -111,19 +117,33 @@ async fn verify(
     source_ip: Option<&str>,
 ) -> Result<PresentedToken, Response> {
     let now = app.engine.clock().now();
-    let v = match app.workload.issuers.verify(token, now.unix_millis() / 1000).await {
+    let v = match app
+        .workload
+        .issuers
+        .verify(token, now.unix_millis() / 1000)
+        .await
+    {
         Ok(v) => v,
         Err(r) => {
             tracing::warn!(code = r.code, reason = %r.reason, which, "identity token refused");
             let iss = peek_iss(token);
             if let Err(e) = app
                 .engine
-                .record_token_refusal(r.code, &format!("{which}: {}", r.reason), iss.as_deref(), source_ip)
+                .record_token_refusal(
+                    r.code,
+                    &format!("{which}: {}", r.reason),
+                    iss.as_deref(),
+                    source_ip,
+                )
                 .await
             {
                 return Err(from_engine(&e));
             }
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", format!("{which}: {}", r.reason)));
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                format!("{which}: {}", r.reason),
+            ));
         }
     };
     let unknown = |m: String| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", m);
@@ -134,7 +154,12 @@ async fn verify(
         Err(e) => {
             let _ = app
                 .engine
-                .record_token_refusal("token.principal_inactive", &format!("{which}: {e}"), Some(&v.issuer), source_ip)
+                .record_token_refusal(
+                    "token.principal_inactive",
+                    &format!("{which}: {e}"),
+                    Some(&v.issuer),
+                    source_ip,
+                )
                 .await;
             return Err(unknown(format!("{which}: {e}")));
         }
@@ -147,7 +172,9 @@ async fn verify(
         principal,
         issuer_url: v.issuer,
         jti: v.jti,
-        expires_at: hourglass_core::Timestamp::from_unix_millis(v.expires_at_secs.saturating_mul(1000)),
+        expires_at: hourglass_core::Timestamp::from_unix_millis(
+            v.expires_at_secs.saturating_mul(1000),
+        ),
     })
 }
 
@@ -155,7 +182,9 @@ async fn verify(
 fn peek_iss(token: &str) -> Option<String> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     let iss = v.get("iss")?.as_str()?;
     Some(iss.chars().take(200).collect())
@@ -171,7 +200,11 @@ pub(super) async fn exchange(
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let bad = |m: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", m);
     if field("grant_type") != Some(GRANT_TYPE) {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("grant_type must be {GRANT_TYPE}"));
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant_type must be {GRANT_TYPE}"),
+        );
     }
     let Some(subject_token) = field("subject_token") else {
         return bad("subject_token is required");
@@ -193,7 +226,11 @@ pub(super) async fn exchange(
         return bad("requested_token_type: jwt or urn:hourglass:token-type:credential");
     }
     let Some(entitlement) = field("resource").or_else(|| field("scope")) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_target", "resource (or scope) must name the entitlement");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "resource (or scope) must name the entitlement",
+        );
     };
     let source_ip = peer.ip().to_string();
     let subject = match verify(&app, subject_token, "subject_token", Some(&source_ip)).await {
@@ -241,7 +278,11 @@ pub(super) async fn exchange(
     let expires_in = u64::try_from(grant.expires_at.millis_since(now) / 1000).unwrap_or(0);
     let (access_token, issued_token_type, token_type) = if out.signed_token {
         let Some(signer) = app.workload.signer.as_ref() else {
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no signing key");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no signing key",
+            );
         };
         let params = app
             .engine
@@ -280,7 +321,11 @@ pub(super) async fn exchange(
             Ok((t, _kid)) => (t, JWT_TYPE, "Bearer"),
             Err(e) => {
                 tracing::error!(error = %e, "signing failed");
-                return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "signing failed");
+                return oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "signing failed",
+                );
             }
         }
     } else {
@@ -312,50 +357,62 @@ async fn wait_for_credential(
     holder: &hourglass_core::catalog::Principal,
     grant: &hourglass_core::grant::Grant,
 ) -> Result<Option<String>, Response> {
-    let started = std::time::Instant::now();
-    let wait = std::time::Duration::from_millis(u64::try_from(app.workload.exchange_wait_ms).unwrap_or(0));
-    loop {
-        let g = app
-            .engine
-            .store()
-            .get_grant(&grant.id)
-            .await
-            .map_err(|e| from_engine(&e))?;
-        match g.map(|g| g.state) {
-            Some(GrantState::Active) => {
-                let now = app.engine.clock().now();
-                return Ok(app
-                    .vault
-                    .take(&grant.id, &holder.id, now)
-                    .map(|(secret, _)| secret.expose_secret().to_owned()));
-            }
-            Some(GrantState::Provisioning) if started.elapsed() < wait => {
+    let wait =
+        std::time::Duration::from_millis(u64::try_from(app.workload.exchange_wait_ms).unwrap_or(0));
+    let poll = async {
+        loop {
+            let g = app
+                .engine
+                .store()
+                .get_grant(&grant.id)
+                .await
+                .map_err(|e| from_engine(&e))?;
+            match g.map(|g| g.state) {
+                Some(GrantState::Active) => {
+                    let now = app.engine.clock().now();
+                    return Ok(app
+                        .vault
+                        .take(&grant.id, &holder.id, now)
+                        .map(|(secret, _)| secret.expose_secret().to_owned()));
+                }
                 // Real time, not the engine's clock: this bounds how long an HTTP call waits.
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Some(GrantState::Provisioning) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                _ => {
+                    return Err(oauth_error(
+                        StatusCode::BAD_GATEWAY,
+                        "server_error",
+                        format!("grant {} could not be provisioned", grant.id),
+                    ));
+                }
             }
-            Some(GrantState::Provisioning) => {
-                let caller = Caller {
-                    principal: holder.clone(),
-                    mfa: false,
-                    source_ip: None,
-                };
-                let _ = app
-                    .engine
-                    .revoke(&caller, grant.id.as_str(), Some("token exchange: not provisioned in time".into()))
-                    .await;
-                return Err(oauth_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    format!("the target did not provision grant {} in time; it was revoked", grant.id),
-                ));
-            }
-            _ => {
-                return Err(oauth_error(
-                    StatusCode::BAD_GATEWAY,
-                    "server_error",
-                    format!("grant {} could not be provisioned", grant.id),
-                ));
-            }
+        }
+    };
+    match tokio::time::timeout(wait, poll).await {
+        Ok(done) => done,
+        Err(_) => {
+            let caller = Caller {
+                principal: holder.clone(),
+                mfa: false,
+                source_ip: None,
+            };
+            let _ = app
+                .engine
+                .revoke(
+                    &caller,
+                    grant.id.as_str(),
+                    Some("token exchange: not provisioned in time".into()),
+                )
+                .await;
+            Err(oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!(
+                    "the target did not provision grant {} in time; it was revoked",
+                    grant.id
+                ),
+            ))
         }
     }
 }

@@ -390,7 +390,12 @@ impl Store for SqliteStore {
     async fn list_keys(&self, principal: Option<&PrincipalId>) -> Result<Vec<ApiKey>> {
         self.keys(principal).await
     }
-    async fn touch(&self, principal: &PrincipalId, key: Option<&KeyId>, at: Timestamp) -> Result<()> {
+    async fn touch(
+        &self,
+        principal: &PrincipalId,
+        key: Option<&KeyId>,
+        at: Timestamp,
+    ) -> Result<()> {
         self.touch_use(principal, key, at).await
     }
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool> {

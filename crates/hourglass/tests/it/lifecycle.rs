@@ -88,7 +88,10 @@ async fn auto_approved_grant_appears_and_is_revoked_at_expiry() {
         .iter()
         .take_while(|e| e.action == "identity.declared" || e.action == "key.declared")
         .count();
-    assert!(declared >= 2, "identities are declared in the audit at start");
+    assert!(
+        declared >= 2,
+        "identities are declared in the audit at start"
+    );
     let actions: Vec<&str> = events[declared..]
         .iter()
         .map(|e| e.action.as_str())

@@ -8,6 +8,7 @@ mod binary;
 mod cli;
 #[cfg(feature = "test-clock")]
 mod crash;
+mod identities;
 mod invariants;
 mod lifecycle;
 mod policy;

@@ -107,7 +107,10 @@ async fn exchange(
     extra: &[(&str, &str)],
 ) -> Result<hourglass_api::TokenResponse, (u16, Value)> {
     let mut form = vec![
-        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
         ("subject_token", subject),
         ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
         ("resource", resource),
@@ -124,7 +127,9 @@ async fn exchange(
 }
 
 fn b64d(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }
 
 /// Verifies an Hourglass access token with ed25519-dalek (not the server's JWT library)
@@ -145,7 +150,10 @@ fn verify_independently(token: &str, jwks: &Value, now: i64) -> Result<Value, St
         .iter()
         .find(|k| k["kid"] == kid)
         .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
-    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     let x: [u8; 32] = b64d(jwk["x"].as_str().unwrap()).try_into().unwrap();
     let key = VerifyingKey::from_bytes(&x).map_err(|e| e.to_string())?;
     let sig = Signature::from_slice(&b64d(sig)).map_err(|e| e.to_string())?;
@@ -183,12 +191,26 @@ async fn a_ci_token_is_exchanged_for_a_signed_token_that_verifies_independently(
     let idp = DevIssuer::generate().unwrap();
     let jwks = jwks_server(idp.jwks()).await;
     let s = server(&jwks.url).await;
-    let token = idp.mint(&claims(&s, "repo:acme/app:ref:refs/heads/main", "run-1", json!({"repository": "acme/app"})));
+    let token = idp.mint(&claims(
+        &s,
+        "repo:acme/app:ref:refs/heads/main",
+        "run-1",
+        json!({"repository": "acme/app"}),
+    ));
 
-    let t = exchange(&s, &token, None, "tokens/deploy-api", &[("duration", "5m")]).await.unwrap();
+    let t = exchange(&s, &token, None, "tokens/deploy-api", &[("duration", "5m")])
+        .await
+        .unwrap();
     assert_eq!(t.issued_token_type, "urn:ietf:params:oauth:token-type:jwt");
-    assert_eq!((t.token_type.as_str(), t.expires_in, t.scope.as_str()), ("Bearer", 300, "tokens/deploy-api"));
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "the issuer's JWKS is fetched on the first unknown kid");
+    assert_eq!(
+        (t.token_type.as_str(), t.expires_in, t.scope.as_str()),
+        ("Bearer", 300, "tokens/deploy-api")
+    );
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "the issuer's JWKS is fetched on the first unknown kid"
+    );
 
     // Offline verification, as a target service would do it.
     let served = anon(&s).jwks().await.unwrap();
@@ -207,23 +229,55 @@ async fn a_ci_token_is_exchanged_for_a_signed_token_that_verifies_independently(
     // The grant is a grant like any other: active, listed, audited with the token's claims.
     let admin = s.client("admin");
     let g = admin.get_grant(&t.grant_id).await.unwrap();
-    assert_eq!((g.state.as_str(), g.principal.as_str()), ("active", "ci-deployer"));
+    assert_eq!(
+        (g.state.as_str(), g.principal.as_str()),
+        ("active", "ci-deployer")
+    );
     let events = admin.audit(0).await.unwrap();
-    let ex = events.iter().find(|e| e.action == "token.exchanged").unwrap();
+    let ex = events
+        .iter()
+        .find(|e| e.action == "token.exchanged")
+        .unwrap();
     assert!(ex.record_has("claim.repository", "acme/app"), "{ex:?}");
     assert!(ex.record_has("issuer", "ci"), "{ex:?}");
 
     // The same token again is a replay, refused and audited; a fresh one from the same run works.
-    let (status, body) = exchange(&s, &token, None, "tokens/deploy-api", &[]).await.unwrap_err();
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
-    assert!(refusals(&s).await.iter().any(|(c, _)| c == "token.replayed"));
-    let fresh = idp.mint(&claims(&s, "repo:acme/app:ref:refs/heads/main", "run-2", json!({"repository": "acme/app"})));
-    exchange(&s, &fresh, None, "tokens/deploy-api", &[]).await.unwrap();
+    let (status, body) = exchange(&s, &token, None, "tokens/deploy-api", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(
+        refusals(&s)
+            .await
+            .iter()
+            .any(|(c, _)| c == "token.replayed")
+    );
+    let fresh = idp.mint(&claims(
+        &s,
+        "repo:acme/app:ref:refs/heads/main",
+        "run-2",
+        json!({"repository": "acme/app"}),
+    ));
+    exchange(&s, &fresh, None, "tokens/deploy-api", &[])
+        .await
+        .unwrap();
 
     // After its exp the token no longer verifies; the grant expires with it.
     s.clock.advance_ms(301_000);
-    assert_eq!(verify_independently(&t.access_token, &served, now_secs(&s)), Err("expired".into()));
-    assert!(hourglass_testkit::eventually(|| async { admin.get_grant(&t.grant_id).await.unwrap().state == "revoked" }).await);
+    assert_eq!(
+        verify_independently(&t.access_token, &served, now_secs(&s)),
+        Err("expired".into())
+    );
+    assert!(
+        hourglass_testkit::eventually(|| async {
+            admin.get_grant(&t.grant_id).await.unwrap().state == "revoked"
+        })
+        .await
+    );
 
     // Key retirement: a week on, a new key signs; a day after that the old one leaves the
     // JWKS, and tokens it signed no longer verify even with a clock that says they are current.
@@ -234,18 +288,35 @@ async fn a_ci_token_is_exchanged_for_a_signed_token_that_verifies_independently(
     let old_kid = kid_of(&t.access_token);
     s.clock.advance_ms(7 * 86_400_000);
     let both = anon(&s).jwks().await.unwrap();
-    assert_eq!(both["keys"].as_array().unwrap().len(), 2, "a new key is published");
+    assert_eq!(
+        both["keys"].as_array().unwrap().len(),
+        2,
+        "a new key is published"
+    );
     let early = idp.mint(&claims(&s, "x", "run-3", json!({"repository": "acme/app"})));
-    let t1 = exchange(&s, &early, None, "tokens/deploy-api", &[]).await.unwrap();
-    assert_eq!(kid_of(&t1.access_token), old_kid, "the new key is published before it signs");
+    let t1 = exchange(&s, &early, None, "tokens/deploy-api", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        kid_of(&t1.access_token),
+        old_kid,
+        "the new key is published before it signs"
+    );
     s.clock.advance_ms(600_000);
     let later = idp.mint(&claims(&s, "x", "run-4", json!({"repository": "acme/app"})));
-    let t2 = exchange(&s, &later, None, "tokens/deploy-api", &[]).await.unwrap();
-    assert_ne!(kid_of(&t2.access_token), old_kid, "then the rotated key signs");
+    let t2 = exchange(&s, &later, None, "tokens/deploy-api", &[])
+        .await
+        .unwrap();
+    assert_ne!(
+        kid_of(&t2.access_token),
+        old_kid,
+        "then the rotated key signs"
+    );
     s.clock.advance_ms(86_400_000);
     let after = anon(&s).jwks().await.unwrap();
     assert_eq!(after["keys"].as_array().unwrap().len(), 1);
-    let err = verify_independently(&t.access_token, &after, c["exp"].as_i64().unwrap() - 1).unwrap_err();
+    let err =
+        verify_independently(&t.access_token, &after, c["exp"].as_i64().unwrap() - 1).unwrap_err();
     assert!(err.contains("not in the JWKS"), "{err}");
     verify_independently(&t2.access_token, &after, now_secs(&s)).unwrap_err(); // expired by now
     s.stop().await;
@@ -274,33 +345,70 @@ async fn every_kind_of_bad_token_is_refused_and_audited() {
     ];
     let grants_before = s.client("admin").list_grants(None).await.unwrap().len();
     for (code, token) in &cases {
-        let (status, body) = exchange(&s, token, None, "tokens/deploy-api", &[]).await.unwrap_err();
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{code}: {body}");
+        let (status, body) = exchange(&s, token, None, "tokens/deploy-api", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{code}: {body}"
+        );
     }
     let audited: Vec<String> = refusals(&s).await.into_iter().map(|(c, _)| c).collect();
     let expected: Vec<String> = cases.iter().map(|(c, _)| (*c).to_owned()).collect();
-    assert_eq!(audited, expected, "each refusal is audited with its reason, in order");
-    assert_eq!(s.client("admin").list_grants(None).await.unwrap().len(), grants_before, "nothing was granted");
+    assert_eq!(
+        audited, expected,
+        "each refusal is audited with its reason, in order"
+    );
+    assert_eq!(
+        s.client("admin").list_grants(None).await.unwrap().len(),
+        grants_before,
+        "nothing was granted"
+    );
     // Unknown kids refresh the JWKS at most once per interval, so they cannot flood the issuer.
-    assert!(jwks.fetches.load(Ordering::SeqCst) <= 2, "{}", jwks.fetches.load(Ordering::SeqCst));
+    assert!(
+        jwks.fetches.load(Ordering::SeqCst) <= 2,
+        "{}",
+        jwks.fetches.load(Ordering::SeqCst)
+    );
 
     // A form that is not a token exchange changes nothing either.
     let r = anon(&s)
         .exchange(&[("grant_type", "client_credentials"), ("subject_token", "x")])
         .await
         .unwrap_err();
-    assert!(matches!(r, ClientError::Unexpected { status: 400, ref body } if body.contains("unsupported_grant_type")), "{r:?}");
-    let (status, body) = exchange(&s, &idp.mint(&claims(&s, "s", "ok", good.clone())), None, "tokens/nope", &[]).await.unwrap_err();
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
+    assert!(
+        matches!(r, ClientError::Unexpected { status: 400, ref body } if body.contains("unsupported_grant_type")),
+        "{r:?}"
+    );
+    let (status, body) = exchange(
+        &s,
+        &idp.mint(&claims(&s, "s", "ok", good.clone())),
+        None,
+        "tokens/nope",
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target"))
+    );
     // The key the issuer rotates to is found by refreshing its JWKS, once the refresh
     // interval (on the server's clock) has passed since the last fetch.
     let rotated = DevIssuer::generate().unwrap().with_kid("dev-2");
     *jwks.doc.write().unwrap() = rotated.jwks();
     let fetched = jwks.fetches.load(Ordering::SeqCst);
     s.clock.advance_ms(11_000);
-    exchange(&s, &rotated.mint(&claims(&s, "s", "rot", good.clone())), None, "tokens/deploy-api", &[])
-        .await
-        .unwrap();
+    exchange(
+        &s,
+        &rotated.mint(&claims(&s, "s", "rot", good.clone())),
+        None,
+        "tokens/deploy-api",
+        &[],
+    )
+    .await
+    .unwrap();
     assert!(jwks.fetches.load(Ordering::SeqCst) > fetched);
     s.stop().await;
 }
@@ -316,27 +424,62 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
     let bot = |jti: &str| idp.mint(&claims(&s, "bot", jti, json!({"exp": now + 240})));
 
     // Without a ticket the agent gets nothing, for itself or for alice.
-    let (status, body) = exchange(&s, &alice("a1"), Some(&bot("b1")), "tokens/deploy-api", &[]).await.unwrap_err();
+    let (status, body) = exchange(&s, &alice("a1"), Some(&bot("b1")), "tokens/deploy-api", &[])
+        .await
+        .unwrap_err();
     assert_eq!(status, 403, "{body}");
     // Alice alone may not (her permit needs an acting agent): no escalation through the agent.
-    let (status, _) = exchange(&s, &alice("a2"), None, "tokens/deploy-api", &[("ticket", "HD-1")]).await.unwrap_err();
+    let (status, _) = exchange(
+        &s,
+        &alice("a2"),
+        None,
+        "tokens/deploy-api",
+        &[("ticket", "HD-1")],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status, 403);
     // ops-admin: alice is not permitted to exchange for it, so neither is the agent for her.
-    let (status, _) = exchange(&s, &alice("a3"), Some(&bot("b3")), "demo/ops-admin", &[("ticket", "HD-1")]).await.unwrap_err();
+    let (status, _) = exchange(
+        &s,
+        &alice("a3"),
+        Some(&bot("b3")),
+        "demo/ops-admin",
+        &[("ticket", "HD-1")],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status, 403);
 
-    let t = exchange(&s, &alice("a4"), Some(&bot("b4")), "tokens/deploy-api", &[("ticket", "HD-1"), ("duration", "10m")])
-        .await
-        .unwrap();
+    let t = exchange(
+        &s,
+        &alice("a4"),
+        Some(&bot("b4")),
+        "tokens/deploy-api",
+        &[("ticket", "HD-1"), ("duration", "10m")],
+    )
+    .await
+    .unwrap();
     assert_eq!(t.expires_in, 240, "capped by the agent's token");
     let c = verify_independently(&t.access_token, &anon(&s).jwks().await.unwrap(), now).unwrap();
     assert_eq!(c["sub"], "alice");
     assert_eq!(c["act"], json!({"sub": "support-bot"}));
     let ev = s.client("admin").audit(0).await.unwrap();
     let ex = ev.iter().find(|e| e.action == "token.exchanged").unwrap();
-    assert!(ex.record_has("act", "support-bot") && ex.record_has("ticket", "HD-1"), "{ex:?}");
+    assert!(
+        ex.record_has("act", "support-bot") && ex.record_has("ticket", "HD-1"),
+        "{ex:?}"
+    );
     // Neither token can be used again.
-    let (status, _) = exchange(&s, &alice("a5"), Some(&bot("b4")), "tokens/deploy-api", &[("ticket", "HD-1")]).await.unwrap_err();
+    let (status, _) = exchange(
+        &s,
+        &alice("a5"),
+        Some(&bot("b4")),
+        "tokens/deploy-api",
+        &[("ticket", "HD-1")],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status, 400);
     s.stop().await;
 }
