@@ -4,6 +4,7 @@
 
 mod audit;
 mod decide;
+mod exchange;
 mod expiry;
 mod harness;
 mod policy;
@@ -26,6 +27,9 @@ enum Scenario {
     ExpiryBurst,
     /// Time to ready and memory with 1,000,000 finished and 100,000 active grants, and 10x fewer.
     Startup,
+    /// A workload token exchanged for a signed access token over HTTP, 1 and 8 clients, next
+    /// to its raw parts (verification, Cedar, signature, commit).
+    Exchange,
     /// Every scenario above.
     All,
 }
@@ -105,6 +109,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             (1_000_000, 100_000)
         };
         startup::run(f, a).await?;
+    }
+    if want(Scenario::Exchange) {
+        exchange::run(&[1, 8], pick(50, 1_000)).await?;
     }
     if want(Scenario::Decide) {
         decide::run(&[1, 8, 64], pick(3, 40)).await?;

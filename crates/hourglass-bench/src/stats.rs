@@ -8,6 +8,12 @@ pub fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// Seconds since the epoch on the system clock (the clock the benchmark's server runs on).
+pub fn unix_secs() -> i64 {
+    use hourglass_core::Clock as _;
+    hourglass_server::clock::SystemClock.now().unix_millis() / 1000
+}
+
 /// Samples in microseconds, sorted on demand.
 #[derive(Debug, Default, Clone)]
 pub struct Samples(pub Vec<f64>);
