@@ -29,8 +29,10 @@ const POLICY: &str = "@id(\"bench-exchange\")\npermit(principal in Hourglass::Gr
 fn token(idp: &DevIssuer, n: usize) -> String {
     // The system clock is the server's clock here.
     let now = crate::stats::unix_secs();
-    idp.mint(&json!({"iss": ISS, "sub": "w", "aud": "hourglass", "iat": now, "exp": now + 3_600,
-        "jti": format!("bench-{n}"), "repository": "acme/app"}))
+    idp.mint(
+        &json!({"iss": ISS, "sub": "w", "aud": "hourglass", "iat": now, "exp": now + 3_600,
+        "jti": format!("bench-{n}"), "repository": "acme/app"}),
+    )
 }
 
 pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
@@ -74,7 +76,10 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
                     let at = now();
                     let r = c
                         .exchange(&[
-                            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                            (
+                                "grant_type",
+                                "urn:ietf:params:oauth:grant-type:token-exchange",
+                            ),
                             ("subject_token", &t),
                             ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
                             ("resource", "tok/api"),
@@ -95,7 +100,11 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
         }
         let secs = started.elapsed().as_secs_f64();
         if all.len() != clients * per_client {
-            bail!("exchange: {} of {} finished", all.len(), clients * per_client);
+            bail!(
+                "exchange: {} of {} finished",
+                all.len(),
+                clients * per_client
+            );
         }
         let rps = all.len() as f64 / secs;
         Report::new("exchange")

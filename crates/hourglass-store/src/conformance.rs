@@ -12,6 +12,8 @@ use hourglass_core::{
 
 use crate::SqliteStore;
 
+mod identity;
+
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hg.db").display());
