@@ -100,6 +100,9 @@ pub struct Verified {
     pub claims: BTreeMap<String, String>,
     /// The `act` claim, for tokens that already carry a delegation.
     pub act: Option<Value>,
+    /// Whether the authentication behind it used a second factor (`amr` contains `mfa`,
+    /// RFC 8176).
+    pub mfa: bool,
 }
 
 /// How often an unknown `kid` may trigger a JWKS fetch per issuer.
@@ -407,6 +410,10 @@ impl Issuers {
             expires_at_secs: exp,
             claims: strings,
             act: claims.get("act").cloned(),
+            mfa: claims
+                .get("amr")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|m| m.as_str() == Some("mfa"))),
         })
     }
 }

@@ -160,15 +160,43 @@ impl FromRequestParts<Shared> for Authed {
         else {
             return Err(unauthorized("auth.scheme", "use the Bearer scheme"));
         };
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        // A JWT from a configured OIDC issuer (people signing in through their identity
+        // provider, with its MFA facts), else an Hourglass API key.
+        if token.matches('.').count() == 2 && !app.workload.issuers.is_empty() {
+            let now = app.engine.clock().now().unix_millis() / 1000;
+            let v = match app.workload.issuers.verify(token, now).await {
+                Ok(v) => v,
+                Err(r) => {
+                    tracing::info!(code = r.code, reason = %r.reason, "bearer JWT refused");
+                    return Err(unauthorized("auth.invalid", "the token is not valid"));
+                }
+            };
+            let pid = hourglass_core::id::PrincipalId::new(v.principal)
+                .map_err(|_| unauthorized("auth.invalid", "the token is not valid"))?;
+            let principal = app
+                .engine
+                .active_principal(&pid)
+                .await
+                .map_err(|e| ApiError(e).into_response())?;
+            app.engine
+                .seen(&principal.id)
+                .await
+                .map_err(|e| ApiError(e).into_response())?;
+            return Ok(Authed(Caller {
+                principal,
+                mfa: v.mfa,
+                source_ip,
+            }));
+        }
         let principal = match app.engine.authenticate_key(token).await {
             Ok(Some(p)) => p,
             Ok(None) => return Err(unauthorized("auth.invalid", "the token is not valid")),
             Err(e) => return Err(ApiError(e).into_response()),
         };
-        let source_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
         Ok(Authed(Caller {
             principal,
             mfa: false,

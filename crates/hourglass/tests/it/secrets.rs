@@ -59,12 +59,17 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
         .unwrap()
         .secret;
     let idp = hourglass_tokens::DevIssuer::load(&s.dir.path().join("idp/key.pk8")).unwrap();
-    let subject = idp.mint(&serde_json::json!({"iss": "https://idp.test", "sub": "ci", "aud": "hourglass",
-        "exp": 4_000_000_000_i64, "jti": "secret-test", "repository": "acme/app"}));
+    let subject = idp.mint(
+        &serde_json::json!({"iss": "https://idp.test", "sub": "ci", "aud": "hourglass",
+        "exp": 4_000_000_000_i64, "jti": "secret-test", "repository": "acme/app"}),
+    );
     let anon = hourglass_client::Client::new(&base, None).unwrap();
     let access = anon
         .exchange(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
             ("subject_token", &subject),
             ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
             ("resource", "tokens/deploy-api"),
@@ -80,7 +85,12 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
     std::fs::remove_file(s.dir.path().join("credential")).unwrap();
 
     // Scan the store files, the audit export and the log for every secret.
-    let secrets = [secret.clone(), key.clone(), access_sig.clone(), subject_sig.clone()];
+    let secrets = [
+        secret.clone(),
+        key.clone(),
+        access_sig.clone(),
+        subject_sig.clone(),
+    ];
     for entry in std::fs::read_dir(s.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {

@@ -67,6 +67,14 @@ permit (
   resource == Hourglass::Entitlement::"tokens/deploy-api"
 )
 when { context has ticket };
+
+@id("alice-admin-with-mfa")
+permit (
+  principal == Hourglass::Principal::"alice",
+  action == Hourglass::Action::"AutoApprove",
+  resource == Hourglass::Entitlement::"demo/ops-admin"
+)
+when { context.mfa };
 "#;
 
 async fn server(jwks_url: &str) -> TestServer {
@@ -493,4 +501,53 @@ impl RecordHas for hourglass_api::AuditEventView {
     fn record_has(&self, key: &str, value: &str) -> bool {
         self.details.iter().any(|(k, v)| k == key && v == value)
     }
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
+    let idp = DevIssuer::generate().unwrap();
+    let jwks = jwks_server(idp.jwks()).await;
+    let s = server(&jwks.url).await;
+    let base = format!("http://{}", s.addr);
+    let ask = hourglass_api::CreateRequest {
+        entitlement: "demo/ops-admin".into(),
+        duration: Some("30m".into()),
+        reason: "restart".into(),
+        ..Default::default()
+    };
+    let with = |amr: Value, jti: &str| {
+        Client::new(
+            &base,
+            Some(idp.mint(&claims(&s, "alice", jti, json!({"amr": amr})))),
+        )
+        .unwrap()
+    };
+    // A second factor at the identity provider lets the MFA-only policy approve at once.
+    let mfa = with(json!(["pwd", "mfa"]), "s1");
+    assert_eq!(mfa.whoami().await.unwrap().principal, "alice");
+    let r = mfa.create_request(&ask).await.unwrap();
+    assert_eq!(r.state, "fulfilled", "{r:?}");
+    mfa.revoke(r.grant_id.as_ref().unwrap(), None)
+        .await
+        .unwrap();
+    // The same person with a password only (or her API key) waits for a human.
+    let pwd = with(json!(["pwd"]), "s2");
+    let r = pwd.create_request(&ask).await.unwrap();
+    assert_eq!(r.state, "pending");
+    pwd.cancel(&r.id).await.unwrap();
+    let r = s.client("alice").create_request(&ask).await.unwrap();
+    assert_eq!(r.state, "pending");
+    // A session token is used for many calls (no replay rule), but a forged or foreign one fails.
+    assert!(mfa.whoami().await.is_ok());
+    let other = DevIssuer::generate().unwrap();
+    let forged = Client::new(
+        &base,
+        Some(other.mint(&claims(&s, "alice", "s3", json!({"amr": ["mfa"]})))),
+    )
+    .unwrap();
+    match forged.whoami().await.unwrap_err() {
+        ClientError::Problem(p) => assert_eq!((p.status, p.code.as_str()), (401, "auth.invalid")),
+        e => panic!("{e:?}"),
+    }
+    s.stop().await;
 }
