@@ -215,6 +215,9 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             .map(|e| format!("{file}: {e}"))
             .collect::<Vec<_>>()
     });
+    if let Err(p) = workload::issuer_specs(config) {
+        problems.extend(p);
+    }
     let policy = reload::PolicySourceDir::of(config)
         .load()
         .map_err(|e| e.problems);

@@ -236,3 +236,89 @@ fn policy_explain_names_the_determining_policies_for_each_action() {
         "{out}"
     );
 }
+
+#[test]
+fn mint_token_signs_only_for_an_issuer_whose_key_is_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("hg");
+    assert!(run(&["init", target.to_str().unwrap()]).0);
+    let cfg = target.join("hourglass.toml");
+    let cfg = cfg.to_str().unwrap();
+    // init trusts no issuer: nothing to sign for.
+    let (ok, out) = run(&["dev", "mint-token", "--config", cfg, "--sub", "ci-deployer"]);
+    assert!(!ok && out.contains("no issuer"), "{out}");
+
+    // An issuer that names a development key which is not there is refused too.
+    let issuer = "\n[[issuers]]\nname = \"dev\"\nissuer = \"https://dev.test\"\njwks_file = \"idp/jwks.json\"\ndev_signing_key = \"idp/key.pk8\"\naudience = [\"hourglass\"]\nalgorithms = [\"EdDSA\"]\nmap = [{ principal = \"ci-deployer\", claims = { sub = \"ci-deployer\" } }]\n";
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    text.push_str(issuer);
+    std::fs::write(cfg, &text).unwrap();
+    let (ok, out) = run(&["dev", "mint-token", "--config", cfg, "--sub", "ci-deployer"]);
+    assert!(!ok && out.contains("has no development key"), "{out}");
+
+    // With the key present, the token it prints verifies against that issuer's JWKS.
+    hourglass_tokens::DevIssuer::create(&target.join("idp")).unwrap();
+    let (ok, out) = run(&[
+        "dev",
+        "mint-token",
+        "--config",
+        cfg,
+        "--sub",
+        "ci-deployer",
+        "--claim",
+        "repository=acme/app",
+        "--ttl",
+        "2m",
+    ]);
+    assert!(ok, "{out}");
+    let token = out.trim();
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "ci-deployer");
+    assert_eq!(claims["repository"], "acme/app");
+    assert_eq!(claims["aud"], "hourglass");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+    let issuers = hourglass_tokens::Issuers::new(vec![hourglass_tokens::IssuerSpec {
+        name: "dev".into(),
+        issuer: "https://dev.test".into(),
+        jwks: hourglass_tokens::JwksSource::File(target.join("idp/jwks.json")),
+        audience: vec!["hourglass".into()],
+        algorithms: vec![hourglass_tokens::parse_algorithm("EdDSA").unwrap()],
+        skew_secs: 0,
+        rules: vec![hourglass_tokens::Rule {
+            principal: "ci-deployer".into(),
+            claims: [("sub".to_owned(), "ci-deployer".to_owned())].into(),
+        }],
+    }])
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v = rt
+        .block_on(issuers.verify(token, claims["iat"].as_i64().unwrap()))
+        .unwrap();
+    assert_eq!(v.principal, "ci-deployer");
+    // The configuration with the issuer still validates; a symmetric algorithm does not.
+    let (ok, out) = run(&["policy", "validate", "--config", cfg]);
+    assert!(ok, "{out}");
+    std::fs::write(
+        cfg,
+        text.replace("algorithms = [\"EdDSA\"]", "algorithms = [\"HS256\"]"),
+    )
+    .unwrap();
+    let (ok, out) = run(&["policy", "validate", "--config", cfg]);
+    assert!(
+        !ok && out.contains("issuers[0].algorithms: HS256 is symmetric"),
+        "{out}"
+    );
+}
