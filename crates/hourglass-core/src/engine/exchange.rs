@@ -20,7 +20,7 @@ use crate::{
     identity::TokenUse,
     job::JobAction,
     policy::{Action, Resource, WorkloadToken},
-    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    request::{ApprovalVia, Request, RequestState},
     store::{Commit, JobChange},
 };
 
@@ -265,23 +265,15 @@ impl Engine {
                 ev = ev.with("ticket", t);
             }
             commit.audit.push(ev);
-            commit.approvals.push(Approval {
-                request_id: request.id.clone(),
-                approver: "policy".into(),
-                verdict: Verdict::Approve,
-                via: ApprovalVia::Policy,
-                policy_ids: decision.policy_ids.clone(),
-                policy_hash: decision.policy_hash.clone(),
-                comment: Some("token exchange".into()),
-                at: now,
-            });
-            let (approved, ev) = request.apply(
-                RequestCommand::Approve {
-                    actor: "policy".into(),
-                },
+            let approved = Self::approve_without_human(
+                &request,
+                "policy",
+                ApprovalVia::Policy,
+                "exchange",
+                &decision,
+                &mut commit,
                 now,
             )?;
-            commit.audit.push(ev.with("via", "exchange"));
             let fulfilled = self.open_grant(approved, resource, now, &mut commit)?;
             let mut grant = commit
                 .grants

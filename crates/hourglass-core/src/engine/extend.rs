@@ -19,7 +19,7 @@ use crate::{
     id::{AccessId, RequestId},
     job::{Job, JobAction},
     policy::{Action, Resource},
-    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    request::{ApprovalVia, Request, RequestCommand, RequestState},
     store::{Commit, JobChange},
 };
 
@@ -193,27 +193,15 @@ impl Engine {
             &ctx,
         )?;
         let result = if auto.allowed {
-            commit.approvals.push(Approval {
-                request_id: request.id.clone(),
-                approver: "policy".into(),
-                verdict: Verdict::Approve,
-                via: ApprovalVia::Policy,
-                policy_ids: auto.policy_ids.clone(),
-                policy_hash: auto.policy_hash.clone(),
-                comment: None,
-                at: now,
-            });
-            let (approved, ev) = request.apply(
-                RequestCommand::Approve {
-                    actor: "policy".into(),
-                },
+            let approved = Self::approve_without_human(
+                &request,
+                "policy",
+                ApprovalVia::Policy,
+                "policy",
+                &auto,
+                &mut commit,
                 now,
             )?;
-            commit.audit.push(
-                ev.with("via", "policy")
-                    .with("policy_ids", auto.policy_ids.join(","))
-                    .with("policy_hash", &auto.policy_hash),
-            );
             self.apply_extension(approved, grant, ent, now, &mut commit)?
         } else {
             commit.requests.push(request.clone());

@@ -1,23 +1,25 @@
-//! Identities and their API keys: the inventory, creation (workloads and agents need an owner),
-//! suspension, offboarding (every grant and key of the identity revoked in one commit, idempotent)
-//! and the key lifecycle (create with a mandatory expiry, rotate with an overlap, revoke).
+//! Identities: authentication by key, the directory declared from configuration, the inventory,
+//! creation (workloads and agents need an owner), suspension, and offboarding (every grant and key
+//! of the identity revoked in one commit, idempotent). Keys themselves are in [`super::keys`].
 //!
 //! Authority: creating an identity takes Administer on every entitlement; suspending,
 //! offboarding and managing keys also lets the identity's owner (the owner by name, or a member
 //! of the owner group) act. Every change and its audit record commit together.
 
-use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
-use super::{Caller, Engine, retry_on_conflict};
+use super::{
+    Caller, Engine,
+    keys::{revoked, same_digest, secret_hash},
+    retry_on_conflict,
+};
 use crate::{
-    Error, GrantDuration, Result, Timestamp,
+    Error, Result,
     audit::AuditRecord,
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     grant::{Grant, GrantState},
     id::{GrantId, KeyId, PrincipalId, RequestId},
-    identity::{ApiKey, Identity, KEY_PREFIX, Origin, check_owner, check_transition, key_prefix},
+    identity::{ApiKey, Identity, Origin, check_owner, check_transition, key_prefix},
     request::{RequestCommand, RequestState},
     store::{Commit, GrantFilter, RequestFilter},
 };
@@ -29,12 +31,6 @@ pub struct NewIdentity {
     pub kind: String,
     pub owner: Option<String>,
     pub groups: Vec<String>,
-}
-
-/// A key just issued: its row and the secret, shown once.
-pub struct IssuedKey {
-    pub key: ApiKey,
-    pub secret: SecretString,
 }
 
 /// An identity declared in configuration, with the hash of its configured token if any.
@@ -64,41 +60,6 @@ pub struct InventoryEntry {
     pub live_grants: Vec<Grant>,
     /// Set when the owner is a known identity that is offboarded or suspended.
     pub owner_status: Option<PrincipalStatus>,
-}
-
-/// Key lifetime rules, from configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyPolicy {
-    /// The longest expiry a key may be given (default 90 days).
-    pub max_lifetime: GrantDuration,
-    /// How long a rotated-out key keeps working (default 24 hours).
-    pub rotation_overlap: GrantDuration,
-    /// Keys older than this are flagged by the hygiene report (default 30 days).
-    pub rotate_after: GrantDuration,
-}
-
-impl Default for KeyPolicy {
-    fn default() -> Self {
-        KeyPolicy {
-            max_lifetime: GrantDuration::from_secs(90 * 86_400),
-            rotation_overlap: GrantDuration::from_secs(86_400),
-            rotate_after: GrantDuration::from_secs(30 * 86_400),
-        }
-    }
-}
-
-/// SHA-256 of a secret, lowercase hex.
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Compares two hex digests in time independent of where they differ.
-fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 const MAX_GROUPS: usize = 32;
@@ -292,7 +253,7 @@ impl Engine {
         self.store.get_identity(&id).await?.ok_or_else(not_found)
     }
 
-    async fn load_managed(&self, caller: &Caller, name: &str) -> Result<Identity> {
+    pub(super) async fn load_managed(&self, caller: &Caller, name: &str) -> Result<Identity> {
         let identity = self.load_identity(name).await?;
         if !self.may_manage(caller, &identity).await? {
             // Someone who may not manage it learns nothing about it either.
@@ -497,20 +458,12 @@ impl Engine {
                 requests_cancelled: Vec::new(),
             };
             let why = format!("identity {id} offboarded by {actor}: {reason}");
-            for state in [GrantState::Provisioning, GrantState::Active] {
-                for g in self
-                    .store
-                    .list_grants(&GrantFilter {
-                        state: Some(state),
-                        principal: Some(id.clone()),
-                        before: None,
-                        limit: u32::MAX,
-                    })
-                    .await?
-                {
-                    Self::revoke_into(&g, actor, why.clone(), now, &mut commit)?;
-                    out.grants_revoked.push(g.id);
-                }
+            for g in self
+                .grants_of(&id, &[GrantState::Provisioning, GrantState::Active])
+                .await?
+            {
+                Self::revoke_into(&g, actor, why.clone(), now, &mut commit)?;
+                out.grants_revoked.push(g.id);
             }
             for state in [RequestState::Pending, RequestState::Approved] {
                 for r in self
@@ -575,188 +528,19 @@ impl Engine {
         Ok(out)
     }
 
-    /// The expiry of a new key: `expires` (a duration) or the maximum, never beyond it.
-    fn key_expiry(&self, expires: Option<&str>, now: Timestamp) -> Result<Timestamp> {
-        let max = self.settings.keys.max_lifetime;
-        let d = match expires.map(str::trim).filter(|e| !e.is_empty()) {
-            None => max,
-            Some(text) => text
-                .parse::<GrantDuration>()
-                .map_err(|e| Error::invalid("key.expires_invalid", "expires", e))?,
-        };
-        if d > max {
-            return Err(Error::invalid(
-                "key.expires_exceeds_max",
-                "expires",
-                format!("a key lives at most {max}; asked for {d}"),
-            ));
+    /// All of a principal's grants in the given states.
+    async fn grants_of(&self, id: &PrincipalId, states: &[GrantState]) -> Result<Vec<Grant>> {
+        let mut out = Vec::new();
+        for state in states {
+            let filter = GrantFilter {
+                state: Some(*state),
+                principal: Some(id.clone()),
+                before: None,
+                limit: u32::MAX,
+            };
+            out.extend(self.store.list_grants(&filter).await?);
         }
-        Ok(now.plus(d))
-    }
-
-    fn new_key(
-        principal: &PrincipalId,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<IssuedKey> {
-        let public = crate::id::random_hex::<6>()?;
-        let secret = format!("{KEY_PREFIX}{public}_{}", crate::id::random_hex::<32>()?);
-        let key = ApiKey {
-            id: KeyId::generate(now)?,
-            principal: principal.clone(),
-            prefix: Some(format!("{KEY_PREFIX}{public}")),
-            hash: secret_hash(&secret),
-            origin: Origin::Api,
-            created_at: now,
-            expires_at: Some(expires_at),
-            revoked_at: None,
-            last_used_at: None,
-            replaced_by: None,
-            version: 0,
-        };
-        Ok(IssuedKey {
-            key,
-            secret: SecretString::from(secret),
-        })
-    }
-
-    /// Issues a key for an active identity; the secret is in the answer only.
-    pub async fn create_key(
-        &self,
-        caller: &Caller,
-        identity: &str,
-        expires: Option<&str>,
-    ) -> Result<IssuedKey> {
-        let identity = self.load_managed(caller, identity).await?;
-        if identity.principal.status != PrincipalStatus::Active {
-            return Err(Error::conflict(
-                "identity.inactive",
-                format!(
-                    "{} is {}",
-                    identity.id(),
-                    identity.principal.status.as_str()
-                ),
-            ));
-        }
-        let now = self.clock.now();
-        let expires_at = self.key_expiry(expires, now)?;
-        let issued = Self::new_key(identity.id(), expires_at, now)?;
-        let ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            "key.created",
-            issued.key.id.as_str(),
-        )
-        .with("identity", identity.id())
-        .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-        .with("expires_at", expires_at);
-        self.commit(Commit {
-            keys: vec![issued.key.clone()],
-            audit: vec![ev],
-            ..Commit::default()
-        })
-        .await?;
-        Ok(issued)
-    }
-
-    async fn load_key(&self, caller: &Caller, id: &str) -> Result<(ApiKey, Identity)> {
-        let not_found = || Error::not_found("key.not_found", format!("no key {id}"));
-        let kid = KeyId::parse(id.trim()).ok_or_else(not_found)?;
-        let key = self.store.get_key(&kid).await?.ok_or_else(not_found)?;
-        let identity = self
-            .load_managed(caller, key.principal.as_str())
-            .await
-            .map_err(|_| not_found())?;
-        Ok((key, identity))
-    }
-
-    /// Replaces a key: a new one is issued, and the old one keeps working for the rotation
-    /// overlap (or until its own expiry, if sooner), then is dead.
-    pub async fn rotate_key(
-        &self,
-        caller: &Caller,
-        id: &str,
-        expires: Option<&str>,
-    ) -> Result<(IssuedKey, ApiKey)> {
-        let (old, identity) = self.load_key(caller, id).await?;
-        let now = self.clock.now();
-        if !old.is_valid_at(now) || old.replaced_by.is_some() {
-            return Err(Error::conflict(
-                "key.not_active",
-                format!(
-                    "key {} is {} and cannot be rotated",
-                    old.id,
-                    if old.replaced_by.is_some() {
-                        "already rotated"
-                    } else {
-                        old.state_at(now)
-                    }
-                ),
-            ));
-        }
-        if identity.principal.status != PrincipalStatus::Active {
-            return Err(Error::conflict(
-                "identity.inactive",
-                format!(
-                    "{} is {}",
-                    identity.id(),
-                    identity.principal.status.as_str()
-                ),
-            ));
-        }
-        let expires_at = self.key_expiry(expires, now)?;
-        let issued = Self::new_key(identity.id(), expires_at, now)?;
-        let overlap_end = now.plus(self.settings.keys.rotation_overlap);
-        let mut retiring = old.clone();
-        retiring.expires_at = Some(old.expires_at.map_or(overlap_end, |e| e.min(overlap_end)));
-        retiring.replaced_by = Some(issued.key.id.clone());
-        let actor = caller.principal.id.as_str();
-        let audit = vec![
-            AuditRecord::new(now, actor, "key.created", issued.key.id.as_str())
-                .with("identity", identity.id())
-                .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-                .with("expires_at", expires_at)
-                .with("replaces", &old.id),
-            AuditRecord::new(now, actor, "key.rotated", old.id.as_str())
-                .with("identity", identity.id())
-                .with("replaced_by", &issued.key.id)
-                .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
-        ];
-        self.commit(Commit {
-            keys: vec![retiring.clone(), issued.key.clone()],
-            audit,
-            ..Commit::default()
-        })
-        .await?;
-        retiring.version += 1;
-        Ok((issued, retiring))
-    }
-
-    /// Revokes a key now. Revoking a revoked key changes nothing.
-    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
-        let (key, identity) = self.load_key(caller, id).await?;
-        if key.revoked_at.is_some() {
-            return Ok(key);
-        }
-        let now = self.clock.now();
-        let gone = revoked(&key, now);
-        let ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            "key.revoked",
-            key.id.as_str(),
-        )
-        .with("identity", identity.id());
-        self.commit(Commit {
-            keys: vec![gone.clone()],
-            audit: vec![ev],
-            ..Commit::default()
-        })
-        .await?;
-        Ok(ApiKey {
-            version: gone.version + 1,
-            ..gone
-        })
+        Ok(out)
     }
 
     /// The inventory: every identity the caller may see (all, for an administrator; otherwise
@@ -780,23 +564,16 @@ impl Engine {
             if !visible {
                 continue;
             }
-            let mut live = Vec::new();
-            for state in [
-                GrantState::Provisioning,
-                GrantState::Active,
-                GrantState::Revoking,
-            ] {
-                live.extend(
-                    self.store
-                        .list_grants(&GrantFilter {
-                            state: Some(state),
-                            principal: Some(identity.id().clone()),
-                            before: None,
-                            limit: 1_000,
-                        })
-                        .await?,
-                );
-            }
+            let live = self
+                .grants_of(
+                    identity.id(),
+                    &[
+                        GrantState::Provisioning,
+                        GrantState::Active,
+                        GrantState::Revoking,
+                    ],
+                )
+                .await?;
             let owner_status = identity.principal.owner.as_deref().and_then(|o| {
                 all.iter()
                     .find(|i| i.id().as_str() == o)
@@ -826,11 +603,4 @@ fn stricter(a: PrincipalStatus, b: PrincipalStatus) -> bool {
         PrincipalStatus::Offboarded => 2,
     };
     rank(a) > rank(b)
-}
-
-fn revoked(k: &ApiKey, now: Timestamp) -> ApiKey {
-    ApiKey {
-        revoked_at: Some(now),
-        ..k.clone()
-    }
 }

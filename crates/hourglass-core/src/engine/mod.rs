@@ -12,6 +12,7 @@ mod extend;
 mod hygiene;
 mod identities;
 mod jobs;
+mod keys;
 mod profiles;
 mod reads;
 mod reconcile;
@@ -29,10 +30,9 @@ use secrecy::SecretString;
 
 pub use exchange::{ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
-pub use identities::{
-    Declared, InventoryEntry, IssuedKey, KeyPolicy, NewIdentity, Offboarded, secret_hash,
-};
+pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
 pub use jobs::{JobOutcome, JobReport};
+pub use keys::{IssuedKey, KeyPolicy, secret_hash};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
@@ -330,6 +330,41 @@ impl Engine {
                 .filter_map(|e| self.catalog.entitlement(e))
                 .collect(),
         }
+    }
+
+    /// Records a no-human approval of `request` (by policy, by a token exchange, or by
+    /// break-glass, as `via_label` says) in `commit`, and returns it approved.
+    fn approve_without_human(
+        request: &crate::request::Request,
+        approver: &str,
+        via: crate::request::ApprovalVia,
+        via_label: &str,
+        decision: &Decision,
+        commit: &mut Commit,
+        now: Timestamp,
+    ) -> Result<crate::request::Request> {
+        commit.approvals.push(crate::request::Approval {
+            request_id: request.id.clone(),
+            approver: approver.to_owned(),
+            verdict: crate::request::Verdict::Approve,
+            via,
+            policy_ids: decision.policy_ids.clone(),
+            policy_hash: decision.policy_hash.clone(),
+            comment: None,
+            at: now,
+        });
+        let (approved, ev) = request.apply(
+            crate::request::RequestCommand::Approve {
+                actor: approver.to_owned(),
+            },
+            now,
+        )?;
+        commit.audit.push(
+            ev.with("via", via_label)
+                .with("policy_ids", decision.policy_ids.join(","))
+                .with("policy_hash", &decision.policy_hash),
+        );
+        Ok(approved)
     }
 
     async fn commit(&self, commit: Commit) -> Result<Option<u64>> {

@@ -13,7 +13,7 @@ use crate::{
     catalog::MIN_DURATION,
     id::{EntitlementId, ProfileId, RequestId},
     policy::{Action, Resource},
-    request::{Approval, ApprovalVia, Request, RequestCommand, RequestState, Verdict},
+    request::{ApprovalVia, Request, RequestState},
     store::Commit,
 };
 
@@ -315,23 +315,15 @@ impl Engine {
                 ApprovalVia::BreakGlass => principal.id.to_string(),
                 _ => "policy".to_owned(),
             };
-            commit.approvals.push(Approval {
-                request_id: request.id.clone(),
-                approver: approver.clone(),
-                verdict: Verdict::Approve,
+            let approved = Self::approve_without_human(
+                &request,
+                &approver,
                 via,
-                policy_ids: decision.policy_ids.clone(),
-                policy_hash: decision.policy_hash.clone(),
-                comment: None,
-                at: now,
-            });
-            let (approved, mut ev) =
-                request.apply(RequestCommand::Approve { actor: approver }, now)?;
-            ev = ev
-                .with("via", via.as_str())
-                .with("policy_ids", decision.policy_ids.join(","))
-                .with("policy_hash", &decision.policy_hash);
-            commit.audit.push(ev);
+                via.as_str(),
+                &decision,
+                &mut commit,
+                now,
+            )?;
             let fulfilled = self.open_grant(approved, resource, now, &mut commit)?;
             if fulfilled.break_glass && fulfilled.grant_id.is_some() {
                 self.open_review(&fulfilled, now, &mut commit)?;

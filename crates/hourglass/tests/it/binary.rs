@@ -93,6 +93,7 @@ impl Setup {
     }
 
     /// Starts the server and returns it with a client for alice.
+    #[cfg_attr(not(feature = "test-clock"), allow(dead_code))]
     pub async fn start(&self) -> (Child, Client) {
         let (child, client, _) = self.start_at().await;
         (child, client)

@@ -1,0 +1,251 @@
+//! API keys: issued with a mandatory, bounded expiry and shown once; rotated with an overlap
+//! during which both keys work; revoked at once. Only the SHA-256 of a key is stored, found by
+//! its public prefix and compared in constant time. The identity's owner or an administrator
+//! manages them; every change is audited in the same commit.
+
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use super::{Caller, Engine};
+use crate::{
+    Error, GrantDuration, Result, Timestamp,
+    audit::AuditRecord,
+    catalog::PrincipalStatus,
+    id::{KeyId, PrincipalId},
+    identity::{ApiKey, Identity, KEY_PREFIX, Origin},
+    store::Commit,
+};
+
+/// A key just issued: its row and the secret, shown once.
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: SecretString,
+}
+
+/// Key lifetime rules, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    /// The longest expiry a key may be given (default 90 days).
+    pub max_lifetime: GrantDuration,
+    /// How long a rotated-out key keeps working (default 24 hours).
+    pub rotation_overlap: GrantDuration,
+    /// Keys older than this are flagged by the hygiene report (default 30 days).
+    pub rotate_after: GrantDuration,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            max_lifetime: GrantDuration::from_secs(90 * 86_400),
+            rotation_overlap: GrantDuration::from_secs(86_400),
+            rotate_after: GrantDuration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// SHA-256 of a secret, lowercase hex.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hex digests in time independent of where they differ.
+pub(super) fn same_digest(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Engine {
+    /// The expiry of a new key: `expires` (a duration) or the maximum, never beyond it.
+    fn key_expiry(&self, expires: Option<&str>, now: Timestamp) -> Result<Timestamp> {
+        let max = self.settings.keys.max_lifetime;
+        let d = match expires.map(str::trim).filter(|e| !e.is_empty()) {
+            None => max,
+            Some(text) => text
+                .parse::<GrantDuration>()
+                .map_err(|e| Error::invalid("key.expires_invalid", "expires", e))?,
+        };
+        if d > max {
+            return Err(Error::invalid(
+                "key.expires_exceeds_max",
+                "expires",
+                format!("a key lives at most {max}; asked for {d}"),
+            ));
+        }
+        Ok(now.plus(d))
+    }
+
+    fn new_key(
+        principal: &PrincipalId,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<IssuedKey> {
+        let public = crate::id::random_hex::<6>()?;
+        let secret = format!("{KEY_PREFIX}{public}_{}", crate::id::random_hex::<32>()?);
+        let key = ApiKey {
+            id: KeyId::generate(now)?,
+            principal: principal.clone(),
+            prefix: Some(format!("{KEY_PREFIX}{public}")),
+            hash: secret_hash(&secret),
+            origin: Origin::Api,
+            created_at: now,
+            expires_at: Some(expires_at),
+            revoked_at: None,
+            last_used_at: None,
+            replaced_by: None,
+            version: 0,
+        };
+        Ok(IssuedKey {
+            key,
+            secret: SecretString::from(secret),
+        })
+    }
+
+    /// Issues a key for an active identity; the secret is in the answer only.
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        identity: &str,
+        expires: Option<&str>,
+    ) -> Result<IssuedKey> {
+        let identity = self.load_managed(caller, identity).await?;
+        if identity.principal.status != PrincipalStatus::Active {
+            return Err(Error::conflict(
+                "identity.inactive",
+                format!(
+                    "{} is {}",
+                    identity.id(),
+                    identity.principal.status.as_str()
+                ),
+            ));
+        }
+        let now = self.clock.now();
+        let expires_at = self.key_expiry(expires, now)?;
+        let issued = Self::new_key(identity.id(), expires_at, now)?;
+        let ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            "key.created",
+            issued.key.id.as_str(),
+        )
+        .with("identity", identity.id())
+        .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+        .with("expires_at", expires_at);
+        self.commit(Commit {
+            keys: vec![issued.key.clone()],
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(issued)
+    }
+
+    async fn load_key(&self, caller: &Caller, id: &str) -> Result<(ApiKey, Identity)> {
+        let not_found = || Error::not_found("key.not_found", format!("no key {id}"));
+        let kid = KeyId::parse(id.trim()).ok_or_else(not_found)?;
+        let key = self.store.get_key(&kid).await?.ok_or_else(not_found)?;
+        let identity = self
+            .load_managed(caller, key.principal.as_str())
+            .await
+            .map_err(|_| not_found())?;
+        Ok((key, identity))
+    }
+
+    /// Replaces a key: a new one is issued, and the old one keeps working for the rotation
+    /// overlap (or until its own expiry, if sooner), then is dead.
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        expires: Option<&str>,
+    ) -> Result<(IssuedKey, ApiKey)> {
+        let (old, identity) = self.load_key(caller, id).await?;
+        let now = self.clock.now();
+        if !old.is_valid_at(now) || old.replaced_by.is_some() {
+            return Err(Error::conflict(
+                "key.not_active",
+                format!(
+                    "key {} is {} and cannot be rotated",
+                    old.id,
+                    if old.replaced_by.is_some() {
+                        "already rotated"
+                    } else {
+                        old.state_at(now)
+                    }
+                ),
+            ));
+        }
+        if identity.principal.status != PrincipalStatus::Active {
+            return Err(Error::conflict(
+                "identity.inactive",
+                format!(
+                    "{} is {}",
+                    identity.id(),
+                    identity.principal.status.as_str()
+                ),
+            ));
+        }
+        let expires_at = self.key_expiry(expires, now)?;
+        let issued = Self::new_key(identity.id(), expires_at, now)?;
+        let overlap_end = now.plus(self.settings.keys.rotation_overlap);
+        let mut retiring = old.clone();
+        retiring.expires_at = Some(old.expires_at.map_or(overlap_end, |e| e.min(overlap_end)));
+        retiring.replaced_by = Some(issued.key.id.clone());
+        let actor = caller.principal.id.as_str();
+        let audit = vec![
+            AuditRecord::new(now, actor, "key.created", issued.key.id.as_str())
+                .with("identity", identity.id())
+                .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+                .with("expires_at", expires_at)
+                .with("replaces", &old.id),
+            AuditRecord::new(now, actor, "key.rotated", old.id.as_str())
+                .with("identity", identity.id())
+                .with("replaced_by", &issued.key.id)
+                .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
+        ];
+        self.commit(Commit {
+            keys: vec![retiring.clone(), issued.key.clone()],
+            audit,
+            ..Commit::default()
+        })
+        .await?;
+        retiring.version += 1;
+        Ok((issued, retiring))
+    }
+
+    /// Revokes a key now. Revoking a revoked key changes nothing.
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        let (key, identity) = self.load_key(caller, id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let now = self.clock.now();
+        let gone = revoked(&key, now);
+        let ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            "key.revoked",
+            key.id.as_str(),
+        )
+        .with("identity", identity.id());
+        self.commit(Commit {
+            keys: vec![gone.clone()],
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(ApiKey {
+            version: gone.version + 1,
+            ..gone
+        })
+    }
+}
+
+pub(super) fn revoked(k: &ApiKey, now: Timestamp) -> ApiKey {
+    ApiKey {
+        revoked_at: Some(now),
+        ..k.clone()
+    }
+}
