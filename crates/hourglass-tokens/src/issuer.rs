@@ -324,6 +324,14 @@ impl Issuers {
         };
         let key = DecodingKey::from_jwk(&jwk)
             .map_err(|e| Refusal::new("token.key_unknown", format!("unusable key: {e}")))?;
+        // A key only ever verifies its own family: an RSA key never checks an ES256 or HS256
+        // signature (algorithm confusion).
+        if key.family() != alg.family() {
+            return Err(Refusal::new(
+                "token.algorithm_refused",
+                format!("key {:?} is not a key for {alg_name}", kid.unwrap_or("")),
+            ));
+        }
         let mut v = Validation::new(alg);
         // Time is checked below on the caller's clock, not the system's.
         v.validate_exp = false;
@@ -423,5 +431,171 @@ mod sha2_free {
     pub fn digest_hex(s: &str) -> String {
         let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
         d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The algorithms real providers use: RS256 (GitHub, GitLab, Kubernetes) and ES256 (many
+    //! SPIFFE deployments), with keys made here and published as a JWKS file.
+
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        rsa::KeySize,
+        signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+        },
+    };
+    use serde_json::json;
+
+    use super::*;
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// The two INTEGERs of a DER `RSAPublicKey` (PKCS#1): modulus and exponent.
+    fn rsa_n_e(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        fn read(d: &[u8], at: &mut usize) -> Vec<u8> {
+            let tag = d[*at];
+            *at += 1;
+            let mut len = usize::from(d[*at]);
+            *at += 1;
+            if len & 0x80 != 0 {
+                let n = len & 0x7f;
+                len = d[*at..*at + n]
+                    .iter()
+                    .fold(0, |a, b| (a << 8) | usize::from(*b));
+                *at += n;
+            }
+            let v = d[*at..*at + len].to_vec();
+            *at += len;
+            assert!(tag == 0x30 || tag == 0x02, "unexpected DER tag {tag}");
+            v
+        }
+        let mut at = 0;
+        let seq = read(der, &mut at);
+        let mut i = 0;
+        let strip = |v: Vec<u8>| v.into_iter().skip_while(|b| *b == 0).collect::<Vec<u8>>();
+        let n = strip(read(&seq, &mut i));
+        let e = strip(read(&seq, &mut i));
+        (n, e)
+    }
+
+    fn jws(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = sign(input.as_bytes());
+        format!("{input}.{}", b64(&sig))
+    }
+
+    #[tokio::test]
+    async fn rs256_and_es256_tokens_verify_and_algorithm_confusion_is_refused() {
+        let rng = SystemRandom::new();
+        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let (n, e) = rsa_n_e(rsa.public_key().as_ref());
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = ec.public_key().as_ref().to_vec(); // 0x04 || x || y
+        let jwks = json!({"keys": [
+            {"kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig", "n": b64(&n), "e": b64(&e)},
+            {"kty": "EC", "kid": "e1", "alg": "ES256", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])},
+            {"kty": "unknown-future-type", "kid": "z"}
+        ]});
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks.to_string()).unwrap();
+        let issuers = Issuers::new(vec![IssuerSpec {
+            name: "k8s".into(),
+            issuer: "https://kubernetes.default.svc".into(),
+            jwks: JwksSource::File(file),
+            audience: vec!["hourglass".into()],
+            algorithms: vec![
+                parse_algorithm("RS256").unwrap(),
+                parse_algorithm("ES256").unwrap(),
+            ],
+            skew_secs: 30,
+            rules: vec![Rule {
+                principal: "etl".into(),
+                claims: [(
+                    "sub".to_owned(),
+                    "system:serviceaccount:data:etl".to_owned(),
+                )]
+                .into(),
+            }],
+        }])
+        .unwrap();
+        let now = 1_800_000_000;
+        let claims = json!({"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:data:etl",
+            "aud": ["hourglass"], "exp": now + 600, "iat": now, "jti": "k1"});
+        let rs = |m: &[u8]| {
+            let mut sig = vec![0; rsa.public_modulus_len()];
+            rsa.sign(&RSA_PKCS1_SHA256, &rng, m, &mut sig).unwrap();
+            sig
+        };
+        let es = |m: &[u8]| ec.sign(&rng, m).unwrap().as_ref().to_vec();
+
+        let v = issuers
+            .verify(
+                &jws(&json!({"alg": "RS256", "kid": "r1"}), &claims, rs),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!((v.principal.as_str(), v.jti.as_str()), ("etl", "k1"));
+        let v = issuers
+            .verify(
+                &jws(&json!({"alg": "ES256", "kid": "e1"}), &claims, es),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v.subject, "system:serviceaccount:data:etl");
+
+        // An RSA signature presented as ES256 on the RSA key, or over other claims, fails.
+        let confused = jws(&json!({"alg": "ES256", "kid": "r1"}), &claims, rs);
+        assert_eq!(
+            issuers.verify(&confused, now).await.unwrap_err().code,
+            "token.algorithm_refused"
+        );
+        let mut tampered = jws(&json!({"alg": "RS256", "kid": "r1"}), &claims, rs);
+        let other = b64(json!({"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:data:etl",
+            "aud": ["hourglass"], "exp": now + 9_999, "jti": "k1"}).to_string().as_bytes());
+        let parts: Vec<&str> = tampered.split('.').collect();
+        tampered = format!("{}.{other}.{}", parts[0], parts[2]);
+        assert_eq!(
+            issuers.verify(&tampered, now).await.unwrap_err().code,
+            "token.signature_invalid"
+        );
+        // The classic confusion: HS256 keyed with the RSA public key. Never an allowed algorithm.
+        let hs = jws(&json!({"alg": "HS256", "kid": "r1"}), &claims, |m| {
+            let key =
+                aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, rsa.public_key().as_ref());
+            aws_lc_rs::hmac::sign(&key, m).as_ref().to_vec()
+        });
+        assert_eq!(
+            issuers.verify(&hs, now).await.unwrap_err().code,
+            "token.algorithm_refused"
+        );
+        assert!(parse_algorithm("HS256").is_err() && parse_algorithm("none").is_err());
+        // Skew: 20 s after exp is still accepted with 30 s of skew, 31 s is not.
+        let ok = jws(&json!({"alg": "ES256", "kid": "e1"}), &claims, es);
+        assert!(issuers.verify(&ok, now + 620).await.is_ok());
+        assert_eq!(
+            issuers.verify(&ok, now + 631).await.unwrap_err().code,
+            "token.expired"
+        );
+    }
+
+    #[test]
+    fn jwks_parsing_keeps_usable_keys_only() {
+        assert!(parse_jwks("[]").is_err());
+        assert!(
+            parse_jwks("{\"keys\": [{\"kty\": \"nope\"}]}")
+                .unwrap()
+                .is_empty()
+        );
     }
 }
