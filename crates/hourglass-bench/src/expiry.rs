@@ -69,6 +69,7 @@ pub async fn seed_active(
                 starts_at: None,
                 extends: None,
                 actors: Vec::new(),
+                exchange: None,
                 version: 0,
             };
             let grant = Grant {

@@ -98,8 +98,19 @@ pub struct Request {
     /// For a token exchange with delegation: the agents acting for the requester, the one that
     /// asked first (RFC 8693 `act` chain, outermost actor first). Empty when nobody delegated.
     pub actors: Vec<PrincipalId>,
+    /// For a token exchange: the verified token facts it was judged on (and the acting agent's),
+    /// so that re-checks at activation and policy reload ask `Exchange` with the same facts.
+    pub exchange: Option<ExchangeFacts>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
+}
+
+/// The token facts an exchange was judged on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeFacts {
+    pub token: crate::policy::WorkloadToken,
+    /// The acting agent's token, with delegation.
+    pub actor_token: Option<crate::policy::WorkloadToken>,
 }
 
 /// A change to a request.
@@ -291,6 +302,7 @@ mod tests {
             starts_at: None,
             extends: None,
             actors: Vec::new(),
+            exchange: None,
             version: 1,
         }
     }

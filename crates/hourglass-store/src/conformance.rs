@@ -47,6 +47,7 @@ fn request(at: i64) -> Request {
         starts_at: Some(t(at + 500)),
         extends: None,
         actors: Vec::new(),
+        exchange: None,
         version: 0,
     }
 }

@@ -64,6 +64,43 @@ pub struct Exchanged {
 }
 
 impl Engine {
+    /// Judges a stored exchange again (at activation, at a policy reload) on the token facts
+    /// it was made with: the subject with the agent in context, and the agent on its own
+    /// token. An agent that is gone or inactive fails it.
+    pub(super) async fn still_exchangeable(
+        &self,
+        req: &Request,
+        facts: &crate::request::ExchangeFacts,
+        subject: &Principal,
+        resource: Resource<'_>,
+        mut ctx: crate::policy::DecisionContext,
+    ) -> Result<bool> {
+        let actor = match req.actors.first() {
+            None => None,
+            Some(a) => match self.principal(a).await? {
+                Some(p) if p.status == crate::catalog::PrincipalStatus::Active => Some(p),
+                _ => return Ok(false),
+            },
+        };
+        ctx.token = Some(facts.token.clone());
+        ctx.actor.clone_from(&actor);
+        if !self
+            .decide(Action::Exchange, subject, resource, &ctx)?
+            .allowed
+        {
+            return Ok(false);
+        }
+        match (actor, &facts.actor_token) {
+            (Some(a), Some(t)) => {
+                ctx.token = Some(t.clone());
+                ctx.actor = None;
+                Ok(self.decide(Action::Exchange, &a, resource, &ctx)?.allowed)
+            }
+            (None, None) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+
     /// Audits a refused identity token (bad signature, audience, issuer, expiry, algorithm,
     /// replay…): who presented what, and why it was refused. Never the token itself.
     pub async fn record_token_refusal(
@@ -235,6 +272,10 @@ impl Engine {
                 starts_at: None,
                 extends: None,
                 actors: actor_ids.clone(),
+                exchange: Some(crate::request::ExchangeFacts {
+                    token: x.subject.facts.clone(),
+                    actor_token: x.actor.as_ref().map(|a| a.facts.clone()),
+                }),
                 version: 0,
             };
             let mut commit = Commit::default();

@@ -168,6 +168,7 @@ impl Engine {
             starts_at: None,
             extends: Some(grant.id.clone()),
             actors: Vec::new(),
+            exchange: None,
             version: 0,
         };
         let mut commit = Commit::default();

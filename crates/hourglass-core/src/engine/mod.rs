@@ -252,7 +252,8 @@ impl Engine {
     }
 
     /// Judges a stored request again now under the policy set in force: `Extend` (on the
-    /// grant's new total) for an extension, `BreakGlass` for an emergency, else `Request`.
+    /// grant's new total) for an extension, `BreakGlass` for an emergency, `Exchange` (on the
+    /// recorded token facts) for a token exchange, else `Request`.
     /// `false` when its requester or entitlement is gone.
     async fn still_permitted(&self, req: &crate::request::Request, at: Timestamp) -> Result<bool> {
         let (Some(p), Ok(resource)) = (
@@ -262,6 +263,9 @@ impl Engine {
             return Ok(false);
         };
         let mut ctx = self.recheck_context(req, at);
+        if let Some(x) = &req.exchange {
+            return self.still_exchangeable(req, x, &p, resource, ctx).await;
+        }
         let action = match &req.extends {
             Some(gid) => {
                 let Some(g) = self.store.get_grant(gid).await? else {

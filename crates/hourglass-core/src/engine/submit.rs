@@ -276,6 +276,7 @@ impl Engine {
             starts_at: checked.starts_at,
             extends: None,
             actors: Vec::new(),
+            exchange: None,
             version: 0,
         };
         let mut created = AuditRecord::new(

@@ -41,3 +41,5 @@ CREATE INDEX token_uses_by_expiry ON token_uses (expires_at);
 -- The delegation chain of a request made by an agent for someone (JSON, outermost actor
 -- first), and the identity token it was exchanged from.
 ALTER TABLE requests ADD COLUMN actor TEXT;
+-- The token facts an exchange was judged on (JSON), for re-checks at activation and reload.
+ALTER TABLE requests ADD COLUMN exchange TEXT;

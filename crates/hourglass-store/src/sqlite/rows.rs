@@ -75,6 +75,12 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         },
+        exchange: match get::<Option<String>>(row, "exchange")? {
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| corrupt("exchange facts", &text))?)
+            }
+            None => None,
+        },
         version: get(row, "version")?,
         id: RequestId::parse(&id).ok_or_else(|| corrupt("request id", &id))?,
     })

@@ -68,6 +68,13 @@ permit (
 )
 when { context has ticket };
 
+@id("workloads-get-db-credentials")
+permit (
+  principal in Hourglass::Group::"workloads",
+  action == Hourglass::Action::"Exchange",
+  resource == Hourglass::Entitlement::"vault/db"
+);
+
 @id("alice-admin-with-mfa")
 permit (
   principal == Hourglass::Principal::"alice",
@@ -81,8 +88,11 @@ async fn server(jwks_url: &str) -> TestServer {
     let url = jwks_url.to_owned();
     spawn_server_with(move |dir, text| {
         std::fs::write(dir.join("policies/delegation.cedar"), DELEGATION_POLICY).unwrap();
+        // A target whose connector issues a credential (a password, here from a file).
+        std::fs::write(dir.join("db-password"), "pw-from-the-target").unwrap();
+        let cat = dir.join("db-password").display().to_string();
         format!(
-            "{text}\n[[issuers]]\nname = \"ci\"\nissuer = \"{ISS}\"\njwks_url = \"{url}\"\naudience = [\"hourglass\"]\nalgorithms = [\"EdDSA\"]\n\
+            "{text}\n[[targets]]\nname = \"vault\"\nconnector = \"exec\"\nexec = {{ grant = [\"/bin/sh\", \"-c\", \"printf '{{\\\"credential\\\": \\\"%s\\\"}}' \\\"$(cat {cat})\\\"\"], revoke = [\"/bin/true\"], timeout_secs = 5 }}\n\n[[entitlements]]\nname = \"vault/db\"\ndefault_duration = \"5m\"\nmax_duration = \"15m\"\n\n[[issuers]]\nname = \"ci\"\nissuer = \"{ISS}\"\njwks_url = \"{url}\"\naudience = [\"hourglass\"]\nalgorithms = [\"EdDSA\"]\n\
              map = [\n  {{ principal = \"ci-deployer\", claims = {{ repository = \"acme/app\" }} }},\n  {{ principal = \"support-bot\", claims = {{ sub = \"bot\" }} }},\n  {{ principal = \"alice\", claims = {{ sub = \"alice\" }} }},\n]\n"
         )
     })
@@ -549,5 +559,41 @@ async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
         ClientError::Problem(p) => assert_eq!((p.status, p.code.as_str()), (401, "auth.invalid")),
         e => panic!("{e:?}"),
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_connector_credential_is_the_answer_for_other_targets() {
+    let idp = DevIssuer::generate().unwrap();
+    let jwks = jwks_server(idp.jwks()).await;
+    let s = server(&jwks.url).await;
+    let token = idp.mint(&claims(
+        &s,
+        "repo",
+        "db-1",
+        json!({"repository": "acme/app"}),
+    ));
+    let t = exchange(&s, &token, None, "vault/db", &[("duration", "3m")])
+        .await
+        .unwrap();
+    assert_eq!(t.issued_token_type, "urn:hourglass:token-type:credential");
+    assert_eq!(
+        (t.access_token.as_str(), t.token_type.as_str()),
+        ("pw-from-the-target", "N_A")
+    );
+    let admin = s.client("admin");
+    let g = admin.get_grant(&t.grant_id).await.unwrap();
+    assert_eq!(
+        (g.state.as_str(), g.entitlement.as_str()),
+        ("active", "vault/db")
+    );
+    assert!(g.credential_issued);
+    // Handed over once: nobody can fetch it again.
+    assert!(
+        s.client("ci-deployer")
+            .credential(&t.grant_id)
+            .await
+            .is_err()
+    );
     s.stop().await;
 }
