@@ -171,11 +171,14 @@ pub trait Store: Send + Sync {
         access: &AccessId,
     ) -> Result<Vec<Request>>;
     /// Quota usage of a principal and an entitlement, counting requests made after `since`.
+    /// Each count stops at `cap`: a quota check only needs to know whether a limit is reached,
+    /// and a busy principal's history must not make every check slower.
     async fn usage(
         &self,
         principal: &PrincipalId,
         entitlement: &EntitlementId,
         since: Timestamp,
+        cap: u64,
     ) -> Result<Usage>;
     async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
 

@@ -599,7 +599,7 @@ async fn admission_reads_find_live_access_pending_requests_and_usage() {
     let px = AccessId::Profile(hourglass_core::id::ProfileId::new("demo/x").unwrap());
     assert!(s.pending_requests_of(&alice, &px).await.unwrap().is_empty());
 
-    let u = s.usage(&alice, &x, t(0)).await.unwrap();
+    let u = s.usage(&alice, &x, t(0), 100).await.unwrap();
     assert_eq!(
         (u.principal_live_grants, u.entitlement_live_grants),
         (2, 2),
@@ -607,6 +607,17 @@ async fn admission_reads_find_live_access_pending_requests_and_usage() {
     );
     assert_eq!((u.principal_requests, u.entitlement_requests), (4, 4));
     // Only requests since the moment count.
-    let u = s.usage(&alice, &x, t(25)).await.unwrap();
+    let u = s.usage(&alice, &x, t(25), 100).await.unwrap();
     assert_eq!((u.principal_requests, u.entitlement_requests), (2, 2));
+    // Counts stop at the cap.
+    let u = s.usage(&alice, &x, t(0), 1).await.unwrap();
+    assert_eq!(
+        (
+            u.principal_live_grants,
+            u.entitlement_live_grants,
+            u.principal_requests,
+            u.entitlement_requests
+        ),
+        (1, 1, 1, 1)
+    );
 }

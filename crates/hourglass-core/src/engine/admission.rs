@@ -76,11 +76,22 @@ impl Engine {
         ent: &Entitlement,
         now: Timestamp,
     ) -> Result<()> {
+        let q = self.settings.quotas;
+        // Counting past the largest limit tells nothing more.
+        let cap = [
+            Some(q.principal_live_grants),
+            Some(q.principal_requests_per_hour),
+            ent.max_live_grants,
+            ent.max_requests_per_hour,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .map_or(0, u64::from);
         let u = self
             .store
-            .usage(&principal.id, &ent.id, now.plus_millis(-HOUR_MS))
+            .usage(&principal.id, &ent.id, now.plus_millis(-HOUR_MS), cap)
             .await?;
-        let q = self.settings.quotas;
         let over = |used: u64, max: u32| used >= u64::from(max);
         if over(u.principal_live_grants, q.principal_live_grants) {
             return Err(Error::limited(

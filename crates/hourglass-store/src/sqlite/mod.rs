@@ -347,19 +347,23 @@ impl Store for SqliteStore {
         principal: &PrincipalId,
         entitlement: &EntitlementId,
         since: Timestamp,
+        cap: u64,
     ) -> Result<Usage> {
         let row = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM grants WHERE principal = ?1
-                  AND state IN ('provisioning', 'active')) AS principal_live,
-               (SELECT COUNT(*) FROM grants WHERE entitlement = ?2
-                  AND state IN ('provisioning', 'active')) AS entitlement_live,
-               (SELECT COUNT(*) FROM requests WHERE requester = ?1 AND created_at > ?3) AS principal_requests,
-               (SELECT COUNT(*) FROM requests WHERE entitlement = ?2 AND created_at > ?3) AS entitlement_requests",
+               (SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE principal = ?1
+                  AND state IN ('provisioning', 'active') LIMIT ?4)) AS principal_live,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE entitlement = ?2
+                  AND state IN ('provisioning', 'active') LIMIT ?4)) AS entitlement_live,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE requester = ?1 AND created_at > ?3
+                  LIMIT ?4)) AS principal_requests,
+               (SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE entitlement = ?2 AND created_at > ?3
+                  LIMIT ?4)) AS entitlement_requests",
         )
         .bind(principal.as_str())
         .bind(entitlement.as_str())
         .bind(since.unix_millis())
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
         .fetch_one(&self.reader)
         .await
         .map_err(map)?;
