@@ -235,13 +235,7 @@ impl Engine {
 
     /// Whether `caller` may manage `target`: an administrator of everything, or its owner.
     async fn may_manage(&self, caller: &Caller, target: &Identity) -> Result<bool> {
-        let p = &caller.principal;
-        let owns = target
-            .principal
-            .owner
-            .as_deref()
-            .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o));
-        Ok(owns
+        Ok(owns(&caller.principal, target)
             || self
                 .require_admin_of_all(caller, "identity.not_allowed")
                 .is_ok())
@@ -554,13 +548,7 @@ impl Engine {
         let mut out = Vec::new();
         for identity in &all {
             let p = &caller.principal;
-            let visible = admin
-                || identity.id() == &p.id
-                || identity
-                    .principal
-                    .owner
-                    .as_deref()
-                    .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o));
+            let visible = admin || identity.id() == &p.id || owns(p, identity);
             if !visible {
                 continue;
             }
@@ -593,6 +581,18 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Whether `p` answers for `target`: a person named as its owner, or in its owner group. Only
+/// people own: a workload in the same group as another must not manage (or mint keys for) it.
+fn owns(p: &Principal, target: &Identity) -> bool {
+    p.kind == PrincipalKind::Human
+        && p.status == PrincipalStatus::Active
+        && target
+            .principal
+            .owner
+            .as_deref()
+            .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o))
 }
 
 /// Whether status `a` restricts more than `b` (active < suspended < offboarded).

@@ -244,6 +244,12 @@ pub(super) async fn exchange(
             Err(r) => return r,
         },
     };
+    if actor
+        .as_ref()
+        .is_some_and(|a| a.principal.id == subject.principal.id)
+    {
+        return bad("actor_token names the subject itself; delegation is to another identity");
+    }
     let holder = subject.principal.clone();
     let out = match app
         .engine

@@ -112,6 +112,22 @@ async fn identities_need_owners_and_keys_expire_rotate_and_revoke() {
     );
     let (status, _, _) = problem(s.client("bob").create_key("etl", None).await.unwrap_err());
     assert_eq!(status, 404);
+    // Only people own: a workload in an owner group manages nothing of that group's.
+    let shared = CreateIdentity {
+        owner: Some("workloads".into()),
+        ..workload("etl-shared", None)
+    };
+    admin.create_identity(&shared).await.unwrap();
+    let (status, _, _) = problem(
+        s.client("ci-deployer")
+            .create_key("etl-shared", None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        status, 404,
+        "a workload in the owner group may not mint keys for another"
+    );
     let k1 = s
         .client("alice")
         .create_key("etl", Some("30d".into()))
@@ -154,7 +170,7 @@ async fn identities_need_owners_and_keys_expire_rotate_and_revoke() {
     };
     assert!(has("etl", "key_needs_rotation"), "{r:?}");
     assert!(has("etl", "unused"), "{r:?}");
-    assert!(has("ci-deployer", "never_used"), "{r:?}");
+    assert!(has("support-bot", "never_used"), "{r:?}");
     assert!(has("alice", "config_token"), "{r:?}");
     assert!(!r.notes.is_empty());
     assert_eq!(

@@ -441,6 +441,21 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
     // The agent's token lives 4 minutes: the grant may not outlive it.
     let bot = |jti: &str| idp.mint(&claims(&s, "bot", jti, json!({"exp": now + 240})));
 
+    // An identity cannot act for itself.
+    let (status, body) = exchange(
+        &s,
+        &bot("self1"),
+        Some(&bot("self2")),
+        "demo/read-logs",
+        &[("ticket", "HD-1")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
     // Without a ticket the agent gets nothing, for itself or for alice.
     let (status, body) = exchange(&s, &alice("a1"), Some(&bot("b1")), "tokens/deploy-api", &[])
         .await
