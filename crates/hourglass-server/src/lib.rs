@@ -53,6 +53,9 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Trusted issuers and the token signer.
     workload: workload::Workload,
+    /// Refused identity tokens per source address and minute, so that a flood of bad tokens
+    /// cannot turn the audit log into a write amplifier.
+    refusals: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
 }
 
 /// Why the server could not start: every problem found.
@@ -397,6 +400,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         facts,
         reload_lock: tokio::sync::Mutex::new(()),
         workload,
+        refusals: std::sync::Mutex::default(),
     });
     let listener = TcpListener::bind(s.listen)
         .await

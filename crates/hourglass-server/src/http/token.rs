@@ -127,14 +127,24 @@ async fn verify(
         Err(r) => {
             tracing::warn!(code = r.code, reason = %r.reason, which, "identity token refused");
             let iss = peek_iss(token);
+            let reason = match refusal_budget(app, source_ip.unwrap_or("unknown"), now) {
+                Budget::Audit => format!("{which}: {}", r.reason),
+                Budget::LastAudited => format!(
+                    "{which}: {}; further refusals from this address this minute are not audited",
+                    r.reason
+                ),
+                Budget::Throttled => {
+                    app.metrics.request("exchange_throttled");
+                    return Err(oauth_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "slow_down",
+                        "too many refused tokens from this address; wait a minute",
+                    ));
+                }
+            };
             if let Err(e) = app
                 .engine
-                .record_token_refusal(
-                    r.code,
-                    &format!("{which}: {}", r.reason),
-                    iss.as_deref(),
-                    source_ip,
-                )
+                .record_token_refusal(r.code, &reason, iss.as_deref(), source_ip)
                 .await
             {
                 return Err(from_engine(&e));
@@ -176,6 +186,34 @@ async fn verify(
             v.expires_at_secs.saturating_mul(1000),
         ),
     })
+}
+
+/// Refused tokens audited per source address and minute; beyond that they are answered 429.
+const AUDITED_REFUSALS_PER_MINUTE: u32 = 30;
+
+enum Budget {
+    Audit,
+    /// The last one audited this minute (its event says so).
+    LastAudited,
+    Throttled,
+}
+
+/// Counts a refusal from `source` in the current minute of `now`.
+fn refusal_budget(app: &Shared, source: &str, now: hourglass_core::Timestamp) -> Budget {
+    let minute = now.unix_millis() / 60_000;
+    let mut map = app
+        .refusals
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Only this minute's counts matter; older ones are dropped as they go stale.
+    map.retain(|_, (m, _)| *m == minute);
+    let entry = map.entry(source.to_owned()).or_insert((minute, 0));
+    entry.1 += 1;
+    match entry.1 {
+        n if n < AUDITED_REFUSALS_PER_MINUTE => Budget::Audit,
+        n if n == AUDITED_REFUSALS_PER_MINUTE => Budget::LastAudited,
+        _ => Budget::Throttled,
+    }
 }
 
 /// The `iss` of a token that failed verification, for the audit (it is not trusted).

@@ -612,3 +612,53 @@ async fn a_connector_credential_is_the_answer_for_other_targets() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
+    let idp = DevIssuer::generate().unwrap();
+    let jwks = jwks_server(idp.jwks()).await;
+    let s = server(&jwks.url).await;
+    for i in 0..30 {
+        let (status, _) = exchange(&s, "not.a-token", None, "tokens/deploy-api", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(status, 400, "refusal {i}");
+    }
+    let (status, body) = exchange(&s, "not.a-token", None, "tokens/deploy-api", &[])
+        .await
+        .unwrap_err();
+    assert_eq!((status, body["error"].as_str()), (429, Some("slow_down")));
+    let audited = refusals(&s).await;
+    assert_eq!(
+        audited.len(),
+        30,
+        "the 30 refusals of the minute are audited, no more"
+    );
+    assert!(
+        audited.last().unwrap().1.contains("not audited"),
+        "{audited:?}"
+    );
+    assert!(
+        s.client("admin")
+            .metrics()
+            .await
+            .unwrap()
+            .contains("outcome=\"exchange_throttled\"} 1")
+    );
+    // The next minute, refusals are audited again; good tokens were never throttled.
+    s.clock.advance_ms(60_000);
+    exchange(&s, "not.a-token", None, "tokens/deploy-api", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refusals(&s).await.len(), 31);
+    let ok = idp.mint(&claims(
+        &s,
+        "repo",
+        "fine",
+        json!({"repository": "acme/app"}),
+    ));
+    exchange(&s, &ok, None, "tokens/deploy-api", &[])
+        .await
+        .unwrap();
+    s.stop().await;
+}
