@@ -270,6 +270,23 @@ pub(super) async fn exchange(
             "resource (or scope) must name the entitlement",
         );
     };
+    // A requested token type is honoured or refused, never silently replaced.
+    if let Some(wanted) = field("requested_token_type") {
+        let signs = hourglass_core::id::EntitlementId::new(entitlement)
+            .ok()
+            .and_then(|e| app.engine.catalog().entitlement(&e).cloned())
+            .and_then(|e| app.engine.catalog().target(&e.target).cloned())
+            .map(|t| t.connector == hourglass_core::engine::TOKEN_CONNECTOR);
+        if let Some(signs) = signs
+            && signs != (wanted == JWT_TYPE)
+        {
+            return bad(if signs {
+                "this entitlement issues a signed token (urn:ietf:params:oauth:token-type:jwt)"
+            } else {
+                "this entitlement issues its connector's credential (urn:hourglass:token-type:credential)"
+            });
+        }
+    }
     let source_ip = peer.ip().to_string();
     let subject = match verify(&app, subject_token, "subject_token", Some(&source_ip)).await {
         Ok(s) => s,

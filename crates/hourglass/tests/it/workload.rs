@@ -592,6 +592,30 @@ async fn a_connector_credential_is_the_answer_for_other_targets() {
         .await
         .unwrap();
     assert_eq!(t.issued_token_type, "urn:hourglass:token-type:credential");
+    // Asking for a JWT where the target issues a credential is refused, not silently changed.
+    let other = idp.mint(&claims(
+        &s,
+        "repo",
+        "db-2",
+        json!({"repository": "acme/app"}),
+    ));
+    let (status, body) = exchange(
+        &s,
+        &other,
+        None,
+        "vault/db",
+        &[(
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:jwt",
+        )],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
     assert_eq!(
         (t.access_token.as_str(), t.token_type.as_str()),
         ("pw-from-the-target", "N_A")
