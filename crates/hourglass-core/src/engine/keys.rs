@@ -111,16 +111,7 @@ impl Engine {
         expires: Option<&str>,
     ) -> Result<IssuedKey> {
         let identity = self.load_managed(caller, identity).await?;
-        if identity.principal.status != PrincipalStatus::Active {
-            return Err(Error::conflict(
-                "identity.inactive",
-                format!(
-                    "{} is {}",
-                    identity.id(),
-                    identity.principal.status.as_str()
-                ),
-            ));
-        }
+        require_active(&identity)?;
         let now = self.clock.now();
         let expires_at = self.key_expiry(expires, now)?;
         let issued = Self::new_key(identity.id(), expires_at, now)?;
@@ -177,16 +168,7 @@ impl Engine {
                 ),
             ));
         }
-        if identity.principal.status != PrincipalStatus::Active {
-            return Err(Error::conflict(
-                "identity.inactive",
-                format!(
-                    "{} is {}",
-                    identity.id(),
-                    identity.principal.status.as_str()
-                ),
-            ));
-        }
+        require_active(&identity)?;
         let expires_at = self.key_expiry(expires, now)?;
         let issued = Self::new_key(identity.id(), expires_at, now)?;
         let overlap_end = now.plus(self.settings.keys.rotation_overlap);
@@ -241,6 +223,21 @@ impl Engine {
             ..gone
         })
     }
+}
+
+/// Keys are issued only to active identities.
+fn require_active(identity: &Identity) -> Result<()> {
+    if identity.principal.status == PrincipalStatus::Active {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "identity.inactive",
+        format!(
+            "{} is {}",
+            identity.id(),
+            identity.principal.status.as_str()
+        ),
+    ))
 }
 
 pub(super) fn revoked(k: &ApiKey, now: Timestamp) -> ApiKey {

@@ -84,6 +84,19 @@ permit (
 when { context.mfa };
 "#;
 
+/// An issuer, its JWKS endpoint, and a server that trusts it.
+async fn setup() -> (DevIssuer, JwksServer, TestServer) {
+    let idp = DevIssuer::generate().unwrap();
+    let jwks = jwks_server(idp.jwks()).await;
+    let s = server(&jwks.url).await;
+    (idp, jwks, s)
+}
+
+/// An identity token of the acme/app CI job, with its own `jti`.
+fn ci_token(idp: &DevIssuer, s: &TestServer, jti: &str) -> String {
+    idp.mint(&claims(s, "repo", jti, json!({"repository": "acme/app"})))
+}
+
 async fn server(jwks_url: &str) -> TestServer {
     let url = jwks_url.to_owned();
     spawn_server_with(move |dir, text| {
@@ -206,9 +219,7 @@ async fn refusals(s: &TestServer) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_ci_token_is_exchanged_for_a_signed_token_that_verifies_independently() {
-    let idp = DevIssuer::generate().unwrap();
-    let jwks = jwks_server(idp.jwks()).await;
-    let s = server(&jwks.url).await;
+    let (idp, jwks, s) = setup().await;
     let token = idp.mint(&claims(
         &s,
         "repo:acme/app:ref:refs/heads/main",
@@ -433,9 +444,7 @@ async fn every_kind_of_bad_token_is_refused_and_audited() {
 
 #[tokio::test]
 async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_tokens() {
-    let idp = DevIssuer::generate().unwrap();
-    let jwks = jwks_server(idp.jwks()).await;
-    let s = server(&jwks.url).await;
+    let (idp, _jwks, s) = setup().await;
     let now = now_secs(&s);
     let alice = |jti: &str| idp.mint(&claims(&s, "alice", jti, json!({})));
     // The agent's token lives 4 minutes: the grant may not outlive it.
@@ -530,9 +539,7 @@ impl RecordHas for hourglass_api::AuditEventView {
 
 #[tokio::test]
 async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
-    let idp = DevIssuer::generate().unwrap();
-    let jwks = jwks_server(idp.jwks()).await;
-    let s = server(&jwks.url).await;
+    let (idp, _jwks, s) = setup().await;
     let base = format!("http://{}", s.addr);
     let ask = hourglass_api::CreateRequest {
         entitlement: "demo/ops-admin".into(),
@@ -579,26 +586,14 @@ async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
 
 #[tokio::test]
 async fn a_connector_credential_is_the_answer_for_other_targets() {
-    let idp = DevIssuer::generate().unwrap();
-    let jwks = jwks_server(idp.jwks()).await;
-    let s = server(&jwks.url).await;
-    let token = idp.mint(&claims(
-        &s,
-        "repo",
-        "db-1",
-        json!({"repository": "acme/app"}),
-    ));
+    let (idp, _jwks, s) = setup().await;
+    let token = ci_token(&idp, &s, "db-1");
     let t = exchange(&s, &token, None, "vault/db", &[("duration", "3m")])
         .await
         .unwrap();
     assert_eq!(t.issued_token_type, "urn:hourglass:token-type:credential");
     // Asking for a JWT where the target issues a credential is refused, not silently changed.
-    let other = idp.mint(&claims(
-        &s,
-        "repo",
-        "db-2",
-        json!({"repository": "acme/app"}),
-    ));
+    let other = ci_token(&idp, &s, "db-2");
     let (status, body) = exchange(
         &s,
         &other,
@@ -639,9 +634,7 @@ async fn a_connector_credential_is_the_answer_for_other_targets() {
 
 #[tokio::test]
 async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
-    let idp = DevIssuer::generate().unwrap();
-    let jwks = jwks_server(idp.jwks()).await;
-    let s = server(&jwks.url).await;
+    let (idp, _jwks, s) = setup().await;
     for i in 0..30 {
         let (status, _) = exchange(&s, "not.a-token", None, "tokens/deploy-api", &[])
             .await
@@ -670,12 +663,7 @@ async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
             .contains("outcome=\"exchange_throttled\"} 1")
     );
     // A good token from the same address is not throttled.
-    let ok = idp.mint(&claims(
-        &s,
-        "repo",
-        "fine",
-        json!({"repository": "acme/app"}),
-    ));
+    let ok = ci_token(&idp, &s, "fine");
     exchange(&s, &ok, None, "tokens/deploy-api", &[])
         .await
         .unwrap();
