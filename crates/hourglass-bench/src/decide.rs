@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use hourglass_api::CreateRequest;
 
 use crate::{
-    harness::{Server, receiver, sqlite_commits_per_sec, write_config},
+    harness::{Server, concurrently, receiver, sqlite_commits_per_sec, write_config},
     stats::{Report, Samples, now},
 };
 
@@ -25,11 +25,10 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
     let (config, tokens) = write_config(dir.path(), hook, max, "")?;
     let server = Server::start(&config).await?;
     for &clients in concurrency {
-        let mut tasks = tokio::task::JoinSet::new();
-        let started = now();
+        let mut tasks = Vec::new();
         for token in tokens.iter().take(clients) {
             let client = server.client(token)?;
-            tasks.spawn(async move {
+            tasks.push(async move {
                 let mut samples = Samples::default();
                 for _ in 0..per_client {
                     let t = now();
@@ -54,18 +53,7 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
                 anyhow::Ok(samples)
             });
         }
-        let mut all = Samples::default();
-        while let Some(done) = tasks.join_next().await {
-            all.0.extend(done??.0);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        if all.len() != clients * per_client {
-            bail!(
-                "decide: {} of {} cycles finished",
-                all.len(),
-                clients * per_client
-            );
-        }
+        let (all, secs) = concurrently("decide", tasks, per_client).await?;
         let rps = all.len() as f64 / secs;
         let bound = raw / TX_PER_CYCLE;
         Report::new("decide")

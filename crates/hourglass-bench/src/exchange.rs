@@ -19,7 +19,7 @@ use hourglass_tokens::{DevIssuer, IssuerSpec, Issuers, JwksSource, Rotation, Rul
 use serde_json::json;
 
 use crate::{
-    harness::{Server, sqlite_commits_per_sec},
+    harness::{Server, concurrently, sqlite_commits_per_sec},
     stats::{Report, Samples, now},
 };
 
@@ -66,46 +66,36 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
                     .collect()
             })
             .collect();
-        let mut tasks = tokio::task::JoinSet::new();
-        let started = now();
-        for batch in batches {
-            let c = anon.clone();
-            tasks.spawn(async move {
-                let mut samples = Samples::default();
-                for t in batch {
-                    let at = now();
-                    let r = c
-                        .exchange(&[
-                            (
-                                "grant_type",
-                                "urn:ietf:params:oauth:grant-type:token-exchange",
-                            ),
-                            ("subject_token", &t),
-                            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                            ("resource", "tok/api"),
-                        ])
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    samples.push(at.elapsed());
-                    if r.token_type != "Bearer" {
-                        bail!("not a signed token: {r:?}");
+        let tasks = batches
+            .into_iter()
+            .map(|batch| {
+                let c = anon.clone();
+                async move {
+                    let mut samples = Samples::default();
+                    for t in batch {
+                        let at = now();
+                        let r = c
+                            .exchange(&[
+                                (
+                                    "grant_type",
+                                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                                ),
+                                ("subject_token", &t),
+                                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                                ("resource", "tok/api"),
+                            ])
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        samples.push(at.elapsed());
+                        if r.token_type != "Bearer" {
+                            bail!("not a signed token: {r:?}");
+                        }
                     }
+                    anyhow::Ok(samples)
                 }
-                anyhow::Ok(samples)
-            });
-        }
-        let mut all = Samples::default();
-        while let Some(done) = tasks.join_next().await {
-            all.0.extend(done??.0);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        if all.len() != clients * per_client {
-            bail!(
-                "exchange: {} of {} finished",
-                all.len(),
-                clients * per_client
-            );
-        }
+            })
+            .collect();
+        let (all, secs) = concurrently("exchange", tasks, per_client).await?;
         let rps = all.len() as f64 / secs;
         Report::new("exchange")
             .field("clients", clients)

@@ -97,3 +97,34 @@ pub async fn sqlite_commits_per_sec(dir: &Path, n: usize) -> Result<f64> {
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
+
+/// Runs one task per client (each returning its timed samples) at once, and returns all samples
+/// and the wall time; fails unless every client finished `per_client` operations.
+pub async fn concurrently<Fut>(
+    scenario: &str,
+    tasks: Vec<Fut>,
+    per_client: usize,
+) -> Result<(crate::stats::Samples, f64)>
+where
+    Fut: std::future::Future<Output = Result<crate::stats::Samples>> + Send + 'static,
+{
+    let clients = tasks.len();
+    let started = crate::stats::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(t);
+    }
+    let mut all = crate::stats::Samples::default();
+    while let Some(done) = set.join_next().await {
+        all.0.extend(done??.0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if all.len() != clients * per_client {
+        anyhow::bail!(
+            "{scenario}: {} of {} operations finished",
+            all.len(),
+            clients * per_client
+        );
+    }
+    Ok((all, secs))
+}
