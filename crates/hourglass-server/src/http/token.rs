@@ -420,16 +420,21 @@ async fn wait_for_credential(
 ) -> Result<Option<String>, Response> {
     let wait =
         std::time::Duration::from_millis(u64::try_from(app.workload.exchange_wait_ms).unwrap_or(0));
+    // The holder reads its own grant through the engine, as any client would.
+    let caller = Caller {
+        principal: holder.clone(),
+        mfa: false,
+        source_ip: None,
+    };
     let poll = async {
         loop {
             let g = app
                 .engine
-                .store()
-                .get_grant(&grant.id)
+                .grant(&caller, grant.id.as_str())
                 .await
                 .map_err(|e| from_engine(&e))?;
-            match g.map(|g| g.state) {
-                Some(GrantState::Active) => {
+            match g.state {
+                GrantState::Active => {
                     let now = app.engine.clock().now();
                     return Ok(app
                         .vault
@@ -437,7 +442,7 @@ async fn wait_for_credential(
                         .map(|(secret, _)| secret.expose_secret().to_owned()));
                 }
                 // Real time, not the engine's clock: this bounds how long an HTTP call waits.
-                Some(GrantState::Provisioning) => {
+                GrantState::Provisioning => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 _ => {
@@ -453,11 +458,6 @@ async fn wait_for_credential(
     match tokio::time::timeout(wait, poll).await {
         Ok(done) => done,
         Err(_) => {
-            let caller = Caller {
-                principal: holder.clone(),
-                mfa: false,
-                source_ip: None,
-            };
             let _ = app
                 .engine
                 .revoke(

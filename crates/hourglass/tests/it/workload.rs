@@ -675,3 +675,49 @@ async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
     assert_eq!(refusals(&s).await.len(), 31);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_target_that_does_not_provision_in_time_leaves_no_grant_behind() {
+    let idp = DevIssuer::generate().unwrap();
+    let jwks = jwks_server(idp.jwks()).await;
+    let url = jwks.url.clone();
+    // The target's grant command always fails, so the grant stays provisioning (retried); the
+    // exchange waits one second of real time (an HTTP bound, not an expiry) and gives up.
+    let s = spawn_server_with(move |dir, text| {
+        std::fs::write(dir.join("policies/down.cedar"), "@id(\"w-down\")\npermit(principal in Hourglass::Group::\"workloads\", action == Hourglass::Action::\"Exchange\", resource == Hourglass::Entitlement::\"down/db\");\n").unwrap();
+        format!(
+            "{text}\n[tokens]\nexchange_wait = \"1s\"\n\n[[targets]]\nname = \"down\"\nconnector = \"exec\"\nexec = {{ grant = [\"/bin/false\"], revoke = [\"/bin/true\"], timeout_secs = 5 }}\n\n\
+             [[entitlements]]\nname = \"down/db\"\ndefault_duration = \"5m\"\nmax_duration = \"15m\"\n\n\
+             [[issuers]]\nname = \"ci\"\nissuer = \"{ISS}\"\njwks_url = \"{url}\"\naudience = [\"hourglass\"]\nalgorithms = [\"EdDSA\"]\nmap = [{{ principal = \"ci-deployer\", claims = {{ repository = \"acme/app\" }} }}]\n"
+        )
+    })
+    .await
+    .unwrap();
+    let (status, body) = exchange(&s, &ci_token(&idp, &s, "down-1"), None, "down/db", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{body}"
+    );
+    let gid = body["error_description"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.starts_with("grt_"))
+        .unwrap()
+        .to_owned();
+    let admin = s.client("admin");
+    assert!(
+        hourglass_testkit::eventually(|| async {
+            matches!(
+                admin.get_grant(&gid).await.unwrap().state.as_str(),
+                "failed" | "revoked"
+            )
+        })
+        .await,
+        "the abandoned grant is revoked, not left provisioning"
+    );
+    s.stop().await;
+}
