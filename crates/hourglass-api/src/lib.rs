@@ -316,3 +316,17 @@ pub struct TargetStandingView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `POST /v1/tickets/events` and `/v1/tickets/sources/{name}/events`: what an event changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TicketEventView {
+    /// The ticket source that owns the reference.
+    pub source: String,
+    pub reference: String,
+    pub open: bool,
+    pub status: String,
+    /// Grants moved to revocation because the ticket closed.
+    pub revoked: Vec<String>,
+    /// Pending or approved requests cancelled because the ticket closed.
+    pub cancelled: Vec<String>,
+}

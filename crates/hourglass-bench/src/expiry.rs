@@ -70,6 +70,7 @@ pub async fn seed_active(
                 extends: None,
                 actors: Vec::new(),
                 exchange: None,
+                ticket_facts: None,
                 version: 0,
             };
             let grant = Grant {

@@ -30,6 +30,10 @@ pub enum Error {
     /// A quota is used up: at most so many grants at once, or requests an hour.
     #[error("{message}")]
     Limited { code: &'static str, message: String },
+    /// A system Hourglass asks before deciding (a ticket system) did not answer; nothing was
+    /// changed and the caller may retry. The message names the system, never a credential.
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String },
     /// A concurrent writer changed a row this commit expected unchanged. Engines retry.
     #[error("concurrent modification")]
     StoreConflict,
@@ -73,6 +77,12 @@ impl Error {
             message: message.to_string(),
         }
     }
+    pub fn upstream(code: &'static str, message: impl fmt::Display) -> Self {
+        Error::Upstream {
+            code,
+            message: message.to_string(),
+        }
+    }
     pub fn internal(message: impl fmt::Display) -> Self {
         Error::Internal(message.to_string())
     }
@@ -84,7 +94,8 @@ impl Error {
             | Error::NotFound { code, .. }
             | Error::Forbidden { code, .. }
             | Error::Conflict { code, .. }
-            | Error::Limited { code, .. } => code,
+            | Error::Limited { code, .. }
+            | Error::Upstream { code, .. } => code,
             Error::StoreConflict => "store.conflict",
             Error::Unavailable(_) => "service.unavailable",
             Error::Internal(_) => "internal",

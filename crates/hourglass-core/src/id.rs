@@ -82,6 +82,11 @@ prefixed_id!(
     "rev_"
 );
 prefixed_id!(
+    /// A notification in the delivery queue, `ntf_…`.
+    NotificationId,
+    "ntf_"
+);
+prefixed_id!(
     /// An API key id, `key_…` (public: it names the key in listings, never authenticates).
     KeyId,
     "key_"

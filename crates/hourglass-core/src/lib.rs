@@ -3,7 +3,7 @@
 //! This crate owns the words of the design (principals, entitlements, requests, approvals,
 //! grants, audit events), the pure state machines that move requests and grants between their
 //! states, the engine use cases that combine them, and the ports that the rest of Hourglass
-//! implements (`Store`, `Connector`, `PolicyDecider`, `Clock`, `Wake`). It knows nothing of
+//! implements (`Store`, `Connector`, `TicketSource`, `Notifier`, `PolicyDecider`, `Clock`, `Wake`). It knows nothing of
 //! HTTP, SQL or Cedar syntax; a CI check keeps I/O crates out of its dependency tree.
 //!
 //! Invariants kept here:
@@ -24,10 +24,12 @@ pub mod grant;
 pub mod id;
 pub mod identity;
 pub mod job;
+pub mod notify;
 pub mod policy;
 pub mod request;
 pub mod review;
 pub mod store;
+pub mod ticket;
 
 pub use clock::{Clock, Timestamp};
 pub use duration::GrantDuration;

@@ -71,6 +71,9 @@ pub struct TicketFacts {
     pub status: Option<String>,
     pub assignee: Option<String>,
     pub priority: Option<String>,
+    /// The ticket source that answered (not shown to policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Facts of a verified workload identity token, for `Exchange`. Well-known claims are lifted

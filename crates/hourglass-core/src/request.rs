@@ -101,6 +101,9 @@ pub struct Request {
     /// For a token exchange: the verified token facts it was judged on (and the acting agent's),
     /// so that re-checks at activation and policy reload ask `Exchange` with the same facts.
     pub exchange: Option<ExchangeFacts>,
+    /// What the ticket source said about `ticket` when the request was made (`None` when no
+    /// source owns the reference), so that re-checks judge the same facts.
+    pub ticket_facts: Option<crate::policy::TicketFacts>,
     /// Optimistic-concurrency version as read from the store (0 = not stored yet).
     pub version: i64,
 }
@@ -303,6 +306,7 @@ mod tests {
             extends: None,
             actors: Vec::new(),
             exchange: None,
+            ticket_facts: None,
             version: 1,
         }
     }

@@ -16,11 +16,14 @@ use crate::{
     Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
+    id::NotificationId,
     id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId},
     identity::{ApiKey, Identity, TokenUse},
     job::{Job, JobAction},
+    notify::{Notification, NotifierStats, Settle},
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
+    ticket::Ticket,
 };
 
 /// A change to a job row.
@@ -75,6 +78,8 @@ pub struct Commit {
     /// Exchanged identity tokens; one already remembered and unexpired fails the commit with
     /// `StoreConflict` (a replay raced this one). Expired ones are forgotten on the way.
     pub token_uses: Vec<(TokenUse, Timestamp)>,
+    /// Queued for delivery; one whose notifier already has its `dedup_key` is skipped.
+    pub notifications: Vec<Notification>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -88,6 +93,7 @@ impl Commit {
             && self.identities.is_empty()
             && self.keys.is_empty()
             && self.token_uses.is_empty()
+            && self.notifications.is_empty()
             && self.audit.is_empty()
     }
 }
@@ -202,6 +208,43 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
+
+    /// Requests bound to a ticket (by reference), newest first, at most `limit`.
+    async fn requests_with_ticket(&self, reference: &str, limit: u32) -> Result<Vec<Request>>;
+    /// The tickets that something live is bound to: pending or approved requests, and grants
+    /// provisioning or active. What the ticket poller asks about.
+    async fn live_tickets(&self, limit: u32) -> Result<Vec<String>>;
+    /// Remembers what a ticket system told us by webhook (for sources with no lookup API).
+    /// Bookkeeping: the closure itself is audited by the engine.
+    async fn record_ticket(&self, source: &str, ticket: &Ticket, at: Timestamp) -> Result<()>;
+    /// The last state a webhook reported for the ticket.
+    async fn get_ticket(&self, source: &str, reference: &str) -> Result<Option<Ticket>>;
+
+    /// Leases up to `limit` notifications that are due and not leased (or whose lease ran out).
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// Ends (or reschedules) a claimed notification, if our lease still holds it. Sent and
+    /// dropped notifications are kept a week (so a repeat of the event is still recognised),
+    /// then forgotten.
+    async fn settle_notification(
+        &self,
+        id: &NotificationId,
+        lease_token: &str,
+        settle: &Settle,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// When the next notification becomes claimable.
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>>;
+    /// Waiting and given-up notifications per notifier.
+    async fn notification_stats(&self) -> Result<Vec<NotifierStats>>;
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>>;
+    /// Notifications of one event (`grant.revoked`) about one subject, for tests and support.
+    async fn notifications_about(&self, subject: &str) -> Result<Vec<Notification>>;
 
     /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.
     async fn due_expiries(&self, now: Timestamp, limit: u32) -> Result<Vec<Grant>>;

@@ -173,6 +173,7 @@ impl ContextInput {
                 status: t.status.clone(),
                 assignee: t.assignee.clone(),
                 priority: t.priority.clone(),
+                source: None,
             }),
             source_ip: self.source_ip.clone(),
             requester: requester.cloned(),

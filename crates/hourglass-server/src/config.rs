@@ -19,7 +19,12 @@ use hourglass_core::{
 };
 use serde::Deserialize;
 
+mod integrations;
 mod workload;
+pub use integrations::{
+    NotificationSection, NotifierConfig, NotifierKind, SecretRef, TicketKind, TicketSection,
+    TicketSourceConfig,
+};
 pub use workload::{IssuerConfig, KeySection, MappingConfig, TokenSection};
 
 /// The whole configuration file.
@@ -50,6 +55,14 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     #[serde(default)]
     pub tokens: TokenSection,
+    #[serde(default)]
+    pub ticket_sources: Vec<TicketSourceConfig>,
+    #[serde(default)]
+    pub tickets: TicketSection,
+    #[serde(default)]
+    pub notifiers: Vec<NotifierConfig>,
+    #[serde(default)]
+    pub notifications: NotificationSection,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -381,6 +394,22 @@ impl Config {
             i.dev_signing_key.as_mut().map(resolve);
         }
         self.tokens.key_dir.as_mut().map(resolve);
+        let resolve_secret = |r: &mut Option<SecretRef>| {
+            if let Some(p) = r.as_mut().and_then(|r| r.file.as_mut())
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        };
+        for t in &mut self.ticket_sources {
+            resolve_secret(&mut t.token);
+            resolve_secret(&mut t.webhook_secret);
+        }
+        for n in &mut self.notifiers {
+            resolve_secret(&mut n.webhook_url);
+            resolve_secret(&mut n.secret);
+            resolve_secret(&mut n.password);
+        }
         for t in &mut self.targets {
             if let Some(pg) = &mut t.postgres {
                 pg.password_file.as_mut().map(resolve);

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod facts;
 mod http;
+pub mod integrations;
 pub mod metrics;
 mod problem;
 mod reload;
@@ -56,6 +57,8 @@ pub struct App {
     /// Refused identity tokens per source address and minute, so that a flood of bad tokens
     /// cannot turn the audit log into a write amplifier.
     refusals: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    /// Ticket sources that accept events, by name.
+    ticket_hooks: BTreeMap<String, integrations::TicketHook>,
 }
 
 /// Why the server could not start: every problem found.
@@ -84,6 +87,8 @@ pub struct Checked {
     pub ssh: BTreeMap<TargetId, Arc<SshConnector>>,
     /// `[[identities]]`, for the directory.
     pub declared: Vec<hourglass_core::engine::Declared>,
+    /// Ticket sources and notifiers.
+    pub integrations: integrations::Integrations,
 }
 
 /// Validates a configuration completely (identities, targets, entitlements, policies) without
@@ -221,6 +226,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
     if let Err(p) = workload::issuer_specs(config) {
         problems.extend(p);
     }
+    let integrations = integrations::build(config, clock).map_err(|p| problems.extend(p));
     let policy = reload::PolicySourceDir::of(config)
         .load()
         .map_err(|e| e.problems);
@@ -236,16 +242,19 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
         .ok(),
         Err(_) => None,
     };
-    match (catalog, policy, facts) {
-        (Ok(catalog), Ok(policy), Some(facts)) if problems.is_empty() => Ok(Checked {
-            catalog,
-            policy,
-            facts,
-            connectors,
-            ssh,
-            declared,
-        }),
-        (c, p, _) => {
+    match (catalog, policy, facts, integrations) {
+        (Ok(catalog), Ok(policy), Some(facts), Ok(integrations)) if problems.is_empty() => {
+            Ok(Checked {
+                catalog,
+                policy,
+                facts,
+                connectors,
+                ssh,
+                declared,
+                integrations,
+            })
+        }
+        (c, p, _, _) => {
             problems.extend(c.err().unwrap_or_default());
             problems.extend(
                 p.err()
@@ -367,7 +376,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             rotation_overlap: config.keys.rotation_overlap,
             rotate_after: config.keys.rotate_after,
         },
+        notify: hourglass_core::notify::NotifySettings {
+            routes: checked.integrations.routes.clone(),
+            expiry_warning: config.notifications.expiry_warning,
+            overdue_after: s.overdue_after,
+            public_url: config.notifications.public_url.clone(),
+            max_attempts: config.notifications.max_attempts.max(1),
+            ..hourglass_core::notify::NotifySettings::default()
+        },
     };
+    let integrations::Integrations {
+        tickets,
+        hooks: ticket_hooks,
+        notifiers,
+        ..
+    } = checked.integrations;
+    let polls_tickets = !tickets.is_empty();
     let engine = Engine::new(
         EnginePorts {
             store: Arc::clone(&store),
@@ -378,6 +402,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             wake: Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>,
             credentials: Arc::clone(&vault) as Arc<dyn hourglass_core::engine::CredentialSink>,
             facts: Arc::clone(&facts) as Arc<dyn hourglass_core::policy::ContextFacts>,
+            tickets,
+            notifiers,
         },
         settings,
     )
@@ -401,6 +427,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         reload_lock: tokio::sync::Mutex::new(()),
         workload,
         refusals: std::sync::Mutex::default(),
+        ticket_hooks,
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -430,11 +457,26 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     ));
     let runner = tokio::spawn(workers::job_runner(
         Arc::clone(&engine),
-        wake,
+        Arc::clone(&wake),
         Arc::clone(&metrics),
         s.job_concurrency,
         stop_rx.clone(),
     ));
+    let notifier = tokio::spawn(workers::notifier(
+        Arc::clone(&engine),
+        wake,
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+    ));
+    let mut tasks = vec![server, sched, runner, notifier];
+    if polls_tickets {
+        tasks.push(tokio::spawn(workers::ticket_poller(
+            Arc::clone(&engine),
+            Arc::clone(&metrics),
+            config.tickets.poll_interval,
+            stop_rx.clone(),
+        )));
+    }
     let reconciler = tokio::spawn(workers::reconciler(
         engine,
         metrics,
@@ -447,7 +489,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         addr,
         app,
         stop: stop_tx,
-        tasks: vec![server, sched, runner, reconciler],
+        tasks: {
+            tasks.push(reconciler);
+            tasks
+        },
         store,
         _lock: lock,
     })

@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use hourglass_core::store::GrantCounts;
+use hourglass_core::{notify::NotifierStats, store::GrantCounts};
 
 /// Upper bounds of the revocation-lag histogram, in seconds.
 const LAG_BUCKETS: [f64; 12] = [
@@ -36,6 +36,10 @@ pub struct Metrics {
     http_errors: AtomicU64,
     drift: Mutex<BTreeMap<(String, &'static str), u64>>,
     reconcile_failures: AtomicU64,
+    notifications: Mutex<BTreeMap<(String, &'static str), u64>>,
+    tickets_closed_by_poll: AtomicU64,
+    ticket_poll_unavailable: AtomicU64,
+    ticket_events: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -83,12 +87,30 @@ impl Metrics {
         self.reconcile_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A notification delivery's outcome (`sent`, `retry`, `dead`, `dropped`, `lost`).
+    pub fn notification(&self, notifier: &str, outcome: &'static str) {
+        bump(&self.notifications, (notifier.to_owned(), outcome));
+    }
+
+    /// One ticket poll: tickets found closed, and tickets whose source did not answer.
+    pub fn ticket_poll(&self, closed: usize, unavailable: usize) {
+        self.tickets_closed_by_poll
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        self.ticket_poll_unavailable
+            .fetch_add(unavailable as u64, Ordering::Relaxed);
+    }
+
+    /// A ticket event received (`accepted` or `refused`).
+    pub fn ticket_event(&self, source: &str, outcome: &'static str) {
+        bump(&self.ticket_events, (source.to_owned(), outcome));
+    }
+
     pub fn http_error(&self) {
         self.http_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with the stored counts.
-    pub fn render(&self, grants: GrantCounts) -> String {
+    pub fn render(&self, grants: GrantCounts, queues: &[NotifierStats]) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -194,6 +216,68 @@ impl Metrics {
             "# HELP hourglass_reconcile_failures_total Targets the reconciler could not check.\n# TYPE hourglass_reconcile_failures_total counter\nhourglass_reconcile_failures_total {}",
             self.reconcile_failures.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_notifications_total Notification deliveries by notifier and outcome.\n# TYPE hourglass_notifications_total counter"
+        );
+        for ((n, o), v) in self
+            .notifications
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_notifications_total{{notifier=\"{n}\",outcome=\"{o}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_notifications_queued Notifications waiting or being retried, by notifier (a dead notifier's queue grows).\n# TYPE hourglass_notifications_queued gauge"
+        );
+        for q in queues {
+            let _ = writeln!(
+                out,
+                "hourglass_notifications_queued{{notifier=\"{}\"}} {}",
+                q.notifier, q.pending
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_notifications_dead Notifications given up after every retry, by notifier.\n# TYPE hourglass_notifications_dead gauge"
+        );
+        for q in queues {
+            let _ = writeln!(
+                out,
+                "hourglass_notifications_dead{{notifier=\"{}\"}} {}",
+                q.notifier, q.dead
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_ticket_events_total Ticket events received, by source and outcome.\n# TYPE hourglass_ticket_events_total counter"
+        );
+        for ((src, o), v) in self
+            .ticket_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_ticket_events_total{{source=\"{src}\",outcome=\"{o}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_ticket_poll_closed_total Tickets the poller found closed with access still bound.\n# TYPE hourglass_ticket_poll_closed_total counter\nhourglass_ticket_poll_closed_total {}",
+            self.tickets_closed_by_poll.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_ticket_poll_unavailable_total Ticket lookups by the poller that got no answer.\n# TYPE hourglass_ticket_poll_unavailable_total counter\nhourglass_ticket_poll_unavailable_total {}",
+            self.ticket_poll_unavailable.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -210,11 +294,27 @@ mod tests {
         m.retry("revoke");
         m.revocation_lag(0.2);
         m.revocation_lag(3.0);
-        let text = m.render(GrantCounts {
-            active: 2,
-            overdue: 1,
-            ..GrantCounts::default()
-        });
+        m.notification("slack", "retry");
+        m.notification("slack", "retry");
+        m.ticket_poll(3, 1);
+        let text = m.render(
+            GrantCounts {
+                active: 2,
+                overdue: 1,
+                ..GrantCounts::default()
+            },
+            &[NotifierStats {
+                notifier: "slack".into(),
+                pending: 4,
+                dead: 1,
+            }],
+        );
+        assert!(
+            text.contains("hourglass_notifications_total{notifier=\"slack\",outcome=\"retry\"} 2")
+        );
+        assert!(text.contains("hourglass_notifications_queued{notifier=\"slack\"} 4"));
+        assert!(text.contains("hourglass_notifications_dead{notifier=\"slack\"} 1"));
+        assert!(text.contains("hourglass_ticket_poll_closed_total 3"));
         assert!(text.contains("hourglass_requests_total{outcome=\"pending\"} 2"));
         assert!(text.contains("hourglass_job_retries_total{action=\"revoke\"} 1"));
         assert!(text.contains("hourglass_revocation_lag_seconds_bucket{le=\"0.25\"} 1"));

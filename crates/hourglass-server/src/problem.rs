@@ -54,6 +54,9 @@ impl IntoResponse for ApiError {
             Error::Limited { message, .. } => {
                 problem(StatusCode::TOO_MANY_REQUESTS, code, message, None)
             }
+            Error::Upstream { message, .. } => {
+                problem(StatusCode::SERVICE_UNAVAILABLE, code, message, None)
+            }
             Error::StoreConflict => problem(
                 StatusCode::CONFLICT,
                 code,

@@ -1,4 +1,5 @@
-//! The workers: the expiry scheduler, the job runner and the reconciler.
+//! The workers: the expiry scheduler, the job runner, the reconciler, the notifier and the
+//! ticket poller.
 //!
 //! Neither scans nor polls. The scheduler asks the store for the next deadline (the first entry
 //! of the `expires_at` index) and sleeps until then or until woken by a new, possibly earlier,
@@ -24,6 +25,7 @@ const EXPIRY_BATCH: u32 = 500;
 pub struct Wakeups {
     pub jobs: Notify,
     pub deadlines: Notify,
+    pub notifications: Notify,
 }
 
 impl hourglass_core::engine::Wake for Wakeups {
@@ -32,6 +34,9 @@ impl hourglass_core::engine::Wake for Wakeups {
     }
     fn deadlines_changed(&self) {
         self.deadlines.notify_one();
+    }
+    fn notifications_changed(&self) {
+        self.notifications.notify_one();
     }
 }
 
@@ -225,6 +230,108 @@ pub async fn reconciler(
                     let _ = reply.send(engine.standing(&caller).await);
                 }
             },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How many notifications are delivered at once. Each notifier has its own timeout, so a dead
+/// one holds a slot for at most that long; revocations never wait for any of them.
+const NOTIFY_CONCURRENCY: usize = 8;
+
+/// Delivers queued notifications when they are due, apart from the job runner.
+pub async fn notifier(
+    engine: Arc<Engine>,
+    wake: Arc<Wakeups>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = Arc::clone(engine.clock());
+    let permits = Arc::new(Semaphore::new(NOTIFY_CONCURRENCY));
+    loop {
+        let free = u32::try_from(permits.available_permits()).unwrap_or(0);
+        let mut next = None;
+        if free > 0 {
+            match engine.claim_notifications(free).await {
+                Ok(batch) => {
+                    for n in batch {
+                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                            return;
+                        };
+                        let (engine, wake, metrics) =
+                            (Arc::clone(&engine), Arc::clone(&wake), Arc::clone(&metrics));
+                        tokio::spawn(async move {
+                            match engine.deliver(n).await {
+                                Ok(r) => {
+                                    metrics.notification(&r.notifier, delivery_name(&r.outcome))
+                                }
+                                Err(e) => {
+                                    error!(error = %e, "notification delivery failed unexpectedly; retried when its lease runs out");
+                                }
+                            }
+                            drop(permit);
+                            wake.notifications.notify_one();
+                        });
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot claim notifications; retrying");
+                    next = retry_at(clock.as_ref());
+                }
+            }
+        }
+        if next.is_none() {
+            next = match engine.next_notification_at().await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the next notification");
+                    retry_at(clock.as_ref())
+                }
+            };
+        }
+        if free == 0 {
+            next = None;
+        }
+        if !sleep_until_or(clock.as_ref(), next, &wake.notifications, &mut stop).await {
+            return;
+        }
+    }
+}
+
+fn delivery_name(d: &hourglass_core::engine::Delivery) -> &'static str {
+    use hourglass_core::engine::Delivery;
+    match d {
+        Delivery::Sent => "sent",
+        Delivery::Retry { .. } => "retry",
+        Delivery::Dead { .. } => "dead",
+        Delivery::Dropped { .. } => "dropped",
+        Delivery::Lost => "lost",
+    }
+}
+
+/// Asks the ticket sources every `interval` about the tickets live access is bound to, and ends
+/// the access of tickets closed without a webhook saying so.
+pub async fn ticket_poller(
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    interval: GrantDuration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = Arc::clone(engine.clock());
+    loop {
+        let next = clock.now().plus(interval);
+        tokio::select! {
+            () = clock.sleep_until(next) => {
+                match engine.poll_tickets().await {
+                    Ok(poll) => {
+                        metrics.ticket_poll(poll.closed.len(), poll.unavailable);
+                        if !poll.closed.is_empty() {
+                            tracing::info!(closed = ?poll.closed, checked = poll.checked, "ticket poll ended access bound to closed tickets");
+                        }
+                    }
+                    Err(e) => error!(error = %e, "ticket poll failed"),
+                }
+            }
             _ = stop.changed() => return,
         }
     }

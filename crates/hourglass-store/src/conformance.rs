@@ -13,6 +13,7 @@ use hourglass_core::{
 use crate::SqliteStore;
 
 mod identity;
+mod outbox;
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -48,6 +49,7 @@ fn request(at: i64) -> Request {
         extends: None,
         actors: Vec::new(),
         exchange: None,
+        ticket_facts: None,
         version: 0,
     }
 }

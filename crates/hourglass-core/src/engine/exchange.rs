@@ -201,7 +201,16 @@ impl Engine {
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         let subject = &x.subject.principal;
-        let mut ctx = self.context(None, &subject.id, granted, ticket.as_deref(), now);
+        // A machine has nobody to wait for: a ticket that cannot be checked refuses the exchange.
+        let checked = self.check_ticket(subject, ticket.as_deref(), false).await?;
+        if checked.unavailable.is_some() {
+            return Err(Error::upstream(
+                "ticket.unavailable",
+                "the ticket source did not answer, so the ticket cannot be checked; try again later",
+            ));
+        }
+        let ticket_facts = checked.facts;
+        let mut ctx = self.context(None, &subject.id, granted, ticket_facts.as_ref(), now);
         ctx.source_ip.clone_from(&x.source_ip);
         ctx.token = Some(x.subject.facts.clone());
         ctx.actor = x.actor.as_ref().map(|a| a.principal.clone());
@@ -220,7 +229,7 @@ impl Engine {
         let mut actor_ids = Vec::new();
         let mut actor_policies = Vec::new();
         if let Some(a) = &x.actor {
-            let mut actx = self.context(None, &a.principal.id, granted, ticket.as_deref(), now);
+            let mut actx = self.context(None, &a.principal.id, granted, ticket_facts.as_ref(), now);
             actx.source_ip.clone_from(&x.source_ip);
             actx.token = Some(a.facts.clone());
             let d = self.decide(Action::Exchange, &a.principal, resource, &actx)?;
@@ -276,6 +285,7 @@ impl Engine {
                     token: x.subject.facts.clone(),
                     actor_token: x.actor.as_ref().map(|a| a.facts.clone()),
                 }),
+                ticket_facts: ticket_facts.clone(),
                 version: 0,
             };
             let mut commit = Commit::default();

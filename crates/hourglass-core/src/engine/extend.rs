@@ -169,6 +169,7 @@ impl Engine {
             extends: Some(grant.id.clone()),
             actors: Vec::new(),
             exchange: None,
+            ticket_facts: None,
             version: 0,
         };
         let mut commit = Commit::default();

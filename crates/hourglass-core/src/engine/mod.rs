@@ -13,6 +13,7 @@ mod hygiene;
 mod identities;
 mod jobs;
 mod keys;
+mod notify;
 mod profiles;
 mod reads;
 mod reconcile;
@@ -20,6 +21,7 @@ mod reload;
 mod requests;
 mod reviews;
 mod submit;
+mod tickets;
 
 use std::{
     collections::BTreeMap,
@@ -33,10 +35,12 @@ pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
 pub use jobs::{JobOutcome, JobReport};
 pub use keys::{IssuedKey, KeyPolicy, secret_hash};
+pub use notify::{Delivery, DeliveryReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
 pub use submit::NewRequest;
+pub use tickets::{TicketClosed, TicketPoll};
 
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,
@@ -57,6 +61,8 @@ pub trait Wake: Send + Sync {
     fn jobs_changed(&self);
     /// A new expiry or request deadline exists, possibly earlier than the one being waited on.
     fn deadlines_changed(&self);
+    /// Notifications were queued.
+    fn notifications_changed(&self) {}
 }
 
 /// Receives a credential issued for a grant, to hand it to the requester once.
@@ -115,6 +121,8 @@ pub struct EngineSettings {
     pub worker_id: String,
     /// API key lifetimes and rotation.
     pub keys: KeyPolicy,
+    /// Who hears about what, and how deliveries are retried.
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl Default for EngineSettings {
@@ -128,6 +136,7 @@ impl Default for EngineSettings {
             lease_ms: 60_000,
             worker_id: "hourglass".into(),
             keys: KeyPolicy::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -143,6 +152,10 @@ pub struct EnginePorts {
     pub credentials: Arc<dyn CredentialSink>,
     /// Local time and on-call facts for policy context.
     pub facts: Arc<dyn ContextFacts>,
+    /// Ticket systems that check references and report closures.
+    pub tickets: crate::ticket::TicketSources,
+    /// Notification destinations by name (routes name them).
+    pub notifiers: BTreeMap<String, Arc<dyn crate::notify::Notifier>>,
 }
 
 /// The use cases of Hourglass.
@@ -156,6 +169,8 @@ pub struct Engine {
     wake: Arc<dyn Wake>,
     credentials: Arc<dyn CredentialSink>,
     facts: Arc<dyn ContextFacts>,
+    tickets: crate::ticket::TicketSources,
+    notifiers: BTreeMap<String, Arc<dyn crate::notify::Notifier>>,
     settings: EngineSettings,
 }
 
@@ -182,6 +197,8 @@ impl Engine {
             wake: ports.wake,
             credentials: ports.credentials,
             facts: ports.facts,
+            tickets: ports.tickets,
+            notifiers: ports.notifiers,
             settings,
         })
     }
@@ -213,7 +230,7 @@ impl Engine {
         caller: Option<&Caller>,
         subject: &PrincipalId,
         duration: GrantDuration,
-        ticket: Option<&str>,
+        ticket: Option<&TicketFacts>,
         at: Timestamp,
     ) -> DecisionContext {
         let (hour, weekday) = self.facts.local_time(at);
@@ -224,10 +241,7 @@ impl Engine {
             mfa: caller.is_some_and(|c| c.mfa),
             break_glass: false,
             oncall: self.facts.on_call(subject, at),
-            ticket: ticket.map(|t| TicketFacts {
-                reference: t.to_owned(),
-                ..TicketFacts::default()
-            }),
+            ticket: ticket.cloned(),
             source_ip: caller.and_then(|c| c.source_ip.clone()),
             requester: None,
             token: None,
@@ -242,7 +256,7 @@ impl Engine {
             None,
             &req.requester,
             req.duration,
-            req.ticket.as_deref(),
+            ticket_facts_of(req).as_ref(),
             at,
         );
         ctx.mfa = req.mfa;
@@ -371,9 +385,27 @@ impl Engine {
         Ok(approved)
     }
 
-    async fn commit(&self, commit: Commit) -> Result<Option<u64>> {
-        self.store.commit(commit).await
+    /// Writes a unit of work, with the notifications its audit records call for.
+    async fn commit(&self, mut commit: Commit) -> Result<Option<u64>> {
+        self.route(&mut commit);
+        let queued = !commit.notifications.is_empty();
+        let seq = self.store.commit(commit).await?;
+        if queued {
+            self.wake.notifications_changed();
+        }
+        Ok(seq)
     }
+}
+
+/// What policy sees of a stored request's ticket: what its source said when the request was
+/// made, or only the reference when no source owns it.
+fn ticket_facts_of(req: &crate::request::Request) -> Option<TicketFacts> {
+    req.ticket_facts.clone().or_else(|| {
+        req.ticket.as_ref().map(|t| TicketFacts {
+            reference: t.clone(),
+            ..TicketFacts::default()
+        })
+    })
 }
 
 /// Runs `f` again after a store conflict, a bounded number of times.

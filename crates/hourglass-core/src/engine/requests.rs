@@ -87,7 +87,7 @@ impl Engine {
             Some(caller),
             &req.requester,
             req.duration,
-            req.ticket.as_deref(),
+            super::ticket_facts_of(req).as_ref(),
             now,
         );
         ctx.requester = Some(self.requester_of(req).await?);

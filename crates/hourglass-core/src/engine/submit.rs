@@ -213,11 +213,14 @@ impl Engine {
         let end = start.plus(checked.duration);
         self.admit(principal, resource, (start, end), new.break_glass, now)
             .await?;
+        let ticket = self
+            .check_ticket(principal, checked.ticket.as_deref(), new.break_glass)
+            .await?;
         let mut ctx = self.context(
             Some(caller),
             &principal.id,
             checked.duration,
-            checked.ticket.as_deref(),
+            ticket.facts.as_ref(),
             now,
         );
         ctx.break_glass = new.break_glass;
@@ -277,6 +280,7 @@ impl Engine {
             extends: None,
             actors: Vec::new(),
             exchange: None,
+            ticket_facts: ticket.facts.clone(),
             version: 0,
         };
         let mut created = AuditRecord::new(
@@ -293,6 +297,20 @@ impl Engine {
         if let Some(t) = &request.ticket {
             created = created.with("ticket", t);
         }
+        if let Some(f) = &ticket.facts {
+            for (key, value) in [
+                ("ticket_source", &f.source),
+                ("ticket_status", &f.status),
+                ("ticket_assignee", &f.assignee),
+            ] {
+                if let Some(v) = value {
+                    created = created.with(key, v);
+                }
+            }
+        }
+        if let Some(why) = &ticket.unavailable {
+            created = created.with("ticket_unchecked", why);
+        }
         if request.break_glass {
             created = created.with("break_glass", true);
         }
@@ -307,6 +325,9 @@ impl Engine {
         // Break-glass needs no approval; otherwise AutoApprove may let it through.
         let pass = if request.break_glass {
             Some((ApprovalVia::BreakGlass, eligible))
+        } else if ticket.unavailable.is_some() {
+            // The ticket could not be checked: only people may let this through.
+            None
         } else {
             let auto = self.decide(Action::AutoApprove, principal, resource, &ctx)?;
             auto.allowed.then_some((ApprovalVia::Policy, auto))

@@ -2,8 +2,10 @@
 //! engine use case and maps the result; it never calls a connector.
 
 mod admin;
+mod approve;
 mod identities;
 mod reviews;
+mod tickets;
 mod token;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -77,6 +79,14 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/reports/identities", get(identities::identity_report))
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/close", post(reviews::close_review))
+        .route("/v1/tickets/events", post(tickets::generic_event))
+        .route(
+            "/v1/tickets/sources/{name}/events",
+            post(tickets::source_event),
+        )
+        .route("/approve/page.js", get(approve::script))
+        .route("/approve/style.css", get(approve::style))
+        .route("/approve/{id}", get(approve::page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(readyz))
@@ -652,7 +662,8 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         .store()
         .grant_counts(now.plus_millis(-app.overdue_after_ms))
         .await?;
-    let mut resp = app.metrics.render(counts).into_response();
+    let queues = app.engine.store().notification_stats().await?;
+    let mut resp = app.metrics.render(counts, &queues).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -688,7 +699,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

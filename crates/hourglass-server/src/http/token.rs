@@ -72,6 +72,11 @@ fn from_engine(e: &Error) -> Response {
         Error::Conflict { message, .. } => {
             oauth_error(StatusCode::CONFLICT, "invalid_request", message.clone())
         }
+        Error::Upstream { message, .. } => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            message.clone(),
+        ),
         Error::StoreConflict | Error::Unavailable(_) => oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

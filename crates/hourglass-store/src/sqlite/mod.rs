@@ -12,12 +12,14 @@ use hourglass_core::{
     Error, Result, Timestamp,
     audit::AuditEvent,
     grant::{Grant, GrantState},
-    id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId},
     identity::{ApiKey, Identity},
     job::Job,
+    notify::{Notification, NotifierStats, Settle},
     request::{Approval, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
     store::{Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store, Usage},
+    ticket::Ticket,
 };
 use sqlx::{
     SqlSafeStr, SqlitePool,
@@ -28,6 +30,7 @@ use sqlx::{
 use crate::error::map;
 
 mod identity;
+mod outbox;
 mod rows;
 mod write;
 
@@ -71,6 +74,11 @@ fn migrator() -> Migrator {
             4,
             "identities",
             include_str!("../../migrations/sqlite/0004_identities.sql"),
+        ),
+        step(
+            5,
+            "tickets_notifications",
+            include_str!("../../migrations/sqlite/0005_tickets_notifications.sql"),
         ),
     ])
 }
@@ -181,6 +189,9 @@ impl Store for SqliteStore {
         }
         for r in &c.reviews {
             write_review(&mut tx, r).await?;
+        }
+        for n in &c.notifications {
+            outbox::write_notification(&mut tx, n).await?;
         }
         let seq = append_audit(&mut tx, &c.audit).await?;
         tx.commit().await.map_err(map)?;
@@ -491,14 +502,76 @@ impl Store for SqliteStore {
     }
 
     async fn release_all_leases(&self) -> Result<u64> {
-        let res = sqlx::query(
+        let mut released = 0;
+        for sql in [
             "UPDATE grant_jobs SET lease_owner = NULL, lease_token = NULL, lease_until = NULL, due_at = run_at
              WHERE lease_token IS NOT NULL",
+            "UPDATE notifications SET lease_owner = NULL, lease_token = NULL, lease_until = NULL, due_at = run_at
+             WHERE lease_token IS NOT NULL AND state = 'pending'",
+        ] {
+            released += sqlx::query(sql)
+                .execute(&self.writer)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        Ok(released)
+    }
+
+    async fn requests_with_ticket(&self, reference: &str, limit: u32) -> Result<Vec<Request>> {
+        outbox::requests_with_ticket(&self.reader, reference, limit).await
+    }
+
+    async fn live_tickets(&self, limit: u32) -> Result<Vec<String>> {
+        outbox::live_tickets(&self.reader, limit).await
+    }
+
+    async fn record_ticket(&self, source: &str, ticket: &Ticket, at: Timestamp) -> Result<()> {
+        outbox::record_ticket(&self.writer, source, ticket, at).await
+    }
+
+    async fn get_ticket(&self, source: &str, reference: &str) -> Result<Option<Ticket>> {
+        outbox::get_ticket(&self.reader, source, reference).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
+        outbox::claim(&self.writer, now, owner, lease_until, limit).await
+    }
+
+    async fn settle_notification(
+        &self,
+        id: &NotificationId,
+        lease_token: &str,
+        settle: &Settle,
+        at: Timestamp,
+    ) -> Result<bool> {
+        outbox::settle(&self.writer, id, lease_token, settle, at).await
+    }
+
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
+        next_at(
+            &self.reader,
+            "SELECT MIN(due_at) FROM notifications WHERE state = 'pending'",
         )
-        .execute(&self.writer)
         .await
-        .map_err(map)?;
-        Ok(res.rows_affected())
+    }
+
+    async fn notification_stats(&self) -> Result<Vec<NotifierStats>> {
+        outbox::stats(&self.reader).await
+    }
+
+    async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>> {
+        outbox::get_notification(&self.reader, id).await
+    }
+
+    async fn notifications_about(&self, subject: &str) -> Result<Vec<Notification>> {
+        outbox::notifications_about(&self.reader, subject).await
     }
 
     async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>> {

@@ -75,6 +75,12 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         },
+        ticket_facts: match get::<Option<String>>(row, "ticket_facts")? {
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| corrupt("ticket facts", &text))?)
+            }
+            None => None,
+        },
         exchange: match get::<Option<String>>(row, "exchange")? {
             Some(text) => {
                 Some(serde_json::from_str(&text).map_err(|_| corrupt("exchange facts", &text))?)

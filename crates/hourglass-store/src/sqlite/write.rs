@@ -44,15 +44,15 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         sqlx::query(
             "INSERT INTO requests (requester, access_kind, entitlement, duration_secs, reason, ticket, state, state_reason,
                created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
-               source_ip, starts_at, extends, actor, exchange, id, version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+               source_ip, starts_at, extends, actor, exchange, ticket_facts, id, version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
         )
     } else {
         sqlx::query(
             "UPDATE requests SET requester = ?, access_kind = ?, entitlement = ?, duration_secs = ?, reason = ?, ticket = ?,
                state = ?, state_reason = ?, created_at = ?, updated_at = ?, decide_by = ?, policy_hash = ?,
                grant_id = ?, public_key = ?, break_glass = ?, mfa = ?, source_ip = ?, starts_at = ?,
-               extends = ?, actor = ?, exchange = ?, version = version + 1
+               extends = ?, actor = ?, exchange = ?, ticket_facts = ?, version = version + 1
              WHERE id = ? AND version = ?",
         )
     };
@@ -78,6 +78,7 @@ pub(super) async fn write_request(tx: &mut Transaction<'_, Sqlite>, r: &Request)
         .bind(r.extends.as_ref().map(GrantId::as_str))
         .bind(actor_chain(&r.actors))
         .bind(r.exchange.as_ref().map(json).transpose()?)
+        .bind(r.ticket_facts.as_ref().map(json).transpose()?)
         .bind(r.id.as_str())
         .bind(r.version)
         .execute(&mut **tx)

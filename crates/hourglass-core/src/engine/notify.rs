@@ -1,0 +1,381 @@
+//! Notifications from commits, and their delivery.
+//!
+//! [`Engine::route`] runs on every commit: each audit record that people should hear about
+//! becomes a [`Message`], queued for each notifier whose route wants it, in the same commit (so a
+//! notification exists exactly when its event does). Two are scheduled for later and checked when
+//! their moment comes: the expiry warning (dropped if the grant ended or was extended) and the
+//! overdue revocation (dropped if the target confirmed in time).
+//!
+//! Delivery ([`Engine::deliver`]) runs in its own worker, never on a request or a revocation:
+//! a dead notifier only grows its queue. Failures are retried with backoff up to
+//! `max_attempts`, then the notification is given up (dead), counted and logged.
+
+use tracing::{error, warn};
+
+use super::Engine;
+use crate::{
+    Result, Timestamp,
+    audit::AuditRecord,
+    grant::{Grant, GrantState},
+    id::NotificationId,
+    notify::{Message, Notification, NotifyEvent, Settle},
+    request::{Request, RequestState},
+    store::Commit,
+};
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Failed; tried again later.
+    Retry {
+        attempt: u32,
+        error: String,
+    },
+    /// Failed for the last time.
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+    /// No longer true; not sent.
+    Dropped {
+        why: String,
+    },
+    /// Our lease was lost (another worker took it over).
+    Lost,
+}
+
+/// One delivery, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub id: NotificationId,
+    pub notifier: String,
+    pub event: NotifyEvent,
+    pub outcome: Delivery,
+}
+
+fn detail<'a>(ev: &'a AuditRecord, key: &str) -> Option<&'a str> {
+    ev.details
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn base(event: NotifyEvent, title: String, at: Timestamp) -> Message {
+    Message {
+        event,
+        severity: event.severity(),
+        title,
+        at,
+        request_id: None,
+        grant_id: None,
+        principal: None,
+        access: None,
+        reason: None,
+        ticket: None,
+        expires_at: None,
+        link: None,
+        details: Vec::new(),
+    }
+}
+
+fn about_request(mut m: Message, r: &Request) -> Message {
+    m.request_id = Some(r.id.to_string());
+    m.principal = Some(r.requester.to_string());
+    m.access = Some(r.access.to_string());
+    m.reason = Some(r.reason.clone());
+    m.ticket.clone_from(&r.ticket);
+    m
+}
+
+fn about_grant(mut m: Message, g: &Grant) -> Message {
+    m.grant_id = Some(g.id.to_string());
+    m.request_id = Some(g.request_id.to_string());
+    m.principal = Some(g.principal.to_string());
+    m.access = Some(g.entitlement.to_string());
+    m.expires_at = Some(g.expires_at);
+    m
+}
+
+impl Engine {
+    /// The messages that the audit records of `commit` call for, with when each is due and
+    /// its de-duplication key.
+    fn messages_of(&self, commit: &Commit) -> Vec<(Message, Timestamp, String)> {
+        let s = &self.settings.notify;
+        let request = |id: &str| commit.requests.iter().rev().find(|r| r.id.as_str() == id);
+        let grant = |id: &str| commit.grants.iter().rev().find(|g| g.id.as_str() == id);
+        let mut out = Vec::new();
+        for ev in &commit.audit {
+            let at = ev.at;
+            let sub = ev.subject.as_str();
+            match ev.action.as_str() {
+                "request.created" => {
+                    if let Some(r) = request(sub).filter(|r| r.state == RequestState::Pending) {
+                        let title = format!(
+                            "{} asks for {} for {}: approval needed",
+                            r.requester, r.access, r.duration
+                        );
+                        let mut m = about_request(base(NotifyEvent::RequestPending, title, at), r);
+                        m.link = s
+                            .public_url
+                            .as_deref()
+                            .map(|u| format!("{}/approve/{}", u.trim_end_matches('/'), r.id));
+                        m.expires_at = Some(r.decide_by);
+                        out.push((m, at, format!("request.pending:{sub}")));
+                    }
+                }
+                "request.approved" => {
+                    if let Some(r) = request(sub) {
+                        let title = format!(
+                            "{}'s request for {} was approved by {}",
+                            r.requester, r.access, ev.actor
+                        );
+                        let m = about_request(base(NotifyEvent::RequestApproved, title, at), r);
+                        out.push((m, at, format!("request.approved:{sub}")));
+                    }
+                }
+                "request.denied" => {
+                    if let Some(r) = request(sub) {
+                        let title = format!(
+                            "{}'s request for {} was denied by {}",
+                            r.requester, r.access, ev.actor
+                        );
+                        let mut m = about_request(base(NotifyEvent::RequestDenied, title, at), r);
+                        m.details
+                            .push(("why".into(), r.state_reason.clone().unwrap_or_default()));
+                        out.push((m, at, format!("request.denied:{sub}")));
+                    }
+                }
+                "grant.activated" => {
+                    if let Some(g) = grant(sub) {
+                        let title = format!(
+                            "{} now holds {} until {}",
+                            g.principal, g.entitlement, g.expires_at
+                        );
+                        let m = about_grant(base(NotifyEvent::GrantActive, title, at), g);
+                        out.push((m, at, format!("grant.active:{sub}")));
+                        out.extend(self.expiry_warning(g));
+                    }
+                }
+                "grant.extended" => {
+                    if let Some(g) = grant(sub) {
+                        out.extend(self.expiry_warning(g));
+                    }
+                }
+                "grant.expired" | "grant.revoke_requested" => {
+                    if let Some(g) = grant(sub) {
+                        let due = g.revoke_due_at.unwrap_or(at);
+                        let title = format!(
+                            "the revocation of {} ({} for {}) is overdue: the target has not confirmed it",
+                            g.id, g.entitlement, g.principal
+                        );
+                        let m = about_grant(base(NotifyEvent::RevocationOverdue, title, at), g);
+                        out.push((
+                            m,
+                            due.plus(s.overdue_after),
+                            format!("revocation.overdue:{sub}"),
+                        ));
+                    }
+                }
+                "grant.revoked" => {
+                    if let Some(g) = grant(sub) {
+                        let why = g.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                        let title = format!(
+                            "{}'s access to {} is revoked ({why})",
+                            g.principal, g.entitlement
+                        );
+                        let mut m = about_grant(base(NotifyEvent::GrantRevoked, title, at), g);
+                        m.reason = Some(why);
+                        out.push((m, at, format!("grant.revoked:{sub}")));
+                    }
+                }
+                "break_glass.activated" => {
+                    if let Some(r) = request(sub) {
+                        let title = format!(
+                            "BREAK-GLASS: {} took {} for {} without approval; a review is open",
+                            r.requester, r.access, r.duration
+                        );
+                        let mut m = about_request(base(NotifyEvent::BreakGlass, title, at), r);
+                        m.grant_id = detail(ev, "grant").map(str::to_owned);
+                        if let Some(review) = detail(ev, "review") {
+                            m.details.push(("review".into(), review.to_owned()));
+                        }
+                        out.push((m, at, format!("break_glass:{sub}")));
+                    }
+                }
+                "reconcile.drift" => {
+                    let kind = detail(ev, "kind").unwrap_or("drift");
+                    let target = detail(ev, "target").unwrap_or("?");
+                    let name = detail(ev, "name").unwrap_or("?");
+                    let title = format!("drift in {target}: {kind} access {name} ({sub})");
+                    let mut m = base(NotifyEvent::Drift, title, at);
+                    m.grant_id = Some(sub.to_owned());
+                    m.details.clone_from(&ev.details);
+                    out.push((m, at, format!("drift:{target}:{name}:{kind}")));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The warning before `g` ends, if its moment is still ahead.
+    fn expiry_warning(&self, g: &Grant) -> Option<(Message, Timestamp, String)> {
+        let lead = self.settings.notify.expiry_warning;
+        let when = g.expires_at.plus_millis(-lead.as_millis());
+        let started = g.activated_at.unwrap_or(g.starts_at);
+        if lead.as_millis() == 0 || when <= started {
+            return None;
+        }
+        let title = format!(
+            "{}'s access to {} ends at {} (in {lead})",
+            g.principal, g.entitlement, g.expires_at
+        );
+        let m = about_grant(base(NotifyEvent::GrantExpiring, title, started), g);
+        Some((
+            m,
+            when,
+            format!("grant.expiring:{}:{}", g.id, g.expires_at.unix_millis()),
+        ))
+    }
+
+    /// Adds to `commit` the notifications its audit records call for. A failure to build one
+    /// (no id) is logged and skipped: notification never blocks a state change.
+    pub(super) fn route(&self, commit: &mut Commit) {
+        let routes = &self.settings.notify.routes;
+        if routes.is_empty() || commit.audit.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        for (message, run_at, key) in self.messages_of(commit) {
+            for route in routes
+                .iter()
+                .filter(|r| r.wants(message.event, message.access.as_deref()))
+            {
+                let id = match NotificationId::generate(now) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        error!(error = %e, "notification skipped: no id");
+                        continue;
+                    }
+                };
+                commit.notifications.push(Notification {
+                    id,
+                    notifier: route.notifier.clone(),
+                    dedup_key: key.clone(),
+                    message: message.clone(),
+                    run_at,
+                    attempts: 0,
+                    last_error: None,
+                    created_at: now,
+                    lease: None,
+                });
+            }
+        }
+    }
+
+    /// Leases up to `limit` due notifications for this worker.
+    pub async fn claim_notifications(&self, limit: u32) -> Result<Vec<Notification>> {
+        let now = self.clock.now();
+        self.store
+            .claim_notifications(
+                now,
+                &self.settings.worker_id,
+                now.plus_millis(self.settings.lease_ms),
+                limit,
+            )
+            .await
+    }
+
+    /// When the next notification becomes due.
+    pub async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
+        self.store.next_notification_at().await
+    }
+
+    /// Why a scheduled notification should no longer be sent, if so.
+    async fn stale(&self, n: &Notification) -> Result<Option<String>> {
+        let m = &n.message;
+        let Some(gid) = m.grant_id.as_deref() else {
+            return Ok(None);
+        };
+        let grant = match m.event {
+            NotifyEvent::GrantExpiring | NotifyEvent::RevocationOverdue => {
+                match self.load_grant(gid).await {
+                    Ok(g) => g,
+                    Err(_) => return Ok(Some(format!("grant {gid} is gone"))),
+                }
+            }
+            _ => return Ok(None),
+        };
+        Ok(match m.event {
+            NotifyEvent::GrantExpiring if grant.state != GrantState::Active => {
+                Some(format!("grant {gid} is {}", grant.state.as_str()))
+            }
+            NotifyEvent::GrantExpiring if Some(grant.expires_at) != m.expires_at => {
+                Some(format!("grant {gid} now ends at {}", grant.expires_at))
+            }
+            NotifyEvent::RevocationOverdue if grant.state != GrantState::Revoking => {
+                Some(format!("grant {gid} is {}", grant.state.as_str()))
+            }
+            _ => None,
+        })
+    }
+
+    /// Delivers one claimed notification and records the outcome under our lease.
+    pub async fn deliver(&self, n: Notification) -> Result<DeliveryReport> {
+        let s = &self.settings.notify;
+        let token = n
+            .lease
+            .as_ref()
+            .map(|l| l.token.clone())
+            .unwrap_or_default();
+        let settle = match self.stale(&n).await? {
+            Some(why) => Settle::Dropped { why },
+            None => match self.notifiers.get(&n.notifier) {
+                None => Settle::Dead {
+                    error: format!("notifier {} is no longer configured", n.notifier),
+                },
+                Some(notifier) => match notifier.send(n.id.as_str(), &n.message).await {
+                    Ok(()) => Settle::Sent,
+                    Err(e) if n.attempts + 1 >= s.max_attempts => Settle::Dead { error: e },
+                    Err(e) => Settle::Retry {
+                        run_at: self.clock.now().plus_millis(
+                            i64::try_from(s.backoff.delay_ms_random(n.attempts + 1))
+                                .unwrap_or(i64::MAX),
+                        ),
+                        error: e,
+                    },
+                },
+            },
+        };
+        let kept = self
+            .store
+            .settle_notification(&n.id, &token, &settle, self.clock.now())
+            .await?;
+        let outcome = match settle {
+            _ if !kept => Delivery::Lost,
+            Settle::Sent => Delivery::Sent,
+            Settle::Retry { error, .. } => {
+                warn!(notifier = %n.notifier, event = n.message.event.as_str(), attempt = n.attempts + 1, %error, "notification failed; will retry");
+                Delivery::Retry {
+                    attempt: n.attempts + 1,
+                    error,
+                }
+            }
+            Settle::Dead { error } => {
+                error!(notifier = %n.notifier, event = n.message.event.as_str(), attempts = n.attempts + 1, %error, "notification given up");
+                Delivery::Dead {
+                    attempts: n.attempts + 1,
+                    error,
+                }
+            }
+            Settle::Dropped { why } => Delivery::Dropped { why },
+        };
+        Ok(DeliveryReport {
+            id: n.id,
+            notifier: n.notifier,
+            event: n.message.event,
+            outcome,
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Configuration of the systems around access: ticket sources (`[[ticket_sources]]`, with
+//! `[tickets]` for the poller) and notifiers (`[[notifiers]]`, with `[notifications]`).
+//! Secrets (API tokens, webhook secrets, Slack URLs, SMTP passwords) are named by file or
+//! environment variable, never written in the file.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use hourglass_core::{GrantDuration, ticket::OnUnavailable};
+use serde::Deserialize;
+
+/// What a ticket source speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    Jira,
+    Servicenow,
+    /// No lookup API: the system reports tickets to `POST /v1/tickets/events`.
+    Webhook,
+}
+
+/// A secret read from a file or an environment variable.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+/// A ticket system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketSourceConfig {
+    /// A short name for logs and the audit (`jira`).
+    pub name: String,
+    pub kind: TicketKind,
+    /// The references this source owns, a regular expression matched whole (`HD-\d+`).
+    pub pattern: String,
+    /// The system's base URL (`https://example.atlassian.net`); jira and servicenow only.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Basic authentication user (Jira Cloud: the account's email); with `token`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The API token or password (with `user`), or a bearer token (without).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// The secret that signs its webhook events (required for `webhook`; without it, a
+    /// jira or servicenow source accepts no events and relies on the poller).
+    #[serde(default)]
+    pub webhook_secret: Option<SecretRef>,
+    /// The ticket must be assigned to the requester or one of their groups.
+    #[serde(default)]
+    pub require_assignee: bool,
+    /// When the system does not answer: `deny` the request, or let it go on to human
+    /// `approval` (never automatic approval).
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+    /// The system's user ids (Jira `accountId` or email, ServiceNow `user_name`) → principals.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// The system's group names → Hourglass groups (ServiceNow assignment groups).
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
+    /// ServiceNow: the table (default `incident`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// ServiceNow: the `state` values that mean closed (default 6, 7, 8).
+    #[serde(default)]
+    pub closed_states: Option<Vec<String>>,
+    #[serde(default = "default_ticket_timeout")]
+    pub timeout: GrantDuration,
+    /// Allow a private or loopback `url` (refused by default).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_ticket_timeout() -> GrantDuration {
+    GrantDuration::from_secs(5)
+}
+
+/// The ticket poller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketSection {
+    /// How often tickets with live access bound to them are checked for closure.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: GrantDuration,
+}
+
+impl Default for TicketSection {
+    fn default() -> Self {
+        TicketSection {
+            poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+fn default_poll_interval() -> GrantDuration {
+    GrantDuration::from_secs(120)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    Slack,
+    Webhook,
+    Email,
+}
+
+/// A notification destination and what it hears about.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    pub name: String,
+    pub kind: NotifierKind,
+    /// Events routed here (`request.pending`, `break_glass`…); default all.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// Only events about these entitlements or profiles (`prod/*` matches a prefix).
+    #[serde(default)]
+    pub access: Vec<String>,
+    /// Slack: the incoming webhook URL, a secret (file or env).
+    #[serde(default)]
+    pub webhook_url: Option<SecretRef>,
+    /// Webhook: where to post.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Webhook: the signing secret (at least 32 bytes).
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
+    /// Email: the SMTP server.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: hourglass_integrations::SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Recipients; `{principal}@example.com` mails the person the event is about.
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: GrantDuration,
+    /// Allow a private or loopback destination (refused by default).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_notify_timeout() -> GrantDuration {
+    GrantDuration::from_secs(10)
+}
+
+/// Notification settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSection {
+    /// The server's address as people reach it, for approval links
+    /// (`https://hourglass.example.com`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long before its end a grant's holder is warned.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning: GrantDuration,
+    /// Deliveries tried before a notification is given up.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for NotificationSection {
+    fn default() -> Self {
+        NotificationSection {
+            public_url: None,
+            expiry_warning: default_expiry_warning(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_expiry_warning() -> GrantDuration {
+    GrantDuration::from_secs(600)
+}
+fn default_max_attempts() -> u32 {
+    8
+}

@@ -1,0 +1,173 @@
+//! Ticket events: a ticket system tells Hourglass that a ticket changed. Events are
+//! authenticated by the source's webhook secret (no API token), checked before anything is read
+//! from the body, and a closure ends the access bound to the ticket in one audited commit.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use hourglass_api::{Problem, TicketEventView};
+use hourglass_connectors::webhook;
+use hourglass_core::ticket::Ticket;
+use hourglass_integrations::inbound::{self, Refused, Signed};
+use serde_json::Value;
+use tracing::warn;
+
+use super::{ApiResult, Shared};
+use crate::{config::TicketKind, integrations::TicketHook, problem::problem};
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn refused(app: &Shared, source: &str, e: &Refused) -> Response {
+    warn!(source, reason = %e, "ticket event refused");
+    app.metrics.ticket_event(source, "refused");
+    match e {
+        Refused::BadPayload(_) => problem(
+            StatusCode::BAD_REQUEST,
+            "ticket_event.invalid",
+            e.to_string(),
+            Some("body"),
+        ),
+        _ => problem(
+            StatusCode::UNAUTHORIZED,
+            "ticket_event.unauthenticated",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+fn verify(
+    app: &Shared,
+    hook: &TicketHook,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Refused> {
+    use secrecy::ExposeSecret;
+    let signed = Signed {
+        timestamp: header(headers, webhook::TIMESTAMP_HEADER),
+        signature: header(headers, webhook::SIGNATURE_HEADER),
+        hub_signature: header(headers, inbound::HUB_SIGNATURE_HEADER),
+    };
+    let now = app.engine.clock().now().unix_millis() / 1000;
+    inbound::verify(hook.secret.expose_secret(), signed, body, now)
+}
+
+fn parse(body: &[u8]) -> Result<Value, Refused> {
+    serde_json::from_slice(body).map_err(|e| Refused::BadPayload(format!("not JSON: {e}")))
+}
+
+/// Records what the event says, and ends bound access if the ticket closed.
+async fn apply(app: &Shared, source: &str, hook: &TicketHook, t: Ticket) -> ApiResult<Response> {
+    if !hook.pattern.is_match(&t.reference) {
+        app.metrics.ticket_event(source, "refused");
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "ticket_event.foreign_reference",
+            format!("{} is not a reference of {source}", t.reference),
+            Some("ref"),
+        ));
+    }
+    let engine = &app.engine;
+    if hook.kind == TicketKind::Webhook {
+        engine
+            .store()
+            .record_ticket(source, &t, engine.clock().now())
+            .await?;
+    }
+    let ended = if t.open {
+        hourglass_core::engine::TicketClosed::default()
+    } else {
+        engine
+            .ticket_closed(
+                source,
+                &t.reference,
+                &t.status,
+                &format!("{source} webhook"),
+            )
+            .await?
+    };
+    app.metrics.ticket_event(source, "accepted");
+    Ok(Json(TicketEventView {
+        source: source.to_owned(),
+        reference: t.reference,
+        open: t.open,
+        status: t.status,
+        revoked: ended.revoked.iter().map(ToString::to_string).collect(),
+        cancelled: ended.cancelled.iter().map(ToString::to_string).collect(),
+    })
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/tickets/events", security(()), request_body(content = String, description = "`{\"ref\": \"OPS-1\", \"status\": \"closed\", \"assignee\": \"alice\"}` (optionally `open`, `group`, `priority`), signed with `Hourglass-Timestamp` and `Hourglass-Signature: v1=<hex HMAC-SHA256(secret, \"<ts>.<body>\")>` by the secret of the source that owns `ref`", content_type = "application/json"), responses((status = 200, description = "Accepted; a closed ticket's access is ended", body = TicketEventView), (status = 400, description = "Not understood, or no source owns the reference; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Unsigned, or the signature does not verify; nothing changed", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn generic_event(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    // The signature is checked first, by the secret of a source that accepts generic events and
+    // whose pattern owns the reference.
+    let value = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return Ok(refused(&app, "-", &e)),
+    };
+    let reference = value.get("ref").and_then(Value::as_str).unwrap_or_default();
+    let Some((name, hook)) = app
+        .ticket_hooks
+        .iter()
+        .find(|(_, h)| h.kind == TicketKind::Webhook && h.pattern.is_match(reference))
+    else {
+        app.metrics.ticket_event("-", "refused");
+        return Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "ticket_event.no_source",
+            format!("no webhook ticket source owns {reference:?}"),
+            Some("ref"),
+        ));
+    };
+    if let Err(e) = verify(&app, hook, &headers, &body) {
+        return Ok(refused(&app, name, &e));
+    }
+    match inbound::generic_event(&value) {
+        Ok(t) => apply(&app, name, hook, t).await,
+        Err(e) => Ok(refused(&app, name, &e)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/tickets/sources/{name}/events", security(()), params(("name" = String, Path, description = "The ticket source")), request_body(content = String, description = "The source's native payload: a Jira webhook (`jira:issue_updated`, `jira:issue_deleted`, signed with `X-Hub-Signature: sha256=…`), a ServiceNow record posted by a business rule, or a generic event, signed with the source's webhook secret", content_type = "application/json"), responses((status = 200, description = "Accepted; a closed ticket's access is ended", body = TicketEventView), (status = 400, description = "Not understood; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Unsigned, or the signature does not verify; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No source of that name accepts events", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn source_event(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let Some(hook) = app.ticket_hooks.get(&name) else {
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "ticket_event.unknown_source",
+            format!("no ticket source {name:?} accepts events (is webhook_secret set?)"),
+            None,
+        ));
+    };
+    if let Err(e) = verify(&app, hook, &headers, &body) {
+        return Ok(refused(&app, &name, &e));
+    }
+    let value = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return Ok(refused(&app, &name, &e)),
+    };
+    let ticket = match (hook.kind, hook.http.as_deref()) {
+        (TicketKind::Jira, Some(src)) => inbound::jira_event(src, &value),
+        (TicketKind::Servicenow, Some(src)) => inbound::servicenow_event(src, &value),
+        _ => inbound::generic_event(&value),
+    };
+    match ticket {
+        Ok(t) => apply(&app, &name, hook, t).await,
+        Err(e) => Ok(refused(&app, &name, &e)),
+    }
+}
