@@ -45,6 +45,13 @@ pub struct Signed<'a> {
     pub hub_signature: Option<&'a str>,
 }
 
+/// `sha256=<hex HMAC-SHA256(secret, body)>`, as Jira Cloud signs a webhook (for senders and
+/// tests).
+pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()))
+}
+
 /// Checks an event's signature with `secret`.
 pub fn verify(secret: &[u8], s: Signed<'_>, body: &[u8], now_secs: i64) -> Result<(), Refused> {
     if s.signature.is_some() {
@@ -161,8 +168,7 @@ mod tests {
             Err(Refused::BadSignature(_))
         ));
         assert!(verify(b"another secret another secret!!", ok, body, 1_010).is_err());
-        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let hub = format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()));
+        let hub = hub_signature(secret, body);
         let jira = Signed {
             hub_signature: Some(&hub),
             ..Signed::default()

@@ -76,7 +76,7 @@ impl std::fmt::Debug for HttpTicketSource {
 }
 
 /// A string field, or the `value` of a ServiceNow `{value, display_value}` object.
-fn text<'a>(v: &'a Value, display: bool) -> Option<&'a str> {
+fn text(v: &Value, display: bool) -> Option<&str> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s),
         Value::Object(o) => o

@@ -80,6 +80,10 @@ pub(crate) fn principal_entity(p: &Principal) -> Result<Entity> {
         "kind".to_owned(),
         RestrictedExpression::new_string(p.kind.as_str().to_owned()),
     );
+    attrs.insert(
+        "name".to_owned(),
+        RestrictedExpression::new_string(p.id.as_str().to_owned()),
+    );
     if let Some(owner) = &p.owner {
         attrs.insert(
             "owner".to_owned(),

@@ -8,10 +8,13 @@ mod binary;
 mod cli;
 #[cfg(feature = "test-clock")]
 mod crash;
+mod fakes;
 mod identities;
 mod invariants;
 mod lifecycle;
+mod notifications;
 mod policy;
 mod secrets;
 mod targets;
+mod tickets;
 mod workload;

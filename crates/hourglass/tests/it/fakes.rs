@@ -1,0 +1,340 @@
+//! Local stand-ins for systems that cannot run here, speaking their real protocols: a ticket
+//! desk with the Jira REST API v3 and the ServiceNow Table API (payload shapes from their public
+//! documentation), an HTTP receiver that records what notifiers post, and an SMTP listener that
+//! records mail.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpListener,
+};
+
+#[derive(Default)]
+struct Desk {
+    jira: BTreeMap<String, Value>,
+    incidents: BTreeMap<String, Value>,
+    down: bool,
+    lookups: u32,
+}
+
+/// Jira and ServiceNow on one local port.
+pub struct TicketDesk {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<Desk>>,
+}
+
+/// The credentials the desk accepts (Jira Cloud: email and API token, as basic auth).
+pub const DESK_USER: &str = "hourglass@example.com";
+pub const DESK_TOKEN: &str = "desk-api-token-0001";
+
+fn authorized(h: &HeaderMap) -> bool {
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{DESK_USER}:{DESK_TOKEN}"))
+    );
+    h.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+}
+
+async fn jira_issue(
+    State(s): State<Arc<Mutex<Desk>>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut d = s.lock().unwrap();
+    d.lookups += 1;
+    if d.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !authorized(&headers) {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    }
+    match d.jira.get(&key) {
+        Some(issue) => Json(issue.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorMessages": ["Issue does not exist or you do not have permission to see it."], "errors": {}})),
+        )
+            .into_response(),
+    }
+}
+
+async fn snow_table(
+    State(s): State<Arc<Mutex<Desk>>>,
+    Path(table): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut d = s.lock().unwrap();
+    d.lookups += 1;
+    if d.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if !authorized(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"})),
+        )
+            .into_response();
+    }
+    assert_eq!(table, "incident");
+    assert_eq!(
+        q.get("sysparm_display_value").map(String::as_str),
+        Some("all")
+    );
+    let number = q
+        .get("sysparm_query")
+        .and_then(|s| s.strip_prefix("number="))
+        .unwrap_or_default();
+    let rows: Vec<Value> = d.incidents.get(number).cloned().into_iter().collect();
+    Json(json!({ "result": rows })).into_response()
+}
+
+impl TicketDesk {
+    pub async fn start() -> TicketDesk {
+        let state = Arc::new(Mutex::new(Desk::default()));
+        let app = Router::new()
+            .route("/rest/api/3/issue/{key}", get(jira_issue))
+            .route("/api/now/table/{table}", get(snow_table))
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TicketDesk { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A Jira issue as `GET /rest/api/3/issue/{key}` returns it.
+    pub fn jira(key: &str, status: &str, category: &str, account: Option<&str>) -> Value {
+        json!({
+            "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
+            "id": "10002",
+            "self": format!("https://example.atlassian.net/rest/api/3/issue/{key}"),
+            "key": key,
+            "fields": {
+                "status": {
+                    "self": "https://example.atlassian.net/rest/api/3/status/3",
+                    "name": status,
+                    "id": "3",
+                    "statusCategory": {"id": 4, "key": category, "colorName": "yellow", "name": status}
+                },
+                "assignee": account.map(|a| json!({
+                    "accountId": a,
+                    "displayName": a,
+                    "active": true,
+                    "accountType": "atlassian"
+                })),
+                "priority": {"name": "High", "id": "2"}
+            }
+        })
+    }
+
+    pub fn put_jira(&self, issue: Value) {
+        let key = issue["key"].as_str().unwrap().to_owned();
+        self.state.lock().unwrap().jira.insert(key, issue);
+    }
+
+    /// An incident as the Table API returns it with `sysparm_display_value=all`.
+    pub fn incident(number: &str, state: (&str, &str), user: Option<&str>, group: &str) -> Value {
+        json!({
+            "number": {"display_value": number, "value": number},
+            "state": {"display_value": state.1, "value": state.0},
+            "priority": {"display_value": "3 - Moderate", "value": "3"},
+            "assigned_to.user_name": user.map_or(json!({"display_value": "", "value": ""}), |u| json!({"display_value": u, "value": u})),
+            "assignment_group.name": {"display_value": group, "value": group}
+        })
+    }
+
+    pub fn put_incident(&self, row: Value) {
+        let n = row["number"]["value"].as_str().unwrap().to_owned();
+        self.state.lock().unwrap().incidents.insert(n, row);
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    pub fn lookups(&self) -> u32 {
+        self.state.lock().unwrap().lookups
+    }
+}
+
+/// A Jira `jira:issue_updated` webhook body for a status change.
+pub fn jira_webhook(issue: &Value, from: &str) -> Value {
+    json!({
+        "timestamp": 1_800_000_000_000_i64,
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "user": {"accountId": "acc-agent", "displayName": "Service Desk Agent"},
+        "issue": issue,
+        "changelog": {"id": "10100", "items": [{
+            "field": "status", "fieldtype": "jira",
+            "from": "3", "fromString": from,
+            "to": "10001", "toString": issue["fields"]["status"]["name"]
+        }]}
+    })
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Inbox {
+    got: Vec<Received>,
+    status: Option<StatusCode>,
+}
+
+/// Records every POST; answers 200, or the status it is told to fail with.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<Inbox>>,
+}
+
+async fn receive(
+    State(s): State<Arc<Mutex<Inbox>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut inbox = s.lock().unwrap();
+    inbox.got.push(Received {
+        path,
+        headers,
+        body: body.to_vec(),
+    });
+    inbox.status.unwrap_or(StatusCode::OK).into_response()
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(Inbox::default()));
+        let app = Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    pub fn fail_with(&self, status: Option<StatusCode>) {
+        self.state.lock().unwrap().status = status;
+    }
+
+    pub fn got(&self) -> Vec<Received> {
+        self.state.lock().unwrap().got.clone()
+    }
+}
+
+/// One mail an SMTP client handed over.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal SMTP server (RFC 5321: EHLO, MAIL, RCPT, DATA, QUIT) that keeps every mail.
+pub struct SmtpListener {
+    pub addr: SocketAddr,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+async fn smtp_session(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let _ = w.write_all(b"220 localhost ESMTP test\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            b"250-localhost\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().trim_matches(['<', '>']).to_owned();
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+            b"250 OK\r\n"
+        } else if upper == "DATA" {
+            let _ = w.write_all(b"354 end with .\r\n").await;
+            let mut data = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l == "." {
+                    break;
+                }
+                data.push_str(&l);
+                data.push('\n');
+            }
+            mails.lock().unwrap().push(Mail {
+                from: std::mem::take(&mut from),
+                to: std::mem::take(&mut to),
+                data,
+            });
+            b"250 OK queued\r\n"
+        } else if upper == "QUIT" {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            return;
+        } else if upper == "RSET" || upper == "NOOP" {
+            b"250 OK\r\n"
+        } else {
+            b"502 not implemented\r\n"
+        };
+        if w.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl SmtpListener {
+    pub async fn start() -> SmtpListener {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let m = Arc::clone(&mails);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(smtp_session(stream, Arc::clone(&m)));
+            }
+        });
+        SmtpListener { addr, mails }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
