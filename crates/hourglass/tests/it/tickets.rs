@@ -206,7 +206,8 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
         assert!(details.contains(&(k.into(), v.into())), "{details:?}");
     }
     let gid = r.grant_id.clone().unwrap();
-    assert!(eventually(|| async { s.access().contains(&gid) }).await);
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    assert!(s.access().contains(&gid));
 
     // A forged closure changes nothing.
     let mut done = in_progress.clone();
