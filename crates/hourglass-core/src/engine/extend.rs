@@ -97,10 +97,9 @@ impl Engine {
                 "only the holder of a grant may ask to extend it",
             ));
         }
-        if self
-            .store
-            .get_request(&grant.request_id)
-            .await?
+        let original = self.store.get_request(&grant.request_id).await?;
+        if original
+            .as_ref()
             .is_some_and(|r| matches!(r.access, AccessId::Profile(_)))
         {
             return Err(Error::conflict(
@@ -137,7 +136,18 @@ impl Engine {
         let total = GrantDuration::from_secs(
             u64::try_from(new_end.millis_since(grant.starts_at) / 1000).unwrap_or(0),
         );
-        let mut ctx = self.context(Some(caller), &principal.id, total, None, now);
+        // A ticket-bound grant is extended only while its ticket is still open.
+        let bound_to = original.and_then(|r| r.ticket);
+        let ticket = self
+            .check_ticket(principal, bound_to.as_deref(), grant.break_glass)
+            .await?;
+        let mut ctx = self.context(
+            Some(caller),
+            &principal.id,
+            total,
+            ticket.facts.as_ref(),
+            now,
+        );
         ctx.break_glass = grant.break_glass;
         let eligible = self.decide(Action::Extend, principal, Resource::Entitlement(ent), &ctx)?;
         if !eligible.allowed {
@@ -152,7 +162,7 @@ impl Engine {
             access: AccessId::Entitlement(ent.id.clone()),
             duration: by,
             reason,
-            ticket: None,
+            ticket: bound_to,
             state: RequestState::Pending,
             state_reason: None,
             created_at: now,
@@ -169,32 +179,39 @@ impl Engine {
             extends: Some(grant.id.clone()),
             actors: Vec::new(),
             exchange: None,
-            ticket_facts: None,
+            ticket_facts: ticket.facts.clone(),
             version: 0,
         };
-        let mut commit = Commit::default();
-        commit.audit.push(
-            AuditRecord::new(
-                now,
-                principal.id.as_str(),
-                "request.created",
-                request.id.as_str(),
-            )
-            .with("extends", &grant.id)
-            .with("entitlement", &ent.id)
-            .with("by", by)
-            .with("new_expires_at", new_end)
-            .with("reason", &request.reason)
-            .with("eligible_by", eligible.policy_ids.join(","))
-            .with("policy_hash", &eligible.policy_hash),
-        );
+        let mut created = AuditRecord::new(
+            now,
+            principal.id.as_str(),
+            "request.created",
+            request.id.as_str(),
+        )
+        .with("extends", &grant.id)
+        .with("entitlement", &ent.id)
+        .with("by", by)
+        .with("new_expires_at", new_end)
+        .with("reason", &request.reason)
+        .with("eligible_by", eligible.policy_ids.join(","))
+        .with("policy_hash", &eligible.policy_hash);
+        if let Some(t) = &request.ticket {
+            created = created.with("ticket", t);
+        }
+        if let Some(why) = &ticket.unavailable {
+            created = created.with("ticket_unchecked", why);
+        }
+        let mut commit = Commit {
+            audit: vec![created],
+            ..Commit::default()
+        };
         let auto = self.decide(
             Action::AutoApprove,
             principal,
             Resource::Entitlement(ent),
             &ctx,
         )?;
-        let result = if auto.allowed {
+        let result = if auto.allowed && ticket.unavailable.is_none() {
             let approved = Self::approve_without_human(
                 &request,
                 "policy",

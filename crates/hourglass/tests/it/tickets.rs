@@ -209,9 +209,21 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
     assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
     assert!(s.access().contains(&gid));
 
-    // A forged closure changes nothing.
     let mut done = in_progress.clone();
     done["fields"]["status"] = json!({"name": "Done", "statusCategory": {"key": "done"}});
+    // An extension is bound to the same ticket, checked again: open now, closed later.
+    let ext = alice.extend(&gid, "10m", "not finished").await.unwrap();
+    assert_eq!(ext.ticket.as_deref(), Some("HD-3"));
+    assert_eq!(
+        ext.state, "fulfilled",
+        "the helpdesk policy read the ticket again"
+    );
+    desk.put_jira(done.clone());
+    let p = problem(alice.extend(&gid, "10m", "more").await.unwrap_err());
+    assert_eq!(p.code, "ticket.closed");
+    desk.put_jira(in_progress.clone());
+
+    // A forged closure changes nothing.
     let event = jira_webhook(&done, "In Progress");
     let before = audit_len(&s).await;
     let (status, body) = jira_event(&s, &event, "not-the-secret-not-the-secret-0000").await;
