@@ -332,6 +332,23 @@ impl Client {
             .as_u16())
     }
     /// Sends a raw body to a path (for tests of malformed input).
+    /// Posts a signed ticket event (`POST /v1/tickets/events`); the body is sent exactly as
+    /// signed.
+    pub async fn ticket_event(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Result<hourglass_api::TicketEventView, ClientError> {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/tickets/events", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.send(req).await
+    }
     pub async fn post_raw(&self, path: &str, body: &str) -> Result<serde_json::Value, ClientError> {
         self.send(
             self.http

@@ -57,6 +57,63 @@ map = [
 ]
 "#;
 
+/// The demo's ticket source: a webhook source whose events `hourglass dev ticket-event` signs.
+const DEMO_TICKETS: &str = r#"
+# Ticket-bound access (docs/tickets.md). DEMO: a ticket system that reports by signed webhook;
+# `hourglass dev ticket-event --ref DESK-1 --status "In Progress" --assignee alice` plays it.
+[[ticket_sources]]
+name = "desk"
+kind = "webhook"
+pattern = 'DESK-\d+'
+webhook_secret = { file = "desk-webhook.secret" }
+require_assignee = true
+"#;
+
+/// Commented ticket source and notifier examples (both layouts).
+const INTEGRATION_EXAMPLES: &str = r#"
+# --- examples: ticket systems and notifications (docs/tickets.md, docs/notifications.md) ---
+# [[ticket_sources]]
+# name = "jira"
+# kind = "jira"                      # or "servicenow", or "webhook"
+# pattern = 'HD-\d+'
+# url = "https://example.atlassian.net"
+# user = "hourglass@example.com"
+# token = { file = "jira.token" }    # an API token; or { env = "JIRA_TOKEN" }
+# webhook_secret = { file = "jira-webhook.secret" }   # Jira's webhook secret (X-Hub-Signature)
+# require_assignee = true
+# on_unavailable = "deny"            # or "approval": a person decides, never policy alone
+# users = { "5b10ac8d82e05b22cc7d4ef5" = "alice" }
+#
+# [tickets]
+# poll_interval = "2m"
+#
+# [notifications]
+# public_url = "https://hourglass.example.com"   # approval links
+# expiry_warning = "10m"
+#
+# [[notifiers]]
+# name = "approvers"
+# kind = "slack"
+# webhook_url = { file = "slack-webhook.url" }
+# events = ["request.pending"]
+#
+# [[notifiers]]
+# name = "security"
+# kind = "slack"
+# webhook_url = { env = "SLACK_SECURITY_WEBHOOK" }
+# events = ["break_glass", "revocation.overdue", "drift"]
+#
+# [[notifiers]]
+# name = "requesters"
+# kind = "email"
+# host = "smtp.example.com"
+# username = "hourglass"
+# password = { file = "smtp.password" }
+# from = "Hourglass <hourglass@example.com>"
+# to = ["{principal}@example.com"]
+# events = ["request.approved", "request.denied", "grant.expiring", "grant.revoked"]
+"#;
+
 /// What `init` writes instead: a commented GitHub Actions example.
 const ISSUER_EXAMPLE: &str = r#"
 # Workload identity (docs/workloads.md): trust GitHub Actions' OIDC tokens for one repository.
@@ -109,6 +166,13 @@ pub fn write_layout(dir: &Path, listen: SocketAddr, demo: bool) -> io::Result<Wr
     // The demo's identity provider: a local key that `hourglass dev mint-token` signs with.
     let issuer = if demo {
         hourglass_tokens::DevIssuer::create(&dir.join("demo-issuer"))?;
+        let secret = dir.join("desk-webhook.secret");
+        if !secret.exists() {
+            let hex = hourglass_core::id::random_hex::<32>()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            fs::write(&secret, hex)?;
+            fs::set_permissions(&secret, fs::Permissions::from_mode(0o600))?;
+        }
         DEMO_ISSUER
     } else {
         ISSUER_EXAMPLE
@@ -177,7 +241,7 @@ risk = "medium"
 default_duration = "5m"
 max_duration = "15m"
 params = {{ audience = "deploy-api", scope = "deploy" }}
-{issuer}
+{issuer}{tickets}{integration_examples}
 # --- examples: real targets (docs/connectors.md). Uncomment a block to use it. ---
 ##
 ## PostgreSQL. Uncommenting this block points the demo at the local PostgreSQL: each grant of
@@ -231,6 +295,8 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "8h"
 # --- end of examples ---
 "#,
+        tickets = if demo { DEMO_TICKETS } else { "" },
+        integration_examples = INTEGRATION_EXAMPLES,
         demo_note = if demo {
             " (DEMO: sample identities and tokens; not for production)"
         } else {

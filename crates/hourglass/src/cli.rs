@@ -486,7 +486,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             crate::identity_cmd::key(&client(&cli)?, cli.output == Output::Json, command.clone())
                 .await
         }
-        Command::Dev { command } => crate::identity_cmd::mint_token(command.clone()),
+        Command::Dev { command } => match command {
+            crate::identity_cmd::DevCommand::TicketEvent { .. } => {
+                crate::identity_cmd::ticket_event(&cli.server, command.clone()).await
+            }
+            _ => crate::identity_cmd::mint_token(command.clone()),
+        },
         Command::Exchange {
             subject_token,
             actor_token,

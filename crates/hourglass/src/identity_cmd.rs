@@ -74,6 +74,22 @@ pub enum DevCommand {
         #[arg(long, default_value = "5m")]
         ttl: String,
     },
+    /// Send a ticket event as a ticket system would, signed with the webhook secret of the
+    /// `webhook` ticket source that owns the reference (to try ticket binding, or to check a
+    /// source's configuration).
+    TicketEvent {
+        #[arg(long, env = "HOURGLASS_CONFIG", default_value = "hourglass.toml")]
+        config: PathBuf,
+        /// The ticket reference (`DESK-1`).
+        #[arg(long = "ref")]
+        reference: String,
+        /// Its status: `open`, `in progress`, `closed`, `resolved`…
+        #[arg(long)]
+        status: String,
+        /// Who it is assigned to (a principal name).
+        #[arg(long)]
+        assignee: Option<String>,
+    },
 }
 
 fn json(v: &impl serde::Serialize) -> Result<ExitCode> {
@@ -255,7 +271,10 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
         sub,
         claims,
         ttl,
-    } = cmd;
+    } = cmd
+    else {
+        bail!("not a mint-token command");
+    };
     let cfg = crate::cli::load_config(&config)?;
     let Some(iss) = cfg.issuers.iter().find(|i| match &issuer {
         Some(name) => &i.name == name,
@@ -332,6 +351,64 @@ pub async fn exchange(
     eprintln!(
         "{} for {}s, grant {} ({})",
         t.scope, t.expires_in, t.grant_id, t.issued_token_type
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hourglass dev ticket-event`: signs an event with the owning webhook source's secret and
+/// posts it, as the ticket system would.
+pub async fn ticket_event(server: &str, cmd: DevCommand) -> Result<ExitCode> {
+    let DevCommand::TicketEvent {
+        config,
+        reference,
+        status,
+        assignee,
+    } = cmd
+    else {
+        bail!("not a ticket-event command");
+    };
+    let cfg = crate::cli::load_config(&config)?;
+    let checked = hourglass_server::integrations::build(
+        &cfg,
+        &(std::sync::Arc::new(hourglass_server::clock::SystemClock)
+            as std::sync::Arc<dyn hourglass_core::Clock>),
+    )
+    .map_err(|p| anyhow::anyhow!("{}", p.join("\n")))?;
+    let Some((name, hook)) = checked.hooks.iter().find(|(_, h)| {
+        h.kind == hourglass_server::config::TicketKind::Webhook && h.pattern.is_match(&reference)
+    }) else {
+        bail!(
+            "no webhook ticket source in {} owns {reference:?}",
+            config.display()
+        );
+    };
+    let mut body = serde_json::json!({"ref": reference, "status": status});
+    if let Some(a) = assignee {
+        body["assignee"] = serde_json::Value::String(a);
+    }
+    let bytes = serde_json::to_vec(&body)?;
+    let ts = hourglass_server::clock::SystemClock.now().unix_millis() / 1000;
+    let sig = {
+        use secrecy::ExposeSecret;
+        hourglass_connectors::webhook::sign(hook.secret.expose_secret(), ts, &bytes)
+    };
+    let client = Client::new(server, None)?;
+    let out = client
+        .ticket_event(
+            bytes,
+            &[
+                (hourglass_connectors::webhook::TIMESTAMP_HEADER, ts.to_string()),
+                (hourglass_connectors::webhook::SIGNATURE_HEADER, sig),
+            ],
+        )
+        .await?;
+    println!(
+        "{name}: {} is {} ({}); revoked [{}], cancelled [{}]",
+        out.reference,
+        if out.open { "open" } else { "closed" },
+        out.status,
+        out.revoked.join(", "),
+        out.cancelled.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }

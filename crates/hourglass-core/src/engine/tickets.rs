@@ -119,7 +119,7 @@ impl Engine {
                     return Err(Error::upstream(
                         "ticket.unavailable",
                         format!(
-                            "the ticket source {name} did not answer about {reference}, so the request cannot be checked; try again later"
+                            "the ticket source {name} gave no answer about {reference} ({e}), so the request cannot be checked; try again later"
                         ),
                     ));
                 }

@@ -18,19 +18,6 @@ use crate::{
 
 pub(crate) const HOOK_SECRET: &str = "jira-webhook-secret-0123456789abcdef";
 
-/// Auto-approval for helpdesk work: the ticket is in progress and assigned to the requester.
-const HELPDESK_POLICY: &str = r#"
-@id("helpdesk-ticket-in-progress")
-permit (
-  principal in Hourglass::Group::"requesters",
-  action == Hourglass::Action::"AutoApprove",
-  resource == Hourglass::Entitlement::"demo/ops-admin"
-)
-when {
-  context has ticket && context.ticket has status && context.ticket.status == "In Progress" &&
-  context.ticket has assignee && context.ticket.assignee == principal.name
-};
-"#;
 
 fn ask(ent: &str, ticket: &str) -> CreateRequest {
     CreateRequest {
@@ -44,11 +31,12 @@ fn ask(ent: &str, ticket: &str) -> CreateRequest {
     }
 }
 
-/// Writes the desk's API token and the webhook secret beside the config.
+/// Writes the desk's API token and the webhook secret beside the config. (The demo policy
+/// `helpdesk-ticket-in-progress` approves ops-admin for an in-progress ticket assigned to the
+/// requester.)
 fn secrets(dir: &Path) {
     std::fs::write(dir.join("desk.token"), format!("{DESK_TOKEN}\n")).unwrap();
     std::fs::write(dir.join("hook.secret"), HOOK_SECRET).unwrap();
-    std::fs::write(dir.join("policies/helpdesk.cedar"), HELPDESK_POLICY).unwrap();
 }
 
 async fn server(desk: &TicketDesk, sources: &str) -> TestServer {
