@@ -397,7 +397,10 @@ pub async fn ticket_event(server: &str, cmd: DevCommand) -> Result<ExitCode> {
         .ticket_event(
             bytes,
             &[
-                (hourglass_connectors::webhook::TIMESTAMP_HEADER, ts.to_string()),
+                (
+                    hourglass_connectors::webhook::TIMESTAMP_HEADER,
+                    ts.to_string(),
+                ),
                 (hourglass_connectors::webhook::SIGNATURE_HEADER, sig),
             ],
         )

@@ -18,7 +18,6 @@ use crate::{
 
 pub(crate) const HOOK_SECRET: &str = "jira-webhook-secret-0123456789abcdef";
 
-
 fn ask(ent: &str, ticket: &str) -> CreateRequest {
     CreateRequest {
         entitlement: ent.into(),
