@@ -98,6 +98,11 @@ async fn jira_event(s: &TestServer, body: &Value, secret: &str) -> (u16, Value) 
     .await
 }
 
+/// The problem a request for `ent` bound to `ticket` is refused with.
+async fn refused(c: &hourglass_client::Client, ent: &str, ticket: &str) -> hourglass_api::Problem {
+    problem(c.create_request(&ask(ent, ticket)).await.unwrap_err())
+}
+
 async fn audit_actions(s: &TestServer, action: &str) -> Vec<hourglass_core::audit::AuditEvent> {
     s.store()
         .unwrap()
@@ -127,28 +132,13 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
     let before = audit_len(&s).await;
 
     // Refused before anything is written: closed, assigned elsewhere, unknown.
-    let p = problem(
-        alice
-            .create_request(&ask("demo/ops-admin", "HD-1"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/ops-admin", "HD-1").await;
     assert_eq!((p.status, p.code.as_str()), (400, "ticket.closed"));
     assert!(p.detail.contains("Done"), "{}", p.detail);
-    let p = problem(
-        alice
-            .create_request(&ask("demo/ops-admin", "HD-2"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/ops-admin", "HD-2").await;
     assert_eq!((p.status, p.code.as_str()), (403, "ticket.not_assigned"));
     assert!(p.detail.contains("acc-bob"), "{}", p.detail);
-    let p = problem(
-        alice
-            .create_request(&ask("demo/ops-admin", "HD-404"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/ops-admin", "HD-404").await;
     assert_eq!((p.status, p.code.as_str()), (400, "ticket.not_found"));
     assert_eq!(audit_len(&s).await, before, "refusals write nothing");
 
@@ -356,12 +346,7 @@ allow_private = true
     let before = audit_len(&s).await;
 
     // Jira is configured to deny: a clear 503, nothing written.
-    let p = problem(
-        alice
-            .create_request(&ask("demo/ops-admin", "HD-7"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/ops-admin", "HD-7").await;
     assert_eq!((p.status, p.code.as_str()), (503, "ticket.unavailable"));
     assert!(p.detail.contains("jira"), "{}", p.detail);
     assert_eq!(audit_len(&s).await, before);
@@ -419,12 +404,7 @@ webhook_secret = { file = "hook.secret" }
     };
 
     // Nothing reported yet: the source cannot vouch for the ticket (default: deny).
-    let p = problem(
-        alice
-            .create_request(&ask("demo/read-logs", "OPS-1"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/read-logs", "OPS-1").await;
     assert_eq!(p.code, "ticket.unavailable");
 
     let open = json!({"ref": "OPS-1", "status": "In Progress", "assignee": "alice"});
@@ -458,11 +438,6 @@ webhook_secret = { file = "hook.secret" }
     assert_eq!(body["revoked"], json!([gid]));
     assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
     // Closed now: a new request on it is refused.
-    let p = problem(
-        alice
-            .create_request(&ask("demo/read-logs", "OPS-1"))
-            .await
-            .unwrap_err(),
-    );
+    let p = refused(&alice, "demo/read-logs", "OPS-1").await;
     assert_eq!(p.code, "ticket.closed");
 }
