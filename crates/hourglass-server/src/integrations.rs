@@ -277,6 +277,13 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
             problems.push(format!("{file}: {key}.name: {:?} is used twice", c.name));
             continue;
         }
+        if c.timeout >= config.server.job_lease {
+            problems.push(format!(
+                "{file}: {key}.timeout: {} must be shorter than server.job_lease ({}), or a slow delivery could be taken over and sent twice",
+                c.timeout, config.server.job_lease
+            ));
+            continue;
+        }
         match notifier(c, clock).and_then(|n| Ok((n, route(c)?))) {
             Ok((n, r)) => {
                 out.notifiers.insert(c.name.clone(), n);
@@ -296,5 +303,138 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
         Ok(out)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hourglass_core::Timestamp;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_unix_millis(0)
+        }
+        fn sleep_until(&self, _: Timestamp) -> hourglass_core::clock::Sleep<'_> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn build_from(text: &str) -> Result<Integrations, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hook.secret"),
+            "0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("short.secret"), "too short").unwrap();
+        std::fs::write(
+            dir.path().join("slack.url"),
+            "https://hooks.slack.com/services/T/B/X\n",
+        )
+        .unwrap();
+        let path = dir.path().join("hourglass.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path, Vec::new()).unwrap();
+        build(&config, &(Arc::new(Fixed) as Arc<dyn Clock>))
+    }
+
+    #[test]
+    fn a_valid_configuration_builds_sources_hooks_notifiers_and_routes() {
+        let built = build_from(
+            r#"
+[[ticket_sources]]
+name = "desk"
+kind = "webhook"
+pattern = 'DESK-\d+'
+webhook_secret = { file = "hook.secret" }
+
+[[ticket_sources]]
+name = "jira"
+kind = "jira"
+pattern = 'HD-\d+'
+url = "https://example.atlassian.net"
+
+[[notifiers]]
+name = "approvers"
+kind = "slack"
+webhook_url = { file = "slack.url" }
+events = ["request.pending"]
+access = ["prod/*"]
+"#,
+        )
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(
+            built
+                .tickets
+                .find("DESK-1")
+                .is_some_and(|b| b.reported_only)
+        );
+        assert!(built.tickets.find("HD-1").is_some_and(|b| !b.reported_only));
+        assert!(built.tickets.find("XX-1").is_none());
+        // Jira has no webhook secret: it accepts no events and relies on the poller.
+        assert_eq!(built.hooks.keys().collect::<Vec<_>>(), ["desk"]);
+        assert_eq!(built.routes[0].events, [NotifyEvent::RequestPending]);
+        assert!(built.notifiers.contains_key("approvers"));
+    }
+
+    #[test]
+    fn every_mistake_is_named_with_its_key() {
+        let problems = build_from(
+            r#"
+[server]
+job_lease = "1m"
+
+[[ticket_sources]]
+name = "desk"
+kind = "webhook"
+pattern = 'DESK-\d+'
+
+[[ticket_sources]]
+name = "bad"
+kind = "jira"
+pattern = '('
+url = "https://example.atlassian.net"
+
+[[ticket_sources]]
+name = "short"
+kind = "webhook"
+pattern = 'S-\d+'
+webhook_secret = { file = "short.secret" }
+
+[[notifiers]]
+name = "x"
+kind = "slack"
+webhook_url = { file = "slack.url" }
+events = ["grant.gone"]
+
+[[notifiers]]
+name = "slow"
+kind = "webhook"
+url = "https://siem.example.com/h"
+secret = { file = "hook.secret" }
+timeout = "2m"
+
+[[notifiers]]
+name = "mail"
+kind = "email"
+host = "smtp.example.com"
+from = "hourglass@example.com"
+"#,
+        )
+        .err()
+        .unwrap();
+        let all = problems.join("\n");
+        for expected in [
+            "ticket_sources[0] (desk): webhook_secret: required",
+            "ticket_sources[1] (bad): pattern",
+            "ticket_sources[2] (short): webhook_secret: the signing secret must be at least 32 bytes",
+            "notifiers[0] (x): events: unknown event \"grant.gone\"",
+            "notifiers[1].timeout",
+            "notifiers[2] (mail): to: give at least one address",
+        ] {
+            assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+        }
     }
 }

@@ -79,11 +79,6 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/reports/identities", get(identities::identity_report))
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/close", post(reviews::close_review))
-        .route("/v1/tickets/events", post(tickets::generic_event))
-        .route(
-            "/v1/tickets/sources/{name}/events",
-            post(tickets::source_event),
-        )
         .route("/approve/page.js", get(approve::script))
         .route("/approve/style.css", get(approve::style))
         .route("/approve/{id}", get(approve::page))
@@ -99,13 +94,23 @@ pub fn router(app: Shared) -> Router {
                 None,
             )
         });
-    api.layer(middleware::from_fn_with_state(Arc::clone(&app), request_id))
+    // Ticket systems post whole issues (Jira's include every field and the changelog): a larger
+    // limit for their events only.
+    let ticket_events = Router::new()
+        .route("/v1/tickets/events", post(tickets::generic_event))
+        .route(
+            "/v1/tickets/sources/{name}/events",
+            post(tickets::source_event),
+        )
+        .layer(RequestBodyLimitLayer::new(1024 * 1024));
+    api.layer(RequestBodyLimitLayer::new(64 * 1024))
+        .merge(ticket_events)
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), request_id))
         .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(app)
 }
 

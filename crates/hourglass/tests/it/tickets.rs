@@ -195,11 +195,19 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
         ext.state, "fulfilled",
         "the helpdesk policy read the ticket again"
     );
+    let grant_id = hourglass_core::id::GrantId::parse(&gid).unwrap();
+    let store = s.store().unwrap();
+    assert!(
+        eventually(|| async { store.get_job(&grant_id).await.unwrap().is_none() }).await,
+        "the extension reached the target"
+    );
     desk.put_jira(done.clone());
     let p = problem(alice.extend(&gid, "10m", "more").await.unwrap_err());
     assert_eq!(p.code, "ticket.closed");
     desk.put_jira(in_progress.clone());
 
+    // Jira posts the whole issue: a long description must not make the event too large.
+    done["fields"]["description"] = json!("the printer queue again. ".repeat(8_000));
     // A forged closure changes nothing.
     let event = jira_webhook(&done, "In Progress");
     let before = audit_len(&s).await;
