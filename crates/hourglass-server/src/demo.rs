@@ -100,7 +100,7 @@ const INTEGRATION_EXAMPLES: &str = r#"
 # [[notifiers]]
 # name = "security"
 # kind = "slack"
-# webhook_url = { env = "SLACK_SECURITY_WEBHOOK" }
+# webhook_url = { file = "slack-security.url" }   # or { env = "SLACK_SECURITY_WEBHOOK" }
 # events = ["break_glass", "revocation.overdue", "drift"]
 #
 # [[notifiers]]
@@ -348,6 +348,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = write_layout(dir.path(), "127.0.0.1:0".parse().unwrap(), false).unwrap();
         std::fs::write(dir.path().join("webhook.secret"), "s".repeat(40)).unwrap();
+        for (file, text) in [
+            ("jira.token", "jira-api-token"),
+            ("jira-webhook.secret", &"j".repeat(40)),
+            (
+                "slack-webhook.url",
+                "https://hooks.slack.com/services/T0/B0/x",
+            ),
+            (
+                "slack-security.url",
+                "https://hooks.slack.com/services/T0/B1/y",
+            ),
+            ("smtp.password", "smtp-password"),
+        ] {
+            std::fs::write(dir.path().join(file), text).unwrap();
+        }
         let text = std::fs::read_to_string(&w.config).unwrap();
         let mut inside = false;
         let mut out = String::new();
@@ -372,6 +387,10 @@ mod tests {
         let checked = crate::check(&config, &clock).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh", "tokens"]);
+        let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
+        assert_eq!(notifiers, ["approvers", "requesters", "security"]);
+        assert!(checked.integrations.tickets.find("HD-1").is_some());
+        assert!(checked.integrations.hooks.contains_key("jira"));
 
         // Each connector checks its entitlements' parameters at start, naming the key.
         let bad = out.replace(r#"principals = ["deploy"]"#, "principals = []");
