@@ -320,6 +320,81 @@ allow_private = true
 }
 
 #[tokio::test]
+async fn a_servicenow_business_rule_reports_a_closure() {
+    let desk = TicketDesk::start().await;
+    let open = TicketDesk::incident(
+        "INC0020002",
+        ("2", "In Progress"),
+        Some("alice"),
+        "Service Desk",
+    );
+    desk.put_incident(open);
+    let sources = format!(
+        r#"
+[[ticket_sources]]
+name = "servicenow"
+kind = "servicenow"
+pattern = 'INC\d{{7}}'
+url = "{{URL}}"
+user = "{DESK_USER}"
+token = {{ file = "desk.token" }}
+webhook_secret = {{ file = "hook.secret" }}
+allow_private = true
+"#
+    );
+    let s = server(&desk, &sources).await;
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("demo/read-logs", "INC0020002"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.clone().unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+
+    // The business rule posts the record as the Table API shapes it, signed with the
+    // Hourglass scheme (ServiceNow has no signed webhooks of its own).
+    let record = json!({"result": TicketDesk::incident(
+        "INC0020002",
+        ("6", "Resolved"),
+        Some("alice"),
+        "Service Desk",
+    )});
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let ts = s.clock.now().unix_millis() / 1000;
+    let sig = webhook::sign(HOOK_SECRET.as_bytes(), ts, &bytes);
+    let (status, body) = post_event(
+        &s,
+        "/v1/tickets/sources/servicenow/events",
+        &record,
+        &[
+            (webhook::TIMESTAMP_HEADER, ts.to_string()),
+            (webhook::SIGNATURE_HEADER, sig.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "Resolved");
+    assert_eq!(body["revoked"], json!([gid]));
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    // The same signature ten minutes later is a replay: refused.
+    s.clock.advance_ms(600_000);
+    let (status, _) = post_event(
+        &s,
+        "/v1/tickets/sources/servicenow/events",
+        &record,
+        &[
+            (webhook::TIMESTAMP_HEADER, ts.to_string()),
+            (webhook::SIGNATURE_HEADER, sig),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A source that does not exist, or takes no events, is a 404.
+    let (status, _) = post_event(&s, "/v1/tickets/sources/nope/events", &record, &[]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
 async fn a_ticket_system_that_does_not_answer_denies_or_asks_a_human_as_configured() {
     let desk = TicketDesk::start().await;
     desk.put_jira(TicketDesk::jira(
