@@ -150,6 +150,39 @@ impl Engine {
         })
     }
 
+    /// What a ticket source reported (a webhook event): remembered for a source with no lookup
+    /// API, and, when the ticket is closed, everything bound to it ends.
+    pub async fn ticket_reported(
+        &self,
+        source: &str,
+        ticket: &Ticket,
+        via: &str,
+    ) -> Result<TicketClosed> {
+        let Some(bound) = self.tickets.named(source) else {
+            return Err(Error::not_found(
+                "ticket_event.unknown_source",
+                format!("no ticket source {source:?}"),
+            ));
+        };
+        if !bound.source.matches(&ticket.reference) {
+            return Err(Error::invalid(
+                "ticket_event.foreign_reference",
+                "ref",
+                format!("{} is not a reference of {source}", ticket.reference),
+            ));
+        }
+        if bound.reported_only {
+            self.store
+                .record_ticket(source, ticket, self.clock.now())
+                .await?;
+        }
+        if ticket.open {
+            return Ok(TicketClosed::default());
+        }
+        self.ticket_closed(source, &ticket.reference, &ticket.status, via)
+            .await
+    }
+
     /// Ends everything bound to a closed ticket, in one commit with a `ticket.closed` record
     /// that names the closure: pending and approved requests are cancelled, live grants (and
     /// their profile siblings) move to revocation. Closing a ticket that nothing is bound to

@@ -62,37 +62,21 @@ fn parse(body: &[u8]) -> Result<Value, Refused> {
     serde_json::from_slice(body).map_err(|e| Refused::BadPayload(format!("not JSON: {e}")))
 }
 
-/// Records what the event says, and ends bound access if the ticket closed.
-async fn apply(app: &Shared, source: &str, hook: &TicketHook, t: Ticket) -> ApiResult<Response> {
-    if !hook.pattern.is_match(&t.reference) {
-        app.metrics.ticket_event(source, "refused");
-        return Ok(problem(
-            StatusCode::BAD_REQUEST,
-            "ticket_event.foreign_reference",
-            format!("{} is not a reference of {source}", t.reference),
-            Some("ref"),
-        ));
-    }
-    let engine = &app.engine;
-    if hook.kind == TicketKind::Webhook {
-        engine
-            .store()
-            .record_ticket(source, &t, engine.clock().now())
-            .await?;
-    }
-    let ended = if t.open {
-        hourglass_core::engine::TicketClosed::default()
-    } else {
-        engine
-            .ticket_closed(
-                source,
-                &t.reference,
-                &t.status,
-                &format!("{source} webhook"),
-            )
-            .await?
-    };
-    app.metrics.ticket_event(source, "accepted");
+/// Hands the event to the engine, which records it and ends bound access if the ticket closed.
+async fn apply(app: &Shared, source: &str, t: Ticket) -> ApiResult<Response> {
+    let outcome = app
+        .engine
+        .ticket_reported(source, &t, &format!("{source} webhook"))
+        .await;
+    app.metrics.ticket_event(
+        source,
+        if outcome.is_ok() {
+            "accepted"
+        } else {
+            "refused"
+        },
+    );
+    let ended = outcome?;
     Ok(Json(TicketEventView {
         source: source.to_owned(),
         reference: t.reference,
@@ -134,7 +118,7 @@ pub(super) async fn generic_event(
         return Ok(refused(&app, name, &e));
     }
     match inbound::generic_event(&value) {
-        Ok(t) => apply(&app, name, hook, t).await,
+        Ok(t) => apply(&app, name, t).await,
         Err(e) => Ok(refused(&app, name, &e)),
     }
 }
@@ -167,7 +151,7 @@ pub(super) async fn source_event(
         _ => inbound::generic_event(&value),
     };
     match ticket {
-        Ok(t) => apply(&app, &name, hook, t).await,
+        Ok(t) => apply(&app, &name, t).await,
         Err(e) => Ok(refused(&app, &name, &e)),
     }
 }
