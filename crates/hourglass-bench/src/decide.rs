@@ -14,6 +14,46 @@ use crate::{
     stats::{Report, Samples, now},
 };
 
+/// Each client (one per token) runs `per_client` cycles: an auto-approved request of
+/// `hook/read`, timed until its grant is active, then revoked. All samples, and the seconds
+/// the whole run took.
+pub async fn cycles(
+    scenario: &str,
+    server: &Server,
+    tokens: &[String],
+    per_client: usize,
+) -> Result<(Samples, f64)> {
+    let mut tasks = Vec::new();
+    for token in tokens {
+        let client = server.client(token)?;
+        tasks.push(async move {
+            let mut samples = Samples::default();
+            for _ in 0..per_client {
+                let t = now();
+                let r = client
+                    .create_request(&CreateRequest {
+                        entitlement: "hook/read".into(),
+                        duration: Some("15m".into()),
+                        reason: "bench".into(),
+                        ..CreateRequest::default()
+                    })
+                    .await?;
+                let gid = r.grant_id.context("not auto-approved")?;
+                loop {
+                    if client.get_grant(&gid).await?.state == "active" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                samples.push(t.elapsed());
+                client.revoke(&gid, None).await?;
+            }
+            anyhow::Ok(samples)
+        });
+    }
+    concurrently(scenario, tasks, per_client).await
+}
+
 /// Write transactions per measured cycle.
 const TX_PER_CYCLE: f64 = 6.0;
 
@@ -25,35 +65,7 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
     let (config, tokens) = write_config(dir.path(), hook, max, "")?;
     let server = Server::start(&config).await?;
     for &clients in concurrency {
-        let mut tasks = Vec::new();
-        for token in tokens.iter().take(clients) {
-            let client = server.client(token)?;
-            tasks.push(async move {
-                let mut samples = Samples::default();
-                for _ in 0..per_client {
-                    let t = now();
-                    let r = client
-                        .create_request(&CreateRequest {
-                            entitlement: "hook/read".into(),
-                            duration: Some("15m".into()),
-                            reason: "bench".into(),
-                            ..CreateRequest::default()
-                        })
-                        .await?;
-                    let gid = r.grant_id.context("not auto-approved")?;
-                    loop {
-                        if client.get_grant(&gid).await?.state == "active" {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                    }
-                    samples.push(t.elapsed());
-                    client.revoke(&gid, None).await?;
-                }
-                anyhow::Ok(samples)
-            });
-        }
-        let (all, secs) = concurrently("decide", tasks, per_client).await?;
+        let (all, secs) = cycles("decide", &server, &tokens[..clients], per_client).await?;
         let rps = all.len() as f64 / secs;
         let bound = raw / TX_PER_CYCLE;
         Report::new("decide")

@@ -7,6 +7,7 @@ mod decide;
 mod exchange;
 mod expiry;
 mod harness;
+mod notify;
 mod policy;
 mod startup;
 mod stats;
@@ -30,6 +31,8 @@ enum Scenario {
     /// A workload token exchanged for a signed access token over HTTP, 1 and 8 clients, next
     /// to its raw parts (verification, Cedar, signature, commit).
     Exchange,
+    /// The decide cycle with and without a notifier routed every event, side by side.
+    Notify,
     /// Every scenario above.
     All,
 }
@@ -115,6 +118,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Decide) {
         decide::run(&[1, 8, 64], pick(3, 40)).await?;
+    }
+    if want(Scenario::Notify) {
+        notify::run(8, pick(3, 60)).await?;
     }
     Ok(())
 }
