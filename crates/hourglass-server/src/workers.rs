@@ -1,10 +1,12 @@
 //! The workers: the expiry scheduler, the job runner, the reconciler, the notifier and the
 //! ticket poller.
 //!
-//! Neither scans nor polls. The scheduler asks the store for the next deadline (the first entry
-//! of the `expires_at` index) and sleeps until then or until woken by a new, possibly earlier,
-//! deadline. The job runner does the same with the next due job, and runs claimed jobs
-//! concurrently up to a limit. On a store error both back off for a second and try again.
+//! None scans. The scheduler asks the store for the next deadline (the first entry of the
+//! `expires_at` index) and sleeps until then or until woken by a new, possibly earlier,
+//! deadline. The job runner and the notifier are one leased-queue loop (`run_queue`) over their
+//! own tables: they claim what is due, run it concurrently up to a limit, and sleep until the
+//! next is due or new work is signalled. On a store error they back off for a second and try
+//! again. The reconciler and the ticket poller run on intervals of the engine clock.
 
 use std::sync::Arc;
 
@@ -88,65 +90,118 @@ pub async fn scheduler(engine: Arc<Engine>, wake: Arc<Wakeups>, mut stop: watch:
     }
 }
 
+/// A queue of leased work: what to claim, when the next item is due, and how to run one.
+trait LeasedQueue: Send + Sync + 'static {
+    type Item: Send + 'static;
+    /// For log lines.
+    const WHAT: &'static str;
+    fn claim(
+        &self,
+        limit: u32,
+    ) -> impl std::future::Future<Output = hourglass_core::Result<Vec<Self::Item>>> + Send;
+    fn next_at(
+        &self,
+    ) -> impl std::future::Future<Output = hourglass_core::Result<Option<Timestamp>>> + Send;
+    /// Runs one item; its outcome is recorded by the queue (metrics, logs).
+    fn run(&self, item: Self::Item) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Claims due items and runs them, at most `concurrency` at once; sleeps until the next is due
+/// or `wake` says there is new work (a finishing item wakes it too, to claim into its slot).
+async fn run_queue<Q: LeasedQueue>(
+    queue: Arc<Q>,
+    clock: Arc<dyn Clock>,
+    (wake, bell): (Arc<Wakeups>, fn(&Wakeups) -> &Notify),
+    concurrency: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    loop {
+        let free = u32::try_from(permits.available_permits()).unwrap_or(0);
+        let mut next = None;
+        if free > 0 {
+            match queue.claim(free).await {
+                Ok(items) => {
+                    for item in items {
+                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                            return;
+                        };
+                        let (queue, wake) = (Arc::clone(&queue), Arc::clone(&wake));
+                        tokio::spawn(async move {
+                            queue.run(item).await;
+                            drop(permit);
+                            bell(&wake).notify_one();
+                        });
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot claim {}; retrying", Q::WHAT);
+                    next = retry_at(clock.as_ref());
+                }
+            }
+        }
+        if next.is_none() {
+            next = match queue.next_at().await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "cannot read when the next of the {} is due", Q::WHAT);
+                    retry_at(clock.as_ref())
+                }
+            };
+        }
+        // With every slot busy, a finishing item wakes us.
+        if free == 0 {
+            next = None;
+        }
+        if !sleep_until_or(clock.as_ref(), next, bell(&wake), &mut stop).await {
+            return;
+        }
+    }
+}
+
+struct Jobs {
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+}
+
+impl LeasedQueue for Jobs {
+    type Item = hourglass_core::job::Job;
+    const WHAT: &'static str = "jobs";
+    async fn claim(&self, limit: u32) -> hourglass_core::Result<Vec<Self::Item>> {
+        self.engine.claim_jobs(limit).await
+    }
+    async fn next_at(&self) -> hourglass_core::Result<Option<Timestamp>> {
+        self.engine.next_job_at().await
+    }
+    async fn run(&self, job: Self::Item) {
+        let action = job.action.as_str();
+        match self.engine.execute_job(job).await {
+            Ok(report) => record(&self.metrics, action, &report.outcome),
+            Err(e) => {
+                error!(error = %e, "job failed unexpectedly; it will be retried when its lease runs out");
+                self.metrics.job(action, "error");
+            }
+        }
+    }
+}
+
 /// Claims due jobs and runs them, at most `concurrency` at once.
 pub async fn job_runner(
     engine: Arc<Engine>,
     wake: Arc<Wakeups>,
     metrics: Arc<Metrics>,
     concurrency: u32,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let clock = Arc::clone(engine.clock());
-    let permits = Arc::new(Semaphore::new(concurrency.max(1) as usize));
-    loop {
-        let free = u32::try_from(permits.available_permits()).unwrap_or(0);
-        let mut next = None;
-        if free > 0 {
-            match engine.claim_jobs(free).await {
-                Ok(jobs) => {
-                    for job in jobs {
-                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                            return;
-                        };
-                        let (engine, wake, metrics) =
-                            (Arc::clone(&engine), Arc::clone(&wake), Arc::clone(&metrics));
-                        tokio::spawn(async move {
-                            let action = job.action.as_str();
-                            match engine.execute_job(job).await {
-                                Ok(report) => record(&metrics, action, &report.outcome),
-                                Err(e) => {
-                                    error!(error = %e, "job failed unexpectedly; it will be retried when its lease runs out");
-                                    metrics.job(action, "error");
-                                }
-                            }
-                            drop(permit);
-                            wake.jobs.notify_one();
-                        });
-                    }
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot claim jobs; retrying");
-                    next = retry_at(clock.as_ref());
-                }
-            }
-        }
-        if next.is_none() {
-            next = match engine.next_job_at().await {
-                Ok(t) => t,
-                Err(e) => {
-                    warn!(error = %e, "cannot read the next job");
-                    retry_at(clock.as_ref())
-                }
-            };
-        }
-        // With every permit busy, a finishing job wakes us.
-        if free == 0 {
-            next = None;
-        }
-        if !sleep_until_or(clock.as_ref(), next, &wake.jobs, &mut stop).await {
-            return;
-        }
-    }
+    run_queue(
+        Arc::new(Jobs { engine, metrics }),
+        clock,
+        (wake, |w| &w.jobs),
+        concurrency as usize,
+        stop,
+    )
+    .await;
 }
 
 fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
@@ -239,63 +294,48 @@ pub async fn reconciler(
 /// one holds a slot for at most that long; revocations never wait for any of them.
 const NOTIFY_CONCURRENCY: usize = 8;
 
+struct Notifications {
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+}
+
+impl LeasedQueue for Notifications {
+    type Item = hourglass_core::notify::Notification;
+    const WHAT: &'static str = "notifications";
+    async fn claim(&self, limit: u32) -> hourglass_core::Result<Vec<Self::Item>> {
+        self.engine.claim_notifications(limit).await
+    }
+    async fn next_at(&self) -> hourglass_core::Result<Option<Timestamp>> {
+        self.engine.next_notification_at().await
+    }
+    async fn run(&self, n: Self::Item) {
+        match self.engine.deliver(n).await {
+            Ok(r) => self
+                .metrics
+                .notification(&r.notifier, delivery_name(&r.outcome)),
+            Err(e) => {
+                error!(error = %e, "notification delivery failed unexpectedly; retried when its lease runs out");
+            }
+        }
+    }
+}
+
 /// Delivers queued notifications when they are due, apart from the job runner.
 pub async fn notifier(
     engine: Arc<Engine>,
     wake: Arc<Wakeups>,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let clock = Arc::clone(engine.clock());
-    let permits = Arc::new(Semaphore::new(NOTIFY_CONCURRENCY));
-    loop {
-        let free = u32::try_from(permits.available_permits()).unwrap_or(0);
-        let mut next = None;
-        if free > 0 {
-            match engine.claim_notifications(free).await {
-                Ok(batch) => {
-                    for n in batch {
-                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                            return;
-                        };
-                        let (engine, wake, metrics) =
-                            (Arc::clone(&engine), Arc::clone(&wake), Arc::clone(&metrics));
-                        tokio::spawn(async move {
-                            match engine.deliver(n).await {
-                                Ok(r) => {
-                                    metrics.notification(&r.notifier, delivery_name(&r.outcome))
-                                }
-                                Err(e) => {
-                                    error!(error = %e, "notification delivery failed unexpectedly; retried when its lease runs out");
-                                }
-                            }
-                            drop(permit);
-                            wake.notifications.notify_one();
-                        });
-                    }
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot claim notifications; retrying");
-                    next = retry_at(clock.as_ref());
-                }
-            }
-        }
-        if next.is_none() {
-            next = match engine.next_notification_at().await {
-                Ok(t) => t,
-                Err(e) => {
-                    warn!(error = %e, "cannot read the next notification");
-                    retry_at(clock.as_ref())
-                }
-            };
-        }
-        if free == 0 {
-            next = None;
-        }
-        if !sleep_until_or(clock.as_ref(), next, &wake.notifications, &mut stop).await {
-            return;
-        }
-    }
+    run_queue(
+        Arc::new(Notifications { engine, metrics }),
+        clock,
+        (wake, |w| &w.notifications),
+        NOTIFY_CONCURRENCY,
+        stop,
+    )
+    .await;
 }
 
 fn delivery_name(d: &hourglass_core::engine::Delivery) -> &'static str {
