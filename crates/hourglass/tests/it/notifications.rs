@@ -11,6 +11,7 @@ use hourglass_connectors::webhook;
 use hourglass_core::Clock;
 use hourglass_testkit::{TestServer, eventually, spawn_server_with};
 use serde_json::Value;
+use sqlx::Connection;
 
 use crate::{
     fakes::{Receiver, SmtpListener},
@@ -466,4 +467,84 @@ async fn an_overdue_revocation_is_reported_and_a_timely_one_is_not() {
         .await
     );
     assert!(!siem_events(&hooks, &g1).contains(&"revocation.overdue".to_owned()));
+}
+
+#[tokio::test]
+async fn drift_is_reported_once_however_often_it_is_found() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let hooks = Receiver::start().await;
+    let smtp = SmtpListener::start().await;
+    let stray = format!("{}grt_0000000000000000000000000000dead", db.prefix);
+    let mut admin_db = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {stray} LOGIN")))
+        .execute(&mut admin_db)
+        .await
+        .unwrap();
+    let (url, prefix) = (db.url.clone(), db.prefix.clone());
+    let siem_url = hooks.url("siem");
+    let smtp_port = smtp.addr.port();
+    let s = spawn_server_with(move |dir, text| {
+        std::fs::write(dir.join("siem.secret"), SIEM_SECRET).unwrap();
+        format!(
+            r#"{text}
+[[targets]]
+name = "pg"
+connector = "postgres"
+postgres = {{ url = "{url}", prefix = "{prefix}", timeout_secs = 2 }}
+
+[[entitlements]]
+name = "pg/read"
+default_duration = "10m"
+max_duration = "1h"
+params = {{ roles = ["pg_read_all_data"] }}
+
+[[notifiers]]
+name = "siem"
+kind = "webhook"
+url = "{siem_url}"
+secret = {{ file = "siem.secret" }}
+allow_private = true
+events = ["drift"]
+
+[[notifiers]]
+name = "mail"
+kind = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "hourglass@example.com"
+to = ["secops@example.com"]
+events = ["drift"]
+"#
+        )
+    })
+    .await
+    .unwrap();
+    let admin = s.client("admin");
+    let report = admin.reconcile().await.unwrap();
+    assert_eq!(report.drift.len(), 1, "{report:?}");
+    assert!(
+        eventually(|| async {
+            events_at(&hooks, "siem").iter().any(|v| {
+                v["event"] == "drift"
+                    && v["severity"] == "warning"
+                    && v["details"]["kind"] == "leftover"
+                    && v["details"]["name"] == stray.as_str()
+            })
+        })
+        .await
+    );
+    assert!(eventually(|| async { mails_with(&smtp, "drift in pg") == 1 }).await);
+    // The reconciler removed it; recreated by hand, it is found again, but the same drift is
+    // not announced twice.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {stray} LOGIN")))
+        .execute(&mut admin_db)
+        .await
+        .unwrap();
+    assert_eq!(admin.reconcile().await.unwrap().drift.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events_at(&hooks, "siem").len(), 1);
+    assert_eq!(mails_with(&smtp, "drift in pg"), 1);
 }
