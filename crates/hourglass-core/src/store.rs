@@ -243,7 +243,8 @@ pub trait Store: Send + Sync {
     /// Waiting and given-up notifications per notifier.
     async fn notification_stats(&self) -> Result<Vec<NotifierStats>>;
     async fn get_notification(&self, id: &NotificationId) -> Result<Option<Notification>>;
-    /// Notifications of one event (`grant.revoked`) about one subject, for tests and support.
+    /// Every notification about one grant or request (by id), oldest first, for tests and
+    /// support.
     async fn notifications_about(&self, subject: &str) -> Result<Vec<Notification>>;
 
     /// Active grants whose window closed at or before `now`, earliest first, at most `limit`.

@@ -49,7 +49,8 @@ async fn server(desk: &TicketDesk, sources: &str) -> TestServer {
     .unwrap()
 }
 
-fn jira_source(extra: &str) -> String {
+/// The local desk as a Jira source: webhooks signed with `HOOK_SECRET`, assignee required.
+fn jira_source() -> String {
     format!(
         r#"
 [[ticket_sources]]
@@ -62,6 +63,22 @@ token = {{ file = "desk.token" }}
 webhook_secret = {{ file = "hook.secret" }}
 require_assignee = true
 users = {{ "acc-alice" = "alice" }}
+allow_private = true
+"#
+    )
+}
+
+/// The local desk as a ServiceNow source, with `extra` keys.
+fn servicenow_source(extra: &str) -> String {
+    format!(
+        r#"
+[[ticket_sources]]
+name = "servicenow"
+kind = "servicenow"
+pattern = 'INC\d{{7}}'
+url = "{{URL}}"
+user = "{DESK_USER}"
+token = {{ file = "desk.token" }}
 allow_private = true
 {extra}
 "#
@@ -127,7 +144,7 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
     let in_progress = TicketDesk::jira("HD-3", "In Progress", "indeterminate", Some("acc-alice"));
     desk.put_jira(in_progress.clone());
     desk.put_jira(TicketDesk::jira("HD-4", "To Do", "new", Some("acc-alice")));
-    let s = server(&desk, &jira_source("")).await;
+    let s = server(&desk, &jira_source()).await;
     let alice = s.client("alice");
     let before = audit_len(&s).await;
 
@@ -259,19 +276,7 @@ async fn the_poller_revokes_when_the_closing_webhook_was_lost() {
         Some("alice"),
         "Service Desk",
     ));
-    let sources = format!(
-        r#"
-[[ticket_sources]]
-name = "servicenow"
-kind = "servicenow"
-pattern = 'INC\d{{7}}'
-url = "{{URL}}"
-user = "{DESK_USER}"
-token = {{ file = "desk.token" }}
-require_assignee = true
-allow_private = true
-"#
-    );
+    let sources = servicenow_source("require_assignee = true");
     let s = server(&desk, &sources).await;
     let alice = s.client("alice");
     let r = alice
@@ -329,19 +334,7 @@ async fn a_servicenow_business_rule_reports_a_closure() {
         "Service Desk",
     );
     desk.put_incident(open);
-    let sources = format!(
-        r#"
-[[ticket_sources]]
-name = "servicenow"
-kind = "servicenow"
-pattern = 'INC\d{{7}}'
-url = "{{URL}}"
-user = "{DESK_USER}"
-token = {{ file = "desk.token" }}
-webhook_secret = {{ file = "hook.secret" }}
-allow_private = true
-"#
-    );
+    let sources = servicenow_source("webhook_secret = { file = \"hook.secret\" }");
     let s = server(&desk, &sources).await;
     let alice = s.client("alice");
     let r = alice
@@ -409,20 +402,8 @@ async fn a_ticket_system_that_does_not_answer_denies_or_asks_a_human_as_configur
         Some("alice"),
         "Service Desk",
     ));
-    let servicenow = format!(
-        r#"
-[[ticket_sources]]
-name = "servicenow"
-kind = "servicenow"
-pattern = 'INC\d{{7}}'
-url = "{{URL}}"
-user = "{DESK_USER}"
-token = {{ file = "desk.token" }}
-on_unavailable = "approval"
-allow_private = true
-"#
-    );
-    let sources = format!("{}\n{servicenow}", jira_source(""));
+    let servicenow = servicenow_source("on_unavailable = \"approval\"");
+    let sources = format!("{}\n{servicenow}", jira_source());
     let s = server(&desk, &sources).await;
     let alice = s.client("alice");
     desk.set_down(true);
