@@ -275,6 +275,16 @@ pub trait Store: Send + Sync {
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
+    /// Whether several processes share this store (so that work, leases and wake-ups cross
+    /// process boundaries). A shared store's leases are never released wholesale at a start.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Relays the wake-ups of other processes that share this store to `wake`, until the store
+    /// is closed. A store only one process uses has nothing to relay.
+    fn relay_wakes(&self, wake: std::sync::Arc<dyn crate::engine::Wake>) {
+        let _ = wake;
+    }
 }
 
 /// How many audit events [`walk_audit`] reads at once.

@@ -10,17 +10,86 @@ use hourglass_core::{
     store::{Commit, GrantFilter, JobChange, Store},
 };
 
-use crate::SqliteStore;
+use crate::{PgStore, PoolOptions, SqliteStore};
 
 mod identity;
 mod outbox;
+mod shared;
 
-async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+/// A fresh, migrated store of one backend, with what keeps it alive.
+#[allow(dead_code)] // the second fields only keep the database alive
+pub(crate) enum Fresh {
+    Sqlite(SqliteStore, tempfile::TempDir),
+    // The store before the database: the pool closes before the database is dropped.
+    Postgres(PgStore, hourglass_testdb::TestDb),
+}
+
+impl std::ops::Deref for Fresh {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Fresh::Sqlite(s, _) => s,
+            Fresh::Postgres(s, _) => s,
+        }
+    }
+}
+
+impl Fresh {
+    /// Runs `sql` on the database itself, past the store contract.
+    async fn raw(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        match self {
+            Fresh::Sqlite(s, _) => sqlx::query(sql)
+                .execute(s.writer())
+                .await
+                .map(|r| r.rows_affected()),
+            Fresh::Postgres(s, _) => sqlx::query(sql)
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+        }
+    }
+}
+
+pub(crate) async fn sqlite() -> Fresh {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hg.db").display());
-    let store = SqliteStore::open(&url).await.unwrap();
-    (dir, store)
+    Fresh::Sqlite(SqliteStore::open(&url).await.unwrap(), dir)
 }
+
+/// A fresh PostgreSQL store, or `None` (with a printed reason) when the server is unreachable
+/// and `CI` is not set.
+pub(crate) async fn postgres() -> Option<Fresh> {
+    let db = hourglass_testdb::postgres().await?;
+    let store = PgStore::open(&db.url, &PoolOptions::default())
+        .await
+        .unwrap();
+    Some(Fresh::Postgres(store, db))
+}
+
+/// Runs each named contract test on SQLite and on PostgreSQL.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&crate::conformance::sqlite().await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(store) = crate::conformance::postgres().await {
+                        super::$name(&store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+use contract;
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(ms)
@@ -81,13 +150,11 @@ fn ev(action: &str) -> AuditRecord {
     AuditRecord::new(t(1), "tester", action, "s").with("k", "v")
 }
 
-async fn audit_len(s: &SqliteStore) -> usize {
+async fn audit_len(s: &Fresh) -> usize {
     s.audit_after(0, 10_000).await.unwrap().len()
 }
 
-#[tokio::test]
-async fn a_commit_is_all_or_nothing() {
-    let (_d, s) = fresh().await;
+async fn a_commit_is_all_or_nothing(s: &Fresh) {
     let r = request(10);
     s.commit(Commit {
         requests: vec![r.clone()],
@@ -109,13 +176,11 @@ async fn a_commit_is_all_or_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err, Error::StoreConflict);
-    assert_eq!(audit_len(&s).await, 1);
+    assert_eq!(audit_len(s).await, 1);
     assert!(s.get_grant(&g.id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn versions_detect_concurrent_updates() {
-    let (_d, s) = fresh().await;
+async fn versions_detect_concurrent_updates(s: &Fresh) {
     let r = request(10);
     s.commit(Commit {
         requests: vec![r.clone()],
@@ -150,9 +215,7 @@ async fn versions_detect_concurrent_updates() {
     assert_eq!(now.version, 2);
 }
 
-#[tokio::test]
-async fn rows_round_trip() {
-    let (_d, s) = fresh().await;
+async fn rows_round_trip(s: &Fresh) {
     let mut r = request(10);
     r.ticket = Some("HD-1".into());
     let g = grant(&r, 5_000);
@@ -234,9 +297,7 @@ async fn rows_round_trip() {
     assert!(none.is_empty());
 }
 
-#[tokio::test]
-async fn expiries_come_from_the_index_in_order_and_bounded() {
-    let (_d, s) = fresh().await;
+async fn expiries_come_from_the_index_in_order_and_bounded(s: &Fresh) {
     let mut commit = Commit::default();
     for (i, exp) in [3_000, 1_000, 2_000, 9_000].into_iter().enumerate() {
         let r = request(10 + i as i64);
@@ -253,9 +314,7 @@ async fn expiries_come_from_the_index_in_order_and_bounded() {
     assert_eq!(s.due_expiries(t(10_000), 3).await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn job_leases_fence_every_change() {
-    let (_d, s) = fresh().await;
+async fn job_leases_fence_every_change(s: &Fresh) {
     let r = request(10);
     let g = grant(&r, 5_000);
     let sched = JobChange::Schedule {
@@ -318,7 +377,7 @@ async fn job_leases_fence_every_change() {
         .unwrap_err(),
         Error::StoreConflict
     );
-    assert_eq!(audit_len(&s).await, 0);
+    assert_eq!(audit_len(s).await, 0);
     assert!(
         s.claim_jobs(t(700), "w2", t(2_000), 10)
             .await
@@ -386,9 +445,7 @@ async fn job_leases_fence_every_change() {
     assert_eq!(s.next_job_at().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn release_all_leases_makes_jobs_due_again() {
-    let (_d, s) = fresh().await;
+async fn release_all_leases_makes_jobs_due_again(s: &Fresh) {
     let r = request(10);
     let g = grant(&r, 5_000);
     let sched = JobChange::Schedule {
@@ -421,9 +478,7 @@ async fn release_all_leases_makes_jobs_due_again() {
     );
 }
 
-#[tokio::test]
-async fn the_audit_chain_verifies_and_is_append_only() {
-    let (_d, s) = fresh().await;
+async fn the_audit_chain_verifies_and_is_append_only(s: &Fresh) {
     for i in 0..5 {
         let last = s
             .commit(Commit {
@@ -441,22 +496,15 @@ async fn the_audit_chain_verifies_and_is_append_only() {
     }
     assert_eq!(v.checked(), 10);
     assert_eq!(s.audit_after(8, 100).await.unwrap().len(), 2);
-    let err = sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
-        .execute(&s.writer)
+    let err = s
+        .raw("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    assert!(
-        sqlx::query("DELETE FROM audit_events")
-            .execute(&s.writer)
-            .await
-            .is_err()
-    );
+    assert!(s.raw("DELETE FROM audit_events").await.is_err());
 }
 
-#[tokio::test]
-async fn counts_include_overdue_revocations() {
-    let (_d, s) = fresh().await;
+async fn counts_include_overdue_revocations(s: &Fresh) {
     let r = request(10);
     let mut g = grant(&r, 5_000);
     g.state = GrantState::Revoking;
@@ -474,13 +522,11 @@ async fn counts_include_overdue_revocations() {
     assert_eq!((c.revoking, c.overdue, c.active), (1, 1, 0));
 }
 
-#[tokio::test]
-async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes() {
+async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes(s: &Fresh) {
     use hourglass_core::{
         review::{Review, ReviewId, ReviewState},
         store::ReviewFilter,
     };
-    let (_d, s) = fresh().await;
     let mut reviews = Vec::new();
     for at in [10, 20, 30] {
         let r = request(at);
@@ -559,9 +605,7 @@ async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes() {
     assert_eq!(page[0].comment.as_deref(), Some("checked"));
 }
 
-#[tokio::test]
-async fn admission_reads_find_live_access_pending_requests_and_usage() {
-    let (_d, s) = fresh().await;
+async fn admission_reads_find_live_access_pending_requests_and_usage(s: &Fresh) {
     let alice = PrincipalId::new("alice").unwrap();
     let bob = PrincipalId::new("bob").unwrap();
     let x = EntitlementId::new("demo/x").unwrap();
@@ -622,4 +666,17 @@ async fn admission_reads_find_live_access_pending_requests_and_usage() {
         ),
         (1, 1, 1, 1)
     );
+}
+
+contract! {
+    a_commit_is_all_or_nothing,
+    versions_detect_concurrent_updates,
+    rows_round_trip,
+    expiries_come_from_the_index_in_order_and_bounded,
+    job_leases_fence_every_change,
+    release_all_leases_makes_jobs_due_again,
+    the_audit_chain_verifies_and_is_append_only,
+    counts_include_overdue_revocations,
+    reviews_round_trip_list_by_state_and_detect_concurrent_closes,
+    admission_reads_find_live_access_pending_requests_and_usage,
 }

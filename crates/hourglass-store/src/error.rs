@@ -6,9 +6,22 @@ use hourglass_core::Error;
 pub(crate) fn map(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::StoreConflict,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            Error::Unavailable(e.to_string())
-        }
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // PostgreSQL: a serialization failure or a deadlock victim is a conflict like any
+            // other; the caller's retry reads afresh.
+            Some("40001" | "40P01") => Error::StoreConflict,
+            // The server is shutting down, starting, or refusing connections: it will be back.
+            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::Internal(format!("store: {e}")),
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
         _ => Error::Internal(format!("store: {e}")),
     }
 }

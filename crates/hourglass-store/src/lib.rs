@@ -6,9 +6,15 @@
 //! extended inside the same transaction as the change it records.
 
 mod error;
+mod ledger;
+mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use ledger::{Backend, SqlStore};
+pub use postgres::{PgDb, PgStore, PoolOptions};
+pub use sqlite::{SqliteDb, SqliteStore};
 
 use std::sync::Arc;
 

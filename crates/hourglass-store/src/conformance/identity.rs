@@ -7,10 +7,10 @@ use hourglass_core::{
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     id::{KeyId, PrincipalId},
     identity::{ApiKey, Identity, Origin, TokenUse},
-    store::{Commit, Store},
+    store::Commit,
 };
 
-use super::{audit_len, fresh, t};
+use super::{Fresh, audit_len, contract, t};
 
 fn identity(name: &str, at: i64) -> Identity {
     Identity {
@@ -45,9 +45,7 @@ fn key(name: &str, prefix: Option<&str>, hash: &str, at: i64) -> ApiKey {
     }
 }
 
-#[tokio::test]
-async fn identities_and_keys_round_trip_and_are_versioned() {
-    let (_d, s) = fresh().await;
+async fn identities_and_keys_round_trip_and_are_versioned(s: &Fresh) {
     let etl = identity("etl", 1_000);
     let k = key("etl", Some("hgk_0123456789ab"), &"a".repeat(64), 1_000);
     let legacy = key("etl", None, &"b".repeat(64), 1_000);
@@ -141,9 +139,14 @@ async fn identities_and_keys_round_trip_and_are_versioned() {
     assert_eq!(now.status_reason.as_deref(), Some("left"));
 }
 
-#[tokio::test]
-async fn use_is_recorded_at_most_once_a_minute_and_never_audited() {
-    let (_d, s) = fresh().await;
+async fn seen(s: &Fresh, id: &PrincipalId, kid: &KeyId) -> (Option<Timestamp>, Option<Timestamp>) {
+    (
+        s.get_identity(id).await.unwrap().unwrap().last_seen_at,
+        s.get_key(kid).await.unwrap().unwrap().last_used_at,
+    )
+}
+
+async fn use_is_recorded_at_most_once_a_minute_and_never_audited(s: &Fresh) {
     let etl = identity("etl", 0);
     let k = key("etl", Some("hgk_0123456789ab"), &"a".repeat(64), 0);
     s.commit(Commit {
@@ -153,27 +156,20 @@ async fn use_is_recorded_at_most_once_a_minute_and_never_audited() {
     })
     .await
     .unwrap();
-    let before = audit_len(&s).await;
+    let before = audit_len(s).await;
     s.touch(etl.id(), Some(&k.id), t(100_000)).await.unwrap();
     s.touch(etl.id(), Some(&k.id), t(130_000)).await.unwrap();
-    let seen = |s: &crate::SqliteStore| {
-        let s = s.clone();
-        let (id, kid) = (etl.id().clone(), k.id.clone());
-        async move {
-            (
-                s.get_identity(&id).await.unwrap().unwrap().last_seen_at,
-                s.get_key(&kid).await.unwrap().unwrap().last_used_at,
-            )
-        }
-    };
     assert_eq!(
-        seen(&s).await,
+        seen(s, etl.id(), &k.id).await,
         (Some(t(100_000)), Some(t(100_000))),
         "the second touch, within a minute, wrote nothing"
     );
     s.touch(etl.id(), None, t(200_000)).await.unwrap();
-    assert_eq!(seen(&s).await, (Some(t(200_000)), Some(t(100_000))));
-    assert_eq!(audit_len(&s).await, before);
+    assert_eq!(
+        seen(s, etl.id(), &k.id).await,
+        (Some(t(200_000)), Some(t(100_000)))
+    );
+    assert_eq!(audit_len(s).await, before);
     // A commit carrying an older read of the row does not move last seen back.
     let stale = s.get_identity(etl.id()).await.unwrap().unwrap();
     s.touch(etl.id(), None, t(400_000)).await.unwrap();
@@ -185,12 +181,10 @@ async fn use_is_recorded_at_most_once_a_minute_and_never_audited() {
     })
     .await
     .unwrap();
-    assert_eq!(seen(&s).await.0, Some(t(400_000)));
+    assert_eq!(seen(s, etl.id(), &k.id).await.0, Some(t(400_000)));
 }
 
-#[tokio::test]
-async fn a_token_id_is_refused_while_it_lives_and_forgotten_after() {
-    let (_d, s) = fresh().await;
+async fn a_token_id_is_refused_while_it_lives_and_forgotten_after(s: &Fresh) {
     let use_ = |jti: &str, exp: i64| TokenUse {
         issuer: "https://iss".into(),
         jti: jti.into(),
@@ -245,4 +239,10 @@ async fn a_token_id_is_refused_while_it_lives_and_forgotten_after() {
             .await
             .unwrap()
     );
+}
+
+contract! {
+    identities_and_keys_round_trip_and_are_versioned,
+    use_is_recorded_at_most_once_a_minute_and_never_audited,
+    a_token_id_is_refused_while_it_lives_and_forgotten_after,
 }

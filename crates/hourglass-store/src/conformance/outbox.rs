@@ -6,11 +6,11 @@ use hourglass_core::{
     id::NotificationId,
     notify::{Message, Notification, NotifyEvent, Settle},
     request::RequestState,
-    store::{Commit, Store},
+    store::Commit,
     ticket::Ticket,
 };
 
-use super::{audit_len, ev, fresh, grant, request, t};
+use super::{Fresh, audit_len, contract, ev, grant, request, t};
 
 fn notification(notifier: &str, key: &str, run_at: i64) -> Notification {
     Notification {
@@ -40,9 +40,7 @@ fn notification(notifier: &str, key: &str, run_at: i64) -> Notification {
     }
 }
 
-#[tokio::test]
-async fn tickets_find_their_bound_requests_and_live_access() {
-    let (_d, s) = fresh().await;
+async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
     let mut pending = request(10);
     pending.state = RequestState::Pending;
     pending.ticket = Some("HD-1".into());
@@ -99,9 +97,7 @@ async fn tickets_find_their_bound_requests_and_live_access() {
     assert_eq!(back.ticket_facts, facts.ticket_facts);
 }
 
-#[tokio::test]
-async fn webhook_ticket_state_is_remembered_per_source() {
-    let (_d, s) = fresh().await;
+async fn webhook_ticket_state_is_remembered_per_source(s: &Fresh) {
     let mut tk = Ticket {
         reference: "OPS-7".into(),
         open: true,
@@ -117,12 +113,10 @@ async fn webhook_ticket_state_is_remembered_per_source() {
     assert_eq!(s.get_ticket("ops", "OPS-7").await.unwrap(), Some(tk));
     assert_eq!(s.get_ticket("other", "OPS-7").await.unwrap(), None);
     // Bookkeeping, not audit.
-    assert_eq!(audit_len(&s).await, 0);
+    assert_eq!(audit_len(s).await, 0);
 }
 
-#[tokio::test]
-async fn notifications_are_queued_once_per_notifier_and_event() {
-    let (_d, s) = fresh().await;
+async fn notifications_are_queued_once_per_notifier_and_event(s: &Fresh) {
     let a = notification("slack", "grant.revoked:grt_0", 100);
     let again = notification("slack", "grant.revoked:grt_0", 100);
     let other = notification("mail", "grant.revoked:grt_0", 100);
@@ -153,9 +147,7 @@ async fn notifications_are_queued_once_per_notifier_and_event() {
     assert!(s.get_notification(&lost.id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn claims_are_leased_fenced_and_retried_when_due() {
-    let (_d, s) = fresh().await;
+async fn claims_are_leased_fenced_and_retried_when_due(s: &Fresh) {
     let now = notification("slack", "k1", 100);
     let later = notification("slack", "k2", 10_000);
     s.commit(Commit {
@@ -241,9 +233,7 @@ async fn claims_are_leased_fenced_and_retried_when_due() {
     assert_eq!(again.len(), 1);
 }
 
-#[tokio::test]
-async fn sent_notifications_deduplicate_for_a_week_then_are_forgotten() {
-    let (_d, s) = fresh().await;
+async fn sent_notifications_deduplicate_for_a_week_then_are_forgotten(s: &Fresh) {
     let n = notification("slack", "k", 100);
     s.commit(Commit {
         notifications: vec![n.clone()],
@@ -278,4 +268,12 @@ async fn sent_notifications_deduplicate_for_a_week_then_are_forgotten() {
             .is_empty()
     );
     assert!(s.get_notification(&n.id).await.unwrap().is_none());
+}
+
+contract! {
+    tickets_find_their_bound_requests_and_live_access,
+    webhook_ticket_state_is_remembered_per_source,
+    notifications_are_queued_once_per_notifier_and_event,
+    claims_are_leased_fenced_and_retried_when_due,
+    sent_notifications_deduplicate_for_a_week_then_are_forgotten,
 }

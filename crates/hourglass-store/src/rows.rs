@@ -4,39 +4,68 @@
 use hourglass_core::{
     Error, GrantDuration, Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
+    catalog::{Principal, PrincipalKind, PrincipalStatus},
     grant::{Grant, GrantState},
-    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+    id::{
+        AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId, TargetId,
+    },
+    identity::{ApiKey, Identity, Origin},
     job::{Job, JobAction, Lease},
+    notify::Notification,
     request::{Approval, ApprovalVia, Request, RequestState, Verdict},
     review::{Review, ReviewId, ReviewState},
 };
-use sqlx::{Row, Sqlite, sqlite::SqliteRow};
+use sqlx::{Decode, Postgres, Row, Sqlite, Type, postgres::PgRow, sqlite::SqliteRow};
 
 use crate::error::{corrupt, map};
 
-pub(super) fn ts(v: i64) -> Timestamp {
+/// A column value both backends decode (text, integers, booleans and their `Option`s).
+pub trait Value:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+impl<T> Value for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+/// A result row of either backend, read by column name.
+pub trait Cols: Send + Sync {
+    fn col<T: Value>(&self, name: &str) -> Result<T>;
+}
+
+impl Cols for SqliteRow {
+    fn col<T: Value>(&self, name: &str) -> Result<T> {
+        self.try_get(name).map_err(map)
+    }
+}
+
+impl Cols for PgRow {
+    fn col<T: Value>(&self, name: &str) -> Result<T> {
+        self.try_get(name).map_err(map)
+    }
+}
+
+pub(crate) fn ts(v: i64) -> Timestamp {
     Timestamp::from_unix_millis(v)
 }
 
-pub(super) fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+pub(crate) fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp::from_unix_millis)
 }
 
-pub(super) fn get<'r, T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>>(
-    row: &'r SqliteRow,
-    col: &str,
-) -> Result<T> {
-    row.try_get(col).map_err(map)
+pub(crate) fn get<T: Value>(row: &impl Cols, col: &str) -> Result<T> {
+    row.col(col)
 }
 
 /// An entitlement or profile, from the `access_kind` and `entitlement` columns.
-fn access(row: &SqliteRow) -> Result<AccessId> {
+fn access(row: &impl Cols) -> Result<AccessId> {
     let kind: String = get(row, "access_kind")?;
     let name: String = get(row, "entitlement")?;
     AccessId::from_parts(&kind, &name).ok_or_else(|| corrupt("access", &format!("{kind} {name}")))
 }
 
-pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
+pub(crate) fn request_from(row: &impl Cols) -> Result<Request> {
     let id: String = get(row, "id")?;
     let state: String = get(row, "state")?;
     let grant: Option<String> = get(row, "grant_id")?;
@@ -92,7 +121,7 @@ pub(super) fn request_from(row: &SqliteRow) -> Result<Request> {
     })
 }
 
-pub(super) fn grant_from(row: &SqliteRow) -> Result<Grant> {
+pub(crate) fn grant_from(row: &impl Cols) -> Result<Grant> {
     let id: String = get(row, "id")?;
     let req: String = get(row, "request_id")?;
     let state: String = get(row, "state")?;
@@ -123,7 +152,7 @@ pub(super) fn grant_from(row: &SqliteRow) -> Result<Grant> {
     })
 }
 
-pub(super) fn review_from(row: &SqliteRow) -> Result<Review> {
+pub(crate) fn review_from(row: &impl Cols) -> Result<Review> {
     let id: String = get(row, "id")?;
     let req: String = get(row, "request_id")?;
     let grant: String = get(row, "grant_id")?;
@@ -148,7 +177,7 @@ pub(super) fn review_from(row: &SqliteRow) -> Result<Review> {
     })
 }
 
-pub(super) fn job_from(row: &SqliteRow) -> Result<Job> {
+pub(crate) fn job_from(row: &impl Cols) -> Result<Job> {
     let gid: String = get(row, "grant_id")?;
     let action: String = get(row, "action")?;
     let attempts: i64 = get(row, "attempts")?;
@@ -172,7 +201,7 @@ pub(super) fn job_from(row: &SqliteRow) -> Result<Job> {
     })
 }
 
-pub(super) fn approval_from(row: &SqliteRow) -> Result<Approval> {
+pub(crate) fn approval_from(row: &impl Cols) -> Result<Approval> {
     let rid: String = get(row, "request_id")?;
     let verdict: String = get(row, "verdict")?;
     let via: String = get(row, "via")?;
@@ -193,7 +222,7 @@ pub(super) fn approval_from(row: &SqliteRow) -> Result<Approval> {
     })
 }
 
-pub(super) fn audit_from(row: &SqliteRow) -> Result<AuditEvent> {
+pub(crate) fn audit_from(row: &impl Cols) -> Result<AuditEvent> {
     let seq: i64 = get(row, "seq")?;
     let details: String = get(row, "details")?;
     let details: Vec<(String, String)> =
@@ -209,5 +238,79 @@ pub(super) fn audit_from(row: &SqliteRow) -> Result<AuditEvent> {
         },
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+    })
+}
+
+fn principal_id(s: String) -> Result<PrincipalId> {
+    PrincipalId::new(s).map_err(Error::internal)
+}
+
+pub(crate) fn identity_from(row: &impl Cols) -> Result<Identity> {
+    let k: String = get(row, "kind")?;
+    let st: String = get(row, "status")?;
+    let origin: String = get(row, "origin")?;
+    let groups: String = get(row, "groups")?;
+    Ok(Identity {
+        principal: Principal {
+            id: principal_id(get(row, "id")?)?,
+            kind: PrincipalKind::parse(&k).ok_or_else(|| corrupt("identity kind", &k))?,
+            owner: get(row, "owner")?,
+            groups: serde_json::from_str(&groups).map_err(|_| corrupt("groups", &groups))?,
+            status: PrincipalStatus::parse(&st).ok_or_else(|| corrupt("identity status", &st))?,
+        },
+        origin: Origin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
+        created_at: ts(get(row, "created_at")?),
+        last_seen_at: opt_ts(get(row, "last_seen_at")?),
+        status_reason: get(row, "status_reason")?,
+        version: get(row, "version")?,
+    })
+}
+
+pub(crate) fn key_from(row: &impl Cols) -> Result<ApiKey> {
+    let id: String = get(row, "id")?;
+    let origin: String = get(row, "origin")?;
+    let replaced: Option<String> = get(row, "replaced_by")?;
+    Ok(ApiKey {
+        id: KeyId::parse(&id).ok_or_else(|| corrupt("key id", &id))?,
+        principal: principal_id(get(row, "principal")?)?,
+        prefix: get(row, "prefix")?,
+        hash: get(row, "hash")?,
+        origin: Origin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
+        created_at: ts(get(row, "created_at")?),
+        expires_at: opt_ts(get(row, "expires_at")?),
+        revoked_at: opt_ts(get(row, "revoked_at")?),
+        last_used_at: opt_ts(get(row, "last_used_at")?),
+        replaced_by: match replaced {
+            Some(r) => Some(KeyId::parse(&r).ok_or_else(|| corrupt("key id", &r))?),
+            None => None,
+        },
+        version: get(row, "version")?,
+    })
+}
+
+pub(crate) fn notification_from(row: &impl Cols) -> Result<Notification> {
+    let id: String = get(row, "id")?;
+    let text: String = get(row, "message")?;
+    let attempts: i64 = get(row, "attempts")?;
+    let owner: Option<String> = get(row, "lease_owner")?;
+    let token: Option<String> = get(row, "lease_token")?;
+    let until: Option<i64> = get(row, "lease_until")?;
+    Ok(Notification {
+        id: NotificationId::parse(&id).ok_or_else(|| corrupt("notification id", &id))?,
+        notifier: get(row, "notifier")?,
+        dedup_key: get(row, "dedup_key")?,
+        message: serde_json::from_str(&text).map_err(|_| corrupt("notification", &id))?,
+        run_at: ts(get(row, "run_at")?),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        last_error: get(row, "last_error")?,
+        created_at: ts(get(row, "created_at")?),
+        lease: match (owner, token, opt_ts(until)) {
+            (Some(owner), Some(token), Some(until)) => Some(Lease {
+                owner,
+                token,
+                until,
+            }),
+            _ => None,
+        },
     })
 }

@@ -1,0 +1,318 @@
+//! The PostgreSQL backend: one database shared by several Hourglass replicas.
+//!
+//! Transactions run at READ COMMITTED. Versioned updates (`WHERE id = $ AND version = $`) wait
+//! for a concurrent writer of the same row and then match nothing, which fails the commit with a
+//! conflict, as on SQLite. Work is claimed with `FOR UPDATE SKIP LOCKED`, so replicas claiming at
+//! once take different rows; a claimed row carries a lease and a fencing token, and a replica
+//! that dies simply lets its lease run out. Every audit append locks the one-row `audit_head` as
+//! the last step of its transaction, so the chain stays a single gap-free sequence whichever
+//! replica writes. A commit that gives workers new work sends `NOTIFY hourglass_wake` (delivered
+//! on commit) so that every replica's workers wake, not only the writer's.
+
+use std::{borrow::Cow, str::FromStr, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use hourglass_core::{
+    Error, Result,
+    audit::{AuditRecord, GENESIS_HASH},
+    engine::Wake,
+};
+use sqlx::{
+    AssertSqlSafe, PgPool, Postgres, Transaction,
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow},
+    query::Query,
+};
+use tracing::{info, warn};
+
+use crate::{
+    error::map,
+    ledger::{Backend, SqlStore},
+    rows::get,
+    sql::{Expect, Step, Stmt, Val, Wakes, audit_appends, stmt},
+};
+
+/// The channel wake-ups are sent on.
+const WAKE_CHANNEL: &str = "hourglass_wake";
+
+/// The PostgreSQL implementation of [`hourglass_core::store::Store`].
+pub type PgStore = SqlStore<PgDb>;
+
+/// The connection pool behind a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgDb {
+    pool: PgPool,
+}
+
+/// Connection pool settings (`[store]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections this process keeps at most.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection (or a new one) before the store is
+    /// reported unavailable.
+    pub acquire_timeout: Duration,
+    /// Migrate the schema on open (under an advisory lock, so that replicas starting together
+    /// migrate once). Off: the schema must already be current (`hourglass migrate`).
+    pub migrate: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
+    }
+}
+
+fn migrator() -> Migrator {
+    let step = |version, name, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(sql),
+            false,
+        )
+    };
+    // sqlx takes a PostgreSQL advisory lock around the run: the first replica migrates, the
+    // others wait and then find nothing to do.
+    Migrator::with_migrations(vec![step(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    )])
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) with `opts`, migrating first if `opts.migrate`.
+    pub async fn open(url: &str, opts: &PoolOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::internal(format!("store URL {:?}: {e}", crate::redact(url))))?
+            .application_name("hourglass");
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", crate::redact(url))))?;
+        let store = SqlStore(PgDb { pool });
+        if opts.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the migrations this build has and the database lacks.
+    pub async fn migrate(&self) -> Result<()> {
+        migrator()
+            .run(&self.0.pool)
+            .await
+            .map_err(|e| Error::internal(format!("migrating: {e}")))
+    }
+
+    /// Fails unless every migration of this build is applied.
+    async fn check_schema(&self) -> Result<()> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.0.pool)
+        .await
+        .unwrap_or_default();
+        let wanted: Vec<i64> = migrator().iter().map(|m| m.version).collect();
+        if wanted.iter().all(|v| applied.contains(v)) {
+            Ok(())
+        } else {
+            Err(Error::internal(
+                "the database schema is not current: run `hourglass migrate` (or set [store] migrate = true)",
+            ))
+        }
+    }
+
+    /// Closes the pool (and with it the wake-up listener).
+    pub async fn close(&self) {
+        self.0.pool.close().await;
+    }
+
+    /// The pool, for tests that must reach past the store contract.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+}
+
+fn query(s: &Stmt) -> Query<'static, Postgres, PgArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(s.sql.clone()));
+    for v in &s.args {
+        q = match v {
+            Val::Text(t) => q.bind(t.clone()),
+            Val::Int(i) => q.bind(*i),
+            Val::Bool(b) => q.bind(*b),
+        };
+    }
+    q
+}
+
+async fn run_in(tx: &mut Transaction<'static, Postgres>, s: &Stmt) -> Result<u64> {
+    Ok(query(s)
+        .execute(&mut **tx)
+        .await
+        .map_err(map)?
+        .rows_affected())
+}
+
+#[async_trait]
+impl Backend for PgDb {
+    type Row = PgRow;
+    const LOCK_PICKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const SHARED: bool = true;
+
+    fn relay_wakes(&self, wake: Arc<dyn Wake>) {
+        self.relay(wake);
+    }
+
+    async fn all(&self, s: Stmt) -> Result<Vec<PgRow>> {
+        query(&s).fetch_all(&self.pool).await.map_err(map)
+    }
+
+    async fn run(&self, s: Stmt) -> Result<u64> {
+        Ok(query(&s)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?
+            .rows_affected())
+    }
+
+    async fn write(
+        &self,
+        steps: Vec<Step>,
+        audit: &[AuditRecord],
+        wakes: Wakes,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        for step in &steps {
+            if run_in(&mut tx, &step.stmt).await? != 1 && step.expect == Expect::One {
+                return Err(Error::StoreConflict);
+            }
+        }
+        let mut last = None;
+        if !audit.is_empty() {
+            // Last, so that the chain's lock is held for as short a time as possible.
+            let head = query(&stmt!(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+            ))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            let seq = u64::try_from(get::<i64>(&head, "seq")?).unwrap_or(0);
+            let prev =
+                get::<Option<String>>(&head, "hash")?.unwrap_or_else(|| GENESIS_HASH.to_owned());
+            let (inserts, seq, hash) = audit_appends(seq, prev, audit)?;
+            for s in &inserts {
+                run_in(&mut tx, s).await?;
+            }
+            run_in(
+                &mut tx,
+                &stmt!(
+                    "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                    i64::try_from(seq).unwrap_or(i64::MAX),
+                    hash,
+                ),
+            )
+            .await?;
+            last = Some(seq);
+        }
+        if wakes.any() {
+            run_in(
+                &mut tx,
+                &stmt!("SELECT pg_notify($1, $2)", WAKE_CHANNEL, wakes.payload()),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(last)
+    }
+
+    async fn claim(
+        &self,
+        before: Option<Stmt>,
+        pick: Stmt,
+        lease: &(dyn Fn(String) -> Result<Stmt> + Send + Sync),
+    ) -> Result<Vec<PgRow>> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        if let Some(b) = &before {
+            run_in(&mut tx, b).await?;
+        }
+        let ids = query(&pick).fetch_all(&mut *tx).await.map_err(map)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for row in &ids {
+            let s = lease(get(row, "id")?)?;
+            out.push(query(&s).fetch_one(&mut *tx).await.map_err(map)?);
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+}
+
+impl PgDb {
+    /// Listens for other replicas' wake-ups and passes them on, reconnecting after a failure
+    /// (and then waking everything, since messages sent meanwhile are lost). Ends with the pool.
+    pub(crate) fn relay(&self, wake: Arc<dyn Wake>) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut connected_before = false;
+            while !pool.is_closed() {
+                match listen(&pool, &*wake, &mut connected_before).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        warn!(error = %e, "wake-up listener lost its connection; reconnecting (workers poll meanwhile)");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn listen(pool: &PgPool, wake: &dyn Wake, connected_before: &mut bool) -> Result<()> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(map)?;
+    listener.listen(WAKE_CHANNEL).await.map_err(map)?;
+    if *connected_before {
+        info!("wake-up listener reconnected");
+        wake_all(wake);
+    }
+    *connected_before = true;
+    loop {
+        // `try_recv` reports a lost connection (None) instead of silently reconnecting, so that
+        // the wake-ups missed meanwhile are made up for.
+        match listener.try_recv().await.map_err(map)? {
+            Some(n) => {
+                let w = Wakes::parse(n.payload());
+                if w.jobs {
+                    wake.jobs_changed();
+                }
+                if w.deadlines {
+                    wake.deadlines_changed();
+                }
+                if w.notifications {
+                    wake.notifications_changed();
+                }
+            }
+            None if pool.is_closed() => return Ok(()),
+            None => {
+                info!("wake-up listener reconnected");
+                wake_all(wake);
+            }
+        }
+    }
+}
+
+fn wake_all(wake: &dyn Wake) {
+    wake.jobs_changed();
+    wake.deadlines_changed();
+    wake.notifications_changed();
+}

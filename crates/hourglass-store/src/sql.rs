@@ -1,0 +1,542 @@
+//! Backend-neutral statements: SQL in the `$N` form that both SQLite and PostgreSQL accept,
+//! with its arguments as plain values. What a commit writes is planned here once; each backend
+//! only runs the plan in its own transaction.
+
+use std::borrow::Cow;
+
+use hourglass_core::{
+    Error, Result, Timestamp,
+    audit::{AuditRecord, chain_hash},
+    grant::Grant,
+    id::{GrantId, KeyId, PrincipalId},
+    identity::{ApiKey, Identity, TokenUse},
+    notify::Notification,
+    request::{Approval, Request, Verdict},
+    review::Review,
+    store::{Commit, JobChange},
+};
+
+/// One argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(Some(v))
+    }
+}
+impl From<&String> for Val {
+    fn from(v: &String) -> Self {
+        Val::Text(Some(v.clone()))
+    }
+}
+impl From<Option<&str>> for Val {
+    fn from(v: Option<&str>) -> Self {
+        Val::Text(v.map(str::to_owned))
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<&Option<String>> for Val {
+    fn from(v: &Option<String>) -> Self {
+        Val::Text(v.clone())
+    }
+}
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(Some(v))
+    }
+}
+impl From<u32> for Val {
+    fn from(v: u32) -> Self {
+        Val::Int(Some(i64::from(v)))
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::Bool(v)
+    }
+}
+impl From<Timestamp> for Val {
+    fn from(v: Timestamp) -> Self {
+        Val::Int(Some(v.unix_millis()))
+    }
+}
+impl From<Option<Timestamp>> for Val {
+    fn from(v: Option<Timestamp>) -> Self {
+        Val::Int(v.map(Timestamp::unix_millis))
+    }
+}
+
+/// A statement and its arguments. The text is a constant of this crate, except for the table
+/// copy (`store copy`), whose identifiers come from the fixed table list in `copy.rs`.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    pub(crate) sql: Cow<'static, str>,
+    pub(crate) args: Vec<Val>,
+}
+
+/// `stmt!(SQL, arg, …)`: a statement with its arguments converted to [`Val`]s.
+macro_rules! stmt {
+    ($sql:expr $(, $arg:expr)* $(,)?) => {
+        $crate::sql::Stmt {
+            sql: ::std::borrow::Cow::Borrowed($sql),
+            args: vec![$($crate::sql::Val::from($arg)),*],
+        }
+    };
+}
+pub(crate) use stmt;
+
+/// What a statement in a commit must change: exactly one row (a versioned or fenced write,
+/// where zero rows means someone else changed it first), or anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    One,
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub(crate) stmt: Stmt,
+    pub(crate) expect: Expect,
+}
+
+impl Step {
+    pub(crate) fn one(stmt: Stmt) -> Self {
+        Step {
+            stmt,
+            expect: Expect::One,
+        }
+    }
+    pub(crate) fn any(stmt: Stmt) -> Self {
+        Step {
+            stmt,
+            expect: Expect::Any,
+        }
+    }
+}
+
+/// Which workers a commit gives new work (for the wake-ups other replicas listen to).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wakes {
+    pub(crate) jobs: bool,
+    pub(crate) deadlines: bool,
+    pub(crate) notifications: bool,
+}
+
+impl Wakes {
+    pub(crate) fn of(c: &Commit) -> Self {
+        Wakes {
+            jobs: !c.jobs.is_empty(),
+            deadlines: !c.grants.is_empty() || !c.requests.is_empty(),
+            notifications: !c.notifications.is_empty(),
+        }
+    }
+    pub(crate) fn any(self) -> bool {
+        self.jobs || self.deadlines || self.notifications
+    }
+    /// The payload of a wake-up message: the worker names, comma-separated.
+    pub(crate) fn payload(self) -> String {
+        [
+            (self.jobs, "jobs"),
+            (self.deadlines, "deadlines"),
+            (self.notifications, "notifications"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+    pub(crate) fn parse(payload: &str) -> Self {
+        let has = |w: &str| payload.split(',').any(|p| p == w);
+        Wakes {
+            jobs: has("jobs"),
+            deadlines: has("deadlines"),
+            notifications: has("notifications"),
+        }
+    }
+}
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::internal(format!("encoding: {e}")))
+}
+
+/// A delegation chain as stored: names joined by commas (names never hold one), or NULL.
+fn actor_chain(actors: &[PrincipalId]) -> Option<String> {
+    (!actors.is_empty()).then(|| {
+        actors
+            .iter()
+            .map(PrincipalId::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Everything a commit writes except its audit records, in the order rows name each other:
+/// identities before the keys and requests that name them, requests before their grants.
+pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for i in &c.identities {
+        steps.push(Step::one(identity(i)?));
+    }
+    for k in &c.keys {
+        steps.push(Step::one(key(k)));
+    }
+    for (u, now) in &c.token_uses {
+        steps.extend(token_use(u, *now).into_iter().map(Step::any));
+    }
+    for r in &c.requests {
+        steps.push(Step::one(request(r)?));
+    }
+    for g in &c.grants {
+        steps.push(Step::one(grant(g)?));
+    }
+    for a in &c.approvals {
+        steps.push(Step::any(approval(a)?));
+    }
+    for j in &c.jobs {
+        steps.push(Step::one(job(j)));
+    }
+    for r in &c.reviews {
+        steps.push(Step::one(review(r)));
+    }
+    for n in &c.notifications {
+        steps.push(Step::any(notification(n)?));
+    }
+    Ok(steps)
+}
+
+/// A versioned row's write: an insert (at version 1) or an update at the version read. The
+/// version, the last argument, is the update's; an insert does not take it.
+fn versioned(mut s: Stmt) -> Stmt {
+    if s.sql.trim_start().starts_with("INSERT") {
+        s.args.pop();
+    }
+    s
+}
+
+fn request(r: &Request) -> Result<Stmt> {
+    let sql = if r.version == 0 {
+        "INSERT INTO requests (requester, access_kind, entitlement, duration_secs, reason, ticket, state, state_reason,
+           created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
+           source_ip, starts_at, extends, actor, exchange, ticket_facts, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+           $21, $22, $23, 1)"
+    } else {
+        "UPDATE requests SET requester = $1, access_kind = $2, entitlement = $3, duration_secs = $4, reason = $5,
+           ticket = $6, state = $7, state_reason = $8, created_at = $9, updated_at = $10, decide_by = $11,
+           policy_hash = $12, grant_id = $13, public_key = $14, break_glass = $15, mfa = $16, source_ip = $17,
+           starts_at = $18, extends = $19, actor = $20, exchange = $21, ticket_facts = $22, version = version + 1
+         WHERE id = $23 AND version = $24"
+    };
+    Ok(versioned(stmt!(
+        sql,
+        r.requester.as_str(),
+        r.access.kind(),
+        r.access.name(),
+        i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX),
+        &r.reason,
+        &r.ticket,
+        r.state.as_str(),
+        &r.state_reason,
+        r.created_at,
+        r.updated_at,
+        r.decide_by,
+        &r.policy_hash,
+        r.grant_id.as_ref().map(GrantId::as_str),
+        &r.public_key,
+        r.break_glass,
+        r.mfa,
+        &r.source_ip,
+        r.starts_at,
+        r.extends.as_ref().map(GrantId::as_str),
+        actor_chain(&r.actors),
+        r.exchange.as_ref().map(json).transpose()?,
+        r.ticket_facts.as_ref().map(json).transpose()?,
+        r.id.as_str(),
+        r.version,
+    )))
+}
+
+fn grant(g: &Grant) -> Result<Stmt> {
+    let sql = if g.version == 0 {
+        "INSERT INTO grants (request_id, principal, entitlement, target, state, starts_at, expires_at,
+           created_at, activated_at, revoke_due_at, ended_at, end_reason, handle, credential_fingerprint,
+           public_key, break_glass, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)"
+    } else {
+        "UPDATE grants SET request_id = $1, principal = $2, entitlement = $3, target = $4, state = $5,
+           starts_at = $6, expires_at = $7, created_at = $8, activated_at = $9, revoke_due_at = $10,
+           ended_at = $11, end_reason = $12, handle = $13, credential_fingerprint = $14, public_key = $15,
+           break_glass = $16, version = version + 1
+         WHERE id = $17 AND version = $18"
+    };
+    Ok(versioned(stmt!(
+        sql,
+        g.request_id.as_str(),
+        g.principal.as_str(),
+        g.entitlement.as_str(),
+        g.target.as_str(),
+        g.state.as_str(),
+        g.starts_at,
+        g.expires_at,
+        g.created_at,
+        g.activated_at,
+        g.revoke_due_at,
+        g.ended_at,
+        &g.end_reason,
+        g.handle.as_ref().map(json).transpose()?,
+        &g.credential_fingerprint,
+        &g.public_key,
+        g.break_glass,
+        g.id.as_str(),
+        g.version,
+    )))
+}
+
+fn review(r: &Review) -> Stmt {
+    let sql = if r.version == 0 {
+        "INSERT INTO reviews (request_id, grant_id, principal, access_kind, entitlement, reason, state,
+           opened_at, closed_at, closed_by, comment, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)"
+    } else {
+        "UPDATE reviews SET request_id = $1, grant_id = $2, principal = $3, access_kind = $4,
+           entitlement = $5, reason = $6, state = $7, opened_at = $8, closed_at = $9, closed_by = $10,
+           comment = $11, version = version + 1
+         WHERE id = $12 AND version = $13"
+    };
+    versioned(stmt!(
+        sql,
+        r.request_id.as_str(),
+        r.grant_id.as_str(),
+        r.principal.as_str(),
+        r.access.kind(),
+        r.access.name(),
+        &r.reason,
+        r.state.as_str(),
+        r.opened_at,
+        r.closed_at,
+        r.closed_by.as_ref().map(PrincipalId::as_str),
+        &r.comment,
+        r.id.as_str(),
+        r.version,
+    ))
+}
+
+fn approval(a: &Approval) -> Result<Stmt> {
+    Ok(stmt!(
+        "INSERT INTO approvals (request_id, approver, verdict, via, policy_ids, policy_hash, comment, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        a.request_id.as_str(),
+        &a.approver,
+        match a.verdict {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        },
+        a.via.as_str(),
+        json(&a.policy_ids)?,
+        &a.policy_hash,
+        &a.comment,
+        a.at,
+    ))
+}
+
+/// Job changes are fenced by their lease token: a change from a holder whose lease has passed
+/// to another changes nothing, which fails the commit.
+fn job(change: &JobChange) -> Stmt {
+    match change {
+        JobChange::Schedule {
+            grant_id,
+            action,
+            run_at,
+        } => stmt!(
+            "INSERT INTO grant_jobs (grant_id, action, run_at, attempts, due_at) VALUES ($1, $2, $3, 0, $3)
+             ON CONFLICT (grant_id) DO UPDATE SET action = $2, run_at = $3, attempts = 0, last_error = NULL,
+               due_at = COALESCE(grant_jobs.lease_until, $3)",
+            grant_id.as_str(),
+            action.as_str(),
+            *run_at,
+        ),
+        JobChange::Complete {
+            grant_id,
+            action,
+            lease_token,
+        } => stmt!(
+            "DELETE FROM grant_jobs WHERE grant_id = $1 AND action = $2 AND lease_token = $3",
+            grant_id.as_str(),
+            action.as_str(),
+            lease_token,
+        ),
+        JobChange::Reschedule {
+            grant_id,
+            lease_token,
+            from_action,
+            action,
+            run_at,
+            attempts,
+            last_error,
+        } => stmt!(
+            "UPDATE grant_jobs SET action = $1, run_at = $2, due_at = $2, attempts = $3, last_error = $4,
+               lease_owner = NULL, lease_token = NULL, lease_until = NULL
+             WHERE grant_id = $5 AND lease_token = $6 AND action = $7",
+            action.as_str(),
+            *run_at,
+            *attempts,
+            last_error,
+            grant_id.as_str(),
+            lease_token,
+            from_action.as_str(),
+        ),
+        JobChange::Release {
+            grant_id,
+            lease_token,
+        } => stmt!(
+            "UPDATE grant_jobs SET lease_owner = NULL, lease_token = NULL, lease_until = NULL, due_at = run_at
+             WHERE grant_id = $1 AND lease_token = $2",
+            grant_id.as_str(),
+            lease_token,
+        ),
+    }
+}
+
+/// Last seen only moves forward, whoever writes the identity.
+fn identity(i: &Identity) -> Result<Stmt> {
+    let p = &i.principal;
+    let sql = if i.version == 0 {
+        "INSERT INTO identities (kind, owner, groups, status, status_reason, origin, created_at,
+           last_seen_at, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
+    } else {
+        "UPDATE identities SET kind = $1, owner = $2, groups = $3, status = $4, status_reason = $5,
+           origin = $6, created_at = $7,
+           last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) >= COALESCE($8, 0) THEN last_seen_at ELSE $8 END,
+           version = version + 1
+         WHERE id = $9 AND version = $10"
+    };
+    Ok(versioned(stmt!(
+        sql,
+        p.kind.as_str(),
+        &p.owner,
+        json(&p.groups)?,
+        p.status.as_str(),
+        &i.status_reason,
+        i.origin.as_str(),
+        i.created_at,
+        i.last_seen_at,
+        p.id.as_str(),
+        i.version,
+    )))
+}
+
+/// Last used only moves forward, whoever writes the key.
+fn key(k: &ApiKey) -> Stmt {
+    let sql = if k.version == 0 {
+        "INSERT INTO api_keys (principal, prefix, hash, origin, created_at, expires_at, revoked_at,
+           last_used_at, replaced_by, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)"
+    } else {
+        "UPDATE api_keys SET principal = $1, prefix = $2, hash = $3, origin = $4, created_at = $5,
+           expires_at = $6, revoked_at = $7,
+           last_used_at = CASE WHEN COALESCE(last_used_at, 0) >= COALESCE($8, 0) THEN last_used_at ELSE $8 END,
+           replaced_by = $9, version = version + 1
+         WHERE id = $10 AND version = $11"
+    };
+    versioned(stmt!(
+        sql,
+        k.principal.as_str(),
+        &k.prefix,
+        &k.hash,
+        k.origin.as_str(),
+        k.created_at,
+        k.expires_at,
+        k.revoked_at,
+        k.last_used_at,
+        k.replaced_by.as_ref().map(KeyId::as_str),
+        k.id.as_str(),
+        k.version,
+    ))
+}
+
+/// Remembers an exchanged token id; an unexpired one already there is a replay (a unique
+/// violation, so a conflict). Ids whose tokens expired before `now` are forgotten first.
+fn token_use(u: &TokenUse, now: Timestamp) -> [Stmt; 2] {
+    [
+        stmt!("DELETE FROM token_uses WHERE expires_at <= $1", now),
+        stmt!(
+            "INSERT INTO token_uses (issuer, jti, expires_at) VALUES ($1, $2, $3)",
+            &u.issuer,
+            &u.jti,
+            u.expires_at,
+        ),
+    ]
+}
+
+/// Queues a notification; a repeat of a notifier's event is skipped.
+fn notification(n: &Notification) -> Result<Stmt> {
+    let subject = n
+        .message
+        .grant_id
+        .as_ref()
+        .or(n.message.request_id.as_ref());
+    Ok(stmt!(
+        "INSERT INTO notifications (id, notifier, dedup_key, event, subject, message, state, run_at,
+           due_at, attempts, last_error, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $8, $9, $10, $10)
+         ON CONFLICT (notifier, dedup_key) DO NOTHING",
+        n.id.as_str(),
+        &n.notifier,
+        &n.dedup_key,
+        n.message.event.as_str(),
+        subject.map(String::as_str),
+        json(&n.message)?,
+        n.run_at,
+        n.attempts,
+        &n.last_error,
+        n.created_at,
+    ))
+}
+
+/// The inserts that extend the chain from the head `(seq, hash)` by `records`, and the new head.
+pub(crate) fn audit_appends(
+    mut seq: u64,
+    mut prev: String,
+    records: &[AuditRecord],
+) -> Result<(Vec<Stmt>, u64, String)> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        seq += 1;
+        let hash = chain_hash(seq, r, &prev);
+        out.push(stmt!(
+            "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            i64::try_from(seq).unwrap_or(i64::MAX),
+            r.at,
+            &r.actor,
+            &r.action,
+            &r.subject,
+            json(&r.details)?,
+            prev,
+            hash.clone(),
+        ));
+        prev = hash;
+    }
+    Ok((out, seq, prev))
+}
