@@ -164,17 +164,60 @@ fn default_log_format() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// `sqlite://PATH` (relative to the config file).
+    /// `sqlite://PATH` (relative to the config file) or `postgres://USER@HOST:PORT/DB`.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// PostgreSQL: connections this process keeps at most.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// PostgreSQL: how long a caller waits for a connection before the store is reported
+    /// unavailable (and `/readyz` fails).
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout: GrantDuration,
+    /// Migrate the schema at start (PostgreSQL: under an advisory lock, so that replicas
+    /// starting together migrate once). Off: the start fails unless `hourglass migrate` ran.
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+    /// PostgreSQL: how often the workers look for work that another replica made due, should a
+    /// wake-up (`LISTEN/NOTIFY`) be lost.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: GrantDuration,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             url: default_store_url(),
+            max_connections: default_max_connections(),
+            acquire_timeout: default_acquire_timeout(),
+            migrate: true,
+            poll_interval: default_poll_interval(),
         }
     }
+}
+
+impl StoreSection {
+    /// The pool settings of this section.
+    pub fn pool(&self) -> hourglass_store::PoolOptions {
+        hourglass_store::PoolOptions {
+            max_connections: self.max_connections,
+            acquire_timeout: std::time::Duration::from_secs(self.acquire_timeout.as_secs()),
+            migrate: self.migrate,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_connections() -> u32 {
+    10
+}
+fn default_acquire_timeout() -> GrantDuration {
+    GrantDuration::from_secs(5)
+}
+fn default_poll_interval() -> GrantDuration {
+    GrantDuration::from_secs(5)
 }
 
 fn default_store_url() -> String {

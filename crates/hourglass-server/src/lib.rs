@@ -96,6 +96,29 @@ pub struct Checked {
 pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartError> {
     let file = config.file_name();
     let mut problems = Vec::new();
+    let store = &config.store;
+    if !(store.url.starts_with("sqlite:")
+        || store.url.starts_with("postgres:")
+        || store.url.starts_with("postgresql:"))
+    {
+        problems.push(format!(
+            "{file}: store.url: expected sqlite://PATH or postgres://…, got {:?}",
+            hourglass_store::redact(&store.url)
+        ));
+    }
+    if store.max_connections < 2 {
+        problems.push(format!(
+            "{file}: store.max_connections: at least 2 (the workers and the API share the pool)"
+        ));
+    }
+    for (key, d) in [
+        ("acquire_timeout", store.acquire_timeout),
+        ("poll_interval", store.poll_interval),
+    ] {
+        if d.as_secs() < 1 {
+            problems.push(format!("{file}: store.{key}: at least 1s"));
+        }
+    }
     let mut principals = Vec::new();
     let mut declared = Vec::new();
     let mut hashes = std::collections::BTreeSet::new();
@@ -334,10 +357,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         return Err(StartError::one("demo mode listens on loopback only"));
     }
     let lock = lock_sqlite(&config.store.url)?;
-    let store = hourglass_store::open(&config.store.url)
+    let store = hourglass_store::open(&config.store.url, &config.store.pool())
         .await
         .map_err(|e| StartError::one(format!("store: {e:?}")))?;
-    if lock.is_some() {
+    if lock.is_some() && !store.is_shared() {
         // The only process on this database: leases of a previous, killed run are void.
         let n = store
             .release_all_leases()
@@ -353,7 +376,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         &workload::token_issuer(&config),
     )
     .map_err(|problems| StartError { problems })?;
-    let wake = Arc::new(Wakeups::default());
+    let wake = Arc::new(Wakeups {
+        poll: store
+            .is_shared()
+            .then(|| std::time::Duration::from_secs(config.store.poll_interval.as_secs())),
+        ..Wakeups::default()
+    });
+    if store.is_shared() {
+        store.relay_wakes(Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>);
+    }
     let vault = Arc::new(CredentialVault::default());
     let s = &config.server;
     let facts = Arc::new(checked.facts);

@@ -22,12 +22,16 @@ use crate::metrics::Metrics;
 /// How many grants or requests one expiry pass changes per commit.
 const EXPIRY_BATCH: u32 = 500;
 
-/// Wakes the workers when the engine schedules work.
+/// Wakes the workers when the engine schedules work (on a shared store, also when another
+/// replica does: the store relays its wake-ups here).
 #[derive(Default)]
 pub struct Wakeups {
     pub jobs: Notify,
     pub deadlines: Notify,
     pub notifications: Notify,
+    /// On a shared store, the longest a worker sleeps before it looks again, in case a wake-up
+    /// from another replica was lost. Real time, not the engine clock.
+    pub poll: Option<std::time::Duration>,
 }
 
 impl hourglass_core::engine::Wake for Wakeups {
@@ -45,7 +49,7 @@ impl hourglass_core::engine::Wake for Wakeups {
 async fn sleep_until_or(
     clock: &dyn Clock,
     at: Option<Timestamp>,
-    wake: &Notify,
+    (wake, poll): (&Notify, Option<std::time::Duration>),
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let sleep = async {
@@ -54,8 +58,15 @@ async fn sleep_until_or(
             None => std::future::pending::<()>().await,
         }
     };
+    let poll = async {
+        match poll {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         () = sleep => true,
+        () = poll => true,
         () = wake.notified() => true,
         _ = stop.changed() => false,
     }
@@ -84,7 +95,14 @@ pub async fn scheduler(engine: Arc<Engine>, wake: Arc<Wakeups>, mut stop: watch:
                 retry_at(clock.as_ref())
             }
         };
-        if !sleep_until_or(clock.as_ref(), next, &wake.deadlines, &mut stop).await {
+        if !sleep_until_or(
+            clock.as_ref(),
+            next,
+            (&wake.deadlines, wake.poll),
+            &mut stop,
+        )
+        .await
+        {
             return;
         }
     }
@@ -153,7 +171,7 @@ async fn run_queue<Q: LeasedQueue>(
         if free == 0 {
             next = None;
         }
-        if !sleep_until_or(clock.as_ref(), next, bell(&wake), &mut stop).await {
+        if !sleep_until_or(clock.as_ref(), next, (bell(&wake), wake.poll), &mut stop).await {
             return;
         }
     }

@@ -12,6 +12,7 @@ use hourglass_core::{
 
 use crate::{PgStore, PoolOptions, SqliteStore};
 
+mod copy;
 mod identity;
 mod outbox;
 mod shared;

@@ -49,6 +49,11 @@ pub trait Backend: Send + Sync + 'static + std::fmt::Debug {
     fn relay_wakes(&self, wake: Arc<dyn Wake>) {
         let _ = wake;
     }
+    /// After rows were copied in verbatim (`store copy`): brings derived state up to date.
+    #[doc(hidden)]
+    async fn imported(&self) -> Result<()> {
+        Ok(())
+    }
     /// Rows of a read, from the last committed state.
     #[doc(hidden)]
     async fn all(&self, s: Stmt) -> Result<Vec<Self::Row>>;

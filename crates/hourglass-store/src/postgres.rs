@@ -175,6 +175,16 @@ impl Backend for PgDb {
         self.relay(wake);
     }
 
+    async fn imported(&self) -> Result<()> {
+        self.run(stmt!(
+            "UPDATE audit_head SET seq = COALESCE((SELECT MAX(seq) FROM audit_events), 0),
+               hash = (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1)
+             WHERE id = 1"
+        ))
+        .await
+        .map(drop)
+    }
+
     async fn all(&self, s: Stmt) -> Result<Vec<PgRow>> {
         query(&s).fetch_all(&self.pool).await.map_err(map)
     }

@@ -177,6 +177,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Bring the store's schema up to this version (for deploy pipelines; replicas also migrate
+    /// at start unless `[store] migrate = false`).
+    Migrate {
+        #[arg(long, default_value = "hourglass.toml")]
+        config: PathBuf,
+    },
+    /// Store operations.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Policies.
     Policy {
         #[command(subcommand)]
@@ -220,6 +231,20 @@ enum AuditCommand {
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
         since: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every row from one store into a new, empty one (SQLite to PostgreSQL, or back),
+    /// then verify the copied audit chain against the source's. Stop the server first.
+    Copy {
+        /// The source, `sqlite://PATH` or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// The destination (migrated first; must be empty).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -574,6 +599,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate { config } => {
+            let cfg = load_config(config)?;
+            hourglass_store::migrate(&cfg.store.url)
+                .await
+                .map_err(|e| anyhow::anyhow!("migrating the store: {e:?}"))?;
+            println!(
+                "store {} is current",
+                hourglass_store::redact(&cfg.store.url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => store_copy(&cli, from, to).await,
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => audit_verify(config).await,
@@ -646,11 +685,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn open_offline(config: &std::path::Path) -> Result<hourglass_store::SqliteStore> {
+async fn open_offline(
+    config: &std::path::Path,
+) -> Result<std::sync::Arc<dyn hourglass_core::store::Store>> {
     let cfg = load_config(config)?;
-    hourglass_store::SqliteStore::open_read_only(&cfg.store.url)
+    hourglass_store::open_read_only(&cfg.store.url)
         .await
         .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))
+}
+
+async fn store_copy(cli: &Cli, from: &str, to: &str) -> Result<ExitCode> {
+    let report = hourglass_store::copy(from, to).await.map_err(|e| {
+        anyhow::anyhow!(
+            "copying {} to {}: {e}",
+            hourglass_store::redact(from),
+            hourglass_store::redact(to)
+        )
+    })?;
+    if cli.output == Output::Json {
+        let tables: serde_json::Map<String, serde_json::Value> = report
+            .tables
+            .iter()
+            .map(|(t, n)| (t.clone(), serde_json::json!(n)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"tables": tables, "audit_events": report.audit_events, "head_hash": report.head_hash})
+        );
+    } else {
+        for (t, n) in &report.tables {
+            println!("{t:<16} {n} rows");
+        }
+        println!(
+            "audit chain verified at the destination: {} events, head {}",
+            report.audit_events, report.head_hash
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Calls `each` for every audit event after `since` in the store of `config`, in order; stops
@@ -661,7 +732,7 @@ async fn for_each_event(
     each: impl FnMut(hourglass_core::audit::AuditEvent) -> Result<bool>,
 ) -> Result<()> {
     let store = open_offline(config).await?;
-    hourglass_core::store::walk_audit(&store, since, each).await
+    hourglass_core::store::walk_audit(store.as_ref(), since, each).await
 }
 
 async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {

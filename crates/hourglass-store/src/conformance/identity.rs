@@ -12,7 +12,7 @@ use hourglass_core::{
 
 use super::{Fresh, audit_len, contract, t};
 
-fn identity(name: &str, at: i64) -> Identity {
+pub(super) fn identity(name: &str, at: i64) -> Identity {
     Identity {
         principal: Principal {
             id: PrincipalId::new(name).unwrap(),
@@ -29,7 +29,7 @@ fn identity(name: &str, at: i64) -> Identity {
     }
 }
 
-fn key(name: &str, prefix: Option<&str>, hash: &str, at: i64) -> ApiKey {
+pub(super) fn key(name: &str, prefix: Option<&str>, hash: &str, at: i64) -> ApiKey {
     ApiKey {
         id: KeyId::generate(t(at)).unwrap(),
         principal: PrincipalId::new(name).unwrap(),

@@ -12,7 +12,7 @@ use hourglass_core::{
 
 use super::{Fresh, audit_len, contract, ev, grant, request, t};
 
-fn notification(notifier: &str, key: &str, run_at: i64) -> Notification {
+pub(super) fn notification(notifier: &str, key: &str, run_at: i64) -> Notification {
     Notification {
         id: NotificationId::generate(t(run_at)).unwrap(),
         notifier: notifier.into(),

@@ -1,0 +1,141 @@
+//! `store copy`: everything arrives, row for row, the chain verifies on arrival and goes on
+//! from where it was, and a destination that is not empty is refused.
+
+use hourglass_core::{
+    Error,
+    audit::ChainVerifier,
+    identity::TokenUse,
+    job::JobAction,
+    request::RequestState,
+    store::{Commit, JobChange, Store},
+    ticket::Ticket,
+};
+
+use super::{ev, grant, identity::identity, identity::key, outbox::notification, request, t};
+use crate::{PgStore, PoolOptions, SqliteStore, copy};
+
+async fn chain_of(s: &dyn Store) -> (u64, String) {
+    let mut v = ChainVerifier::default();
+    for e in s.audit_after(0, 10_000).await.unwrap() {
+        v.check(&e).unwrap();
+    }
+    (v.checked(), v.head_hash().to_owned())
+}
+
+#[tokio::test]
+async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", dir.path().join("hg.db").display());
+    let src = SqliteStore::open(&from).await.unwrap();
+
+    let etl = identity("etl", 1);
+    let k = key("etl", Some("hgk_0123456789ab"), &"a".repeat(64), 1);
+    let r = request(10);
+    let g = grant(&r, 50_000);
+    let mut ext = request(20);
+    ext.extends = Some(g.id.clone());
+    ext.state = RequestState::Pending;
+    src.commit(Commit {
+        identities: vec![etl.clone()],
+        keys: vec![k.clone()],
+        token_uses: vec![(
+            TokenUse {
+                issuer: "https://ci".into(),
+                jti: "j1".into(),
+                expires_at: t(90_000),
+            },
+            t(1),
+        )],
+        requests: vec![r.clone()],
+        grants: vec![g.clone()],
+        jobs: vec![JobChange::Schedule {
+            grant_id: g.id.clone(),
+            action: JobAction::Revoke,
+            run_at: t(50_000),
+        }],
+        notifications: vec![notification("siem", "k1", 30)],
+        audit: vec![ev("granted"), ev("provisioned")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    src.commit(Commit {
+        requests: vec![ext.clone()],
+        audit: vec![ev("extension requested")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let ticket = Ticket {
+        reference: "DESK-1".into(),
+        open: true,
+        status: "In Progress".into(),
+        assignee: Some("alice".into()),
+        group: None,
+        priority: None,
+    };
+    src.record_ticket("desk", &ticket, t(5)).await.unwrap();
+    let before = chain_of(&src).await;
+    src.close().await;
+
+    let report = copy(&from, &db.url).await.unwrap();
+    assert_eq!(report.audit_events, 3);
+    assert_eq!(report.head_hash, before.1);
+    let counted = |table: &str| {
+        report
+            .tables
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(counted("requests"), Some(2));
+    assert_eq!(counted("grants"), Some(1));
+    assert_eq!(counted("notifications"), Some(1));
+
+    let dst = PgStore::open(&db.url, &PoolOptions::default())
+        .await
+        .unwrap();
+    let mut want = r.clone();
+    want.version = 1;
+    assert_eq!(dst.get_request(&r.id).await.unwrap(), Some(want));
+    let got_ext = dst.get_request(&ext.id).await.unwrap().unwrap();
+    assert_eq!(got_ext.extends, Some(g.id.clone()));
+    assert_eq!(
+        dst.get_grant(&g.id).await.unwrap().unwrap().handle,
+        g.handle
+    );
+    assert_eq!(dst.get_job(&g.id).await.unwrap().unwrap().run_at, t(50_000));
+    assert_eq!(
+        dst.get_identity(etl.id()).await.unwrap().unwrap().principal,
+        etl.principal
+    );
+    assert!(dst.find_key_by_hash(&k.hash).await.unwrap().is_some());
+    assert!(dst.is_token_used("https://ci", "j1", t(2)).await.unwrap());
+    assert_eq!(
+        dst.get_ticket("desk", "DESK-1").await.unwrap(),
+        Some(ticket)
+    );
+    assert_eq!(dst.next_notification_at().await.unwrap(), Some(t(30)));
+    assert_eq!(chain_of(&dst).await, before);
+
+    // The chain goes on from the copied head.
+    dst.commit(Commit {
+        audit: vec![ev("after the move")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(chain_of(&dst).await.0, 4);
+
+    // A second copy into the same database is refused and changes nothing.
+    let err = copy(&from, &db.url).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Internal(m) if m.contains("not empty")),
+        "{err:?}"
+    );
+    assert_eq!(chain_of(&dst).await.0, 4);
+    dst.close().await;
+}
