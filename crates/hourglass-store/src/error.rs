@@ -10,8 +10,9 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
             // PostgreSQL: a serialization failure or a deadlock victim is a conflict like any
             // other; the caller's retry reads afresh.
             Some("40001" | "40P01") => Error::StoreConflict,
-            // The server is shutting down, starting, or refusing connections: it will be back.
-            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+            // The server is shutting down or starting (57P…), the connection failed (08…), or
+            // the database does not accept connections now (55000): it will be back.
+            Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "55000" => {
                 Error::Unavailable(e.to_string())
             }
             _ => Error::Internal(format!("store: {e}")),

@@ -14,6 +14,8 @@ mod invariants;
 mod lifecycle;
 mod notifications;
 mod policy;
+#[cfg(feature = "test-clock")]
+mod replicas;
 mod secrets;
 mod targets;
 mod tickets;

@@ -1,0 +1,563 @@
+//! Several replicas of the real binary on one PostgreSQL database.
+//!
+//! - 2,000 grant lifecycles spread over three replicas while one replica at a time is killed
+//!   with SIGKILL every few seconds and started again: every grant is provisioned once and
+//!   revoked once (by the target's own record of what changed), none outlives its expiry by
+//!   more than the bound plus the lease, and the audit chain verifies with no gap.
+//! - The database going away under running replicas (every session terminated, connections
+//!   refused for a while, as in a restart): `/readyz` fails, then recovers by itself, and no job
+//!   is lost.
+//!
+//! Time is the clock file the test moves (feature `test-clock`). The target is the demo's
+//! script, wrapped to log each real change of state (absent → present, present → absent) under
+//! a lock, so a grant provisioned or revoked twice would show twice.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hourglass_api::CreateRequest;
+use hourglass_client::{Client, ClientError};
+use hourglass_testdb::TestDb;
+use hourglass_testkit::eventually;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::binary::BIN;
+
+/// The job lease the replicas run with (`[server] job_lease`).
+const LEASE_MS: i64 = 30_000;
+/// Grants last this long; the test moves the clock past it to expire a round.
+const DURATION_MS: i64 = 10 * 60_000;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    db: TestDb,
+    config: PathBuf,
+    clock: PathBuf,
+    tokens: Vec<(String, String)>,
+    /// The running replicas: process and base URL, `None` while one is down.
+    replicas: tokio::sync::Mutex<Vec<Option<(Child, String)>>>,
+    log: Arc<Mutex<String>>,
+}
+
+async fn cluster(principals: usize) -> Option<Cluster> {
+    let db = hourglass_testdb::postgres().await?;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::create_dir_all(d.join("targets")).unwrap();
+    std::fs::write(
+        d.join("policies/replicas.cedar"),
+        r#"@id("workers-read-logs")
+permit (
+  principal in Hourglass::Group::"workers",
+  action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
+  resource == Hourglass::Entitlement::"demo/read-logs"
+);
+"#,
+    )
+    .unwrap();
+    let target = d.join("targets/demo-target.sh");
+    std::fs::write(&target, hourglass_server::demo::DEMO_TARGET_SCRIPT).unwrap();
+    let wrapper = d.join("targets/recorded.sh");
+    // Runs the target under a lock of its own and records each real change of state.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nd={d}\nop=$1\ng=\"$HOURGLASS_GRANT_ID\"\n\
+             exec 8>>\"$d/ops.lock\"\nflock 8\ntouch \"$d/access.txt\"\n\
+             has() {{ grep -c \" $g\\$\" \"$d/access.txt\" 2>/dev/null || true; }}\n\
+             before=$(has)\n\
+             {t} \"$@\" || exit $?\n\
+             after=$(has)\n\
+             if [ \"$op\" = grant ] && [ \"$before\" = 0 ] && [ \"$after\" = 1 ]; then echo \"grant $g\" >> \"$d/ops.log\"; fi\n\
+             if [ \"$op\" = revoke ] && [ \"$before\" = 1 ] && [ \"$after\" = 0 ]; then echo \"revoke $g\" >> \"$d/ops.log\"; fi\n",
+            d = d.display(),
+            t = target.display()
+        ),
+    )
+    .unwrap();
+    for f in [&target, &wrapper] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut tokens = Vec::new();
+    let mut identities = String::new();
+    for i in 0..principals {
+        let name = format!("worker{i:02}");
+        let token = hourglass_server::auth::new_token().unwrap();
+        identities.push_str(&format!(
+            "[[identities]]\nname = \"{name}\"\nkind = \"workload\"\nowner = \"ops\"\ngroups = [\"workers\"]\ntoken_sha256 = [\"{}\"]\n\n",
+            hourglass_server::auth::token_hash(&token)
+        ));
+        tokens.push((name, token));
+    }
+    let w = wrapper.display();
+    let config = d.join("hourglass.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+job_lease = "{lease}s"
+retry_base = "1s"
+retry_cap = "2s"
+
+[store]
+url = "{url}"
+max_connections = 6
+acquire_timeout = "2s"
+poll_interval = "1s"
+
+[policy]
+dir = "policies"
+
+[[identities]]
+name = "ops"
+kind = "human"
+groups = ["admins"]
+
+{identities}
+[[targets]]
+name = "demo"
+connector = "exec"
+exec = {{ grant = ["{w}", "grant"], revoke = ["{w}", "revoke"], extend = ["{w}", "extend"], inspect = ["{w}", "inspect"], timeout_secs = 10, env = {{ HOURGLASS_DEMO_ACCESS_FILE = "{access}" }} }}
+
+[[entitlements]]
+name = "demo/read-logs"
+description = "Read the logs"
+risk = "low"
+default_duration = "10m"
+max_duration = "1h"
+"#,
+            lease = LEASE_MS / 1000,
+            url = db.url,
+            access = d.join("access.txt").display(),
+        ),
+    )
+    .unwrap();
+    let clock = d.join("clock");
+    std::fs::write(&clock, "1800000000000").unwrap();
+    Some(Cluster {
+        dir,
+        db,
+        config,
+        clock,
+        tokens,
+        replicas: tokio::sync::Mutex::default(),
+        log: Arc::default(),
+    })
+}
+
+impl Cluster {
+    async fn spawn(&self) -> (Child, String) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("HOURGLASS_TEST_CLOCK_FILE", &self.clock)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::clone(&self.log);
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    return a.to_owned();
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+            panic!(
+                "a replica exited before listening:\n{}",
+                log.lock().unwrap()
+            );
+        })
+        .await
+        .unwrap();
+        let log = Arc::clone(&self.log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (child, addr)
+    }
+
+    /// Starts `n` replicas; their base URLs.
+    async fn start(&self, n: usize) -> Vec<String> {
+        let mut bases = Vec::new();
+        for _ in 0..n {
+            let r = self.spawn().await;
+            bases.push(r.1.clone());
+            self.replicas.lock().await.push(Some(r));
+        }
+        bases
+    }
+
+    async fn kill_all(&self) {
+        for r in self.replicas.lock().await.iter_mut().flatten() {
+            r.0.kill().await.unwrap();
+        }
+    }
+
+    fn now(&self) -> i64 {
+        std::fs::read_to_string(&self.clock)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn advance(&self, ms: i64) {
+        std::fs::write(&self.clock, (self.now() + ms).to_string()).unwrap();
+    }
+
+    fn ops(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ops.log")).unwrap_or_default()
+    }
+
+    async fn pg(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.db.url).await.unwrap()
+    }
+}
+
+type Bases = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A client for `token` on some live replica (round-robin by `turn`).
+fn client_on(bases: &Bases, token: &str, turn: usize) -> Option<Client> {
+    let live: Vec<String> = bases.lock().unwrap().iter().flatten().cloned().collect();
+    let base = live.get(turn % live.len().max(1))?;
+    Some(Client::new(base, Some(token.to_owned())).unwrap())
+}
+
+fn read_logs() -> CreateRequest {
+    CreateRequest {
+        entitlement: "demo/read-logs".into(),
+        duration: Some("10m".into()),
+        reason: "replica test".into(),
+        ticket: None,
+        public_key: None,
+        break_glass: false,
+        starts_at: None,
+    }
+}
+
+/// Requests read-logs for the holder of `token` through any live replica, riding out replicas
+/// dying mid-call: a request whose answer was lost is found again instead of made twice.
+async fn request_once(bases: &Bases, token: &str, turn: &mut usize) -> String {
+    for _ in 0..400 {
+        *turn += 1;
+        let Some(c) = client_on(bases, token, *turn) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        match c.create_request(&read_logs()).await {
+            Ok(r) => return r.grant_id.expect("auto-approved"),
+            // Already holds it: an earlier attempt got through but its answer was lost.
+            Err(ClientError::Problem(p)) if p.status == 409 => {
+                if let Ok(gs) = c.list_grants(None).await
+                    && let Some(g) = gs
+                        .iter()
+                        .find(|g| g.state == "provisioning" || g.state == "active")
+                {
+                    return g.id.clone();
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no replica took the request");
+}
+
+/// The state of each grant, read through any live replica.
+async fn states(bases: &Bases, token: &str, gids: &[String]) -> Option<Vec<String>> {
+    let c = client_on(bases, token, 0)?;
+    let mut out = Vec::with_capacity(gids.len());
+    for g in gids {
+        out.push(c.get_grant(g).await.ok()?.state);
+    }
+    Some(out)
+}
+
+/// Waits until every grant is in `state`. A replica killed while it held a grant's job leaves
+/// it leased: when nothing moves for 4 s, the clock is moved past the lease (the bound the
+/// issue allows) and that is counted.
+async fn settle(c: &Cluster, bases: &Bases, admin: &str, gids: &[String], state: &str) -> u32 {
+    let mut nudges = 0;
+    loop {
+        let mut waited = 0;
+        while waited < 40 {
+            if let Some(s) = states(bases, admin, gids).await
+                && s.iter().all(|s| s == state)
+            {
+                return nudges;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        assert!(nudges < 5, "grants stuck short of {state}");
+        c.advance(LEASE_MS + 1_000);
+        nudges += 1;
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_killed_at_random_lose_and_double_nothing() {
+    const PRINCIPALS: usize = 10;
+    const LIFECYCLES: usize = 2_000;
+    let Some(c) = cluster(PRINCIPALS).await else {
+        return;
+    };
+    let c = Arc::new(c);
+    let bases: Bases = Arc::new(Mutex::new(c.start(3).await.into_iter().map(Some).collect()));
+
+    // The killer: every 3 s one replica (in turn) is killed with SIGKILL and started again.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let killer = {
+        let (c, bases) = (Arc::clone(&c), Arc::clone(&bases));
+        tokio::spawn(async move {
+            let mut kills = 0u32;
+            let mut victim = 0;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(3)) => {}
+                    _ = stop_rx.changed() => return kills,
+                }
+                let mut replicas = c.replicas.lock().await;
+                if let Some((mut child, _)) = replicas[victim].take() {
+                    bases.lock().unwrap()[victim] = None;
+                    child.start_kill().unwrap();
+                    child.wait().await.unwrap();
+                    kills += 1;
+                }
+                let r = c.spawn().await;
+                bases.lock().unwrap()[victim] = Some(r.1.clone());
+                replicas[victim] = Some(r);
+                victim = (victim + 1) % 3;
+            }
+        })
+    };
+
+    let tokens = c.tokens.clone();
+    let mut gids_all = Vec::with_capacity(LIFECYCLES);
+    let mut nudges = 0;
+    let mut rounds_with_nudges = Vec::new();
+    for round in 0..LIFECYCLES / PRINCIPALS {
+        let mut tasks = Vec::new();
+        for (i, (_, token)) in tokens.iter().enumerate() {
+            let (bases, token) = (Arc::clone(&bases), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut turn = round + i;
+                request_once(&bases, &token, &mut turn).await
+            }));
+        }
+        let mut gids = Vec::new();
+        for t in tasks {
+            gids.push(t.await.unwrap());
+        }
+        // The grants are the principals' own: read them as each holder.
+        let holders: Vec<(String, String)> = gids
+            .iter()
+            .cloned()
+            .zip(tokens.iter().map(|(_, t)| t.clone()))
+            .collect();
+        let n1 = settle_each(&c, &bases, &holders, "active").await;
+        c.advance(DURATION_MS + 1_000);
+        let n2 = settle_each(&c, &bases, &holders, "revoked").await;
+        if n1 + n2 > 0 {
+            rounds_with_nudges.push((round, n1 + n2));
+        }
+        nudges += n1 + n2;
+        gids_all.extend(gids);
+    }
+    stop_tx.send(true).unwrap();
+    let kills = killer.await.unwrap();
+    c.kill_all().await;
+    eprintln!(
+        "{LIFECYCLES} lifecycles, {kills} replicas killed, clock moved past a lease {nudges} times ({rounds_with_nudges:?})"
+    );
+    assert!(kills >= 3, "the replicas were killed ({kills} times)");
+
+    // The target's own record: each grant appeared once and went away once.
+    let ops = c.ops();
+    let mut changes: HashMap<&str, (u32, u32)> = HashMap::new();
+    for line in ops.lines() {
+        let (op, gid) = line.split_once(' ').unwrap();
+        let e = changes.entry(gid).or_default();
+        match op {
+            "grant" => e.0 += 1,
+            "revoke" => e.1 += 1,
+            _ => panic!("{line}"),
+        }
+    }
+    assert_eq!(changes.len(), LIFECYCLES, "every grant reached the target");
+    for g in &gids_all {
+        assert_eq!(changes.get(g.as_str()), Some(&(1, 1)), "{g}");
+    }
+    let access = std::fs::read_to_string(c.dir.path().join("access.txt")).unwrap_or_default();
+    assert!(access.trim().is_empty(), "still held: {access}");
+
+    // The ledger agrees: one activation and one revocation each, and no grant ended later past
+    // its expiry than the step past it plus the lease of the round's holder that was killed.
+    let pg = c.pg().await;
+    let rows: Vec<(String, String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, state, expires_at, ended_at FROM grants")
+            .fetch_all(&pg)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), LIFECYCLES);
+    for (id, state, expires_at, ended_at) in &rows {
+        assert_eq!(state, "revoked", "{id}");
+        let late = ended_at.unwrap() - expires_at;
+        assert!(
+            late <= 1_000 + 5 * (LEASE_MS + 1_000),
+            "{id} outlived its expiry by {late} ms"
+        );
+    }
+    let per_grant: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT subject,
+                COUNT(CASE WHEN action = 'grant.activated' THEN 1 END),
+                COUNT(CASE WHEN action = 'grant.revoked' THEN 1 END)
+           FROM audit_events WHERE subject LIKE 'grt_%' GROUP BY subject",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(per_grant.len(), LIFECYCLES);
+    for (g, activated, revoked) in &per_grant {
+        assert_eq!((*activated, *revoked), (1, 1), "{g}");
+    }
+    pg.close().await;
+    verify_chain(&c).await;
+}
+
+/// `settle` for grants read by their holders: `(grant id, holder token)`.
+async fn settle_each(c: &Cluster, bases: &Bases, holders: &[(String, String)], state: &str) -> u32 {
+    let mut nudges = 0;
+    for (gid, token) in holders {
+        nudges += settle(c, bases, token, std::slice::from_ref(gid), state).await;
+    }
+    nudges
+}
+
+async fn verify_chain(c: &Cluster) {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("audit chain ok"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Terminates every session on the test database and refuses new ones until `allow` runs.
+async fn take_database_away(db: &TestDb) -> sqlx::PgPool {
+    let admin = sqlx::PgPool::connect(
+        &std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        db.name
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db.name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin
+}
+
+async fn bring_database_back(admin: &sqlx::PgPool, db: &TestDb) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    )))
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn replicas_ride_out_the_database_going_away() {
+    let Some(c) = cluster(4).await else {
+        return;
+    };
+    let bases = c.start(2).await;
+    let shared: Bases = Arc::new(Mutex::new(bases.iter().cloned().map(Some).collect()));
+    let mut gids = Vec::new();
+    let mut turn = 0;
+    for (_, token) in &c.tokens {
+        gids.push(request_once(&shared, token, &mut turn).await);
+    }
+    let holders: Vec<(String, String)> = gids
+        .iter()
+        .cloned()
+        .zip(c.tokens.iter().map(|(_, t)| t.clone()))
+        .collect();
+    assert_eq!(settle_each(&c, &shared, &holders, "active").await, 0);
+
+    // The database goes away: both replicas say they are not ready, and a request is refused
+    // with 503 instead of hanging.
+    let admin = take_database_away(&c.db).await;
+    let probe = |b: &String| Client::new(b, None).unwrap();
+    for b in &bases {
+        assert!(
+            eventually(|| async { probe(b).get_status("/readyz").await.ok() == Some(503) }).await,
+            "{b} still says ready"
+        );
+    }
+    let err = Client::new(&bases[0], Some(c.tokens[0].1.clone()))
+        .unwrap()
+        .create_request(&read_logs())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Problem(p) if p.status == 503),
+        "{err:?}\n{}",
+        c.log.lock().unwrap()
+    );
+    // Meanwhile the grants expire: the revocations are due while nobody can reach the store.
+    c.advance(DURATION_MS + 1_000);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Back: ready again by themselves, and every due revocation happens.
+    bring_database_back(&admin, &c.db).await;
+    admin.close().await;
+    for b in &bases {
+        assert!(
+            eventually(|| async { probe(b).get_status("/readyz").await.ok() == Some(200) }).await,
+            "{b} did not recover"
+        );
+    }
+    assert_eq!(settle_each(&c, &shared, &holders, "revoked").await, 0);
+    let ops = c.ops();
+    for g in &gids {
+        assert_eq!(ops.matches(&format!("grant {g}\n")).count(), 1, "{ops}");
+        assert_eq!(ops.matches(&format!("revoke {g}\n")).count(), 1, "{ops}");
+    }
+    c.kill_all().await;
+    verify_chain(&c).await;
+}
