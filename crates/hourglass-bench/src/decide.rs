@@ -14,18 +14,18 @@ use crate::{
     stats::{Report, Samples, now},
 };
 
-/// Each client (one per token) runs `per_client` cycles: an auto-approved request of
-/// `hook/read`, timed until its grant is active, then revoked. All samples, and the seconds
-/// the whole run took.
+/// Each client (one per token, spread round-robin over `servers`) runs `per_client` cycles: an
+/// auto-approved request of `hook/read`, timed until its grant is active, then revoked. All
+/// samples, and the seconds the whole run took.
 pub async fn cycles(
     scenario: &str,
-    server: &Server,
+    servers: &[&Server],
     tokens: &[String],
     per_client: usize,
 ) -> Result<(Samples, f64)> {
     let mut tasks = Vec::new();
-    for token in tokens {
-        let client = server.client(token)?;
+    for (i, token) in tokens.iter().enumerate() {
+        let client = servers[i % servers.len()].client(token)?;
         tasks.push(async move {
             let mut samples = Samples::default();
             for _ in 0..per_client {
@@ -65,7 +65,7 @@ pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
     let (config, tokens) = write_config(dir.path(), hook, max, "")?;
     let server = Server::start(&config).await?;
     for &clients in concurrency {
-        let (all, secs) = cycles("decide", &server, &tokens[..clients], per_client).await?;
+        let (all, secs) = cycles("decide", &[&server], &tokens[..clients], per_client).await?;
         let rps = all.len() as f64 / secs;
         let bound = raw / TX_PER_CYCLE;
         Report::new("decide")

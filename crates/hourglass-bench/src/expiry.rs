@@ -35,7 +35,7 @@ fn cpu_seconds() -> Result<f64> {
 
 /// Writes `n` active grants (and their requests) that expire spread over `[from, from + 10 s)`.
 pub async fn seed_active(
-    store: &SqliteStore,
+    store: &dyn Store,
     n: usize,
     from: Timestamp,
     created: Timestamp,

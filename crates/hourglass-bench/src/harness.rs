@@ -27,6 +27,17 @@ pub fn write_config(
     clients: usize,
     extra: &str,
 ) -> Result<(std::path::PathBuf, Vec<String>)> {
+    write_config_on(dir, hook, clients, extra, "sqlite://hourglass.db")
+}
+
+/// [`write_config`] on the store at `store_url`.
+pub fn write_config_on(
+    dir: &Path,
+    hook: SocketAddr,
+    clients: usize,
+    extra: &str,
+    store_url: &str,
+) -> Result<(std::path::PathBuf, Vec<String>)> {
     std::fs::create_dir_all(dir.join("policies"))?;
     std::fs::write(
         dir.join("policies/bench.cedar"),
@@ -34,7 +45,7 @@ pub fn write_config(
     )?;
     std::fs::write(dir.join("hook.secret"), "s".repeat(48))?;
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\njob_concurrency = 64\n{extra}\n[store]\nurl = \"sqlite://hourglass.db\"\n\n[quotas]\nmax_live_grants_per_principal = 1000000\nmax_requests_per_hour_per_principal = 1000000\n\n[[targets]]\nname = \"hook\"\nconnector = \"webhook\"\nwebhook = {{ url = \"http://{hook}/\", secret_file = \"hook.secret\", allow_private = true }}\n\n[[entitlements]]\nname = \"hook/read\"\ndefault_duration = \"15m\"\nmax_duration = \"1h\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\njob_concurrency = 64\n{extra}\n[store]\nurl = \"{store_url}\"\n\n[quotas]\nmax_live_grants_per_principal = 1000000\nmax_requests_per_hour_per_principal = 1000000\n\n[[targets]]\nname = \"hook\"\nconnector = \"webhook\"\nwebhook = {{ url = \"http://{hook}/\", secret_file = \"hook.secret\", allow_private = true }}\n\n[[entitlements]]\nname = \"hook/read\"\ndefault_duration = \"15m\"\nmax_duration = \"1h\"\n"
     );
     let mut tokens = Vec::new();
     for i in 0..clients.max(1) {

@@ -9,6 +9,7 @@ mod expiry;
 mod harness;
 mod notify;
 mod policy;
+mod postgres;
 mod startup;
 mod stats;
 
@@ -33,6 +34,9 @@ enum Scenario {
     Exchange,
     /// The decide cycle with and without a notifier routed every event, side by side.
     Notify,
+    /// Decide and an expiry burst on SQLite, PostgreSQL, and PostgreSQL with three replicas,
+    /// side by side; and the cost of the audit chain's lock to concurrent writers.
+    Postgres,
     /// Every scenario above.
     All,
 }
@@ -121,6 +125,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Notify) {
         notify::run(8, pick(3, 60)).await?;
+    }
+    if want(Scenario::Postgres) {
+        postgres::run(16, pick(3, 40), pick(300, 5_000)).await?;
     }
     Ok(())
 }

@@ -65,10 +65,10 @@ pub async fn run(clients: usize, per_client: usize) -> Result<()> {
     let (mut a, mut b) = (Samples::default(), Samples::default());
     let (mut a_secs, mut b_secs) = (0.0, 0.0);
     for _ in 0..rounds {
-        let (s, secs) = cycles("notify-off", &plain, &plain_tokens, per_round).await?;
+        let (s, secs) = cycles("notify-off", &[&plain], &plain_tokens, per_round).await?;
         a.0.extend(s.0);
         a_secs += secs;
-        let (s, secs) = cycles("notify-on", &notified, &notified_tokens, per_round).await?;
+        let (s, secs) = cycles("notify-on", &[&notified], &notified_tokens, per_round).await?;
         b.0.extend(s.0);
         b_secs += secs;
     }

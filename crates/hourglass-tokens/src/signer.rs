@@ -68,6 +68,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The keys in `dir`, oldest first.
+fn scan(dir: &Path) -> io::Result<Vec<Key>> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pk8") {
+            continue;
+        }
+        let Some(kid) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let created = kid
+            .split('-')
+            .next()
+            .and_then(|c| c.parse::<i64>().ok())
+            .ok_or_else(|| io::Error::other(format!("{}: not a key file name", path.display())))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&std::fs::read(&path)?).map_err(|_| {
+            io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", path.display()))
+        })?;
+        keys.push(Key { kid, created, pair });
+    }
+    keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.kid.cmp(&b.kid)));
+    Ok(keys)
+}
+
 impl Signer {
     /// Opens (creating) the key directory, loads its keys and rotates as due at `now`.
     pub fn open(dir: &Path, issuer: &str, rotation: Rotation, now: i64) -> io::Result<Self> {
@@ -77,33 +102,12 @@ impl Signer {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        let mut keys = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("pk8") {
-                continue;
-            }
-            let Some(kid) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            let created = kid
-                .split('-')
-                .next()
-                .and_then(|c| c.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    io::Error::other(format!("{}: not a key file name", path.display()))
-                })?;
-            let pair = Ed25519KeyPair::from_pkcs8(&std::fs::read(&path)?).map_err(|_| {
-                io::Error::other(format!("{}: not an Ed25519 PKCS#8 key", path.display()))
-            })?;
-            keys.push(Key { kid, created, pair });
-        }
-        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.kid.cmp(&b.kid)));
+        // Loaded by `maintain`, under the directory's lock.
         let s = Signer {
             dir: dir.to_owned(),
             issuer: issuer.to_owned(),
             rotation,
-            keys: RwLock::new(keys),
+            keys: RwLock::new(Vec::new()),
         };
         s.maintain(now)?;
         Ok(s)
@@ -115,8 +119,19 @@ impl Signer {
 
     /// Makes a new key when the newest is due for rotation, and retires replaced keys whose
     /// overlap ended.
+    ///
+    /// Several replicas may share the directory: the decision is taken under a lock on it, on
+    /// the keys it holds then, so that one replica makes the new key and the others load it.
+    /// (Every replica reaches the same decision at the same time, from the same newest key.)
     pub fn maintain(&self, now: i64) -> io::Result<()> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".rotation.lock"))?;
+        lock.lock()?;
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        *keys = scan(&self.dir)?;
         if keys
             .last()
             .is_none_or(|k| now - k.created >= self.rotation.rotate_every_secs)
@@ -235,6 +250,41 @@ mod tests {
             .iter()
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn replicas_sharing_the_directory_rotate_once_and_publish_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_700_000_000;
+        let a = Signer::open(dir.path(), "https://hg", rotation(), t0).unwrap();
+        let b = Signer::open(dir.path(), "https://hg", rotation(), t0).unwrap();
+        assert_eq!(kids(&a).len(), 1);
+        assert_eq!(
+            kids(&a),
+            kids(&b),
+            "the second replica loads the first one's key"
+        );
+
+        // Rotation is due on both at once: one key is made, and both publish it.
+        let t1 = t0 + 7 * DAY;
+        a.maintain_if_due(t1).unwrap();
+        b.maintain_if_due(t1).unwrap();
+        assert_eq!(kids(&a).len(), 2);
+        assert_eq!(kids(&a), kids(&b));
+        let files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pk8")
+            })
+            .count();
+        assert_eq!(files, 2);
+        // Once the new key signs, a token from either verifies against the other's JWKS.
+        let (_, kid) = b.sign(&json!({}), t1 + PUBLISH_AHEAD_SECS).unwrap();
+        assert!(kids(&a).contains(&kid));
     }
 
     #[test]

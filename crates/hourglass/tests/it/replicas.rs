@@ -293,19 +293,19 @@ async fn states(bases: &Bases, token: &str, gids: &[String]) -> Option<Vec<Strin
 }
 
 /// Waits until every grant is in `state`. A replica killed while it held a grant's job leaves
-/// it leased: when nothing moves for 4 s, the clock is moved past the lease (the bound the
+/// it leased: when nothing moves for 2.5 s, the clock is moved past the lease (the bound the
 /// issue allows) and that is counted.
-async fn settle(c: &Cluster, bases: &Bases, admin: &str, gids: &[String], state: &str) -> u32 {
+async fn settle(c: &Cluster, bases: &Bases, token: &str, gids: &[String], state: &str) -> u32 {
     let mut nudges = 0;
     loop {
         let mut waited = 0;
-        while waited < 40 {
-            if let Some(s) = states(bases, admin, gids).await
+        while waited < 100 {
+            if let Some(s) = states(bases, token, gids).await
                 && s.iter().all(|s| s == state)
             {
                 return nudges;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
             waited += 1;
         }
         assert!(nudges < 5, "grants stuck short of {state}");
@@ -355,6 +355,7 @@ async fn three_replicas_killed_at_random_lose_and_double_nothing() {
     let mut gids_all = Vec::with_capacity(LIFECYCLES);
     let mut nudges = 0;
     let mut rounds_with_nudges = Vec::new();
+    let mut allowed_late = HashMap::new();
     for round in 0..LIFECYCLES / PRINCIPALS {
         let mut tasks = Vec::new();
         for (i, (_, token)) in tokens.iter().enumerate() {
@@ -377,6 +378,11 @@ async fn three_replicas_killed_at_random_lose_and_double_nothing() {
         let n1 = settle_each(&c, &bases, &holders, "active").await;
         c.advance(DURATION_MS + 1_000);
         let n2 = settle_each(&c, &bases, &holders, "revoked").await;
+        // How late this round's revocations may be: the step past expiry, plus one lease for
+        // each time a killed holder's lease had to run out.
+        for g in &gids {
+            allowed_late.insert(g.clone(), 1_000 + i64::from(n2) * (LEASE_MS + 1_000));
+        }
         if n1 + n2 > 0 {
             rounds_with_nudges.push((round, n1 + n2));
         }
@@ -411,7 +417,7 @@ async fn three_replicas_killed_at_random_lose_and_double_nothing() {
     assert!(access.trim().is_empty(), "still held: {access}");
 
     // The ledger agrees: one activation and one revocation each, and no grant ended later past
-    // its expiry than the step past it plus the lease of the round's holder that was killed.
+    // its expiry than the step past it plus a lease for each holder killed with it.
     let pg = c.pg().await;
     let rows: Vec<(String, String, i64, Option<i64>)> =
         sqlx::query_as("SELECT id, state, expires_at, ended_at FROM grants")
@@ -423,8 +429,9 @@ async fn three_replicas_killed_at_random_lose_and_double_nothing() {
         assert_eq!(state, "revoked", "{id}");
         let late = ended_at.unwrap() - expires_at;
         assert!(
-            late <= 1_000 + 5 * (LEASE_MS + 1_000),
-            "{id} outlived its expiry by {late} ms"
+            late <= allowed_late[id],
+            "{id} outlived its expiry by {late} ms (allowed {} ms)",
+            allowed_late[id]
         );
     }
     let per_grant: Vec<(String, i64, i64)> = sqlx::query_as(
