@@ -697,7 +697,7 @@ async fn open_offline(
 async fn store_copy(cli: &Cli, from: &str, to: &str) -> Result<ExitCode> {
     let report = hourglass_store::copy(from, to).await.map_err(|e| {
         anyhow::anyhow!(
-            "copying {} to {}: {e}",
+            "copying {} to {}: {e:?}",
             hourglass_store::redact(from),
             hourglass_store::redact(to)
         )
