@@ -105,6 +105,21 @@ pub async fn seed_active(
     Ok(())
 }
 
+/// Each revocation's lag (revoked-at minus expires-at), from the `grant.revoked` records.
+pub async fn revocation_lags(store: &dyn Store) -> Result<Samples> {
+    let mut lags = Samples::default();
+    hourglass_core::store::walk_audit(store, 0, |e| {
+        if e.record.action == "grant.revoked"
+            && let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms")
+        {
+            lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
+        }
+        anyhow::Ok(true)
+    })
+    .await?;
+    Ok(lags)
+}
+
 pub async fn run(n: usize, idle: Duration) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let raw = sqlite_commits_per_sec(dir.path(), 2_000).await?;
@@ -154,16 +169,7 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
     let now_ms = hourglass_core::Clock::now(&hourglass_server::clock::SystemClock);
     let burst_end = burst.plus_millis(10_000);
     let drained_after_burst_s = now_ms.millis_since(burst_end).max(0) as f64 / 1000.0;
-    let mut lags = Samples::default();
-    hourglass_core::store::walk_audit(store.as_ref(), 0, |e| {
-        if e.record.action == "grant.revoked"
-            && let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms")
-        {
-            lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
-        }
-        anyhow::Ok(true)
-    })
-    .await?;
+    let lags = revocation_lags(store.as_ref()).await?;
     server.running.stop().await;
     if lags.len() != n {
         bail!("expiry-burst: {} of {n} revocations recorded", lags.len());

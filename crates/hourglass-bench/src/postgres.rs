@@ -17,9 +17,9 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use crate::{
     decide::cycles,
-    expiry::seed_active,
+    expiry::{revocation_lags, seed_active},
     harness::{Server, receiver, write_config_on},
-    stats::{Report, Samples, now},
+    stats::{Report, now},
 };
 
 fn admin_url() -> String {
@@ -175,16 +175,7 @@ async fn expiry_burst(s: &Setup, hook: std::net::SocketAddr, n: usize) -> Result
         .millis_since(burst.plus_millis(10_000))
         .max(0) as f64
         / 1000.0;
-    let mut lags = Samples::default();
-    hourglass_core::store::walk_audit(store.as_ref(), 0, |e| {
-        if e.record.action == "grant.revoked"
-            && let Some((_, v)) = e.record.details.iter().find(|(k, _)| k == "lag_ms")
-        {
-            lags.push(Duration::from_millis(v.parse().unwrap_or(0)));
-        }
-        anyhow::Ok(true)
-    })
-    .await?;
+    let lags = revocation_lags(store.as_ref()).await?;
     drop(store);
     stop(servers).await;
     if lags.len() != n {

@@ -311,3 +311,24 @@ pub async fn walk_audit<E: From<crate::Error>>(
         }
     }
 }
+
+/// Walks the whole chain, checking each link. The verifier (events checked, head hash) and the
+/// first break, if any; the walk stops at it.
+pub async fn verify_chain(
+    store: &dyn Store,
+) -> crate::Result<(
+    crate::audit::ChainVerifier,
+    Option<crate::audit::ChainBreak>,
+)> {
+    let mut v = crate::audit::ChainVerifier::default();
+    let mut broken = None;
+    walk_audit::<crate::Error>(store, 0, |e| match v.check(&e) {
+        Ok(()) => Ok(true),
+        Err(b) => {
+            broken = Some(b);
+            Ok(false)
+        }
+    })
+    .await?;
+    Ok((v, broken))
+}

@@ -10,7 +10,11 @@
 
 use std::borrow::Cow;
 
-use hourglass_core::{Error, Result, audit::ChainVerifier, store::Store};
+use hourglass_core::{
+    Error, Result,
+    audit::ChainVerifier,
+    store::{Store, verify_chain},
+};
 
 use crate::{
     PgStore, PoolOptions, SqliteStore, is_postgres, is_sqlite,
@@ -384,16 +388,7 @@ async fn verify<S: Backend, D: Backend>(
     dst: &SqlStore<D>,
     tables: Vec<(String, u64)>,
 ) -> Result<CopyReport> {
-    let mut at_dst = ChainVerifier::default();
-    let mut broken = None;
-    hourglass_core::store::walk_audit::<Error>(dst, 0, |e| match at_dst.check(&e) {
-        Ok(()) => Ok(true),
-        Err(b) => {
-            broken = Some(b);
-            Ok(false)
-        }
-    })
-    .await?;
+    let (at_dst, broken) = verify_chain(dst).await?;
     if let Some(b) = broken {
         return Err(Error::internal(format!(
             "the copied audit chain does not verify at sequence {}: {}",

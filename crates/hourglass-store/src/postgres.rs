@@ -18,7 +18,7 @@ use hourglass_core::{
     engine::Wake,
 };
 use sqlx::{
-    AssertSqlSafe, PgPool, Postgres, Transaction,
+    PgPool, Postgres, Transaction,
     migrate::{Migration, MigrationType, Migrator},
     postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow},
     query::Query,
@@ -29,7 +29,7 @@ use crate::{
     error::map,
     ledger::{Backend, SqlStore},
     rows::get,
-    sql::{Expect, Step, Stmt, Val, Wakes, audit_appends, stmt},
+    sql::{Expect, Step, Stmt, Wakes, audit_appends, stmt},
 };
 
 /// The channel wake-ups are sent on.
@@ -146,15 +146,7 @@ impl PgStore {
 }
 
 fn query(s: &Stmt) -> Query<'static, Postgres, PgArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(s.sql.clone()));
-    for v in &s.args {
-        q = match v {
-            Val::Text(t) => q.bind(t.clone()),
-            Val::Int(i) => q.bind(*i),
-            Val::Bool(b) => q.bind(*b),
-        };
-    }
-    q
+    s.query()
 }
 
 async fn run_in(tx: &mut Transaction<'static, Postgres>, s: &Stmt) -> Result<u64> {

@@ -93,6 +93,27 @@ pub struct Stmt {
     pub(crate) args: Vec<Val>,
 }
 
+impl Stmt {
+    /// The statement as a query of database `DB`, its arguments bound in order.
+    pub(crate) fn query<DB>(&self) -> sqlx::query::Query<'static, DB, DB::Arguments>
+    where
+        DB: sqlx::Database,
+        Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<i64>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        bool: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
+        for v in &self.args {
+            q = match v {
+                Val::Text(t) => q.bind(t.clone()),
+                Val::Int(i) => q.bind(*i),
+                Val::Bool(b) => q.bind(*b),
+            };
+        }
+        q
+    }
+}
+
 /// `stmt!(SQL, arg, …)`: a statement with its arguments converted to [`Val`]s.
 macro_rules! stmt {
     ($sql:expr $(, $arg:expr)* $(,)?) => {

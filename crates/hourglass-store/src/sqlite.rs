@@ -13,7 +13,7 @@ use hourglass_core::{
     audit::{AuditRecord, GENESIS_HASH},
 };
 use sqlx::{
-    AssertSqlSafe, Sqlite, SqlitePool, Transaction,
+    Sqlite, SqlitePool, Transaction,
     migrate::{Migration, MigrationType, Migrator},
     query::Query,
     sqlite::{
@@ -26,7 +26,7 @@ use crate::{
     error::map,
     ledger::{Backend, SqlStore},
     rows::get,
-    sql::{Expect, Step, Stmt, Val, Wakes, audit_appends},
+    sql::{Expect, Step, Stmt, Wakes, audit_appends},
 };
 
 /// The SQLite implementation of [`hourglass_core::store::Store`].
@@ -134,15 +134,7 @@ impl SqliteStore {
 }
 
 fn query(s: &Stmt) -> Query<'static, Sqlite, SqliteArguments> {
-    let mut q = sqlx::query(AssertSqlSafe(s.sql.clone()));
-    for v in &s.args {
-        q = match v {
-            Val::Text(t) => q.bind(t.clone()),
-            Val::Int(i) => q.bind(*i),
-            Val::Bool(b) => q.bind(*b),
-        };
-    }
-    q
+    s.query()
 }
 
 async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hourglass_api::{CreateRequest, GrantView, RequestView};
 use hourglass_client::Client;
-use hourglass_core::{Clock, audit::ChainVerifier};
+use hourglass_core::Clock;
 use hourglass_server::config::Config;
 
 #[derive(Parser)]
@@ -736,16 +736,10 @@ async fn for_each_event(
 }
 
 async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
-    let mut v = ChainVerifier::default();
-    let mut broken = None;
-    for_each_event(config, 0, |e| match v.check(&e) {
-        Ok(()) => Ok(true),
-        Err(b) => {
-            broken = Some(b);
-            Ok(false)
-        }
-    })
-    .await?;
+    let store = open_offline(config).await?;
+    let (v, broken) = hourglass_core::store::verify_chain(store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the audit log: {e:?}"))?;
     if let Some(b) = broken {
         println!(
             "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
