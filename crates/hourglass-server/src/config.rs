@@ -174,8 +174,9 @@ pub struct StoreSection {
     /// unavailable (and `/readyz` fails).
     #[serde(default = "default_acquire_timeout")]
     pub acquire_timeout: GrantDuration,
-    /// Migrate the schema at start (PostgreSQL: under an advisory lock, so that replicas
-    /// starting together migrate once). Off: the start fails unless `hourglass migrate` ran.
+    /// PostgreSQL: migrate the schema at start, under an advisory lock so that replicas
+    /// starting together migrate once. Off: the start fails unless `hourglass migrate` ran.
+    /// (SQLite, used by one process, always migrates at start.)
     #[serde(default = "default_true")]
     pub migrate: bool,
     /// PostgreSQL: how often the workers look for work that another replica made due, should a

@@ -442,6 +442,19 @@ impl<B: Backend> Store for SqlStore<B> {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Job>> {
+        // A read first: a worker woken with nothing due (another replica took it, or the wake-up
+        // was for later work) opens no write transaction.
+        if self
+            .0
+            .all(stmt!(
+                "SELECT 1 AS due FROM grant_jobs WHERE due_at <= $1 LIMIT 1",
+                now
+            ))
+            .await?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         let pick = Stmt {
             sql: self.picked(
                 "SELECT grant_id AS id FROM grant_jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
