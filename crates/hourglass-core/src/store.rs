@@ -273,6 +273,15 @@ pub trait Store: Send + Sync {
     async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>>;
 
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
+    /// Takes the turn at the periodic `task` for `owner` until `until`, unless another owner
+    /// holds it past `now`; whether `owner` has it. (One replica a period reconciles.)
+    async fn take_turn(
+        &self,
+        task: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
     /// Whether several processes share this store (so that work, leases and wake-ups cross

@@ -401,7 +401,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             cap_ms: s.retry_cap.as_secs() * 1000,
         },
         lease_ms: s.job_lease.as_millis(),
-        worker_id: format!("hourglass-{}", std::process::id()),
+        // Unique among replicas on several hosts (process ids are not).
+        worker_id: format!(
+            "hourglass-{}-{}",
+            std::process::id(),
+            hourglass_core::id::random_hex::<4>().map_err(|e| StartError::one(format!("{e:?}")))?
+        ),
         keys: hourglass_core::engine::KeyPolicy {
             max_lifetime: config.keys.max_lifetime,
             rotation_overlap: config.keys.rotation_overlap,

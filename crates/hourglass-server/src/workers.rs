@@ -90,6 +90,8 @@ pub async fn scheduler(engine: Arc<Engine>, wake: Arc<Wakeups>, mut stop: watch:
                     retry_at(clock.as_ref())
                 }
             },
+            // Another replica expired some of the same grants first: look again at once.
+            Err(hourglass_core::Error::StoreConflict) => Some(clock.now()),
             Err(e) => {
                 error!(error = %e, "expiry pass failed; retrying");
                 retry_at(clock.as_ref())
@@ -283,10 +285,18 @@ pub async fn reconciler(
         tokio::select! {
             () = clock.sleep_until(next) => {
                 next = clock.now().plus(interval);
-                match engine.reconcile("system").await {
-                    Ok(report) => record_reconcile(&metrics, &report),
+                match engine.take_turn("reconcile", interval).await {
+                    Ok(true) => match engine.reconcile("system").await {
+                        Ok(report) => record_reconcile(&metrics, &report),
+                        Err(e) => {
+                            error!(error = %e, "reconciliation failed");
+                            metrics.reconcile_failure();
+                        }
+                    },
+                    // Another replica reconciles this period.
+                    Ok(false) => {}
                     Err(e) => {
-                        error!(error = %e, "reconciliation failed");
+                        error!(error = %e, "cannot take the reconciliation turn");
                         metrics.reconcile_failure();
                     }
                 }
@@ -380,6 +390,15 @@ pub async fn ticket_poller(
         let next = clock.now().plus(interval);
         tokio::select! {
             () = clock.sleep_until(next) => {
+                match engine.take_turn("poll_tickets", interval).await {
+                    Ok(true) => {}
+                    // Another replica polls this period.
+                    Ok(false) => continue,
+                    Err(e) => {
+                        error!(error = %e, "cannot take the ticket poll turn");
+                        continue;
+                    }
+                }
                 match engine.poll_tickets().await {
                     Ok(poll) => {
                         metrics.ticket_poll(poll.closed.len(), poll.unavailable);

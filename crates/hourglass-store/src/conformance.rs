@@ -680,4 +680,43 @@ contract! {
     counts_include_overdue_revocations,
     reviews_round_trip_list_by_state_and_detect_concurrent_closes,
     admission_reads_find_live_access_pending_requests_and_usage,
+    one_owner_at_a_time_holds_a_periodic_turn,
+}
+
+async fn one_owner_at_a_time_holds_a_periodic_turn(s: &Fresh) {
+    // The first owner takes the turn until 1000; another cannot before then.
+    assert!(s.take_turn("reconcile", "a", t(0), t(1_000)).await.unwrap());
+    assert!(
+        !s.take_turn("reconcile", "b", t(500), t(1_500))
+            .await
+            .unwrap()
+    );
+    // The holder renews its own turn; other tasks are separate.
+    assert!(
+        s.take_turn("reconcile", "a", t(900), t(1_900))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.take_turn("poll_tickets", "b", t(900), t(1_900))
+            .await
+            .unwrap()
+    );
+    // Once a turn lapses (its holder died or stopped), the next owner takes it.
+    assert!(
+        !s.take_turn("reconcile", "b", t(1_899), t(2_899))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.take_turn("reconcile", "b", t(1_900), t(2_900))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.take_turn("reconcile", "a", t(2_000), t(3_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(audit_len(s).await, 0, "turns are bookkeeping, not audited");
 }

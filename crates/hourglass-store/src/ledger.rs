@@ -692,6 +692,28 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    async fn take_turn(
+        &self,
+        task: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let taken = self
+            .0
+            .run(stmt!(
+                "INSERT INTO worker_turns (task, owner, until) VALUES ($1, $2, $4)
+                 ON CONFLICT (task) DO UPDATE SET owner = $2, until = $4
+                 WHERE worker_turns.until <= $3 OR worker_turns.owner = $2",
+                task,
+                owner,
+                now,
+                until,
+            ))
+            .await?;
+        Ok(taken == 1)
+    }
+
     async fn ping(&self) -> Result<()> {
         self.first(stmt!("SELECT 1 AS one")).await.map(drop)
     }

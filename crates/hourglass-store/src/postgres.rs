@@ -79,11 +79,18 @@ fn migrator() -> Migrator {
     };
     // sqlx takes a PostgreSQL advisory lock around the run: the first replica migrates, the
     // others wait and then find nothing to do.
-    Migrator::with_migrations(vec![step(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        step(
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        step(
+            2,
+            "worker_turns",
+            include_str!("../migrations/postgres/0002_worker_turns.sql"),
+        ),
+    ])
 }
 
 impl PgStore {

@@ -75,6 +75,11 @@ fn migrator() -> Migrator {
             "tickets_notifications",
             include_str!("../migrations/sqlite/0005_tickets_notifications.sql"),
         ),
+        step(
+            6,
+            "worker_turns",
+            include_str!("../migrations/sqlite/0006_worker_turns.sql"),
+        ),
     ])
 }
 

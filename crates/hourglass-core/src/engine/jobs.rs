@@ -63,8 +63,9 @@ impl Engine {
     pub async fn expire_due(&self, limit: u32) -> Result<usize> {
         let now = self.clock.now();
         let mut changed = 0;
-        let grants = self.store.due_expiries(now, limit).await?;
-        if !grants.is_empty() {
+        let mut grants = self.store.due_expiries(now, limit).await?;
+        let mut tries = 0;
+        while !grants.is_empty() {
             let mut commit = Commit::default();
             for g in &grants {
                 let (revoking, ev) = g.apply(GrantCommand::Expire, now)?;
@@ -77,15 +78,27 @@ impl Engine {
                 commit.audit.push(ev);
             }
             match self.commit(commit).await {
-                Ok(_) => changed += grants.len(),
-                // One of them changed meanwhile (revoked by hand): take them one at a time.
+                Ok(_) => {
+                    changed += grants.len();
+                    break;
+                }
+                // One of them changed meanwhile: another replica expired the same batch, or
+                // someone revoked one by hand. Read what is still due and try the batch again;
+                // after a few tries, take them one at a time.
+                Err(Error::StoreConflict) if tries < 3 => {
+                    tries += 1;
+                    grants = self.store.due_expiries(now, limit).await?;
+                }
                 Err(Error::StoreConflict) => {
                     for g in &grants {
                         changed += usize::from(self.expire_one(g).await?);
                     }
+                    break;
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if changed > 0 {
             self.wake.jobs_changed();
         }
         for req in self.store.due_request_deadlines(now, limit).await? {
@@ -143,6 +156,19 @@ impl Engine {
     }
 
     /// Leases up to `limit` due jobs for this worker.
+    /// Whether this process runs the periodic `task` now. On a store only this process uses,
+    /// always; on a shared store, the replica that takes the task's turn, which it holds for
+    /// `period` (so one replica a period runs it, and another once a holder stops taking it).
+    pub async fn take_turn(&self, task: &str, period: crate::GrantDuration) -> Result<bool> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        let now = self.clock.now();
+        self.store
+            .take_turn(task, &self.settings.worker_id, now, now.plus(period))
+            .await
+    }
+
     pub async fn claim_jobs(&self, limit: u32) -> Result<Vec<Job>> {
         let now = self.clock.now();
         self.store
