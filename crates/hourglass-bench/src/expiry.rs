@@ -105,6 +105,28 @@ pub async fn seed_active(
     Ok(())
 }
 
+/// Waits until no grant is active or revoking (the burst is drained), at most `deadline`.
+pub async fn wait_drained(store: &dyn Store, deadline: Duration) -> Result<()> {
+    let drain = now();
+    loop {
+        let c = store
+            .grant_counts(Timestamp::from_unix_millis(0))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if c.active == 0 && c.revoking == 0 {
+            return Ok(());
+        }
+        if drain.elapsed() > deadline {
+            bail!(
+                "expiry-burst: {} active, {} revoking after {deadline:?}",
+                c.active,
+                c.revoking
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Each revocation's lag (revoked-at minus expires-at), from the `grant.revoked` records.
 pub async fn revocation_lags(store: &dyn Store) -> Result<Samples> {
     let mut lags = Samples::default();
@@ -147,25 +169,7 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
     }
 
     let store = server.running.store().clone();
-    let drain = now();
-    let deadline = Duration::from_secs(600 + n as u64 / 100);
-    loop {
-        let c = store
-            .grant_counts(Timestamp::from_unix_millis(0))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        if c.active == 0 && c.revoking == 0 {
-            break;
-        }
-        if drain.elapsed() > deadline {
-            bail!(
-                "expiry-burst: {} active, {} revoking after {deadline:?}",
-                c.active,
-                c.revoking
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_drained(store.as_ref(), Duration::from_secs(600 + n as u64 / 100)).await?;
     let now_ms = hourglass_core::Clock::now(&hourglass_server::clock::SystemClock);
     let burst_end = burst.plus_millis(10_000);
     let drained_after_burst_s = now_ms.millis_since(burst_end).max(0) as f64 / 1000.0;

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use crate::{
     decide::cycles,
-    expiry::{revocation_lags, seed_active},
+    expiry::{revocation_lags, seed_active, wait_drained},
     harness::{Server, receiver, write_config_on},
     stats::{Report, now},
 };
@@ -152,24 +152,7 @@ async fn expiry_burst(s: &Setup, hook: std::net::SocketAddr, n: usize) -> Result
     drop(store);
     let servers = start(&config, s.replicas).await?;
     let store = servers[0].running.store().clone();
-    let drain = now();
-    loop {
-        let c = store
-            .grant_counts(Timestamp::from_unix_millis(0))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        if c.active == 0 && c.revoking == 0 {
-            break;
-        }
-        if drain.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "postgres expiry-burst: {} active, {} revoking",
-                c.active,
-                c.revoking
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_drained(store.as_ref(), Duration::from_secs(600)).await?;
     let after_window = hourglass_server::clock::SystemClock
         .now()
         .millis_since(burst.plus_millis(10_000))

@@ -22,6 +22,17 @@ use std::sync::Arc;
 
 use hourglass_core::{Error, Result, store::Store};
 
+/// One migration of a backend's list (its SQL embedded in the binary).
+fn migration(version: i64, name: &'static str, sql: &'static str) -> sqlx::migrate::Migration {
+    sqlx::migrate::Migration::new(
+        version,
+        std::borrow::Cow::Borrowed(name),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        false,
+    )
+}
+
 fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }

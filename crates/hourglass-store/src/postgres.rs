@@ -9,7 +9,7 @@
 //! replica writes. A commit that gives workers new work sends `NOTIFY hourglass_wake` (delivered
 //! on commit) so that every replica's workers wake, not only the writer's.
 
-use std::{borrow::Cow, str::FromStr, sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_core::{
@@ -19,7 +19,7 @@ use hourglass_core::{
 };
 use sqlx::{
     PgPool, Postgres, Transaction,
-    migrate::{Migration, MigrationType, Migrator},
+    migrate::Migrator,
     postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow},
     query::Query,
 };
@@ -68,15 +68,7 @@ impl Default for PoolOptions {
 }
 
 fn migrator() -> Migrator {
-    let step = |version, name, sql: &'static str| {
-        Migration::new(
-            version,
-            Cow::Borrowed(name),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )
-    };
+    let step = crate::migration;
     // sqlx takes a PostgreSQL advisory lock around the run: the first replica migrates, the
     // others wait and then find nothing to do.
     Migrator::with_migrations(vec![

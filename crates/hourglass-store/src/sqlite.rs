@@ -5,7 +5,7 @@
 //! lock; reads use a separate pool and see the last committed state. One SQLite file serves one
 //! Hourglass process (the server takes a lock file beside it).
 
-use std::{borrow::Cow, str::FromStr, time::Duration};
+use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_core::{
@@ -14,7 +14,7 @@ use hourglass_core::{
 };
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
-    migrate::{Migration, MigrationType, Migrator},
+    migrate::Migrator,
     query::Query,
     sqlite::{
         SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
@@ -40,15 +40,7 @@ pub struct SqliteDb {
 }
 
 fn migrator() -> Migrator {
-    let step = |version, name, sql: &'static str| {
-        Migration::new(
-            version,
-            Cow::Borrowed(name),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )
-    };
+    let step = crate::migration;
     Migrator::with_migrations(vec![
         step(
             1,
