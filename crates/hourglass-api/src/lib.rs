@@ -317,6 +317,14 @@ pub struct TargetStandingView {
     pub error: Option<String>,
 }
 
+/// `POST /v1/tickets/sources/{name}/tickets/{reference}/reopen`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenTicketBody {
+    /// Why the closed ticket is open again (audited).
+    pub reason: String,
+}
+
 /// `POST /v1/tickets/events` and `/v1/tickets/sources/{name}/events`: what an event changed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct TicketEventView {

@@ -120,6 +120,8 @@ async fn raw_parts(idp: &DevIssuer, raw_commit: f64, n: usize) -> Result<()> {
         issuer: ISS.into(),
         jwks: JwksSource::File(dir.path().join("jwks.json")),
         audience: vec!["hourglass".into()],
+        delegation_audience: Vec::new(),
+        api_audience: Vec::new(),
         algorithms: vec![hourglass_tokens::parse_algorithm("EdDSA").map_err(anyhow::Error::msg)?],
         skew_secs: 60,
         rules: vec![Rule {
@@ -134,7 +136,7 @@ async fn raw_parts(idp: &DevIssuer, raw_commit: f64, n: usize) -> Result<()> {
     for t in &tokens {
         let at = now();
         issuers
-            .verify(t, now_s)
+            .verify(t, now_s, hourglass_tokens::Purpose::Exchange)
             .await
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         verify.push(at.elapsed());

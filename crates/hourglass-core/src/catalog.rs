@@ -262,6 +262,12 @@ impl Catalog {
                             p.id, p.max_duration, e, ent.max_duration
                         ));
                     }
+                    if p.approvals_required < ent.approvals_required {
+                        errors.push(format!(
+                            "profile {}: approvals_required {} is fewer than {e} needs ({}); a profile may only tighten",
+                            p.id, p.approvals_required, ent.approvals_required
+                        ));
+                    }
                 }
             }
         }

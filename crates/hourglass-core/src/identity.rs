@@ -51,7 +51,39 @@ pub struct Identity {
     pub last_seen_at: Option<Timestamp>,
     /// Why it was suspended or offboarded.
     pub status_reason: Option<String>,
+    /// Who set its status (suspended or offboarded it), and with what authority: an owner
+    /// cannot lift what an administrator decided.
+    pub status_set_by: Option<StatusSetBy>,
     pub version: i64,
+}
+
+/// The authority behind a status change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Authority {
+    /// Administer on every entitlement.
+    Administrator,
+    /// The identity's owner (by name or through the owner group).
+    Owner,
+    /// `[[identities]]` in the configuration file.
+    Configuration,
+}
+
+impl Authority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authority::Administrator => "administrator",
+            Authority::Owner => "owner",
+            Authority::Configuration => "configuration",
+        }
+    }
+}
+
+/// Who set an identity's status, and as what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusSetBy {
+    pub actor: String,
+    pub authority: Authority,
 }
 
 impl Identity {

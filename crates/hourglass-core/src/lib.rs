@@ -29,6 +29,7 @@ pub mod policy;
 pub mod request;
 pub mod review;
 pub mod store;
+pub mod text;
 pub mod ticket;
 
 pub use clock::{Clock, Timestamp};

@@ -71,9 +71,14 @@ pub struct TicketFacts {
     pub status: Option<String>,
     pub assignee: Option<String>,
     pub priority: Option<String>,
-    /// The ticket source that answered (not shown to policy).
+    /// The ticket source that owns the reference (policy reads it as `context.ticket.source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Whether the source confirmed the ticket now (it exists, is open and, where required,
+    /// assigned to the requester). False for a reference no source owns, and for one whose
+    /// source did not answer: policy reads it as `context.ticket.verified`.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// Facts of a verified workload identity token, for `Exchange`. Well-known claims are lifted
@@ -249,4 +254,55 @@ pub trait PolicyDecider: Send + Sync {
     fn decide(&self, query: PolicyQuery<'_>) -> Result<Decision>;
     /// The hash of the policy set in force.
     fn policy_hash(&self) -> String;
+}
+
+/// Whether a question about a profile is also asked of each of its entitlements.
+pub fn judges_members(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Request | Action::AutoApprove | Action::BreakGlass | Action::Approve
+    )
+}
+
+/// Decides `q`; for a profile and an action of [`judges_members`], on the profile and on each of
+/// `members` (its entitlements) with the same principal and context, allowed only when every one
+/// is. A profile grants each of its entitlements, so a policy that forbids one (without MFA,
+/// without a ticket) or keeps one from being auto-approved must not be sidestepped by asking for
+/// the bundle. An allow names every permit that took part; a deny names what denied (the
+/// profile's answer first, then the first member that refused, as `entitlement: policy`).
+pub fn decide_with_members(
+    decider: &dyn PolicyDecider,
+    q: PolicyQuery<'_>,
+    members: &[&Entitlement],
+) -> Result<Decision> {
+    let mut whole = decider.decide(q)?;
+    if !matches!(q.resource, Resource::Profile(_)) || !judges_members(q.action) || !whole.allowed {
+        return Ok(whole);
+    }
+    for m in members {
+        let d = decider.decide(PolicyQuery {
+            resource: Resource::Entitlement(m),
+            ..q
+        })?;
+        whole.errors.extend(d.errors);
+        if !d.allowed {
+            whole.allowed = false;
+            whole.policy_ids = if d.policy_ids.is_empty() {
+                vec![format!("{}: (no permit)", m.id)]
+            } else {
+                d.policy_ids
+                    .iter()
+                    .map(|p| format!("{}: {p}", m.id))
+                    .collect()
+            };
+            return Ok(whole);
+        }
+        for p in d.policy_ids {
+            if !whole.policy_ids.contains(&p) {
+                whole.policy_ids.push(p);
+            }
+        }
+    }
+    whole.policy_ids.sort();
+    Ok(whole)
 }

@@ -80,6 +80,8 @@ pub struct Commit {
     pub token_uses: Vec<(TokenUse, Timestamp)>,
     /// Queued for delivery; one whose notifier already has its `dedup_key` is skipped.
     pub notifications: Vec<Notification>,
+    /// What a ticket source reported: `(source, ticket)`, replacing what was remembered.
+    pub tickets: Vec<(String, Ticket)>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -94,6 +96,7 @@ impl Commit {
             && self.keys.is_empty()
             && self.token_uses.is_empty()
             && self.notifications.is_empty()
+            && self.tickets.is_empty()
             && self.audit.is_empty()
     }
 }
@@ -209,15 +212,14 @@ pub trait Store: Send + Sync {
     /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
 
-    /// Requests bound to a ticket (by reference), newest first, at most `limit`.
+    /// Requests bound to a ticket (by reference) that still hold or may become access: pending
+    /// or approved, or fulfilled with a grant provisioning or active. Oldest first, at most
+    /// `limit`, whatever else was ever bound to the ticket.
     async fn requests_with_ticket(&self, reference: &str, limit: u32) -> Result<Vec<Request>>;
     /// The tickets that something live is bound to: pending or approved requests, and grants
     /// provisioning or active. What the ticket poller asks about.
     async fn live_tickets(&self, limit: u32) -> Result<Vec<String>>;
-    /// Remembers what a ticket system told us by webhook (for sources with no lookup API).
-    /// Bookkeeping: the closure itself is audited by the engine.
-    async fn record_ticket(&self, source: &str, ticket: &Ticket, at: Timestamp) -> Result<()>;
-    /// The last state a webhook reported for the ticket.
+    /// The last state a source reported for the ticket (written by [`Commit::tickets`]).
     async fn get_ticket(&self, source: &str, reference: &str) -> Result<Option<Ticket>>;
 
     /// Leases up to `limit` notifications that are due and not leased (or whose lease ran out).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::TicketFacts;
+use crate::{Timestamp, policy::TicketFacts};
 
 /// A ticket as its system describes it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub struct Ticket {
     /// The assignment group, as a group name where the source maps it.
     pub group: Option<String>,
     pub priority: Option<String>,
+    /// When the system last changed it (its own clock): reports are applied in this order, and
+    /// one older than what is stored is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Timestamp>,
 }
 
 impl Ticket {
@@ -34,6 +38,7 @@ impl Ticket {
             assignee: self.assignee.clone(),
             priority: self.priority.clone(),
             source: Some(source.to_owned()),
+            verified: true,
         }
     }
 }
@@ -81,11 +86,24 @@ pub struct BoundSource {
 #[derive(Clone, Default)]
 pub struct TicketSources {
     sources: Vec<BoundSource>,
+    refuse_unowned: bool,
 }
 
 impl TicketSources {
     pub fn new(sources: Vec<BoundSource>) -> Self {
-        TicketSources { sources }
+        TicketSources {
+            sources,
+            refuse_unowned: false,
+        }
+    }
+    /// Refuses references that no source owns (else they reach policy unverified).
+    #[must_use]
+    pub fn refusing_unowned(mut self, refuse: bool) -> Self {
+        self.refuse_unowned = refuse;
+        self
+    }
+    pub fn refuses_unowned(&self) -> bool {
+        self.refuse_unowned
     }
     /// The source that owns `reference`.
     pub fn find(&self, reference: &str) -> Option<&BoundSource> {

@@ -4,14 +4,18 @@
 //! - `Hourglass-Timestamp` + `Hourglass-Signature: v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`
 //!   (the scheme of Hourglass's own webhooks, with a replay window), or
 //! - `X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>`, which Jira Cloud sends for a
-//!   webhook registered with a secret.
+//!   webhook registered with a secret: accepted from Jira sources only, since it signs no time.
+//!
+//! A verified event is a [`Delivery`]: a digest of what was signed (never of the headers, which
+//! a replayer could pad), remembered by the engine so that the same delivery is applied once,
+//! and the time the v1 scheme signed. Each payload's own time of change orders the reports.
 
 use aws_lc_rs::hmac;
 use hourglass_connectors::webhook;
-use hourglass_core::ticket::Ticket;
+use hourglass_core::{Timestamp, ticket::Ticket};
 use serde_json::Value;
 
-use crate::tickets::HttpTicketSource;
+use crate::tickets::{HttpTicketSource, ticket_time};
 
 pub const HUB_SIGNATURE_HEADER: &str = "x-hub-signature";
 
@@ -52,10 +56,47 @@ pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()))
 }
 
-/// Checks an event's signature with `secret`.
-pub fn verify(secret: &[u8], s: Signed<'_>, body: &[u8], now_secs: i64) -> Result<(), Refused> {
+/// One verified delivery of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// A digest of the signed content: the same delivery again has the same id.
+    pub id: String,
+    /// When the sender signed it (the v1 scheme), Unix seconds.
+    pub signed_at: Option<i64>,
+}
+
+impl Delivery {
+    /// Until when a repeat must be refused: the v1 scheme's window after signing (later its
+    /// timestamp refuses it anyway), else a week (Jira retries within hours; the payload's time
+    /// orders anything older).
+    pub fn remember_until(&self, now_secs: i64) -> Timestamp {
+        let until = match self.signed_at {
+            Some(at) => at.max(now_secs) + webhook::DEFAULT_WINDOW_SECS,
+            None => now_secs + 7 * 86_400,
+        };
+        Timestamp::from_unix_millis(until.saturating_mul(1000))
+    }
+}
+
+fn digest(parts: &[&[u8]]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    hex::encode(ctx.finish().as_ref())
+}
+
+/// Checks an event's signature with `secret`. `allow_hub`: whether the source may use
+/// `X-Hub-Signature` (Jira sources only).
+pub fn verify(
+    secret: &[u8],
+    s: Signed<'_>,
+    body: &[u8],
+    now_secs: i64,
+    allow_hub: bool,
+) -> Result<Delivery, Refused> {
     if s.signature.is_some() {
-        return webhook::verify(
+        webhook::verify(
             secret,
             s.timestamp,
             s.signature,
@@ -63,18 +104,58 @@ pub fn verify(secret: &[u8], s: Signed<'_>, body: &[u8], now_secs: i64) -> Resul
             now_secs,
             webhook::DEFAULT_WINDOW_SECS,
         )
-        .map_err(|e| Refused::BadSignature(e.to_string()));
+        .map_err(|e| Refused::BadSignature(e.to_string()))?;
+        let ts = s.timestamp.unwrap_or_default().trim();
+        return Ok(Delivery {
+            id: digest(&[b"v1.", ts.as_bytes(), b".", body]),
+            signed_at: ts.parse().ok(),
+        });
     }
     let Some(hub) = s.hub_signature else {
         return Err(Refused::Unsigned);
     };
+    if !allow_hub {
+        return Err(Refused::BadSignature(
+            "X-Hub-Signature signs no time and is accepted from Jira sources only; sign with Hourglass-Timestamp and Hourglass-Signature".into(),
+        ));
+    }
     let tag = hub
         .trim()
         .strip_prefix("sha256=")
         .and_then(|h| hex::decode(h).ok())
         .ok_or_else(|| Refused::BadSignature("expected sha256=<hex>".into()))?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(&key, body, &tag).map_err(|_| Refused::BadSignature("no match".into()))
+    hmac::verify(&key, body, &tag).map_err(|_| Refused::BadSignature("no match".into()))?;
+    Ok(Delivery {
+        id: digest(&[b"hub.", body]),
+        signed_at: None,
+    })
+}
+
+/// A payload's time field: RFC 3339 (or a system's own format, see [`ticket_time`]), or Unix
+/// seconds or milliseconds as a number.
+fn time_field(v: Option<&Value>) -> Result<Option<Timestamp>, Refused> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => ticket_time(s)
+            .map(Some)
+            .ok_or_else(|| Refused::BadPayload(format!("updated: {s:?} is not a time"))),
+        Some(Value::Number(n)) => {
+            let n = n
+                .as_i64()
+                .ok_or_else(|| Refused::BadPayload("updated: not a whole number".into()))?;
+            // Milliseconds from 2001 on are over 10^12; seconds stay under it until 33658.
+            let ms = if n.abs() >= 1_000_000_000_000 {
+                n
+            } else {
+                n.saturating_mul(1000)
+            };
+            Ok(Some(Timestamp::from_unix_millis(ms)))
+        }
+        Some(_) => Err(Refused::BadPayload(
+            "updated must be a time (RFC 3339) or Unix seconds".into(),
+        )),
+    }
 }
 
 /// Words that mean a ticket is finished, in generic events.
@@ -93,7 +174,8 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// A generic event: `{"ref": "OPS-1", "status": "closed", "assignee": "alice"}`; `open` (a
-/// boolean) may say it outright, else the status decides.
+/// boolean) may say it outright, else the status decides. `updated` (RFC 3339 or Unix seconds)
+/// is when the ticket changed; without it the signing time counts.
 pub fn generic_event(body: &Value) -> Result<Ticket, Refused> {
     let reference = str_field(body, "ref")
         .ok_or_else(|| Refused::BadPayload("ref (a string) is required".into()))?;
@@ -111,6 +193,7 @@ pub fn generic_event(body: &Value) -> Result<Ticket, Refused> {
         assignee: str_field(body, "assignee").map(str::to_owned),
         group: str_field(body, "group").map(str::to_owned),
         priority: str_field(body, "priority").map(str::to_owned),
+        updated: time_field(body.get("updated"))?,
     })
 }
 
@@ -123,6 +206,10 @@ pub fn jira_event(source: &HttpTicketSource, body: &Value) -> Result<Ticket, Ref
     let key = str_field(issue, "key")
         .ok_or_else(|| Refused::BadPayload("the issue has no key".into()))?;
     let mut t = source.jira_ticket(key, issue);
+    // An issue without `updated` is ordered by the event's own `timestamp` (milliseconds).
+    if t.updated.is_none() {
+        t.updated = time_field(body.get("timestamp"))?;
+    }
     if str_field(body, "webhookEvent") == Some("jira:issue_deleted") {
         t.open = false;
         t.status = "deleted".into();
@@ -162,22 +249,62 @@ mod tests {
             signature: Some(&sig),
             hub_signature: None,
         };
-        assert_eq!(verify(secret, ok, body, 1_010), Ok(()));
+        let d = verify(secret, ok, body, 1_010, false).unwrap();
+        assert_eq!(d.signed_at, Some(1_000));
         assert!(matches!(
-            verify(secret, ok, body, 9_999),
+            verify(secret, ok, body, 9_999, false),
             Err(Refused::BadSignature(_))
         ));
-        assert!(verify(b"another secret another secret!!", ok, body, 1_010).is_err());
+        assert!(verify(b"another secret another secret!!", ok, body, 1_010, false).is_err());
+        // Padding the header with junk does not make the same delivery look new.
+        let padded = format!("{sig},v1=00");
+        let again = Signed {
+            signature: Some(&padded),
+            ..ok
+        };
+        assert_eq!(verify(secret, again, body, 1_010, false).unwrap().id, d.id);
         let hub = hub_signature(secret, body);
         let jira = Signed {
             hub_signature: Some(&hub),
             ..Signed::default()
         };
-        assert_eq!(verify(secret, jira, body, 0), Ok(()));
-        assert!(verify(secret, jira, b"{}", 0).is_err());
+        let h = verify(secret, jira, body, 0, true).unwrap();
+        assert_ne!(h.id, d.id);
+        assert!(verify(secret, jira, b"{}", 0, true).is_err());
+        // The hub scheme signs no time: only a Jira source may use it.
+        assert!(matches!(
+            verify(secret, jira, body, 0, false),
+            Err(Refused::BadSignature(_))
+        ));
         assert_eq!(
-            verify(secret, Signed::default(), body, 0),
+            verify(secret, Signed::default(), body, 0, true),
             Err(Refused::Unsigned)
+        );
+    }
+
+    #[test]
+    fn event_times_are_read_in_each_system_s_format() {
+        let t = generic_event(
+            &json!({"ref": "OPS-1", "status": "open", "updated": "2026-11-30T10:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(t.updated, Timestamp::parse_rfc3339("2026-11-30T10:00:00Z"));
+        let t = generic_event(&json!({"ref": "OPS-1", "status": "open", "updated": 1_800_000_000}))
+            .unwrap();
+        assert_eq!(
+            t.updated,
+            Some(Timestamp::from_unix_millis(1_800_000_000_000))
+        );
+        assert!(
+            generic_event(&json!({"ref": "OPS-1", "status": "open", "updated": "soon"})).is_err()
+        );
+        assert_eq!(
+            ticket_time("2026-11-30T10:00:00.000+0100"),
+            Timestamp::parse_rfc3339("2026-11-30T09:00:00Z")
+        );
+        assert_eq!(
+            ticket_time("2026-11-30 10:00:00"),
+            Timestamp::parse_rfc3339("2026-11-30T10:00:00Z")
         );
     }
 

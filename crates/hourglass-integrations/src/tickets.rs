@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_connectors::outbound;
-use hourglass_core::ticket::{Ticket, TicketSource, TicketUnavailable};
+use hourglass_core::{
+    Timestamp,
+    ticket::{Ticket, TicketSource, TicketUnavailable},
+};
 use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -47,6 +50,29 @@ pub struct SourceSettings {
     pub groups: BTreeMap<String, String>,
     pub timeout: Duration,
     pub allow_private: bool,
+}
+
+/// A ticket system's time of change: RFC 3339, Jira's `2026-11-30T10:11:12.123+0000`, or
+/// ServiceNow's `2026-11-30 10:11:12` (UTC, as the Table API gives `sys_updated_on`).
+pub fn ticket_time(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    if let Some(ts) = Timestamp::parse_rfc3339(t) {
+        return Some(ts);
+    }
+    // Jira: a zone offset without its colon.
+    let bytes = t.as_bytes();
+    if bytes.len() > 5 && matches!(bytes[bytes.len() - 5], b'+' | b'-') {
+        let (head, zone) = t.split_at(t.len() - 5);
+        if let Some(ts) = Timestamp::parse_rfc3339(&format!("{head}{}:{}", &zone[..3], &zone[3..]))
+        {
+            return Some(ts);
+        }
+    }
+    // ServiceNow: a space for the T, and UTC.
+    if t.len() == 19 && bytes.get(10) == Some(&b' ') {
+        return Timestamp::parse_rfc3339(&format!("{}T{}Z", &t[..10], &t[11..]));
+    }
+    None
 }
 
 /// A reference pattern, matched against the whole reference.
@@ -159,7 +185,7 @@ impl HttpTicketSource {
             .pop_if_empty()
             .push(key);
         url.query_pairs_mut()
-            .append_pair("fields", "status,assignee,priority");
+            .append_pair("fields", "status,assignee,priority,updated");
         let Some(body) = self.get(url).await? else {
             return Ok(None);
         };
@@ -182,6 +208,7 @@ impl HttpTicketSource {
             ]),
             group: None,
             priority: f["priority"]["name"].as_str().map(str::to_owned),
+            updated: f["updated"].as_str().and_then(ticket_time),
         }
     }
 
@@ -205,7 +232,7 @@ impl HttpTicketSource {
             .append_pair("sysparm_query", &format!("number={number}"))
             .append_pair(
                 "sysparm_fields",
-                "number,state,priority,assigned_to.user_name,assignment_group.name",
+                "number,state,priority,assigned_to.user_name,assignment_group.name,sys_updated_on",
             )
             .append_pair("sysparm_display_value", "all")
             .append_pair("sysparm_limit", "1");
@@ -242,6 +269,10 @@ impl HttpTicketSource {
             assignee: self.user(&[assignee]),
             group: self.group(group),
             priority: text(&row["priority"], true).map(str::to_owned),
+            updated: row
+                .get("sys_updated_on")
+                .and_then(|v| text(v, false))
+                .and_then(ticket_time),
         }
     }
 }

@@ -79,6 +79,12 @@ pub struct TicketInput {
     pub assignee: Option<String>,
     #[serde(default)]
     pub priority: Option<String>,
+    /// The ticket source that owns the reference.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Whether the source confirmed the ticket (default: true when a source is named).
+    #[serde(default)]
+    pub verified: Option<bool>,
 }
 
 /// The context of a test case or an explanation, as written by a person. Absent facts take
@@ -173,7 +179,8 @@ impl ContextInput {
                 status: t.status.clone(),
                 assignee: t.assignee.clone(),
                 priority: t.priority.clone(),
-                source: None,
+                source: t.source.clone(),
+                verified: t.verified.unwrap_or(t.source.is_some()),
             }),
             source_ip: self.source_ip.clone(),
             requester: requester.cloned(),
@@ -352,6 +359,21 @@ pub fn run_tests(
     report
 }
 
+/// The entitlements a profile grants (none for an entitlement).
+fn members<'c>(
+    catalog: &'c Catalog,
+    r: Resource<'_>,
+) -> Vec<&'c hourglass_core::catalog::Entitlement> {
+    match r {
+        Resource::Entitlement(_) => Vec::new(),
+        Resource::Profile(p) => p
+            .entitlements
+            .iter()
+            .filter_map(|e| catalog.entitlement(e))
+            .collect(),
+    }
+}
+
 fn label(r: Resource<'_>) -> String {
     match r {
         Resource::Entitlement(e) => format!("entitlement {}", e.id),
@@ -379,14 +401,17 @@ fn run_case(
     if action == Action::Exchange && ctx.token.is_none() {
         return Err("an Exchange case needs context.token (issuer, subject, claims)".into());
     }
-    let d = engine
-        .decide(PolicyQuery {
+    let d = hourglass_core::policy::decide_with_members(
+        engine,
+        PolicyQuery {
             action,
             principal: who,
             resource: r,
             context: &ctx,
-        })
-        .map_err(|e| format!("evaluation failed: {e:?}"))?;
+        },
+        &members(catalog, r),
+    )
+    .map_err(|e| format!("evaluation failed: {e:?}"))?;
     let got = if d.allowed {
         Expect::Allow
     } else {

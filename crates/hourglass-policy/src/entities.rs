@@ -158,11 +158,18 @@ pub(crate) fn context(ctx: &DecisionContext, action: Action) -> Result<Context> 
         ("oncall".into(), RestrictedExpression::new_bool(ctx.oncall)),
     ];
     if let Some(t) = &ctx.ticket {
-        let mut fields = vec![(
-            "ref".to_owned(),
-            RestrictedExpression::new_string(t.reference.clone()),
-        )];
+        let mut fields = vec![
+            (
+                "ref".to_owned(),
+                RestrictedExpression::new_string(t.reference.clone()),
+            ),
+            (
+                "verified".to_owned(),
+                RestrictedExpression::new_bool(t.verified),
+            ),
+        ];
         for (name, value) in [
+            ("source", &t.source),
             ("status", &t.status),
             ("assignee", &t.assignee),
             ("priority", &t.priority),

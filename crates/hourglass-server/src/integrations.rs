@@ -269,7 +269,7 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
             Err(e) => problems.push(format!("{file}: {key} ({}): {e}", c.name)),
         }
     }
-    out.tickets = TicketSources::new(sources);
+    out.tickets = TicketSources::new(sources).refusing_unowned(config.tickets.refuse_unowned);
     let mut names = std::collections::BTreeSet::new();
     for (i, c) in config.notifiers.iter().enumerate() {
         let key = format!("notifiers[{i}]");

@@ -54,6 +54,28 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
         if c.audience.is_empty() || c.audience.iter().any(|a| a.trim().is_empty()) {
             bad("audience: at least one, none empty".into());
         }
+        for (name, list) in [
+            ("delegation_audience", &c.delegation_audience),
+            ("api_audience", &c.api_audience),
+        ] {
+            if list.iter().any(|a| a.trim().is_empty()) {
+                bad(format!("{name}: no empty audience"));
+            }
+        }
+        let uses = [
+            ("audience", &c.audience),
+            ("delegation_audience", &c.delegation_audience),
+            ("api_audience", &c.api_audience),
+        ];
+        for (i, (a_name, a)) in uses.iter().enumerate() {
+            for (b_name, b) in &uses[i + 1..] {
+                if let Some(shared) = a.iter().find(|x| b.contains(x)) {
+                    bad(format!(
+                        "{b_name}: {shared:?} is also in {a_name}; each use of a token needs its own audience"
+                    ));
+                }
+            }
+        }
         let mut algorithms = Vec::new();
         for a in &c.algorithms {
             match parse_algorithm(a) {
@@ -88,6 +110,8 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
                 issuer: c.issuer.clone(),
                 jwks: j,
                 audience: c.audience.clone(),
+                delegation_audience: c.delegation_audience.clone(),
+                api_audience: c.api_audience.clone(),
                 algorithms,
                 skew_secs: c.clock_skew.as_secs(),
                 rules,

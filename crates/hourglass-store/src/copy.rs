@@ -54,6 +54,7 @@ const TABLES: &[Table] = &[
             ("origin", Text),
             ("created_at", Int),
             ("last_seen_at", Int),
+            ("status_set_by", Text),
             ("version", Int),
         ],
     },

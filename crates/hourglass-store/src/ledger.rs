@@ -22,7 +22,7 @@ use hourglass_core::{
 
 use crate::{
     rows::*,
-    sql::{Step, Stmt, Wakes, json, plan, stmt},
+    sql::{Step, Stmt, Wakes, plan, stmt},
 };
 
 /// Bookkeeping writes (last seen, last used) happen at most this often per identity or key.
@@ -496,7 +496,10 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn requests_with_ticket(&self, reference: &str, limit: u32) -> Result<Vec<Request>> {
         self.list(
             stmt!(
-                "SELECT * FROM requests WHERE ticket = $1 ORDER BY id DESC LIMIT $2",
+                "SELECT * FROM requests r WHERE r.ticket = $1 AND (r.state IN ('pending', 'approved')
+                   OR (r.state = 'fulfilled' AND EXISTS (SELECT 1 FROM grants g
+                        WHERE g.request_id = r.id AND g.state IN ('provisioning', 'active'))))
+                 ORDER BY r.id LIMIT $2",
                 reference,
                 limit,
             ),
@@ -518,20 +521,6 @@ impl<B: Backend> Store for SqlStore<B> {
             ))
             .await?;
         rows.iter().map(|r| get(r, "ticket")).collect()
-    }
-
-    async fn record_ticket(&self, source: &str, ticket: &Ticket, at: Timestamp) -> Result<()> {
-        self.0
-            .run(stmt!(
-                "INSERT INTO tickets (source, reference, ticket, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (source, reference) DO UPDATE SET ticket = $3, updated_at = $4",
-                source,
-                &ticket.reference,
-                json(ticket)?,
-                at,
-            ))
-            .await
-            .map(drop)
     }
 
     async fn get_ticket(&self, source: &str, reference: &str) -> Result<Option<Ticket>> {

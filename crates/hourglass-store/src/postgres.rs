@@ -82,6 +82,11 @@ fn migrator() -> Migrator {
             "worker_turns",
             include_str!("../migrations/postgres/0002_worker_turns.sql"),
         ),
+        step(
+            3,
+            "status_set_by",
+            include_str!("../migrations/postgres/0003_status_set_by.sql"),
+        ),
     ])
 }
 

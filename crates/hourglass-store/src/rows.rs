@@ -262,6 +262,11 @@ pub(crate) fn identity_from(row: &impl Cols) -> Result<Identity> {
         created_at: ts(get(row, "created_at")?),
         last_seen_at: opt_ts(get(row, "last_seen_at")?),
         status_reason: get(row, "status_reason")?,
+        status_set_by: {
+            let by: Option<String> = get(row, "status_set_by")?;
+            by.map(|b| serde_json::from_str(&b).map_err(|_| corrupt("status_set_by", &b)))
+                .transpose()?
+        },
         version: get(row, "version")?,
     })
 }

@@ -14,6 +14,7 @@ use hourglass_core::{
     request::{Approval, Request, Verdict},
     review::Review,
     store::{Commit, JobChange},
+    ticket::Ticket,
 };
 
 /// One argument.
@@ -242,6 +243,9 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     for n in &c.notifications {
         steps.push(Step::any(notification(n)?));
     }
+    for (source, t) in &c.tickets {
+        steps.push(Step::any(ticket(source, t)?));
+    }
     Ok(steps)
 }
 
@@ -443,14 +447,14 @@ fn identity(i: &Identity) -> Result<Stmt> {
     let p = &i.principal;
     let sql = if i.version == 0 {
         "INSERT INTO identities (kind, owner, groups, status, status_reason, origin, created_at,
-           last_seen_at, id, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
+           last_seen_at, status_set_by, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)"
     } else {
         "UPDATE identities SET kind = $1, owner = $2, groups = $3, status = $4, status_reason = $5,
            origin = $6, created_at = $7,
            last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) >= COALESCE($8, 0) THEN last_seen_at ELSE $8 END,
-           version = version + 1
-         WHERE id = $9 AND version = $10"
+           status_set_by = $9, version = version + 1
+         WHERE id = $10 AND version = $11"
     };
     Ok(versioned(stmt!(
         sql,
@@ -462,6 +466,7 @@ fn identity(i: &Identity) -> Result<Stmt> {
         i.origin.as_str(),
         i.created_at,
         i.last_seen_at,
+        i.status_set_by.as_ref().map(json).transpose()?,
         p.id.as_str(),
         i.version,
     )))
@@ -508,6 +513,18 @@ fn token_use(u: &TokenUse, now: Timestamp) -> [Stmt; 2] {
             u.expires_at,
         ),
     ]
+}
+
+/// Remembers what a ticket source reported, replacing what it said before.
+fn ticket(source: &str, t: &Ticket) -> Result<Stmt> {
+    Ok(stmt!(
+        "INSERT INTO tickets (source, reference, ticket, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (source, reference) DO UPDATE SET ticket = $3, updated_at = $4",
+        source,
+        &t.reference,
+        json(t)?,
+        t.updated.map_or(0, Timestamp::unix_millis),
+    ))
 }
 
 /// Queues a notification; a repeat of a notifier's event is skipped.

@@ -72,6 +72,11 @@ fn migrator() -> Migrator {
             "worker_turns",
             include_str!("../migrations/sqlite/0006_worker_turns.sql"),
         ),
+        step(
+            7,
+            "status_set_by",
+            include_str!("../migrations/sqlite/0007_status_set_by.sql"),
+        ),
     ])
 }
 

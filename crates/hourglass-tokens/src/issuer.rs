@@ -8,6 +8,13 @@
 //! [`MIN_REFRESH_SECS`]); a bad signature; a wrong audience; an expired or not-yet-valid token
 //! (with the issuer's clock skew, on the caller's clock, never the system's); a token no rule
 //! maps to a principal.
+//!
+//! Audiences keep the uses of a token apart ([`Purpose`]): `audience` for token exchange,
+//! `delegation_audience` for a token a person obtained to hand to an agent (it is exchanged only
+//! together with that agent's own token), and `api_audience` for a person's token that is an API
+//! bearer. An issuer with no `api_audience` never authenticates API calls. A token without a
+//! `jti` is identified by a digest of its signing input, never of the whole token: an ECDSA
+//! signature has two valid forms, so the same token could otherwise be presented twice.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -63,10 +70,34 @@ pub struct IssuerSpec {
     pub name: String,
     pub issuer: String,
     pub jwks: JwksSource,
+    /// Accepted for token exchange.
     pub audience: Vec<String>,
+    /// Accepted for token exchange only with an actor token: the person's consent to
+    /// delegation (a token obtained for handing to an agent). Disjoint from the others.
+    pub delegation_audience: Vec<String>,
+    /// Accepted as an API bearer (`Authorization: Bearer`) for people; empty means the issuer's
+    /// tokens never authenticate API calls. Disjoint from the others.
+    pub api_audience: Vec<String>,
     pub algorithms: Vec<Algorithm>,
     pub skew_secs: u64,
     pub rules: Vec<Rule>,
+}
+
+/// What a token is presented for; each use accepts its own audiences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `POST /v1/token`: `audience` or `delegation_audience`.
+    Exchange,
+    /// `Authorization: Bearer` on the API: `api_audience` only.
+    ApiBearer,
+}
+
+/// The `may_act` claim (RFC 8693 §4.4): who the subject allows to act for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MayAct {
+    pub sub: String,
+    /// The actor's issuer, when the claim names one.
+    pub iss: Option<String>,
 }
 
 /// Parses an algorithm name an issuer may use; `none` and the HMAC family are refused.
@@ -92,14 +123,18 @@ pub struct Verified {
     pub subject: String,
     /// The principal a rule mapped it to.
     pub principal: String,
-    /// Its `jti`, or, for tokens without one, a digest of the token (a replay is the same
-    /// token again).
+    /// Its `jti`, or, for tokens without one, a digest of its signing input (a replay is the
+    /// same header and claims again, whichever form of the signature comes with them).
     pub jti: String,
     pub expires_at_secs: i64,
     /// Its top-level string claims (for the policy context and the audit).
     pub claims: BTreeMap<String, String>,
     /// The `act` claim, for tokens that already carry a delegation.
     pub act: Option<Value>,
+    /// The `may_act` claim: the actor the subject consents to.
+    pub may_act: Option<MayAct>,
+    /// Whether it was issued for delegation (its audience is a `delegation_audience`).
+    pub for_delegation: bool,
     /// Whether the authentication behind it used a second factor (`amr` contains `mfa`,
     /// RFC 8176).
     pub mfa: bool,
@@ -268,8 +303,14 @@ impl Issuers {
         }
     }
 
-    /// Verifies `token` at `now_secs` (the caller's clock) and maps it to a principal.
-    pub async fn verify(&self, token: &str, now_secs: i64) -> Result<Verified, Refusal> {
+    /// Verifies `token` for `purpose` at `now_secs` (the caller's clock) and maps it to a
+    /// principal.
+    pub async fn verify(
+        &self,
+        token: &str,
+        now_secs: i64,
+        purpose: Purpose,
+    ) -> Result<Verified, Refusal> {
         let token = token.trim();
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(_), None) =
@@ -305,6 +346,25 @@ impl Issuers {
                     ),
                 )
             })?;
+        let audiences: Vec<String> = match purpose {
+            Purpose::Exchange => t
+                .spec
+                .audience
+                .iter()
+                .chain(&t.spec.delegation_audience)
+                .cloned()
+                .collect(),
+            Purpose::ApiBearer => t.spec.api_audience.clone(),
+        };
+        if audiences.is_empty() {
+            return Err(Refusal::new(
+                "token.not_api_bearer",
+                format!(
+                    "issuer {} does not sign API bearer tokens (no api_audience)",
+                    t.spec.name
+                ),
+            ));
+        }
         let kid = header.get("kid").and_then(Value::as_str);
         let jwk = match Self::find_key(t, kid, alg) {
             Some(k) => k,
@@ -336,7 +396,7 @@ impl Issuers {
         // Time is checked below on the caller's clock, not the system's.
         v.validate_exp = false;
         v.validate_nbf = false;
-        v.set_audience(&t.spec.audience);
+        v.set_audience(&audiences);
         v.set_issuer(&[&t.spec.issuer]);
         v.set_required_spec_claims(&["iss", "aud", "exp", "sub"]);
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
@@ -348,7 +408,7 @@ impl Issuers {
                     }
                     K::InvalidAudience => Refusal::new(
                         "token.audience_invalid",
-                        format!("the audience is not one of {:?}", t.spec.audience),
+                        format!("the audience is not one of {audiences:?}"),
                     ),
                     K::InvalidIssuer => {
                         Refusal::new("token.issuer_unknown", "the issuer does not match")
@@ -404,11 +464,24 @@ impl Issuers {
             })?;
         let jti = match strings.get("jti") {
             Some(j) if !j.is_empty() => j.clone(),
-            _ => {
-                use sha2_free::digest_hex;
-                digest_hex(token)
-            }
+            // The signing input, not the token: (r, s) and (r, n - s) both verify for ECDSA.
+            _ => sha2_free::digest_hex(&format!("{h}.{p}")),
         };
+        let token_audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let for_delegation = purpose == Purpose::Exchange
+            && token_audiences
+                .iter()
+                .any(|a| t.spec.delegation_audience.iter().any(|d| d == a));
+        let may_act = claims.get("may_act").and_then(|m| {
+            Some(MayAct {
+                sub: m.get("sub")?.as_str()?.to_owned(),
+                iss: m.get("iss").and_then(Value::as_str).map(str::to_owned),
+            })
+        });
         Ok(Verified {
             issuer_name: t.spec.name.clone(),
             issuer: t.spec.issuer.clone(),
@@ -418,6 +491,8 @@ impl Issuers {
             expires_at_secs: exp,
             claims: strings,
             act: claims.get("act").cloned(),
+            may_act,
+            for_delegation,
             mfa: claims
                 .get("amr")
                 .and_then(Value::as_array)
@@ -512,6 +587,8 @@ mod tests {
             issuer: "https://kubernetes.default.svc".into(),
             jwks: JwksSource::File(file),
             audience: vec!["hourglass".into()],
+            delegation_audience: vec![],
+            api_audience: vec![],
             algorithms: vec![
                 parse_algorithm("RS256").unwrap(),
                 parse_algorithm("ES256").unwrap(),
@@ -541,6 +618,7 @@ mod tests {
             .verify(
                 &jws(&json!({"alg": "RS256", "kid": "r1"}), &claims, rs),
                 now,
+                Purpose::Exchange,
             )
             .await
             .unwrap();
@@ -549,6 +627,7 @@ mod tests {
             .verify(
                 &jws(&json!({"alg": "ES256", "kid": "e1"}), &claims, es),
                 now,
+                Purpose::Exchange,
             )
             .await
             .unwrap();
@@ -557,7 +636,11 @@ mod tests {
         // An RSA signature presented as ES256 on the RSA key, or over other claims, fails.
         let confused = jws(&json!({"alg": "ES256", "kid": "r1"}), &claims, rs);
         assert_eq!(
-            issuers.verify(&confused, now).await.unwrap_err().code,
+            issuers
+                .verify(&confused, now, Purpose::Exchange)
+                .await
+                .unwrap_err()
+                .code,
             "token.algorithm_refused"
         );
         let mut tampered = jws(&json!({"alg": "RS256", "kid": "r1"}), &claims, rs);
@@ -566,7 +649,11 @@ mod tests {
         let parts: Vec<&str> = tampered.split('.').collect();
         tampered = format!("{}.{other}.{}", parts[0], parts[2]);
         assert_eq!(
-            issuers.verify(&tampered, now).await.unwrap_err().code,
+            issuers
+                .verify(&tampered, now, Purpose::Exchange)
+                .await
+                .unwrap_err()
+                .code,
             "token.signature_invalid"
         );
         // The classic confusion: HS256 keyed with the RSA public key. Never an allowed algorithm.
@@ -576,16 +663,185 @@ mod tests {
             aws_lc_rs::hmac::sign(&key, m).as_ref().to_vec()
         });
         assert_eq!(
-            issuers.verify(&hs, now).await.unwrap_err().code,
+            issuers
+                .verify(&hs, now, Purpose::Exchange)
+                .await
+                .unwrap_err()
+                .code,
             "token.algorithm_refused"
         );
         assert!(parse_algorithm("HS256").is_err() && parse_algorithm("none").is_err());
         // Skew: 20 s after exp is still accepted with 30 s of skew, 31 s is not.
         let ok = jws(&json!({"alg": "ES256", "kid": "e1"}), &claims, es);
-        assert!(issuers.verify(&ok, now + 620).await.is_ok());
+        assert!(
+            issuers
+                .verify(&ok, now + 620, Purpose::Exchange)
+                .await
+                .is_ok()
+        );
         assert_eq!(
-            issuers.verify(&ok, now + 631).await.unwrap_err().code,
+            issuers
+                .verify(&ok, now + 631, Purpose::Exchange)
+                .await
+                .unwrap_err()
+                .code,
             "token.expired"
+        );
+    }
+
+    /// `n - s` for a P-256 signature's `s` (big-endian, 32 bytes): the other valid signature.
+    fn p256_negate_s(s: &[u8]) -> Vec<u8> {
+        let hexed = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+        let n: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hexed[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let mut out = vec![0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut d = i16::from(n[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            out[i] = u8::try_from(d).unwrap();
+        }
+        out
+    }
+
+    /// An ES256 issuer with all three audiences, and a signer for it.
+    fn es256_issuers() -> (Issuers, EcdsaKeyPair, tempfile::TempDir) {
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let point = ec.public_key().as_ref().to_vec();
+        let jwks = json!({"keys": [
+            {"kty": "EC", "kid": "e1", "alg": "ES256", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])},
+        ]});
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks.to_string()).unwrap();
+        let issuers = Issuers::new(vec![IssuerSpec {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            jwks: JwksSource::File(file),
+            audience: vec!["hourglass".into()],
+            delegation_audience: vec!["hourglass-delegation".into()],
+            api_audience: vec!["hourglass-api".into()],
+            algorithms: vec![parse_algorithm("ES256").unwrap()],
+            skew_secs: 0,
+            rules: vec![Rule {
+                principal: "alice".into(),
+                claims: [("sub".to_owned(), "alice".to_owned())].into(),
+            }],
+        }])
+        .unwrap();
+        (issuers, ec, dir)
+    }
+
+    #[tokio::test]
+    async fn a_token_without_jti_is_one_token_whichever_form_its_ecdsa_signature_takes() {
+        let (issuers, ec, _dir) = es256_issuers();
+        let rng = SystemRandom::new();
+        let now = 1_800_000_000;
+        let claims = json!({"iss": "https://idp.example", "sub": "alice", "aud": "hourglass", "exp": now + 600});
+        let token = jws(&json!({"alg": "ES256", "kid": "e1"}), &claims, |m| {
+            ec.sign(&rng, m).unwrap().as_ref().to_vec()
+        });
+        let parts: Vec<&str> = token.split('.').collect();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[2])
+            .unwrap();
+        let mut twin = sig[..32].to_vec();
+        twin.extend(p256_negate_s(&sig[32..]));
+        let malleated = format!("{}.{}.{}", parts[0], parts[1], b64(&twin));
+        assert_ne!(malleated, token);
+        let a = issuers
+            .verify(&token, now, Purpose::Exchange)
+            .await
+            .unwrap();
+        let b = issuers
+            .verify(&malleated, now, Purpose::Exchange)
+            .await
+            .unwrap();
+        assert_eq!(a.jti, b.jti, "both signature forms are the same token");
+    }
+
+    #[tokio::test]
+    async fn each_use_accepts_only_its_own_audience() {
+        let (issuers, ec, _dir) = es256_issuers();
+        let rng = SystemRandom::new();
+        let now = 1_800_000_000;
+        let token = |aud: &str, extra: Value| {
+            let mut c = json!({"iss": "https://idp.example", "sub": "alice", "aud": aud,
+                "exp": now + 600, "jti": aud});
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            jws(&json!({"alg": "ES256", "kid": "e1"}), &c, |m| {
+                ec.sign(&rng, m).unwrap().as_ref().to_vec()
+            })
+        };
+        let exchange = token(
+            "hourglass",
+            json!({"may_act": {"sub": "bot", "iss": "https://idp.example"}}),
+        );
+        let v = issuers
+            .verify(&exchange, now, Purpose::Exchange)
+            .await
+            .unwrap();
+        assert!(!v.for_delegation);
+        assert_eq!(
+            v.may_act,
+            Some(MayAct {
+                sub: "bot".into(),
+                iss: Some("https://idp.example".into())
+            })
+        );
+        // An exchange token is no API session, and an API token is not exchanged.
+        assert_eq!(
+            issuers
+                .verify(&exchange, now, Purpose::ApiBearer)
+                .await
+                .unwrap_err()
+                .code,
+            "token.audience_invalid"
+        );
+        let api = token("hourglass-api", json!({}));
+        assert!(issuers.verify(&api, now, Purpose::ApiBearer).await.is_ok());
+        assert_eq!(
+            issuers
+                .verify(&api, now, Purpose::Exchange)
+                .await
+                .unwrap_err()
+                .code,
+            "token.audience_invalid"
+        );
+        let delegation = token("hourglass-delegation", json!({}));
+        let v = issuers
+            .verify(&delegation, now, Purpose::Exchange)
+            .await
+            .unwrap();
+        assert!(v.for_delegation && v.may_act.is_none());
+        assert!(
+            issuers
+                .verify(&delegation, now, Purpose::ApiBearer)
+                .await
+                .is_err()
+        );
+        // An issuer that did not opt in never authenticates API calls.
+        let (plain, _, _d) = {
+            let (i, e, d) = es256_issuers();
+            let mut spec = i.by_iss.values().next().unwrap().spec.clone();
+            spec.api_audience.clear();
+            let file = d.path().join("jwks.json");
+            spec.jwks = JwksSource::File(file);
+            (Issuers::new(vec![spec]).unwrap(), e, d)
+        };
+        assert_eq!(
+            plain
+                .verify(&api, now, Purpose::ApiBearer)
+                .await
+                .unwrap_err()
+                .code,
+            "token.not_api_bearer"
         );
     }
 

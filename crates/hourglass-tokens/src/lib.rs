@@ -7,5 +7,7 @@ pub mod issuer;
 pub mod signer;
 
 pub use dev::DevIssuer;
-pub use issuer::{IssuerSpec, Issuers, JwksSource, Refusal, Rule, Verified, parse_algorithm};
+pub use issuer::{
+    IssuerSpec, Issuers, JwksSource, MayAct, Purpose, Refusal, Rule, Verified, parse_algorithm,
+};
 pub use signer::{Rotation, Signer};

@@ -7,6 +7,11 @@
 //! the agent must be permitted (the grant never exceeds what either may have), and the grant
 //! ends no later than either token. Grants of a `token` target are active in the same commit
 //! (the server signs the token); others are provisioned by the workers as usual.
+//!
+//! Holding someone's token is not consent: the subject's token must name the agent in `may_act`
+//! or have been issued for delegation (its issuer's `delegation_audience`), and a delegation token
+//! is never exchanged without the agent's own token beside it, so the grant always records who
+//! acted. A token that already carries `act` is a delegation result, never a subject or actor.
 
 use tracing::{info, instrument, warn};
 
@@ -37,6 +42,61 @@ pub struct PresentedToken {
     pub issuer_url: String,
     pub jti: String,
     pub expires_at: Timestamp,
+    /// How the token stands on delegation.
+    pub delegation: DelegationClaims,
+}
+
+/// What a token says about delegation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DelegationClaims {
+    /// It carries `act`: someone already acts through it.
+    pub carries_act: bool,
+    /// Its `may_act`: the subject (`sub`) and, when named, issuer of whoever may act for it.
+    pub may_act: Option<(String, Option<String>)>,
+    /// It was issued for delegation (an audience of its issuer's `delegation_audience`).
+    pub for_delegation: bool,
+}
+
+/// Whether the subject's token consents to `actor` acting for it: `may_act` names the actor's
+/// token (its subject, and its issuer where the claim gives one), or the token was issued for
+/// delegation.
+fn consents(subject: &PresentedToken, actor: &PresentedToken) -> bool {
+    subject.delegation.for_delegation
+        || subject
+            .delegation
+            .may_act
+            .as_ref()
+            .is_some_and(|(sub, iss)| {
+                *sub == actor.facts.subject && iss.as_ref().is_none_or(|i| *i == actor.issuer_url)
+            })
+}
+
+/// The delegation rules, before anything is read or written.
+fn check_delegation(x: &ExchangeRequest) -> Result<()> {
+    for (t, which) in std::iter::once((&x.subject, "subject_token"))
+        .chain(x.actor.as_ref().map(|a| (a, "actor_token")))
+    {
+        if t.delegation.carries_act {
+            return Err(Error::forbidden(
+                "token.already_delegated",
+                format!("{which} carries act: a delegated token is not exchanged again"),
+            ));
+        }
+    }
+    match &x.actor {
+        Some(a) if !consents(&x.subject, a) => Err(Error::forbidden(
+            "token.delegation_not_consented",
+            format!(
+                "the subject's token does not consent to {} acting for {}: it needs may_act naming the agent, or an audience issued for delegation",
+                a.principal.id, x.subject.principal.id
+            ),
+        )),
+        None if x.subject.delegation.for_delegation => Err(Error::forbidden(
+            "token.delegation_needs_actor",
+            "this token was issued for delegation: it is exchanged only with the acting agent's own token (actor_token)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// What a workload asks for.
@@ -131,6 +191,7 @@ impl Engine {
     /// Exchanges a verified identity token for an entitlement.
     #[instrument(skip_all, fields(principal = %x.subject.principal.id, entitlement = %x.entitlement))]
     pub async fn exchange(&self, x: ExchangeRequest) -> Result<Exchanged> {
+        check_delegation(&x)?;
         let now = self.clock.now();
         let ent = EntitlementId::new(x.entitlement.trim())
             .ok()
@@ -187,13 +248,8 @@ impl Engine {
                 },
                 str::to_owned,
             );
-        if reason.chars().count() > super::requests::MAX_REASON {
-            return Err(Error::invalid(
-                "exchange.reason_too_long",
-                "reason",
-                "the reason is too long",
-            ));
-        }
+        crate::text::check(&reason, super::requests::MAX_REASON)
+            .map_err(|m| Error::invalid("exchange.reason_invalid", "reason", m))?;
         let ticket = x
             .ticket
             .as_deref()

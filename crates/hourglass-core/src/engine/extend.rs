@@ -80,13 +80,15 @@ impl Engine {
             ));
         }
         let reason = reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        if reason.is_empty() {
             return Err(Error::invalid(
                 "extend.reason_missing",
                 "reason",
                 format!("say why the access is needed longer (1-{MAX_REASON} characters)"),
             ));
         }
+        crate::text::check(&reason, MAX_REASON)
+            .map_err(|m| Error::invalid("extend.reason_invalid", "reason", m))?;
         // Someone who may not see the grant learns nothing about it.
         let grant = self.grant(caller, grant_id).await?;
         let principal = &caller.principal;

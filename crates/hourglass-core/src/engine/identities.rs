@@ -19,7 +19,9 @@ use crate::{
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     grant::{Grant, GrantState},
     id::{GrantId, KeyId, PrincipalId, RequestId},
-    identity::{ApiKey, Identity, Origin, check_owner, check_transition, key_prefix},
+    identity::{
+        ApiKey, Authority, Identity, Origin, StatusSetBy, check_owner, check_transition, key_prefix,
+    },
     request::{RequestCommand, RequestState},
     store::{Commit, GrantFilter, RequestFilter},
 };
@@ -85,8 +87,9 @@ impl Engine {
     }
 
     /// The principal an API key (or a token declared in configuration) belongs to, if the key
-    /// is valid now. `Ok(None)` for an unknown, expired or revoked key: the caller answers 401
-    /// without saying which. Use is recorded (last used, last seen) at most once a minute.
+    /// is valid now. `Ok(None)` for an unknown, expired or revoked key, or one whose principal
+    /// is suspended or offboarded: the caller answers 401 without saying which. Use is recorded
+    /// (last used, last seen) at most once a minute.
     pub async fn authenticate_key(&self, presented: &str) -> Result<Option<Principal>> {
         let presented = presented.trim();
         let hash = secret_hash(presented);
@@ -98,7 +101,13 @@ impl Engine {
         let Some(key) = key.filter(|k| same_digest(&k.hash, &hash) && k.is_valid_at(now)) else {
             return Ok(None);
         };
-        let principal = self.active_principal(&key.principal).await?;
+        let Some(principal) = self
+            .principal(&key.principal)
+            .await?
+            .filter(|p| p.status == PrincipalStatus::Active)
+        else {
+            return Ok(None);
+        };
         self.store.touch(&principal.id, Some(&key.id), now).await?;
         Ok(Some(principal))
     }
@@ -128,6 +137,7 @@ impl Engine {
                             created_at: now,
                             last_seen_at: None,
                             status_reason: None,
+                            status_set_by: None,
                             version: 0,
                         });
                         commit.audit.push(
@@ -153,6 +163,7 @@ impl Engine {
                         if stricter(p.status, i.principal.status) {
                             changed.principal.status = p.status;
                             changed.status_reason = Some("set in configuration".into());
+                            changed.status_set_by = Some(by_configuration());
                         }
                         commit.audit.push(
                             AuditRecord::new(now, "system", "identity.updated", p.id.as_str())
@@ -215,6 +226,7 @@ impl Engine {
                 let mut gone = i.clone();
                 gone.principal.status = PrincipalStatus::Suspended;
                 gone.status_reason = Some("removed from configuration".into());
+                gone.status_set_by = Some(by_configuration());
                 commit.audit.push(
                     AuditRecord::new(now, "system", "identity.suspended", i.id().as_str())
                         .with("reason", "removed from configuration"),
@@ -341,6 +353,7 @@ impl Engine {
             created_at: now,
             last_seen_at: None,
             status_reason: None,
+            status_set_by: None,
             version: 0,
         };
         let ev = AuditRecord::new(
@@ -376,7 +389,9 @@ impl Engine {
     }
 
     /// Suspends (`active = false`) or resumes an identity. A suspended identity cannot
-    /// authenticate; its grants run on until they end (offboard to end them now).
+    /// authenticate; its grants run on until they end (offboard to end them now). The
+    /// suspension records who decided it and as what: an owner may lift their own suspension,
+    /// but only an administrator lifts one that an administrator (or the configuration) set.
     pub async fn set_identity_active(
         &self,
         caller: &Caller,
@@ -384,6 +399,14 @@ impl Engine {
         active: bool,
         reason: Option<String>,
     ) -> Result<Identity> {
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if let Some(r) = &reason {
+            crate::text::check(r, super::requests::MAX_REASON)
+                .map_err(|m| Error::invalid("identity.reason_invalid", "reason", m))?;
+        }
+        let reason = &reason;
         retry_on_conflict(|| async {
             let identity = self.load_managed(caller, name).await?;
             let to = if active {
@@ -395,10 +418,38 @@ impl Engine {
             if identity.principal.status == to {
                 return Ok(identity);
             }
+            let authority = if self
+                .require_admin_of_all(caller, "identity.not_allowed")
+                .is_ok()
+            {
+                Authority::Administrator
+            } else {
+                Authority::Owner
+            };
+            if active
+                && authority == Authority::Owner
+                && identity
+                    .status_set_by
+                    .as_ref()
+                    .is_some_and(|by| by.authority != Authority::Owner)
+            {
+                let by = identity.status_set_by.as_ref().map_or("", |b| b.actor.as_str());
+                return Err(Error::forbidden(
+                    "identity.resume_not_allowed",
+                    format!(
+                        "{} was suspended by {by} as an administrator (or by the configuration); only an administrator lifts that",
+                        identity.id()
+                    ),
+                ));
+            }
             let now = self.clock.now();
             let mut changed = identity.clone();
             changed.principal.status = to;
-            changed.status_reason = reason.clone();
+            changed.status_reason.clone_from(reason);
+            changed.status_set_by = (!active).then(|| StatusSetBy {
+                actor: caller.principal.id.to_string(),
+                authority,
+            });
             let action = if active {
                 "identity.resumed"
             } else {
@@ -409,8 +460,9 @@ impl Engine {
                 caller.principal.id.as_str(),
                 action,
                 identity.id().as_str(),
-            );
-            if let Some(r) = &reason {
+            )
+            .with("authority", authority.as_str());
+            if let Some(r) = reason {
                 ev = ev.with("reason", r);
             }
             self.commit(Commit {
@@ -438,6 +490,8 @@ impl Engine {
                 "say why the identity is offboarded",
             ));
         }
+        crate::text::check(reason, super::requests::MAX_REASON)
+            .map_err(|m| Error::invalid("identity.reason_invalid", "reason", m))?;
         let out = retry_on_conflict(|| async {
             let identity = self.load_managed(caller, name).await?;
             let id = identity.id().clone();
@@ -497,6 +551,18 @@ impl Engine {
                 let mut gone = identity.clone();
                 gone.principal.status = PrincipalStatus::Offboarded;
                 gone.status_reason = Some(reason.to_owned());
+                gone.status_set_by = Some(StatusSetBy {
+                    actor: actor.to_owned(),
+                    authority: if owns(&caller.principal, &identity)
+                        && self
+                            .require_admin_of_all(caller, "identity.not_allowed")
+                            .is_err()
+                    {
+                        Authority::Owner
+                    } else {
+                        Authority::Administrator
+                    },
+                });
                 commit.audit.push(
                     AuditRecord::new(now, actor, "identity.offboarded", id.as_str())
                         .with("reason", reason)
@@ -593,6 +659,14 @@ fn owns(p: &Principal, target: &Identity) -> bool {
             .owner
             .as_deref()
             .is_some_and(|o| o == p.id.as_str() || p.groups.iter().any(|g| g == o))
+}
+
+/// A status set by `[[identities]]`.
+fn by_configuration() -> StatusSetBy {
+    StatusSetBy {
+        actor: "system".into(),
+        authority: Authority::Configuration,
+    }
 }
 
 /// Whether status `a` restricts more than `b` (active < suspended < offboarded).

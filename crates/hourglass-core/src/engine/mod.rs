@@ -30,7 +30,7 @@ use std::{
 
 use secrecy::SecretString;
 
-pub use exchange::{ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
+pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
 pub use jobs::{JobOutcome, JobReport};
@@ -40,7 +40,7 @@ pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding}
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
 pub use submit::NewRequest;
-pub use tickets::{TicketClosed, TicketPoll};
+pub use tickets::{TicketClosed, TicketPoll, TicketReport};
 
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,
@@ -296,6 +296,8 @@ impl Engine {
         Ok(self.decide(action, &p, resource, &ctx)?.allowed)
     }
 
+    /// A policy decision; a profile is judged on each of its entitlements too
+    /// ([`crate::policy::decide_with_members`]).
     fn decide(
         &self,
         action: Action,
@@ -303,12 +305,16 @@ impl Engine {
         resource: Resource<'_>,
         context: &DecisionContext,
     ) -> Result<Decision> {
-        self.policy().decide(PolicyQuery {
-            action,
-            principal,
-            resource,
-            context,
-        })
+        crate::policy::decide_with_members(
+            self.policy().as_ref(),
+            PolicyQuery {
+                action,
+                principal,
+                resource,
+                context,
+            },
+            &self.members(resource),
+        )
     }
 
     /// Whether `principal` may administer `resource` (see and revoke anyone's access to it).

@@ -30,6 +30,29 @@ pub struct RequestDetails {
     pub grants: Vec<Grant>,
 }
 
+/// Separation of duties: why `decider` stands on the asking side of a request by `requester`
+/// (with `actors` acting in it), if it does: it is an actor on the request, or it answers for
+/// the requester (its owner, by name or through the owner group). Someone who owns `bob-bot`
+/// holds whatever `bob-bot` gets, so approving it would be approving their own request.
+pub(super) fn requesting_side(
+    decider: &Principal,
+    requester: &Principal,
+    actors: &[crate::id::PrincipalId],
+) -> Option<String> {
+    if actors.contains(&decider.id) {
+        return Some("they acted in it".into());
+    }
+    let owner = requester.owner.as_deref()?;
+    if owner == decider.id.as_str() {
+        return Some(format!("they own {}", requester.id));
+    }
+    decider
+        .groups
+        .iter()
+        .any(|g| g == owner)
+        .then(|| format!("they are in {owner}, which owns {}", requester.id))
+}
+
 impl Engine {
     pub(super) async fn load_request(&self, id: &str) -> Result<Request> {
         let not_found = || Error::not_found("request.not_found", format!("no request {id}"));
@@ -83,6 +106,16 @@ impl Engine {
                 format!("request {} is {}, not pending", req.id, req.state.as_str()),
             ));
         }
+        let requester = self.requester_of(req).await?;
+        if let Some(why) = requesting_side(&caller.principal, &requester, &req.actors) {
+            return Err(Error::forbidden(
+                "approval.separation_of_duties",
+                format!(
+                    "{} may not decide on this request: {why}",
+                    caller.principal.id
+                ),
+            ));
+        }
         let mut ctx = self.context(
             Some(caller),
             &req.requester,
@@ -90,7 +123,7 @@ impl Engine {
             super::ticket_facts_of(req).as_ref(),
             now,
         );
-        ctx.requester = Some(self.requester_of(req).await?);
+        ctx.requester = Some(requester);
         let decision = self.decide(Action::Approve, &caller.principal, resource, &ctx)?;
         if !decision.allowed {
             return Err(Error::forbidden(
@@ -116,15 +149,9 @@ impl Engine {
         let comment = comment
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty());
-        if comment
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > MAX_REASON)
-        {
-            return Err(Error::invalid(
-                "approval.comment_too_long",
-                "comment",
-                "the comment is too long",
-            ));
+        if let Some(c) = &comment {
+            crate::text::check(c, MAX_REASON)
+                .map_err(|m| Error::invalid("approval.comment_invalid", "comment", m))?;
         }
         let comment = &comment;
         let out = retry_on_conflict(move || async move {
@@ -240,13 +267,8 @@ impl Engine {
                 "a reason is required to deny",
             ));
         }
-        if reason.chars().count() > MAX_REASON {
-            return Err(Error::invalid(
-                "deny.reason_too_long",
-                "reason",
-                "the reason is too long",
-            ));
-        }
+        crate::text::check(&reason, MAX_REASON)
+            .map_err(|m| Error::invalid("deny.reason_invalid", "reason", m))?;
         let reason = &reason;
         retry_on_conflict(move || async move {
             let req = self.load_request(id).await?;
@@ -336,15 +358,9 @@ impl Engine {
         let reason = reason
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
-        if reason
-            .as_ref()
-            .is_some_and(|r| r.chars().count() > MAX_REASON)
-        {
-            return Err(Error::invalid(
-                "revoke.reason_too_long",
-                "reason",
-                "the reason is too long",
-            ));
+        if let Some(r) = &reason {
+            crate::text::check(r, MAX_REASON)
+                .map_err(|m| Error::invalid("revoke.reason_invalid", "reason", m))?;
         }
         let reason = &reason;
         let out = retry_on_conflict(move || async move {

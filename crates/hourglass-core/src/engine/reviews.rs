@@ -148,13 +148,8 @@ impl Engine {
                 "closing a review needs a comment: say what you checked",
             ));
         }
-        if comment.chars().count() > MAX_COMMENT {
-            return Err(Error::invalid(
-                "review.comment_too_long",
-                "comment",
-                format!("the comment is longer than {MAX_COMMENT} characters"),
-            ));
-        }
+        crate::text::check(&comment, MAX_COMMENT)
+            .map_err(|m| Error::invalid("review.comment_invalid", "comment", m))?;
         let comment = &comment;
         retry_on_conflict(move || async move {
             let not_found = || Error::not_found("review.not_found", format!("no review {id}"));
@@ -163,6 +158,16 @@ impl Engine {
             let now = self.clock.now();
             if !self.may_see_review(caller, &review, now).await? {
                 return Err(not_found());
+            }
+            // Whoever answers for the user of the glass (its owner) reviews nothing of it.
+            if let Some(user) = self.principal(&review.principal).await?
+                && let Some(why) =
+                    super::requests::requesting_side(&caller.principal, &user, &[])
+            {
+                return Err(Error::forbidden(
+                    "review.separation_of_duties",
+                    format!("{} may not close this review: {why}", caller.principal.id),
+                ));
             }
             // The user of the glass sees the review but is refused by `close`.
             if caller.principal.id != review.principal {

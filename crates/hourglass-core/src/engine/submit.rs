@@ -152,20 +152,15 @@ impl Engine {
                 "a reason is required: say what the access is for",
             ));
         }
-        if reason.chars().count() > MAX_REASON {
-            return Err(Error::invalid(
-                "request.reason_too_long",
-                "reason",
-                format!("the reason is longer than {MAX_REASON} characters"),
-            ));
-        }
+        crate::text::check(&reason, MAX_REASON)
+            .map_err(|m| Error::invalid("request.reason_invalid", "reason", m))?;
         let ticket = new
             .ticket
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty());
         if let Some(t) = ticket
-            && (t.chars().count() > MAX_TICKET || t.chars().any(char::is_control))
+            && crate::text::check(t, MAX_TICKET).is_err()
         {
             return Err(Error::invalid(
                 "request.ticket_invalid",

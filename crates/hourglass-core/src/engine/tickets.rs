@@ -6,13 +6,14 @@
 
 use tracing::{info, instrument, warn};
 
-use super::{Engine, retry_on_conflict};
+use super::{Caller, Engine, retry_on_conflict};
 use crate::{
     Error, Result,
     audit::AuditRecord,
     catalog::Principal,
     grant::GrantState,
     id::{GrantId, RequestId},
+    identity::TokenUse,
     policy::TicketFacts,
     request::{Request, RequestCommand, RequestState},
     store::Commit,
@@ -32,6 +33,20 @@ pub(super) struct TicketCheck {
     /// Why the source could not be asked, when the request goes on to human approval anyway.
     pub unavailable: Option<String>,
 }
+
+/// A source's report of a ticket's state (a signed webhook event).
+#[derive(Debug, Clone)]
+pub struct TicketReport {
+    pub source: String,
+    pub ticket: Ticket,
+    /// The delivery's id (a digest of what was signed), and until when a repeat is refused.
+    pub delivery: Option<(String, crate::Timestamp)>,
+    /// Who reported it, for the audit (`desk webhook`).
+    pub via: String,
+}
+
+/// Deliveries are remembered with exchanged token ids, under this prefix and the source name.
+const DELIVERY_ISSUER: &str = "ticket-event:";
 
 /// What a ticket closure ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +92,15 @@ impl Engine {
             ..TicketFacts::default()
         };
         let Some(bound) = self.tickets.find(reference) else {
+            if self.tickets.refuses_unowned() {
+                return Err(Error::invalid(
+                    "ticket.unknown_source",
+                    "ticket",
+                    format!(
+                        "no ticket source owns {reference:?}; give a ticket of a configured source"
+                    ),
+                ));
+            }
             return Ok(TicketCheck {
                 facts: Some(only_ref(None)),
                 unavailable: None,
@@ -150,43 +174,228 @@ impl Engine {
         })
     }
 
-    /// What a ticket source reported (a webhook event): remembered for a source with no lookup
-    /// API, and, when the ticket is closed, everything bound to it ends.
-    pub async fn ticket_reported(
-        &self,
-        source: &str,
-        ticket: &Ticket,
-        via: &str,
-    ) -> Result<TicketClosed> {
+    /// What a ticket source reported (a signed webhook event), applied in the order of the
+    /// ticket's own time of change, once per delivery, and audited as `ticket.reported` in the
+    /// commit that remembers it. An event older than what is stored is refused; so is a repeat
+    /// of a delivery. A report never reopens a ticket stored as closed by itself: a source with a
+    /// lookup API is asked afresh, and a webhook-only source's reopen is refused (an administrator
+    /// reopens it, [`Engine::reopen_ticket`]). A closure ends everything bound to the ticket in the
+    /// same commit.
+    #[instrument(skip_all, fields(source = %report.source, ticket = %report.ticket.reference))]
+    pub async fn ticket_reported(&self, report: &TicketReport) -> Result<TicketClosed> {
+        let source = report.source.as_str();
         let Some(bound) = self.tickets.named(source) else {
             return Err(Error::not_found(
                 "ticket_event.unknown_source",
                 format!("no ticket source {source:?}"),
             ));
         };
-        if !bound.source.matches(&ticket.reference) {
+        let reference = report.ticket.reference.as_str();
+        if !bound.source.matches(reference) {
             return Err(Error::invalid(
                 "ticket_event.foreign_reference",
                 "ref",
-                format!("{} is not a reference of {source}", ticket.reference),
+                format!("{reference} is not a reference of {source}"),
             ));
         }
-        if bound.reported_only {
-            self.store
-                .record_ticket(source, ticket, self.clock.now())
+        let Some(updated) = report.ticket.updated else {
+            return Err(Error::invalid(
+                "ticket_event.time_missing",
+                "updated",
+                "the event does not say when the ticket changed (updated, or a signed timestamp)",
+            ));
+        };
+        let replay_key = format!("{DELIVERY_ISSUER}{source}");
+        let (out, more) = retry_on_conflict(|| async {
+            let now = self.clock.now();
+            if let Some((id, _)) = &report.delivery
+                && self.store.is_token_used(&replay_key, id, now).await?
+            {
+                return Err(Error::conflict(
+                    "ticket_event.replayed",
+                    "this event was already received; a repeat changes nothing",
+                ));
+            }
+            let stored = self.store.get_ticket(source, reference).await?;
+            if let Some(last) = stored.as_ref().and_then(|s| s.updated)
+                && last > updated
+            {
+                return Err(Error::conflict(
+                    "ticket_event.stale",
+                    format!(
+                        "the event says {reference} changed at {updated}, before what {source} last reported ({last}); it is not applied"
+                    ),
+                ));
+            }
+            let reopening = report.ticket.open && stored.as_ref().is_some_and(|s| !s.open);
+            let ticket = if reopening {
+                self.confirm_reopen(bound, &report.ticket).await?
+            } else {
+                report.ticket.clone()
+            };
+            let mut commit = Commit::default();
+            commit.tickets.push((source.to_owned(), ticket.clone()));
+            if let Some((id, until)) = &report.delivery {
+                commit.token_uses.push((
+                    TokenUse {
+                        issuer: replay_key.clone(),
+                        jti: id.clone(),
+                        expires_at: *until,
+                    },
+                    now,
+                ));
+            }
+            let mut ev = AuditRecord::new(now, format!("ticket:{source}"), "ticket.reported", reference)
+                .with("source", source)
+                .with("status", &ticket.status)
+                .with("open", ticket.open)
+                .with("updated", updated)
+                .with("via", &report.via);
+            if let Some(a) = &ticket.assignee {
+                ev = ev.with("assignee", a);
+            }
+            if reopening {
+                ev = ev.with("reopened", format!("confirmed by a lookup in {source}"));
+            }
+            commit.audit.push(ev);
+            let mut out = TicketClosed::default();
+            let mut more = false;
+            if !ticket.open {
+                more = self
+                    .close_into(source, reference, &ticket.status, &report.via, now, &mut commit, &mut out)
+                    .await?;
+            }
+            self.commit(commit).await?;
+            Ok((out, more))
+        })
+        .await?;
+        self.woken_by(&out);
+        if more {
+            // More was bound than one commit ends: the rest goes the way of a polled closure.
+            let rest = self
+                .ticket_closed(source, reference, &report.ticket.status, &report.via)
                 .await?;
+            let mut all = out;
+            all.revoked.extend(rest.revoked);
+            all.cancelled.extend(rest.cancelled);
+            return Ok(all);
         }
-        if ticket.open {
-            return Ok(TicketClosed::default());
+        Ok(out)
+    }
+
+    /// A report says a ticket stored as closed is open again: only the source itself can say
+    /// so, asked now.
+    async fn confirm_reopen(&self, bound: &BoundSource, reported: &Ticket) -> Result<Ticket> {
+        let name = bound.source.name();
+        let reference = &reported.reference;
+        if bound.reported_only {
+            return Err(Error::conflict(
+                "ticket_event.reopen_refused",
+                format!(
+                    "{reference} is closed, and {name} only reports by webhook, so a report cannot reopen it; an administrator can (hourglass ticket reopen {name} {reference})"
+                ),
+            ));
         }
-        self.ticket_closed(source, &ticket.reference, &ticket.status, via)
-            .await
+        match bound.source.lookup(reference).await {
+            Ok(Some(t)) if t.open => Ok(Ticket {
+                updated: t.updated.max(reported.updated),
+                ..t
+            }),
+            Ok(_) => Err(Error::conflict(
+                "ticket_event.reopen_unconfirmed",
+                format!("the event says {reference} is open again, but {name} says it is not"),
+            )),
+            Err(e) => Err(Error::upstream(
+                "ticket.unavailable",
+                format!(
+                    "{name} could not confirm that {reference} is open again ({e}); try again later"
+                ),
+            )),
+        }
+    }
+
+    /// Reopens a ticket of a webhook-only source that a report closed (a person's decision:
+    /// such a source cannot reopen it by itself). Takes Administer on every entitlement; audited
+    /// as `ticket.reopened` with the reason.
+    #[instrument(skip_all, fields(source = %source, ticket = %reference, principal = %caller.principal.id))]
+    pub async fn reopen_ticket(
+        &self,
+        caller: &Caller,
+        source: &str,
+        reference: &str,
+        reason: &str,
+    ) -> Result<Ticket> {
+        self.require_admin_of_all(caller, "ticket.reopen_not_allowed")?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "ticket.reason_missing",
+                "reason",
+                "say why the ticket is reopened",
+            ));
+        }
+        crate::text::check(reason, super::requests::MAX_REASON)
+            .map_err(|m| Error::invalid("ticket.reason_invalid", "reason", m))?;
+        let not_found = || {
+            Error::not_found(
+                "ticket.not_found",
+                format!("{source} reported no ticket {reference}"),
+            )
+        };
+        let bound = self.tickets.named(source).ok_or_else(not_found)?;
+        if !bound.reported_only {
+            return Err(Error::conflict(
+                "ticket.reopen_by_source",
+                format!(
+                    "{source} has a lookup API: reopen {reference} there, and it is asked afresh"
+                ),
+            ));
+        }
+        retry_on_conflict(|| async {
+            let now = self.clock.now();
+            let stored = self
+                .store
+                .get_ticket(source, reference)
+                .await?
+                .ok_or_else(not_found)?;
+            if stored.open {
+                return Err(Error::conflict(
+                    "ticket.already_open",
+                    format!("{reference} is already open"),
+                ));
+            }
+            let reopened = Ticket {
+                open: true,
+                status: format!("reopened by {}", caller.principal.id),
+                // Later than anything stored, so that only newer reports follow it.
+                updated: Some(stored.updated.map_or(now, |u| u.plus_millis(1).max(now))),
+                ..stored
+            };
+            self.commit(Commit {
+                tickets: vec![(source.to_owned(), reopened.clone())],
+                audit: vec![
+                    AuditRecord::new(
+                        now,
+                        caller.principal.id.as_str(),
+                        "ticket.reopened",
+                        reference,
+                    )
+                    .with("source", source)
+                    .with("reason", reason),
+                ],
+                ..Commit::default()
+            })
+            .await?;
+            Ok(reopened)
+        })
+        .await
     }
 
     /// Ends everything bound to a closed ticket, in one commit with a `ticket.closed` record
     /// that names the closure: pending and approved requests are cancelled, live grants (and
-    /// their profile siblings) move to revocation. Closing a ticket that nothing is bound to
-    /// any more changes nothing and records nothing.
+    /// their profile siblings) move to revocation. Only what `source` checked is ended: a
+    /// reference another source (or none) vouched for is not this source's to close. Closing a
+    /// ticket that nothing is bound to any more changes nothing and records nothing.
     #[instrument(skip_all, fields(source = %source, ticket = %reference))]
     pub async fn ticket_closed(
         &self,
@@ -195,63 +404,87 @@ impl Engine {
         status: &str,
         via: &str,
     ) -> Result<TicketClosed> {
-        let out = retry_on_conflict(move || async move {
-            let now = self.clock.now();
-            let why = format!("ticket {reference} closed ({status}, reported by {via})");
-            let actor = format!("ticket:{source}");
-            let mut commit = Commit::default();
-            let mut out = TicketClosed::default();
-            for req in self
-                .store
-                .requests_with_ticket(reference, MAX_BOUND)
-                .await?
-            {
-                self.end_bound(&req, &actor, &why, now, &mut commit, &mut out)
+        let mut all = TicketClosed::default();
+        loop {
+            let (out, more) = retry_on_conflict(move || async move {
+                let now = self.clock.now();
+                let mut commit = Commit::default();
+                let mut out = TicketClosed::default();
+                let more = self
+                    .close_into(source, reference, status, via, now, &mut commit, &mut out)
                     .await?;
+                if !commit.is_empty() {
+                    self.commit(commit).await?;
+                }
+                Ok((out, more))
+            })
+            .await?;
+            self.woken_by(&out);
+            all.revoked.extend(out.revoked);
+            all.cancelled.extend(out.cancelled);
+            if !more {
+                return Ok(all);
             }
-            if out.revoked.is_empty() && out.cancelled.is_empty() {
-                return Ok(out);
-            }
-            let join = |v: &[String]| v.join(",");
-            commit.audit.push(
-                AuditRecord::new(now, actor.as_str(), "ticket.closed", reference)
-                    .with("source", source)
-                    .with("status", status)
-                    .with("via", via)
-                    .with(
-                        "grants",
-                        join(
-                            &out.revoked
-                                .iter()
-                                .map(|g| g.to_string())
-                                .collect::<Vec<_>>(),
-                        ),
-                    )
-                    .with(
-                        "requests",
-                        join(
-                            &out.cancelled
-                                .iter()
-                                .map(|r| r.to_string())
-                                .collect::<Vec<_>>(),
-                        ),
-                    ),
-            );
-            self.commit(commit).await?;
-            Ok(out)
-        })
-        .await?;
+        }
+    }
+
+    fn woken_by(&self, out: &TicketClosed) {
         if !out.revoked.is_empty() || !out.cancelled.is_empty() {
             info!(
                 grants = out.revoked.len(),
                 requests = out.cancelled.len(),
-                via,
                 "ticket closed: bound access ended"
             );
             self.wake.jobs_changed();
             self.wake.deadlines_changed();
         }
-        Ok(out)
+    }
+
+    /// Adds the end of what `source` vouched for on `reference` to `commit`, with its
+    /// `ticket.closed` record; whether more is bound than one commit takes.
+    #[allow(clippy::too_many_arguments)]
+    async fn close_into(
+        &self,
+        source: &str,
+        reference: &str,
+        status: &str,
+        via: &str,
+        now: crate::Timestamp,
+        commit: &mut Commit,
+        out: &mut TicketClosed,
+    ) -> Result<bool> {
+        let why = format!("ticket {reference} closed ({status}, reported by {via})");
+        let actor = format!("ticket:{source}");
+        let bound = self
+            .store
+            .requests_with_ticket(reference, MAX_BOUND)
+            .await?;
+        let more = bound.len() >= MAX_BOUND as usize;
+        for req in bound
+            .iter()
+            .filter(|r| r.ticket_facts.as_ref().and_then(|f| f.source.as_deref()) == Some(source))
+        {
+            self.end_bound(req, &actor, &why, now, commit, out).await?;
+        }
+        if out.revoked.is_empty() && out.cancelled.is_empty() {
+            return Ok(false);
+        }
+        let join = |ids: Vec<String>| ids.join(",");
+        commit.audit.push(
+            AuditRecord::new(now, actor.as_str(), "ticket.closed", reference)
+                .with("source", source)
+                .with("status", status)
+                .with("via", via)
+                .with(
+                    "grants",
+                    join(out.revoked.iter().map(ToString::to_string).collect()),
+                )
+                .with(
+                    "requests",
+                    join(out.cancelled.iter().map(ToString::to_string).collect()),
+                ),
+        );
+        Ok(more)
     }
 
     async fn end_bound(
@@ -359,6 +592,7 @@ mod tests {
             assignee: assignee.map(str::to_owned),
             group: group.map(str::to_owned),
             priority: None,
+            updated: None,
         }
     }
 

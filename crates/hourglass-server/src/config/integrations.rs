@@ -87,12 +87,17 @@ pub struct TicketSection {
     /// How often tickets with live access bound to them are checked for closure.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: GrantDuration,
+    /// Refuse a ticket reference that no ticket source owns (instead of passing it to policy
+    /// as an unverified `context.ticket`).
+    #[serde(default)]
+    pub refuse_unowned: bool,
 }
 
 impl Default for TicketSection {
     fn default() -> Self {
         TicketSection {
             poll_interval: default_poll_interval(),
+            refuse_unowned: false,
         }
     }
 }

@@ -56,8 +56,18 @@ pub struct IssuerConfig {
     /// …or a local JWKS file (Kubernetes clusters without a public discovery endpoint).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// Accepted `aud` values; a token must carry one of them.
+    /// Accepted `aud` values for token exchange; a token must carry one of them.
     pub audience: Vec<String>,
+    /// Audiences of tokens a person obtains to hand to an agent: exchanged only together with
+    /// the agent's own token (delegation with the person's consent). Distinct from `audience`.
+    #[serde(default)]
+    pub delegation_audience: Vec<String>,
+    /// Opt-in: audiences of people's tokens that authenticate API calls as
+    /// `Authorization: Bearer`. Empty (the default): this issuer's tokens are never API bearers.
+    /// Distinct from `audience` and `delegation_audience`, so that a token given for exchange or
+    /// delegation is never a session. Workloads and agents never use this path.
+    #[serde(default)]
+    pub api_audience: Vec<String>,
     /// Accepted signature algorithms. Asymmetric only: `none` and `HS*` are refused.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,

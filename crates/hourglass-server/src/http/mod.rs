@@ -31,6 +31,7 @@ use hourglass_core::{
     id::GrantId,
     request::RequestState,
 };
+use hourglass_tokens::Purpose;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, de::DeserializeOwned};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::TraceLayer};
@@ -79,6 +80,10 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/reports/identities", get(identities::identity_report))
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/close", post(reviews::close_review))
+        .route(
+            "/v1/tickets/sources/{name}/tickets/{reference}/reopen",
+            post(tickets::reopen),
+        )
         .route("/approve/page.js", get(approve::script))
         .route("/approve/style.css", get(approve::style))
         .route("/approve/{id}", get(approve::page))
@@ -179,24 +184,64 @@ impl FromRequestParts<Shared> for Authed {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string());
-        // A JWT from a configured OIDC issuer (people signing in through their identity
-        // provider, with its MFA facts), else an Hourglass API key.
+        // A person's JWT from an issuer that opted in (`api_audience`), with its MFA facts; else
+        // an Hourglass API key. A token for exchange or delegation is never a session, and no
+        // workload or agent signs in this way (they exchange, and every grant records who acted).
         if token.matches('.').count() == 2 && !app.workload.issuers.is_empty() {
-            let now = app.engine.clock().now().unix_millis() / 1000;
-            let v = match app.workload.issuers.verify(token, now).await {
+            let now = app.engine.clock().now();
+            let v = match app
+                .workload
+                .issuers
+                .verify(token, now.unix_millis() / 1000, Purpose::ApiBearer)
+                .await
+            {
                 Ok(v) => v,
                 Err(r) => {
                     tracing::info!(code = r.code, reason = %r.reason, "bearer JWT refused");
                     return Err(unauthorized("auth.invalid", "the token is not valid"));
                 }
             };
-            let pid = hourglass_core::id::PrincipalId::new(v.principal)
-                .map_err(|_| unauthorized("auth.invalid", "the token is not valid"))?;
-            let principal = app
+            let refuse = |code: &str, detail: &str| {
+                tracing::info!(code, issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
+                unauthorized(code, detail)
+            };
+            if v.act.is_some() {
+                return Err(refuse(
+                    "auth.delegated_token",
+                    "a token that carries act is a delegation, not a session of its subject",
+                ));
+            }
+            let principal = match hourglass_core::id::PrincipalId::new(v.principal.clone()) {
+                Ok(pid) => app
+                    .engine
+                    .principal(&pid)
+                    .await
+                    .map_err(|e| ApiError(e).into_response())?,
+                Err(_) => None,
+            };
+            let Some(principal) =
+                principal.filter(|p| p.status == hourglass_core::catalog::PrincipalStatus::Active)
+            else {
+                return Err(refuse("auth.invalid", "the token is not valid"));
+            };
+            if principal.kind != hourglass_core::catalog::PrincipalKind::Human {
+                return Err(refuse(
+                    "auth.not_a_person",
+                    "only people sign in with an identity token; workloads and agents exchange theirs at /v1/token",
+                ));
+            }
+            let used = app
                 .engine
-                .active_principal(&pid)
+                .store()
+                .is_token_used(&v.issuer, &v.jti, now)
                 .await
                 .map_err(|e| ApiError(e).into_response())?;
+            if used {
+                return Err(refuse(
+                    "auth.token_used",
+                    "this token was already exchanged; it is not a session",
+                ));
+            }
             app.engine
                 .seen(&principal.id)
                 .await
@@ -704,7 +749,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

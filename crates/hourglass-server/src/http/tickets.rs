@@ -1,6 +1,8 @@
 //! Ticket events: a ticket system tells Hourglass that a ticket changed. Events are
 //! authenticated by the source's webhook secret (no API token), checked before anything is read
-//! from the body, and a closure ends the access bound to the ticket in one audited commit.
+//! from the body (the timeless `X-Hub-Signature` only for Jira sources); the engine applies each
+//! delivery once, in the order of the ticket's own time, audits it, and ends the access bound to a
+//! closed ticket in the same commit.
 
 use axum::{
     Json,
@@ -9,14 +11,14 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use hourglass_api::{Problem, TicketEventView};
+use hourglass_api::{Problem, ReopenTicketBody, TicketEventView};
 use hourglass_connectors::webhook;
-use hourglass_core::ticket::Ticket;
-use hourglass_integrations::inbound::{self, Refused, Signed};
+use hourglass_core::{engine::TicketReport, ticket::Ticket};
+use hourglass_integrations::inbound::{self, Delivery, Refused, Signed};
 use serde_json::Value;
 use tracing::warn;
 
-use super::{ApiResult, Shared};
+use super::{ApiResult, Authed, Body, Shared};
 use crate::{config::TicketKind, integrations::TicketHook, problem::problem};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -47,7 +49,7 @@ fn verify(
     hook: &TicketHook,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), Refused> {
+) -> Result<Delivery, Refused> {
     use secrecy::ExposeSecret;
     let signed = Signed {
         timestamp: header(headers, webhook::TIMESTAMP_HEADER),
@@ -55,7 +57,13 @@ fn verify(
         hub_signature: header(headers, inbound::HUB_SIGNATURE_HEADER),
     };
     let now = app.engine.clock().now().unix_millis() / 1000;
-    inbound::verify(hook.secret.expose_secret(), signed, body, now)
+    inbound::verify(
+        hook.secret.expose_secret(),
+        signed,
+        body,
+        now,
+        hook.kind == TicketKind::Jira,
+    )
 }
 
 fn parse(body: &[u8]) -> Result<Value, Refused> {
@@ -63,11 +71,23 @@ fn parse(body: &[u8]) -> Result<Value, Refused> {
 }
 
 /// Hands the event to the engine, which records it and ends bound access if the ticket closed.
-async fn apply(app: &Shared, source: &str, t: Ticket) -> ApiResult<Response> {
-    let outcome = app
-        .engine
-        .ticket_reported(source, &t, &format!("{source} webhook"))
-        .await;
+/// Without a time of its own, the event counts as changed when it was signed.
+async fn apply(app: &Shared, source: &str, mut t: Ticket, d: Delivery) -> ApiResult<Response> {
+    if t.updated.is_none() {
+        t.updated = d
+            .signed_at
+            .map(|s| hourglass_core::Timestamp::from_unix_millis(s.saturating_mul(1000)));
+    }
+    let now = app.engine.clock().now().unix_millis() / 1000;
+    let until = d.remember_until(now);
+    let report = TicketReport {
+        source: source.to_owned(),
+        ticket: t,
+        delivery: Some((d.id, until)),
+        via: format!("{source} webhook"),
+    };
+    let outcome = app.engine.ticket_reported(&report).await;
+    let t = report.ticket;
     app.metrics.ticket_event(
         source,
         if outcome.is_ok() {
@@ -114,11 +134,12 @@ pub(super) async fn generic_event(
             Some("ref"),
         ));
     };
-    if let Err(e) = verify(&app, hook, &headers, &body) {
-        return Ok(refused(&app, name, &e));
-    }
+    let delivery = match verify(&app, hook, &headers, &body) {
+        Ok(d) => d,
+        Err(e) => return Ok(refused(&app, name, &e)),
+    };
     match inbound::generic_event(&value) {
-        Ok(t) => apply(&app, name, t).await,
+        Ok(t) => apply(&app, name, t, delivery).await,
         Err(e) => Ok(refused(&app, name, &e)),
     }
 }
@@ -138,9 +159,10 @@ pub(super) async fn source_event(
             None,
         ));
     };
-    if let Err(e) = verify(&app, hook, &headers, &body) {
-        return Ok(refused(&app, &name, &e));
-    }
+    let delivery = match verify(&app, hook, &headers, &body) {
+        Ok(d) => d,
+        Err(e) => return Ok(refused(&app, &name, &e)),
+    };
     let value = match parse(&body) {
         Ok(v) => v,
         Err(e) => return Ok(refused(&app, &name, &e)),
@@ -151,7 +173,29 @@ pub(super) async fn source_event(
         _ => inbound::generic_event(&value),
     };
     match ticket {
-        Ok(t) => apply(&app, &name, t).await,
+        Ok(t) => apply(&app, &name, t, delivery).await,
         Err(e) => Ok(refused(&app, &name, &e)),
     }
+}
+
+#[utoipa::path(post, path = "/v1/tickets/sources/{name}/tickets/{reference}/reopen", params(("name" = String, Path, description = "A webhook-only ticket source"), ("reference" = String, Path, description = "The ticket it reported closed")), request_body = ReopenTicketBody, responses((status = 200, description = "Reopened: the source's next reports apply again", body = TicketEventView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Takes Administer on every entitlement", body = Problem, content_type = "application/problem+json"), (status = 404, description = "The source reported no such ticket", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not closed, or the source has a lookup API (reopen it there)", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn reopen(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path((name, reference)): Path<(String, String)>,
+    Body(body): Body<ReopenTicketBody>,
+) -> ApiResult<Response> {
+    let t = app
+        .engine
+        .reopen_ticket(&caller, &name, &reference, &body.reason)
+        .await?;
+    Ok(Json(TicketEventView {
+        source: name,
+        reference: t.reference,
+        open: t.open,
+        status: t.status,
+        revoked: Vec::new(),
+        cancelled: Vec::new(),
+    })
+    .into_response())
 }

@@ -19,11 +19,12 @@ use axum::{
 use hourglass_api::{TokenError, TokenResponse};
 use hourglass_core::{
     Error,
-    engine::{Caller, ExchangeRequest, PresentedToken},
+    engine::{Caller, DelegationClaims, ExchangeRequest, PresentedToken},
     grant::GrantState,
     id::PrincipalId,
     policy::WorkloadToken,
 };
+use hourglass_tokens::Purpose;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -125,7 +126,7 @@ async fn verify(
     let v = match app
         .workload
         .issuers
-        .verify(token, now.unix_millis() / 1000)
+        .verify(token, now.unix_millis() / 1000, Purpose::Exchange)
         .await
     {
         Ok(v) => v,
@@ -190,6 +191,11 @@ async fn verify(
         expires_at: hourglass_core::Timestamp::from_unix_millis(
             v.expires_at_secs.saturating_mul(1000),
         ),
+        delegation: DelegationClaims {
+            carries_act: v.act.is_some(),
+            may_act: v.may_act.map(|m| (m.sub, m.iss)),
+            for_delegation: v.for_delegation,
+        },
     })
 }
 
@@ -326,7 +332,9 @@ pub(super) async fn exchange(
     {
         Ok(o) => o,
         Err(e) => {
-            if e.code() == "token.replayed"
+            // Refused tokens are audited (replays, delegation without consent); policy refusals
+            // are audited by the engine.
+            if e.code().starts_with("token.")
                 && let Err(audit) = app
                     .engine
                     .record_token_refusal(e.code(), &e.to_string(), None, Some(&source_ip))

@@ -76,13 +76,20 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
         assignee: Some("alice".into()),
         group: None,
         priority: None,
+        updated: Some(t(5)),
     };
-    src.record_ticket("desk", &ticket, t(5)).await.unwrap();
+    src.commit(Commit {
+        tickets: vec![("desk".into(), ticket.clone())],
+        audit: vec![ev("ticket reported")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
     let before = chain_of(&src).await;
     src.close().await;
 
     let report = copy(&from, &db.url).await.unwrap();
-    assert_eq!(report.audit_events, 3);
+    assert_eq!(report.audit_events, 4);
     assert_eq!(report.head_hash, before.1);
     let counted = |table: &str| {
         report

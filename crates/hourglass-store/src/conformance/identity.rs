@@ -25,6 +25,7 @@ pub(super) fn identity(name: &str, at: i64) -> Identity {
         created_at: t(at),
         last_seen_at: None,
         status_reason: None,
+        status_set_by: None,
         version: 0,
     }
 }

@@ -62,6 +62,8 @@ async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
     assert_eq!(bound.len(), 1);
     assert_eq!(bound[0].id, granted.id);
     assert!(s.requests_with_ticket("HD-9", 10).await.unwrap().is_empty());
+    // Only live requests are bound: a denied one is not, however recent.
+    assert!(s.requests_with_ticket("HD-3", 10).await.unwrap().is_empty());
     // Denied requests bind nothing; pending ones and live grants do.
     assert_eq!(s.live_tickets(10).await.unwrap(), vec!["HD-1", "HD-2"]);
 
@@ -75,6 +77,8 @@ async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
     .await
     .unwrap();
     assert_eq!(s.live_tickets(10).await.unwrap(), vec!["HD-1"]);
+    // A fulfilled request whose grants ended binds nothing more.
+    assert!(s.requests_with_ticket("HD-2", 10).await.unwrap().is_empty());
 
     // Ticket facts survive the round trip.
     let mut facts = request(40);
@@ -85,6 +89,7 @@ async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
         assignee: Some("alice".into()),
         priority: None,
         source: Some("jira".into()),
+        verified: true,
     });
     s.commit(Commit {
         requests: vec![facts.clone()],
@@ -105,15 +110,22 @@ async fn webhook_ticket_state_is_remembered_per_source(s: &Fresh) {
         assignee: Some("alice".into()),
         group: None,
         priority: Some("P2".into()),
+        updated: Some(t(1)),
     };
-    s.record_ticket("ops", &tk, t(1)).await.unwrap();
+    let record = |tk: &Ticket, what: &str| Commit {
+        tickets: vec![("ops".into(), tk.clone())],
+        audit: vec![ev(what)],
+        ..Commit::default()
+    };
+    s.commit(record(&tk, "reported open")).await.unwrap();
     tk.open = false;
     tk.status = "closed".into();
-    s.record_ticket("ops", &tk, t(2)).await.unwrap();
+    tk.updated = Some(t(2));
+    s.commit(record(&tk, "reported closed")).await.unwrap();
     assert_eq!(s.get_ticket("ops", "OPS-7").await.unwrap(), Some(tk));
     assert_eq!(s.get_ticket("other", "OPS-7").await.unwrap(), None);
-    // Bookkeeping, not audit.
-    assert_eq!(audit_len(s).await, 0);
+    // Written with its audit record, in the same commit.
+    assert_eq!(audit_len(s).await, 2);
 }
 
 async fn notifications_are_queued_once_per_notifier_and_event(s: &Fresh) {

@@ -292,6 +292,8 @@ fn mint_token_signs_only_for_an_issuer_whose_key_is_here() {
         issuer: "https://dev.test".into(),
         jwks: hourglass_tokens::JwksSource::File(target.join("idp/jwks.json")),
         audience: vec!["hourglass".into()],
+        delegation_audience: Vec::new(),
+        api_audience: Vec::new(),
         algorithms: vec![hourglass_tokens::parse_algorithm("EdDSA").unwrap()],
         skew_secs: 0,
         rules: vec![hourglass_tokens::Rule {
@@ -305,7 +307,11 @@ fn mint_token_signs_only_for_an_issuer_whose_key_is_here() {
         .build()
         .unwrap();
     let v = rt
-        .block_on(issuers.verify(token, claims["iat"].as_i64().unwrap()))
+        .block_on(issuers.verify(
+            token,
+            claims["iat"].as_i64().unwrap(),
+            hourglass_tokens::Purpose::Exchange,
+        ))
         .unwrap();
     assert_eq!(v.principal, "ci-deployer");
     // The configuration with the issuer still validates; a symmetric algorithm does not.
