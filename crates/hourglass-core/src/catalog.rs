@@ -314,3 +314,59 @@ impl Catalog {
         self.profiles.values()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(name: &str, approvals: u32) -> Entitlement {
+        Entitlement {
+            id: EntitlementId::new(name).unwrap(),
+            target: TargetId::new("demo").unwrap(),
+            description: String::new(),
+            risk: Risk::Low,
+            default_duration: GrantDuration::from_secs(600),
+            max_duration: GrantDuration::from_secs(3600),
+            approvals_required: approvals,
+            profiles: Vec::new(),
+            params: serde_json::Value::Null,
+            max_live_grants: None,
+            max_requests_per_hour: None,
+        }
+    }
+
+    fn catalog(profile_approvals: u32) -> Result<Catalog, Vec<String>> {
+        Catalog::new(
+            Vec::new(),
+            vec![Target {
+                id: TargetId::new("demo").unwrap(),
+                connector: "exec".into(),
+            }],
+            vec![ent("demo/read-logs", 1), ent("demo/ops-admin", 2)],
+            vec![Profile {
+                id: ProfileId::new("incident/triage").unwrap(),
+                description: String::new(),
+                entitlements: vec![
+                    EntitlementId::new("demo/read-logs").unwrap(),
+                    EntitlementId::new("demo/ops-admin").unwrap(),
+                ],
+                default_duration: GrantDuration::from_secs(600),
+                max_duration: GrantDuration::from_secs(3600),
+                approvals_required: profile_approvals,
+                risk: Risk::Low,
+            }],
+        )
+    }
+
+    #[test]
+    fn a_profile_needs_at_least_the_approvals_of_each_entitlement_in_it() {
+        let errors = catalog(1).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("approvals_required 1 is fewer than demo/ops-admin needs (2)")),
+            "{errors:?}"
+        );
+        assert!(catalog(2).is_ok());
+    }
+}

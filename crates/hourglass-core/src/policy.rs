@@ -306,3 +306,111 @@ pub fn decide_with_members(
     whole.policy_ids.sort();
     Ok(whole)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        GrantDuration,
+        catalog::{PrincipalKind, PrincipalStatus, Risk},
+        id::{EntitlementId, ProfileId, TargetId},
+    };
+
+    /// Allows everything except the entitlements it names (by id, with a forbid id).
+    struct Fake {
+        refused: Vec<(&'static str, &'static str)>,
+    }
+
+    impl PolicyDecider for Fake {
+        fn decide(&self, q: PolicyQuery<'_>) -> Result<Decision> {
+            let name = q.resource.name();
+            let refused = self.refused.iter().find(|(e, _)| *e == name);
+            Ok(Decision {
+                allowed: refused.is_none(),
+                policy_ids: vec![refused.map_or(format!("permit-{name}"), |(_, p)| (*p).into())],
+                policy_hash: "h".into(),
+                errors: Vec::new(),
+            })
+        }
+        fn policy_hash(&self) -> String {
+            "h".into()
+        }
+    }
+
+    fn ent(name: &str) -> Entitlement {
+        Entitlement {
+            id: EntitlementId::new(name).unwrap(),
+            target: TargetId::new("demo").unwrap(),
+            description: String::new(),
+            risk: Risk::Low,
+            default_duration: GrantDuration::from_secs(600),
+            max_duration: GrantDuration::from_secs(3600),
+            approvals_required: 1,
+            profiles: Vec::new(),
+            params: serde_json::Value::Null,
+            max_live_grants: None,
+            max_requests_per_hour: None,
+        }
+    }
+
+    #[test]
+    fn a_profile_is_allowed_only_when_every_entitlement_in_it_is() {
+        let (logs, admin) = (ent("demo/read-logs"), ent("demo/ops-admin"));
+        let profile = Profile {
+            id: ProfileId::new("incident/triage").unwrap(),
+            description: String::new(),
+            entitlements: vec![logs.id.clone(), admin.id.clone()],
+            default_duration: GrantDuration::from_secs(600),
+            max_duration: GrantDuration::from_secs(3600),
+            approvals_required: 1,
+            risk: Risk::Low,
+        };
+        let alice = Principal {
+            id: PrincipalId::new("alice").unwrap(),
+            kind: PrincipalKind::Human,
+            owner: None,
+            groups: Vec::new(),
+            status: PrincipalStatus::Active,
+        };
+        let ctx = DecisionContext::default();
+        let q = |action| PolicyQuery {
+            action,
+            principal: &alice,
+            resource: Resource::Profile(&profile),
+            context: &ctx,
+        };
+        let members = [&logs, &admin];
+        let strict = Fake {
+            refused: vec![("demo/ops-admin", "ops-admin-needs-mfa")],
+        };
+        for action in [
+            Action::Request,
+            Action::AutoApprove,
+            Action::BreakGlass,
+            Action::Approve,
+        ] {
+            let d = decide_with_members(&strict, q(action), &members).unwrap();
+            assert!(!d.allowed, "{action:?}");
+            assert_eq!(d.policy_ids, ["demo/ops-admin: ops-admin-needs-mfa"]);
+        }
+        // Administer is about the profile as a whole.
+        assert!(
+            decide_with_members(&strict, q(Action::Administer), &members)
+                .unwrap()
+                .allowed
+        );
+        let lax = Fake {
+            refused: Vec::new(),
+        };
+        let d = decide_with_members(&lax, q(Action::Request), &members).unwrap();
+        assert!(d.allowed);
+        assert_eq!(
+            d.policy_ids,
+            [
+                "permit-demo/ops-admin",
+                "permit-demo/read-logs",
+                "permit-incident/triage"
+            ]
+        );
+    }
+}

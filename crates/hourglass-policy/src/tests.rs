@@ -267,7 +267,7 @@ fn coverage_names_profiles_and_entitlements_reached_by_auto_approve_permits() {
     let p = load(
         r#"
 @id("triage-auto")
-permit(principal, action == Hourglass::Action::"AutoApprove", resource == Hourglass::Profile::"incident/triage")
+permit(principal, action == Hourglass::Action::"AutoApprove", resource in Hourglass::Profile::"incident/triage")
 when { context.oncall };
 @id("any-entitlement-request")
 permit(principal, action == Hourglass::Action::"Request", resource is Hourglass::Entitlement);
@@ -328,13 +328,30 @@ expect = "deny"
         name: "t.toml".into(),
         text: text.into(),
     };
-    let only_positive = parse_cases(&[src(positive)]).unwrap();
+    // The permit reaches the profile and, through `in`, the entitlement it bundles.
+    let member = r#"
+[[case]]
+name = "logs on call"
+principal = "alice"
+action = "AutoApprove"
+entitlement = "t/logs"
+context = { oncall = true }
+expect = "allow"
+
+[[case]]
+name = "logs off call"
+principal = "alice"
+action = "AutoApprove"
+entitlement = "t/logs"
+expect = "deny"
+"#;
+    let only_positive = parse_cases(&[src(positive), src(member)]).unwrap();
     let report = run_tests(&p, &catalog, &only_positive);
-    assert_eq!(report.failed(), 0);
-    assert_eq!(report.untested.len(), 1);
+    assert_eq!(report.failed(), 0, "{:?}", report.results);
+    assert_eq!(report.untested.len(), 1, "{:?}", report.untested);
     assert_eq!(report.untested[0].resource, "profile incident/triage");
     assert_eq!(report.untested[0].missing, "negative");
-    let both = parse_cases(&[src(positive), src(negative)]).unwrap();
+    let both = parse_cases(&[src(positive), src(negative), src(member)]).unwrap();
     assert!(run_tests(&p, &catalog, &both).ok());
     // The profile's computed risk is its highest member's.
     assert_eq!(triage.risk, Risk::Medium);

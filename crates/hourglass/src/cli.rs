@@ -468,17 +468,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for r in &items {
                 println!(
                     "{:<36} {:<7} {:<10} {:<24} {:<25} {}{}",
-                    r.id,
-                    r.state,
-                    r.principal,
-                    r.entitlement,
-                    r.opened_at,
-                    r.reason,
+                    shown(&r.id),
+                    shown(&r.state),
+                    shown(&r.principal),
+                    shown(&r.entitlement),
+                    shown(&r.opened_at),
+                    shown(&r.reason),
                     r.closed_by
                         .as_ref()
                         .map(|b| format!(
-                            " (closed by {b}: {})",
-                            r.comment.clone().unwrap_or_default()
+                            " (closed by {}: {})",
+                            shown(b),
+                            shown(r.comment.as_deref().unwrap_or_default())
                         ))
                         .unwrap_or_default()
                 );
@@ -774,11 +775,11 @@ fn print_request(cli: &Cli, r: &RequestView) {
     }
     println!(
         "{}  {}  {}  for {}  by {}{}",
-        r.id,
-        r.state,
-        r.entitlement,
-        r.duration,
-        r.requester,
+        shown(&r.id),
+        shown(&r.state),
+        shown(&r.entitlement),
+        shown(&r.duration),
+        shown(&r.requester),
         if r.break_glass {
             "  BREAK-GLASS (alerted; a review is open)"
         } else {
@@ -789,7 +790,7 @@ fn print_request(cli: &Cli, r: &RequestView) {
         println!(
             "  {} by {} ({}) policies [{}] set {}",
             a.verdict,
-            a.approver,
+            shown(&a.approver),
             a.via,
             a.policy_ids.join(", "),
             a.policy_hash
@@ -806,7 +807,7 @@ fn print_request(cli: &Cli, r: &RequestView) {
         );
     }
     if let Some(reason) = &r.state_reason {
-        println!("  reason: {reason}");
+        println!("  reason: {}", shown(reason));
     }
 }
 
@@ -816,16 +817,29 @@ fn print_requests(cli: &Cli, items: &[RequestView]) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<36} {:<10} {:<10} {:<24} {:<8} REASON",
-        "ID", "STATE", "REQUESTER", "ENTITLEMENT", "FOR"
+        "{:<36} {:<10} {:<10} {:<24} {:<8} {:<25} {:<36} REASON",
+        "ID", "STATE", "REQUESTER", "ENTITLEMENT", "FOR", "STARTS", "EXTENDS"
     );
     for r in items {
         println!(
-            "{:<36} {:<10} {:<10} {:<24} {:<8} {}",
-            r.id, r.state, r.requester, r.entitlement, r.duration, r.reason
+            "{:<36} {:<10} {:<10} {:<24} {:<8} {:<25} {:<36} {}",
+            shown(&r.id),
+            shown(&r.state),
+            shown(&r.requester),
+            shown(&r.entitlement),
+            shown(&r.duration),
+            r.starts_at.as_deref().map_or("when approved".into(), shown),
+            r.extends.as_deref().map_or("-".into(), shown),
+            shown(&r.reason)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Text from the server as a terminal may show it: control characters and reordering marks
+/// escaped (`\u{1b}`), so that stored text cannot rewrite what an approver sees.
+fn shown(s: &str) -> String {
+    hourglass_core::text::escaped(s).into_owned()
 }
 
 fn print_grants(cli: &Cli, items: &[GrantView]) -> Result<ExitCode> {
@@ -840,7 +854,11 @@ fn print_grants(cli: &Cli, items: &[GrantView]) -> Result<ExitCode> {
     for g in items {
         println!(
             "{:<36} {:<12} {:<10} {:<24} {}",
-            g.id, g.state, g.principal, g.entitlement, g.expires_at
+            shown(&g.id),
+            shown(&g.state),
+            shown(&g.principal),
+            shown(&g.entitlement),
+            shown(&g.expires_at)
         );
     }
     Ok(ExitCode::SUCCESS)

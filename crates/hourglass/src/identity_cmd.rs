@@ -73,6 +73,17 @@ pub enum DevCommand {
         /// Lifetime (default 5m).
         #[arg(long, default_value = "5m")]
         ttl: String,
+        /// The person's consent to delegation: `may_act` naming the agent's token subject
+        /// (e.g. support-bot), so that the agent may exchange this token with its own.
+        #[arg(long)]
+        may_act: Option<String>,
+        /// The audience (default: the issuer's first exchange audience; `--api` for its first
+        /// API audience).
+        #[arg(long, conflicts_with = "api")]
+        aud: Option<String>,
+        /// A token to sign in with as an API bearer (the issuer's first `api_audience`).
+        #[arg(long)]
+        api: bool,
     },
     /// Send a ticket event as a ticket system would, signed with the webhook secret of the
     /// `webhook` ticket source that owns the reference (to try ticket binding, or to check a
@@ -271,6 +282,9 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
         sub,
         claims,
         ttl,
+        may_act,
+        aud,
+        api,
     } = cmd
     else {
         bail!("not a mint-token command");
@@ -296,10 +310,20 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--ttl: {e}"))?;
     let now = hourglass_server::clock::SystemClock.now().unix_millis() / 1000;
+    let audience = match (aud, api) {
+        (Some(a), _) => a,
+        (None, true) => iss.api_audience.first().cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "issuer {} has no api_audience: its tokens are not API bearers",
+                iss.name
+            )
+        })?,
+        (None, false) => iss.audience.first().cloned().unwrap_or_default(),
+    };
     let mut body = serde_json::json!({
         "iss": iss.issuer,
         "sub": sub,
-        "aud": iss.audience.first().cloned().unwrap_or_default(),
+        "aud": audience,
         "iat": now,
         "nbf": now,
         "exp": now + i64::try_from(ttl.as_secs()).unwrap_or(300),
@@ -310,6 +334,9 @@ pub fn mint_token(cmd: DevCommand) -> Result<ExitCode> {
             bail!("--claim {c:?}: use key=value");
         };
         body[k] = serde_json::Value::String(v.to_owned());
+    }
+    if let Some(actor) = may_act {
+        body["may_act"] = serde_json::json!({ "sub": actor, "iss": iss.issuer });
     }
     let dev = hourglass_tokens::DevIssuer::load(key)?;
     println!("{}", dev.mint(&body));

@@ -427,3 +427,105 @@ impl Engine {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        catalog::{PrincipalKind, PrincipalStatus},
+        id::PrincipalId,
+    };
+
+    fn token(name: &str, sub: &str, delegation: DelegationClaims) -> PresentedToken {
+        PresentedToken {
+            principal: Principal {
+                id: PrincipalId::new(name).unwrap(),
+                kind: PrincipalKind::Human,
+                owner: None,
+                groups: Vec::new(),
+                status: PrincipalStatus::Active,
+            },
+            facts: WorkloadToken {
+                issuer: "idp".into(),
+                subject: sub.into(),
+                claims: Default::default(),
+            },
+            issuer_url: "https://idp".into(),
+            jti: format!("{sub}-1"),
+            expires_at: Timestamp::from_unix_millis(0),
+            delegation,
+        }
+    }
+
+    fn exchange(subject: DelegationClaims, actor: Option<DelegationClaims>) -> ExchangeRequest {
+        ExchangeRequest {
+            subject: token("alice", "alice", subject),
+            actor: actor.map(|a| token("support-bot", "bot", a)),
+            entitlement: "demo/read-logs".into(),
+            duration: None,
+            ticket: None,
+            reason: None,
+            source_ip: None,
+        }
+    }
+
+    fn code(x: &ExchangeRequest) -> Option<&'static str> {
+        check_delegation(x).err().map(|e| e.code())
+    }
+
+    #[test]
+    fn delegation_needs_the_subjects_consent_to_that_actor() {
+        let none = DelegationClaims::default();
+        let may = |sub: &str, iss: Option<&str>| DelegationClaims {
+            may_act: Some((sub.into(), iss.map(str::to_owned))),
+            ..DelegationClaims::default()
+        };
+        // Alone, an ordinary token is the subject's own business.
+        assert_eq!(code(&exchange(none.clone(), None)), None);
+        // Holding it is not consent.
+        assert_eq!(
+            code(&exchange(none.clone(), Some(none.clone()))),
+            Some("token.delegation_not_consented")
+        );
+        assert_eq!(code(&exchange(may("bot", None), Some(none.clone()))), None);
+        assert_eq!(
+            code(&exchange(
+                may("bot", Some("https://idp")),
+                Some(none.clone())
+            )),
+            None
+        );
+        assert_eq!(
+            code(&exchange(
+                may("bot", Some("https://other")),
+                Some(none.clone())
+            )),
+            Some("token.delegation_not_consented")
+        );
+        assert_eq!(
+            code(&exchange(may("another-agent", None), Some(none.clone()))),
+            Some("token.delegation_not_consented")
+        );
+        let issued = DelegationClaims {
+            for_delegation: true,
+            ..DelegationClaims::default()
+        };
+        assert_eq!(code(&exchange(issued.clone(), Some(none.clone()))), None);
+        assert_eq!(
+            code(&exchange(issued, None)),
+            Some("token.delegation_needs_actor")
+        );
+        let acted = DelegationClaims {
+            carries_act: true,
+            ..may("bot", None)
+        };
+        assert_eq!(
+            code(&exchange(acted.clone(), Some(none.clone()))),
+            Some("token.already_delegated")
+        );
+        assert_eq!(
+            code(&exchange(may("bot", None), Some(acted))),
+            Some("token.already_delegated")
+        );
+    }
+}

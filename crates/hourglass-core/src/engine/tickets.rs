@@ -292,7 +292,7 @@ impl Engine {
             return Err(Error::conflict(
                 "ticket_event.reopen_refused",
                 format!(
-                    "{reference} is closed, and {name} only reports by webhook, so a report cannot reopen it; an administrator can (hourglass ticket reopen {name} {reference})"
+                    "{reference} is closed, and {name} only reports by webhook, so a report cannot reopen it; an administrator can (POST /v1/tickets/sources/{name}/tickets/{reference}/reopen)"
                 ),
             ));
         }

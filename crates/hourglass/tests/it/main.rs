@@ -17,6 +17,7 @@ mod policy;
 #[cfg(feature = "test-clock")]
 mod replicas;
 mod secrets;
+mod security;
 mod targets;
 mod tickets;
 mod workload;

@@ -684,9 +684,10 @@ async fn a_profile_is_granted_together_and_revoked_together() {
         (r.state.as_str(), r.kind.as_str()),
         ("fulfilled", "profile")
     );
+    // Judged on the profile and on each entitlement in it.
     assert_eq!(
         r.approvals.clone().unwrap()[0].policy_ids,
-        ["oncall-triage-auto-approve-1h"]
+        ["oncall-triage-auto-approve-1h", "read-logs-auto-approve-1h"]
     );
     let grants = r.grants.clone().unwrap();
     let mut ents: Vec<&str> = grants.iter().map(|g| g.entitlement.as_str()).collect();

@@ -166,7 +166,7 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
         .await
         .unwrap();
     assert_eq!(waiting.state, "pending");
-    let deleted = json!({"webhookEvent": "jira:issue_deleted",
+    let deleted = json!({"webhookEvent": "jira:issue_deleted", "timestamp": 1_800_000_000_000_i64,
         "issue": TicketDesk::jira("HD-4", "To Do", "new", Some("acc-alice"))});
     let (status, body) = jira_event(&s, &deleted, HOOK_SECRET).await;
     assert_eq!(status, 200, "{body}");
@@ -259,11 +259,25 @@ async fn jira_tickets_gate_requests_and_their_closure_revokes_the_grant() {
             .contains("ticket HD-3 closed"),
         "{g:?}"
     );
-    // The same event again: nothing left to end, nothing recorded.
+    // The same delivery again is refused as a replay: nothing changes, nothing recorded.
     let before = audit_len(&s).await;
     let (status, body) = jira_event(&s, &event, HOOK_SECRET).await;
-    assert_eq!((status, body["revoked"].clone()), (200, json!([])));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ticket_event.replayed"))
+    );
     assert_eq!(audit_len(&s).await, before);
+    // A signed "In Progress" event after the closure does not reopen the ticket by itself: Jira
+    // is asked, and it still says Done.
+    let mut reopened = in_progress.clone();
+    reopened["fields"]["updated"] = json!("2027-01-15T08:00:00.000+0000");
+    desk.put_jira(done.clone());
+    let (status, body) = jira_event(&s, &jira_webhook(&reopened, "Done"), HOOK_SECRET).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ticket_event.reopen_unconfirmed")),
+        "{body}"
+    );
     chain_ok(&s).await;
 }
 
@@ -472,7 +486,8 @@ webhook_secret = { file = "hook.secret" }
     assert_eq!(p.code, "ticket.unavailable");
 
     let open = json!({"ref": "OPS-1", "status": "In Progress", "assignee": "alice"});
-    let (status, body) = post_event(&s, "/v1/tickets/events", &open, &signed(&open)).await;
+    let open_headers = signed(&open);
+    let (status, body) = post_event(&s, "/v1/tickets/events", &open, &open_headers).await;
     assert_eq!(status, 200, "{body}");
     let r = alice
         .create_request(&ask("demo/ops-admin", "OPS-1"))
@@ -504,4 +519,53 @@ webhook_secret = { file = "hook.secret" }
     // Closed now: a new request on it is refused.
     let p = refused(&alice, "demo/read-logs", "OPS-1").await;
     assert_eq!(p.code, "ticket.closed");
+    // Each accepted report is in the audit, by the source.
+    let reported = audit_actions(&s, "ticket.reported").await;
+    assert_eq!(reported.len(), 2);
+    assert_eq!(reported[0].record.actor, "ticket:ops");
+
+    // Replaying the signed "In Progress" event within its window does not reopen it.
+    let (status, body) = post_event(&s, "/v1/tickets/events", &open, &open_headers).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ticket_event.replayed"))
+    );
+    // Nor does an event older than what was reported, freshly signed.
+    s.clock.advance_ms(2_000);
+    let old = json!({"ref": "OPS-1", "status": "In Progress", "assignee": "alice", "updated": 1_700_000_000});
+    let (status, body) = post_event(&s, "/v1/tickets/events", &old, &signed(&old)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ticket_event.stale"))
+    );
+    // Nor a new one: this source only reports, so reopening a closed ticket needs a person.
+    let (status, body) = post_event(&s, "/v1/tickets/events", &open, &signed(&open)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ticket_event.reopen_refused"))
+    );
+    // The timeless Jira scheme is refused for a webhook source.
+    let hub = hub_signature(HOOK_SECRET.as_bytes(), &serde_json::to_vec(&open).unwrap());
+    let (status, _) =
+        post_event(&s, "/v1/tickets/events", &open, &[("x-hub-signature", hub)]).await;
+    assert_eq!(status, 401);
+    let p = refused(&alice, "demo/read-logs", "OPS-1").await;
+    assert_eq!(p.code, "ticket.closed");
+    assert_eq!(audit_actions(&s, "ticket.reported").await.len(), 2);
+
+    // An administrator reopens it, with a reason; alice cannot.
+    let path = "/v1/tickets/sources/ops/tickets/OPS-1/reopen";
+    let body = r#"{"reason": "the customer wrote back"}"#;
+    assert_eq!(
+        problem(alice.post_raw(path, body).await.unwrap_err()).status,
+        403
+    );
+    s.client("admin").post_raw(path, body).await.unwrap();
+    let reopened = audit_actions(&s, "ticket.reopened").await;
+    assert_eq!(reopened[0].record.actor, "admin");
+    alice
+        .create_request(&ask("demo/read-logs", "OPS-1"))
+        .await
+        .unwrap();
+    chain_ok(&s).await;
 }

@@ -17,6 +17,31 @@ use hourglass_tokens::DevIssuer;
 use serde_json::{Value, json};
 
 const ISS: &str = "https://ci.example.test";
+const DESK_SECRET: &str = "desk-webhook-secret-0123456789abcdef";
+
+/// The desk (a webhook ticket source) reports `reference` open and assigned to alice, so that
+/// it is a verified ticket.
+async fn ticket_open(s: &TestServer, reference: &str) {
+    let body = serde_json::to_vec(
+        &json!({"ref": reference, "status": "In Progress", "assignee": "alice"}),
+    )
+    .unwrap();
+    let ts = now_secs(s);
+    let sig = hourglass_connectors::webhook::sign(DESK_SECRET.as_bytes(), ts, &body);
+    anon(s)
+        .ticket_event(
+            body,
+            &[
+                (
+                    hourglass_connectors::webhook::TIMESTAMP_HEADER,
+                    ts.to_string(),
+                ),
+                (hourglass_connectors::webhook::SIGNATURE_HEADER, sig),
+            ],
+        )
+        .await
+        .unwrap();
+}
 
 /// A local JWKS endpoint whose document the test can swap, counting fetches.
 struct JwksServer {
@@ -101,11 +126,14 @@ async fn server(jwks_url: &str) -> TestServer {
     let url = jwks_url.to_owned();
     spawn_server_with(move |dir, text| {
         std::fs::write(dir.join("policies/delegation.cedar"), DELEGATION_POLICY).unwrap();
+        std::fs::write(dir.join("desk.secret"), DESK_SECRET).unwrap();
         // A target whose connector issues a credential (a password, here from a file).
         std::fs::write(dir.join("db-password"), "pw-from-the-target").unwrap();
         let cat = dir.join("db-password").display().to_string();
         format!(
-            "{text}\n[[targets]]\nname = \"vault\"\nconnector = \"exec\"\nexec = {{ grant = [\"/bin/sh\", \"-c\", \"printf '{{\\\"credential\\\": \\\"%s\\\"}}' \\\"$(cat {cat})\\\"\"], revoke = [\"/bin/true\"], timeout_secs = 5 }}\n\n[[entitlements]]\nname = \"vault/db\"\ndefault_duration = \"5m\"\nmax_duration = \"15m\"\n\n[[issuers]]\nname = \"ci\"\nissuer = \"{ISS}\"\njwks_url = \"{url}\"\naudience = [\"hourglass\"]\nalgorithms = [\"EdDSA\"]\n\
+            "{text}\n[[targets]]\nname = \"vault\"\nconnector = \"exec\"\nexec = {{ grant = [\"/bin/sh\", \"-c\", \"printf '{{\\\"credential\\\": \\\"%s\\\"}}' \\\"$(cat {cat})\\\"\"], revoke = [\"/bin/true\"], timeout_secs = 5 }}\n\n[[entitlements]]\nname = \"vault/db\"\ndefault_duration = \"5m\"\nmax_duration = \"15m\"\n\n[[ticket_sources]]\nname = \"desk\"\nkind = \"webhook\"\npattern = 'DESK-\\d+'\nwebhook_secret = {{ file = \"desk.secret\" }}\n\n\
+             [[issuers]]\nname = \"ci\"\nissuer = \"{ISS}\"\njwks_url = \"{url}\"\naudience = [\"hourglass\"]\n\
+             delegation_audience = [\"hourglass-delegation\"]\napi_audience = [\"hourglass-api\"]\nalgorithms = [\"EdDSA\"]\n\
              map = [\n  {{ principal = \"ci-deployer\", claims = {{ repository = \"acme/app\" }} }},\n  {{ principal = \"support-bot\", claims = {{ sub = \"bot\" }} }},\n  {{ principal = \"alice\", claims = {{ sub = \"alice\" }} }},\n]\n"
         )
     })
@@ -445,8 +473,17 @@ async fn every_kind_of_bad_token_is_refused_and_audited() {
 #[tokio::test]
 async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_tokens() {
     let (idp, _jwks, s) = setup().await;
+    ticket_open(&s, "DESK-1").await;
     let now = now_secs(&s);
-    let alice = |jti: &str| idp.mint(&claims(&s, "alice", jti, json!({})));
+    // alice's tokens consent to the bot acting for her (`may_act` names its token's subject).
+    let alice = |jti: &str| {
+        idp.mint(&claims(
+            &s,
+            "alice",
+            jti,
+            json!({"may_act": {"sub": "bot", "iss": ISS}}),
+        ))
+    };
     // The agent's token lives 4 minutes: the grant may not outlive it.
     let bot = |jti: &str| idp.mint(&claims(&s, "bot", jti, json!({"exp": now + 240})));
 
@@ -456,7 +493,7 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         &bot("self1"),
         Some(&bot("self2")),
         "demo/read-logs",
-        &[("ticket", "HD-1")],
+        &[("ticket", "DESK-1")],
     )
     .await
     .unwrap_err();
@@ -465,10 +502,21 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         (400, Some("invalid_request")),
         "{body}"
     );
-    // Without a ticket the agent gets nothing, for itself or for alice.
+    // Without a ticket the agent gets nothing, for itself or for alice; nor with free text
+    // where a ticket goes (no source confirmed it).
     let (status, body) = exchange(&s, &alice("a1"), Some(&bot("b1")), "tokens/deploy-api", &[])
         .await
         .unwrap_err();
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = exchange(
+        &s,
+        &alice("a1b"),
+        Some(&bot("b1b")),
+        "demo/read-logs",
+        &[("ticket", "no ticket at all")],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status, 403, "{body}");
     // Alice alone may not (her permit needs an acting agent): no escalation through the agent.
     let (status, _) = exchange(
@@ -476,7 +524,7 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         &alice("a2"),
         None,
         "tokens/deploy-api",
-        &[("ticket", "HD-1")],
+        &[("ticket", "DESK-1")],
     )
     .await
     .unwrap_err();
@@ -487,7 +535,7 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         &alice("a3"),
         Some(&bot("b3")),
         "demo/ops-admin",
-        &[("ticket", "HD-1")],
+        &[("ticket", "DESK-1")],
     )
     .await
     .unwrap_err();
@@ -498,7 +546,7 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         &alice("a4"),
         Some(&bot("b4")),
         "tokens/deploy-api",
-        &[("ticket", "HD-1"), ("duration", "10m")],
+        &[("ticket", "DESK-1"), ("duration", "10m")],
     )
     .await
     .unwrap();
@@ -509,7 +557,7 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
     let ev = s.client("admin").audit(0).await.unwrap();
     let ex = ev.iter().find(|e| e.action == "token.exchanged").unwrap();
     assert!(
-        ex.record_has("act", "support-bot") && ex.record_has("ticket", "HD-1"),
+        ex.record_has("act", "support-bot") && ex.record_has("ticket", "DESK-1"),
         "{ex:?}"
     );
     // Neither token can be used again.
@@ -518,11 +566,180 @@ async fn an_agent_acting_for_a_person_gets_the_intersection_capped_by_both_token
         &alice("a5"),
         Some(&bot("b4")),
         "tokens/deploy-api",
-        &[("ticket", "HD-1")],
+        &[("ticket", "DESK-1")],
     )
     .await
     .unwrap_err();
     assert_eq!(status, 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn holding_a_persons_token_is_not_their_consent_to_delegation() {
+    let (idp, _jwks, s) = setup().await;
+    ticket_open(&s, "DESK-2").await;
+    let bot = |jti: &str| idp.mint(&claims(&s, "bot", jti, json!({})));
+    let ticket = [("ticket", "DESK-2")];
+    let refused = |body: &Value| assert_eq!(body["error"], "invalid_grant", "{body}");
+    // alice's ordinary token, handed to the bot: no consent to this actor.
+    let plain = idp.mint(&claims(&s, "alice", "p1", json!({})));
+    let (status, body) = exchange(&s, &plain, Some(&bot("q1")), "tokens/deploy-api", &ticket)
+        .await
+        .unwrap_err();
+    assert_eq!(status, 400);
+    refused(&body);
+    // Consent to another agent is no consent to this one.
+    let other = idp.mint(&claims(
+        &s,
+        "alice",
+        "p2",
+        json!({"may_act": {"sub": "another-agent"}}),
+    ));
+    let (status, _) = exchange(&s, &other, Some(&bot("q2")), "tokens/deploy-api", &ticket)
+        .await
+        .unwrap_err();
+    assert_eq!(status, 400);
+    // A token carrying `act` is already a delegation: never a subject again.
+    let acted = idp.mint(&claims(
+        &s,
+        "alice",
+        "p3",
+        json!({"act": {"sub": "bot"}, "may_act": {"sub": "bot"}}),
+    ));
+    let (status, _) = exchange(&s, &acted, Some(&bot("q3")), "tokens/deploy-api", &ticket)
+        .await
+        .unwrap_err();
+    assert_eq!(status, 400);
+    // A token issued for delegation (its own audience) is consent, and only with the agent.
+    let for_bot = |jti: &str| {
+        idp.mint(&claims(
+            &s,
+            "alice",
+            jti,
+            json!({"aud": "hourglass-delegation"}),
+        ))
+    };
+    let (status, body) = exchange(&s, &for_bot("d1"), None, "tokens/deploy-api", &ticket)
+        .await
+        .unwrap_err();
+    assert_eq!(status, 400);
+    refused(&body);
+    let t = exchange(
+        &s,
+        &for_bot("d2"),
+        Some(&bot("q4")),
+        "tokens/deploy-api",
+        &ticket,
+    )
+    .await
+    .unwrap();
+    let c = verify_independently(
+        &t.access_token,
+        &anon(&s).jwks().await.unwrap(),
+        now_secs(&s),
+    )
+    .unwrap();
+    assert_eq!(c["act"], json!({"sub": "support-bot"}));
+    // Every refusal is audited with its reason.
+    let codes: Vec<String> = refusals(&s).await.into_iter().map(|(c, _)| c).collect();
+    for code in [
+        "token.delegation_not_consented",
+        "token.already_delegated",
+        "token.delegation_needs_actor",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn identity_tokens_are_api_sessions_only_for_people_with_the_api_audience() {
+    let (idp, _jwks, s) = setup().await;
+    let base = format!("http://{}", s.addr);
+    let bearer = |t: String| Client::new(&base, Some(t)).unwrap();
+    let unauthorized = |e: ClientError| match e {
+        ClientError::Problem(p) => {
+            assert_eq!(p.status, 401, "{p:?}");
+            p.code
+        }
+        e => panic!("{e:?}"),
+    };
+    // alice's exchange token (handed to an agent, say) is no session.
+    let exchange_token = idp.mint(&claims(&s, "alice", "x1", json!({})));
+    assert_eq!(
+        unauthorized(bearer(exchange_token).whoami().await.unwrap_err()),
+        "auth.invalid"
+    );
+    let api = |sub: &str, jti: &str, extra: Value| {
+        let mut c = claims(&s, sub, jti, extra);
+        if c["aud"] == "hourglass" {
+            c["aud"] = json!("hourglass-api");
+        }
+        idp.mint(&c)
+    };
+    assert_eq!(
+        bearer(api("alice", "x2", json!({})))
+            .whoami()
+            .await
+            .unwrap()
+            .principal,
+        "alice"
+    );
+    // Never a workload or an agent, never a token that carries `act`.
+    assert_eq!(
+        unauthorized(
+            bearer(api("bot", "x3", json!({})))
+                .whoami()
+                .await
+                .unwrap_err()
+        ),
+        "auth.not_a_person"
+    );
+    assert_eq!(
+        unauthorized(
+            bearer(api("alice", "x4", json!({"act": {"sub": "bot"}})))
+                .whoami()
+                .await
+                .unwrap_err()
+        ),
+        "auth.delegated_token"
+    );
+    // A token for both uses is a session only until it is exchanged.
+    let both = api(
+        "alice",
+        "x5",
+        json!({"aud": ["hourglass", "hourglass-api"], "may_act": {"sub": "bot"}}),
+    );
+    let c = bearer(both.clone());
+    assert!(c.whoami().await.is_ok());
+    ticket_open(&s, "DESK-3").await;
+    exchange(
+        &s,
+        &both,
+        Some(&idp.mint(&claims(&s, "bot", "x6", json!({})))),
+        "tokens/deploy-api",
+        &[("ticket", "DESK-3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        unauthorized(c.whoami().await.unwrap_err()),
+        "auth.token_used"
+    );
+    // And the break-glass of the review: the agent holding alice's exchange token cannot ask
+    // for anything as her.
+    let held = idp.mint(&claims(&s, "alice", "x7", json!({})));
+    let ask = hourglass_api::CreateRequest {
+        entitlement: "demo/ops-admin".into(),
+        duration: Some("15m".into()),
+        reason: "db down".into(),
+        break_glass: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        unauthorized(bearer(held).create_request(&ask).await.unwrap_err()),
+        "auth.invalid"
+    );
     s.stop().await;
 }
 
@@ -550,7 +767,12 @@ async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
     let with = |amr: Value, jti: &str| {
         Client::new(
             &base,
-            Some(idp.mint(&claims(&s, "alice", jti, json!({"amr": amr})))),
+            Some(idp.mint(&claims(
+                &s,
+                "alice",
+                jti,
+                json!({"amr": amr, "aud": "hourglass-api"}),
+            ))),
         )
         .unwrap()
     };
@@ -574,7 +796,12 @@ async fn a_person_signs_in_with_an_oidc_jwt_and_its_mfa_counts() {
     let other = DevIssuer::generate().unwrap();
     let forged = Client::new(
         &base,
-        Some(other.mint(&claims(&s, "alice", "s3", json!({"amr": ["mfa"]})))),
+        Some(other.mint(&claims(
+            &s,
+            "alice",
+            "s3",
+            json!({"amr": ["mfa"], "aud": "hourglass-api"}),
+        ))),
     )
     .unwrap();
     match forged.whoami().await.unwrap_err() {

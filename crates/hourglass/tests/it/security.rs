@@ -1,0 +1,256 @@
+//! Access-control holes closed after review, each as the attack that once worked: approving for
+//! an identity one owns, an owner lifting an administrator's suspension, a task profile that
+//! stepped around its entitlements' rules, control characters that rewrote an approver's
+//! terminal.
+
+use hourglass_api::{CreateIdentity, CreateRequest, IdentityView};
+use hourglass_client::{Client, ClientError};
+use hourglass_testkit::{TestServer, spawn_server_with};
+
+use crate::lifecycle::{audit_len, problem};
+
+/// `bob-bot` (owned by bob) and `team-bot` (owned by the approvers group) may ask for ops-admin
+/// and break glass into it; ops-admin is asked for only with MFA, whether alone or in a profile.
+const POLICY: &str = r#"
+@id("bots-ask-ops-admin")
+permit (
+  principal,
+  action in [Hourglass::Action::"Request", Hourglass::Action::"BreakGlass"],
+  resource == Hourglass::Entitlement::"demo/ops-admin"
+)
+when { principal.name == "bob-bot" || principal.name == "team-bot" };
+
+@id("ops-admin-needs-mfa")
+forbid (
+  principal in Hourglass::Group::"requesters",
+  action == Hourglass::Action::"Request",
+  resource == Hourglass::Entitlement::"demo/ops-admin"
+)
+unless { context.mfa };
+"#;
+
+async fn server() -> TestServer {
+    spawn_server_with(|dir, text| {
+        std::fs::write(dir.join("policies/security.cedar"), POLICY).unwrap();
+        text
+    })
+    .await
+    .unwrap()
+}
+
+fn bot(name: &str, owner: &str) -> CreateIdentity {
+    CreateIdentity {
+        name: name.into(),
+        kind: "workload".into(),
+        owner: Some(owner.into()),
+        groups: vec!["workloads".into()],
+    }
+}
+
+fn ask(ent: &str, reason: &str, break_glass: bool) -> CreateRequest {
+    CreateRequest {
+        entitlement: ent.into(),
+        duration: Some("15m".into()),
+        reason: reason.into(),
+        break_glass,
+        ..Default::default()
+    }
+}
+
+/// A client with a fresh key of `identity`, minted by `owner`.
+async fn as_identity(s: &TestServer, owner: &Client, identity: &str) -> Client {
+    let key = owner.create_key(identity, Some("1d".into())).await.unwrap();
+    Client::new(&format!("http://{}", s.addr), Some(key.secret)).unwrap()
+}
+
+fn code(e: ClientError) -> (u16, String) {
+    let p = problem(e);
+    (p.status, p.code)
+}
+
+#[tokio::test]
+async fn nobody_decides_for_an_identity_they_answer_for() {
+    let s = server().await;
+    let admin = s.client("admin");
+    let bob = s.client("bob");
+    admin.create_identity(&bot("bob-bot", "bob")).await.unwrap();
+    admin
+        .create_identity(&bot("team-bot", "approvers"))
+        .await
+        .unwrap();
+    // bob mints bob-bot's key, bob-bot asks, bob would approve: one person on both sides.
+    let bob_bot = as_identity(&s, &bob, "bob-bot").await;
+    let r = bob_bot
+        .create_request(&ask("demo/ops-admin", "deploy", false))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending");
+    assert_eq!(
+        code(bob.approve(&r.id, None).await.unwrap_err()),
+        (403, "approval.separation_of_duties".into())
+    );
+    assert_eq!(
+        code(bob.deny(&r.id, "no").await.unwrap_err()),
+        (403, "approval.separation_of_duties".into())
+    );
+    // Owning through the owner group counts the same.
+    let team_bot = as_identity(&s, &admin, "team-bot").await;
+    let t = team_bot
+        .create_request(&ask("demo/ops-admin", "deploy", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(bob.approve(&t.id, None).await.unwrap_err()),
+        (403, "approval.separation_of_duties".into())
+    );
+    assert_eq!(bob.get_request(&r.id).await.unwrap().state, "pending");
+
+    // Break-glass: bob may not close the review of his own bot's emergency.
+    let g = bob_bot
+        .create_request(&ask("demo/ops-admin", "db down", true))
+        .await;
+    let g = match g {
+        Ok(g) => g,
+        // A pending request for the same access is superseded or refused; cancel and retry.
+        Err(_) => {
+            bob_bot.cancel(&r.id).await.unwrap();
+            bob_bot
+                .create_request(&ask("demo/ops-admin", "db down", true))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(g.state, "fulfilled");
+    let review = bob
+        .list_reviews(Some("open"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.request_id == g.id)
+        .unwrap();
+    assert_eq!(
+        code(bob.close_review(&review.id, "fine").await.unwrap_err()),
+        (403, "review.separation_of_duties".into())
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_does_not_lift_an_administrators_suspension() {
+    let s = server().await;
+    let admin = s.client("admin");
+    let bob = s.client("bob");
+    admin.create_identity(&bot("bob-bot", "bob")).await.unwrap();
+    let bob_bot = as_identity(&s, &bob, "bob-bot").await;
+    let _: IdentityView = admin
+        .identity_status("bob-bot", "suspend", Some("leaked key".into()))
+        .await
+        .unwrap();
+    // The suspended identity's key is simply not valid: 401, as for any bad key.
+    assert_eq!(
+        code(bob_bot.whoami().await.unwrap_err()),
+        (401, "auth.invalid".into())
+    );
+    let refused = bob
+        .identity_status::<IdentityView>("bob-bot", "resume", None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(refused), (403, "identity.resume_not_allowed".into()));
+    // Nor fresh keys for it while it is suspended.
+    let (status, _) = code(
+        bob.create_key("bob-bot", Some("1d".into()))
+            .await
+            .unwrap_err(),
+    );
+    assert!((400..500).contains(&status));
+    let back: IdentityView = admin
+        .identity_status("bob-bot", "resume", None)
+        .await
+        .unwrap();
+    assert_eq!(back.status, "active");
+    // What the owner suspended, the owner may lift.
+    let _: IdentityView = bob
+        .identity_status("bob-bot", "suspend", Some("rotating".into()))
+        .await
+        .unwrap();
+    let back: IdentityView = bob
+        .identity_status("bob-bot", "resume", None)
+        .await
+        .unwrap();
+    assert_eq!(back.status, "active");
+    let audit = admin.audit(0).await.unwrap();
+    let suspended: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "identity.suspended")
+        .collect();
+    assert!(
+        suspended[0]
+            .details
+            .contains(&("authority".into(), "administrator".into()))
+            && suspended[1]
+                .details
+                .contains(&("authority".into(), "owner".into())),
+        "{suspended:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_profile_is_held_to_the_rules_of_every_entitlement_in_it() {
+    let s = server().await;
+    let alice = s.client("alice");
+    // ops-admin without MFA is refused, alone or inside incident/triage.
+    assert_eq!(
+        code(
+            alice
+                .create_request(&ask("demo/ops-admin", "restart", false))
+                .await
+                .unwrap_err()
+        ),
+        (403, "request.not_eligible".into())
+    );
+    let p = problem(
+        alice
+            .create_request(&ask("incident/triage", "INC-7", false))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (403, "request.not_eligible"));
+    // read-logs alone is still fine.
+    alice
+        .create_request(&ask("demo/read-logs", "check errors", false))
+        .await
+        .unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn free_text_with_control_characters_is_refused_and_changes_nothing() {
+    let s = server().await;
+    let alice = s.client("alice");
+    let before = audit_len(&s).await;
+    for reason in [
+        "read-logs 15m\u{1b}[2K\rops-admin",
+        "nul\0byte",
+        "over\u{202E}ride",
+        "two\nlines",
+    ] {
+        let p = problem(
+            alice
+                .create_request(&ask("demo/read-logs", reason, false))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (p.status, p.code.as_str(), p.field.as_deref()),
+            (400, "request.reason_invalid", Some("reason")),
+            "{reason:?}"
+        );
+    }
+    let r = alice
+        .create_request(&ask("demo/ops-admin", "fine", false))
+        .await;
+    assert!(r.is_err(), "ops-admin needs MFA here");
+    assert_eq!(audit_len(&s).await, before, "nothing was written");
+    s.stop().await;
+}
