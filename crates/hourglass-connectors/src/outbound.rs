@@ -3,7 +3,10 @@
 //!
 //! The check runs on the addresses a name resolves to (in the resolver itself), so a public
 //! name that resolves to an internal address (DNS rebinding, the cloud metadata address) is
-//! refused too; literal IP addresses in URLs are checked before any request.
+//! refused too; literal IP addresses in URLs are checked before any request. IPv6 forms that
+//! carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address. No proxy
+//! from the environment is used: a proxy would resolve and connect on our behalf, past the
+//! resolver's check.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -30,7 +33,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 100 && (64..128).contains(&b)))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
@@ -41,6 +44,29 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80)
         }
     }
+}
+
+/// The IPv4 address an IPv6 address stands for, where it is one of the forms that reach IPv4:
+/// mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`, deprecated but still routed by some
+/// stacks), NAT64 (`64:ff9b::/96` and the local-use `64:ff9b:1::/48`), and 6to4 (`2002::/16`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let tail = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    // Compatible: all zero but the last 32 bits (:: and ::1 are not IPv4).
+    if s[..6].iter().all(|x| *x == 0) && !(s[6] == 0 && s[7] <= 1) {
+        return Some(tail);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|x| *x == 0) || s[2] == 1) {
+        return Some(tail);
+    }
+    if s[0] == 0x2002 {
+        return Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
 }
 
 struct GuardedResolver;
@@ -93,6 +119,8 @@ pub fn client(allow_private: bool, timeout: Duration) -> Result<reqwest::Client,
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // HTTP(S)_PROXY would resolve and connect past the guarded resolver.
+        .no_proxy()
         .user_agent(concat!("hourglass/", env!("CARGO_PKG_VERSION")));
     if !allow_private {
         b = b.dns_resolver(Arc::new(GuardedResolver));
@@ -118,10 +146,23 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            // IPv4 inside IPv6: compatible, NAT64 (well-known and local-use), 6to4.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:0001::1",
+            "2002:a9fe:a9fe::",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "2606:4700::1111", "100.128.0.1"] {
+        for ip in [
+            "1.1.1.1",
+            "2606:4700::1111",
+            "100.128.0.1",
+            "64:ff9b::101:101",
+            "2002:0101:0101::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -173,6 +173,12 @@ impl Catalog {
                     p.kind.as_str()
                 ));
             }
+            if crate::identity::is_reserved_name(p.id.as_str()) {
+                errors.push(format!(
+                    "identity {}: the name is reserved for Hourglass's own audit records",
+                    p.id
+                ));
+            }
             if cat.principals.insert(p.id.clone(), p.clone()).is_some() {
                 errors.push(format!("identity {}: defined twice", p.id));
             }
@@ -368,5 +374,25 @@ mod tests {
             "{errors:?}"
         );
         assert!(catalog(2).is_ok());
+    }
+
+    #[test]
+    fn hourglass_own_actor_names_are_not_identities() {
+        for name in ["system", "policy", "anonymous", "System"] {
+            let errors = Catalog::new(
+                vec![Principal {
+                    id: PrincipalId::new(name).unwrap(),
+                    kind: PrincipalKind::Human,
+                    owner: None,
+                    groups: Vec::new(),
+                    status: PrincipalStatus::Active,
+                }],
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            )
+            .unwrap_err();
+            assert!(errors[0].contains("reserved"), "{errors:?}");
+        }
     }
 }

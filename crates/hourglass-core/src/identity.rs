@@ -92,6 +92,15 @@ impl Identity {
     }
 }
 
+/// Names Hourglass writes as the actor of its own audit records: no identity may take one, or
+/// its actions would read as the system's, a policy's or an anonymous caller's.
+pub const RESERVED_NAMES: [&str; 3] = ["system", "policy", "anonymous"];
+
+/// Whether `name` is one of [`RESERVED_NAMES`] (in any case).
+pub fn is_reserved_name(name: &str) -> bool {
+    RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// Workloads and agents must have an owner; humans may not name one.
 pub fn check_owner(kind: PrincipalKind, owner: Option<&str>) -> Result<()> {
     match (kind, owner.map(str::trim).filter(|o| !o.is_empty())) {

@@ -54,9 +54,6 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Trusted issuers and the token signer.
     workload: workload::Workload,
-    /// Refused identity tokens per source address and minute, so that a flood of bad tokens
-    /// cannot turn the audit log into a write amplifier.
-    refusals: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
     /// Ticket sources that accept events, by name.
     ticket_hooks: BTreeMap<String, integrations::TicketHook>,
 }
@@ -462,7 +459,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         facts,
         reload_lock: tokio::sync::Mutex::new(()),
         workload,
-        refusals: std::sync::Mutex::default(),
         ticket_hooks,
     });
     let listener = TcpListener::bind(s.listen)

@@ -44,6 +44,16 @@ impl CredentialVault {
     }
 }
 
+impl CredentialVault {
+    /// Drops the credential of `grant` (its grant ended: it is never handed over).
+    pub fn forget(&self, grant: &GrantId) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(grant);
+    }
+}
+
 impl CredentialSink for CredentialVault {
     fn deliver(
         &self,

@@ -80,6 +80,29 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// Creates the database file readable by its owner only (0600) before SQLite does (SQLite
+/// would create it 0644 under the usual umask; its `-wal` and `-shm` files take the database
+/// file's mode). The ledger holds who may do what, and hashes of every key.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') || path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(Error::Unavailable(format!(
+                "cannot create {}: {e}",
+                path.display()
+            ))),
+        })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH`).
     pub async fn open(url: &str) -> Result<Self> {
@@ -100,6 +123,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        if write {
+            create_private(opts.get_filename())?;
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(u32::from(write))
@@ -222,5 +248,27 @@ impl Backend for SqliteDb {
         }
         tx.commit().await.map_err(map)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn a_new_database_and_its_journal_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hourglass.db");
+        let store = super::SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        for f in ["hourglass.db", "hourglass.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
+        }
+        store.close().await;
     }
 }

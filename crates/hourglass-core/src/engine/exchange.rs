@@ -162,14 +162,15 @@ impl Engine {
     }
 
     /// Audits a refused identity token (bad signature, audience, issuer, expiry, algorithm,
-    /// replay…): who presented what, and why it was refused. Never the token itself.
+    /// replay, delegation without consent…): who presented what, and why it was refused, never
+    /// the token itself; within the refusal budget ([`Engine::record_refusal`]).
     pub async fn record_token_refusal(
         &self,
         code: &str,
         reason: &str,
         issuer: Option<&str>,
         source_ip: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<super::Charge> {
         let now = self.clock.now();
         let mut ev = AuditRecord::new(now, "anonymous", "token.refused", "exchange")
             .with("code", code)
@@ -177,15 +178,7 @@ impl Engine {
         if let Some(i) = issuer {
             ev = ev.with("issuer", i);
         }
-        if let Some(ip) = source_ip {
-            ev = ev.with("source_ip", ip);
-        }
-        self.commit(Commit {
-            audit: vec![ev],
-            ..Commit::default()
-        })
-        .await?;
-        Ok(())
+        self.record_refusal(ev, source_ip).await
     }
 
     /// Exchanges a verified identity token for an entitlement.
@@ -273,6 +266,18 @@ impl Engine {
         let decision = self.decide(Action::Exchange, subject, resource, &ctx)?;
         if !decision.allowed {
             warn!(policy_ids = ?decision.policy_ids, "exchange refused for the subject");
+            self.record_refusal(
+                AuditRecord::new(
+                    now,
+                    subject.id.as_str(),
+                    "exchange.refused",
+                    ent.id.as_str(),
+                )
+                .with("policy_ids", decision.policy_ids.join(","))
+                .with("policy_hash", &decision.policy_hash),
+                x.source_ip.as_deref(),
+            )
+            .await?;
             return Err(Error::forbidden(
                 "exchange.not_allowed",
                 format!(
@@ -291,6 +296,19 @@ impl Engine {
             let d = self.decide(Action::Exchange, &a.principal, resource, &actx)?;
             if !d.allowed {
                 warn!(actor = %a.principal.id, policy_ids = ?d.policy_ids, "exchange refused for the acting agent");
+                self.record_refusal(
+                    AuditRecord::new(
+                        now,
+                        subject.id.as_str(),
+                        "exchange.refused",
+                        ent.id.as_str(),
+                    )
+                    .with("act", &a.principal.id)
+                    .with("actor_policy_ids", d.policy_ids.join(","))
+                    .with("policy_hash", &d.policy_hash),
+                    x.source_ip.as_deref(),
+                )
+                .await?;
                 return Err(Error::forbidden(
                     "exchange.actor_not_allowed",
                     format!(
@@ -315,7 +333,14 @@ impl Engine {
                     ));
                 }
             }
-            self.check_quotas(subject, ent, now).await?;
+            // Like any request: the quotas, and no second grant in a target stacked on a live one.
+            // A signed token is the exception: each exchange is its own short token (two CI
+            // jobs of one pipeline each hold one), and nothing is created in a target.
+            if signed_token {
+                self.check_quotas(subject, ent, now).await?;
+            } else {
+                self.admit(subject, resource, (now, end), false, now).await?;
+            }
             let request = Request {
                 id: RequestId::generate(now)?,
                 requester: subject.id.clone(),

@@ -278,6 +278,13 @@ impl Engine {
         self.require_admin_of_all(caller, "identity.create_not_allowed")?;
         let id = PrincipalId::new(new.name.trim())
             .map_err(|m| Error::invalid("identity.name_invalid", "name", m))?;
+        if crate::identity::is_reserved_name(id.as_str()) {
+            return Err(Error::invalid(
+                "identity.name_reserved",
+                "name",
+                format!("{id} is reserved for Hourglass's own audit records; choose another name"),
+            ));
+        }
         let kind = PrincipalKind::parse(new.kind.trim()).ok_or_else(|| {
             Error::invalid(
                 "identity.kind_invalid",

@@ -17,6 +17,7 @@ mod notify;
 mod profiles;
 mod reads;
 mod reconcile;
+mod refusals;
 mod reload;
 mod requests;
 mod reviews;
@@ -37,6 +38,7 @@ pub use jobs::{JobOutcome, JobReport};
 pub use keys::{IssuedKey, KeyPolicy, secret_hash};
 pub use notify::{Delivery, DeliveryReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
+pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
 pub use submit::NewRequest;
@@ -172,6 +174,8 @@ pub struct Engine {
     tickets: crate::ticket::TicketSources,
     notifiers: BTreeMap<String, Arc<dyn crate::notify::Notifier>>,
     settings: EngineSettings,
+    /// How many refusals are audited a minute (per process).
+    refusals: refusals::RefusalBudget,
 }
 
 /// How often a use case re-reads and retries after a concurrent change.
@@ -200,6 +204,7 @@ impl Engine {
             tickets: ports.tickets,
             notifiers: ports.notifiers,
             settings,
+            refusals: refusals::RefusalBudget::default(),
         })
     }
 

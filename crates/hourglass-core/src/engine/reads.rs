@@ -57,23 +57,7 @@ impl Engine {
 
     /// One request with its approvals and grant, if the caller may see it.
     pub async fn request_details(&self, caller: &Caller, id: &str) -> Result<RequestDetails> {
-        let request = self.load_request(id).await?;
-        let now = self.clock.now();
-        if !self
-            .may_see(
-                caller,
-                &request.requester,
-                &request.access,
-                &mut BTreeMap::new(),
-                now,
-            )
-            .await?
-        {
-            return Err(Error::not_found(
-                "request.not_found",
-                format!("no request {id}"),
-            ));
-        }
+        let request = self.visible_request(caller, id).await?;
         let approvals = self.store.list_approvals(&request.id).await?;
         // A profile's grants were all opened by the request; an extension names its grant.
         let grants = match (&request.extends, &request.grant_id) {
@@ -119,6 +103,29 @@ impl Engine {
     }
 
     /// One grant, if the caller may see it.
+    /// The request `id` if `caller` may see it; one they may not see is "not found", so that
+    /// acting on it (approve, deny, cancel) tells a stranger nothing of it.
+    pub(super) async fn visible_request(&self, caller: &Caller, id: &str) -> Result<Request> {
+        let request = self.load_request(id).await?;
+        let now = self.clock.now();
+        if !self
+            .may_see(
+                caller,
+                &request.requester,
+                &request.access,
+                &mut BTreeMap::new(),
+                now,
+            )
+            .await?
+        {
+            return Err(Error::not_found(
+                "request.not_found",
+                format!("no request {id}"),
+            ));
+        }
+        Ok(request)
+    }
+
     pub async fn grant(&self, caller: &Caller, id: &str) -> Result<Grant> {
         let grant = self.load_grant(id).await?;
         let now = self.clock.now();

@@ -138,6 +138,51 @@ impl Engine {
         Ok(decision)
     }
 
+    /// Whether an earlier approval still counts toward the quorum: its approver is still an
+    /// active identity, still not on the asking side, and still permitted `Approve` under the
+    /// policy set in force (an approver offboarded, or removed from the approvers by a reload,
+    /// no longer counts). The second factor is taken as it was when they approved: it was checked
+    /// then, and is not recorded.
+    async fn approval_still_counts(
+        &self,
+        a: &Approval,
+        req: &Request,
+        resource: Resource<'_>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        if a.via != ApprovalVia::Human {
+            return Ok(true);
+        }
+        let Ok(id) = crate::id::PrincipalId::new(a.approver.clone()) else {
+            return Ok(false);
+        };
+        let Some(approver) = self
+            .principal(&id)
+            .await?
+            .filter(|p| p.status == crate::catalog::PrincipalStatus::Active)
+        else {
+            return Ok(false);
+        };
+        let requester = self.requester_of(req).await?;
+        if approver.id == requester.id
+            || requesting_side(&approver, &requester, &req.actors).is_some()
+        {
+            return Ok(false);
+        }
+        let mut ctx = self.context(
+            None,
+            &req.requester,
+            req.duration,
+            super::ticket_facts_of(req).as_ref(),
+            now,
+        );
+        ctx.mfa = true;
+        ctx.requester = Some(requester);
+        Ok(self
+            .decide(Action::Approve, &approver, resource, &ctx)?
+            .allowed)
+    }
+
     /// Records an approval; at quorum, the grant is opened.
     #[instrument(skip_all, fields(request_id = %id, approver = %caller.principal.id))]
     pub async fn approve(
@@ -155,7 +200,7 @@ impl Engine {
         }
         let comment = &comment;
         let out = retry_on_conflict(move || async move {
-            let req = self.load_request(id).await?;
+            let req = self.visible_request(caller, id).await?;
             let resource = self.resource_of(&req.access)?;
             let quorum = resource.approvals_required();
             let now = self.clock.now();
@@ -173,11 +218,13 @@ impl Engine {
                     ),
                 ));
             }
-            let count = approvals
-                .iter()
-                .filter(|a| a.verdict == Verdict::Approve)
-                .count() as u32
-                + 1;
+            // Earlier approvals count only if their approvers could still give them now.
+            let mut count = 1;
+            for a in approvals.iter().filter(|a| a.verdict == Verdict::Approve) {
+                if self.approval_still_counts(a, &req, resource, now).await? {
+                    count += 1;
+                }
+            }
             let mut commit = Commit::default();
             commit.approvals.push(Approval {
                 request_id: req.id.clone(),
@@ -271,7 +318,7 @@ impl Engine {
             .map_err(|m| Error::invalid("deny.reason_invalid", "reason", m))?;
         let reason = &reason;
         retry_on_conflict(move || async move {
-            let req = self.load_request(id).await?;
+            let req = self.visible_request(caller, id).await?;
             let resource = self.resource_of(&req.access)?;
             let now = self.clock.now();
             let decision = self.check_approver(caller, &req, resource, now).await?;
@@ -307,7 +354,7 @@ impl Engine {
     #[instrument(skip_all, fields(request_id = %id, principal = %caller.principal.id))]
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request> {
         retry_on_conflict(move || async move {
-            let req = self.load_request(id).await?;
+            let req = self.visible_request(caller, id).await?;
             let now = self.clock.now();
             let own = caller.principal.id == req.requester;
             if !own {
@@ -364,7 +411,8 @@ impl Engine {
         }
         let reason = &reason;
         let out = retry_on_conflict(move || async move {
-            let grant = self.load_grant(id).await?;
+            // One the caller may not see is "not found": a stranger learns nothing of it.
+            let grant = self.grant(caller, id).await?;
             let now = self.clock.now();
             if caller.principal.id != grant.principal {
                 let ent = self.entitlement_of(&grant.entitlement)?;

@@ -229,6 +229,20 @@ impl Engine {
         let eligible = self.decide(gate, principal, resource, &ctx)?;
         if !eligible.allowed {
             warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
+            self.record_refusal(
+                AuditRecord::new(
+                    now,
+                    principal.id.as_str(),
+                    "request.refused",
+                    resource.name(),
+                )
+                .with("action", gate.as_str())
+                .with("policy_ids", eligible.policy_ids.join(","))
+                .with("policy_hash", &eligible.policy_hash)
+                .with("duration", checked.duration),
+                caller.source_ip.as_deref(),
+            )
+            .await?;
             return Err(if new.break_glass {
                 Error::forbidden(
                     "request.break_glass_not_allowed",

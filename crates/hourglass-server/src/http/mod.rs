@@ -532,6 +532,18 @@ async fn credential(
         ))
     };
     let gid = GrantId::parse(&id).ok_or_else(gone)?;
+    // Only a live grant's credential is handed over: once the grant is revoking, revoked or
+    // failed, what it issued is forgotten unseen.
+    match app.engine.grant(&caller, gid.as_str()).await {
+        Ok(g) if g.state == GrantState::Active => {}
+        // Only what the caller may see is forgotten (a stranger cannot burn a credential).
+        Ok(_) => {
+            app.vault.forget(&gid);
+            return Err(gone());
+        }
+        Err(Error::NotFound { .. }) => return Err(gone()),
+        Err(e) => return Err(e.into()),
+    }
     let now = app.engine.clock().now();
     let (secret, expires_at) = app
         .vault

@@ -19,7 +19,7 @@ use axum::{
 use hourglass_api::{TokenError, TokenResponse};
 use hourglass_core::{
     Error,
-    engine::{Caller, DelegationClaims, ExchangeRequest, PresentedToken},
+    engine::{Caller, Charge, DelegationClaims, ExchangeRequest, PresentedToken},
     grant::GrantState,
     id::PrincipalId,
     policy::WorkloadToken,
@@ -133,13 +133,13 @@ async fn verify(
         Err(r) => {
             tracing::warn!(code = r.code, reason = %r.reason, which, "identity token refused");
             let iss = peek_iss(token);
-            let reason = match refusal_budget(app, source_ip.unwrap_or("unknown"), now) {
-                Budget::Audit => format!("{which}: {}", r.reason),
-                Budget::LastAudited => format!(
-                    "{which}: {}; further refusals from this address this minute are not audited",
-                    r.reason
-                ),
-                Budget::Throttled => {
+            let reason = format!("{which}: {}", r.reason);
+            match app
+                .engine
+                .record_token_refusal(r.code, &reason, iss.as_deref(), source_ip)
+                .await
+            {
+                Ok(Charge::Over) => {
                     app.metrics.request("exchange_throttled");
                     return Err(oauth_error(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -147,13 +147,8 @@ async fn verify(
                         "too many refused tokens from this address; wait a minute",
                     ));
                 }
-            };
-            if let Err(e) = app
-                .engine
-                .record_token_refusal(r.code, &reason, iss.as_deref(), source_ip)
-                .await
-            {
-                return Err(from_engine(&e));
+                Ok(_) => {}
+                Err(e) => return Err(from_engine(&e)),
             }
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -168,7 +163,7 @@ async fn verify(
     let principal = match app.engine.active_principal(&pid).await {
         Ok(p) => p,
         Err(e) => {
-            let _ = app
+            if let Err(audit) = app
                 .engine
                 .record_token_refusal(
                     "token.principal_inactive",
@@ -176,7 +171,10 @@ async fn verify(
                     Some(&v.issuer),
                     source_ip,
                 )
-                .await;
+                .await
+            {
+                return Err(from_engine(&audit));
+            }
             return Err(unknown(format!("{which}: {e}")));
         }
     };
@@ -197,34 +195,6 @@ async fn verify(
             for_delegation: v.for_delegation,
         },
     })
-}
-
-/// Refused tokens audited per source address and minute; beyond that they are answered 429.
-const AUDITED_REFUSALS_PER_MINUTE: u32 = 30;
-
-enum Budget {
-    Audit,
-    /// The last one audited this minute (its event says so).
-    LastAudited,
-    Throttled,
-}
-
-/// Counts a refusal from `source` in the current minute of `now`.
-fn refusal_budget(app: &Shared, source: &str, now: hourglass_core::Timestamp) -> Budget {
-    let minute = now.unix_millis() / 60_000;
-    let mut map = app
-        .refusals
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Only this minute's counts matter; older ones are dropped as they go stale.
-    map.retain(|_, (m, _)| *m == minute);
-    let entry = map.entry(source.to_owned()).or_insert((minute, 0));
-    entry.1 += 1;
-    match entry.1 {
-        n if n < AUDITED_REFUSALS_PER_MINUTE => Budget::Audit,
-        n if n == AUDITED_REFUSALS_PER_MINUTE => Budget::LastAudited,
-        _ => Budget::Throttled,
-    }
 }
 
 /// The `iss` of a token that failed verification, for the audit (it is not trusted).
@@ -274,7 +244,12 @@ pub(super) async fn exchange(
     {
         return bad("requested_token_type: jwt or urn:hourglass:token-type:credential");
     }
-    let Some(entitlement) = field("resource").or_else(|| field("scope")) else {
+    // Trimmed once, here: every check below reads the name the engine will use.
+    let Some(entitlement) = field("resource")
+        .or_else(|| field("scope"))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_target",

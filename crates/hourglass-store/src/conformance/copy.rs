@@ -135,7 +135,7 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
     })
     .await
     .unwrap();
-    assert_eq!(chain_of(&dst).await.0, 4);
+    assert_eq!(chain_of(&dst).await.0, 5);
 
     // A second copy into the same database is refused and changes nothing.
     let err = copy(&from, &db.url).await.unwrap_err();
@@ -143,6 +143,6 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
         matches!(&err, Error::Internal(m) if m.contains("not empty")),
         "{err:?}"
     );
-    assert_eq!(chain_of(&dst).await.0, 4);
+    assert_eq!(chain_of(&dst).await.0, 5);
     dst.close().await;
 }

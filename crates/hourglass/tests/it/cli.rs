@@ -92,7 +92,7 @@ fn policy_test_checks_cases_and_auto_approval_coverage() {
     let (ok, out) = run(&["policy", "test", "--config", cfg]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("27 passed, 0 failed, 0 untested auto-approval paths"),
+        out.contains("29 passed, 0 failed, 0 untested auto-approval paths"),
         "{out}"
     );
 
@@ -108,7 +108,7 @@ fn policy_test_checks_cases_and_auto_approval_coverage() {
     assert!(!ok, "{out}");
     assert!(
         out.contains(
-            "UNTESTED auto-approval path: entitlement demo/read-logs (reached by read-logs-auto-approve-1h, workloads-read-logs-15m): no passing negative case"
+            "UNTESTED auto-approval path: entitlement demo/read-logs (reached by oncall-triage-auto-approve-1h, read-logs-auto-approve-1h, workloads-read-logs-15m): no passing negative case"
         ),
         "{out}"
     );

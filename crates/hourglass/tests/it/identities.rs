@@ -189,9 +189,10 @@ async fn identities_need_owners_and_keys_expire_rotate_and_revoke() {
         .identity_status("etl", "suspend", Some("investigating".into()))
         .await
         .unwrap();
+    // A suspended identity's key is not valid: 401, like any key that is not.
     assert_eq!(
         problem(as_key(&s, &k3.secret).whoami().await.unwrap_err()).0,
-        403
+        401
     );
     let _: IdentityView = admin.identity_status("etl", "resume", None).await.unwrap();
     assert!(as_key(&s, &k3.secret).whoami().await.is_ok());

@@ -133,7 +133,11 @@ async fn approval_needs_someone_else_and_happens_once() {
             .await
             .unwrap_err(),
     );
-    assert_eq!(p.code, "approval.not_authorized", "agents never approve");
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (404, "request.not_found"),
+        "agents never approve, nor see what they cannot approve"
+    );
     assert_eq!(audit_len(&s).await, before, "refusals change nothing");
 
     let approved = bob.approve(&r.id, Some("ok".into())).await.unwrap();
@@ -222,7 +226,13 @@ async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
             .unwrap_err(),
     );
     assert_eq!((p.status, p.code.as_str()), (403, "request.not_eligible"));
-    assert_eq!(audit_len(&s).await, before);
+    // Bad input writes nothing; a refusal by policy leaves one record of what refused it.
+    assert_eq!(audit_len(&s).await, before + 1);
+    let last = s.client("admin").audit(0).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("request.refused", "bob")
+    );
     assert!(alice.list_requests(None).await.unwrap().is_empty());
 
     // Approving a cancelled request, or cancelling twice: a conflict, and nothing changes.

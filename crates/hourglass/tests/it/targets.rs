@@ -361,5 +361,19 @@ async fn an_ssh_grant_needs_a_public_key_and_an_early_revocation_is_served_in_th
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("REVOKED"), "{text}");
+
+    // A certificate not fetched before its grant was revoked is never handed over.
+    let unseen = alice.create_request(&req).await.unwrap().grant_id.unwrap();
+    assert!(
+        eventually(|| async { alice.get_grant(&unseen).await.unwrap().state == "active" }).await
+    );
+    // Someone else asking cannot burn it, nor learn of it.
+    assert!(s.client("bob").credential(&unseen).await.is_err());
+    alice.revoke(&unseen, None).await.unwrap();
+    let p = crate::lifecycle::problem(alice.credential(&unseen).await.unwrap_err());
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (404, "credential.not_available")
+    );
     s.stop().await;
 }

@@ -838,6 +838,35 @@ async fn a_connector_credential_is_the_answer_for_other_targets() {
         (400, Some("invalid_request")),
         "{body}"
     );
+    // The same with a space before the name: the check reads the name the engine uses.
+    let (status, body) = exchange(
+        &s,
+        &ci_token(&idp, &s, "db-3"),
+        None,
+        " vault/db",
+        &[(
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:jwt",
+        )],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // A second exchange while the first grant lives is refused, not stacked on it.
+    let (status, body) = exchange(&s, &ci_token(&idp, &s, "db-4"), None, "vault/db", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already holds"),
+        "{body}"
+    );
     assert_eq!(
         (t.access_token.as_str(), t.token_type.as_str()),
         ("pw-from-the-target", "N_A")
@@ -878,9 +907,16 @@ async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
         30,
         "the 30 refusals of the minute are audited, no more"
     );
+    let events = s.client("admin").audit(0).await.unwrap();
+    let last = events
+        .iter()
+        .rfind(|e| e.action == "token.refused")
+        .unwrap();
     assert!(
-        audited.last().unwrap().1.contains("not audited"),
-        "{audited:?}"
+        last.details
+            .iter()
+            .any(|(k, v)| k == "budget" && v.contains("not audited")),
+        "{last:?}"
     );
     assert!(
         s.client("admin")
@@ -900,6 +936,14 @@ async fn a_flood_of_bad_tokens_is_throttled_before_it_floods_the_audit() {
         .await
         .unwrap_err();
     assert_eq!(refusals(&s).await.len(), 31);
+    // What went unaudited is counted, once.
+    let events = s.client("admin").audit(0).await.unwrap();
+    let suppressed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "audit.refusals_suppressed")
+        .collect();
+    assert_eq!(suppressed.len(), 1);
+    assert!(suppressed[0].record_has("count", "1"), "{suppressed:?}");
     s.stop().await;
 }
 
