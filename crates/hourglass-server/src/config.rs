@@ -102,6 +102,10 @@ pub struct ServerSection {
     /// The longest break-glass grant.
     #[serde(default = "default_break_glass_max")]
     pub break_glass_max_duration: GrantDuration,
+    /// How many break-glass reviews one person may have open: past it, another emergency waits
+    /// until someone reviews the earlier ones (break-glass is not a way around approval).
+    #[serde(default = "default_break_glass_open_reviews")]
+    pub break_glass_max_open_reviews: u32,
     /// A grant not provisioned this long after its start is given up (a profile's other
     /// grants with it).
     #[serde(default = "default_provision_timeout")]
@@ -122,6 +126,7 @@ impl Default for ServerSection {
             log_format: default_log_format(),
             reconcile_interval: default_reconcile_interval(),
             break_glass_max_duration: default_break_glass_max(),
+            break_glass_max_open_reviews: default_break_glass_open_reviews(),
             provision_timeout: default_provision_timeout(),
         }
     }
@@ -153,6 +158,9 @@ fn default_reconcile_interval() -> GrantDuration {
 }
 fn default_provision_timeout() -> GrantDuration {
     GrantDuration::from_secs(15 * 60)
+}
+fn default_break_glass_open_reviews() -> u32 {
+    3
 }
 fn default_break_glass_max() -> GrantDuration {
     GrantDuration::from_secs(3600)

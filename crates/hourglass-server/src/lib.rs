@@ -388,6 +388,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let settings = EngineSettings {
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
+        break_glass_open_reviews: s.break_glass_max_open_reviews,
         provision_timeout: s.provision_timeout,
         quotas: hourglass_core::engine::Quotas {
             principal_live_grants: config.quotas.max_live_grants_per_principal,

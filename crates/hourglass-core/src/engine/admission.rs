@@ -2,7 +2,10 @@
 //!
 //! - No silent duplicates: a request whose window overlaps a live grant of the same entitlement
 //!   for the same principal is refused (extend the grant instead), and so is a second pending
-//!   request for the same access.
+//!   request for the same access. Two kinds of pending request do not block: an extension of a
+//!   grant that has ended (it can never be granted), and any pending request when the new one
+//!   breaks glass (an emergency does not wait for an approver). Both are returned, for the new
+//!   request's commit to cancel.
 //! - Quotas: at most so many live grants at once and requests an hour, per principal
 //!   (`[quotas]`) and per entitlement (`max_live_grants`, `max_requests_per_hour`), refused with
 //!   429 before anything is written. Break-glass is exempt: it is alerted and reviewed instead,
@@ -16,14 +19,18 @@ use super::Engine;
 use crate::{
     Error, Result, Timestamp,
     catalog::{Entitlement, Principal},
+    grant::GrantState,
     policy::Resource,
+    request::{Request, RequestCommand},
+    store::Commit,
 };
 
 const HOUR_MS: i64 = 3_600_000;
 
 impl Engine {
     /// Refuses a request for `[start, end)` that would duplicate access or exceed a quota. For a
-    /// profile, every entitlement it grants is checked.
+    /// profile, every entitlement it grants is checked. Returns the pending requests the new one
+    /// supersedes (see the module doc), to be cancelled in its commit.
     pub(super) async fn admit(
         &self,
         principal: &Principal,
@@ -31,7 +38,7 @@ impl Engine {
         (start, end): (Timestamp, Timestamp),
         break_glass: bool,
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<Vec<Request>> {
         let access = resource.access_id();
         for ent in self.members(resource) {
             for g in self.store.live_grants_of(&principal.id, &ent.id).await? {
@@ -46,25 +53,57 @@ impl Engine {
                 }
             }
         }
-        if let Some(r) = self
+        let mut superseded = Vec::new();
+        for r in self
             .store
             .pending_requests_of(&principal.id, &access)
             .await?
-            .first()
         {
-            return Err(Error::conflict(
-                "request.duplicate_pending",
-                format!(
-                    "request {} for {access} is already pending; cancel it or wait for its decision",
-                    r.id
-                ),
-            ));
+            let stale = match &r.extends {
+                Some(gid) => self.store.get_grant(gid).await?.is_none_or(|g| {
+                    !matches!(g.state, GrantState::Provisioning | GrantState::Active)
+                }),
+                None => false,
+            };
+            if !(stale || break_glass) {
+                return Err(Error::conflict(
+                    "request.duplicate_pending",
+                    format!(
+                        "request {} for {access} is already pending; cancel it or wait for its decision",
+                        r.id
+                    ),
+                ));
+            }
+            superseded.push(r);
         }
         if break_glass {
-            return Ok(());
+            return Ok(superseded);
         }
         for ent in self.members(resource) {
             self.check_quotas(principal, ent, now).await?;
+        }
+        Ok(superseded)
+    }
+
+    /// Adds the cancellation of `requests` (superseded ones from [`Engine::admit`], or the
+    /// extensions of an ended grant) to `commit`, with `note` as the reason.
+    pub(super) fn cancel_into(
+        requests: &[Request],
+        actor: &str,
+        note: &str,
+        now: Timestamp,
+        commit: &mut Commit,
+    ) -> Result<()> {
+        for r in requests {
+            let (cancelled, ev) = r.apply(
+                RequestCommand::Cancel {
+                    actor: actor.to_owned(),
+                    note: Some(note.to_owned()),
+                },
+                now,
+            )?;
+            commit.requests.push(cancelled);
+            commit.audit.push(ev);
         }
         Ok(())
     }

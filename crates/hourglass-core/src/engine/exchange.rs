@@ -333,13 +333,21 @@ impl Engine {
                     ));
                 }
             }
+            let mut commit = Commit::default();
             // Like any request: the quotas, and no second grant in a target stacked on a live one.
             // A signed token is the exception: each exchange is its own short token (two CI
             // jobs of one pipeline each hold one), and nothing is created in a target.
             if signed_token {
                 self.check_quotas(subject, ent, now).await?;
             } else {
-                self.admit(subject, resource, (now, end), false, now).await?;
+                let superseded = self.admit(subject, resource, (now, end), false, now).await?;
+                Self::cancel_into(
+                    &superseded,
+                    subject.id.as_str(),
+                    "superseded by a token exchange",
+                    now,
+                    &mut commit,
+                )?;
             }
             let request = Request {
                 id: RequestId::generate(now)?,
@@ -369,7 +377,6 @@ impl Engine {
                 ticket_facts: ticket_facts.clone(),
                 version: 0,
             };
-            let mut commit = Commit::default();
             let mut ev = AuditRecord::new(now, subject.id.as_str(), "token.exchanged", request.id.as_str())
                 .with("entitlement", &ent.id)
                 .with("issuer", &x.subject.facts.issuer)

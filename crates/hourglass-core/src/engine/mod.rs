@@ -112,6 +112,8 @@ pub struct EngineSettings {
     pub pending_ttl: GrantDuration,
     /// The longest break-glass grant (an entitlement's own maximum may be shorter).
     pub break_glass_max: GrantDuration,
+    /// Open break-glass reviews one principal may have before another break-glass is refused.
+    pub break_glass_open_reviews: u32,
     pub quotas: Quotas,
     /// A grant still not provisioned this long after its start is given up (and a profile's
     /// other grants are rolled back).
@@ -132,6 +134,7 @@ impl Default for EngineSettings {
         EngineSettings {
             pending_ttl: GrantDuration::from_secs(24 * 3600),
             break_glass_max: GrantDuration::from_secs(3600),
+            break_glass_open_reviews: 3,
             quotas: Quotas::default(),
             provision_timeout: GrantDuration::from_secs(15 * 60),
             backoff: Backoff::default(),

@@ -126,6 +126,23 @@ impl Engine {
         let revoking = Self::revoke_into(grant, actor, why.to_owned(), now, commit)?;
         self.revoke_siblings_into(grant, actor, why, now, commit)
             .await?;
+        // An extension of an ended grant can never be granted: it ends with it.
+        let access = crate::id::AccessId::Entitlement(grant.entitlement.clone());
+        let pending = self
+            .store
+            .pending_requests_of(&grant.principal, &access)
+            .await?;
+        let extensions: Vec<Request> = pending
+            .into_iter()
+            .filter(|r| r.extends.as_ref() == Some(&grant.id))
+            .collect();
+        Self::cancel_into(
+            &extensions,
+            actor,
+            &format!("grant {} ended: {why}", grant.id),
+            now,
+            commit,
+        )?;
         Ok(revoking)
     }
 

@@ -137,6 +137,41 @@ impl Engine {
         }
     }
 
+    /// Refuses another break-glass while `principal` has the most open reviews allowed: an
+    /// emergency is reviewed before the next one.
+    pub(super) async fn check_open_reviews(
+        &self,
+        principal: &crate::catalog::Principal,
+    ) -> Result<()> {
+        let max = self.settings.break_glass_open_reviews;
+        let mut open = 0u32;
+        let mut before = None;
+        loop {
+            let page = self
+                .store
+                .list_reviews(&ReviewFilter {
+                    state: Some(ReviewState::Open),
+                    before: before.take(),
+                    limit: 500,
+                })
+                .await?;
+            open += page.iter().filter(|r| r.principal == principal.id).count() as u32;
+            if open >= max {
+                return Err(Error::limited(
+                    "request.break_glass_reviews_open",
+                    format!(
+                        "{} has {open} break-glass reviews open, the most allowed; another emergency waits until someone reviews them",
+                        principal.id
+                    ),
+                ));
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => before = Some(last.id.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Closes a break-glass review with a comment.
     #[instrument(skip_all, fields(review_id = %id, principal = %caller.principal.id))]
     pub async fn close_review(&self, caller: &Caller, id: &str, comment: &str) -> Result<Review> {

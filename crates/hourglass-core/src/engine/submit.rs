@@ -206,8 +206,12 @@ impl Engine {
         let resource = checked.resource;
         let start = checked.starts_at.unwrap_or(now);
         let end = start.plus(checked.duration);
-        self.admit(principal, resource, (start, end), new.break_glass, now)
+        let superseded = self
+            .admit(principal, resource, (start, end), new.break_glass, now)
             .await?;
+        if new.break_glass {
+            self.check_open_reviews(principal).await?;
+        }
         let ticket = self
             .check_ticket(principal, checked.ticket.as_deref(), new.break_glass)
             .await?;
@@ -330,6 +334,13 @@ impl Engine {
             audit: vec![created],
             ..Commit::default()
         };
+        Self::cancel_into(
+            &superseded,
+            principal.id.as_str(),
+            &format!("superseded by request {}", request.id),
+            now,
+            &mut commit,
+        )?;
 
         // Break-glass needs no approval; otherwise AutoApprove may let it through.
         let pass = if request.break_glass {

@@ -108,18 +108,8 @@ async fn nobody_decides_for_an_identity_they_answer_for() {
     // Break-glass: bob may not close the review of his own bot's emergency.
     let g = bob_bot
         .create_request(&ask("demo/ops-admin", "db down", true))
-        .await;
-    let g = match g {
-        Ok(g) => g,
-        // A pending request for the same access is superseded or refused; cancel and retry.
-        Err(_) => {
-            bob_bot.cancel(&r.id).await.unwrap();
-            bob_bot
-                .create_request(&ask("demo/ops-admin", "db down", true))
-                .await
-                .unwrap()
-        }
-    };
+        .await
+        .unwrap();
     assert_eq!(g.state, "fulfilled");
     let review = bob
         .list_reviews(Some("open"))
@@ -355,5 +345,74 @@ async fn a_stranger_learns_nothing_of_requests_and_grants_and_names_are_not_rese
             .unwrap_err(),
     );
     assert_eq!((status, c.as_str()), (400, "identity.name_reserved"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_emergency_is_not_held_up_by_what_is_pending_and_is_reviewed_before_the_next() {
+    let s = hourglass_testkit::spawn_server(|c| c).await.unwrap();
+    let (alice, bob) = (s.client("alice"), s.client("bob"));
+    let waiting = alice
+        .create_request(&CreateRequest {
+            duration: Some("30m".into()),
+            ..ask("demo/ops-admin", "restart the API", false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.state, "pending");
+    // Break-glass supersedes the pending request (cancelled in the same commit).
+    let bg = alice
+        .create_request(&ask("demo/ops-admin", "db down", true))
+        .await
+        .unwrap();
+    assert_eq!(bg.state, "fulfilled");
+    let w = alice.get_request(&waiting.id).await.unwrap();
+    assert_eq!(w.state, "cancelled");
+    assert!(
+        w.state_reason.unwrap_or_default().contains(&bg.id),
+        "names what superseded it"
+    );
+    // An extension pending when its grant is revoked ends with it, and blocks nothing after.
+    let gid = bg.grant_id.clone().unwrap();
+    assert!(
+        hourglass_testkit::eventually(|| async {
+            alice.get_grant(&gid).await.unwrap().state == "active"
+        })
+        .await
+    );
+    let ext = alice.extend(&gid, "10m", "still down").await.unwrap();
+    assert_eq!(ext.state, "pending");
+    alice.revoke(&gid, Some("fixed".into())).await.unwrap();
+    assert_eq!(alice.get_request(&ext.id).await.unwrap().state, "cancelled");
+
+    // Two more emergencies: three reviews open, the most one person may have.
+    for _ in 0..2 {
+        let g = alice
+            .create_request(&ask("demo/ops-admin", "db down again", true))
+            .await
+            .unwrap();
+        alice
+            .revoke(&g.grant_id.unwrap(), Some("fixed".into()))
+            .await
+            .unwrap();
+    }
+    let p = problem(
+        alice
+            .create_request(&ask("demo/ops-admin", "and again", true))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (429, "request.break_glass_reviews_open")
+    );
+    // Once someone reviews one, the next emergency goes through.
+    let open = bob.list_reviews(Some("open")).await.unwrap();
+    assert_eq!(open.len(), 3);
+    bob.close_review(&open[0].id, "checked").await.unwrap();
+    alice
+        .create_request(&ask("demo/ops-admin", "and again", true))
+        .await
+        .unwrap();
     s.stop().await;
 }
