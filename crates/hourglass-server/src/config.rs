@@ -477,9 +477,11 @@ impl Config {
                 hook.secret_file.as_mut().map(resolve);
             }
             if let Some(exec) = &mut t.exec {
+                exec.workdir.as_mut().map(resolve);
                 for cmd in [
                     Some(&mut exec.grant),
                     Some(&mut exec.revoke),
+                    exec.extend.as_mut(),
                     exec.inspect.as_mut(),
                     exec.discover.as_mut(),
                 ]
@@ -593,6 +595,28 @@ mod tests {
             format!("sqlite://{}", dir.path().join("hourglass.db").display())
         );
         assert_eq!(c.policy.dir, dir.path().join("policies"));
+    }
+
+    #[test]
+    fn every_exec_command_and_its_workdir_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[[targets]]\nname = \"t\"\nconnector = \"exec\"\n\
+             exec = { grant = [\"./g.sh\"], revoke = [\"./r.sh\"], extend = [\"./e.sh\", \"x\"], workdir = \"work\" }\n",
+        );
+        let c = Config::load(&p, vec![]).unwrap();
+        let exec = c.targets[0].exec.as_ref().unwrap();
+        let at = |f: &str| dir.path().join(f).display().to_string();
+        assert_eq!(exec.grant, [at("./g.sh")]);
+        assert_eq!(
+            exec.extend.as_deref(),
+            Some(&[at("./e.sh"), "x".into()][..])
+        );
+        assert_eq!(
+            exec.workdir.as_deref(),
+            Some(dir.path().join("work").as_path())
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ use crate::{
 
 type VisibilityCache = BTreeMap<(PrincipalId, AccessId), bool>;
 
+/// Rows one listing reads at a time.
+const LIST_PAGE: u32 = 200;
+/// Rows one listing reads at most.
+const MAX_SCANNED: u32 = 5_000;
+
 impl Engine {
     /// Whether `caller` may see a request or grant of `requester` for `access`: their own, or
     /// one they may approve or administer.
@@ -180,7 +185,11 @@ impl Engine {
     }
 
     /// Pages through `page` (newest first, each page after the last key of the one before) and
-    /// keeps what the caller may see, up to `limit`.
+    /// keeps what the caller may see, up to `limit`. Pages are of a fixed size whatever the
+    /// caller's limit (a caller who sees little must not cost a query per row), and at most
+    /// [`MAX_SCANNED`] rows are read for one listing: past that, what was found is the answer.
+    /// (Visibility is a policy decision per requester and access, so it cannot be put into SQL
+    /// whole; the state filter is.)
     async fn visible<T, K, F, Fut>(
         &self,
         caller: &Caller,
@@ -197,9 +206,14 @@ impl Engine {
         let mut cache = BTreeMap::new();
         let mut out = Vec::new();
         let mut before = None;
+        let mut scanned = 0;
         loop {
-            let items = page(before.take(), limit).await?;
-            let full = items.len() as u32 == limit;
+            if scanned >= MAX_SCANNED {
+                return Ok(out);
+            }
+            let items = page(before.take(), LIST_PAGE).await?;
+            scanned += items.len() as u32;
+            let full = items.len() as u32 == LIST_PAGE;
             before = items.last().map(|t| about(t).2);
             for t in items {
                 let (who, what, _) = about(&t);

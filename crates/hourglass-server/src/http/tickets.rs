@@ -121,10 +121,17 @@ pub(super) async fn generic_event(
         Err(e) => return Ok(refused(&app, "-", &e)),
     };
     let reference = value.get("ref").and_then(Value::as_str).unwrap_or_default();
-    let Some((name, hook)) = app
-        .ticket_hooks
-        .iter()
-        .find(|(_, h)| h.kind == TicketKind::Webhook && h.pattern.is_match(reference))
+    // The source that owns the reference (the first whose pattern matches, in configuration
+    // order, as for requests), if it takes generic events.
+    let owner = app
+        .engine
+        .ticket_sources()
+        .find(reference)
+        .map(|b| b.source.name().to_owned());
+    let Some((name, hook)) = owner
+        .as_ref()
+        .and_then(|n| app.ticket_hooks.get_key_value(n))
+        .filter(|(_, h)| h.kind == TicketKind::Webhook && h.pattern.is_match(reference))
     else {
         app.metrics.ticket_event("-", "refused");
         return Ok(problem(

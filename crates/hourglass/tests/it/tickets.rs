@@ -569,3 +569,61 @@ webhook_secret = { file = "hook.secret" }
         .unwrap();
     chain_ok(&s).await;
 }
+
+#[tokio::test]
+async fn a_source_ends_only_what_it_vouched_for() {
+    let desk = TicketDesk::start().await;
+    // `any` also matches OPS-1, but `ops` (first) owns it and checked alice's request.
+    let sources = r#"
+[[ticket_sources]]
+name = "ops"
+kind = "webhook"
+pattern = 'OPS-\d+'
+webhook_secret = { file = "hook.secret" }
+
+[[ticket_sources]]
+name = "any"
+kind = "webhook"
+pattern = '[A-Z]+-\d+'
+webhook_secret = { file = "hook.secret" }
+"#;
+    let s = server(&desk, sources).await;
+    let alice = s.client("alice");
+    let signed = |body: &Value| {
+        let ts = s.clock.now().unix_millis() / 1000;
+        let sig = webhook::sign(
+            HOOK_SECRET.as_bytes(),
+            ts,
+            &serde_json::to_vec(body).unwrap(),
+        );
+        vec![
+            (webhook::TIMESTAMP_HEADER, ts.to_string()),
+            (webhook::SIGNATURE_HEADER, sig),
+        ]
+    };
+    let open = json!({"ref": "OPS-1", "status": "In Progress", "assignee": "alice"});
+    let (status, _) = post_event(&s, "/v1/tickets/events", &open, &signed(&open)).await;
+    assert_eq!(status, 200);
+    let r = alice
+        .create_request(&ask("demo/read-logs", "OPS-1"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.clone().unwrap();
+    // The other source reports OPS-1 closed: it vouched for nothing, so nothing ends.
+    let closed = json!({"ref": "OPS-1", "status": "closed"});
+    let (status, body) = post_event(
+        &s,
+        "/v1/tickets/sources/any/events",
+        &closed,
+        &signed(&closed),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], json!([]));
+    assert_ne!(alice.get_grant(&gid).await.unwrap().state, "revoked");
+    // Its owner's closure ends it.
+    s.clock.advance_ms(1_000);
+    let (status, body) = post_event(&s, "/v1/tickets/events", &closed, &signed(&closed)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], json!([gid]));
+}
