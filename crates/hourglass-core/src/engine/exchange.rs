@@ -264,17 +264,20 @@ impl Engine {
         ctx.token = Some(x.subject.facts.clone());
         ctx.actor = x.actor.as_ref().map(|a| a.principal.clone());
         let decision = self.decide(Action::Exchange, subject, resource, &ctx)?;
+        let refused = || {
+            AuditRecord::new(
+                now,
+                subject.id.as_str(),
+                "exchange.refused",
+                ent.id.as_str(),
+            )
+        };
         if !decision.allowed {
             warn!(policy_ids = ?decision.policy_ids, "exchange refused for the subject");
             self.record_refusal(
-                AuditRecord::new(
-                    now,
-                    subject.id.as_str(),
-                    "exchange.refused",
-                    ent.id.as_str(),
-                )
-                .with("policy_ids", decision.policy_ids.join(","))
-                .with("policy_hash", &decision.policy_hash),
+                refused()
+                    .with("policy_ids", decision.policy_ids.join(","))
+                    .with("policy_hash", &decision.policy_hash),
                 x.source_ip.as_deref(),
             )
             .await?;
@@ -297,15 +300,10 @@ impl Engine {
             if !d.allowed {
                 warn!(actor = %a.principal.id, policy_ids = ?d.policy_ids, "exchange refused for the acting agent");
                 self.record_refusal(
-                    AuditRecord::new(
-                        now,
-                        subject.id.as_str(),
-                        "exchange.refused",
-                        ent.id.as_str(),
-                    )
-                    .with("act", &a.principal.id)
-                    .with("actor_policy_ids", d.policy_ids.join(","))
-                    .with("policy_hash", &d.policy_hash),
+                    refused()
+                        .with("act", &a.principal.id)
+                        .with("actor_policy_ids", d.policy_ids.join(","))
+                        .with("policy_hash", &d.policy_hash),
                     x.source_ip.as_deref(),
                 )
                 .await?;

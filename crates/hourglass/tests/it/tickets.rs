@@ -115,6 +115,21 @@ async fn jira_event(s: &TestServer, body: &Value, secret: &str) -> (u16, Value) 
     .await
 }
 
+/// The `Hourglass-Timestamp` and `Hourglass-Signature` headers of `body`, signed now with the
+/// webhook secret.
+fn signed_now(s: &TestServer, body: &Value) -> Vec<(&'static str, String)> {
+    let ts = s.clock.now().unix_millis() / 1000;
+    let sig = webhook::sign(
+        HOOK_SECRET.as_bytes(),
+        ts,
+        &serde_json::to_vec(body).unwrap(),
+    );
+    vec![
+        (webhook::TIMESTAMP_HEADER, ts.to_string()),
+        (webhook::SIGNATURE_HEADER, sig),
+    ]
+}
+
 /// The problem a request for `ent` bound to `ticket` is refused with.
 async fn refused(c: &hourglass_client::Client, ent: &str, ticket: &str) -> hourglass_api::Problem {
     problem(c.create_request(&ask(ent, ticket)).await.unwrap_err())
@@ -468,18 +483,7 @@ webhook_secret = { file = "hook.secret" }
 "#;
     let s = server(&desk, sources).await;
     let alice = s.client("alice");
-    let signed = |body: &Value| {
-        let ts = s.clock.now().unix_millis() / 1000;
-        let sig = webhook::sign(
-            HOOK_SECRET.as_bytes(),
-            ts,
-            &serde_json::to_vec(body).unwrap(),
-        );
-        vec![
-            (webhook::TIMESTAMP_HEADER, ts.to_string()),
-            (webhook::SIGNATURE_HEADER, sig),
-        ]
-    };
+    let signed = |body: &Value| signed_now(&s, body);
 
     // Nothing reported yet: the source cannot vouch for the ticket (default: deny).
     let p = refused(&alice, "demo/read-logs", "OPS-1").await;
@@ -589,18 +593,7 @@ webhook_secret = { file = "hook.secret" }
 "#;
     let s = server(&desk, sources).await;
     let alice = s.client("alice");
-    let signed = |body: &Value| {
-        let ts = s.clock.now().unix_millis() / 1000;
-        let sig = webhook::sign(
-            HOOK_SECRET.as_bytes(),
-            ts,
-            &serde_json::to_vec(body).unwrap(),
-        );
-        vec![
-            (webhook::TIMESTAMP_HEADER, ts.to_string()),
-            (webhook::SIGNATURE_HEADER, sig),
-        ]
-    };
+    let signed = |body: &Value| signed_now(&s, body);
     let open = json!({"ref": "OPS-1", "status": "In Progress", "assignee": "alice"});
     let (status, _) = post_event(&s, "/v1/tickets/events", &open, &signed(&open)).await;
     assert_eq!(status, 200);
