@@ -14,9 +14,7 @@ use hourglass_core::{
     GrantDuration,
     catalog::{Catalog, Principal},
     id::{EntitlementId, PrincipalId, ProfileId},
-    policy::{
-        Action, Decision, DecisionContext, PolicyDecider, PolicyQuery, Resource, TicketFacts,
-    },
+    policy::{Action, Decision, DecisionContext, PolicyQuery, Resource, TicketFacts},
 };
 use serde::Deserialize;
 
@@ -446,27 +444,33 @@ fn run_case(
     Ok((label(r), failure))
 }
 
-/// Every action's decision for `principal` on `resource` in `ctx`. `Approve` is left out when
-/// the context names no requester.
+/// Every action's decision for `principal` on `resource` in `ctx`, as the engine takes it (a
+/// profile judged on each of its entitlements too). `Approve` is left out when the context
+/// names no requester.
 pub fn explain(
     engine: &PolicySetEngine,
+    catalog: &Catalog,
     principal: &Principal,
     resource: Resource<'_>,
     ctx: &DecisionContext,
 ) -> Vec<(Action, Result<Decision, String>)> {
+    let members = members(catalog, resource);
     Action::ALL
         .into_iter()
         .filter(|a| *a != Action::Approve || ctx.requester.is_some())
         .filter(|a| *a != Action::Exchange || ctx.token.is_some())
         .map(|action| {
-            let d = engine
-                .decide(PolicyQuery {
+            let d = hourglass_core::policy::decide_with_members(
+                engine,
+                PolicyQuery {
                     action,
                     principal,
                     resource,
                     context: ctx,
-                })
-                .map_err(|e| format!("{e:?}"));
+                },
+                &members,
+            )
+            .map_err(|e| format!("{e:?}"));
             (action, d)
         })
         .collect()

@@ -111,7 +111,7 @@ pub(crate) fn explain(
     let ctx = input
         .resolve(catalog, default)
         .map_err(|e| anyhow::anyhow!("--context: {e}"))?;
-    let answers = cases::explain(&checked.policy, who, resource, &ctx);
+    let answers = cases::explain(&checked.policy, catalog, who, resource, &ctx);
     let hash = hourglass_core::policy::PolicyDecider::policy_hash(&checked.policy);
     if json {
         let items: Vec<_> = answers

@@ -181,6 +181,25 @@ fn policy_explain_names_the_determining_policies_for_each_action() {
     assert_eq!(line("Administer")[1], "deny");
     assert!(out.contains("give \"requester\""), "{out}");
 
+    // A profile is explained as the engine judges it: with each of its entitlements.
+    let (ok, out) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg,
+        "--principal",
+        "alice",
+        "--profile",
+        "incident/triage",
+    ]);
+    assert!(ok, "{out}");
+    let request = out.lines().find(|l| l.starts_with("Request ")).unwrap();
+    assert!(
+        request.contains("requesters-may-request-demo")
+            && request.contains("requesters-may-request-triage"),
+        "{out}"
+    );
+
     // JSON, with a requester for Approve: an agent is refused by the forbid.
     let (ok, out) = run(&[
         "--output",
