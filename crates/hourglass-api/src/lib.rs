@@ -317,6 +317,19 @@ pub struct TargetStandingView {
     pub error: Option<String>,
 }
 
+/// `GET /v1/session`: who the session cookie stands for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub principal: String,
+    /// Whether the sign-in had a second factor.
+    pub mfa: bool,
+    /// How the person signed in (`demo`, `oidc`).
+    pub via: String,
+    pub expires_at: String,
+    /// What a page sends back as `X-CSRF-Token` (or the form's `csrf_token`) with every change.
+    pub csrf_token: String,
+}
+
 /// `POST /v1/tickets/sources/{name}/tickets/{reference}/reopen`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

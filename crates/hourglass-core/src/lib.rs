@@ -28,6 +28,7 @@ pub mod notify;
 pub mod policy;
 pub mod request;
 pub mod review;
+pub mod session;
 pub mod store;
 pub mod text;
 pub mod ticket;

@@ -82,6 +82,10 @@ pub struct Commit {
     pub notifications: Vec<Notification>,
     /// What a ticket source reported: `(source, ticket)`, replacing what was remembered.
     pub tickets: Vec<(String, Ticket)>,
+    /// New sign-in sessions. Sessions past their absolute end are forgotten on the way.
+    pub sessions: Vec<crate::session::Session>,
+    /// Sessions ended (by the hash of their id); ending one that is gone changes nothing.
+    pub ended_sessions: Vec<String>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -97,6 +101,8 @@ impl Commit {
             && self.token_uses.is_empty()
             && self.notifications.is_empty()
             && self.tickets.is_empty()
+            && self.sessions.is_empty()
+            && self.ended_sessions.is_empty()
             && self.audit.is_empty()
     }
 }
@@ -209,6 +215,12 @@ pub trait Store: Send + Sync {
         key: Option<&KeyId>,
         at: Timestamp,
     ) -> Result<()>;
+    /// The session whose id hashes to `id_hash`, if the store has it (whether live or not is the
+    /// caller's judgement: the idle timeout is configuration).
+    async fn get_session(&self, id_hash: &str) -> Result<Option<crate::session::Session>>;
+    /// Records use of a session: `last_seen_at` moves to `at` if it is more than a minute older.
+    /// Bookkeeping, not a state change: no audit record.
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()>;
     /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
 

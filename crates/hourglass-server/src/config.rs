@@ -63,9 +63,44 @@ pub struct Config {
     pub notifiers: Vec<NotifierConfig>,
     #[serde(default)]
     pub notifications: NotificationSection,
+    #[serde(default)]
+    pub web: WebSection,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// People's sign-in sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// A session unused this long ends.
+    #[serde(default = "default_session_idle")]
+    pub session_idle: GrantDuration,
+    /// A session ends this long after sign-in, however active.
+    #[serde(default = "default_session_absolute")]
+    pub session_absolute: GrantDuration,
+    /// Demo only: a sign-in page that lets anyone pick a person, no password. Refused unless the
+    /// server listens on loopback; `serve --demo` turns it on.
+    #[serde(default)]
+    pub demo_sign_in: bool,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            session_idle: default_session_idle(),
+            session_absolute: default_session_absolute(),
+            demo_sign_in: false,
+        }
+    }
+}
+
+fn default_session_idle() -> GrantDuration {
+    GrantDuration::from_secs(30 * 60)
+}
+fn default_session_absolute() -> GrantDuration {
+    GrantDuration::from_secs(12 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -189,7 +189,7 @@ demo = {demo}
 # retry_base = "1s"        # first retry delay of a failed connector call (doubles up to retry_cap)
 # retry_cap = "5m"
 
-[store]
+{demo_web}[store]
 url = "sqlite://hourglass.db"
 
 [policy]
@@ -296,6 +296,11 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # --- end of examples ---
 "#,
         tickets = if demo { DEMO_TICKETS } else { "" },
+        demo_web = if demo {
+            "[web]\ndemo_sign_in = true     # DEMO: /signin lets anyone pick a person (loopback only)\n# session_idle = \"30m\"\n# session_absolute = \"12h\"\n\n"
+        } else {
+            "# [web]\n# session_idle = \"30m\"       # a sign-in session unused this long ends\n# session_absolute = \"12h\"   # and one ends this long after sign-in, however active\n\n"
+        },
         integration_examples = INTEGRATION_EXAMPLES,
         demo_note = if demo {
             " (DEMO: sample identities and tokens; not for production)"

@@ -56,6 +56,8 @@ pub struct App {
     workload: workload::Workload,
     /// Ticket sources that accept events, by name.
     ticket_hooks: BTreeMap<String, integrations::TicketHook>,
+    /// Sign-in: the demo page, and how session cookies are set.
+    web: http::web::WebSettings,
 }
 
 /// Why the server could not start: every problem found.
@@ -101,6 +103,18 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
         problems.push(format!(
             "{file}: store.url: expected sqlite://PATH or postgres://…, got {:?}",
             hourglass_store::redact(&store.url)
+        ));
+    }
+    if config.web.demo_sign_in && !config.server.listen.ip().is_loopback() {
+        problems.push(format!(
+            "{file}: web.demo_sign_in: lets anyone sign in as anyone; only on a loopback listen address"
+        ));
+    }
+    if config.web.session_idle.as_secs() < 60
+        || config.web.session_absolute < config.web.session_idle
+    {
+        problems.push(format!(
+            "{file}: web.session_idle: at least 1m, and web.session_absolute at least as long"
         ));
     }
     if store.max_connections < 2 {
@@ -389,6 +403,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
         break_glass_open_reviews: s.break_glass_max_open_reviews,
+        sessions: hourglass_core::session::SessionSettings {
+            idle: config.web.session_idle,
+            absolute: config.web.session_absolute,
+        },
         provision_timeout: s.provision_timeout,
         quotas: hourglass_core::engine::Quotas {
             principal_live_grants: config.quotas.max_live_grants_per_principal,
@@ -461,6 +479,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         reload_lock: tokio::sync::Mutex::new(()),
         workload,
         ticket_hooks,
+        web: http::web::WebSettings {
+            demo_sign_in: config.web.demo_sign_in,
+            secure_cookies: !config.server.listen.ip().is_loopback(),
+            session_secs: config.web.session_absolute.as_secs(),
+        },
     });
     let listener = TcpListener::bind(s.listen)
         .await

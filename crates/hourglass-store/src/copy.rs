@@ -76,6 +76,19 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "sessions",
+        order: "id_hash",
+        cols: &[
+            ("id_hash", Text),
+            ("principal", Text),
+            ("mfa", Bool),
+            ("via", Text),
+            ("created_at", Int),
+            ("last_seen_at", Int),
+            ("expires_at", Int),
+        ],
+    },
+    Table {
         name: "token_uses",
         order: "issuer, jti",
         cols: &[("issuer", Text), ("jti", Text), ("expires_at", Int)],

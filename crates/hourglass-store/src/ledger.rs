@@ -389,6 +389,27 @@ impl<B: Backend> Store for SqlStore<B> {
         self.0.write(steps, &[], Wakes::default()).await.map(drop)
     }
 
+    async fn get_session(&self, id_hash: &str) -> Result<Option<hourglass_core::session::Session>> {
+        self.opt(
+            stmt!("SELECT * FROM sessions WHERE id_hash = $1", id_hash),
+            crate::rows::session_from,
+        )
+        .await
+    }
+
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()> {
+        let stale = at.unix_millis() - TOUCH_EVERY_MS;
+        self.0
+            .run(stmt!(
+                "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $3",
+                at,
+                id_hash,
+                stale,
+            ))
+            .await
+            .map(drop)
+    }
+
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool> {
         let row = self
             .first(stmt!(

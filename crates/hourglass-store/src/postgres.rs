@@ -87,6 +87,11 @@ fn migrator() -> Migrator {
             "status_set_by",
             include_str!("../migrations/postgres/0003_status_set_by.sql"),
         ),
+        step(
+            4,
+            "sessions",
+            include_str!("../migrations/postgres/0004_sessions.sql"),
+        ),
     ])
 }
 

@@ -271,6 +271,18 @@ pub(crate) fn identity_from(row: &impl Cols) -> Result<Identity> {
     })
 }
 
+pub(crate) fn session_from(row: &impl Cols) -> Result<hourglass_core::session::Session> {
+    Ok(hourglass_core::session::Session {
+        id_hash: get(row, "id_hash")?,
+        principal: principal_id(get(row, "principal")?)?,
+        mfa: get(row, "mfa")?,
+        via: get(row, "via")?,
+        created_at: ts(get(row, "created_at")?),
+        last_seen_at: ts(get(row, "last_seen_at")?),
+        expires_at: ts(get(row, "expires_at")?),
+    })
+}
+
 pub(crate) fn key_from(row: &impl Cols) -> Result<ApiKey> {
     let id: String = get(row, "id")?;
     let origin: String = get(row, "origin")?;

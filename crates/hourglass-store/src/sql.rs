@@ -246,6 +246,29 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     for (source, t) in &c.tickets {
         steps.push(Step::any(ticket(source, t)?));
     }
+    for h in &c.ended_sessions {
+        steps.push(Step::any(stmt!(
+            "DELETE FROM sessions WHERE id_hash = $1",
+            h.as_str()
+        )));
+    }
+    for s in &c.sessions {
+        steps.push(Step::any(stmt!(
+            "DELETE FROM sessions WHERE expires_at <= $1",
+            s.created_at
+        )));
+        steps.push(Step::one(stmt!(
+            "INSERT INTO sessions (id_hash, principal, mfa, via, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            s.id_hash.as_str(),
+            s.principal.as_str(),
+            s.mfa,
+            s.via.as_str(),
+            s.created_at,
+            s.last_seen_at,
+            s.expires_at,
+        )));
+    }
     Ok(steps)
 }
 

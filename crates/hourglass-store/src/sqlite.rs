@@ -77,6 +77,11 @@ fn migrator() -> Migrator {
             "status_set_by",
             include_str!("../migrations/sqlite/0007_status_set_by.sql"),
         ),
+        step(
+            8,
+            "sessions",
+            include_str!("../migrations/sqlite/0008_sessions.sql"),
+        ),
     ])
 }
 

@@ -21,6 +21,7 @@ mod refusals;
 mod reload;
 mod requests;
 mod reviews;
+mod sessions;
 mod submit;
 mod tickets;
 
@@ -41,6 +42,7 @@ pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding}
 pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
+pub use sessions::{csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
 
@@ -127,6 +129,8 @@ pub struct EngineSettings {
     pub keys: KeyPolicy,
     /// Who hears about what, and how deliveries are retried.
     pub notify: crate::notify::NotifySettings,
+    /// How long sign-in sessions last.
+    pub sessions: crate::session::SessionSettings,
 }
 
 impl Default for EngineSettings {
@@ -142,6 +146,7 @@ impl Default for EngineSettings {
             worker_id: "hourglass".into(),
             keys: KeyPolicy::default(),
             notify: crate::notify::NotifySettings::default(),
+            sessions: crate::session::SessionSettings::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod identities;
 mod reviews;
 mod tickets;
 mod token;
+pub(crate) mod web;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -84,6 +85,10 @@ pub fn router(app: Shared) -> Router {
             "/v1/tickets/sources/{name}/tickets/{reference}/reopen",
             post(tickets::reopen),
         )
+        .route("/signin", get(web::signin_page))
+        .route("/signin/demo", post(web::demo_signin))
+        .route("/signout", post(web::signout))
+        .route("/v1/session", get(web::session))
         .route("/approve/page.js", get(approve::script))
         .route("/approve/style.css", get(approve::style))
         .route("/approve/{id}", get(approve::page))
@@ -164,14 +169,41 @@ impl FromRequestParts<Shared> for Authed {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             r
         };
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
         let Some(value) = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         else {
+            // A browser's session cookie; what changes state needs the session's CSRF token.
+            if let Some(id) = web::session_cookie(&parts.headers, &app.web) {
+                let Some((caller, _)) = app
+                    .engine
+                    .session_caller(&id, source_ip)
+                    .await
+                    .map_err(|e| ApiError(e).into_response())?
+                else {
+                    return Err(unauthorized(
+                        "auth.session_ended",
+                        "the session has ended; sign in again",
+                    ));
+                };
+                if !web::csrf_ok(&parts.method, &parts.headers, &id, None) {
+                    return Err(problem(
+                        StatusCode::FORBIDDEN,
+                        "auth.csrf",
+                        "a change with a session needs its CSRF token (X-CSRF-Token) from this server's own pages",
+                        None,
+                    ));
+                }
+                return Ok(Authed(caller));
+            }
             return Err(unauthorized(
                 "auth.missing",
-                "send Authorization: Bearer <token>",
+                "send Authorization: Bearer <token>, or sign in",
             ));
         };
         let Some(token) = value
@@ -180,10 +212,6 @@ impl FromRequestParts<Shared> for Authed {
         else {
             return Err(unauthorized("auth.scheme", "use the Bearer scheme"));
         };
-        let source_ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
         // A person's JWT from an issuer that opted in (`api_audience`), with its MFA facts; else
         // an Hourglass API key. A token for exchange or delegation is never a session, and no
         // workload or agent signs in this way (they exchange, and every grant records who acted).
@@ -761,7 +789,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, admin::reload_policies, whoami, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

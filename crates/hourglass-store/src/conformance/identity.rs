@@ -242,8 +242,62 @@ async fn a_token_id_is_refused_while_it_lives_and_forgotten_after(s: &Fresh) {
     );
 }
 
+async fn sessions_round_trip_are_touched_and_end_with_their_commit(s: &Fresh) {
+    let who = identity("alice-web", 1);
+    let session = |hash: &str, at: i64, until: i64| hourglass_core::session::Session {
+        id_hash: hash.into(),
+        principal: who.principal.id.clone(),
+        mfa: true,
+        via: "demo".into(),
+        created_at: t(at),
+        last_seen_at: t(at),
+        expires_at: t(until),
+    };
+    let old = session("old", 1_000, 5_000);
+    s.commit(Commit {
+        identities: vec![who.clone()],
+        sessions: vec![old.clone()],
+        audit: vec![super::ev("signed in")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_session("old").await.unwrap(), Some(old));
+    // Use is recorded at most once a minute.
+    s.touch_session("old", t(30_000)).await.unwrap();
+    assert_eq!(
+        s.get_session("old").await.unwrap().unwrap().last_seen_at,
+        t(1_000)
+    );
+    s.touch_session("old", t(70_000)).await.unwrap();
+    assert_eq!(
+        s.get_session("old").await.unwrap().unwrap().last_seen_at,
+        t(70_000)
+    );
+    // A new session forgets those past their absolute end; an ended one is gone.
+    let new = session("new", 100_000, 200_000);
+    s.commit(Commit {
+        sessions: vec![new.clone()],
+        audit: vec![super::ev("signed in again")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_session("old").await.unwrap(), None);
+    s.commit(Commit {
+        ended_sessions: vec!["new".into(), "never-was".into()],
+        audit: vec![super::ev("signed out")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_session("new").await.unwrap(), None);
+    assert_eq!(audit_len(s).await, 3);
+}
+
 contract! {
     identities_and_keys_round_trip_and_are_versioned,
     use_is_recorded_at_most_once_a_minute_and_never_audited,
     a_token_id_is_refused_while_it_lives_and_forgotten_after,
+    sessions_round_trip_are_touched_and_end_with_their_commit,
 }

@@ -20,4 +20,5 @@ mod secrets;
 mod security;
 mod targets;
 mod tickets;
+mod web;
 mod workload;

@@ -1,0 +1,168 @@
+//! Sign-in sessions: started when a person signs in (through the identity provider, or the
+//! demo's sign-in page), looked up on every call that carries the session cookie, ended at
+//! sign-out. The id is returned once and only its hash is stored; starting and ending are
+//! audited (`session.started`, `session.ended`), use is bookkeeping. A form or call that changes
+//! state with a session must carry the session's CSRF token, which is derived from the id, so
+//! that only the browser holding the cookie can know it.
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing::info;
+
+use super::{
+    Caller, Engine,
+    keys::{same_digest, secret_hash},
+};
+use crate::{
+    Error, Result,
+    audit::AuditRecord,
+    catalog::{PrincipalKind, PrincipalStatus},
+    id::PrincipalId,
+    session::Session,
+    store::Commit,
+};
+
+/// The prefix of session ids (so that a leaked one is recognisable).
+const SESSION_PREFIX: &str = "hgs_";
+
+/// The CSRF token of the session `id`: a digest of it under its own label, so that it neither
+/// reveals the id nor can be made without it.
+pub fn csrf_token(id: &str) -> String {
+    secret_hash(&format!("csrf:{id}"))
+}
+
+/// Whether `presented` is the CSRF token of the session `id` (compared in constant time).
+pub fn is_csrf_token(id: &str, presented: &str) -> bool {
+    same_digest(&csrf_token(id), presented.trim())
+}
+
+impl Engine {
+    /// Starts a session for the person `principal`, signed in by `via` (`demo`, `oidc`), with
+    /// `mfa` if the sign-in had a second factor. Returns the new session id, shown once.
+    pub async fn start_session(
+        &self,
+        principal: &PrincipalId,
+        mfa: bool,
+        via: &str,
+        source_ip: Option<&str>,
+    ) -> Result<(SecretString, Session)> {
+        let p = self
+            .principal(principal)
+            .await?
+            .filter(|p| p.status == PrincipalStatus::Active)
+            .ok_or_else(|| {
+                Error::forbidden(
+                    "session.principal_inactive",
+                    format!("{principal} is not an active identity here"),
+                )
+            })?;
+        if p.kind != PrincipalKind::Human {
+            return Err(Error::forbidden(
+                "session.not_a_person",
+                "only people sign in; workloads and agents use keys or token exchange",
+            ));
+        }
+        let now = self.clock.now();
+        let id = format!("{SESSION_PREFIX}{}", crate::id::random_hex::<32>()?);
+        let session = Session {
+            id_hash: secret_hash(&id),
+            principal: p.id.clone(),
+            mfa,
+            via: via.to_owned(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(self.settings.sessions.absolute),
+        };
+        let mut ev = AuditRecord::new(now, p.id.as_str(), "session.started", session.handle())
+            .with("via", via)
+            .with("mfa", mfa)
+            .with("expires_at", session.expires_at);
+        if let Some(ip) = source_ip {
+            ev = ev.with("source_ip", ip);
+        }
+        self.commit(Commit {
+            sessions: vec![session.clone()],
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        info!(principal = %p.id, session = %session.handle(), via, "signed in");
+        Ok((SecretString::from(id), session))
+    }
+
+    /// The caller a session id stands for, if the session is live and its person still active;
+    /// its use is recorded (at most once a minute).
+    pub async fn session_caller(
+        &self,
+        id: &str,
+        source_ip: Option<String>,
+    ) -> Result<Option<(Caller, Session)>> {
+        if !id.starts_with(SESSION_PREFIX) {
+            return Ok(None);
+        }
+        let hash = secret_hash(id);
+        let now = self.clock.now();
+        let Some(session) = self.store.get_session(&hash).await?.filter(|s| {
+            same_digest(&s.id_hash, &hash) && s.is_live(now, self.settings.sessions.idle)
+        }) else {
+            return Ok(None);
+        };
+        let Some(principal) = self
+            .principal(&session.principal)
+            .await?
+            .filter(|p| p.status == PrincipalStatus::Active)
+        else {
+            return Ok(None);
+        };
+        self.store.touch_session(&hash, now).await?;
+        self.store.touch(&principal.id, None, now).await?;
+        Ok(Some((
+            Caller {
+                principal,
+                mfa: session.mfa,
+                source_ip,
+            },
+            session,
+        )))
+    }
+
+    /// Ends the session `id` (sign-out): every replica refuses it from now on. Whether there
+    /// was a session to end.
+    pub async fn end_session(&self, id: &SecretString) -> Result<bool> {
+        let hash = secret_hash(id.expose_secret());
+        let Some(session) = self.store.get_session(&hash).await? else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        self.commit(Commit {
+            ended_sessions: vec![hash],
+            audit: vec![
+                AuditRecord::new(
+                    now,
+                    session.principal.as_str(),
+                    "session.ended",
+                    session.handle(),
+                )
+                .with("reason", "signed out"),
+            ],
+            ..Commit::default()
+        })
+        .await?;
+        info!(principal = %session.principal, session = %session.handle(), "signed out");
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csrf_token_belongs_to_one_session_and_reveals_nothing_of_it() {
+        let id = "hgs_0123";
+        let t = csrf_token(id);
+        assert!(is_csrf_token(id, &t));
+        assert!(!is_csrf_token("hgs_0124", &t));
+        assert!(!is_csrf_token(id, ""));
+        assert!(!t.contains("0123"));
+    }
+}
