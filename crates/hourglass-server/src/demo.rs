@@ -397,6 +397,52 @@ mod tests {
         assert!(checked.integrations.tickets.find("HD-1").is_some());
         assert!(checked.integrations.hooks.contains_key("jira"));
 
+        // And the shipped policies cover every example: alice may ask for each (an approver
+        // decides), bob may approve it, and she may extend it.
+        use hourglass_core::policy::{
+            Action, DecisionContext, PolicyDecider, PolicyQuery, Resource,
+        };
+        let who = |n: &str| {
+            checked
+                .catalog
+                .principal(&hourglass_core::id::PrincipalId::new(n).unwrap())
+                .unwrap()
+                .clone()
+        };
+        let (alice, bob) = (who("alice"), who("bob"));
+        for name in ["pg/read-all", "maria/read-app", "ssh/deploy", "saas/admin"] {
+            let ent = checked
+                .catalog
+                .entitlement(&hourglass_core::id::EntitlementId::new(name).unwrap())
+                .unwrap();
+            let mut ctx = DecisionContext {
+                duration_secs: ent.default_duration.as_secs(),
+                weekday: "Wednesday".into(),
+                hour: 12,
+                ..DecisionContext::default()
+            };
+            let ask = |action, principal, ctx: &DecisionContext| {
+                checked
+                    .policy
+                    .decide(PolicyQuery {
+                        action,
+                        principal,
+                        resource: Resource::Entitlement(ent),
+                        context: ctx,
+                    })
+                    .unwrap()
+                    .allowed
+            };
+            assert!(ask(Action::Request, &alice, &ctx), "{name}: Request");
+            assert!(ask(Action::Extend, &alice, &ctx), "{name}: Extend");
+            assert!(
+                !ask(Action::AutoApprove, &alice, &ctx),
+                "{name}: a human decides"
+            );
+            ctx.requester = Some(alice.clone());
+            assert!(ask(Action::Approve, &bob, &ctx), "{name}: Approve");
+        }
+
         // Each connector checks its entitlements' parameters at start, naming the key.
         let bad = out.replace(r#"principals = ["deploy"]"#, "principals = []");
         std::fs::write(&w.config, bad).unwrap();

@@ -140,11 +140,12 @@ async fn break_glass_is_immediate_capped_alerted_and_reviewed_by_someone_else() 
 /// The demo policy that makes requesters eligible, narrowed to `pg` only: demo requests are no
 /// longer permitted.
 fn without_demo_eligibility(policies: &str) -> String {
-    policies.replacen(
-        r#"when { resource.target == "demo" || resource.target == "pg" };"#,
-        r#"when { resource.target == "pg" };"#,
-        1,
-    )
+    let old = r#"when { ["demo", "pg", "maria", "ssh", "saas"].contains(resource.target) };"#;
+    assert!(
+        policies.contains(old),
+        "the demo's eligibility policy changed"
+    );
+    policies.replacen(old, r#"when { resource.target == "pg" };"#, 1)
 }
 
 /// A reload validates the whole set first and keeps the old one on any error; a good set is
