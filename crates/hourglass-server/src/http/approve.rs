@@ -15,14 +15,26 @@ const PAGE: &str = include_str!("approve/page.html");
 const SCRIPT: &str = include_str!("approve/page.js");
 const STYLE: &str = include_str!("approve/style.css");
 
-fn with_headers(mut resp: Response, content_type: &'static str) -> Response {
+fn with_headers(resp: Response, content_type: &'static str) -> Response {
+    page_headers(
+        resp,
+        content_type,
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    )
+}
+
+/// The headers every page and its assets carry: `csp`, no referrer, no framing, no caching,
+/// no sniffing.
+pub(super) fn page_headers(
+    mut resp: Response,
+    content_type: &'static str,
+    csp: &'static str,
+) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::REFERRER_POLICY,
