@@ -321,24 +321,30 @@ impl Catalog {
     }
 }
 
+/// An entitlement of target `demo` for unit tests: 10m by default, 1h at most.
+#[cfg(test)]
+pub(crate) fn test_entitlement(name: &str, approvals: u32) -> Entitlement {
+    Entitlement {
+        id: EntitlementId::new(name).unwrap(),
+        target: TargetId::new("demo").unwrap(),
+        description: String::new(),
+        risk: Risk::Low,
+        default_duration: GrantDuration::from_secs(600),
+        max_duration: GrantDuration::from_secs(3600),
+        approvals_required: approvals,
+        profiles: Vec::new(),
+        params: serde_json::Value::Null,
+        max_live_grants: None,
+        max_requests_per_hour: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ent(name: &str, approvals: u32) -> Entitlement {
-        Entitlement {
-            id: EntitlementId::new(name).unwrap(),
-            target: TargetId::new("demo").unwrap(),
-            description: String::new(),
-            risk: Risk::Low,
-            default_duration: GrantDuration::from_secs(600),
-            max_duration: GrantDuration::from_secs(3600),
-            approvals_required: approvals,
-            profiles: Vec::new(),
-            params: serde_json::Value::Null,
-            max_live_grants: None,
-            max_requests_per_hour: None,
-        }
+        test_entitlement(name, approvals)
     }
 
     fn catalog(profile_approvals: u32) -> Result<Catalog, Vec<String>> {

@@ -313,7 +313,7 @@ mod tests {
     use crate::{
         GrantDuration,
         catalog::{PrincipalKind, PrincipalStatus, Risk},
-        id::{EntitlementId, ProfileId, TargetId},
+        id::ProfileId,
     };
 
     /// Allows everything except the entitlements it names (by id, with a forbid id).
@@ -338,19 +338,7 @@ mod tests {
     }
 
     fn ent(name: &str) -> Entitlement {
-        Entitlement {
-            id: EntitlementId::new(name).unwrap(),
-            target: TargetId::new("demo").unwrap(),
-            description: String::new(),
-            risk: Risk::Low,
-            default_duration: GrantDuration::from_secs(600),
-            max_duration: GrantDuration::from_secs(3600),
-            approvals_required: 1,
-            profiles: Vec::new(),
-            params: serde_json::Value::Null,
-            max_live_grants: None,
-            max_requests_per_hour: None,
-        }
+        crate::catalog::test_entitlement(name, 1)
     }
 
     #[test]

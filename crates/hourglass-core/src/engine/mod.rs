@@ -42,7 +42,7 @@ pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding}
 pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
-pub use sessions::{csrf_token, is_csrf_token};
+pub use sessions::{BearerToken, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
 

@@ -35,7 +35,76 @@ pub fn is_csrf_token(id: &str, presented: &str) -> bool {
     same_digest(&csrf_token(id), presented.trim())
 }
 
+/// A verified identity token presented as an API bearer (`Authorization: Bearer`).
+#[derive(Debug, Clone)]
+pub struct BearerToken {
+    /// The principal its issuer's mapping names.
+    pub principal: String,
+    pub issuer_url: String,
+    pub jti: String,
+    /// It carries `act`: someone acts through it.
+    pub carries_act: bool,
+    pub mfa: bool,
+}
+
 impl Engine {
+    /// The caller an identity token stands for as an API session: only an active person, never
+    /// a token that carries `act`, never one already exchanged. The inner `Err` is a refusal
+    /// (a code and a reason, for a `401`); the outer one, a store that did not answer.
+    pub async fn bearer_caller(
+        &self,
+        t: &BearerToken,
+        source_ip: Option<String>,
+    ) -> Result<std::result::Result<Caller, (&'static str, &'static str)>> {
+        if t.carries_act {
+            return Ok(Err((
+                "auth.delegated_token",
+                "a token that carries act is a delegation, not a session of its subject",
+            )));
+        }
+        let principal = match PrincipalId::new(t.principal.clone()) {
+            Ok(id) => self.principal(&id).await?,
+            Err(_) => None,
+        };
+        let Some(principal) = principal.filter(|p| p.status == PrincipalStatus::Active) else {
+            return Ok(Err(("auth.invalid", "the token is not valid")));
+        };
+        if principal.kind != PrincipalKind::Human {
+            return Ok(Err((
+                "auth.not_a_person",
+                "only people sign in with an identity token; workloads and agents exchange theirs at /v1/token",
+            )));
+        }
+        let now = self.clock.now();
+        if self.store.is_token_used(&t.issuer_url, &t.jti, now).await? {
+            return Ok(Err((
+                "auth.token_used",
+                "this token was already exchanged; it is not a session",
+            )));
+        }
+        self.store.touch(&principal.id, None, now).await?;
+        Ok(Ok(Caller {
+            principal,
+            mfa: t.mfa,
+            source_ip,
+        }))
+    }
+
+    /// The people who may sign in now (active humans), by name: the demo's sign-in page.
+    pub async fn people(&self) -> Result<Vec<PrincipalId>> {
+        Ok(self
+            .store
+            .list_identities()
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.principal.kind == PrincipalKind::Human
+                    && i.principal.status == PrincipalStatus::Active
+            })
+            .map(|i| i.principal.id)
+            .collect())
+    }
+
     /// Starts a session for the person `principal`, signed in by `via` (`demo`, `oidc`), with
     /// `mfa` if the sign-in had a second factor. Returns the new session id, shown once.
     pub async fn start_session(

@@ -229,56 +229,21 @@ impl FromRequestParts<Shared> for Authed {
                     return Err(unauthorized("auth.invalid", "the token is not valid"));
                 }
             };
-            let refuse = |code: &str, detail: &str| {
-                tracing::info!(code, issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
-                unauthorized(code, detail)
-            };
-            if v.act.is_some() {
-                return Err(refuse(
-                    "auth.delegated_token",
-                    "a token that carries act is a delegation, not a session of its subject",
-                ));
-            }
-            let principal = match hourglass_core::id::PrincipalId::new(v.principal.clone()) {
-                Ok(pid) => app
-                    .engine
-                    .principal(&pid)
-                    .await
-                    .map_err(|e| ApiError(e).into_response())?,
-                Err(_) => None,
-            };
-            let Some(principal) =
-                principal.filter(|p| p.status == hourglass_core::catalog::PrincipalStatus::Active)
-            else {
-                return Err(refuse("auth.invalid", "the token is not valid"));
-            };
-            if principal.kind != hourglass_core::catalog::PrincipalKind::Human {
-                return Err(refuse(
-                    "auth.not_a_person",
-                    "only people sign in with an identity token; workloads and agents exchange theirs at /v1/token",
-                ));
-            }
-            let used = app
-                .engine
-                .store()
-                .is_token_used(&v.issuer, &v.jti, now)
-                .await
-                .map_err(|e| ApiError(e).into_response())?;
-            if used {
-                return Err(refuse(
-                    "auth.token_used",
-                    "this token was already exchanged; it is not a session",
-                ));
-            }
-            app.engine
-                .seen(&principal.id)
-                .await
-                .map_err(|e| ApiError(e).into_response())?;
-            return Ok(Authed(Caller {
-                principal,
+            let bearer = hourglass_core::engine::BearerToken {
+                principal: v.principal.clone(),
+                issuer_url: v.issuer.clone(),
+                jti: v.jti.clone(),
+                carries_act: v.act.is_some(),
                 mfa: v.mfa,
-                source_ip,
-            }));
+            };
+            return match app.engine.bearer_caller(&bearer, source_ip).await {
+                Ok(Ok(caller)) => Ok(Authed(caller)),
+                Ok(Err((code, detail))) => {
+                    tracing::info!(code, issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
+                    Err(unauthorized(code, detail))
+                }
+                Err(e) => Err(ApiError(e).into_response()),
+            };
         }
         let principal = match app.engine.authenticate_key(token).await {
             Ok(Some(p)) => p,

@@ -21,7 +21,6 @@ use axum::{
 };
 use hourglass_api::SessionView;
 use hourglass_core::{
-    catalog::{PrincipalKind, PrincipalStatus},
     engine::{csrf_token, is_csrf_token},
     id::PrincipalId,
 };
@@ -189,15 +188,8 @@ pub(super) async fn signin_page(State(app): State<Shared>, headers: HeaderMap) -
              an API key (<code>hourglass --token …</code>).</p>",
         );
     }
-    let people: Vec<String> = match app.engine.store().list_identities().await {
-        Ok(all) => all
-            .into_iter()
-            .filter(|i| {
-                i.principal.kind == PrincipalKind::Human
-                    && i.principal.status == PrincipalStatus::Active
-            })
-            .map(|i| i.principal.id.to_string())
-            .collect(),
+    let people = match app.engine.people().await {
+        Ok(p) => p,
         Err(e) => return ApiError(e).into_response(),
     };
     let buttons: String = people
@@ -207,7 +199,7 @@ pub(super) async fn signin_page(State(app): State<Shared>, headers: HeaderMap) -
                 "<li><form method=\"post\" action=\"/signin/demo\">\
                  <input type=\"hidden\" name=\"principal\" value=\"{0}\">\
                  <button type=\"submit\">Sign in as {0}</button></form></li>",
-                esc(p)
+                esc(p.as_str())
             )
         })
         .collect();
