@@ -23,6 +23,8 @@ use crate::{
 pub enum Origin {
     Config,
     Api,
+    /// Created at a person's first single sign-on (`[web.oidc] create_people`).
+    SignIn,
 }
 
 impl Origin {
@@ -30,12 +32,14 @@ impl Origin {
         match self {
             Origin::Config => "config",
             Origin::Api => "api",
+            Origin::SignIn => "sign_in",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "config" => Some(Origin::Config),
             "api" => Some(Origin::Api),
+            "sign_in" => Some(Origin::SignIn),
             _ => None,
         }
     }

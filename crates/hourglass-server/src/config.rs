@@ -84,6 +84,9 @@ pub struct WebSection {
     /// server listens on loopback; `serve --demo` turns it on.
     #[serde(default)]
     pub demo_sign_in: bool,
+    /// Single sign-on with an OpenID Connect provider.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
 }
 
 impl Default for WebSection {
@@ -92,8 +95,76 @@ impl Default for WebSection {
             session_idle: default_session_idle(),
             session_absolute: default_session_absolute(),
             demo_sign_in: false,
+            oidc: None,
         }
     }
+}
+
+/// `[web.oidc]`: people sign in with an OpenID Connect provider (authorization code flow with
+/// PKCE, `state` and `nonce`). See docs/web.md for Okta, Entra ID, Google and Keycloak.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL, exactly as its ID tokens' `iss` says; discovery reads
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret (`{ file = … }` or `{ env = … }`); none for a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// Where the provider sends people back: this server's `/signin/callback`. Defaults to
+    /// `notifications.public_url` + `/signin/callback`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that is the person's Hourglass name: `preferred_username`, `email` or `sub`.
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// The claim holding the person's groups (an array of strings), if the provider sends one.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// `amr` values that mean a second factor was used.
+    #[serde(default = "default_mfa_amr")]
+    pub mfa_amr: Vec<String>,
+    /// `acr` values that mean a second factor was used.
+    #[serde(default)]
+    pub mfa_acr: Vec<String>,
+    /// The `acr` asked for when an approval needs a fresh sign-in with a second factor.
+    #[serde(default)]
+    pub step_up_acr: Option<String>,
+    /// Create a person unknown here at their first sign-in (with the provider's groups) instead
+    /// of refusing them.
+    #[serde(default)]
+    pub create_people: bool,
+    /// Signature algorithms accepted on ID tokens.
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The sign-in button's text.
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+    /// At sign-out, also sign out at the provider (RP-initiated logout) when it offers it.
+    #[serde(default = "default_true")]
+    pub logout_at_provider: bool,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+fn default_name_claim() -> String {
+    "preferred_username".into()
+}
+fn default_mfa_amr() -> Vec<String> {
+    ["mfa", "otp", "hwk", "swk", "fido", "sms", "face", "fpt"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_oidc_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_oidc_label() -> String {
+    "Sign in with your identity provider".into()
 }
 
 fn default_session_idle() -> GrantDuration {
@@ -488,6 +559,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        if let Some(o) = &mut self.web.oidc {
+            resolve_secret(&mut o.client_secret);
+        }
         for t in &mut self.ticket_sources {
             resolve_secret(&mut t.token);
             resolve_secret(&mut t.webhook_secret);

@@ -62,7 +62,7 @@ impl TicketSource for ReportedSource {
     }
 }
 
-fn read_secret(r: &SecretRef) -> Result<String, String> {
+pub(crate) fn read_secret(r: &SecretRef) -> Result<String, String> {
     let raw = match (&r.file, &r.env) {
         (Some(p), None) => {
             std::fs::read_to_string(p).map_err(|e| format!("file {}: {e}", p.display()))?

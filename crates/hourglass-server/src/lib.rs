@@ -12,6 +12,7 @@ pub mod facts;
 mod http;
 pub mod integrations;
 pub mod metrics;
+mod oidc;
 mod problem;
 mod reload;
 mod targets;
@@ -58,6 +59,8 @@ pub struct App {
     ticket_hooks: BTreeMap<String, integrations::TicketHook>,
     /// Sign-in: the demo page, and how session cookies are set.
     web: http::web::WebSettings,
+    /// Single sign-on, when configured.
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 /// Why the server could not start: every problem found.
@@ -88,6 +91,8 @@ pub struct Checked {
     pub declared: Vec<hourglass_core::engine::Declared>,
     /// Ticket sources and notifiers.
     pub integrations: integrations::Integrations,
+    /// Single sign-on (`[web.oidc]`), if configured.
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 /// Validates a configuration completely (identities, targets, entitlements, policies) without
@@ -261,6 +266,23 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
         problems.extend(p);
     }
     let integrations = integrations::build(config, clock).map_err(|p| problems.extend(p));
+    let oidc = config.web.oidc.as_ref().and_then(|o| {
+        let secret = match &o.client_secret {
+            None => None,
+            Some(r) => match integrations::read_secret(r) {
+                Ok(s) => Some(secrecy::SecretString::from(s)),
+                Err(e) => {
+                    problems.push(format!("{file}: web.oidc.client_secret: {e}"));
+                    return None;
+                }
+            },
+        };
+        oidc::OidcSettings::from_config(o, config.notifications.public_url.as_deref(), secret)
+            .map_err(|errs| {
+                problems.extend(errs.into_iter().map(|e| format!("{file}: web.oidc.{e}")));
+            })
+            .ok()
+    });
     let policy = reload::PolicySourceDir::of(config)
         .load()
         .map_err(|e| e.problems);
@@ -286,6 +308,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
                 ssh,
                 declared,
                 integrations,
+                oidc,
             })
         }
         (c, p, _, _) => {
@@ -399,6 +422,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let vault = Arc::new(CredentialVault::default());
     let s = &config.server;
     let facts = Arc::new(checked.facts);
+    let oidc = match checked.oidc {
+        Some(o) => Some(Arc::new(
+            oidc::Oidc::new(o, Arc::clone(&clock)).map_err(StartError::one)?,
+        )),
+        None => None,
+    };
     let settings = EngineSettings {
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
@@ -484,6 +513,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             secure_cookies: !config.server.listen.ip().is_loopback(),
             session_secs: config.web.session_absolute.as_secs(),
         },
+        oidc,
     });
     let listener = TcpListener::bind(s.listen)
         .await

@@ -64,7 +64,7 @@ pub struct InventoryEntry {
     pub owner_status: Option<PrincipalStatus>,
 }
 
-const MAX_GROUPS: usize = 32;
+pub(super) const MAX_GROUPS: usize = 32;
 
 impl Engine {
     /// The principal as stored now, or `None`.

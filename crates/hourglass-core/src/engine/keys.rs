@@ -48,8 +48,8 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Compares two hex digests in time independent of where they differ.
-pub(super) fn same_digest(a: &str, b: &str) -> bool {
+/// Compares two digests (or other public-length texts) in time independent of where they differ.
+pub fn same_digest(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

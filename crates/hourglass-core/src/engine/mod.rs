@@ -36,13 +36,13 @@ pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken,
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
 pub use jobs::{JobOutcome, JobReport};
-pub use keys::{IssuedKey, KeyPolicy, secret_hash};
+pub use keys::{IssuedKey, KeyPolicy, same_digest, secret_hash};
 pub use notify::{Delivery, DeliveryReport};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
-pub use sessions::{BearerToken, csrf_token, is_csrf_token};
+pub use sessions::{BearerToken, SignIn, SignInOutcome, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
 

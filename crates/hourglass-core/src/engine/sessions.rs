@@ -15,8 +15,9 @@ use super::{
 use crate::{
     Error, Result,
     audit::AuditRecord,
-    catalog::{PrincipalKind, PrincipalStatus},
+    catalog::{Principal, PrincipalKind, PrincipalStatus},
     id::PrincipalId,
+    identity::{Identity, Origin, TokenUse},
     session::Session,
     store::Commit,
 };
@@ -33,6 +34,54 @@ pub fn csrf_token(id: &str) -> String {
 /// Whether `presented` is the CSRF token of the session `id` (compared in constant time).
 pub fn is_csrf_token(id: &str, presented: &str) -> bool {
     same_digest(&csrf_token(id), presented.trim())
+}
+
+/// A person an identity provider vouched for at sign-in (its ID token verified by the caller).
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The Hourglass name the provider's claims map to.
+    pub name: String,
+    /// The provider's groups claim (used only when the person is created here).
+    pub groups: Vec<String>,
+    /// The sign-in used a second factor (by the provider's `amr`/`acr`).
+    pub mfa: bool,
+    /// How (`oidc`), for the session and the audit.
+    pub via: String,
+    /// The provider and its subject, for the audit.
+    pub issuer: String,
+    pub subject: String,
+    /// The login (its `state`) and until when it is remembered: used once.
+    pub login: TokenUse,
+    /// Create a person unknown here instead of refusing them.
+    pub create_people: bool,
+    /// The session id the browser held before, which this sign-in replaces (it ends).
+    pub replaces: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// What came of a sign-in.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// A new session: its id (shown once, for the cookie) and what is stored.
+    Started(SecretString, Session),
+    /// Refused (and audited): a code and a reason to show the person.
+    Refused { code: &'static str, reason: String },
+}
+
+/// The groups of a provider's claim that are valid Hourglass names, at most
+/// [`MAX_GROUPS`](super::identities), and how many were dropped.
+fn claim_groups(claimed: &[String]) -> (Vec<String>, usize) {
+    let mut groups: Vec<String> = Vec::new();
+    for g in claimed {
+        if let Ok(g) = PrincipalId::new(g.trim())
+            && !groups.iter().any(|k| k == g.as_str())
+            && groups.len() < super::identities::MAX_GROUPS
+        {
+            groups.push(g.to_string());
+        }
+    }
+    let dropped = claimed.len().saturating_sub(groups.len());
+    (groups, dropped)
 }
 
 /// A verified identity token presented as an API bearer (`Authorization: Bearer`).
@@ -130,24 +179,7 @@ impl Engine {
                 "only people sign in; workloads and agents use keys or token exchange",
             ));
         }
-        let now = self.clock.now();
-        let id = format!("{SESSION_PREFIX}{}", crate::id::random_hex::<32>()?);
-        let session = Session {
-            id_hash: secret_hash(&id),
-            principal: p.id.clone(),
-            mfa,
-            via: via.to_owned(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now.plus(self.settings.sessions.absolute),
-        };
-        let mut ev = AuditRecord::new(now, p.id.as_str(), "session.started", session.handle())
-            .with("via", via)
-            .with("mfa", mfa)
-            .with("expires_at", session.expires_at);
-        if let Some(ip) = source_ip {
-            ev = ev.with("source_ip", ip);
-        }
+        let (id, session, ev) = self.new_session(&p.id, mfa, via, source_ip)?;
         self.commit(Commit {
             sessions: vec![session.clone()],
             audit: vec![ev],
@@ -155,7 +187,186 @@ impl Engine {
         })
         .await?;
         info!(principal = %p.id, session = %session.handle(), via, "signed in");
-        Ok((SecretString::from(id), session))
+        Ok((id, session))
+    }
+
+    /// Audits a refused sign-in (`session.refused`, within the refusal budget) with `code`, the
+    /// `reason` shown to the person, and `details` (never a secret).
+    pub async fn refuse_sign_in(
+        &self,
+        code: &str,
+        reason: &str,
+        details: &[(&str, &str)],
+        source_ip: Option<&str>,
+    ) -> Result<()> {
+        let subject = details
+            .iter()
+            .find(|(k, v)| *k == "name" && !v.is_empty())
+            .map_or("(unknown)", |(_, v)| *v);
+        let mut ev = AuditRecord::new(self.clock.now(), "anonymous", "session.refused", subject)
+            .with("code", code)
+            .with("reason", reason);
+        for (k, v) in details.iter().filter(|(k, _)| *k != "name") {
+            ev = ev.with(k, *v);
+        }
+        self.record_refusal(ev, source_ip).await?;
+        Ok(())
+    }
+
+    /// A fresh session for `principal` and its `session.started` record (not yet committed).
+    fn new_session(
+        &self,
+        principal: &PrincipalId,
+        mfa: bool,
+        via: &str,
+        source_ip: Option<&str>,
+    ) -> Result<(SecretString, Session, AuditRecord)> {
+        let now = self.clock.now();
+        let id = format!("{SESSION_PREFIX}{}", crate::id::random_hex::<32>()?);
+        let session = Session {
+            id_hash: secret_hash(&id),
+            principal: principal.clone(),
+            mfa,
+            via: via.to_owned(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(self.settings.sessions.absolute),
+        };
+        let mut ev = AuditRecord::new(now, principal.as_str(), "session.started", session.handle())
+            .with("via", via)
+            .with("mfa", mfa)
+            .with("expires_at", session.expires_at);
+        if let Some(ip) = source_ip {
+            ev = ev.with("source_ip", ip);
+        }
+        Ok((SecretString::from(id), session, ev))
+    }
+
+    /// Signs in a person whom an identity provider vouched for (the ID token already verified
+    /// by the caller): the login is used once, the person must be a known active human (or is
+    /// created, with the provider's groups, when `create_people` says so), and the session
+    /// starts in the same commit as both. A refusal is audited (`session.refused`, within the
+    /// refusal budget) and changes nothing else.
+    pub async fn sign_in(&self, sign_in: SignIn) -> Result<SignInOutcome> {
+        let s = &sign_in;
+        let now = self.clock.now();
+        let refuse = |code: &'static str, reason: String| async move {
+            self.refuse_sign_in(
+                code,
+                &reason,
+                &[
+                    ("name", s.name.as_str()),
+                    ("via", s.via.as_str()),
+                    ("issuer", s.issuer.as_str()),
+                    ("subject", s.subject.as_str()),
+                ],
+                s.source_ip.as_deref(),
+            )
+            .await?;
+            Ok::<_, Error>(SignInOutcome::Refused { code, reason })
+        };
+        if self
+            .store
+            .is_token_used(&s.login.issuer, &s.login.jti, now)
+            .await?
+        {
+            return refuse(
+                "session.login_replayed",
+                "this sign-in was already completed; start again".into(),
+            )
+            .await;
+        }
+        let Ok(pid) = PrincipalId::new(s.name.trim()) else {
+            return refuse(
+                "session.name_invalid",
+                format!(
+                    "the identity provider's name for you ({:?}) is not a valid Hourglass name",
+                    s.name
+                ),
+            )
+            .await;
+        };
+        let mut commit = Commit {
+            token_uses: vec![(s.login.clone(), s.login.expires_at)],
+            // The session the browser had before (a step-up, or a sign-in over another) ends.
+            ended_sessions: s.replaces.iter().map(|old| secret_hash(old)).collect(),
+            ..Commit::default()
+        };
+        match self.principal(&pid).await? {
+            Some(p) if p.status != PrincipalStatus::Active => {
+                return refuse(
+                    "session.principal_inactive",
+                    format!("{pid} is {} here", p.status.as_str()),
+                )
+                .await;
+            }
+            Some(p) if p.kind != PrincipalKind::Human => {
+                return refuse(
+                    "session.not_a_person",
+                    format!("{pid} is a {} here; only people sign in", p.kind.as_str()),
+                )
+                .await;
+            }
+            Some(_) => {}
+            None if !s.create_people || crate::identity::is_reserved_name(pid.as_str()) => {
+                return refuse(
+                    "session.unknown_person",
+                    format!(
+                        "{pid} is not a person Hourglass knows; an administrator must add you first"
+                    ),
+                )
+                .await;
+            }
+            None => {
+                let (groups, dropped) = claim_groups(&s.groups);
+                let identity = Identity {
+                    principal: Principal {
+                        id: pid.clone(),
+                        kind: PrincipalKind::Human,
+                        owner: None,
+                        groups: groups.clone(),
+                        status: PrincipalStatus::Active,
+                    },
+                    origin: Origin::SignIn,
+                    created_at: now,
+                    last_seen_at: None,
+                    status_reason: None,
+                    status_set_by: None,
+                    version: 0,
+                };
+                commit.identities.push(identity);
+                commit.audit.push(
+                    AuditRecord::new(now, "system", "identity.created", pid.as_str())
+                        .with("kind", "human")
+                        .with("groups", groups.join(","))
+                        .with("groups_dropped", dropped)
+                        .with("via", s.via.as_str())
+                        .with("issuer", s.issuer.as_str())
+                        .with("subject", s.subject.as_str()),
+                );
+            }
+        }
+        let (id, session, ev) = self.new_session(&pid, s.mfa, &s.via, s.source_ip.as_deref())?;
+        commit.sessions.push(session.clone());
+        commit.audit.push(
+            ev.with("issuer", s.issuer.as_str())
+                .with("subject", s.subject.as_str()),
+        );
+        match self.commit(commit).await {
+            // The same login completed on another replica between our check and our commit.
+            Err(Error::StoreConflict) => {
+                refuse(
+                    "session.login_replayed",
+                    "this sign-in was already completed; start again".into(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+            Ok(_) => {
+                info!(principal = %pid, session = %session.handle(), via = %s.via, "signed in");
+                Ok(SignInOutcome::Started(id, session))
+            }
+        }
     }
 
     /// The caller a session id stands for, if the session is live and its person still active;

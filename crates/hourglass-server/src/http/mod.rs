@@ -87,6 +87,8 @@ pub fn router(app: Shared) -> Router {
         )
         .route("/signin", get(web::signin_page))
         .route("/signin/demo", post(web::demo_signin))
+        .route("/signin/oidc", get(web::oidc_start))
+        .route("/signin/callback", get(web::oidc_callback))
         .route("/signout", post(web::signout))
         .route("/v1/session", get(web::session))
         .route("/approve/page.js", get(approve::script))

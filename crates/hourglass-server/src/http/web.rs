@@ -15,13 +15,13 @@ use std::net::SocketAddr;
 use axum::{
     Json,
     body::Bytes,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use hourglass_api::SessionView;
 use hourglass_core::{
-    engine::{csrf_token, is_csrf_token},
+    engine::{SignIn, SignInOutcome, csrf_token, is_csrf_token},
     id::PrincipalId,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -59,6 +59,33 @@ impl WebSettings {
         )
     }
 
+    fn login_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-hourglass-login"
+        } else {
+            "hourglass-login"
+        }
+    }
+
+    /// The cookie that holds a login in flight (`SameSite=Lax`, so that the provider's
+    /// redirect back, a top-level navigation, carries it).
+    fn set_login_cookie(&self, value: &str) -> String {
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.login_cookie_name(),
+            crate::oidc::LOGIN_SECS,
+            if self.secure_cookies { "; Secure" } else { "" }
+        )
+    }
+
+    fn clear_login_cookie(&self) -> String {
+        format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            self.login_cookie_name(),
+            if self.secure_cookies { "; Secure" } else { "" }
+        )
+    }
+
     fn clear_cookie(&self) -> String {
         format!(
             "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
@@ -70,7 +97,11 @@ impl WebSettings {
 
 /// The session id the request's cookie carries, if any.
 pub(super) fn session_cookie(headers: &HeaderMap, web: &WebSettings) -> Option<String> {
-    let name = web.cookie_name();
+    cookie(headers, web.cookie_name())
+}
+
+/// The value of the cookie `name`, if the request carries it.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -148,18 +179,26 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     )
 }
 
-fn see_other(to: &'static str, cookie: String) -> Response {
+/// A `303` to `to`, setting each of `cookies`.
+fn see_other(to: &str, cookies: &[String]) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp
 }
 
 /// `GET /signin`: who is signed in, with a sign-out button; else how to sign in.
-pub(super) async fn signin_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
+pub(super) async fn signin_page(
+    State(app): State<Shared>,
+    Query(q): Query<SigninQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(id) = session_cookie(&headers, &app.web)
         && let Ok(Some((caller, session))) = app.engine.session_caller(&id, None).await
     {
@@ -180,12 +219,25 @@ pub(super) async fn signin_page(State(app): State<Shared>, headers: HeaderMap) -
         );
         return page(StatusCode::OK, "Hourglass", &body);
     }
+    let return_to = q.return_to.as_deref().unwrap_or("/");
+    let sso = app.oidc.as_ref().map(|o| {
+        format!(
+            "<form method=\"get\" action=\"/signin/oidc\">\
+             <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+             <button type=\"submit\">{}</button></form>",
+            esc(return_to),
+            esc(&o.settings.label)
+        )
+    });
     if !app.web.demo_sign_in {
         return page(
             StatusCode::OK,
             "Sign in",
-            "<p>No identity provider is configured for this server. Use the CLI or the API with \
-             an API key (<code>hourglass --token …</code>).</p>",
+            &sso.unwrap_or_else(|| {
+                "<p>No identity provider is configured for this server. Use the CLI or the API \
+                 with an API key (<code>hourglass --token …</code>).</p>"
+                    .to_owned()
+            }),
         );
     }
     let people = match app.engine.people().await {
@@ -207,10 +259,16 @@ pub(super) async fn signin_page(State(app): State<Shared>, headers: HeaderMap) -
         StatusCode::OK,
         "Sign in (demo)",
         &format!(
-            "<p><strong>DEMO:</strong> anyone on this machine may sign in as anyone, with no \
-             password. Never for production.</p><ul>{buttons}</ul>"
+            "{}<p><strong>DEMO:</strong> anyone on this machine may sign in as anyone, with no \
+             password. Never for production.</p><ul>{buttons}</ul>",
+            sso.unwrap_or_default()
         ),
     )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct SigninQuery {
+    return_to: Option<String>,
 }
 
 /// The `principal` field of a form body.
@@ -255,7 +313,7 @@ pub(super) async fn demo_signin(
         .engine
         .start_session(&pid, false, "demo", Some(&peer.ip().to_string()))
         .await?;
-    Ok(see_other("/signin", app.web.set_cookie(&id)))
+    Ok(see_other("/signin", &[app.web.set_cookie(&id)]))
 }
 
 /// `POST /signout`: ends the session everywhere (CSRF-checked) and clears the cookie.
@@ -266,7 +324,7 @@ pub(super) async fn signout(
     body: Bytes,
 ) -> Response {
     let Some(id) = session_cookie(&headers, &app.web) else {
-        return see_other("/signin", app.web.clear_cookie());
+        return see_other("/signin", &[app.web.clear_cookie()]);
     };
     let presented = form_field(&body, "csrf_token");
     if !csrf_ok(&method, &headers, &id, presented.as_deref()) {
@@ -277,8 +335,167 @@ pub(super) async fn signout(
             None,
         );
     }
-    match app.engine.end_session(&SecretString::from(id)).await {
-        Ok(_) => see_other("/signin", app.web.clear_cookie()),
+    let via = match app.engine.session_caller(&id, None).await {
+        Ok(Some((_, s))) => Some(s.via),
+        _ => None,
+    };
+    if let Err(e) = app.engine.end_session(&SecretString::from(id)).await {
+        return ApiError(e).into_response();
+    }
+    // Signed in through the provider: sign out there too, when it offers it.
+    let at_provider = match (&app.oidc, via.as_deref()) {
+        (Some(o), Some("oidc")) => o.logout_url().await,
+        _ => None,
+    };
+    see_other(
+        at_provider.as_deref().unwrap_or("/signin"),
+        &[app.web.clear_cookie()],
+    )
+}
+
+/// `GET /signin/oidc?return_to=…&step_up=1`: off to the identity provider, with a fresh login
+/// cookie. A step-up asks the provider for a fresh sign-in with a second factor.
+pub(super) async fn oidc_start(State(app): State<Shared>, Query(q): Query<StartQuery>) -> Response {
+    let Some(oidc) = &app.oidc else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Sign in",
+            "<p>No identity provider is configured for this server.</p>",
+        );
+    };
+    match oidc
+        .begin(q.return_to.as_deref().unwrap_or("/"), q.step_up.is_some())
+        .await
+    {
+        Ok((url, login)) => see_other(&url, &[app.web.set_login_cookie(login.cookie_value())]),
+        Err(r) => refusal_page(&r),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct StartQuery {
+    return_to: Option<String>,
+    step_up: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn refusal_page(r: &crate::oidc::Refusal) -> Response {
+    let status = if r.unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let extra = if r.unavailable {
+        "<p>Break-glass does not depend on the identity provider: with an API key, \
+         <code>hourglass request ENTITLEMENT --break-glass --reason …</code> still works.</p>"
+    } else {
+        ""
+    };
+    page(
+        status,
+        "Sign-in refused",
+        &format!(
+            "<p>{}</p><p class=\"code\">{}</p>{extra}<p><a href=\"/signin\">Back to sign-in</a></p>",
+            esc(&r.reason),
+            esc(r.code)
+        ),
+    )
+}
+
+/// `GET /signin/callback`: the provider sends the person back with a code; the login is
+/// checked against this browser's login cookie, the ID token verified, and a fresh session
+/// started. Any refusal is audited and creates nothing.
+pub(super) async fn oidc_callback(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(oidc) = &app.oidc else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Sign in",
+            "<p>No identity provider is configured for this server.</p>",
+        );
+    };
+    let ip = peer.ip().to_string();
+    let clear = app.web.clear_login_cookie();
+    let login =
+        cookie(&headers, app.web.login_cookie_name()).and_then(|c| crate::oidc::Login::parse(&c));
+    let result = match (&q.error, &q.code, &q.state) {
+        (Some(err), _, _) => Err(crate::oidc::Refusal {
+            code: "sign_in.provider_refused",
+            reason: format!(
+                "the identity provider did not sign you in: {err}{}",
+                q.error_description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            unavailable: false,
+        }),
+        (None, Some(code), Some(state)) => oidc.finish(login.as_ref(), state, code).await,
+        _ => Err(crate::oidc::Refusal {
+            code: "sign_in.malformed",
+            reason: "the provider's answer has no code or no state".into(),
+            unavailable: false,
+        }),
+    };
+    let vouched = match result {
+        Ok(v) => v,
+        Err(r) => {
+            if let Err(e) = app
+                .engine
+                .refuse_sign_in(r.code, &r.reason, &[("issuer", oidc.issuer())], Some(&ip))
+                .await
+            {
+                return ApiError(e).into_response();
+            }
+            let mut resp = refusal_page(&r);
+            if let Ok(v) = HeaderValue::from_str(&clear) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            return resp;
+        }
+    };
+    let replaces = session_cookie(&headers, &app.web);
+    let outcome = app
+        .engine
+        .sign_in(SignIn {
+            name: vouched.name,
+            groups: vouched.groups,
+            mfa: vouched.mfa,
+            via: "oidc".into(),
+            issuer: oidc.issuer().to_owned(),
+            subject: vouched.subject,
+            login: vouched.login,
+            create_people: oidc.settings.create_people,
+            replaces,
+            source_ip: Some(ip),
+        })
+        .await;
+    match outcome {
+        Ok(SignInOutcome::Started(id, _)) => {
+            see_other(&vouched.return_to, &[app.web.set_cookie(&id), clear])
+        }
+        Ok(SignInOutcome::Refused { code, reason }) => {
+            let mut resp = refusal_page(&crate::oidc::Refusal {
+                code,
+                reason,
+                unavailable: false,
+            });
+            if let Ok(v) = HeaderValue::from_str(&clear) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
         Err(e) => ApiError(e).into_response(),
     }
 }
