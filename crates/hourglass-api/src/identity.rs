@@ -60,7 +60,8 @@ pub struct IdentityView {
     /// `active`, `suspended` or `offboarded`.
     pub status: String,
     pub status_reason: Option<String>,
-    /// `config` (declared in `[[identities]]`) or `api`.
+    /// `config` (declared in `[[identities]]`), `api`, or `sign_in` (created at a first single
+    /// sign-on).
     pub origin: String,
     pub created_at: String,
     pub last_seen_at: Option<String>,

@@ -33,7 +33,7 @@ use crate::config::OidcConfig;
 /// How long a login may take, from the sign-in button to the callback.
 pub const LOGIN_SECS: i64 = 600;
 /// How long discovered metadata and keys are used before they are fetched again.
-const REDISCOVER_AFTER: Duration = Duration::from_secs(3600);
+const REDISCOVER_AFTER_MS: i64 = 3_600_000;
 /// The largest response read from the provider.
 const MAX_RESPONSE: usize = 1 << 20;
 /// The `issuer` under which finished logins are remembered in the token uses.
@@ -148,15 +148,9 @@ impl OidcSettings {
             return Err(problems);
         }
         let mut after_logout = redirect_url.clone();
-        after_logout.set_path(
-            &redirect_url
-                .path()
-                .trim_end_matches("/signin/callback")
-                .to_owned(),
-        );
         after_logout.set_path(&format!(
             "{}/signin",
-            after_logout.path().trim_end_matches('/')
+            redirect_url.path().trim_end_matches("/signin/callback")
         ));
         Ok(OidcSettings {
             issuer,
@@ -227,7 +221,7 @@ impl<'c> AsyncHttpClient<'c> for Http {
 struct Discovered {
     client: Rp,
     end_session: Option<EndSessionUrl>,
-    at: std::time::Instant,
+    at: Timestamp,
 }
 
 /// A login in flight, as its cookie holds it.
@@ -299,6 +293,15 @@ impl Login {
 
     fn pkce_verifier(&self) -> PkceCodeVerifier {
         PkceCodeVerifier::new(self.derive("pkce"))
+    }
+
+    /// The login as the ledger remembers it once finished (by its state, until it expires).
+    pub fn used(&self) -> TokenUse {
+        TokenUse {
+            issuer: LOGIN_USES.into(),
+            jti: self.state(),
+            expires_at: self.expires_at(),
+        }
     }
 
     /// Until when the login is valid (and, once finished, remembered).
@@ -379,7 +382,7 @@ impl Oidc {
         let mut d = self.discovered.lock().await;
         if let Some(have) = d.as_ref()
             && !fresh
-            && have.at.elapsed() < REDISCOVER_AFTER
+            && self.clock.now() < have.at.plus_millis(REDISCOVER_AFTER_MS)
         {
             return Ok(Arc::clone(have));
         }
@@ -406,7 +409,7 @@ impl Oidc {
         let found = Arc::new(Discovered {
             client,
             end_session,
-            at: std::time::Instant::now(),
+            at: self.clock.now(),
         });
         *d = Some(Arc::clone(&found));
         Ok(found)
@@ -593,11 +596,7 @@ impl Oidc {
             subject: claims.subject().to_string(),
             groups,
             mfa,
-            login: TokenUse {
-                issuer: LOGIN_USES.into(),
-                jti: login.state(),
-                expires_at: login.expires_at(),
-            },
+            login: login.used(),
             return_to: login.return_to.clone(),
         })
     }

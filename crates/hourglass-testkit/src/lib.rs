@@ -67,12 +67,27 @@ pub async fn spawn_server(edit: impl FnOnce(String) -> String) -> anyhow::Result
 pub async fn spawn_server_with(
     setup: impl FnOnce(&Path, String) -> String,
 ) -> anyhow::Result<TestServer> {
+    spawn_server_on(
+        "127.0.0.1:0".parse()?,
+        Timestamp::from_unix_millis(1_800_000_000_000),
+        setup,
+    )
+    .await
+}
+
+/// Like [`spawn_server_with`], listening on `listen` with the manual clock starting at
+/// `start` (a test whose peer issues tokens on real time starts the clock at the real time).
+pub async fn spawn_server_on(
+    listen: SocketAddr,
+    start: Timestamp,
+    setup: impl FnOnce(&Path, String) -> String,
+) -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
-    let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse()?, false)?;
+    let w = hourglass_server::demo::write_layout(dir.path(), listen, false)?;
     let text = std::fs::read_to_string(&w.config)?;
     std::fs::write(&w.config, setup(dir.path(), text))?;
     let config = Config::load(&w.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let clock = ManualClock::new(start);
     let running = hourglass_server::start(config, Arc::clone(&clock) as Arc<dyn Clock>)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -190,6 +190,13 @@ impl Engine {
         Ok((id, session))
     }
 
+    /// Whether the login `login` was already finished (its callback is a replay).
+    pub async fn is_login_used(&self, login: &TokenUse) -> Result<bool> {
+        self.store
+            .is_token_used(&login.issuer, &login.jti, self.clock.now())
+            .await
+    }
+
     /// Audits a refused sign-in (`session.refused`, within the refusal budget) with `code`, the
     /// `reason` shown to the person, and `details` (never a secret).
     pub async fn refuse_sign_in(

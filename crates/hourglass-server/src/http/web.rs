@@ -441,7 +441,17 @@ pub(super) async fn oidc_callback(
             ),
             unavailable: false,
         }),
-        (None, Some(code), Some(state)) => oidc.finish(login.as_ref(), state, code).await,
+        (None, Some(code), Some(state)) => match &login {
+            // A finished login's callback again (before its code goes to the provider).
+            Some(l) if app.engine.is_login_used(&l.used()).await.unwrap_or(true) => {
+                Err(crate::oidc::Refusal {
+                    code: "session.login_replayed",
+                    reason: "this sign-in was already completed; start again".into(),
+                    unavailable: false,
+                })
+            }
+            _ => oidc.finish(login.as_ref(), state, code).await,
+        },
         _ => Err(crate::oidc::Refusal {
             code: "sign_in.malformed",
             reason: "the provider's answer has no code or no state".into(),

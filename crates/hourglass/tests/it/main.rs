@@ -13,6 +13,7 @@ mod identities;
 mod invariants;
 mod lifecycle;
 mod notifications;
+mod oidc;
 mod policy;
 #[cfg(feature = "test-clock")]
 mod replicas;
