@@ -49,6 +49,9 @@ impl Engine {
                     now,
                 );
                 ctx.requester = self.principal(requester).await?;
+                // An approver who would need a second factor to decide still sees the request
+                // (in their inbox, to step up for it): seeing is judged as if with one.
+                ctx.mfa = true;
                 self.may_administer(&caller.principal, resource, now)?
                     || (ctx.requester.is_some()
                         && self

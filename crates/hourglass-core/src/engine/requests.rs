@@ -125,6 +125,22 @@ impl Engine {
         );
         ctx.requester = Some(requester);
         let decision = self.decide(Action::Approve, &caller.principal, resource, &ctx)?;
+        if !decision.allowed && !caller.mfa {
+            // Step-up: would a second factor make this approver's decision count?
+            ctx.mfa = true;
+            if self
+                .decide(Action::Approve, &caller.principal, resource, &ctx)?
+                .allowed
+            {
+                return Err(Error::forbidden(
+                    "approval.step_up_required",
+                    format!(
+                        "deciding on requests for {} needs a sign-in with a second factor; sign in again with one",
+                        resource.name()
+                    ),
+                ));
+            }
+        }
         if !decision.allowed {
             return Err(Error::forbidden(
                 "approval.not_authorized",

@@ -132,12 +132,20 @@ async fn sign_in_at_provider(
     who: &str,
     mfa: bool,
 ) -> (String, String) {
+    sign_in_from(b, s, idp, who, mfa, "/signin/oidc?return_to=/v1/session").await
+}
+
+/// Like [`sign_in_at_provider`], starting at `start` (a step-up, say).
+async fn sign_in_from(
+    b: &reqwest::Client,
+    s: &TestServer,
+    idp: &Idp,
+    who: &str,
+    mfa: bool,
+    start: &str,
+) -> (String, String) {
     let base = format!("http://{}", s.addr);
-    let resp = b
-        .get(format!("{base}/signin/oidc?return_to=/v1/session"))
-        .send()
-        .await
-        .unwrap();
+    let resp = b.get(format!("{base}{start}")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let login = resp.headers()[header::SET_COOKIE]
         .to_str()
@@ -148,6 +156,11 @@ async fn sign_in_at_provider(
         .to_owned();
     let auth = location(&resp, &base);
     assert!(auth.starts_with(&idp.issuer), "{auth}");
+    if start.contains("step_up=1") {
+        for p in ["max_age=0", "prompt=login", "acr_values=mfa"] {
+            assert!(auth.contains(p), "{p} in {auth}");
+        }
+    }
     for p in [
         "code_challenge_method=S256",
         "state=",
@@ -508,4 +521,115 @@ async fn with_the_provider_down_api_keys_and_break_glass_still_work() {
         .await
         .unwrap();
     assert_eq!((r.state.as_str(), r.break_glass), ("fulfilled", true));
+}
+
+/// Approving ops-admin needs a second factor (a policy says so): an approver signed in without
+/// one is told to step up, goes through a fresh sign-in at the provider, and only an MFA sign-in
+/// makes the approval count.
+#[tokio::test]
+async fn an_approval_that_needs_a_second_factor_sends_the_approver_through_a_fresh_sign_in() {
+    let addr = free_addr();
+    let Some(idp) = idp(&format!("http://{addr}/signin/callback"), "{}").await else {
+        return;
+    };
+    let issuer = idp.issuer.clone();
+    let s = spawn_server_on(addr, real_now(), move |dir, text| {
+        std::fs::write(dir.join("oidc.secret"), "test-client-secret").unwrap();
+        std::fs::write(
+            dir.join("policies/mfa.cedar"),
+            "@id(\"approving-ops-admin-needs-mfa\")\n\
+             forbid (principal, action == Hourglass::Action::\"Approve\", \
+             resource == Hourglass::Entitlement::\"demo/ops-admin\")\n\
+             unless { context.mfa };\n",
+        )
+        .unwrap();
+        format!(
+            "{text}\n[web.oidc]\nissuer = \"{issuer}\"\nclient_id = \"hourglass\"\n\
+             client_secret = {{ file = \"oidc.secret\" }}\n\
+             redirect_url = \"http://{addr}/signin/callback\"\n\
+             mfa_acr = [\"mfa\"]\nstep_up_acr = \"mfa\"\n"
+        )
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", s.addr);
+    let r = s
+        .client("alice")
+        .create_request(&CreateRequest {
+            entitlement: "demo/ops-admin".into(),
+            duration: Some("30m".into()),
+            reason: "deploy the fix".into(),
+            ..CreateRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending");
+    let approve = |cookie: String| {
+        let url = format!("{base}/v1/requests/{}/approve", r.id);
+        let s = &s;
+        async move {
+            let csrf = session(s, &cookie).await.unwrap().csrf_token;
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header(header::COOKIE, &cookie)
+                .header("x-csrf-token", csrf)
+                .json(&serde_json::json!({"comment": "ok"}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    // bob signed in without a second factor: told to step up; nothing recorded.
+    let b = browser();
+    let (url, _) = sign_in_at_provider(&b, &s, &idp, "bob", false).await;
+    let (_, plain, _) = callback(&b, &url).await;
+    let plain = plain.unwrap();
+    let (status, body) = approve(plain.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("approval.step_up_required")),
+        "{body}"
+    );
+
+    // The step-up asks the provider for a fresh sign-in with MFA; one without it is refused.
+    let step_up = format!("/signin/oidc?step_up=1&return_to=/approve/{}", r.id);
+    let (url, _) = sign_in_from(&b, &s, &idp, "bob", false, &step_up).await;
+    let (status, none, page) = callback(&b, &url).await;
+    assert_eq!((status, none), (403, None), "{page}");
+    assert!(page.contains("second factor"), "{page}");
+    assert!(
+        session(&s, &plain).await.is_some(),
+        "a refused step-up changes nothing"
+    );
+
+    // With MFA: a fresh session (the old one ends), back to the request, and the approval counts.
+    let (url, _) = sign_in_from(&b, &s, &idp, "bob", true, &step_up).await;
+    let resp = b.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        resp.headers()[header::LOCATION].to_str().unwrap(),
+        format!("/approve/{}", r.id)
+    );
+    let strong = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("hourglass-session=hgs_"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        session(&s, &plain).await.is_none(),
+        "the session it replaced ended"
+    );
+    assert!(session(&s, &strong).await.unwrap().mfa);
+    let (status, body) = approve(strong).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "fulfilled");
 }
