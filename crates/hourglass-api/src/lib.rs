@@ -351,3 +351,16 @@ pub struct TicketEventView {
     /// Pending or approved requests cancelled because the ticket closed.
     pub cancelled: Vec<String>,
 }
+
+/// One change to a request or grant the caller may see: an event of `GET /v1/events`
+/// (`event: change`, `id:` its `seq`). Read the object itself for what it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeView {
+    /// The audit sequence number; resume after it (`Last-Event-ID`, or `?after=`).
+    pub seq: u64,
+    pub at: String,
+    /// What happened: `request.created`, `request.approved`, `grant.activated`, `grant.revoked`, …
+    pub action: String,
+    /// The request (`req_…`) or grant (`grt_…`) it happened to.
+    pub subject: String,
+}

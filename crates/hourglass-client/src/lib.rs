@@ -2,8 +2,8 @@
 //! with the server's code, field and request id.
 
 use hourglass_api::{
-    ApproveBody, CreateRequest, CredentialView, DenyBody, GrantView, List, Problem, RequestView,
-    RevokeBody, WhoAmI,
+    ApproveBody, ChangeView, CreateRequest, CredentialView, DenyBody, GrantView, List, Problem,
+    RequestView, RevokeBody, WhoAmI,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -19,6 +19,55 @@ pub enum ClientError {
 }
 
 /// A client for one server, acting as the holder of one token.
+/// An open change stream (`GET /v1/events`): server-sent events read as they come.
+#[derive(Debug)]
+pub struct Events {
+    resp: reqwest::Response,
+    buf: String,
+    /// The id of the last event read: reopen after it when the stream ends.
+    pub last_id: Option<u64>,
+}
+
+impl Events {
+    /// The next change, or `None` when the server ended the stream (reopen after
+    /// [`last_id`](Self::last_id)).
+    pub async fn next(&mut self) -> Result<Option<ChangeView>, ClientError> {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut data = String::new();
+                let mut is_change = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        self.last_id = v.trim().parse().ok().or(self.last_id);
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        is_change = v.trim() == "change";
+                    }
+                }
+                if is_change {
+                    let c: ChangeView =
+                        serde_json::from_str(&data).map_err(|_| ClientError::Unexpected {
+                            status: 200,
+                            body: data.clone(),
+                        })?;
+                    return Ok(Some(c));
+                }
+            }
+            match self.resp.chunk().await? {
+                Some(bytes) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -82,6 +131,34 @@ impl Client {
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
+    }
+
+    /// Opens the change stream (`GET /v1/events`) after `after`, or from now.
+    pub async fn events(&self, after: Option<u64>) -> Result<Events, ClientError> {
+        let mut req = self.http.get(format!("{}/v1/events", self.base));
+        if let Some(a) = after {
+            req = req.header("last-event-id", a.to_string());
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await?;
+            return Err(match serde_json::from_slice::<Problem>(&bytes) {
+                Ok(p) => ClientError::Problem(Box::new(p)),
+                Err(_) => ClientError::Unexpected {
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                },
+            });
+        }
+        Ok(Events {
+            resp,
+            buf: String::new(),
+            last_id: after,
+        })
     }
 
     pub async fn create_request(&self, body: &CreateRequest) -> Result<RequestView, ClientError> {

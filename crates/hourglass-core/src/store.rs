@@ -285,6 +285,8 @@ pub trait Store: Send + Sync {
 
     /// Audit events with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// The last audit sequence number (0 when the log is empty).
+    async fn audit_head_seq(&self) -> Result<u64>;
 
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
     /// Takes the turn at the periodic `task` for `owner` until `until`, unless another owner

@@ -61,6 +61,8 @@ pub struct App {
     web: http::web::WebSettings,
     /// Single sign-on, when configured.
     oidc: Option<Arc<oidc::Oidc>>,
+    /// Turns true at shutdown: long-lived responses (the event stream) end on it.
+    stop: watch::Receiver<bool>,
 }
 
 /// Why the server could not start: every problem found.
@@ -496,6 +498,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let engine = Arc::new(engine);
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let app = Arc::new(App {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
@@ -514,6 +517,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             session_secs: config.web.session_absolute.as_secs(),
         },
         oidc,
+        stop: stop_rx.clone(),
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -521,7 +525,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::one(e.to_string()))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let router = http::router(Arc::clone(&app));
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {

@@ -683,6 +683,15 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn audit_head_seq(&self) -> Result<u64> {
+        let row = self
+            .first(stmt!(
+                "SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_events"
+            ))
+            .await?;
+        count(&row, "seq")
+    }
+
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts> {
         let row = self
             .first(stmt!(

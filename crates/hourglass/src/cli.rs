@@ -1,6 +1,6 @@
 //! Command-line parsing and the commands.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -375,11 +375,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 break_glass: *break_glass,
                 starts_at: starts_at.clone(),
             };
+            // The change stream opens first, so that nothing between the request and the
+            // wait is missed.
+            let mut events = if *wait {
+                Some(c.events(None).await?)
+            } else {
+                None
+            };
             let mut r = c.create_request(&body).await?;
             print_request(&cli, &r);
-            if !wait {
+            let Some(events) = events.as_mut() else {
                 return Ok(ExitCode::SUCCESS);
-            }
+            };
             loop {
                 if let Some(g) = &r.grant {
                     match g.state.as_str() {
@@ -415,7 +422,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Wait for a change to this request or its grant (the stream is reopened where
+                // it ended when the server closes it).
+                loop {
+                    match events.next().await? {
+                        Some(ch)
+                            if ch.subject == r.id
+                                || r.grant.as_ref().is_some_and(|g| g.id == ch.subject) =>
+                        {
+                            break;
+                        }
+                        Some(_) => {}
+                        None => {
+                            *events = c.events(events.last_id).await?;
+                            break;
+                        }
+                    }
+                }
                 r = c.get_request(&r.id).await?;
             }
         }

@@ -15,6 +15,18 @@ use crate::{
 
 type VisibilityCache = BTreeMap<(PrincipalId, AccessId), bool>;
 
+/// A change to a request or grant, as the live views see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The audit record's sequence number (the resume point).
+    pub seq: u64,
+    pub at: Timestamp,
+    /// What happened (`request.approved`, `grant.activated`, …).
+    pub action: String,
+    /// The request or grant id.
+    pub subject: String,
+}
+
 /// Rows one listing reads at a time.
 const LIST_PAGE: u32 = 200;
 /// Rows one listing reads at most.
@@ -231,6 +243,60 @@ impl Engine {
                 return Ok(out);
             }
         }
+    }
+
+    /// Changes to requests and grants after audit sequence `after` that `caller` may see (the
+    /// live views: `GET /v1/events`), at most `limit` audit records read, and the last
+    /// sequence number read, from which to go on even when none of them was visible. Only what
+    /// changed and when is given (the action and the id); the caller reads the object itself,
+    /// under the same visibility.
+    pub async fn changes_after(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<Change>, u64)> {
+        let events = self.store.audit_after(after, limit.clamp(1, 1_000)).await?;
+        let mut last = after;
+        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+        let mut out = Vec::new();
+        for e in events {
+            last = e.seq;
+            let subject = e.record.subject;
+            let visible = match seen.get(&subject) {
+                Some(v) => *v,
+                None => {
+                    let read = if subject.starts_with(crate::id::RequestId::PREFIX) {
+                        self.visible_request(caller, &subject).await.map(|_| ())
+                    } else if subject.starts_with(crate::id::GrantId::PREFIX) {
+                        self.grant(caller, &subject).await.map(|_| ())
+                    } else {
+                        Err(Error::not_found("event.other", "not a request or grant"))
+                    };
+                    let v = match read {
+                        Ok(()) => true,
+                        Err(Error::NotFound { .. }) => false,
+                        Err(e) => return Err(e),
+                    };
+                    seen.insert(subject.clone(), v);
+                    v
+                }
+            };
+            if visible {
+                out.push(Change {
+                    seq: e.seq,
+                    at: e.record.at,
+                    action: e.record.action,
+                    subject,
+                });
+            }
+        }
+        Ok((out, last))
+    }
+
+    /// The last audit sequence number: where a live view that wants only new changes starts.
+    pub async fn audit_head_seq(&self) -> Result<u64> {
+        self.store.audit_head_seq().await
     }
 
     /// Audit events after `after`, for a caller that may administer every entitlement (the

@@ -239,3 +239,87 @@ async fn an_idle_session_ends_and_only_people_sign_in_only_where_allowed() {
     );
     plain.stop().await;
 }
+
+/// Reads changes from `events` until `done` holds for one (or about 10 s pass, failing).
+async fn changes_until(
+    events: &mut hourglass_client::Events,
+    done: impl Fn(&hourglass_api::ChangeView) -> bool,
+) -> Vec<hourglass_api::ChangeView> {
+    let mut seen = Vec::new();
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("a change arrives")
+            .unwrap()
+            .expect("the stream stays open");
+        let stop = done(&next);
+        seen.push(next);
+        if stop {
+            return seen;
+        }
+    }
+}
+
+/// The change stream shows each caller the changes to what they may see, as they happen, from
+/// every writer, and resumes after the last id a client saw.
+#[tokio::test]
+async fn the_change_stream_shows_each_caller_what_they_may_see_and_resumes() {
+    let s = demo_server().await;
+    let (alice, bob, deployer) = (s.client("alice"), s.client("bob"), s.client("ci-deployer"));
+    let mut a = alice.events(None).await.unwrap();
+    let mut b = bob.events(None).await.unwrap();
+
+    let mine = alice
+        .create_request(&hourglass_api::CreateRequest {
+            entitlement: "demo/ops-admin".into(),
+            duration: Some("30m".into()),
+            reason: "deploy the fix".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Someone else's request, which alice may neither approve nor administer.
+    let theirs = deployer
+        .create_request(&hourglass_api::CreateRequest {
+            entitlement: "demo/read-logs".into(),
+            duration: Some("10m".into()),
+            reason: "nightly job".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let approved = bob.approve(&mine.id, None).await.unwrap();
+    let gid = approved.grant_id.clone().unwrap();
+
+    // alice: her request's changes and her grant's, through activation; never the other one.
+    let seen = changes_until(&mut a, |c| {
+        c.subject == gid && c.action == "grant.activated"
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|c| c.subject == mine.id && c.action == "request.created"),
+        "{seen:?}"
+    );
+    let theirs_grant = theirs.grant_id.clone().unwrap_or_default();
+    assert!(
+        !seen
+            .iter()
+            .any(|c| c.subject == theirs.id || c.subject == theirs_grant),
+        "{seen:?}"
+    );
+    // bob, an approver, sees both requests.
+    let seen_b = changes_until(&mut b, |c| c.subject == theirs.id).await;
+    assert!(seen_b.iter().any(|c| c.subject == mine.id), "{seen_b:?}");
+
+    // Resuming after the first change alice saw gives the ones after it, in order.
+    let first = seen[0].seq;
+    let mut again = alice.events(Some(first)).await.unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), again.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next, seen[1]);
+    s.stop().await;
+}
