@@ -45,6 +45,15 @@ impl CredentialVault {
 }
 
 impl CredentialVault {
+    /// Whether a credential of `grant` waits for `holder` (not taking it).
+    pub fn waiting(&self, grant: &GrantId, holder: &PrincipalId, now: Timestamp) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(grant)
+            .is_some_and(|h| &h.holder == holder && h.expires_at > now)
+    }
+
     /// Drops the credential of `grant` (its grant ended: it is never handed over).
     pub fn forget(&self, grant: &GrantId) {
         self.held

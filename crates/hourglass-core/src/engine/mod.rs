@@ -7,10 +7,12 @@
 //! connector except the job execution in [`jobs`], which only workers run.
 
 mod admission;
+mod catalogue;
 mod exchange;
 mod extend;
 mod hygiene;
 mod identities;
+mod inbox;
 mod jobs;
 mod keys;
 mod notify;
@@ -32,9 +34,11 @@ use std::{
 
 use secrecy::SecretString;
 
+pub use catalogue::Offer;
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
+pub use inbox::InboxEntry;
 pub use jobs::{JobOutcome, JobReport};
 pub use keys::{IssuedKey, KeyPolicy, same_digest, secret_hash};
 pub use notify::{Delivery, DeliveryReport};

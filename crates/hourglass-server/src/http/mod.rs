@@ -2,7 +2,7 @@
 //! engine use case and maps the result; it never calls a connector.
 
 mod admin;
-mod approve;
+mod app;
 mod events;
 mod identities;
 mod reviews;
@@ -93,9 +93,21 @@ pub fn router(app: Shared) -> Router {
         .route("/signout", post(web::signout))
         .route("/v1/session", get(web::session))
         .route("/v1/events", get(events::events))
-        .route("/approve/page.js", get(approve::script))
-        .route("/approve/style.css", get(approve::style))
-        .route("/approve/{id}", get(approve::page))
+        .route("/", get(app::home))
+        .route("/request", get(app::catalogue))
+        .route("/request/new", get(app::ask_form).post(app::ask))
+        .route("/mine", get(app::mine))
+        .route("/mine/grants/{id}/release", post(app::release))
+        .route("/mine/grants/{id}/extend", post(app::extend))
+        .route("/mine/grants/{id}/credential", post(app::reveal))
+        .route("/mine/requests/{id}/cancel", post(app::cancel))
+        .route("/inbox", get(app::inbox))
+        .route("/inbox/{id}", get(app::entry))
+        .route("/inbox/{id}/approve", post(app::approve))
+        .route("/inbox/{id}/deny", post(app::deny))
+        .route("/approve/{id}", get(app::approve_link))
+        .route("/static/app.css", get(app::css))
+        .route("/static/app.js", get(app::js))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(readyz))
@@ -522,16 +534,28 @@ async fn credential(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let mut resp = Json(take_credential(&app, &caller, &id).await?).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Hands `caller` the credential of grant `id`, once (the API and the web app's reveal).
+pub(super) async fn take_credential(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<CredentialView> {
     let gone = || {
         ApiError(Error::not_found(
             "credential.not_available",
             "no credential is waiting for you on this grant (it is shown once)",
         ))
     };
-    let gid = GrantId::parse(&id).ok_or_else(gone)?;
+    let gid = GrantId::parse(id).ok_or_else(gone)?;
     // Only a live grant's credential is handed over: once the grant is revoking, revoked or
     // failed, what it issued is forgotten unseen.
-    match app.engine.grant(&caller, gid.as_str()).await {
+    match app.engine.grant(caller, gid.as_str()).await {
         Ok(g) if g.state == GrantState::Active => {}
         // Only what the caller may see is forgotten (a stranger cannot burn a credential).
         Ok(_) => {
@@ -547,15 +571,11 @@ async fn credential(
         .take(&gid, &caller.principal.id, now)
         .ok_or_else(gone)?;
     tracing::info!(grant_id = %gid, "credential handed over");
-    let mut resp = Json(CredentialView {
+    Ok(CredentialView {
         grant_id: gid.to_string(),
         credential: secret.expose_secret().to_owned(),
         expires_at: expires_at.to_string(),
     })
-    .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
 }
 
 #[utoipa::path(get, path = "/v1/audit", params(("after" = Option<u64>, Query, description = "events with a higher sequence number"), ("limit" = Option<u32>, Query, description = "1-1000")), responses((status = 200, description = "Audit events in order", body = List<AuditEventView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]

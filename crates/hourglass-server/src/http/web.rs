@@ -167,12 +167,12 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Hourglass</title><link rel=\"stylesheet\" href=\"/approve/style.css\"></head>\
+         <title>{} · Hourglass</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
          <body><main><h1>{}</h1>{body}</main></body></html>\n",
         esc(title),
         esc(title)
     );
-    super::approve::page_headers(
+    super::app::page_headers(
         (status, html).into_response(),
         "text/html; charset=utf-8",
         "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

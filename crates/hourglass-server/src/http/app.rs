@@ -1,0 +1,1016 @@
+//! The web app: server-rendered pages (askama templates, escaped by default) over the same
+//! engine use cases as the API, for a signed-in person. Request (the catalogue and the form),
+//! Mine (requests and grants, live, with extend, release and the one-time credential reveal)
+//! and Approve (the inbox and one request with what an approver needs to judge it).
+//!
+//! Every page needs a live session (else it goes to sign-in and comes back); every form is a
+//! `POST` with the session's CSRF token from this server's own origin, and answers with a
+//! redirect (post/redirect/get) or the form again with each error next to its field. Pages
+//! carry a CSP that allows only this server's own script and style, and `no-store`.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use hourglass_core::{
+    Error, GrantDuration, Timestamp,
+    engine::{Caller, NewRequest, Offer, csrf_token},
+    grant::GrantState,
+    id::RequestId,
+    request::RequestState,
+};
+
+use super::{Shared, web};
+use crate::App;
+
+/// The headers every page and its assets carry: `csp`, no referrer, no framing, no caching,
+/// no sniffing.
+pub(super) fn page_headers(
+    mut resp: Response,
+    content_type: &'static str,
+    csp: &'static str,
+) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSS: &str = include_str!("../../static/app.css");
+const JS: &str = include_str!("../../static/app.js");
+
+/// What every page shows around its content.
+pub(super) struct Chrome {
+    title: String,
+    nav: &'static str,
+    who: String,
+    mfa: bool,
+    csrf: String,
+    /// Requests waiting for this person's decision.
+    inbox: usize,
+    /// The page follows changes (`/v1/events`).
+    live: bool,
+    flash: Option<String>,
+}
+
+/// A signed-in person on a page.
+pub(super) struct Person {
+    caller: Caller,
+    session: String,
+}
+
+fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => page_headers(
+            (status, html).into_response(),
+            "text/html; charset=utf-8",
+            APP_CSP,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "a page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response()
+        }
+    }
+}
+
+fn see_other(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The person the session cookie stands for, or the way to sign in (coming back to `here`).
+async fn person(
+    app: &App,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    here: &str,
+) -> Result<Person, Response> {
+    let signin = || {
+        let back: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+        see_other(&format!("/signin?return_to={back}"))
+    };
+    let Some(id) = web::session_cookie(headers, &app.web) else {
+        return Err(signin());
+    };
+    match app
+        .engine
+        .session_caller(&id, Some(peer.ip().to_string()))
+        .await
+    {
+        Ok(Some((caller, _))) => Ok(Person {
+            caller,
+            session: id,
+        }),
+        Ok(None) => Err(signin()),
+        Err(e) => Err(super::ApiError(e).into_response()),
+    }
+}
+
+/// The person, for a form post: a live session, its CSRF token and our own origin.
+async fn poster(
+    app: &App,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    form: &[(String, String)],
+    here: &str,
+) -> Result<Person, Response> {
+    let p = person(app, headers, peer, here).await?;
+    if !web::csrf_ok(
+        &Method::POST,
+        headers,
+        &p.session,
+        field(form, "csrf_token"),
+    ) {
+        return Err(super::problem(
+            StatusCode::FORBIDDEN,
+            "auth.csrf",
+            "this form needs its CSRF token and must come from this server's own page; reload the page",
+            None,
+        ));
+    }
+    Ok(p)
+}
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn text(form: &[(String, String)], name: &str) -> String {
+    field(form, name).unwrap_or_default().trim().to_owned()
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl App {
+    async fn chrome(&self, p: &Person, title: &str, nav: &'static str, live: bool) -> Chrome {
+        let inbox = self
+            .engine
+            .inbox(&p.caller)
+            .await
+            .map(|i| i.len())
+            .unwrap_or(0);
+        Chrome {
+            title: title.to_owned(),
+            nav,
+            who: p.caller.principal.id.to_string(),
+            mfa: p.caller.mfa,
+            csrf: csrf_token(&p.session),
+            inbox,
+            live,
+            flash: None,
+        }
+    }
+}
+
+/// `3600` seconds as `1h`, `5400` as `1h30m`.
+fn duration(d: GrantDuration) -> String {
+    d.to_string()
+}
+
+/// Time left until `until` from `now`, for people (the script keeps it current).
+fn left(now: Timestamp, until: Timestamp) -> String {
+    let ms = until.unix_millis() - now.unix_millis();
+    if ms <= 0 {
+        return "ended".into();
+    }
+    let s = ms / 1000;
+    let (h, m) = (s / 3600, (s % 3600) / 60);
+    if h > 0 {
+        format!("{h}h {m:02}m left")
+    } else {
+        format!("{m}m {:02}s left", s % 60)
+    }
+}
+
+/// An offer as the catalogue shows it.
+pub(super) struct OfferView {
+    name: String,
+    profile: bool,
+    description: String,
+    outcome: String,
+    risk: String,
+    max: String,
+    needs_ticket: bool,
+    break_glass: bool,
+    needs_public_key: bool,
+}
+
+fn approvers(n: u32) -> String {
+    if n == 1 {
+        "1 approval".into()
+    } else {
+        format!("{n} approvals")
+    }
+}
+
+impl From<&Offer> for OfferView {
+    fn from(o: &Offer) -> Self {
+        let outcome = match o.auto_up_to {
+            Some(d) if d >= o.max_duration => {
+                format!("Approved at once, up to {}.", duration(o.max_duration))
+            }
+            Some(d) => format!(
+                "Approved at once up to {}; longer needs {}.",
+                duration(d),
+                approvers(o.approvals_required)
+            ),
+            None => format!("Needs {}.", approvers(o.approvals_required)),
+        };
+        OfferView {
+            name: o.name.clone(),
+            profile: o.profile,
+            description: o.description.clone(),
+            outcome,
+            risk: format!("{:?}", o.risk).to_lowercase(),
+            max: duration(o.max_duration),
+            needs_ticket: o.needs_ticket,
+            break_glass: o.break_glass,
+            needs_public_key: o.needs_public_key,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestPage {
+    chrome: Chrome,
+    offers: Vec<OfferView>,
+}
+
+/// `GET /`: the catalogue for a signed-in person, else sign-in.
+pub(super) async fn home(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match person(&app, &headers, peer, "/request").await {
+        Ok(_) => see_other("/request"),
+        Err(r) => r,
+    }
+}
+
+/// `GET /request`: what I may ask for.
+pub(super) async fn catalogue(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let p = match person(&app, &headers, peer, "/request").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let offers = match app.engine.catalogue(&p.caller).await {
+        Ok(o) => o.iter().map(OfferView::from).collect(),
+        Err(e) => return super::ApiError(e).into_response(),
+    };
+    let chrome = app.chrome(&p, "Ask for access", "request", false).await;
+    render(StatusCode::OK, &RequestPage { chrome, offers })
+}
+
+/// What the request form holds (given back with its errors).
+#[derive(Default)]
+pub(super) struct AskForm {
+    duration: String,
+    reason: String,
+    ticket: String,
+    starts_at: String,
+    public_key: String,
+    break_glass: bool,
+}
+
+/// Errors next to each field of the request form.
+#[derive(Default)]
+pub(super) struct AskErrors {
+    duration: Option<String>,
+    reason: Option<String>,
+    ticket: Option<String>,
+    starts_at: Option<String>,
+    public_key: Option<String>,
+    confirm: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ask.html")]
+struct AskPage {
+    chrome: Chrome,
+    offer: OfferView,
+    form: AskForm,
+    errors: AskErrors,
+    general_error: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct WhatQuery {
+    what: Option<String>,
+}
+
+async fn offer_for(app: &App, caller: &Caller, what: &str) -> Result<Option<Offer>, Error> {
+    Ok(app
+        .engine
+        .catalogue(caller)
+        .await?
+        .into_iter()
+        .find(|o| o.name == what))
+}
+
+fn not_offered(chrome: Chrome, what: &str) -> Response {
+    render(
+        StatusCode::NOT_FOUND,
+        &MessagePage {
+            chrome,
+            text: format!("{what:?} is not something you may ask for now."),
+            back: "/request".into(),
+            error: true,
+        },
+    )
+}
+
+/// `GET /request/new?what=…`: the form for one offer.
+pub(super) async fn ask_form(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WhatQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let what = q.what.unwrap_or_default();
+    let p = match person(&app, &headers, peer, "/request").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let chrome = app
+        .chrome(&p, &format!("Ask for {what}"), "request", false)
+        .await;
+    match offer_for(&app, &p.caller, &what).await {
+        Ok(Some(o)) => {
+            let form = AskForm {
+                duration: duration(o.default_duration),
+                ..AskForm::default()
+            };
+            render(
+                StatusCode::OK,
+                &AskPage {
+                    chrome,
+                    offer: OfferView::from(&o),
+                    form,
+                    errors: AskErrors::default(),
+                    general_error: None,
+                },
+            )
+        }
+        Ok(None) => not_offered(chrome, &what),
+        Err(e) => super::ApiError(e).into_response(),
+    }
+}
+
+/// `POST /request/new`: asks; on success to Mine, else the form again with its errors.
+pub(super) async fn ask(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/request").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let what = text(&f, "what");
+    let filled = AskForm {
+        duration: text(&f, "duration"),
+        reason: field(&f, "reason").unwrap_or_default().to_owned(),
+        ticket: text(&f, "ticket"),
+        starts_at: text(&f, "starts_at"),
+        public_key: text(&f, "public_key"),
+        break_glass: field(&f, "break_glass") == Some("1"),
+    };
+    let offer = match offer_for(&app, &p.caller, &what).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            let chrome = app.chrome(&p, "Ask for access", "request", false).await;
+            return not_offered(chrome, &what);
+        }
+        Err(e) => return super::ApiError(e).into_response(),
+    };
+    let mut errors = AskErrors::default();
+    let mut general_error = None;
+    if filled.break_glass && text(&f, "confirm") != "BREAK GLASS" {
+        errors.confirm =
+            Some("type BREAK GLASS to confirm the emergency, or untick break glass".into());
+    } else {
+        let result = app
+            .engine
+            .submit(
+                &p.caller,
+                NewRequest {
+                    entitlement: what.clone(),
+                    duration: non_empty(filled.duration.clone()),
+                    reason: filled.reason.clone(),
+                    ticket: non_empty(filled.ticket.clone()),
+                    public_key: non_empty(filled.public_key.clone()),
+                    break_glass: filled.break_glass,
+                    starts_at: non_empty(filled.starts_at.clone()),
+                },
+            )
+            .await;
+        match result {
+            Ok(r) => {
+                app.metrics
+                    .request(match (r.break_glass, r.grant_id.is_some()) {
+                        (true, _) => "break_glass",
+                        (false, true) => "auto_approved",
+                        (false, false) => "pending",
+                    });
+                return see_other(&format!("/mine#{}", r.id));
+            }
+            Err(Error::Invalid { field, message, .. }) => {
+                let slot = match field {
+                    "duration" => &mut errors.duration,
+                    "reason" => &mut errors.reason,
+                    "ticket" => &mut errors.ticket,
+                    "starts_at" => &mut errors.starts_at,
+                    "public_key" => &mut errors.public_key,
+                    _ => &mut general_error,
+                };
+                *slot = Some(message);
+            }
+            Err(
+                e @ (Error::Forbidden { .. } | Error::Conflict { .. } | Error::NotFound { .. }),
+            ) => {
+                general_error = Some(e.to_string());
+            }
+            Err(e) => return super::ApiError(e).into_response(),
+        }
+    }
+    let chrome = app
+        .chrome(&p, &format!("Ask for {what}"), "request", false)
+        .await;
+    render(
+        StatusCode::BAD_REQUEST,
+        &AskPage {
+            chrome,
+            offer: OfferView::from(&offer),
+            form: filled,
+            errors,
+            general_error,
+        },
+    )
+}
+
+pub(super) struct GrantRow {
+    id: String,
+    entitlement: String,
+    state: String,
+    expires_at: String,
+    left: String,
+    end_reason: Option<String>,
+    live: bool,
+    credential: bool,
+}
+
+pub(super) struct RequestRow {
+    id: String,
+    entitlement: String,
+    duration: String,
+    state: String,
+    state_reason: Option<String>,
+    reason: String,
+    break_glass: bool,
+    pending: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mine.html")]
+struct MinePage {
+    chrome: Chrome,
+    grants: Vec<GrantRow>,
+    requests: Vec<RequestRow>,
+}
+
+/// `GET /mine`: my grants (live first) and my requests, following changes.
+pub(super) async fn mine(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let p = match person(&app, &headers, peer, "/mine").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let me = &p.caller.principal.id;
+    let (requests, grants) = match tokio::try_join!(
+        app.engine.list_requests(&p.caller, None, 200),
+        app.engine.list_grants(&p.caller, None, 200)
+    ) {
+        Ok(x) => x,
+        Err(e) => return super::ApiError(e).into_response(),
+    };
+    let now = app.engine.clock().now();
+    let mut grants: Vec<GrantRow> = grants
+        .into_iter()
+        .filter(|g| &g.principal == me)
+        .map(|g| {
+            let live = g.state == GrantState::Active;
+            GrantRow {
+                credential: live && app.vault.waiting(&g.id, me, now),
+                id: g.id.to_string(),
+                entitlement: g.entitlement.to_string(),
+                state: g.state.as_str().to_owned(),
+                expires_at: g.expires_at.to_string(),
+                left: if live {
+                    left(now, g.expires_at)
+                } else {
+                    g.expires_at.to_string()
+                },
+                end_reason: g.end_reason.clone(),
+                live,
+            }
+        })
+        .collect();
+    grants.sort_by_key(|g| !g.live);
+    let requests = requests
+        .into_iter()
+        .filter(|r| &r.requester == me)
+        .take(50)
+        .map(|r| RequestRow {
+            id: r.id.to_string(),
+            entitlement: r.access.to_string(),
+            duration: duration(r.duration),
+            state: r.state.as_str().to_owned(),
+            state_reason: r.state_reason.clone(),
+            reason: r.reason.clone(),
+            break_glass: r.break_glass,
+            pending: r.state == RequestState::Pending,
+        })
+        .collect();
+    let chrome = app.chrome(&p, "My access", "mine", true).await;
+    render(
+        StatusCode::OK,
+        &MinePage {
+            chrome,
+            grants,
+            requests,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    chrome: Chrome,
+    text: String,
+    back: String,
+    error: bool,
+}
+
+/// The outcome of a form that changes one thing: back to `back`, or a page saying why not.
+async fn done(
+    app: &App,
+    p: &Person,
+    result: Result<(), Error>,
+    back: &str,
+    nav: &'static str,
+) -> Response {
+    match result {
+        Ok(()) => see_other(back),
+        Err(
+            e @ (Error::Invalid { .. }
+            | Error::Forbidden { .. }
+            | Error::Conflict { .. }
+            | Error::NotFound { .. }),
+        ) => {
+            let chrome = app.chrome(p, "Not done", nav, false).await;
+            render(
+                StatusCode::BAD_REQUEST,
+                &MessagePage {
+                    chrome,
+                    text: e.to_string(),
+                    back: back.to_owned(),
+                    error: true,
+                },
+            )
+        }
+        Err(e) => super::ApiError(e).into_response(),
+    }
+}
+
+/// `POST /mine/grants/{id}/release`: ends my grant now.
+pub(super) async fn release(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/mine").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = app
+        .engine
+        .revoke(&p.caller, &id, Some("released early by its holder".into()))
+        .await
+        .map(|_| ());
+    done(&app, &p, r, "/mine", "mine").await
+}
+
+/// `POST /mine/grants/{id}/extend`: asks for more time on my grant.
+pub(super) async fn extend(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/mine").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = app
+        .engine
+        .extend(&p.caller, &id, &text(&f, "by"), &text(&f, "reason"))
+        .await
+        .map(|_| ());
+    done(&app, &p, r, "/mine", "mine").await
+}
+
+/// `POST /mine/requests/{id}/cancel`.
+pub(super) async fn cancel(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/mine").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = app.engine.cancel(&p.caller, &id).await.map(|_| ());
+    done(&app, &p, r, "/mine", "mine").await
+}
+
+#[derive(Template)]
+#[template(path = "reveal.html")]
+struct RevealPage {
+    chrome: Chrome,
+    grant_id: String,
+    credential: String,
+    expires_at: String,
+}
+
+/// `POST /mine/grants/{id}/credential`: the one-time reveal (a `POST`, so that no prefetch
+/// or history can spend it; the page is never cached).
+pub(super) async fn reveal(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/mine").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match super::take_credential(&app, &p.caller, &id).await {
+        Ok(c) => {
+            let chrome = app.chrome(&p, "Your credential", "mine", false).await;
+            render(
+                StatusCode::OK,
+                &RevealPage {
+                    chrome,
+                    grant_id: c.grant_id,
+                    credential: c.credential,
+                    expires_at: c.expires_at,
+                },
+            )
+        }
+        Err(super::ApiError(e)) => done(&app, &p, Err(e), "/mine", "mine").await,
+    }
+}
+
+pub(super) struct InboxRow {
+    id: String,
+    requester: String,
+    entitlement: String,
+    duration: String,
+    risk: String,
+    reason: String,
+    created_at: String,
+    step_up: bool,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxPage {
+    chrome: Chrome,
+    entries: Vec<InboxRow>,
+}
+
+/// `GET /inbox`: what waits for my decision, following changes.
+pub(super) async fn inbox(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let p = match person(&app, &headers, peer, "/inbox").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let entries = match app.engine.inbox(&p.caller).await {
+        Ok(e) => e,
+        Err(e) => return super::ApiError(e).into_response(),
+    };
+    let entries = entries
+        .into_iter()
+        .map(|(r, risk, step_up)| InboxRow {
+            id: r.id.to_string(),
+            requester: r.requester.to_string(),
+            entitlement: r.access.to_string(),
+            duration: duration(r.duration),
+            risk: format!("{risk:?}").to_lowercase(),
+            reason: r.reason,
+            created_at: r.created_at.to_string(),
+            step_up,
+        })
+        .collect();
+    let chrome = app.chrome(&p, "Waiting for you", "inbox", true).await;
+    render(StatusCode::OK, &InboxPage { chrome, entries })
+}
+
+pub(super) struct HistoryRow {
+    created_at: String,
+    duration: String,
+    state: String,
+    reason: String,
+}
+
+pub(super) struct HolderRow {
+    principal: String,
+    entitlement: String,
+    expires_at: String,
+}
+
+pub(super) struct EntryView {
+    id: String,
+    requester: String,
+    entitlement: String,
+    risk: String,
+    duration: String,
+    starts_at: Option<String>,
+    reason: String,
+    ticket: Option<String>,
+    approvals: usize,
+    approvals_required: u32,
+    decide_by: String,
+    eligible_by: Vec<String>,
+    decide_by_policies: Vec<String>,
+    history: Vec<HistoryRow>,
+    holders: Vec<HolderRow>,
+    step_up: bool,
+}
+
+#[derive(Template)]
+#[template(path = "entry.html")]
+struct EntryPage {
+    chrome: Chrome,
+    e: EntryView,
+    general_error: Option<String>,
+    deny_error: Option<String>,
+}
+
+/// The ticket as the request recorded it: reference, status and assignee.
+fn ticket_line(r: &hourglass_core::request::Request) -> Option<String> {
+    let reference = r.ticket.clone()?;
+    Some(match &r.ticket_facts {
+        Some(t) => format!(
+            "{reference} ({}{}{})",
+            t.status.as_deref().unwrap_or("status unknown"),
+            t.assignee
+                .as_deref()
+                .map(|a| format!(", assigned to {a}"))
+                .unwrap_or_default(),
+            if t.verified {
+                ", confirmed by its source"
+            } else {
+                ", not confirmed"
+            }
+        ),
+        None => reference,
+    })
+}
+
+async fn entry_page(
+    app: &App,
+    p: &Person,
+    id: &str,
+    status: StatusCode,
+    general_error: Option<String>,
+    deny_error: Option<String>,
+) -> Response {
+    let e = match app.engine.inbox_entry(&p.caller, id).await {
+        Ok(e) => e,
+        Err(e @ Error::NotFound { .. }) => {
+            let chrome = app.chrome(p, "Not waiting for you", "inbox", false).await;
+            return render(
+                StatusCode::NOT_FOUND,
+                &MessagePage {
+                    chrome,
+                    text: e.to_string(),
+                    back: "/inbox".into(),
+                    error: true,
+                },
+            );
+        }
+        Err(e) => return super::ApiError(e).into_response(),
+    };
+    let r = &e.request;
+    let view = EntryView {
+        id: r.id.to_string(),
+        requester: r.requester.to_string(),
+        entitlement: r.access.to_string(),
+        risk: format!("{:?}", e.risk).to_lowercase(),
+        duration: duration(r.duration),
+        starts_at: r.starts_at.map(|s| s.to_string()),
+        reason: r.reason.clone(),
+        ticket: ticket_line(r),
+        approvals: e
+            .approvals
+            .iter()
+            .filter(|a| a.verdict == hourglass_core::request::Verdict::Approve)
+            .count(),
+        approvals_required: e.approvals_required,
+        decide_by: r.decide_by.to_string(),
+        eligible_by: e.eligible_by.clone(),
+        decide_by_policies: e.decide_by.clone(),
+        history: e
+            .history
+            .iter()
+            .map(|h| HistoryRow {
+                created_at: h.created_at.to_string(),
+                duration: duration(h.duration),
+                state: h.state.as_str().to_owned(),
+                reason: h.reason.clone(),
+            })
+            .collect(),
+        holders: e
+            .holders
+            .iter()
+            .map(|g| HolderRow {
+                principal: g.principal.to_string(),
+                entitlement: g.entitlement.to_string(),
+                expires_at: g.expires_at.to_string(),
+            })
+            .collect(),
+        step_up: e.needs_step_up,
+    };
+    let title = format!("{} asks for {}", view.requester, view.entitlement);
+    let chrome = app.chrome(p, &title, "inbox", false).await;
+    render(
+        status,
+        &EntryPage {
+            chrome,
+            e: view,
+            general_error,
+            deny_error,
+        },
+    )
+}
+
+/// `GET /inbox/{id}`: one request with what I need to judge it.
+pub(super) async fn entry(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let here = RequestId::parse(&id).map_or_else(|| "/inbox".to_owned(), |r| format!("/inbox/{r}"));
+    let p = match person(&app, &headers, peer, &here).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    entry_page(&app, &p, &id, StatusCode::OK, None, None).await
+}
+
+/// `POST /inbox/{id}/approve` and `/deny`.
+async fn decide(
+    app: &App,
+    peer: SocketAddr,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    approve: bool,
+) -> Response {
+    let f = form(body);
+    let p = match poster(app, headers, peer, &f, "/inbox").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = if approve {
+        app.engine
+            .approve(&p.caller, id, non_empty(text(&f, "comment")))
+            .await
+    } else {
+        app.engine.deny(&p.caller, id, &text(&f, "reason")).await
+    };
+    match result {
+        Ok(r) => {
+            app.metrics.request(if !approve {
+                "denied"
+            } else if r.grant_id.is_some() {
+                "approved"
+            } else {
+                "approval_recorded"
+            });
+            see_other("/inbox")
+        }
+        Err(Error::Invalid { message, .. }) if !approve => {
+            entry_page(app, &p, id, StatusCode::BAD_REQUEST, None, Some(message)).await
+        }
+        Err(e @ (Error::Invalid { .. } | Error::Forbidden { .. } | Error::Conflict { .. })) => {
+            entry_page(
+                app,
+                &p,
+                id,
+                StatusCode::BAD_REQUEST,
+                Some(e.to_string()),
+                None,
+            )
+            .await
+        }
+        Err(e) => super::ApiError(e).into_response(),
+    }
+}
+
+pub(super) async fn approve(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    decide(&app, peer, &id, &headers, &body, true).await
+}
+
+pub(super) async fn deny(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    decide(&app, peer, &id, &headers, &body, false).await
+}
+
+/// `GET /approve/{id}`: where notifications link; the inbox entry (after sign-in).
+pub(super) async fn approve_link(Path(id): Path<String>) -> Response {
+    match RequestId::parse(&id) {
+        Some(id) => see_other(&format!("/inbox/{id}")),
+        None => see_other("/inbox"),
+    }
+}
+
+pub(super) async fn css() -> Response {
+    page_headers(CSS.into_response(), "text/css; charset=utf-8", APP_CSP)
+}
+
+pub(super) async fn js() -> Response {
+    page_headers(
+        JS.into_response(),
+        "text/javascript; charset=utf-8",
+        APP_CSP,
+    )
+}

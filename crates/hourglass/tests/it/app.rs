@@ -1,0 +1,294 @@
+//! The web app's pages over HTTP, as a browser without script uses them: the catalogue, the
+//! request form with its field errors, Mine with release and the one-time credential reveal,
+//! the inbox and a decision, every form refused without its CSRF token or from another origin,
+//! and markup in what people type shown as text everywhere.
+
+use hourglass_testkit::{TestServer, eventually, spawn_server_with};
+use reqwest::{StatusCode, header};
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+/// How the pages write it: as text.
+const SHOWN: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
+
+/// A signed-in browser (the demo's sign-in): its own cookie jar, redirects not followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+}
+
+impl Browser {
+    async fn sign_in(s: &TestServer, who: &str) -> Browser {
+        let base = format!("http://{}", s.addr);
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http
+            .post(format!("{base}/signin/demo"))
+            .header(header::ORIGIN, &base)
+            .form(&[("principal", who)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let me: serde_json::Value = http
+            .get(format!("{base}/v1/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Browser {
+            csrf: me["csrf_token"].as_str().unwrap().to_owned(),
+            http,
+            base,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// Posts a form from this server's page (with the CSRF token unless `csrf` is false).
+    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> reqwest::Response {
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        if csrf {
+            all.push(("csrf_token", &self.csrf));
+        }
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(header::ORIGIN, &self.base)
+            .form(&all)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox() {
+    let s = spawn_server_with(|dir, text| {
+        // The demo target, issuing a credential with each grant.
+        let target = dir.join("targets/demo-target.sh");
+        let issuing = dir.join("targets/issuing.sh");
+        std::fs::write(
+            &issuing,
+            format!(
+                "#!/bin/sh\n\"{}\" \"$@\" || exit $?\n\
+                 if [ \"$1\" = grant ]; then printf '{{\"handle\": {{\"via\": \"web\"}}, \"credential\": \"pw-from-the-web\"}}'; fi\n",
+                target.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&issuing, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let text = text.replace(&target.display().to_string(), &issuing.display().to_string());
+        format!("{text}\n[web]\ndemo_sign_in = true\n")
+    })
+    .await
+    .unwrap();
+    let alice = Browser::sign_in(&s, "alice").await;
+
+    // Not signed in: every page goes to sign-in and comes back.
+    let anon = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/inbox/req_0123", alice.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anon), "/signin?return_to=%2Finbox");
+
+    // The catalogue says what will happen before she asks.
+    let resp = alice
+        .http
+        .get(format!("{}/request", alice.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for d in [
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+    ] {
+        assert!(csp.contains(d), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("demo/read-logs"), "{page}");
+    assert!(
+        page.contains("Approved at once up to 1h; longer needs 1 approval."),
+        "{page}"
+    );
+    assert!(page.contains("demo/ops-admin"), "{page}");
+    assert!(page.contains("Needs 1 approval."), "{page}");
+
+    // The form: without the CSRF token, or from another origin, nothing happens.
+    let before = s.client("admin").audit(0).await.unwrap().len();
+    let fields = [
+        ("what", "demo/ops-admin"),
+        ("duration", "30m"),
+        ("reason", SCRIPT),
+    ];
+    let r = alice.post("/request/new", &fields, false).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let evil = alice
+        .http
+        .post(format!("{}/request/new", alice.base))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[
+            ("what", "demo/ops-admin"),
+            ("duration", "30m"),
+            ("reason", "x"),
+            ("csrf_token", alice.csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.client("admin").audit(0).await.unwrap().len(), before);
+
+    // A bad duration comes back next to its field, with what she typed kept (escaped).
+    let r = alice
+        .post(
+            "/request/new",
+            &[
+                ("what", "demo/ops-admin"),
+                ("duration", "99h"),
+                ("reason", SCRIPT),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"duration-error\""), "{page}");
+    assert!(page.contains("aria-invalid=\"true\""), "{page}");
+    assert!(!page.contains(SCRIPT), "{page}");
+    assert!(page.contains(SHOWN), "{page}");
+    assert_eq!(s.client("admin").audit(0).await.unwrap().len(), before);
+
+    // Asked: to Mine, where it waits, its reason shown as text.
+    let r = alice.post("/request/new", &fields, true).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let to = location(&r);
+    let rid = to.strip_prefix("/mine#").unwrap().to_owned();
+    let (_, page) = alice.get("/mine").await;
+    assert!(page.contains(&rid) && page.contains("pending"), "{page}");
+    assert!(page.contains("data-live=\"1\""), "{page}");
+    assert!(!page.contains(SCRIPT) && page.contains(SHOWN), "{page}");
+
+    // bob's inbox has it, with what he needs to judge it; a link from a notification lands there.
+    let bob = Browser::sign_in(&s, "bob").await;
+    let link = bob
+        .http
+        .get(format!("{}/approve/{rid}", bob.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&link), format!("/inbox/{rid}"));
+    let (_, inbox) = bob.get("/inbox").await;
+    assert!(inbox.contains(&format!("/inbox/{rid}")), "{inbox}");
+    assert!(!inbox.contains(SCRIPT) && inbox.contains(SHOWN), "{inbox}");
+    let (status, entry) = bob.get(&format!("/inbox/{rid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    for want in [
+        "alice",
+        "demo/ops-admin",
+        "30m",
+        SHOWN,
+        "requesters-may-request-demo",
+        "approvers-approve-demo",
+        "Who holds it now",
+    ] {
+        assert!(entry.contains(want), "{want} in {entry}");
+    }
+    assert!(!entry.contains(SCRIPT));
+    // alice cannot decide her own.
+    let (status, _) = alice.get(&format!("/inbox/{rid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Denying needs a reason, given next to its field.
+    let r = bob
+        .post(&format!("/inbox/{rid}/deny"), &[("reason", "")], true)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("id=\"deny-error\""));
+    let r = bob
+        .post(&format!("/inbox/{rid}/approve"), &[("comment", "go")], true)
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/inbox");
+
+    // alice's grant goes live; she reveals its credential once, then releases it.
+    assert!(
+        eventually(|| async {
+            let (_, page) = alice.get("/mine").await;
+            page.contains("Reveal credential")
+        })
+        .await
+    );
+    let (_, page) = alice.get("/mine").await;
+    let gid = page
+        .split("action=\"/mine/grants/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = alice
+        .post(&format!("/mine/grants/{gid}/credential"), &[], true)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    assert!(r.text().await.unwrap().contains("pw-from-the-web"));
+    let again = alice
+        .post(&format!("/mine/grants/{gid}/credential"), &[], true)
+        .await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(!again.text().await.unwrap().contains("pw-from-the-web"));
+    let r = alice
+        .post(&format!("/mine/grants/{gid}/release"), &[], true)
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let g = s.client("alice").get_grant(&gid).await.unwrap();
+    assert!(
+        matches!(g.state.as_str(), "revoking" | "revoked"),
+        "{}",
+        g.state
+    );
+    assert_eq!(
+        g.end_reason.as_deref(),
+        Some("released early by its holder")
+    );
+    s.stop().await;
+}
