@@ -336,7 +336,7 @@ async fn a_failing_receiver_is_retried_boundedly_and_never_delays_revocation() {
 }
 
 #[tokio::test]
-async fn the_approval_link_shows_a_page_and_never_approves() {
+async fn the_approval_link_opens_the_inbox_entry_after_sign_in_and_never_approves() {
     let hooks = Receiver::start().await;
     let smtp = SmtpListener::start().await;
     let s = server(&hooks, &smtp, "").await;
@@ -347,26 +347,34 @@ async fn the_approval_link_shows_a_page_and_never_approves() {
         })
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let page = http
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The link goes to the request's inbox entry; without a session, on to sign-in and back.
+    let link = http
         .get(format!("http://{}/approve/{}", s.addr, r.id))
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
-    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
-    let html = page.text().await.unwrap();
-    assert!(html.contains(&r.id));
-    assert!(
-        !html.contains("rotate keys"),
-        "the page shows nothing without the approver's token"
+    assert_eq!(link.status(), 303);
+    assert_eq!(
+        link.headers()["location"],
+        format!("/inbox/{}", r.id).as_str()
     );
-    // Fetching it (twice, as link previews do) approves nothing.
+    let entry = http
+        .get(format!("http://{}/inbox/{}", s.addr, r.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(entry.status(), 303);
+    let to = entry.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, format!("/signin?return_to=%2Finbox%2F{}", r.id));
+    assert!(
+        !entry.text().await.unwrap().contains("rotate keys"),
+        "nothing is shown without a session"
+    );
+    // Fetching it (twice, as link previews do) approves nothing; it cannot be posted to.
     http.get(format!("http://{}/approve/{}", s.addr, r.id))
         .send()
         .await
@@ -378,19 +386,13 @@ async fn the_approval_link_shows_a_page_and_never_approves() {
         .await
         .unwrap();
     assert_eq!(post.status(), 405);
+    // A malformed id is not echoed anywhere.
     let bad = http
-        .get(format!("http://{}/approve/<script>", s.addr))
+        .get(format!("http://{}/approve/%3Cscript%3E", s.addr))
         .send()
         .await
         .unwrap();
-    assert_eq!(bad.status(), 404);
-    let js = http
-        .get(format!("http://{}/approve/page.js", s.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(js.status(), 200);
-    assert!(js.text().await.unwrap().contains("textContent"));
+    assert_eq!(bad.headers()["location"], "/inbox");
     assert_eq!(alice.get_request(&r.id).await.unwrap().state, "pending");
 }
 
