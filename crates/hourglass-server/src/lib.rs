@@ -499,6 +499,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let provider_origin = oidc.as_ref().map(|o| o.origin());
+    let (app_csp, signin_csp) = http::web::page_policies(provider_origin.as_deref());
     let app = Arc::new(App {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
@@ -515,6 +517,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             demo_sign_in: config.web.demo_sign_in,
             secure_cookies: !config.server.listen.ip().is_loopback(),
             session_secs: config.web.session_absolute.as_secs(),
+            app_csp,
+            signin_csp,
         },
         oidc,
         stop: stop_rx.clone(),

@@ -377,6 +377,11 @@ impl Oidc {
         self.settings.issuer.as_str()
     }
 
+    /// The provider's origin (`scheme://host[:port]`), which its sign-out redirect goes to.
+    pub fn origin(&self) -> String {
+        self.settings.issuer.url().origin().ascii_serialization()
+    }
+
     /// The provider's metadata and keys: cached, fetched again after an hour or when `fresh`.
     async fn provider(&self, fresh: bool) -> Result<Arc<Discovered>, Refusal> {
         let mut d = self.discovered.lock().await;

@@ -28,22 +28,20 @@ use hourglass_core::{
 use super::{Shared, web};
 use crate::App;
 
-/// The headers every page and its assets carry: `csp`, no referrer, no framing, no caching,
-/// no sniffing.
+/// The headers every page and its assets carry: `csp`, a referrer for this server only, no
+/// framing, no caching, no sniffing. (`same-origin`, not `no-referrer`: under `no-referrer`
+/// browsers send `Origin: null` with a form, which the origin check rightly refuses.)
 pub(super) fn page_headers(
     mut resp: Response,
     content_type: &'static str,
-    csp: &'static str,
+    csp: HeaderValue,
 ) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -54,7 +52,8 @@ pub(super) fn page_headers(
     resp
 }
 
-const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy of the app's assets (a stylesheet and a script need none of their own).
+const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const CSS: &str = include_str!("../../static/app.css");
 const JS: &str = include_str!("../../static/app.js");
 
@@ -70,6 +69,8 @@ pub(super) struct Chrome {
     /// The page follows changes (`/v1/events`).
     live: bool,
     flash: Option<String>,
+    /// The page's Content-Security-Policy.
+    csp: HeaderValue,
 }
 
 /// A signed-in person on a page.
@@ -78,12 +79,37 @@ pub(super) struct Person {
     session: String,
 }
 
-fn render(status: StatusCode, t: &impl Template) -> Response {
+/// A page of the app: a template with the chrome around it.
+trait Page: Template {
+    fn chrome(&self) -> &Chrome;
+}
+
+macro_rules! pages {
+    ($($t:ty),* $(,)?) => {
+        $(impl Page for $t {
+            fn chrome(&self) -> &Chrome {
+                &self.chrome
+            }
+        })*
+    };
+}
+
+pages!(
+    RequestPage,
+    AskPage,
+    MinePage,
+    MessagePage,
+    RevealPage,
+    InboxPage,
+    EntryPage,
+);
+
+fn render(status: StatusCode, t: &impl Page) -> Response {
     match t.render() {
         Ok(html) => page_headers(
             (status, html).into_response(),
             "text/html; charset=utf-8",
-            APP_CSP,
+            t.chrome().csp.clone(),
         ),
         Err(e) => {
             tracing::error!(error = %e, "a page did not render");
@@ -188,6 +214,7 @@ impl App {
             inbox,
             live,
             flash: None,
+            csp: self.web.app_csp.clone(),
         }
     }
 }
@@ -572,7 +599,7 @@ pub(super) async fn mine(
             pending: r.state == RequestState::Pending,
         })
         .collect();
-    let chrome = app.chrome(&p, "My access", "mine", true).await;
+    let chrome = app.chrome(&p, "Mine", "mine", true).await;
     render(
         StatusCode::OK,
         &MinePage {
@@ -1004,13 +1031,17 @@ pub(super) async fn approve_link(Path(id): Path<String>) -> Response {
 }
 
 pub(super) async fn css() -> Response {
-    page_headers(CSS.into_response(), "text/css; charset=utf-8", APP_CSP)
+    page_headers(
+        CSS.into_response(),
+        "text/css; charset=utf-8",
+        HeaderValue::from_static(ASSET_CSP),
+    )
 }
 
 pub(super) async fn js() -> Response {
     page_headers(
         JS.into_response(),
         "text/javascript; charset=utf-8",
-        APP_CSP,
+        HeaderValue::from_static(ASSET_CSP),
     )
 }

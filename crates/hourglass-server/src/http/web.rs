@@ -30,7 +30,7 @@ use super::{ApiResult, Shared};
 use crate::problem::{ApiError, problem};
 
 /// How sessions are offered.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WebSettings {
     /// The demo's pick-a-person sign-in (loopback only, checked at start).
     pub demo_sign_in: bool,
@@ -38,6 +38,30 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     /// The cookie's `Max-Age`: the session's absolute lifetime.
     pub session_secs: u64,
+    /// The Content-Security-Policy of the app's pages (this server's script and style only).
+    pub app_csp: HeaderValue,
+    /// That of the sign-in pages (no script at all).
+    pub signin_csp: HeaderValue,
+}
+
+/// The page policies: `form_action` is where forms may go, this server and, with single sign-on,
+/// the provider's origin (a form that signs out here is redirected to its sign-out, and browsers
+/// hold redirects after a form to `form-action` too).
+pub fn page_policies(provider_origin: Option<&str>) -> (HeaderValue, HeaderValue) {
+    let form_action = match provider_origin {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_owned(),
+    };
+    let app = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let signin = format!(
+        "default-src 'none'; style-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    (
+        HeaderValue::from_str(&app).unwrap_or(HeaderValue::from_static("default-src 'none'")),
+        HeaderValue::from_str(&signin).unwrap_or(HeaderValue::from_static("default-src 'none'")),
+    )
 }
 
 impl WebSettings {
@@ -163,7 +187,7 @@ fn esc(s: &str) -> String {
 
 /// A page with the headers every page carries: a strict CSP with no script at all, no framing,
 /// no referrer, no caching.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+fn page(web: &WebSettings, status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -175,7 +199,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     super::app::page_headers(
         (status, html).into_response(),
         "text/html; charset=utf-8",
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        web.signin_csp.clone(),
     )
 }
 
@@ -217,20 +241,20 @@ pub(super) async fn signin_page(
             esc(&session.expires_at.to_string()),
             esc(&csrf_token(&id)),
         );
-        return page(StatusCode::OK, "Hourglass", &body);
+        return page(&app.web, StatusCode::OK, "Hourglass", &body);
     }
     let return_to = q.return_to.as_deref().unwrap_or("/");
     let sso = app.oidc.as_ref().map(|o| {
+        let to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
         format!(
-            "<form method=\"get\" action=\"/signin/oidc\">\
-             <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
-             <button type=\"submit\">{}</button></form>",
-            esc(return_to),
+            "<p><a class=\"button\" id=\"sso\" href=\"/signin/oidc?return_to={}\">{}</a></p>",
+            esc(&to),
             esc(&o.settings.label)
         )
     });
     if !app.web.demo_sign_in {
         return page(
+            &app.web,
             StatusCode::OK,
             "Sign in",
             &sso.unwrap_or_else(|| {
@@ -256,6 +280,7 @@ pub(super) async fn signin_page(
         })
         .collect();
     page(
+        &app.web,
         StatusCode::OK,
         "Sign in (demo)",
         &format!(
@@ -358,6 +383,7 @@ pub(super) async fn signout(
 pub(super) async fn oidc_start(State(app): State<Shared>, Query(q): Query<StartQuery>) -> Response {
     let Some(oidc) = &app.oidc else {
         return page(
+            &app.web,
             StatusCode::NOT_FOUND,
             "Sign in",
             "<p>No identity provider is configured for this server.</p>",
@@ -368,7 +394,7 @@ pub(super) async fn oidc_start(State(app): State<Shared>, Query(q): Query<StartQ
         .await
     {
         Ok((url, login)) => see_other(&url, &[app.web.set_login_cookie(login.cookie_value())]),
-        Err(r) => refusal_page(&r),
+        Err(r) => refusal_page(&app.web, &r),
     }
 }
 
@@ -386,7 +412,7 @@ pub(super) struct CallbackQuery {
     error_description: Option<String>,
 }
 
-fn refusal_page(r: &crate::oidc::Refusal) -> Response {
+fn refusal_page(web: &WebSettings, r: &crate::oidc::Refusal) -> Response {
     let status = if r.unavailable {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -399,6 +425,7 @@ fn refusal_page(r: &crate::oidc::Refusal) -> Response {
         ""
     };
     page(
+        web,
         status,
         "Sign-in refused",
         &format!(
@@ -420,6 +447,7 @@ pub(super) async fn oidc_callback(
 ) -> Response {
     let Some(oidc) = &app.oidc else {
         return page(
+            &app.web,
             StatusCode::NOT_FOUND,
             "Sign in",
             "<p>No identity provider is configured for this server.</p>",
@@ -468,7 +496,7 @@ pub(super) async fn oidc_callback(
             {
                 return ApiError(e).into_response();
             }
-            let mut resp = refusal_page(&r);
+            let mut resp = refusal_page(&app.web, &r);
             if let Ok(v) = HeaderValue::from_str(&clear) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -496,11 +524,14 @@ pub(super) async fn oidc_callback(
             see_other(&vouched.return_to, &[app.web.set_cookie(&id), clear])
         }
         Ok(SignInOutcome::Refused { code, reason }) => {
-            let mut resp = refusal_page(&crate::oidc::Refusal {
-                code,
-                reason,
-                unavailable: false,
-            });
+            let mut resp = refusal_page(
+                &app.web,
+                &crate::oidc::Refusal {
+                    code,
+                    reason,
+                    unavailable: false,
+                },
+            );
             if let Ok(v) = HeaderValue::from_str(&clear) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }

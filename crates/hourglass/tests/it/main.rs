@@ -6,6 +6,7 @@
 
 mod app;
 mod binary;
+mod browser;
 mod cli;
 #[cfg(feature = "test-clock")]
 mod crash;

@@ -15,8 +15,8 @@ use tokio::{
 };
 
 /// The provider, stopped when dropped.
-struct Idp {
-    issuer: String,
+pub(crate) struct Idp {
+    pub(crate) issuer: String,
     _child: Child,
 }
 
@@ -26,7 +26,7 @@ fn provider_dir() -> PathBuf {
 
 /// Starts the provider for `redirect`, with the people's groups (`{"alice": ["ops"]}`). `None`
 /// (the test skips) when it is not installed and this is not CI.
-async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
+pub(crate) async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
     let dir = provider_dir();
     if !dir.join("node_modules/oidc-provider").is_dir() {
         assert!(
@@ -68,13 +68,13 @@ async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
 }
 
 /// A free loopback port for the server (the provider must know its redirect before it starts).
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// The real time: the provider issues its tokens on it.
-fn real_now() -> Timestamp {
+pub(crate) fn real_now() -> Timestamp {
     use hourglass_core::Clock;
     hourglass_server::clock::SystemClock.now()
 }
@@ -259,7 +259,10 @@ async fn people_sign_in_with_the_identity_provider_and_sign_out_of_it_too() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("action=\"/signin/oidc\""), "{page}");
+    assert!(
+        page.contains("href=\"/signin/oidc?return_to=%2F\""),
+        "{page}"
+    );
 
     // alice, without a second factor: a session through the provider, then where she was going.
     let b = browser();
