@@ -12,6 +12,7 @@ mod policy;
 mod postgres;
 mod startup;
 mod stats;
+mod web;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Scenario {
     /// Decide and an expiry burst on SQLite, PostgreSQL, and PostgreSQL with three replicas,
     /// side by side; and the cost of the audit chain's lock to concurrent writers.
     Postgres,
+    /// The web app's inbox with 1,000 pending requests and its catalogue with 1,000
+    /// entitlements, p50 and p99, next to the API listing and a 10-entitlement catalogue.
+    Web,
     /// Every scenario above.
     All,
 }
@@ -125,6 +129,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Notify) {
         notify::run(8, pick(3, 60)).await?;
+    }
+    if want(Scenario::Web) {
+        web::run(pick(50, 1_000), pick(8, 40)).await?;
     }
     if want(Scenario::Postgres) {
         postgres::run(16, pick(3, 40), pick(300, 5_000)).await?;
