@@ -11,10 +11,18 @@
 
 use super::{Caller, Engine};
 use crate::{
-    GrantDuration, Result,
+    Error, GrantDuration, Result,
     catalog::Risk,
-    policy::{Action, DecisionContext, Resource, TicketFacts},
+    id::{EntitlementId, PrincipalId, ProfileId},
+    policy::{Action, Decision, DecisionContext, Resource, TicketFacts},
 };
+
+/// One action judged for `explain`.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub action: Action,
+    pub decision: Decision,
+}
 
 /// Durations tried for "approved at once up to …", besides the maximum.
 const LADDER_SECS: [u64; 9] = [
@@ -129,6 +137,69 @@ impl Engine {
                 needs_ticket,
                 break_glass,
                 needs_public_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// How policy judges `principal` on `access` now, action by action, at its default duration
+    /// with no ticket and no second factor (`Approve`: of a request by someone else, a person in
+    /// no group): an administrator's view of the policy set in force. Not `Exchange`, which is
+    /// judged on a presented token's facts.
+    pub async fn explain(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        access: &str,
+    ) -> Result<Vec<Explained>> {
+        self.require_admin_of_all(caller, "explain.not_allowed")?;
+        let name = access.trim();
+        let resource = EntitlementId::new(name)
+            .ok()
+            .and_then(|id| self.catalog.entitlement(&id))
+            .map(Resource::Entitlement)
+            .or_else(|| {
+                ProfileId::new(name)
+                    .ok()
+                    .and_then(|id| self.catalog.profile(&id))
+                    .map(Resource::Profile)
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    "explain.access_unknown",
+                    "access",
+                    format!("no entitlement or profile named {name:?}"),
+                )
+            })?;
+        let who = PrincipalId::new(principal.trim())
+            .map_err(|m| Error::invalid("explain.principal_invalid", "principal", m))?;
+        let p = self.principal(&who).await?.ok_or_else(|| {
+            Error::invalid(
+                "explain.principal_unknown",
+                "principal",
+                format!("no identity named {who}"),
+            )
+        })?;
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        // Exchange is judged on a presented token's facts, which an explanation has none of.
+        for action in Action::ALL.into_iter().filter(|a| *a != Action::Exchange) {
+            let mut ctx = self.context(None, &p.id, resource.default_duration(), None, now);
+            ctx.break_glass = action == Action::BreakGlass;
+            if action == Action::Approve {
+                // A request by someone else, a person in no group.
+                ctx.requester = Some(crate::catalog::Principal {
+                    id: PrincipalId::new("someone-else")
+                        .map_err(|m| Error::internal(m.to_string()))?,
+                    kind: crate::catalog::PrincipalKind::Human,
+                    owner: None,
+                    groups: Vec::new(),
+                    status: crate::catalog::PrincipalStatus::Active,
+                });
+            }
+            out.push(Explained {
+                action,
+                decision: self.decide(action, &p, resource, &ctx)?,
             });
         }
         Ok(out)

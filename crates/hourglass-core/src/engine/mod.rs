@@ -34,7 +34,7 @@ use std::{
 
 use secrecy::SecretString;
 
-pub use catalogue::Offer;
+pub use catalogue::{Explained, Offer};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};

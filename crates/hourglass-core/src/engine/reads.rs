@@ -294,6 +294,17 @@ impl Engine {
         Ok((out, last))
     }
 
+    /// Verifies the whole audit chain now (an administrator's check): events checked, the head
+    /// hash, and the first break if any.
+    pub async fn verify_audit(
+        &self,
+        caller: &Caller,
+    ) -> Result<(u64, String, Option<crate::audit::ChainBreak>)> {
+        self.require_admin_of_all(caller, "audit.not_allowed")?;
+        let (v, broken) = crate::store::verify_chain(self.store.as_ref()).await?;
+        Ok((v.checked(), v.head_hash().to_owned(), broken))
+    }
+
     /// The last audit sequence number: where a live view that wants only new changes starts.
     pub async fn audit_head_seq(&self) -> Result<u64> {
         self.store.audit_head_seq().await

@@ -59,40 +59,44 @@ const JS: &str = include_str!("../../static/app.js");
 
 /// What every page shows around its content.
 pub(super) struct Chrome {
-    title: String,
-    nav: &'static str,
-    who: String,
-    mfa: bool,
-    csrf: String,
+    pub(super) title: String,
+    pub(super) nav: &'static str,
+    pub(super) who: String,
+    pub(super) mfa: bool,
+    pub(super) csrf: String,
     /// Requests waiting for this person's decision.
-    inbox: usize,
+    pub(super) inbox: usize,
     /// The page follows changes (`/v1/events`).
-    live: bool,
-    flash: Option<String>,
+    pub(super) live: bool,
+    pub(super) flash: Option<String>,
     /// The page's Content-Security-Policy.
-    csp: HeaderValue,
+    pub(super) csp: HeaderValue,
+    /// The person may administer everything (the Admin pages).
+    pub(super) admin: bool,
 }
 
 /// A signed-in person on a page.
 pub(super) struct Person {
-    caller: Caller,
+    pub(super) caller: Caller,
     session: String,
 }
 
 /// A page of the app: a template with the chrome around it.
-trait Page: Template {
+pub(super) trait Page: Template {
     fn chrome(&self) -> &Chrome;
 }
 
 macro_rules! pages {
     ($($t:ty),* $(,)?) => {
-        $(impl Page for $t {
+        $(impl $crate::http::app::Page for $t {
             fn chrome(&self) -> &Chrome {
                 &self.chrome
             }
         })*
     };
 }
+
+pub(super) use pages;
 
 pages!(
     RequestPage,
@@ -104,7 +108,7 @@ pages!(
     EntryPage,
 );
 
-fn render(status: StatusCode, t: &impl Page) -> Response {
+pub(super) fn render(status: StatusCode, t: &impl Page) -> Response {
     match t.render() {
         Ok(html) => page_headers(
             (status, html).into_response(),
@@ -127,7 +131,7 @@ fn see_other(to: &str) -> Response {
 }
 
 /// The person the session cookie stands for, or the way to sign in (coming back to `here`).
-async fn person(
+pub(super) async fn person(
     app: &App,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -155,7 +159,7 @@ async fn person(
 }
 
 /// The person, for a form post: a live session, its CSRF token and our own origin.
-async fn poster(
+pub(super) async fn poster(
     app: &App,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -179,17 +183,17 @@ async fn poster(
     Ok(p)
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
-fn text(form: &[(String, String)], name: &str) -> String {
+pub(super) fn text(form: &[(String, String)], name: &str) -> String {
     field(form, name).unwrap_or_default().trim().to_owned()
 }
 
@@ -198,7 +202,13 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 impl App {
-    async fn chrome(&self, p: &Person, title: &str, nav: &'static str, live: bool) -> Chrome {
+    pub(super) async fn chrome(
+        &self,
+        p: &Person,
+        title: &str,
+        nav: &'static str,
+        live: bool,
+    ) -> Chrome {
         let inbox = self
             .engine
             .inbox(&p.caller)
@@ -215,6 +225,10 @@ impl App {
             live,
             flash: None,
             csp: self.web.app_csp.clone(),
+            admin: self
+                .engine
+                .require_admin_of_all(&p.caller, "admin.not_allowed")
+                .is_ok(),
         }
     }
 }
@@ -612,15 +626,15 @@ pub(super) async fn mine(
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage {
-    chrome: Chrome,
-    text: String,
-    back: String,
-    error: bool,
+pub(super) struct MessagePage {
+    pub(super) chrome: Chrome,
+    pub(super) text: String,
+    pub(super) back: String,
+    pub(super) error: bool,
 }
 
 /// The outcome of a form that changes one thing: back to `back`, or a page saying why not.
-async fn done(
+pub(super) async fn done(
     app: &App,
     p: &Person,
     result: Result<(), Error>,
@@ -760,11 +774,21 @@ pub(super) struct InboxRow {
     step_up: bool,
 }
 
+pub(super) struct ReviewRow {
+    id: String,
+    principal: String,
+    access: String,
+    reason: String,
+    grant_id: String,
+    opened_at: String,
+}
+
 #[derive(Template)]
 #[template(path = "inbox.html")]
 struct InboxPage {
     chrome: Chrome,
     entries: Vec<InboxRow>,
+    reviews: Vec<ReviewRow>,
 }
 
 /// `GET /inbox`: what waits for my decision, following changes.
@@ -794,8 +818,60 @@ pub(super) async fn inbox(
             step_up,
         })
         .collect();
+    // Open break-glass reviews this person may close (someone else's glass).
+    let reviews = match app
+        .engine
+        .list_reviews(
+            &p.caller,
+            Some(hourglass_core::review::ReviewState::Open),
+            100,
+        )
+        .await
+    {
+        Ok(r) => r
+            .into_iter()
+            .filter(|r| r.principal != p.caller.principal.id)
+            .map(|r| ReviewRow {
+                id: r.id.to_string(),
+                principal: r.principal.to_string(),
+                access: r.access.to_string(),
+                reason: r.reason,
+                grant_id: r.grant_id.to_string(),
+                opened_at: r.opened_at.to_string(),
+            })
+            .collect(),
+        Err(e) => return super::ApiError(e).into_response(),
+    };
     let chrome = app.chrome(&p, "Waiting for you", "inbox", true).await;
-    render(StatusCode::OK, &InboxPage { chrome, entries })
+    render(
+        StatusCode::OK,
+        &InboxPage {
+            chrome,
+            entries,
+            reviews,
+        },
+    )
+}
+
+/// `POST /inbox/reviews/{id}/close`: closes a break-glass review with what was checked.
+pub(super) async fn close_review(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let p = match poster(&app, &headers, peer, &f, "/inbox").await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let r = app
+        .engine
+        .close_review(&p.caller, &id, &text(&f, "comment"))
+        .await
+        .map(|_| ());
+    done(&app, &p, r, "/inbox", "inbox").await
 }
 
 pub(super) struct HistoryRow {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod app;
+mod app_admin;
 mod events;
 mod identities;
 mod reviews;
@@ -103,9 +104,22 @@ pub fn router(app: Shared) -> Router {
         .route("/mine/requests/{id}/cancel", post(app::cancel))
         .route("/inbox", get(app::inbox))
         .route("/inbox/{id}", get(app::entry))
+        .route("/inbox/reviews/{id}/close", post(app::close_review))
         .route("/inbox/{id}/approve", post(app::approve))
         .route("/inbox/{id}/deny", post(app::deny))
         .route("/approve/{id}", get(app::approve_link))
+        .route("/admin", get(app_admin::audit))
+        .route("/admin/verify", post(app_admin::verify))
+        .route("/admin/grants", get(app_admin::grants))
+        .route("/admin/grants/{id}/revoke", post(app_admin::revoke))
+        .route("/admin/identities", get(app_admin::identities))
+        .route("/admin/identities/{name}/keys", post(app_admin::new_key))
+        .route(
+            "/admin/identities/{name}/{what}",
+            post(app_admin::identity_status),
+        )
+        .route("/admin/reports", get(app_admin::reports))
+        .route("/admin/explain", get(app_admin::explain))
         .route("/static/app.css", get(app::css))
         .route("/static/app.js", get(app::js))
         .route("/healthz", get(|| async { "ok" }))

@@ -292,3 +292,150 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
     );
     s.stop().await;
 }
+
+/// The administration pages: only for administrators; the audit log filtered and its chain
+/// verified, live access revoked, an identity suspended (its session ends), a key shown once,
+/// and policy explained.
+#[tokio::test]
+async fn administrators_audit_revoke_manage_identities_and_explain_policy() {
+    let s = spawn_server_with(|_, text| format!("{text}\n[web]\ndemo_sign_in = true\n"))
+        .await
+        .unwrap();
+    let alice = Browser::sign_in(&s, "alice").await;
+    let bob = Browser::sign_in(&s, "bob").await;
+    let admin = Browser::sign_in(&s, "admin").await;
+    let (status, _) = alice.get("/admin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, page) = alice.get("/request").await;
+    assert!(!page.contains("href=\"/admin\""), "no Admin link for alice");
+
+    // Something to see: alice's auto-approved read-logs grant, with markup in its reason.
+    let r = alice
+        .post(
+            "/request/new",
+            &[
+                ("what", "demo/read-logs"),
+                ("duration", "10m"),
+                ("reason", SCRIPT),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let rid = location(&r).strip_prefix("/mine#").unwrap().to_owned();
+    let gid = s
+        .client("alice")
+        .get_request(&rid)
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert!(
+        eventually(|| async { s.client("alice").get_grant(&gid).await.unwrap().state == "active" })
+            .await
+    );
+
+    // The audit log: filtered by action, escaped, with the chain's head; verified whole.
+    let (status, page) = admin.get("/admin?action=request.&actor=alice").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&rid), "{page}");
+    assert!(!page.contains("session.started"), "filtered: {page}");
+    assert!(!page.contains(SCRIPT) && page.contains(SHOWN), "{page}");
+    assert!(page.contains("The chain&#39;s head") || page.contains("The chain's head"));
+    let (status, _) = admin.get("/admin?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let r = admin.post("/admin/verify", &[], true).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("The audit chain is whole"));
+
+    // Live access: alice's grant, revoked from here with a reason.
+    let (_, page) = admin.get("/admin/grants").await;
+    assert!(page.contains(&gid), "{page}");
+    let r = admin
+        .post(
+            &format!("/admin/grants/{gid}/revoke"),
+            &[("reason", "done with it")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let g = s.client("admin").get_grant(&gid).await.unwrap();
+    assert!(
+        matches!(g.state.as_str(), "revoking" | "revoked"),
+        "{}",
+        g.state
+    );
+
+    // Identities: bob suspended from here; his session ends at once.
+    let (_, page) = admin.get("/admin/identities").await;
+    assert!(
+        page.contains("ci-deployer") && page.contains("alice"),
+        "{page}"
+    );
+    let r = admin
+        .post(
+            "/admin/identities/bob/suspend",
+            &[("reason", "on leave")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, _) = bob.get("/inbox").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "back to sign-in");
+    // Without the CSRF token nothing happens.
+    let r = admin.post("/admin/identities/bob/resume", &[], false).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.client("admin")
+            .identities()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.name == "bob")
+            .unwrap()
+            .status,
+        "suspended"
+    );
+    // A new key for the CI job, shown once on a page that is never cached.
+    let r = admin
+        .post(
+            "/admin/identities/ci-deployer/keys",
+            &[("expires", "30d")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    let page = r.text().await.unwrap();
+    let secret = page
+        .split("id=\"secret\" class=\"secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let who = hourglass_client::Client::new(&alice.base, Some(secret))
+        .unwrap()
+        .whoami()
+        .await
+        .unwrap();
+    assert_eq!(who.principal, "ci-deployer");
+
+    // Explain: how policy judges alice on ops-admin now.
+    let (status, page) = admin
+        .get("/admin/explain?principal=alice&access=demo/ops-admin")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("requesters-may-request-demo"), "{page}");
+    assert!(page.contains("requesters-break-glass-ops-admin"), "{page}");
+    let (status, page) = admin
+        .get("/admin/explain?principal=alice&access=nope/none")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("no entitlement or profile"), "{page}");
+    // Reports answer (the demo target holds nothing standing).
+    let (status, page) = admin.get("/admin/reports").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    s.stop().await;
+}
