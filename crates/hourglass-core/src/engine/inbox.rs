@@ -3,11 +3,14 @@
 //! same access, who holds it now, the policies that make it eligible and that let the caller
 //! decide, and whether the caller must first sign in again with a second factor).
 
+use std::collections::BTreeMap;
+
 use super::{Caller, Engine, requests::requesting_side};
 use crate::{
     Result,
-    catalog::Risk,
+    catalog::{Principal, Risk},
     grant::{Grant, GrantState},
+    id::PrincipalId,
     policy::{Action, Resource},
     request::{Approval, Request, RequestState},
     store::{GrantFilter, RequestFilter},
@@ -49,9 +52,11 @@ impl Engine {
                 ..RequestFilter::default()
             })
             .await?;
+        // Requesters are read once each, however many requests they have waiting.
+        let mut people = BTreeMap::new();
         let mut out = Vec::new();
         for req in pending {
-            if let Some((risk, step_up)) = self.may_decide(caller, &req).await? {
+            if let Some((risk, step_up)) = self.may_decide(caller, &req, &mut people).await? {
                 out.push((req, risk, step_up));
             }
         }
@@ -59,15 +64,29 @@ impl Engine {
         Ok(out)
     }
 
-    /// Whether `caller` may decide `req`: `Some((risk, needs_step_up))`, or `None`.
-    async fn may_decide(&self, caller: &Caller, req: &Request) -> Result<Option<(Risk, bool)>> {
+    /// Whether `caller` may decide `req`: `Some((risk, needs_step_up))`, or `None`. `people`
+    /// caches the requesters read.
+    async fn may_decide(
+        &self,
+        caller: &Caller,
+        req: &Request,
+        people: &mut BTreeMap<PrincipalId, Option<Principal>>,
+    ) -> Result<Option<(Risk, bool)>> {
         if caller.principal.id == req.requester || req.state != RequestState::Pending {
             return Ok(None);
         }
         let Ok(resource) = self.resource_of(&req.access) else {
             return Ok(None);
         };
-        let Some(requester) = self.principal(&req.requester).await? else {
+        let requester = match people.get(&req.requester) {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.principal(&req.requester).await?;
+                people.insert(req.requester.clone(), p.clone());
+                p
+            }
+        };
+        let Some(requester) = requester else {
             return Ok(None);
         };
         if requesting_side(&caller.principal, &requester, &req.actors).is_some() {
@@ -103,7 +122,10 @@ impl Engine {
     /// `caller` may decide it now.
     pub async fn inbox_entry(&self, caller: &Caller, id: &str) -> Result<InboxEntry> {
         let request = self.visible_request(caller, id).await?;
-        let Some((risk, needs_step_up)) = self.may_decide(caller, &request).await? else {
+        let Some((risk, needs_step_up)) = self
+            .may_decide(caller, &request, &mut BTreeMap::new())
+            .await?
+        else {
             return Err(crate::Error::not_found(
                 "inbox.not_found",
                 format!("request {id} is not waiting for your decision"),

@@ -215,6 +215,18 @@ impl App {
             .await
             .map(|i| i.len())
             .unwrap_or(0);
+        self.chrome_counted(p, title, nav, live, inbox)
+    }
+
+    /// [`chrome`](Self::chrome) with the inbox already counted (the inbox page itself).
+    pub(super) fn chrome_counted(
+        &self,
+        p: &Person,
+        title: &str,
+        nav: &'static str,
+        live: bool,
+        inbox: usize,
+    ) -> Chrome {
         Chrome {
             title: title.to_owned(),
             nav,
@@ -805,6 +817,7 @@ pub(super) async fn inbox(
         Ok(e) => e,
         Err(e) => return super::ApiError(e).into_response(),
     };
+    let waiting = entries.len();
     let entries = entries
         .into_iter()
         .map(|(r, risk, step_up)| InboxRow {
@@ -842,7 +855,7 @@ pub(super) async fn inbox(
             .collect(),
         Err(e) => return super::ApiError(e).into_response(),
     };
-    let chrome = app.chrome(&p, "Waiting for you", "inbox", true).await;
+    let chrome = app.chrome_counted(&p, "Waiting for you", "inbox", true, waiting);
     render(
         StatusCode::OK,
         &InboxPage {

@@ -192,6 +192,34 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
     assert!(page.contains(SHOWN), "{page}");
     assert_eq!(s.client("admin").audit(0).await.unwrap().len(), before);
 
+    // Markup in the ticket field is refused or shown as text, never as markup.
+    let r = alice
+        .post(
+            "/request/new",
+            &[
+                ("what", "demo/ops-admin"),
+                ("duration", "30m"),
+                ("reason", "ticket test"),
+                ("ticket", SCRIPT),
+            ],
+            true,
+        )
+        .await;
+    let ticket_rid = (r.status() == StatusCode::SEE_OTHER)
+        .then(|| location(&r).trim_start_matches("/mine#").to_owned());
+    let page = r.text().await.unwrap();
+    assert!(!page.contains(SCRIPT), "{page}");
+    let bob = Browser::sign_in(&s, "bob").await;
+    if let Some(t) = &ticket_rid {
+        // Taken: bob sees the ticket as text; then alice withdraws it.
+        let (_, entry) = bob.get(&format!("/inbox/{t}")).await;
+        assert!(entry.contains(SHOWN) && !entry.contains(SCRIPT), "{entry}");
+        let r = alice
+            .post(&format!("/mine/requests/{t}/cancel"), &[], true)
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+
     // Asked: to Mine, where it waits, its reason shown as text.
     let r = alice.post("/request/new", &fields, true).await;
     assert_eq!(
@@ -208,7 +236,6 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
     assert!(!page.contains(SCRIPT) && page.contains(SHOWN), "{page}");
 
     // bob's inbox has it, with what he needs to judge it; a link from a notification lands there.
-    let bob = Browser::sign_in(&s, "bob").await;
     let link = bob
         .http
         .get(format!("{}/approve/{rid}", bob.base))

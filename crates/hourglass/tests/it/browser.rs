@@ -122,6 +122,33 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Checks the page in `c` for what keyboard and screen-reader users need: one `h1`, a language,
+/// a label for every field, a name for every button and link, and no sideways scrolling.
+async fn accessible(c: &Client, what: &str) {
+    let problems = c
+        .execute(
+            r#"
+            const out = [];
+            if (document.querySelectorAll('h1').length !== 1) out.push('not exactly one h1');
+            if (!document.documentElement.lang) out.push('no lang');
+            for (const el of document.querySelectorAll('input:not([type=hidden]), textarea, select')) {
+              const labelled = (el.id && document.querySelector(`label[for="${el.id}"]`))
+                || el.getAttribute('aria-label') || el.closest('label');
+              if (!labelled) out.push('unlabelled field ' + (el.name || el.id));
+            }
+            for (const el of document.querySelectorAll('button, a')) {
+              if (!(el.textContent.trim() || el.getAttribute('aria-label'))) out.push('unnamed ' + el.outerHTML);
+            }
+            if (document.documentElement.scrollWidth > window.innerWidth + 1) out.push('scrolls sideways');
+            return out;
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(problems, json!([]), "{what}");
+}
+
 /// Signs in through the provider's page as `who`, from the server's sign-in page.
 async fn sign_in(c: &Client, s: &TestServer, who: &str) {
     c.goto(&format!("http://{}/signin", s.addr)).await.unwrap();
@@ -193,6 +220,7 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
     let a = browser(&d, "alice").await;
     sign_in(&a, &s, "alice").await;
     shot(&a, "1-catalogue").await;
+    accessible(&a, "the catalogue").await;
     a.goto(&format!(
         "http://{}/request/new?what=demo/ops-admin",
         s.addr
@@ -209,6 +237,7 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
         .await
         .unwrap();
     shot(&a, "2-ask").await;
+    accessible(&a, "the request form").await;
     a.find(Locator::Css("form.form button[type=submit]"))
         .await
         .unwrap()
@@ -229,6 +258,7 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
     b.goto(&format!("http://{}/inbox", s.addr)).await.unwrap();
     let link = wait_for(&b, "table.list a[href^='/inbox/req_']").await;
     shot(&b, "3-inbox").await;
+    accessible(&b, "the inbox").await;
     link.click().await.unwrap();
     wait_for(&b, "#comment")
         .await
@@ -236,6 +266,7 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
         .await
         .unwrap();
     shot(&b, "4-decide").await;
+    accessible(&b, "a request to decide").await;
     b.find(Locator::Css("form[action$='/approve'] button"))
         .await
         .unwrap()
@@ -257,6 +288,12 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
     );
     assert!(a.source().await.unwrap().contains("state-active"));
     shot(&a, "5-mine-live").await;
+    accessible(&a, "mine").await;
+    // On a phone: the same page, one column, nothing off the side.
+    a.set_window_size(390, 844).await.unwrap();
+    accessible(&a, "mine on a phone").await;
+    shot(&a, "7-phone").await;
+    a.set_window_size(1200, 900).await.unwrap();
     release.click().await.unwrap();
     assert!(
         eventually(|| async {

@@ -490,6 +490,43 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused_audited_and_create_no
     assert_eq!(started, 1);
 }
 
+/// The provider stops after people signed in: their sessions go on, API keys work, break-glass
+/// works, and nothing asks the provider.
+#[tokio::test]
+async fn when_the_provider_stops_sessions_api_keys_and_break_glass_go_on() {
+    let Some((idp, s)) = sso("").await else {
+        return;
+    };
+    let b = browser();
+    let (url, _) = sign_in_at_provider(&b, &s, &idp, "alice", false).await;
+    let (_, cookie, _) = callback(&b, &url).await;
+    let cookie = cookie.unwrap();
+    let issuer = idp.issuer.clone();
+    drop(idp);
+    // The provider is gone (its process killed): nothing answers at its issuer any more.
+    assert!(
+        hourglass_testkit::eventually(|| async {
+            reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+                .await
+                .is_err()
+        })
+        .await
+    );
+    assert!(session(&s, &cookie).await.is_some(), "the session goes on");
+    let r = s
+        .client("alice")
+        .create_request(&CreateRequest {
+            entitlement: "demo/ops-admin".into(),
+            duration: Some("30m".into()),
+            reason: "the IdP is down and so is the database".into(),
+            break_glass: true,
+            ..CreateRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((r.state.as_str(), r.break_glass), ("fulfilled", true));
+}
+
 #[tokio::test]
 async fn with_the_provider_down_api_keys_and_break_glass_still_work() {
     // A provider that is not there (nothing listens on the port).

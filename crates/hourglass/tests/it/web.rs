@@ -323,3 +323,58 @@ async fn the_change_stream_shows_each_caller_what_they_may_see_and_resumes() {
     assert_eq!(next, seen[1]);
     s.stop().await;
 }
+
+/// Two replicas on one PostgreSQL store: a session started on one is served by the other, and
+/// signing out on either ends it on both.
+#[tokio::test]
+async fn a_session_is_served_by_every_replica_and_sign_out_ends_it_on_all() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let s = spawn_server(move |text| {
+        format!(
+            "{}\n[web]\ndemo_sign_in = true\n",
+            text.replace(
+                "url = \"sqlite://hourglass.db\"",
+                &format!("url = \"{url}\"")
+            )
+        )
+    })
+    .await
+    .unwrap();
+    let config = hourglass_server::config::Config::load(&s.config, Vec::new()).unwrap();
+    let other = hourglass_server::start(
+        config,
+        std::sync::Arc::clone(&s.clock) as std::sync::Arc<dyn hourglass_core::Clock>,
+    )
+    .await
+    .unwrap();
+    let b = format!("http://{}", other.addr);
+    let (cookie, _) = sign_in(&s, "alice", None).await;
+    // The other replica knows the session.
+    let me: SessionView = http()
+        .get(format!("{b}/v1/session"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me.principal, "alice");
+    // Signing out there ends it here too.
+    let out = http()
+        .post(format!("{b}/signout"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &b)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={}", me.csrf_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(session(&s, &cookie).await.unwrap_err(), 401);
+    other.stop().await;
+    s.stop().await;
+}
