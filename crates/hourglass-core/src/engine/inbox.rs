@@ -38,6 +38,8 @@ pub struct InboxEntry {
     pub decide_by: Vec<String>,
     /// The caller may decide only after signing in again with a second factor.
     pub needs_step_up: bool,
+    /// The ticket as its source last reported it (by webhook or the poller), if it has.
+    pub ticket_now: Option<crate::ticket::Ticket>,
 }
 
 impl Engine {
@@ -186,7 +188,15 @@ impl Engine {
         let decide_by = self
             .decide(Action::Approve, &caller.principal, resource, &ctx)?
             .policy_ids;
+        let ticket_now = match (&request.ticket, &request.ticket_facts) {
+            (Some(reference), Some(facts)) => match &facts.source {
+                Some(source) => self.store.get_ticket(source, reference).await?,
+                None => None,
+            },
+            _ => None,
+        };
         Ok(InboxEntry {
+            ticket_now,
             approvals_required: resource.approvals_required(),
             request,
             approvals,

@@ -928,12 +928,26 @@ struct EntryPage {
     deny_error: Option<String>,
 }
 
-/// The ticket as the request recorded it: reference, status and assignee.
-fn ticket_line(r: &hourglass_core::request::Request) -> Option<String> {
+/// The ticket: as its source last reported it when it has, else as the request recorded it;
+/// reference, status, assignee, and whether its source confirmed it.
+fn ticket_line(e: &hourglass_core::engine::InboxEntry) -> Option<String> {
+    let r = &e.request;
     let reference = r.ticket.clone()?;
+    if let Some(t) = &e.ticket_now {
+        return Some(format!(
+            "{reference} ({}{}{}, as its source last reported it{})",
+            t.status,
+            if t.open { ", open" } else { ", closed" },
+            t.assignee
+                .as_deref()
+                .map(|a| format!(", assigned to {a}"))
+                .unwrap_or_default(),
+            t.updated.map(|u| format!(" at {u}")).unwrap_or_default()
+        ));
+    }
     Some(match &r.ticket_facts {
         Some(t) => format!(
-            "{reference} ({}{}{})",
+            "{reference} ({}{}{}, when asked)",
             t.status.as_deref().unwrap_or("status unknown"),
             t.assignee
                 .as_deref()
@@ -982,7 +996,7 @@ async fn entry_page(
         duration: duration(r.duration),
         starts_at: r.starts_at.map(|s| s.to_string()),
         reason: r.reason.clone(),
-        ticket: ticket_line(r),
+        ticket: ticket_line(&e),
         approvals: e
             .approvals
             .iter()

@@ -620,3 +620,61 @@ webhook_secret = { file = "hook.secret" }
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked"], json!([gid]));
 }
+
+/// The approver's inbox shows the ticket as its source last reported it, not only as it was
+/// when the request was made.
+#[tokio::test]
+async fn the_inbox_shows_the_ticket_as_its_source_last_reported_it() {
+    let desk = TicketDesk::start().await;
+    let sources = r#"
+[[ticket_sources]]
+name = "ops"
+kind = "webhook"
+pattern = 'OPS-\d+'
+webhook_secret = { file = "hook.secret" }
+"#;
+    let s = server(&desk, &format!("{sources}\n[web]\ndemo_sign_in = true\n")).await;
+    let signed = |body: &Value| signed_now(&s, body);
+    let waiting = json!({"ref": "OPS-7", "status": "Waiting for customer", "assignee": "alice"});
+    let (status, body) = post_event(&s, "/v1/tickets/events", &waiting, &signed(&waiting)).await;
+    assert_eq!(status, 200, "{body}");
+    let r = s
+        .client("alice")
+        .create_request(&ask("demo/ops-admin", "OPS-7"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending", "not in progress: a human decides");
+
+    // bob's view of it, through the web app.
+    let base = format!("http://{}", s.addr);
+    let bob = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signin = bob
+        .post(format!("{base}/signin/demo"))
+        .header("origin", &base)
+        .form(&[("principal", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signin.status(), 303);
+    let entry = |bob: reqwest::Client, url: String| async move {
+        bob.get(url).send().await.unwrap().text().await.unwrap()
+    };
+    let url = format!("{base}/inbox/{}", r.id);
+    let page = entry(bob.clone(), url.clone()).await;
+    assert!(page.contains("Waiting for customer"), "{page}");
+
+    // The ticket moves on; the page says what the source says now.
+    s.clock.advance_ms(1_000);
+    let moved = json!({"ref": "OPS-7", "status": "Escalated", "assignee": "carol"});
+    let (status, body) = post_event(&s, "/v1/tickets/events", &moved, &signed(&moved)).await;
+    assert_eq!(status, 200, "{body}");
+    let page = entry(bob, url).await;
+    assert!(
+        page.contains("Escalated, open, assigned to carol, as its source last reported it"),
+        "{page}"
+    );
+}
