@@ -25,32 +25,11 @@ use hourglass_core::{
     request::RequestState,
 };
 
-use super::{Shared, web};
+use super::{
+    Shared,
+    web::{self, page_headers},
+};
 use crate::App;
-
-/// The headers every page and its assets carry: `csp`, a referrer for this server only, no
-/// framing, no caching, no sniffing. (`same-origin`, not `no-referrer`: under `no-referrer`
-/// browsers send `Origin: null` with a form, which the origin check rightly refuses.)
-pub(super) fn page_headers(
-    mut resp: Response,
-    content_type: &'static str,
-    csp: HeaderValue,
-) -> Response {
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
-}
 
 /// The policy of the app's assets (a stylesheet and a script need none of their own).
 const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

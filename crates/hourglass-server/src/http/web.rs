@@ -171,6 +171,30 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host)
 }
 
+/// The headers every page and its assets carry: `csp`, a referrer for this server only, no
+/// framing, no caching, no sniffing. (`same-origin`, not `no-referrer`: under `no-referrer`
+/// browsers send `Origin: null` with a form, which the origin check rightly refuses.)
+pub(super) fn page_headers(
+    mut resp: Response,
+    content_type: &'static str,
+    csp: HeaderValue,
+) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
 /// HTML-escapes text for a page.
 fn esc(s: &str) -> String {
     s.chars()
@@ -196,7 +220,7 @@ fn page(web: &WebSettings, status: StatusCode, title: &str, body: &str) -> Respo
         esc(title),
         esc(title)
     );
-    super::app::page_headers(
+    page_headers(
         (status, html).into_response(),
         "text/html; charset=utf-8",
         web.signin_csp.clone(),
