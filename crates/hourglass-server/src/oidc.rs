@@ -311,7 +311,7 @@ impl Login {
 }
 
 /// `to` if it is a path on this server, else `/`.
-fn local_path(to: &str) -> String {
+pub(crate) fn local_path(to: &str) -> String {
     let ok = to.starts_with('/')
         && !to.starts_with("//")
         && !to.contains('\\')

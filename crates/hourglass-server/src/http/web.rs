@@ -298,8 +298,10 @@ pub(super) async fn signin_page(
             format!(
                 "<li><form method=\"post\" action=\"/signin/demo\">\
                  <input type=\"hidden\" name=\"principal\" value=\"{0}\">\
+                 <input type=\"hidden\" name=\"return_to\" value=\"{1}\">\
                  <button type=\"submit\">Sign in as {0}</button></form></li>",
-                esc(p.as_str())
+                esc(p.as_str()),
+                esc(&crate::oidc::local_path(return_to))
             )
         })
         .collect();
@@ -362,7 +364,12 @@ pub(super) async fn demo_signin(
         .engine
         .start_session(&pid, false, "demo", Some(&peer.ip().to_string()))
         .await?;
-    Ok(see_other("/signin", &[app.web.set_cookie(&id)]))
+    // Back where the person was going (a path on this server only).
+    let to = form_field(&body, "return_to")
+        .map(|t| crate::oidc::local_path(&t))
+        .filter(|t| t != "/")
+        .unwrap_or_else(|| "/signin".to_owned());
+    Ok(see_other(&to, &[app.web.set_cookie(&id)]))
 }
 
 /// `POST /signout`: ends the session everywhere (CSRF-checked) and clears the cookie.

@@ -243,6 +243,40 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
         .await
         .unwrap();
     assert_eq!(location(&link), format!("/inbox/{rid}"));
+    // Through sign-in and back to the entry (never off this server).
+    let fresh = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let entry_url = format!("{}/inbox/{rid}", bob.base);
+    let to_signin = fresh.get(&entry_url).send().await.unwrap();
+    let signin = location(&to_signin);
+    let page = fresh
+        .get(format!("{}{signin}", bob.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("name=\"return_to\" value=\"/inbox/{rid}\"")),
+        "{page}"
+    );
+    for (to, expect) in [
+        (format!("/inbox/{rid}"), format!("/inbox/{rid}")),
+        ("//evil.example/x".to_owned(), "/signin".to_owned()),
+        ("https://evil.example/".to_owned(), "/signin".to_owned()),
+    ] {
+        let r = fresh
+            .post(format!("{}/signin/demo", bob.base))
+            .header(header::ORIGIN, &bob.base)
+            .form(&[("principal", "bob"), ("return_to", to.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(location(&r), expect);
+    }
     let (_, inbox) = bob.get("/inbox").await;
     assert!(inbox.contains(&format!("/inbox/{rid}")), "{inbox}");
     assert!(!inbox.contains(SCRIPT) && inbox.contains(SHOWN), "{inbox}");
