@@ -47,7 +47,6 @@ pub(super) struct Chrome {
     pub(super) inbox: usize,
     /// The page follows changes (`/v1/events`).
     pub(super) live: bool,
-    pub(super) flash: Option<String>,
     /// The page's Content-Security-Policy.
     pub(super) csp: HeaderValue,
     /// The person may administer everything (the Admin pages).
@@ -214,7 +213,6 @@ impl App {
             csrf: csrf_token(&p.session),
             inbox,
             live,
-            flash: None,
             csp: self.web.app_csp.clone(),
             admin: self
                 .engine
