@@ -155,10 +155,10 @@ fn default_oidc_scopes() -> Vec<String> {
 fn default_name_claim() -> String {
     "preferred_username".into()
 }
+/// Only `mfa` (RFC 8176: more than one factor) by default: a single `otp`, `swk`, `face` or
+/// `fpt` can be the only factor used. Add what your provider sends for its second factors.
 fn default_mfa_amr() -> Vec<String> {
-    ["mfa", "otp", "hwk", "swk", "fido", "sms", "face", "fpt"]
-        .map(String::from)
-        .to_vec()
+    vec!["mfa".into()]
 }
 fn default_oidc_algorithms() -> Vec<String> {
     vec!["RS256".into()]

@@ -356,7 +356,13 @@ pub struct Oidc {
     http: Http,
     clock: Arc<dyn Clock>,
     discovered: tokio::sync::Mutex<Option<Arc<Discovered>>>,
+    /// When discovery last failed: for a while after, sign-ins are refused at once instead of
+    /// each waiting on the provider.
+    failed_at: std::sync::Mutex<Option<Timestamp>>,
 }
+
+/// How long after a failed discovery sign-ins are refused without asking the provider again.
+const RETRY_DISCOVERY_MS: i64 = 15_000;
 
 impl Oidc {
     pub fn new(settings: OidcSettings, clock: Arc<dyn Clock>) -> Result<Self, String> {
@@ -370,6 +376,7 @@ impl Oidc {
             http: Http(http),
             clock,
             discovered: tokio::sync::Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -384,23 +391,44 @@ impl Oidc {
 
     /// The provider's metadata and keys: cached, fetched again after an hour or when `fresh`.
     async fn provider(&self, fresh: bool) -> Result<Arc<Discovered>, Refusal> {
+        let unavailable = |why: String| Refusal {
+            code: "sign_in.provider_unavailable",
+            reason: format!(
+                "the identity provider cannot be reached or answered wrongly ({why}); API keys still work"
+            ),
+            unavailable: true,
+        };
+        let now = self.clock.now();
+        let recently_failed = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| now < t.plus_millis(RETRY_DISCOVERY_MS));
         let mut d = self.discovered.lock().await;
         if let Some(have) = d.as_ref()
             && !fresh
-            && self.clock.now() < have.at.plus_millis(REDISCOVER_AFTER_MS)
+            && now < have.at.plus_millis(REDISCOVER_AFTER_MS)
         {
             return Ok(Arc::clone(have));
         }
-        let meta = ProviderMetadataWithLogout::discover_async(self.settings.issuer.clone(), &self.http)
-            .await
-            .map_err(|e| Refusal {
-                code: "sign_in.provider_unavailable",
-                reason: format!(
-                    "the identity provider cannot be reached or answered wrongly ({}); API keys still work",
-                    error_chain(&e)
-                ),
-                unavailable: true,
-            })?;
+        if recently_failed && d.is_none() {
+            return Err(unavailable("it failed moments ago".into()));
+        }
+        let meta = match ProviderMetadataWithLogout::discover_async(
+            self.settings.issuer.clone(),
+            &self.http,
+        )
+        .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                *self
+                    .failed_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+                return Err(unavailable(error_chain(&e)));
+            }
+        };
         let end_session = meta.additional_metadata().end_session_endpoint.clone();
         let client = CoreClient::from_provider_metadata(
             meta,
@@ -556,7 +584,7 @@ impl Oidc {
                     )
                 })?,
             NameClaim::Email => {
-                if claims.email_verified() == Some(false) {
+                if claims.email_verified() != Some(true) {
                     return Err(refusal(
                         "sign_in.email_unverified",
                         "the identity provider has not verified this email address",

@@ -294,7 +294,8 @@ impl Engine {
             .await;
         };
         let mut commit = Commit {
-            token_uses: vec![(s.login.clone(), s.login.expires_at)],
+            // (The second field is now: uses already expired then are forgotten, none other.)
+            token_uses: vec![(s.login.clone(), now)],
             // The session the browser had before (a step-up, or a sign-in over another) ends.
             ended_sessions: s.replaces.iter().map(|old| secret_hash(old)).collect(),
             ..Commit::default()

@@ -666,11 +666,19 @@ pub(super) async fn release(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let r = app
-        .engine
-        .revoke(&p.caller, &id, Some("released early by its holder".into()))
-        .await
-        .map(|_| ());
+    // Only the holder releases here (an administrator revokes on the Admin pages, with a reason).
+    let r = match app.engine.grant(&p.caller, &id).await {
+        Ok(g) if g.principal == p.caller.principal.id => app
+            .engine
+            .revoke(&p.caller, &id, Some("released early by its holder".into()))
+            .await
+            .map(|_| ()),
+        Ok(_) => Err(Error::forbidden(
+            "grant.not_yours",
+            "only its holder releases a grant here; administrators revoke on the Admin pages",
+        )),
+        Err(e) => Err(e),
+    };
     done(&app, &p, r, "/mine", "mine").await
 }
 

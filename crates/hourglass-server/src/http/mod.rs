@@ -17,7 +17,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -547,7 +547,16 @@ async fn credential(
     State(app): State<Shared>,
     Authed(caller): Authed,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
+    // A GET spends the credential, so a browser's cookie (sent on any top-level link, prefetch
+    // or history) never does: the web app reveals it with a POST and its CSRF token.
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Err(ApiError(Error::forbidden(
+            "credential.bearer_only",
+            "fetch a credential with your API token, or reveal it in the web app (Mine)",
+        )));
+    }
     let mut resp = Json(take_credential(&app, &caller, &id).await?).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

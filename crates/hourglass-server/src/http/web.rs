@@ -195,6 +195,26 @@ pub(super) fn page_headers(
     resp
 }
 
+/// `text` cut to `max` characters, printable ones only.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// Whether the request names this server by a loopback name (`127.0.0.1`, `localhost`,
+/// `[::1]`): a page on another name that was made to resolve to 127.0.0.1 (DNS rebinding)
+/// sends its own name, and the demo's sign-in refuses it.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.chars().all(|c| c.is_ascii_digit()) => n,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 /// HTML-escapes text for a page.
 fn esc(s: &str) -> String {
     s.chars()
@@ -336,7 +356,7 @@ pub(super) async fn demo_signin(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    if !app.web.demo_sign_in || !peer.ip().is_loopback() {
+    if !app.web.demo_sign_in || !peer.ip().is_loopback() || !loopback_host(&headers) {
         return Ok(problem(
             StatusCode::NOT_FOUND,
             "route.not_found",
@@ -364,6 +384,10 @@ pub(super) async fn demo_signin(
         .engine
         .start_session(&pid, false, "demo", Some(&peer.ip().to_string()))
         .await?;
+    // The session the browser had before ends (a sign-in over another).
+    if let Some(old) = session_cookie(&headers, &app.web) {
+        app.engine.end_session(&SecretString::from(old)).await?;
+    }
     // Back where the person was going (a path on this server only).
     let to = form_field(&body, "return_to")
         .map(|t| crate::oidc::local_path(&t))
@@ -489,13 +513,15 @@ pub(super) async fn oidc_callback(
     let login =
         cookie(&headers, app.web.login_cookie_name()).and_then(|c| crate::oidc::Login::parse(&c));
     let result = match (&q.error, &q.code, &q.state) {
+        // The provider's own words, bounded: the callback is a URL anyone can make.
         (Some(err), _, _) => Err(crate::oidc::Refusal {
             code: "sign_in.provider_refused",
             reason: format!(
-                "the identity provider did not sign you in: {err}{}",
+                "the identity provider did not sign you in: {}{}",
+                bounded(err, 64),
                 q.error_description
                     .as_deref()
-                    .map(|d| format!(" ({d})"))
+                    .map(|d| format!(" ({})", bounded(d, 200)))
                     .unwrap_or_default()
             ),
             unavailable: false,

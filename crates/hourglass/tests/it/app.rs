@@ -326,6 +326,15 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
         .next()
         .unwrap()
         .to_owned();
+    // A GET with the cookie (a link, a prefetch) never spends it.
+    let (status, body) = alice.get(&format!("/v1/grants/{gid}/credential")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("credential.bearer_only"), "{body}");
+    // bob may see the grant but does not release it for alice here.
+    let r = bob
+        .post(&format!("/mine/grants/{gid}/release"), &[], true)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = alice
         .post(&format!("/mine/grants/{gid}/credential"), &[], true)
         .await;

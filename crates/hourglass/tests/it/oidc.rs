@@ -433,6 +433,10 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused_audited_and_create_no
     let (status, cookie, _) = callback(&b, &url).await;
     assert_eq!(status, 303);
     assert!(cookie.is_some());
+    // Another sign-in in between forgets no other login (nor any other remembered use).
+    let other = browser();
+    let (url2, _) = sign_in_at_provider(&other, &s, &idp, "bob", false).await;
+    assert_eq!(callback(&other, &url2).await.0, 303);
     let replay = reqwest::Client::new()
         .get(&url)
         .header(header::COOKIE, &login)
@@ -478,7 +482,7 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused_audited_and_create_no
     }
     // `alg: none` is refused too (the algorithm is not an allowed one).
     assert_eq!(codes.len(), 9, "{codes:?}");
-    // Only the one good sign-in started a session.
+    // Only the two good sign-ins started sessions.
     let started = s
         .client("admin")
         .audit(0)
@@ -487,7 +491,7 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused_audited_and_create_no
         .into_iter()
         .filter(|e| e.action == "session.started")
         .count();
-    assert_eq!(started, 1);
+    assert_eq!(started, 2);
 }
 
 /// The provider stops after people signed in: their sessions go on, API keys work, break-glass

@@ -324,6 +324,28 @@ async fn the_change_stream_shows_each_caller_what_they_may_see_and_resumes() {
     s.stop().await;
 }
 
+/// The demo's sign-in answers only requests that name this server by a loopback name: a page on
+/// another name resolved to 127.0.0.1 (DNS rebinding) is refused, whatever its Origin says.
+#[tokio::test]
+async fn the_demo_sign_in_refuses_a_rebound_host_name() {
+    let s = demo_server().await;
+    let evil = format!("evil.example:{}", s.addr.port());
+    let resp = http()
+        .post(format!("http://{}/signin/demo", s.addr))
+        .header(header::HOST, &evil)
+        .header(header::ORIGIN, format!("http://{evil}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("principal=admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.headers().get(header::SET_COOKIE).is_none());
+    // By its loopback name it works.
+    let (cookie, _) = sign_in(&s, "admin", None).await;
+    assert!(session(&s, &cookie).await.is_ok());
+}
+
 /// Two replicas on one PostgreSQL store: a session started on one is served by the other, and
 /// signing out on either ends it on both.
 #[tokio::test]
