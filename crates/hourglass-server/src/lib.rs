@@ -63,6 +63,8 @@ pub struct App {
     oidc: Option<Arc<oidc::Oidc>>,
     /// Turns true at shutdown: long-lived responses (the event stream) end on it.
     stop: watch::Receiver<bool>,
+    /// Keeps the workers running; `/readyz` fails while one is down.
+    supervisor: Arc<workers::Supervisor>,
 }
 
 /// Why the server could not start: every problem found.
@@ -337,6 +339,18 @@ pub struct Running {
 }
 
 impl Running {
+    /// Ends the current run of the worker `name` (`scheduler`, `job_runner`, `notifier`,
+    /// `ticket_poller`, `reconciler`) as a crash would; the supervisor starts it again. For
+    /// fault tests.
+    pub fn kill_worker(&self, name: &str) -> bool {
+        self.app.supervisor.kill(name)
+    }
+
+    /// The workers down now (between a crash and their restart).
+    pub fn workers_down(&self) -> Vec<&'static str> {
+        self.app.supervisor.down()
+    }
+
     /// Stops accepting, lets the workers finish their step, and returns.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -522,6 +536,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         },
         oidc,
         stop: stop_rx.clone(),
+        supervisor: Arc::new(workers::Supervisor::default()),
     });
     let listener = TcpListener::bind(s.listen)
         .await
@@ -543,40 +558,82 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             tracing::error!(error = %e, "http server stopped");
         }
     });
-    let sched = tokio::spawn(workers::scheduler(
-        Arc::clone(&engine),
-        Arc::clone(&wake),
-        stop_rx.clone(),
-    ));
-    let runner = tokio::spawn(workers::job_runner(
-        Arc::clone(&engine),
-        Arc::clone(&wake),
-        Arc::clone(&metrics),
-        s.job_concurrency,
-        stop_rx.clone(),
-    ));
-    let notifier = tokio::spawn(workers::notifier(
-        Arc::clone(&engine),
-        wake,
-        Arc::clone(&metrics),
-        stop_rx.clone(),
-    ));
+    let sup = Arc::clone(&app.supervisor);
+    let sched = {
+        let (engine, wake, stop) = (Arc::clone(&engine), Arc::clone(&wake), stop_rx.clone());
+        sup.supervise(
+            "scheduler",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || workers::scheduler(Arc::clone(&engine), Arc::clone(&wake), stop.clone()),
+        )
+    };
+    let runner = {
+        let (engine, wake, m, stop) = (
+            Arc::clone(&engine),
+            Arc::clone(&wake),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        );
+        let concurrency = s.job_concurrency;
+        sup.supervise(
+            "job_runner",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || {
+                workers::job_runner(
+                    Arc::clone(&engine),
+                    Arc::clone(&wake),
+                    Arc::clone(&m),
+                    concurrency,
+                    stop.clone(),
+                )
+            },
+        )
+    };
+    let notifier = {
+        let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
+        sup.supervise(
+            "notifier",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || {
+                workers::notifier(
+                    Arc::clone(&engine),
+                    Arc::clone(&wake),
+                    Arc::clone(&m),
+                    stop.clone(),
+                )
+            },
+        )
+    };
     let mut tasks = vec![server, sched, runner, notifier];
     if polls_tickets {
-        tasks.push(tokio::spawn(workers::ticket_poller(
-            Arc::clone(&engine),
+        let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
+        let every = config.tickets.poll_interval;
+        tasks.push(sup.supervise(
+            "ticket_poller",
             Arc::clone(&metrics),
-            config.tickets.poll_interval,
             stop_rx.clone(),
-        )));
+            move || {
+                workers::ticket_poller(Arc::clone(&engine), Arc::clone(&m), every, stop.clone())
+            },
+        ));
     }
-    let reconciler = tokio::spawn(workers::reconciler(
-        engine,
-        metrics,
-        s.reconcile_interval,
-        tasks_rx,
-        stop_rx,
-    ));
+    let reconciler = {
+        let tasks_rx = Arc::new(tokio::sync::Mutex::new(tasks_rx));
+        let (m, stop) = (Arc::clone(&metrics), stop_rx.clone());
+        let every = s.reconcile_interval;
+        sup.supervise("reconciler", metrics, stop_rx, move || {
+            workers::reconciler(
+                Arc::clone(&engine),
+                Arc::clone(&m),
+                every,
+                Arc::clone(&tasks_rx),
+                stop.clone(),
+            )
+        })
+    };
     tracing::info!(%addr, store = %hourglass_store::redact(&config.store.url), "hourglass serving");
     Ok(Running {
         addr,

@@ -40,6 +40,7 @@ pub struct Metrics {
     tickets_closed_by_poll: AtomicU64,
     ticket_poll_unavailable: AtomicU64,
     ticket_events: Mutex<BTreeMap<(String, &'static str), u64>>,
+    worker_restarts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -50,6 +51,11 @@ fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
 }
 
 impl Metrics {
+    /// A worker that stopped without being asked to, and was started again.
+    pub fn worker_restart(&self, worker: &'static str) {
+        bump(&self.worker_restarts, worker);
+    }
+
     /// A request outcome: `pending`, `auto_approved`, `refused`, `invalid`, `approved`, …
     pub fn request(&self, outcome: &'static str) {
         bump(&self.requests, outcome);
@@ -112,6 +118,18 @@ impl Metrics {
     /// The Prometheus text exposition, with the stored counts.
     pub fn render(&self, grants: GrantCounts, queues: &[NotifierStats]) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_worker_restarts_total Workers started again after they stopped unasked.\n# TYPE hourglass_worker_restarts_total counter"
+        );
+        for (k, v) in self
+            .worker_restarts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "hourglass_worker_restarts_total{{worker=\"{k}\"}} {v}");
+        }
         let _ = writeln!(
             out,
             "# HELP hourglass_requests_total Requests by outcome.\n# TYPE hourglass_requests_total counter"

@@ -19,6 +19,91 @@ use tracing::{error, warn};
 
 use crate::metrics::Metrics;
 
+/// Keeps the workers running: each runs as its own task, and one that ends without being asked
+/// to (a panic, a bug that returns) is counted, marked down (`/readyz` fails while any is), and
+/// started again after a short pause that doubles up to ten seconds.
+#[derive(Default)]
+pub struct Supervisor {
+    down: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
+    runs: std::sync::Mutex<std::collections::BTreeMap<&'static str, tokio::task::AbortHandle>>,
+}
+
+impl Supervisor {
+    /// The workers that are down now, by name.
+    pub fn down(&self) -> Vec<&'static str> {
+        self.down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Ends the current run of worker `name` as a crash would (fault tests). Whether it ran.
+    pub fn kill(&self, name: &str) -> bool {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .map(tokio::task::AbortHandle::abort)
+            .is_some()
+    }
+
+    fn mark(&self, name: &'static str, up: bool) {
+        let mut down = self
+            .down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if up {
+            down.remove(name);
+        } else {
+            down.insert(name);
+        }
+    }
+
+    /// Runs the worker that `start` makes, as `name`, until `stop`; see the type's doc.
+    pub fn supervise<F, Fut>(
+        self: &Arc<Self>,
+        name: &'static str,
+        metrics: Arc<Metrics>,
+        mut stop: watch::Receiver<bool>,
+        start: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let sup = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut pause = std::time::Duration::from_millis(100);
+            loop {
+                let run = tokio::spawn(start());
+                sup.runs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name, run.abort_handle());
+                sup.mark(name, true);
+                let ended = run.await;
+                if *stop.borrow() {
+                    return;
+                }
+                sup.mark(name, false);
+                metrics.worker_restart(name);
+                match ended {
+                    Err(e) if e.is_panic() => error!(worker = name, "worker panicked; restarting"),
+                    Err(_) => error!(worker = name, "worker was stopped; restarting"),
+                    Ok(()) => error!(worker = name, "worker returned; restarting"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return,
+                }
+                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+            }
+        })
+    }
+}
+
 /// How many grants or requests one expiry pass changes per commit.
 const EXPIRY_BATCH: u32 = 500;
 
@@ -276,9 +361,11 @@ pub async fn reconciler(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     interval: GrantDuration,
-    mut tasks: mpsc::Receiver<TargetTask>,
+    tasks: Arc<tokio::sync::Mutex<mpsc::Receiver<TargetTask>>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Held for this run; a restarted reconciler takes the same queue.
+    let mut tasks = tasks.lock().await;
     let clock = Arc::clone(engine.clock());
     let mut next = clock.now().plus(interval);
     loop {
@@ -411,5 +498,47 @@ pub async fn ticket_poller(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker that keeps returning is marked down between its runs, counted each time, and
+    /// started again; at stop, the supervisor ends.
+    #[tokio::test]
+    async fn a_worker_that_stops_unasked_is_marked_down_counted_and_started_again() {
+        let sup = Arc::new(Supervisor::default());
+        let metrics = Arc::new(Metrics::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let handle = sup.supervise("flaky", Arc::clone(&metrics), stop_rx, move || {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let mut seen_down = false;
+        for _ in 0..400 {
+            seen_down |= sup.down() == vec!["flaky"];
+            if seen_down && runs.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(seen_down, "marked down between runs");
+        assert!(
+            runs.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+            "started again"
+        );
+        let text = metrics.render(hourglass_core::store::GrantCounts::default(), &[]);
+        assert!(
+            text.contains("hourglass_worker_restarts_total{worker=\"flaky\"}"),
+            "{text}"
+        );
+        stop_tx.send_replace(true);
+        handle.await.unwrap();
     }
 }

@@ -119,6 +119,11 @@ impl TestServer {
         std::fs::read_to_string(&self.access_file).unwrap_or_default()
     }
 
+    /// Ends the current run of a worker as a crash would (its supervisor restarts it).
+    pub fn kill_worker(&self, name: &str) -> bool {
+        self.running.as_ref().is_some_and(|r| r.kill_worker(name))
+    }
+
     pub fn store(&self) -> Option<&Arc<dyn hourglass_core::store::Store>> {
         self.running.as_ref().map(Running::store)
     }

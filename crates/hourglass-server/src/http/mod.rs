@@ -740,8 +740,21 @@ async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     })
 }
 
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer, or a worker is down", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<Shared>) -> Response {
+    let down = app.supervisor.down();
+    if !down.is_empty() {
+        tracing::warn!(workers = ?down, "not ready: workers down");
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "worker.down",
+            &format!(
+                "workers stopped and are being restarted: {}",
+                down.join(", ")
+            ),
+            None,
+        );
+    }
     match app.engine.store().ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => {

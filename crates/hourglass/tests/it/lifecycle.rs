@@ -345,3 +345,45 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
     chain_ok(&s).await;
     s.stop().await;
 }
+
+/// A worker that dies is started again: with the expiry scheduler and the job runner killed
+/// (as a crash would), grants are still revoked at their expiry, and the restarts are counted.
+#[tokio::test]
+async fn expiry_goes_on_when_its_workers_die() {
+    let s = spawn_server(|c| c).await.unwrap();
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("demo/read-logs", "1m", "check errors"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.clone().unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+
+    assert!(s.kill_worker("scheduler"));
+    assert!(s.kill_worker("job_runner"));
+    assert!(!s.kill_worker("no-such-worker"));
+    assert!(
+        eventually(|| async {
+            let m = alice.metrics().await.unwrap();
+            m.contains("hourglass_worker_restarts_total{worker=\"scheduler\"} 1")
+                && m.contains("hourglass_worker_restarts_total{worker=\"job_runner\"} 1")
+        })
+        .await,
+        "both restarts counted"
+    );
+    // Ready again once they run.
+    assert!(
+        eventually(|| async {
+            reqwest::get(format!("http://{}/readyz", s.addr))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    );
+    s.clock.advance_ms(60_000);
+    assert!(
+        eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await,
+        "revoked at expiry by the restarted workers"
+    );
+    assert!(!s.access().contains(&gid));
+}
