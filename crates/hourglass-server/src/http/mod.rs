@@ -748,7 +748,7 @@ async fn readyz(State(app): State<Shared>) -> Response {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "worker.down",
-            &format!(
+            format!(
                 "workers stopped and are being restarted: {}",
                 down.join(", ")
             ),
