@@ -58,6 +58,9 @@ pub struct Identity {
     /// Who set its status (suspended or offboarded it), and with what authority: an owner
     /// cannot lift what an administrator decided.
     pub status_set_by: Option<StatusSetBy>,
+    /// The identity provider's account (`issuer#subject`) this person first signed in with;
+    /// later sign-ins under the name must come from it (an administrator can unbind it).
+    pub sign_in_subject: Option<String>,
     pub version: i64,
 }
 

@@ -55,6 +55,7 @@ const TABLES: &[Table] = &[
             ("created_at", Int),
             ("last_seen_at", Int),
             ("status_set_by", Text),
+            ("sign_in_subject", Text),
             ("version", Int),
         ],
     },

@@ -92,6 +92,11 @@ fn migrator() -> Migrator {
             "sessions",
             include_str!("../migrations/postgres/0004_sessions.sql"),
         ),
+        step(
+            5,
+            "sign_in_subject",
+            include_str!("../migrations/postgres/0005_sign_in_subject.sql"),
+        ),
     ])
 }
 

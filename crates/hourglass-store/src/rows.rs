@@ -267,6 +267,7 @@ pub(crate) fn identity_from(row: &impl Cols) -> Result<Identity> {
             by.map(|b| serde_json::from_str(&b).map_err(|_| corrupt("status_set_by", &b)))
                 .transpose()?
         },
+        sign_in_subject: get(row, "sign_in_subject")?,
         version: get(row, "version")?,
     })
 }

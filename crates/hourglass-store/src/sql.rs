@@ -470,14 +470,14 @@ fn identity(i: &Identity) -> Result<Stmt> {
     let p = &i.principal;
     let sql = if i.version == 0 {
         "INSERT INTO identities (kind, owner, groups, status, status_reason, origin, created_at,
-           last_seen_at, status_set_by, id, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)"
+           last_seen_at, status_set_by, sign_in_subject, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1)"
     } else {
         "UPDATE identities SET kind = $1, owner = $2, groups = $3, status = $4, status_reason = $5,
            origin = $6, created_at = $7,
            last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) >= COALESCE($8, 0) THEN last_seen_at ELSE $8 END,
-           status_set_by = $9, version = version + 1
-         WHERE id = $10 AND version = $11"
+           status_set_by = $9, sign_in_subject = $10, version = version + 1
+         WHERE id = $11 AND version = $12"
     };
     Ok(versioned(stmt!(
         sql,
@@ -490,6 +490,7 @@ fn identity(i: &Identity) -> Result<Stmt> {
         i.created_at,
         i.last_seen_at,
         i.status_set_by.as_ref().map(json).transpose()?,
+        &i.sign_in_subject,
         p.id.as_str(),
         i.version,
     )))

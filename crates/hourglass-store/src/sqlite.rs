@@ -82,6 +82,11 @@ fn migrator() -> Migrator {
             "sessions",
             include_str!("../migrations/sqlite/0008_sessions.sql"),
         ),
+        step(
+            9,
+            "sign_in_subject",
+            include_str!("../migrations/sqlite/0009_sign_in_subject.sql"),
+        ),
     ])
 }
 

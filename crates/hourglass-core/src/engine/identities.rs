@@ -138,6 +138,7 @@ impl Engine {
                             last_seen_at: None,
                             status_reason: None,
                             status_set_by: None,
+                            sign_in_subject: None,
                             version: 0,
                         });
                         commit.audit.push(
@@ -361,6 +362,7 @@ impl Engine {
             last_seen_at: None,
             status_reason: None,
             status_set_by: None,
+            sign_in_subject: None,
             version: 0,
         };
         let ev = AuditRecord::new(

@@ -190,6 +190,48 @@ impl Engine {
         Ok((id, session))
     }
 
+    /// Unbinds a person from the identity-provider account they first signed in with (an
+    /// administrator's decision, when the account really changed): their next sign-in binds
+    /// again. Audited as `identity.sign_in_unbound`.
+    pub async fn unbind_sign_in(&self, caller: &Caller, name: &str) -> Result<Identity> {
+        self.require_admin_of_all(caller, "identity.unbind_not_allowed")?;
+        let pid = PrincipalId::new(name.trim())
+            .map_err(|m| Error::invalid("identity.name_invalid", "name", m))?;
+        let identity =
+            self.store.get_identity(&pid).await?.ok_or_else(|| {
+                Error::not_found("identity.not_found", format!("no identity {pid}"))
+            })?;
+        let Some(was) = identity.sign_in_subject.clone() else {
+            return Err(Error::conflict(
+                "identity.not_bound",
+                format!("{pid} is not bound to an identity-provider account"),
+            ));
+        };
+        let now = self.clock.now();
+        let unbound = Identity {
+            sign_in_subject: None,
+            ..identity
+        };
+        self.commit(Commit {
+            identities: vec![unbound.clone()],
+            audit: vec![
+                AuditRecord::new(
+                    now,
+                    caller.principal.id.as_str(),
+                    "identity.sign_in_unbound",
+                    pid.as_str(),
+                )
+                .with("was", was),
+            ],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(Identity {
+            version: unbound.version + 1,
+            ..unbound
+        })
+    }
+
     /// Whether the login `login` was already finished (its callback is a replay).
     pub async fn is_login_used(&self, login: &TokenUse) -> Result<bool> {
         self.store
@@ -300,22 +342,50 @@ impl Engine {
             ended_sessions: s.replaces.iter().map(|old| secret_hash(old)).collect(),
             ..Commit::default()
         };
-        match self.principal(&pid).await? {
-            Some(p) if p.status != PrincipalStatus::Active => {
+        let account = format!("{}#{}", s.issuer, s.subject);
+        match self
+            .store
+            .get_identity(&pid)
+            .await?
+            .map(|i| (i.principal.clone(), i))
+        {
+            Some((p, _)) if p.status != PrincipalStatus::Active => {
                 return refuse(
                     "session.principal_inactive",
                     format!("{pid} is {} here", p.status.as_str()),
                 )
                 .await;
             }
-            Some(p) if p.kind != PrincipalKind::Human => {
+            Some((p, _)) if p.kind != PrincipalKind::Human => {
                 return refuse(
                     "session.not_a_person",
                     format!("{pid} is a {} here; only people sign in", p.kind.as_str()),
                 )
                 .await;
             }
-            Some(_) => {}
+            // Bound to another account at the provider: the name was taken over there.
+            Some((_, i)) if i.sign_in_subject.as_ref().is_some_and(|b| *b != account) => {
+                return refuse(
+                    "session.account_mismatch",
+                    format!(
+                        "{pid} signs in with another account at the identity provider; an administrator can unbind it if the account really changed"
+                    ),
+                )
+                .await;
+            }
+            Some((_, i)) if i.sign_in_subject.is_some() => {}
+            // The first sign-in binds the person to this account.
+            Some((_, i)) => {
+                commit.audit.push(
+                    AuditRecord::new(now, "system", "identity.sign_in_bound", pid.as_str())
+                        .with("issuer", s.issuer.as_str())
+                        .with("subject", s.subject.as_str()),
+                );
+                commit.identities.push(Identity {
+                    sign_in_subject: Some(account.clone()),
+                    ..i
+                });
+            }
             None if !s.create_people || crate::identity::is_reserved_name(pid.as_str()) => {
                 return refuse(
                     "session.unknown_person",
@@ -340,6 +410,7 @@ impl Engine {
                     last_seen_at: None,
                     status_reason: None,
                     status_set_by: None,
+                    sign_in_subject: Some(account.clone()),
                     version: 0,
                 };
                 commit.identities.push(identity);
@@ -361,13 +432,21 @@ impl Engine {
                 .with("subject", s.subject.as_str()),
         );
         match self.commit(commit).await {
-            // The same login completed on another replica between our check and our commit.
+            // The same login completed on another replica between our check and our commit;
+            // else the person changed under us (ask again).
             Err(Error::StoreConflict) => {
-                refuse(
-                    "session.login_replayed",
-                    "this sign-in was already completed; start again".into(),
-                )
-                .await
+                if self.is_login_used(&s.login).await? {
+                    refuse(
+                        "session.login_replayed",
+                        "this sign-in was already completed; start again".into(),
+                    )
+                    .await
+                } else {
+                    Err(Error::conflict(
+                        "session.identity_changed",
+                        "your identity changed while you signed in; sign in again",
+                    ))
+                }
             }
             Err(e) => Err(e),
             Ok(_) => {

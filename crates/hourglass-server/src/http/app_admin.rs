@@ -325,6 +325,8 @@ pub(super) struct IdentityRow {
     status_reason: Option<String>,
     keys: Vec<String>,
     live_grants: usize,
+    /// The identity-provider account the person signs in with, once bound.
+    sign_in: Option<String>,
 }
 
 #[derive(Template)]
@@ -377,6 +379,7 @@ pub(super) async fn identities(
                     })
                     .collect(),
                 live_grants: e.live_grants.len(),
+                sign_in: e.identity.sign_in_subject.clone(),
             }
         })
         .collect();
@@ -424,6 +427,11 @@ pub(super) async fn identity_status(
         "offboard" => app
             .engine
             .offboard(&p.caller, &name, &reason)
+            .await
+            .map(|_| ()),
+        "unbind" => app
+            .engine
+            .unbind_sign_in(&p.caller, &name)
             .await
             .map(|_| ()),
         _ => Err(Error::not_found("route.not_found", "no such action")),

@@ -26,6 +26,7 @@ pub(super) fn identity(name: &str, at: i64) -> Identity {
         last_seen_at: None,
         status_reason: None,
         status_set_by: None,
+        sign_in_subject: None,
         version: 0,
     }
 }

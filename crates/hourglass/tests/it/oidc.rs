@@ -27,6 +27,11 @@ fn provider_dir() -> PathBuf {
 /// Starts the provider for `redirect`, with the people's groups (`{"alice": ["ops"]}`). `None`
 /// (the test skips) when it is not installed and this is not CI.
 pub(crate) async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
+    idp_named(redirect, groups, "{}").await
+}
+
+/// Like [`idp`], with `names` mapping a login to the `preferred_username` its tokens carry.
+pub(crate) async fn idp_named(redirect: &str, groups: &str, names: &str) -> Option<Idp> {
     let dir = provider_dir();
     if !dir.join("node_modules/oidc-provider").is_dir() {
         assert!(
@@ -44,6 +49,7 @@ pub(crate) async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
         .arg("provider.mjs")
         .arg(redirect)
         .arg(groups)
+        .arg(names)
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(if std::env::var_os("OIDC_DEBUG").is_some() {
@@ -676,4 +682,97 @@ async fn an_approval_that_needs_a_second_factor_sends_the_approver_through_a_fre
     let (status, body) = approve(strong).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "fulfilled");
+}
+
+/// A person is bound to the provider account they first signed in with: another account that
+/// takes their name at the provider is refused, until an administrator unbinds the name.
+#[tokio::test]
+async fn a_person_is_bound_to_their_first_provider_account() {
+    let addr = free_addr();
+    let Some(idp) = idp_named(
+        &format!("http://{addr}/signin/callback"),
+        "{}",
+        r#"{"mallory": "alice"}"#,
+    )
+    .await
+    else {
+        return;
+    };
+    let issuer = idp.issuer.clone();
+    let s = spawn_server_on(addr, real_now(), move |dir, text| {
+        std::fs::write(dir.join("oidc.secret"), "test-client-secret").unwrap();
+        format!(
+            "{text}\n[web]\ndemo_sign_in = true\n[web.oidc]\nissuer = \"{issuer}\"\n\
+             client_id = \"hourglass\"\nclient_secret = {{ file = \"oidc.secret\" }}\n\
+             redirect_url = \"http://{addr}/signin/callback\"\n"
+        )
+    })
+    .await
+    .unwrap();
+    // alice's first sign-in binds her name to her account.
+    let b = browser();
+    let (url, _) = sign_in_at_provider(&b, &s, &idp, "alice", false).await;
+    assert_eq!(callback(&b, &url).await.0, 303);
+    // mallory's account says it is "alice" too: refused, nothing started.
+    let m = browser();
+    let (url, _) = sign_in_at_provider(&m, &s, &idp, "mallory", false).await;
+    let (status, cookie, page) = callback(&m, &url).await;
+    assert_eq!((status, cookie), (403, None));
+    assert!(page.contains("another account"), "{page}");
+    assert!(
+        refusals(&s)
+            .await
+            .contains(&"session.account_mismatch".to_owned())
+    );
+    let bound = s
+        .client("admin")
+        .audit(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "identity.sign_in_bound" && e.subject == "alice")
+        .count();
+    assert_eq!(bound, 1);
+
+    // An administrator unbinds the name (the account really changed); the next sign-in binds.
+    let base = format!("http://{}", s.addr);
+    let admin = browser();
+    let r = admin
+        .post(format!("{base}/signin/demo"))
+        .header(header::ORIGIN, &base)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("principal=admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let csrf: SessionView = admin
+        .get(format!("{base}/v1/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = admin
+        .get(format!("{base}/admin/identities"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("{}#alice", idp.issuer)), "{page}");
+    let r = admin
+        .post(format!("{base}/admin/identities/alice/unbind"))
+        .header(header::ORIGIN, &base)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={}", csrf.csrf_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let m = browser();
+    let (url, _) = sign_in_at_provider(&m, &s, &idp, "mallory", false).await;
+    assert_eq!(callback(&m, &url).await.0, 303);
 }

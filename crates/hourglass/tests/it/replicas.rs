@@ -613,7 +613,7 @@ async fn a_replica_told_not_to_migrate_waits_for_hourglass_migrate() {
         .fetch_one(&pg)
         .await
         .unwrap();
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 5);
     pg.close().await;
     let bases = c.start(1).await;
     assert_eq!(

@@ -2,7 +2,9 @@
 // with one confidential client (PKCE required), a login page where a test (or a browser) names
 // the person and whether they used a second factor, and RP-initiated logout.
 //
-// Usage: node provider.mjs REDIRECT_URI [GROUPS_JSON]
+// Usage: node provider.mjs REDIRECT_URI [GROUPS_JSON] [NAMES_JSON]
+// NAMES_JSON maps a login to the preferred_username its tokens carry (an account that took
+// another's name at the provider); by default the login itself.
 // It listens on a free loopback port and prints one line, `issuer=http://127.0.0.1:PORT`.
 //
 // For the attack tests only, `POST /__test/tamper` with a mode (`iss`, `aud`, `expired`,
@@ -14,12 +16,13 @@ import { generateKeyPair, exportJWK, SignJWT, decodeJwt, decodeProtectedHeader, 
 import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
 
-const [redirectUri, groupsJson] = process.argv.slice(2);
+const [redirectUri, groupsJson, namesJson] = process.argv.slice(2);
 if (!redirectUri) {
   console.error('usage: node provider.mjs REDIRECT_URI [GROUPS_JSON]');
   process.exit(2);
 }
 const groups = JSON.parse(groupsJson || '{}');
+const names = JSON.parse(namesJson || '{}');
 const signinUri = redirectUri.replace(/\/signin\/callback$/, '/signin');
 
 const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -81,7 +84,7 @@ const provider = new Provider(issuer, {
       async claims() {
         return {
           sub: id,
-          preferred_username: id,
+          preferred_username: names[id] || id,
           name: id,
           email: `${id}@example.com`,
           email_verified: true,
