@@ -25,22 +25,50 @@ fn provider_dir() -> PathBuf {
 }
 
 /// Starts the provider for `redirect`, with the people's groups (`{"alice": ["ops"]}`). `None`
-/// (the test skips) when it is not installed and this is not CI.
+/// (the test skips) when it cannot be installed and this is not CI.
 pub(crate) async fn idp(redirect: &str, groups: &str) -> Option<Idp> {
     idp_named(redirect, groups, "{}").await
+}
+
+/// Installs the provider (`npm ci`, pinned by its lock file) if it is not yet, once for all
+/// the test processes (they take a lock on a file beside it). Whether it is there.
+fn install_provider(dir: &std::path::Path) -> bool {
+    let installed = || dir.join("node_modules/oidc-provider").is_dir();
+    if installed() {
+        return true;
+    }
+    let Ok(lock) = std::fs::File::create(dir.join(".install.lock")) else {
+        return false;
+    };
+    if lock.lock().is_err() {
+        return false;
+    }
+    if !installed() {
+        let ran = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !ran.is_ok_and(|s| s.success()) {
+            eprintln!("npm ci in {} failed", dir.display());
+        }
+    }
+    let _ = lock.unlock();
+    installed()
 }
 
 /// Like [`idp`], with `names` mapping a login to the `preferred_username` its tokens carry.
 pub(crate) async fn idp_named(redirect: &str, groups: &str, names: &str) -> Option<Idp> {
     let dir = provider_dir();
-    if !dir.join("node_modules/oidc-provider").is_dir() {
+    if !install_provider(&dir) {
         assert!(
             std::env::var_os("CI").is_none(),
             "oidc-provider is not installed: npm ci --prefix {}",
             dir.display()
         );
         eprintln!(
-            "skipped: oidc-provider is not installed (npm ci --prefix {})",
+            "skipped: oidc-provider could not be installed (needs Node.js and npm: npm ci --prefix {})",
             dir.display()
         );
         return None;
