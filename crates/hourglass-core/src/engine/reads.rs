@@ -13,7 +13,12 @@ use crate::{
     store::{GrantFilter, RequestFilter},
 };
 
-type VisibilityCache = BTreeMap<(PrincipalId, AccessId), bool>;
+/// What one listing learned: visibility by (requester, access), and the requesters read.
+#[derive(Default)]
+struct VisibilityCache {
+    seen: BTreeMap<(PrincipalId, AccessId), bool>,
+    people: BTreeMap<PrincipalId, Option<crate::catalog::Principal>>,
+}
 
 /// A change to a request or grant, as the live views see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +52,7 @@ impl Engine {
             return Ok(true);
         }
         let key = (requester.clone(), access.clone());
-        if let Some(v) = cache.get(&key) {
+        if let Some(v) = cache.seen.get(&key) {
             return Ok(*v);
         }
         let allowed = match self.resource_of(access) {
@@ -60,7 +65,14 @@ impl Engine {
                     None,
                     now,
                 );
-                ctx.requester = self.principal(requester).await?;
+                ctx.requester = match cache.people.get(requester) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = self.principal(requester).await?;
+                        cache.people.insert(requester.clone(), p.clone());
+                        p
+                    }
+                };
                 // An approver who would need a second factor to decide still sees the request
                 // (in their inbox, to step up for it): seeing is judged as if with one.
                 ctx.mfa = true;
@@ -71,7 +83,7 @@ impl Engine {
                             .allowed)
             }
         };
-        cache.insert(key, allowed);
+        cache.seen.insert(key, allowed);
         Ok(allowed)
     }
 
@@ -133,7 +145,7 @@ impl Engine {
                 caller,
                 &request.requester,
                 &request.access,
-                &mut BTreeMap::new(),
+                &mut VisibilityCache::default(),
                 now,
             )
             .await?
@@ -154,7 +166,7 @@ impl Engine {
                 caller,
                 &grant.principal,
                 &AccessId::Entitlement(grant.entitlement.clone()),
-                &mut BTreeMap::new(),
+                &mut VisibilityCache::default(),
                 now,
             )
             .await?
@@ -218,7 +230,7 @@ impl Engine {
     {
         let limit = limit.clamp(1, 500);
         let now = self.clock.now();
-        let mut cache = BTreeMap::new();
+        let mut cache = VisibilityCache::default();
         let mut out = Vec::new();
         let mut before = None;
         let mut scanned = 0;
