@@ -43,6 +43,13 @@ pub struct Metrics {
     worker_restarts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// A label value as the Prometheus text format writes it: `\`, `"` and line feeds escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
     *m.lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -226,7 +233,8 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "hourglass_reconcile_drift_total{{target=\"{t}\",kind=\"{k}\"}} {v}"
+                "hourglass_reconcile_drift_total{{target=\"{}\",kind=\"{k}\"}} {v}",
+                label(t)
             );
         }
         let _ = writeln!(
@@ -246,7 +254,8 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "hourglass_notifications_total{{notifier=\"{n}\",outcome=\"{o}\"}} {v}"
+                "hourglass_notifications_total{{notifier=\"{}\",outcome=\"{o}\"}} {v}",
+                label(n)
             );
         }
         let _ = writeln!(
@@ -257,7 +266,8 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "hourglass_notifications_queued{{notifier=\"{}\"}} {}",
-                q.notifier, q.pending
+                label(&q.notifier),
+                q.pending
             );
         }
         let _ = writeln!(
@@ -268,7 +278,8 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "hourglass_notifications_dead{{notifier=\"{}\"}} {}",
-                q.notifier, q.dead
+                label(&q.notifier),
+                q.dead
             );
         }
         let _ = writeln!(
@@ -283,7 +294,8 @@ impl Metrics {
         {
             let _ = writeln!(
                 out,
-                "hourglass_ticket_events_total{{source=\"{src}\",outcome=\"{o}\"}} {v}"
+                "hourglass_ticket_events_total{{source=\"{}\",outcome=\"{o}\"}} {v}",
+                label(src)
             );
         }
         let _ = writeln!(
@@ -303,6 +315,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.drift("we\"ird\\tar\nget", "standing");
+        let text = m.render(GrantCounts::default(), &[]);
+        assert!(
+            text.contains(
+                r#"hourglass_reconcile_drift_total{target="we\"ird\\tar\nget",kind="standing"} 1"#
+            ),
+            "{text}"
+        );
+        // Every sample is one line.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("hourglass_"))
+        );
+    }
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {

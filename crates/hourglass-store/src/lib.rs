@@ -93,22 +93,77 @@ pub async fn migrate(url: &str) -> Result<()> {
     }
 }
 
-/// A store URL with any password removed, for messages.
+/// A store URL with its secrets removed, for messages and logs: the password of the userinfo,
+/// and the value of any query parameter whose name speaks of a password, secret or token
+/// (`?password=`, `sslpassword=`, …).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.find("://") {
+        Some(scheme_end) => {
+            let rest = &base[scheme_end + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let authority = match authority.rsplit_once('@') {
+                Some((creds, host)) => match creds.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => authority.to_owned(),
+                },
+                None => authority.to_owned(),
+            };
+            format!("{}{authority}{path}", &base[..scheme_end + 3])
         }
-        _ => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _))
+                    if ["password", "secret", "token"]
+                        .iter()
+                        .any(|w| k.to_ascii_lowercase().contains(w)) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_gone_from_the_userinfo_and_the_query() {
+        assert_eq!(
+            redact("postgres://hg:s3cret@db.example.com:5432/hg"),
+            "postgres://hg:***@db.example.com:5432/hg"
+        );
+        assert_eq!(
+            redact("postgres://db.example.com/hg?user=hg&password=s3cret&sslmode=require"),
+            "postgres://db.example.com/hg?user=hg&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://hg:pw@db/hg?sslpassword=kp&application_name=a@b"),
+            "postgres://hg:***@db/hg?sslpassword=***&application_name=a@b"
+        );
+        assert_eq!(redact("sqlite://hourglass.db"), "sqlite://hourglass.db");
+        assert_eq!(redact("postgres://hg@db/hg"), "postgres://hg@db/hg");
+        for u in [
+            "postgres://hg:s3cret@db/hg",
+            "postgres://db/hg?password=s3cret",
+            "postgres://db/hg?PASSWORD=s3cret",
+        ] {
+            assert!(!redact(u).contains("s3cret"), "{u}");
+        }
     }
 }
 
