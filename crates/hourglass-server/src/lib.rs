@@ -114,6 +114,12 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             hourglass_store::redact(&store.url)
         ));
     }
+    if !matches!(config.server.log_format.as_str(), "text" | "json") {
+        problems.push(format!(
+            "{file}: server.log_format: {:?}: use text or json",
+            config.server.log_format
+        ));
+    }
     if config.web.demo_sign_in && !config.server.listen.ip().is_loopback() {
         problems.push(format!(
             "{file}: web.demo_sign_in: lets anyone sign in as anyone; only on a loopback listen address"

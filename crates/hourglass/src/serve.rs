@@ -14,13 +14,6 @@ pub(crate) async fn serve(
     demo: bool,
     data_dir: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .try_init();
     let mut cfg = if demo {
         let dir = match data_dir {
             Some(d) => d,
@@ -55,6 +48,18 @@ pub(crate) async fn serve(
     if let Some(l) = listen {
         cfg.server.listen = l;
     }
+    // Logs go to stderr as text, or one JSON object a line (`[server] log_format = "json"`).
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,sqlx=warn".into())
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter());
+    let _ = match cfg.server.log_format.as_str() {
+        "json" => logs.json().try_init(),
+        _ => logs.try_init(),
+    };
     let clock = make_clock();
     let running = hourglass_server::start(cfg, clock)
         .await

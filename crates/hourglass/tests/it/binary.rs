@@ -138,3 +138,33 @@ impl Setup {
         )
     }
 }
+
+/// `[server] log_format = "json"`: every log line the server writes is one JSON object.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line() {
+    let s = setup();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    assert!(text.contains("[server]\n"));
+    std::fs::write(
+        &s.config,
+        text.replacen("[server]\n", "[server]\nlog_format = \"json\"\n", 1),
+    )
+    .unwrap();
+    let (mut server, alice, _) = s.start_at().await;
+    alice.whoami().await.unwrap();
+    let _ = alice.get_request("req_0123").await;
+    // Give the drain a moment to read what the server wrote (its lines, not an expiry).
+    assert!(
+        hourglass_testkit::eventually(|| async { !s.log.lock().unwrap().trim().is_empty() }).await
+    );
+    let log = s.log.lock().unwrap().clone();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    server.kill().await.unwrap();
+}
