@@ -13,7 +13,7 @@ use super::{Caller, Engine};
 use crate::{
     Error, GrantDuration, Result,
     catalog::Risk,
-    id::{EntitlementId, PrincipalId, ProfileId},
+    id::PrincipalId,
     policy::{Action, Decision, DecisionContext, Resource, TicketFacts},
 };
 
@@ -153,24 +153,13 @@ impl Engine {
         access: &str,
     ) -> Result<Vec<Explained>> {
         self.require_admin_of_all(caller, "explain.not_allowed")?;
-        let name = access.trim();
-        let resource = EntitlementId::new(name)
-            .ok()
-            .and_then(|id| self.catalog.entitlement(&id))
-            .map(Resource::Entitlement)
-            .or_else(|| {
-                ProfileId::new(name)
-                    .ok()
-                    .and_then(|id| self.catalog.profile(&id))
-                    .map(Resource::Profile)
-            })
-            .ok_or_else(|| {
-                Error::invalid(
-                    "explain.access_unknown",
-                    "access",
-                    format!("no entitlement or profile named {name:?}"),
-                )
-            })?;
+        let resource = self.resource_named(access).ok_or_else(|| {
+            Error::invalid(
+                "explain.access_unknown",
+                "access",
+                format!("no entitlement or profile named {:?}", access.trim()),
+            )
+        })?;
         let who = PrincipalId::new(principal.trim())
             .map_err(|m| Error::invalid("explain.principal_invalid", "principal", m))?;
         let p = self.principal(&who).await?.ok_or_else(|| {

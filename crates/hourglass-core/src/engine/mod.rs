@@ -348,6 +348,21 @@ impl Engine {
             .allowed)
     }
 
+    /// The entitlement or profile called `name` (one namespace, never both: checked at start).
+    fn resource_named(&self, name: &str) -> Option<Resource<'_>> {
+        let name = name.trim();
+        crate::id::EntitlementId::new(name)
+            .ok()
+            .and_then(|id| self.catalog.entitlement(&id))
+            .map(Resource::Entitlement)
+            .or_else(|| {
+                crate::id::ProfileId::new(name)
+                    .ok()
+                    .and_then(|id| self.catalog.profile(&id))
+                    .map(Resource::Profile)
+            })
+    }
+
     /// The entitlement or profile named by `access`, as configured now.
     fn resource_of(&self, access: &AccessId) -> Result<Resource<'_>> {
         match access {

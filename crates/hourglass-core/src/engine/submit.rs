@@ -11,7 +11,7 @@ use crate::{
     Error, GrantDuration, Result, Timestamp,
     audit::AuditRecord,
     catalog::MIN_DURATION,
-    id::{EntitlementId, ProfileId, RequestId},
+    id::RequestId,
     policy::{Action, Resource},
     request::{ApprovalVia, Request, RequestState},
     store::Commit,
@@ -54,25 +54,14 @@ const START_SKEW_MS: i64 = 60_000;
 
 impl Engine {
     fn check_new(&self, new: &NewRequest, now: Timestamp) -> Result<Checked<'_>> {
-        // An entitlement, or a task profile: one namespace, never both (checked at start).
-        let name = new.entitlement.trim();
-        let resource = EntitlementId::new(name)
-            .ok()
-            .and_then(|id| self.catalog.entitlement(&id))
-            .map(Resource::Entitlement)
-            .or_else(|| {
-                ProfileId::new(name)
-                    .ok()
-                    .and_then(|id| self.catalog.profile(&id))
-                    .map(Resource::Profile)
-            })
-            .ok_or_else(|| {
-                Error::invalid(
-                    "request.entitlement_unknown",
-                    "entitlement",
-                    format!("no entitlement or profile named {:?}", new.entitlement),
-                )
-            })?;
+        // An entitlement, or a task profile.
+        let resource = self.resource_named(&new.entitlement).ok_or_else(|| {
+            Error::invalid(
+                "request.entitlement_unknown",
+                "entitlement",
+                format!("no entitlement or profile named {:?}", new.entitlement),
+            )
+        })?;
         // Break-glass is capped below the resource's own maximum.
         let cap = self.settings.break_glass_max.min(resource.max_duration());
         let duration = match new.duration.as_deref().map(str::trim) {
