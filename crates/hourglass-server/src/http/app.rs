@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use askama::Template;
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, Path, Query, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use hourglass_core::{
@@ -108,60 +108,79 @@ fn see_other(to: &str) -> Response {
     resp
 }
 
-/// The person the session cookie stands for, or the way to sign in (coming back to `here`).
-pub(super) async fn person(
-    app: &App,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    here: &str,
-) -> Result<Person, Response> {
-    let signin = || {
-        let back: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
-        see_other(&format!("/signin?return_to={back}"))
-    };
-    let Some(id) = web::session_cookie(headers, &app.web) else {
-        return Err(signin());
-    };
-    match app
-        .engine
-        .session_caller(&id, Some(peer.ip().to_string()))
-        .await
-    {
-        Ok(Some((caller, _))) => Ok(Person {
-            caller,
-            session: id,
-        }),
-        Ok(None) => Err(signin()),
-        Err(e) => Err(super::ApiError(e).into_response()),
+/// The person the session cookie stands for, as an extractor: without a live session, the
+/// rejection is the way to sign in, coming back to this page (a `GET`) or to its section.
+impl FromRequestParts<Shared> for Person {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
+        let here = if parts.method == Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned()
+        } else {
+            let section = parts.uri.path().split('/').nth(1).unwrap_or_default();
+            format!("/{section}")
+        };
+        let signin = || {
+            let back: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            see_other(&format!("/signin?return_to={back}"))
+        };
+        let Some(id) = web::session_cookie(&parts.headers, &app.web) else {
+            return Err(signin());
+        };
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        match app.engine.session_caller(&id, ip).await {
+            Ok(Some((caller, _))) => Ok(Person {
+                caller,
+                session: id,
+            }),
+            Ok(None) => Err(signin()),
+            Err(e) => Err(super::ApiError(e).into_response()),
+        }
     }
 }
 
-/// The person, for a form post: a live session, its CSRF token and our own origin.
-pub(super) async fn poster(
-    app: &App,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    form: &[(String, String)],
-    here: &str,
-) -> Result<Person, Response> {
-    let p = person(app, headers, peer, here).await?;
-    if !web::csrf_ok(
-        &Method::POST,
-        headers,
-        &p.session,
-        field(form, "csrf_token"),
-    ) {
-        return Err(super::problem(
-            StatusCode::FORBIDDEN,
-            "auth.csrf",
-            "this form needs its CSRF token and must come from this server's own page; reload the page",
-            None,
-        ));
-    }
-    Ok(p)
+/// A form posted from one of this server's pages, as an extractor: the person, and the fields,
+/// once the session's CSRF token and our own origin are checked.
+pub(super) struct Posted {
+    pub(super) person: Person,
+    pub(super) form: Vec<(String, String)>,
 }
 
-pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
+impl FromRequest<Shared> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Shared) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let person = Person::from_request_parts(&mut parts, app).await?;
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = form(&body);
+        if !web::csrf_ok(
+            &Method::POST,
+            &parts.headers,
+            &person.session,
+            field(&form, "csrf_token"),
+        ) {
+            return Err(super::problem(
+                StatusCode::FORBIDDEN,
+                "auth.csrf",
+                "this form needs its CSRF token and must come from this server's own page; reload the page",
+                None,
+            ));
+        }
+        Ok(Posted { person, form })
+    }
+}
+
+fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -298,27 +317,12 @@ struct RequestPage {
 }
 
 /// `GET /`: the catalogue for a signed-in person, else sign-in.
-pub(super) async fn home(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    match person(&app, &headers, peer, "/request").await {
-        Ok(_) => see_other("/request"),
-        Err(r) => r,
-    }
+pub(super) async fn home(_: Person) -> Response {
+    see_other("/request")
 }
 
 /// `GET /request`: what I may ask for.
-pub(super) async fn catalogue(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match person(&app, &headers, peer, "/request").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn catalogue(State(app): State<Shared>, p: Person) -> Response {
     let offers = match app.engine.catalogue(&p.caller).await {
         Ok(o) => o.iter().map(OfferView::from).collect(),
         Err(e) => return super::ApiError(e).into_response(),
@@ -388,15 +392,10 @@ fn not_offered(chrome: Chrome, what: &str) -> Response {
 /// `GET /request/new?what=…`: the form for one offer.
 pub(super) async fn ask_form(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<WhatQuery>,
-    headers: HeaderMap,
+    p: Person,
 ) -> Response {
     let what = q.what.unwrap_or_default();
-    let p = match person(&app, &headers, peer, "/request").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let chrome = app
         .chrome(&p, &format!("Ask for {what}"), "request", false)
         .await;
@@ -425,15 +424,8 @@ pub(super) async fn ask_form(
 /// `POST /request/new`: asks; on success to Mine, else the form again with its errors.
 pub(super) async fn ask(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/request").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let what = text(&f, "what");
     let filled = AskForm {
         duration: text(&f, "duration"),
@@ -547,15 +539,7 @@ struct MinePage {
 }
 
 /// `GET /mine`: my grants (live first) and my requests, following changes.
-pub(super) async fn mine(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match person(&app, &headers, peer, "/mine").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn mine(State(app): State<Shared>, p: Person) -> Response {
     let me = &p.caller.principal.id;
     let (requests, grants) = match tokio::try_join!(
         app.engine.list_requests(&p.caller, None, 200),
@@ -656,16 +640,9 @@ pub(super) async fn done(
 /// `POST /mine/grants/{id}/release`: ends my grant now.
 pub(super) async fn release(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, .. }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/mine").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     // Only the holder releases here (an administrator revokes on the Admin pages, with a reason).
     let r = match app.engine.grant(&p.caller, &id).await {
         Ok(g) if g.principal == p.caller.principal.id => app
@@ -685,16 +662,9 @@ pub(super) async fn release(
 /// `POST /mine/grants/{id}/extend`: asks for more time on my grant.
 pub(super) async fn extend(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/mine").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let r = app
         .engine
         .extend(&p.caller, &id, &text(&f, "by"), &text(&f, "reason"))
@@ -706,16 +676,9 @@ pub(super) async fn extend(
 /// `POST /mine/requests/{id}/cancel`.
 pub(super) async fn cancel(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, .. }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/mine").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let r = app.engine.cancel(&p.caller, &id).await.map(|_| ());
     done(&app, &p, r, "/mine", "mine").await
 }
@@ -733,16 +696,9 @@ struct RevealPage {
 /// or history can spend it; the page is never cached).
 pub(super) async fn reveal(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, .. }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/mine").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     match super::take_credential(&app, &p.caller, &id).await {
         Ok(c) => {
             let chrome = app.chrome(&p, "Your credential", "mine", false).await;
@@ -789,15 +745,7 @@ struct InboxPage {
 }
 
 /// `GET /inbox`: what waits for my decision, following changes.
-pub(super) async fn inbox(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match person(&app, &headers, peer, "/inbox").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn inbox(State(app): State<Shared>, p: Person) -> Response {
     let entries = match app.engine.inbox(&p.caller).await {
         Ok(e) => e,
         Err(e) => return super::ApiError(e).into_response(),
@@ -854,16 +802,9 @@ pub(super) async fn inbox(
 /// `POST /inbox/reviews/{id}/close`: closes a break-glass review with what was checked.
 pub(super) async fn close_review(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/inbox").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let r = app
         .engine
         .close_review(&p.caller, &id, &text(&f, "comment"))
@@ -1028,32 +969,15 @@ async fn entry_page(
 /// `GET /inbox/{id}`: one request with what I need to judge it.
 pub(super) async fn entry(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    p: Person,
 ) -> Response {
-    let here = RequestId::parse(&id).map_or_else(|| "/inbox".to_owned(), |r| format!("/inbox/{r}"));
-    let p = match person(&app, &headers, peer, &here).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     entry_page(&app, &p, &id, StatusCode::OK, None, None).await
 }
 
 /// `POST /inbox/{id}/approve` and `/deny`.
-async fn decide(
-    app: &App,
-    peer: SocketAddr,
-    id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    approve: bool,
-) -> Response {
-    let f = form(body);
-    let p = match poster(app, headers, peer, &f, "/inbox").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn decide(app: &App, id: &str, posted: Posted, approve: bool) -> Response {
+    let Posted { person: p, form: f } = posted;
     let result = if approve {
         app.engine
             .approve(&p.caller, id, non_empty(text(&f, "comment")))
@@ -1092,22 +1016,18 @@ async fn decide(
 
 pub(super) async fn approve(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    posted: Posted,
 ) -> Response {
-    decide(&app, peer, &id, &headers, &body, true).await
+    decide(&app, &id, posted, true).await
 }
 
 pub(super) async fn deny(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    posted: Posted,
 ) -> Response {
-    decide(&app, peer, &id, &headers, &body, false).await
+    decide(&app, &id, posted, false).await
 }
 
 /// `GET /approve/{id}`: where notifications link; the inbox entry (after sign-in).

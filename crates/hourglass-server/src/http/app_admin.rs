@@ -4,13 +4,10 @@
 //! hygiene and standing-privilege reports, and policy explain. The engine checks the authority
 //! of each use case; the pages only call and show.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::{
-    body::Bytes,
-    extract::{ConnectInfo, Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, Path, Query, State},
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use hourglass_core::{Error, Timestamp, grant::GrantState};
@@ -18,37 +15,38 @@ use secrecy::ExposeSecret;
 
 use super::{
     Shared,
-    app::{Chrome, MessagePage, Person, done, field, form, person, poster, render, text},
+    app::{Chrome, MessagePage, Person, Posted, done, field, render, text},
 };
-use crate::App;
 
 /// Audit events the log page reads back from the head at most.
 const SCANNED: u64 = 2_000;
 
-/// The administrator on a page, or the page that says they are not one.
-async fn admin(
-    app: &App,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    here: &str,
-) -> Result<Person, Response> {
-    let p = person(app, headers, peer, here).await?;
-    if let Err(e) = app
-        .engine
-        .require_admin_of_all(&p.caller, "admin.not_allowed")
-    {
-        let chrome = app.chrome(&p, "Administration", "admin", false).await;
-        return Err(render(
-            StatusCode::FORBIDDEN,
-            &MessagePage {
-                chrome,
-                text: e.to_string(),
-                back: "/".into(),
-                error: true,
-            },
-        ));
+/// An administrator (of every entitlement) on a page, as an extractor; anyone else gets the
+/// page that says they are not one.
+pub(super) struct Admin(Person);
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
+        let p = Person::from_request_parts(parts, app).await?;
+        if let Err(e) = app
+            .engine
+            .require_admin_of_all(&p.caller, "admin.not_allowed")
+        {
+            let chrome = app.chrome(&p, "Administration", "admin", false).await;
+            return Err(render(
+                StatusCode::FORBIDDEN,
+                &MessagePage {
+                    chrome,
+                    text: e.to_string(),
+                    back: "/".into(),
+                    error: true,
+                },
+            ));
+        }
+        Ok(Admin(p))
     }
-    Ok(p)
 }
 
 pub(super) struct EventRow {
@@ -88,14 +86,9 @@ pub(super) struct AuditPage {
 /// `GET /admin`: the latest audit events, filtered by who, what about, action and time.
 pub(super) async fn audit(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(filter): Query<AuditFilter>,
-    headers: HeaderMap,
+    Admin(p): Admin,
 ) -> Response {
-    let p = match admin(&app, &headers, peer, "/admin").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let since = match filter.since.trim() {
         "" => None,
         s => match Timestamp::parse_rfc3339(s) {
@@ -185,15 +178,8 @@ pub(super) async fn audit(
 /// `POST /admin/verify`: verifies the whole chain now and says what it found.
 pub(super) async fn verify(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, .. }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/admin").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let (text, error) = match app.engine.verify_audit(&p.caller).await {
         Ok((n, head, None)) => (
             format!("The audit chain is whole: {n} events, head {head}."),
@@ -243,15 +229,7 @@ pub(super) struct GrantsPage {
 }
 
 /// `GET /admin/grants`: everyone's live access, and revocations past their due time.
-pub(super) async fn grants(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match admin(&app, &headers, peer, "/admin/grants").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn grants(State(app): State<Shared>, Admin(p): Admin) -> Response {
     let now = app.engine.clock().now();
     let mut live = Vec::new();
     let mut overdue = Vec::new();
@@ -296,16 +274,9 @@ pub(super) async fn grants(
 /// `POST /admin/grants/{id}/revoke`.
 pub(super) async fn revoke(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/admin/grants").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let reason = text(&f, "reason");
     let r = app
         .engine
@@ -338,15 +309,7 @@ pub(super) struct IdentitiesPage {
 }
 
 /// `GET /admin/identities`: every identity with its owner, keys and live grants.
-pub(super) async fn identities(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match admin(&app, &headers, peer, "/admin/identities").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn identities(State(app): State<Shared>, Admin(p): Admin) -> Response {
     let inventory = match app.engine.inventory(&p.caller).await {
         Ok(i) => i,
         Err(e) => return super::ApiError(e).into_response(),
@@ -397,16 +360,9 @@ pub(super) async fn identities(
 /// `POST /admin/identities/{name}/{suspend|resume|offboard}`.
 pub(super) async fn identity_status(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((name, what)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/admin/identities").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let reason = text(&f, "reason");
     let r = match what.as_str() {
         "suspend" => app
@@ -452,16 +408,9 @@ pub(super) struct KeyPage {
 /// `POST /admin/identities/{name}/keys`: a new API key, shown once on a `no-store` page.
 pub(super) async fn new_key(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { person: p, form: f }: Posted,
 ) -> Response {
-    let f = form(&body);
-    let p = match poster(&app, &headers, peer, &f, "/admin/identities").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let expires = text(&f, "expires");
     match app
         .engine
@@ -509,15 +458,7 @@ pub(super) struct ReportsPage {
 }
 
 /// `GET /admin/reports`: identity hygiene, and standing privilege in every target (asked now).
-pub(super) async fn reports(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let p = match admin(&app, &headers, peer, "/admin/reports").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub(super) async fn reports(State(app): State<Shared>, Admin(p): Admin) -> Response {
     let findings = match app.engine.identity_report(&p.caller, 90).await {
         Ok(f) => f
             .into_iter()
@@ -575,14 +516,9 @@ pub(super) struct ExplainPage {
 /// `GET /admin/explain?principal=…&access=…`: how policy judges someone on something now.
 pub(super) async fn explain(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<ExplainQuery>,
-    headers: HeaderMap,
+    Admin(p): Admin,
 ) -> Response {
-    let p = match admin(&app, &headers, peer, "/admin/explain").await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     let (mut rows, mut error) = (Vec::new(), None);
     let mut status = StatusCode::OK;
     if !q.principal.trim().is_empty() || !q.access.trim().is_empty() {

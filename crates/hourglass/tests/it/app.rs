@@ -116,7 +116,7 @@ async fn a_person_asks_from_the_catalogue_and_an_approver_decides_in_the_inbox()
         .await
         .unwrap();
     assert_eq!(anon.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&anon), "/signin?return_to=%2Finbox");
+    assert_eq!(location(&anon), "/signin?return_to=%2Finbox%2Freq_0123");
 
     // The catalogue says what will happen before she asks.
     let resp = alice
