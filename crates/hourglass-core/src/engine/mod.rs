@@ -42,7 +42,7 @@ pub use inbox::InboxEntry;
 pub use jobs::{JobOutcome, JobReport};
 pub use keys::{IssuedKey, KeyPolicy, same_digest, secret_hash};
 pub use notify::{Delivery, DeliveryReport};
-pub use reads::Change;
+pub use reads::{AuditFound, AuditSearch, Change};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
 pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;

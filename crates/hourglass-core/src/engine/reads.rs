@@ -20,6 +20,41 @@ struct VisibilityCache {
     people: BTreeMap<PrincipalId, Option<crate::catalog::Principal>>,
 }
 
+/// What to look for in the audit log; an empty text matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSearch {
+    /// Part of who acted.
+    pub actor: String,
+    /// Part of what it happened to, or the whole value of one of its details (an entitlement).
+    pub subject: String,
+    /// The start of the action (`grant.`).
+    pub action: String,
+    pub since: Option<Timestamp>,
+}
+
+impl AuditSearch {
+    fn matches(&self, e: &crate::audit::AuditEvent) -> bool {
+        let (actor, subject, action) = (self.actor.trim(), self.subject.trim(), self.action.trim());
+        let r = &e.record;
+        r.actor.contains(actor)
+            && (r.subject.contains(subject)
+                || (!subject.is_empty() && r.details.iter().any(|(_, v)| v == subject)))
+            && r.action.starts_with(action)
+            && self.since.is_none_or(|t| r.at >= t)
+    }
+}
+
+/// What [`Engine::search_audit`] found.
+#[derive(Debug, Clone)]
+pub struct AuditFound {
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// How many events were read.
+    pub scanned: u64,
+    /// The matches, newest first.
+    pub events: Vec<crate::audit::AuditEvent>,
+}
+
 /// A change to a request or grant, as the live views see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -304,6 +339,41 @@ impl Engine {
             }
         }
         Ok((out, last))
+    }
+
+    /// The latest `scan` audit events, newest first, that match `q` (at most `limit`), with the
+    /// chain's head: an administrator's view of what happened lately.
+    pub async fn search_audit(
+        &self,
+        caller: &Caller,
+        q: &AuditSearch,
+        scan: u64,
+        limit: usize,
+    ) -> Result<AuditFound> {
+        self.require_admin_of_all(caller, "audit.not_allowed")?;
+        let head_seq = self.store.audit_head_seq().await?;
+        let mut after = head_seq.saturating_sub(scan);
+        let mut events = Vec::new();
+        loop {
+            let page = self.store.audit_after(after, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            events.extend(page);
+        }
+        let head_hash = events.last().map(|e| e.hash.clone()).unwrap_or_default();
+        let scanned = events.len() as u64;
+        let events = events
+            .into_iter()
+            .rev()
+            .filter(|e| q.matches(e))
+            .take(limit)
+            .collect();
+        Ok(AuditFound {
+            head_seq,
+            head_hash,
+            scanned,
+            events,
+        })
     }
 
     /// Verifies the whole audit chain now (an administrator's check): events checked, the head

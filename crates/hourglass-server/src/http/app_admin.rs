@@ -10,7 +10,7 @@ use axum::{
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
-use hourglass_core::{Error, Timestamp, grant::GrantState};
+use hourglass_core::{Error, Timestamp, engine::AuditSearch, grant::GrantState};
 use secrecy::ExposeSecret;
 
 use super::{
@@ -107,39 +107,23 @@ pub(super) async fn audit(
             }
         },
     };
-    let head = match app.engine.audit_head_seq().await {
-        Ok(h) => h,
+    let search = AuditSearch {
+        actor: filter.actor.clone(),
+        subject: filter.subject.clone(),
+        action: filter.action.clone(),
+        since,
+    };
+    let found = match app
+        .engine
+        .search_audit(&p.caller, &search, SCANNED, 500)
+        .await
+    {
+        Ok(f) => f,
         Err(e) => return super::ApiError(e).into_response(),
     };
-    let mut after = head.saturating_sub(SCANNED);
-    let mut events = Vec::new();
-    loop {
-        match app.engine.audit_after(&p.caller, after, 1_000).await {
-            Ok(page) if page.is_empty() => break,
-            Ok(page) => {
-                after = page.last().map_or(after, |e| e.seq);
-                events.extend(page);
-            }
-            Err(e) => return super::ApiError(e).into_response(),
-        }
-    }
-    let head_hash = events.last().map(|e| e.hash.clone()).unwrap_or_default();
-    let scanned = events.len() as u64;
-    let want = |have: &str, needle: &str| needle.trim().is_empty() || have.contains(needle.trim());
-    let rows: Vec<EventRow> = events
+    let rows: Vec<EventRow> = found
+        .events
         .into_iter()
-        .rev()
-        .filter(|e| {
-            want(&e.record.actor, &filter.actor)
-                && (want(&e.record.subject, &filter.subject)
-                    || e.record.details.iter().any(|(_, v)| {
-                        !filter.subject.trim().is_empty() && v == filter.subject.trim()
-                    }))
-                && (filter.action.trim().is_empty()
-                    || e.record.action.starts_with(filter.action.trim()))
-                && since.is_none_or(|t| e.record.at >= t)
-        })
-        .take(500)
         .map(|e| EventRow {
             seq: e.seq,
             at: e.record.at.to_string(),
@@ -165,11 +149,11 @@ pub(super) async fn audit(
         &AuditPage {
             chrome,
             section: "audit",
-            head_seq: head,
-            head_hash,
+            head_seq: found.head_seq,
+            head_hash: found.head_hash,
             filter,
             filtered,
-            scanned,
+            scanned: found.scanned,
             events: rows,
         },
     )
