@@ -11,14 +11,14 @@ const SCRIPT: &str = "<script>alert(1)</script>";
 const SHOWN: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
 
 /// A signed-in browser (the demo's sign-in): its own cookie jar, redirects not followed.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     csrf: String,
 }
 
 impl Browser {
-    async fn sign_in(s: &TestServer, who: &str) -> Browser {
+    pub(crate) async fn sign_in(s: &TestServer, who: &str) -> Browser {
         let base = format!("http://{}", s.addr);
         let http = reqwest::Client::builder()
             .cookie_store(true)
@@ -48,7 +48,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -60,7 +60,12 @@ impl Browser {
     }
 
     /// Posts a form from this server's page (with the CSRF token unless `csrf` is false).
-    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> reqwest::Response {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: bool,
+    ) -> reqwest::Response {
         let mut all: Vec<(&str, &str)> = fields.to_vec();
         if csrf {
             all.push(("csrf_token", &self.csrf));

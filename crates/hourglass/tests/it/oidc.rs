@@ -763,42 +763,12 @@ async fn a_person_is_bound_to_their_first_provider_account() {
     assert_eq!(bound, 1);
 
     // An administrator unbinds the name (the account really changed); the next sign-in binds.
-    let base = format!("http://{}", s.addr);
-    let admin = browser();
-    let r = admin
-        .post(format!("{base}/signin/demo"))
-        .header(header::ORIGIN, &base)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("principal=admin")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let csrf: SessionView = admin
-        .get(format!("{base}/v1/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page = admin
-        .get(format!("{base}/admin/identities"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let admin = crate::app::Browser::sign_in(&s, "admin").await;
+    let (_, page) = admin.get("/admin/identities").await;
     assert!(page.contains(&format!("{}#alice", idp.issuer)), "{page}");
     let r = admin
-        .post(format!("{base}/admin/identities/alice/unbind"))
-        .header(header::ORIGIN, &base)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf_token={}", csrf.csrf_token))
-        .send()
-        .await
-        .unwrap();
+        .post("/admin/identities/alice/unbind", &[], true)
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let m = browser();
     let (url, _) = sign_in_at_provider(&m, &s, &idp, "mallory", false).await;

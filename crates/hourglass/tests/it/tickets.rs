@@ -646,25 +646,9 @@ webhook_secret = { file = "hook.secret" }
     assert_eq!(r.state, "pending", "not in progress: a human decides");
 
     // bob's view of it, through the web app.
-    let base = format!("http://{}", s.addr);
-    let bob = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signin = bob
-        .post(format!("{base}/signin/demo"))
-        .header("origin", &base)
-        .form(&[("principal", "bob")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signin.status(), 303);
-    let entry = |bob: reqwest::Client, url: String| async move {
-        bob.get(url).send().await.unwrap().text().await.unwrap()
-    };
-    let url = format!("{base}/inbox/{}", r.id);
-    let page = entry(bob.clone(), url.clone()).await;
+    let bob = crate::app::Browser::sign_in(&s, "bob").await;
+    let url = format!("/inbox/{}", r.id);
+    let (_, page) = bob.get(&url).await;
     assert!(page.contains("Waiting for customer"), "{page}");
 
     // The ticket moves on; the page says what the source says now.
@@ -672,7 +656,7 @@ webhook_secret = { file = "hook.secret" }
     let moved = json!({"ref": "OPS-7", "status": "Escalated", "assignee": "carol"});
     let (status, body) = post_event(&s, "/v1/tickets/events", &moved, &signed(&moved)).await;
     assert_eq!(status, 200, "{body}");
-    let page = entry(bob, url).await;
+    let (_, page) = bob.get(&url).await;
     assert!(
         page.contains("Escalated, open, assigned to carol, as its source last reported it"),
         "{page}"
