@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod catalog;
 pub mod clock;
 pub mod connector;
+pub mod credential;
 pub mod duration;
 pub mod engine;
 pub mod error;

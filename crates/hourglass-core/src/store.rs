@@ -86,6 +86,9 @@ pub struct Commit {
     pub sessions: Vec<crate::session::Session>,
     /// Sessions ended (by the hash of their id); ending one that is gone changes nothing.
     pub ended_sessions: Vec<String>,
+    /// Credentials to hand over once, replacing one the grant issued before. A grant in this
+    /// commit that is no longer active loses its waiting credential, unseen.
+    pub credentials: Vec<crate::credential::SealedCredential>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -103,6 +106,7 @@ impl Commit {
             && self.tickets.is_empty()
             && self.sessions.is_empty()
             && self.ended_sessions.is_empty()
+            && self.credentials.is_empty()
             && self.audit.is_empty()
     }
 }
@@ -221,6 +225,20 @@ pub trait Store: Send + Sync {
     /// Records use of a session: `last_seen_at` moves to `at` if it is more than a minute older.
     /// Bookkeeping, not a state change: no audit record.
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()>;
+    /// Takes the credential waiting for `holder` on grant `id`: deleted as it is read, so it is
+    /// handed over once, whichever process asks. Nothing once the grant's end has passed.
+    async fn take_credential(
+        &self,
+        id: &GrantId,
+        holder: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<Option<crate::credential::SealedCredential>>;
+    /// The grants on which a credential waits for `holder` (not taking any).
+    async fn waiting_credentials(
+        &self,
+        holder: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<Vec<GrantId>>;
     /// Whether the identity token `jti` of `issuer` was exchanged and has not expired at `now`.
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool>;
 
@@ -310,6 +328,20 @@ pub trait Store: Send + Sync {
     fn relay_wakes(&self, wake: std::sync::Arc<dyn crate::engine::Wake>) {
         let _ = wake;
     }
+    /// How this process's writes were grouped into durable transactions so far.
+    fn write_stats(&self) -> WriteStats {
+        WriteStats::default()
+    }
+}
+
+/// Group-commit counters of one process (for metrics and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Durable transactions committed.
+    pub transactions: u64,
+    /// Writes (commits, claims, single statements) those transactions carried, failed ones
+    /// included.
+    pub writes: u64,
 }
 
 /// How many audit events [`walk_audit`] reads at once.

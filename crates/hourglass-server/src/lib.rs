@@ -38,13 +38,12 @@ use hourglass_core::{
 use hourglass_policy::PolicySetEngine;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::{config::Config, metrics::Metrics, vault::CredentialVault, workers::Wakeups};
+use crate::{config::Config, metrics::Metrics, workers::Wakeups};
 
 /// Shared state of the HTTP handlers.
 pub struct App {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    vault: Arc<CredentialVault>,
     overdue_after_ms: i64,
     ssh: BTreeMap<TargetId, Arc<SshConnector>>,
     /// Hands reconciliation and discovery to the reconciler worker.
@@ -441,7 +440,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     if store.is_shared() {
         store.relay_wakes(Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>);
     }
-    let vault = Arc::new(CredentialVault::default());
+    let sealer = match workload::key_dir(&config) {
+        Some(dir) => vault::Sealer::in_dir(&dir),
+        None => {
+            tracing::warn!("no key directory: credentials are sealed under a key held in memory, so another replica cannot hand them over and a restart loses the waiting ones ([tokens] key_dir)");
+            vault::Sealer::ephemeral()
+        }
+    }
+    .map_err(|e| StartError::one(format!("{e:?}")))?;
     let s = &config.server;
     let facts = Arc::new(checked.facts);
     let oidc = match checked.oidc {
@@ -503,7 +509,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             catalog: Arc::new(checked.catalog),
             connectors: checked.connectors,
             wake: Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>,
-            credentials: Arc::clone(&vault) as Arc<dyn hourglass_core::engine::CredentialSink>,
+            credentials: Arc::new(sealer),
             facts: Arc::clone(&facts) as Arc<dyn hourglass_core::policy::ContextFacts>,
             tickets,
             notifiers,
@@ -524,7 +530,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     let app = Arc::new(App {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
-        vault,
         overdue_after_ms: s.overdue_after.as_millis(),
         ssh: checked.ssh,
         target_tasks: tasks_tx,

@@ -127,7 +127,7 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
 
 /// Where the signing keys live: `[tokens] key_dir`, else beside the SQLite database, else
 /// beside the configuration file.
-fn key_dir(config: &Config) -> Option<PathBuf> {
+pub(crate) fn key_dir(config: &Config) -> Option<PathBuf> {
     if let Some(d) = &config.tokens.key_dir {
         return Some(d.clone());
     }

@@ -681,6 +681,183 @@ contract! {
     reviews_round_trip_list_by_state_and_detect_concurrent_closes,
     admission_reads_find_live_access_pending_requests_and_usage,
     one_owner_at_a_time_holds_a_periodic_turn,
+    writes_waiting_together_share_a_transaction_and_fail_alone,
+    a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant,
+}
+
+async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant(s: &Fresh) {
+    use hourglass_core::credential::SealedCredential;
+    let alice = PrincipalId::new("alice").unwrap();
+    let bob = PrincipalId::new("bob").unwrap();
+    let sealed = |g: &Grant, text: &str| SealedCredential {
+        grant_id: g.id.clone(),
+        holder: g.principal.clone(),
+        expires_at: g.expires_at,
+        sealed: text.into(),
+    };
+    let (r1, r2) = (request(10), request(20));
+    let (g1, g2) = (grant(&r1, 5_000), grant(&r2, 5_000));
+    s.commit(Commit {
+        requests: vec![r1, r2],
+        grants: vec![g1.clone(), g2.clone()],
+        credentials: vec![sealed(&g1, "v1.first"), sealed(&g2, "v1.second")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let mut waiting = s.waiting_credentials(&alice, t(100)).await.unwrap();
+    waiting.sort();
+    let mut both = vec![g1.id.clone(), g2.id.clone()];
+    both.sort();
+    assert_eq!(waiting, both);
+    // Only its holder takes it, only before its end, and only once.
+    assert!(
+        s.take_credential(&g1.id, &bob, t(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let got = s
+        .take_credential(&g1.id, &alice, t(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, sealed(&g1, "v1.first"));
+    assert!(
+        s.take_credential(&g1.id, &alice, t(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // An extension's new credential replaces the old one.
+    s.commit(Commit {
+        credentials: vec![sealed(&g2, "v1.renewed")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    // A grant that leaves `active` takes its waiting credential with it, unseen.
+    let mut revoking = s.get_grant(&g2.id).await.unwrap().unwrap();
+    revoking.state = GrantState::Revoking;
+    s.commit(Commit {
+        grants: vec![revoking],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.waiting_credentials(&alice, t(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.take_credential(&g2.id, &alice, t(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Past its end, it is never handed over.
+    let r3 = request(30);
+    let g3 = grant(&r3, 5_000);
+    s.commit(Commit {
+        requests: vec![r3],
+        grants: vec![g3.clone()],
+        credentials: vec![sealed(&g3, "v1.third")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.waiting_credentials(&alice, t(5_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.take_credential(&g3.id, &alice, t(5_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Thirty commits at once, every third one stale: they are written in fewer transactions than
+/// commits, each stale one fails alone with a conflict and leaves nothing, every other one lands
+/// with its audit records, and the chain verifies with no gap.
+async fn writes_waiting_together_share_a_transaction_and_fail_alone(s: &Fresh) {
+    let reqs: Vec<Request> = (0..30).map(|i| request(100 + i)).collect();
+    // Requests that exist already, at version 1, so that a copy at version 0 re-inserts a
+    // duplicate (the stale ones).
+    let stale: Vec<usize> = (0..30).filter(|i| i % 3 == 2).collect();
+    for &i in &stale {
+        s.commit(Commit {
+            requests: vec![reqs[i].clone()],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    }
+    let seq_before = s.audit_head_seq().await.unwrap();
+    let before = s.write_stats();
+    let answers = futures_util::future::join_all(reqs.iter().enumerate().map(|(i, r)| {
+        s.commit(Commit {
+            requests: vec![r.clone()],
+            grants: vec![grant(r, 5_000)],
+            audit: vec![ev(&format!("created{i}")), ev(&format!("granted{i}"))],
+            ..Commit::default()
+        })
+    }))
+    .await;
+    let mut seqs = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        if stale.contains(&i) {
+            assert_eq!(a, &Err(Error::StoreConflict), "commit {i}");
+            assert!(s.grants_of_request(&reqs[i].id).await.unwrap().is_empty());
+        } else {
+            let last = a.clone().unwrap().expect("a sequence number");
+            seqs.push(last);
+            assert_eq!(s.grants_of_request(&reqs[i].id).await.unwrap().len(), 1);
+        }
+    }
+    // Each answered commit names its own last event; together they cover the chain's growth.
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 20);
+    let events = s.audit_after(seq_before, 1_000).await.unwrap();
+    assert_eq!(events.len(), 40);
+    for &i in &stale {
+        let created = format!("created{i}");
+        assert!(
+            events.iter().all(|e| e.record.action != created),
+            "{created}"
+        );
+    }
+    for (i, _) in answers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !stale.contains(i))
+    {
+        let created = format!("created{i}");
+        let granted = format!("granted{i}");
+        let at = |a: &str| events.iter().position(|e| e.record.action == a).unwrap();
+        assert_eq!(
+            at(&granted),
+            at(&created) + 1,
+            "a commit's events stay together"
+        );
+    }
+    let mut v = ChainVerifier::default();
+    for e in s.audit_after(0, 10_000).await.unwrap() {
+        v.check(&e).unwrap();
+    }
+    let after = s.write_stats();
+    let (txs, writes) = (
+        after.transactions - before.transactions,
+        after.writes - before.writes,
+    );
+    assert_eq!(writes, 30, "every write counted once");
+    assert!(txs < 5, "{txs} transactions for 30 waiting writes");
 }
 
 async fn one_owner_at_a_time_holds_a_periodic_turn(s: &Fresh) {

@@ -162,6 +162,16 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "sealed_credentials",
+        order: "grant_id",
+        cols: &[
+            ("grant_id", Text),
+            ("holder", Text),
+            ("expires_at", Int),
+            ("sealed", Text),
+        ],
+    },
+    Table {
         name: "grant_jobs",
         order: "grant_id",
         cols: &[
@@ -358,7 +368,7 @@ async fn run<S: Backend, D: Backend>(src: &SqlStore<S>, dst: &SqlStore<D>) -> Re
                 }));
             }
             copied += steps.len() as u64;
-            dst.0.write(steps, &[], Wakes::default()).await?;
+            dst.0.write(steps, Vec::new(), Wakes::default()).await?;
         }
         tables.push((t.name.to_owned(), copied));
     }
@@ -387,7 +397,7 @@ async fn run<S: Backend, D: Backend>(src: &SqlStore<S>, dst: &SqlStore<D>) -> Re
                 )))
             })
             .collect::<Result<Vec<_>>>()?;
-        dst.0.write(steps, &[], Wakes::default()).await?;
+        dst.0.write(steps, Vec::new(), Wakes::default()).await?;
     }
     dst.0.imported().await?;
     verify(src, dst, tables).await

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use hourglass_core::{
     Error, Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
+    credential::SealedCredential,
     engine::Wake,
     grant::{Grant, GrantState},
     id::{AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId},
@@ -16,11 +17,14 @@ use hourglass_core::{
     notify::{Notification, NotifierStats, Settle},
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
-    store::{Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store, Usage},
+    store::{
+        Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store, Usage, WriteStats,
+    },
     ticket::Ticket,
 };
 
 use crate::{
+    group::Lease,
     rows::*,
     sql::{Step, Stmt, Wakes, plan, stmt},
 };
@@ -66,18 +70,20 @@ pub trait Backend: Send + Sync + 'static + std::fmt::Debug {
     async fn write(
         &self,
         steps: Vec<Step>,
-        audit: &[AuditRecord],
+        audit: Vec<AuditRecord>,
         wakes: Wakes,
     ) -> Result<Option<u64>>;
     /// In one transaction: `before`, then `pick` (ids, in a column `id`), then `lease(id)` for
     /// each, returning the leased rows.
     #[doc(hidden)]
-    async fn claim(
-        &self,
-        before: Option<Stmt>,
-        pick: Stmt,
-        lease: &(dyn Fn(String) -> Result<Stmt> + Send + Sync),
-    ) -> Result<Vec<Self::Row>>;
+    async fn claim(&self, before: Option<Stmt>, pick: Stmt, lease: Lease)
+    -> Result<Vec<Self::Row>>;
+    /// In one transaction: `before`, then `stmt`, which changes rows and returns them.
+    #[doc(hidden)]
+    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<Self::Row>>;
+    /// How writes were grouped into transactions so far.
+    #[doc(hidden)]
+    fn write_stats(&self) -> WriteStats;
 }
 
 /// A [`Store`] on a SQL database.
@@ -130,7 +136,8 @@ impl<B: Backend> Store for SqlStore<B> {
         if c.is_empty() {
             return Ok(None);
         }
-        self.0.write(plan(&c)?, &c.audit, Wakes::of(&c)).await
+        let (steps, wakes) = (plan(&c)?, Wakes::of(&c));
+        self.0.write(steps, c.audit, wakes).await
     }
 
     async fn get_request(&self, id: &RequestId) -> Result<Option<Request>> {
@@ -386,7 +393,10 @@ impl<B: Backend> Store for SqlStore<B> {
                 stale,
             )));
         }
-        self.0.write(steps, &[], Wakes::default()).await.map(drop)
+        self.0
+            .write(steps, Vec::new(), Wakes::default())
+            .await
+            .map(drop)
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<hourglass_core::session::Session>> {
@@ -408,6 +418,50 @@ impl<B: Backend> Store for SqlStore<B> {
             ))
             .await
             .map(drop)
+    }
+
+    async fn take_credential(
+        &self,
+        id: &GrantId,
+        holder: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<Option<SealedCredential>> {
+        let rows = self
+            .0
+            .take(
+                Some(stmt!(
+                    "DELETE FROM sealed_credentials WHERE expires_at <= $1",
+                    now
+                )),
+                stmt!(
+                    "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2 RETURNING *",
+                    id.as_str(),
+                    holder.as_str(),
+                ),
+            )
+            .await?;
+        rows.first().map(sealed_from).transpose()
+    }
+
+    async fn waiting_credentials(
+        &self,
+        holder: &PrincipalId,
+        now: Timestamp,
+    ) -> Result<Vec<GrantId>> {
+        let rows = self
+            .0
+            .all(stmt!(
+                "SELECT grant_id FROM sealed_credentials WHERE holder = $1 AND expires_at > $2",
+                holder.as_str(),
+                now,
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = get(r, "grant_id")?;
+                GrantId::parse(&id).ok_or_else(|| crate::error::corrupt("grant id", &id))
+            })
+            .collect()
     }
 
     async fn is_token_used(&self, issuer: &str, jti: &str, now: Timestamp) -> Result<bool> {
@@ -482,17 +536,18 @@ impl<B: Backend> Store for SqlStore<B> {
             ),
             ..stmt!("", now, limit)
         };
-        let lease = |id: String| {
+        let owner = owner.to_owned();
+        let lease: Lease = Box::new(move |id: String| {
             Ok(stmt!(
                 "UPDATE grant_jobs SET lease_owner = $1, lease_token = $2, lease_until = $3, due_at = $3
                  WHERE grant_id = $4 RETURNING *",
-                owner,
+                owner.as_str(),
                 hourglass_core::id::random_hex::<16>()?,
                 lease_until,
                 id,
             ))
-        };
-        let rows = self.0.claim(None, pick, &lease).await?;
+        });
+        let rows = self.0.claim(None, pick, lease).await?;
         rows.iter().map(job_from).collect()
     }
 
@@ -580,17 +635,18 @@ impl<B: Backend> Store for SqlStore<B> {
             ),
             ..stmt!("", now, limit)
         };
-        let lease = |id: String| {
+        let owner = owner.to_owned();
+        let lease: Lease = Box::new(move |id: String| {
             Ok(stmt!(
                 "UPDATE notifications SET lease_owner = $1, lease_token = $2, lease_until = $3, due_at = $3
                  WHERE id = $4 RETURNING *",
-                owner,
+                owner.as_str(),
                 hourglass_core::id::random_hex::<16>()?,
                 lease_until,
                 id,
             ))
-        };
-        let rows = self.0.claim(Some(forget), pick, &lease).await?;
+        });
+        let rows = self.0.claim(Some(forget), pick, lease).await?;
         rows.iter().map(notification_from).collect()
     }
 
@@ -743,5 +799,9 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn relay_wakes(&self, wake: Arc<dyn Wake>) {
         self.0.relay_wakes(wake);
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.0.write_stats()
     }
 }

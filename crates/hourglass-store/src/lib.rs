@@ -7,6 +7,7 @@
 
 mod copy;
 mod error;
+mod group;
 mod ledger;
 mod postgres;
 mod rows;

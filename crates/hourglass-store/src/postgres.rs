@@ -16,6 +16,7 @@ use hourglass_core::{
     Error, Result,
     audit::{AuditRecord, GENESIS_HASH},
     engine::Wake,
+    store::WriteStats,
 };
 use sqlx::{
     PgPool, Postgres, Transaction,
@@ -27,9 +28,10 @@ use tracing::{info, warn};
 
 use crate::{
     error::map,
+    group::{Begin, Group, Lease, Tx},
     ledger::{Backend, SqlStore},
     rows::get,
-    sql::{Expect, Step, Stmt, Wakes, audit_appends, stmt},
+    sql::{Step, Stmt, Wakes, stmt},
 };
 
 /// The channel wake-ups are sent on.
@@ -42,6 +44,7 @@ pub type PgStore = SqlStore<PgDb>;
 #[derive(Debug, Clone)]
 pub struct PgDb {
     pool: PgPool,
+    group: Group<Writer>,
 }
 
 /// Connection pool settings (`[store]` in the configuration).
@@ -67,7 +70,7 @@ impl Default for PoolOptions {
     }
 }
 
-fn migrator() -> Migrator {
+pub(crate) fn migrator() -> Migrator {
     let step = crate::migration;
     // sqlx takes a PostgreSQL advisory lock around the run: the first replica migrates, the
     // others wait and then find nothing to do.
@@ -97,6 +100,11 @@ fn migrator() -> Migrator {
             "sign_in_subject",
             include_str!("../migrations/postgres/0005_sign_in_subject.sql"),
         ),
+        step(
+            6,
+            "sealed_credentials",
+            include_str!("../migrations/postgres/0006_sealed_credentials.sql"),
+        ),
     ])
 }
 
@@ -112,7 +120,8 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", crate::redact(url))))?;
-        let store = SqlStore(PgDb { pool });
+        let group = Group::new(Writer(pool.clone()));
+        let store = SqlStore(PgDb { pool, group });
         if opts.migrate {
             store.migrate().await?;
         } else {
@@ -163,12 +172,85 @@ fn query(s: &Stmt) -> Query<'static, Postgres, PgArguments> {
     s.query()
 }
 
-async fn run_in(tx: &mut Transaction<'static, Postgres>, s: &Stmt) -> Result<u64> {
-    Ok(query(s)
-        .execute(&mut **tx)
+/// Opens PostgreSQL write transactions for the group writer.
+#[derive(Debug)]
+pub(crate) struct Writer(PgPool);
+
+/// One PostgreSQL write transaction.
+pub(crate) struct WriteTx(Transaction<'static, Postgres>);
+
+#[async_trait]
+impl Begin for Writer {
+    type Tx = WriteTx;
+    async fn begin(&self) -> Result<WriteTx> {
+        self.0.begin().await.map(WriteTx).map_err(map)
+    }
+}
+
+#[async_trait]
+impl Tx for WriteTx {
+    type Row = PgRow;
+
+    async fn exec(&mut self, s: &Stmt) -> Result<u64> {
+        Ok(query(s)
+            .execute(&mut *self.0)
+            .await
+            .map_err(map)?
+            .rows_affected())
+    }
+
+    async fn rows(&mut self, s: &Stmt) -> Result<Vec<PgRow>> {
+        query(s).fetch_all(&mut *self.0).await.map_err(map)
+    }
+
+    fn id_of(row: &PgRow) -> Result<String> {
+        get(row, "id")
+    }
+
+    async fn head(&mut self) -> Result<(u64, String)> {
+        // Locked last in the transaction, so that the chain's lock is held for as short a time
+        // as possible; every replica's appends queue on this row.
+        let head = self
+            .rows(&stmt!(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+            ))
+            .await?;
+        let row = head
+            .first()
+            .ok_or_else(|| Error::internal("store: audit_head has no row"))?;
+        let seq = u64::try_from(get::<i64>(row, "seq")?).unwrap_or(0);
+        let prev = get::<Option<String>>(row, "hash")?.unwrap_or_else(|| GENESIS_HASH.to_owned());
+        Ok((seq, prev))
+    }
+
+    async fn set_head(&mut self, seq: u64, hash: &str) -> Result<()> {
+        self.exec(&stmt!(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            i64::try_from(seq).unwrap_or(i64::MAX),
+            hash,
+        ))
         .await
-        .map_err(map)?
-        .rows_affected())
+        .map(drop)
+    }
+
+    async fn wake(&mut self, wakes: Wakes) -> Result<()> {
+        // Delivered on commit, to every replica's listener.
+        self.exec(&stmt!(
+            "SELECT pg_notify($1, $2)",
+            WAKE_CHANNEL,
+            wakes.payload()
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.0.commit().await.map_err(map)
+    }
+
+    async fn rollback(self) {
+        let _ = self.0.rollback().await;
+    }
 }
 
 #[async_trait]
@@ -196,81 +278,28 @@ impl Backend for PgDb {
     }
 
     async fn run(&self, s: Stmt) -> Result<u64> {
-        Ok(query(&s)
-            .execute(&self.pool)
-            .await
-            .map_err(map)?
-            .rows_affected())
+        self.group.run(s).await
     }
 
     async fn write(
         &self,
         steps: Vec<Step>,
-        audit: &[AuditRecord],
+        audit: Vec<AuditRecord>,
         wakes: Wakes,
     ) -> Result<Option<u64>> {
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        for step in &steps {
-            if run_in(&mut tx, &step.stmt).await? != 1 && step.expect == Expect::One {
-                return Err(Error::StoreConflict);
-            }
-        }
-        let mut last = None;
-        if !audit.is_empty() {
-            // Last, so that the chain's lock is held for as short a time as possible.
-            let head = query(&stmt!(
-                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
-            ))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-            let seq = u64::try_from(get::<i64>(&head, "seq")?).unwrap_or(0);
-            let prev =
-                get::<Option<String>>(&head, "hash")?.unwrap_or_else(|| GENESIS_HASH.to_owned());
-            let (inserts, seq, hash) = audit_appends(seq, prev, audit)?;
-            for s in &inserts {
-                run_in(&mut tx, s).await?;
-            }
-            run_in(
-                &mut tx,
-                &stmt!(
-                    "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                    i64::try_from(seq).unwrap_or(i64::MAX),
-                    hash,
-                ),
-            )
-            .await?;
-            last = Some(seq);
-        }
-        if wakes.any() {
-            run_in(
-                &mut tx,
-                &stmt!("SELECT pg_notify($1, $2)", WAKE_CHANNEL, wakes.payload()),
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(last)
+        self.group.write(steps, audit, wakes).await
     }
 
-    async fn claim(
-        &self,
-        before: Option<Stmt>,
-        pick: Stmt,
-        lease: &(dyn Fn(String) -> Result<Stmt> + Send + Sync),
-    ) -> Result<Vec<PgRow>> {
-        let mut tx = self.pool.begin().await.map_err(map)?;
-        if let Some(b) = &before {
-            run_in(&mut tx, b).await?;
-        }
-        let ids = query(&pick).fetch_all(&mut *tx).await.map_err(map)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for row in &ids {
-            let s = lease(get(row, "id")?)?;
-            out.push(query(&s).fetch_one(&mut *tx).await.map_err(map)?);
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(out)
+    async fn claim(&self, before: Option<Stmt>, pick: Stmt, lease: Lease) -> Result<Vec<PgRow>> {
+        self.group.claim(before, pick, lease).await
+    }
+
+    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<PgRow>> {
+        self.group.take(before, stmt).await
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.group.stats()
     }
 }
 

@@ -332,3 +332,13 @@ pub(crate) fn notification_from(row: &impl Cols) -> Result<Notification> {
         },
     })
 }
+
+pub(crate) fn sealed_from(row: &impl Cols) -> Result<hourglass_core::credential::SealedCredential> {
+    let id: String = get(row, "grant_id")?;
+    Ok(hourglass_core::credential::SealedCredential {
+        grant_id: GrantId::parse(&id).ok_or_else(|| corrupt("grant id", &id))?,
+        holder: principal_id(get(row, "holder")?)?,
+        expires_at: ts(get(row, "expires_at")?),
+        sealed: get(row, "sealed")?,
+    })
+}

@@ -174,6 +174,14 @@ impl Wakes {
     pub(crate) fn any(self) -> bool {
         self.jobs || self.deadlines || self.notifications
     }
+    /// The workers either wakes.
+    pub(crate) fn or(self, other: Wakes) -> Self {
+        Wakes {
+            jobs: self.jobs || other.jobs,
+            deadlines: self.deadlines || other.deadlines,
+            notifications: self.notifications || other.notifications,
+        }
+    }
     /// The payload of a wake-up message: the worker names, comma-separated.
     pub(crate) fn payload(self) -> String {
         [
@@ -230,6 +238,24 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     }
     for g in &c.grants {
         steps.push(Step::one(grant(g)?));
+        if g.state != hourglass_core::grant::GrantState::Active && g.version > 0 {
+            // Its credential is never handed over once the grant stops being active.
+            steps.push(Step::any(stmt!(
+                "DELETE FROM sealed_credentials WHERE grant_id = $1",
+                g.id.as_str()
+            )));
+        }
+    }
+    for s in &c.credentials {
+        steps.push(Step::any(stmt!(
+            "INSERT INTO sealed_credentials (grant_id, holder, expires_at, sealed) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (grant_id) DO UPDATE SET holder = excluded.holder,
+               expires_at = excluded.expires_at, sealed = excluded.sealed",
+            s.grant_id.as_str(),
+            s.holder.as_str(),
+            s.expires_at,
+            s.sealed.as_str(),
+        )));
     }
     for a in &c.approvals {
         steps.push(Step::any(approval(a)?));

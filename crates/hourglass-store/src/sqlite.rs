@@ -1,8 +1,9 @@
 //! The SQLite backend: the embedded default.
 //!
-//! WAL mode with `synchronous=FULL`. Writes go through a pool of exactly one connection and
-//! start with `BEGIN IMMEDIATE`, so writers queue in-process instead of spinning on SQLite's
-//! lock; reads use a separate pool and see the last committed state. One SQLite file serves one
+//! WAL mode with `synchronous=FULL`. Writes go through the group writer (`group.rs`) over a pool
+//! of exactly one connection, each batch in one `BEGIN IMMEDIATE` transaction, so writers queue
+//! in-process instead of spinning on SQLite's lock and share fsyncs; reads use a separate pool
+//! and see the last committed state. One SQLite file serves one
 //! Hourglass process (the server takes a lock file beside it).
 
 use std::{str::FromStr, time::Duration};
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use hourglass_core::{
     Error, Result,
     audit::{AuditRecord, GENESIS_HASH},
+    store::WriteStats,
 };
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
@@ -24,9 +26,10 @@ use sqlx::{
 
 use crate::{
     error::map,
+    group::{Begin, Group, Lease, Tx},
     ledger::{Backend, SqlStore},
     rows::get,
-    sql::{Expect, Step, Stmt, Wakes, audit_appends},
+    sql::{Step, Stmt, Wakes, stmt},
 };
 
 /// The SQLite implementation of [`hourglass_core::store::Store`].
@@ -37,6 +40,7 @@ pub type SqliteStore = SqlStore<SqliteDb>;
 pub struct SqliteDb {
     writer: SqlitePool,
     reader: SqlitePool,
+    pub(crate) group: Group<Writer>,
 }
 
 fn migrator() -> Migrator {
@@ -86,6 +90,11 @@ fn migrator() -> Migrator {
             9,
             "sign_in_subject",
             include_str!("../migrations/sqlite/0009_sign_in_subject.sql"),
+        ),
+        step(
+            10,
+            "sealed_credentials",
+            include_str!("../migrations/sqlite/0010_sealed_credentials.sql"),
         ),
     ])
 }
@@ -155,7 +164,12 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(|e| Error::Unavailable(format!("cannot open {url}: {e}")))?;
-        Ok(SqlStore(SqliteDb { writer, reader }))
+        let group = Group::new(Writer(writer.clone()));
+        Ok(SqlStore(SqliteDb {
+            writer,
+            reader,
+            group,
+        }))
     }
 
     /// Closes both pools, finishing the WAL checkpoint.
@@ -175,8 +189,79 @@ fn query(s: &Stmt) -> Query<'static, Sqlite, SqliteArguments> {
     s.query()
 }
 
-async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+/// Opens SQLite write transactions for the group writer.
+#[derive(Debug)]
+pub(crate) struct Writer(pub(crate) SqlitePool);
+
+/// One SQLite write transaction (`BEGIN IMMEDIATE`: it holds the file's write lock from the
+/// start, so it never fails half-way for want of it).
+pub(crate) struct WriteTx(Transaction<'static, Sqlite>);
+
+#[async_trait]
+impl Begin for Writer {
+    type Tx = WriteTx;
+    async fn begin(&self) -> Result<WriteTx> {
+        self.0
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map(WriteTx)
+            .map_err(map)
+    }
+}
+
+#[async_trait]
+impl Tx for WriteTx {
+    type Row = SqliteRow;
+
+    async fn exec(&mut self, s: &Stmt) -> Result<u64> {
+        Ok(query(s)
+            .execute(&mut *self.0)
+            .await
+            .map_err(map)?
+            .rows_affected())
+    }
+
+    async fn rows(&mut self, s: &Stmt) -> Result<Vec<SqliteRow>> {
+        query(s).fetch_all(&mut *self.0).await.map_err(map)
+    }
+
+    fn id_of(row: &SqliteRow) -> Result<String> {
+        get(row, "id")
+    }
+
+    async fn head(&mut self) -> Result<(u64, String)> {
+        // One write transaction at a time (the writer pool has one connection): the head read
+        // here stays the head until this transaction commits.
+        let head = self
+            .rows(&stmt!(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+            ))
+            .await?;
+        match head.first() {
+            Some(row) => Ok((
+                u64::try_from(get::<i64>(row, "seq")?).unwrap_or(0),
+                get::<String>(row, "hash")?,
+            )),
+            None => Ok((0, GENESIS_HASH.to_owned())),
+        }
+    }
+
+    async fn set_head(&mut self, _seq: u64, _hash: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn wake(&mut self, _wakes: Wakes) -> Result<()> {
+        // One process per SQLite file: the engine wakes its own workers.
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        self.0.commit().await.map_err(map)
+    }
+
+    async fn rollback(self) {
+        let _ = self.0.rollback().await;
+    }
 }
 
 #[async_trait]
@@ -190,74 +275,33 @@ impl Backend for SqliteDb {
     }
 
     async fn run(&self, s: Stmt) -> Result<u64> {
-        Ok(query(&s)
-            .execute(&self.writer)
-            .await
-            .map_err(map)?
-            .rows_affected())
+        self.group.run(s).await
     }
 
     async fn write(
         &self,
         steps: Vec<Step>,
-        audit: &[AuditRecord],
-        _wakes: Wakes,
+        audit: Vec<AuditRecord>,
+        wakes: Wakes,
     ) -> Result<Option<u64>> {
-        let mut tx = begin(&self.writer).await?;
-        for step in &steps {
-            let changed = query(&step.stmt)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-            if step.expect == Expect::One && changed != 1 {
-                return Err(Error::StoreConflict);
-            }
-        }
-        let mut last = None;
-        if !audit.is_empty() {
-            // The single writer connection serializes appends: the head read here stays the head.
-            let head = query(&crate::sql::stmt!(
-                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-            ))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-            let (seq, prev) = match head {
-                Some(row) => (
-                    u64::try_from(get::<i64>(&row, "seq")?).unwrap_or(0),
-                    get::<String>(&row, "hash")?,
-                ),
-                None => (0, GENESIS_HASH.to_owned()),
-            };
-            let (inserts, seq, _) = audit_appends(seq, prev, audit)?;
-            for s in &inserts {
-                query(s).execute(&mut *tx).await.map_err(map)?;
-            }
-            last = Some(seq);
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(last)
+        self.group.write(steps, audit, wakes).await
     }
 
     async fn claim(
         &self,
         before: Option<Stmt>,
         pick: Stmt,
-        lease: &(dyn Fn(String) -> Result<Stmt> + Send + Sync),
+        lease: Lease,
     ) -> Result<Vec<SqliteRow>> {
-        let mut tx = begin(&self.writer).await?;
-        if let Some(b) = &before {
-            query(b).execute(&mut *tx).await.map_err(map)?;
-        }
-        let ids = query(&pick).fetch_all(&mut *tx).await.map_err(map)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for row in &ids {
-            let s = lease(get(row, "id")?)?;
-            out.push(query(&s).fetch_one(&mut *tx).await.map_err(map)?);
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(out)
+        self.group.claim(before, pick, lease).await
+    }
+
+    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<SqliteRow>> {
+        self.group.take(before, stmt).await
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.group.stats()
     }
 }
 

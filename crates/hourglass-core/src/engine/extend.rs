@@ -341,16 +341,18 @@ impl Engine {
                         .with("expires_at", grant.expires_at)
                         .with("credential_issued", credential.is_some())
                         .with("attempt", job.attempts + 1);
-                let outcome = self
-                    .finish(done(grants, vec![ev]), JobOutcome::Extended)
-                    .await?;
-                if outcome == JobOutcome::Extended
-                    && let Some(secret) = credential
-                {
-                    self.credentials
-                        .deliver(&grant.id, &grant.principal, grant.expires_at, secret);
+                let mut commit = done(grants, vec![ev]);
+                if let Some(secret) = &credential {
+                    // With the grant's new version in the same commit: a revocation that
+                    // raced this extension fails it, and the credential is never stored.
+                    commit.credentials.push(self.credentials.seal(
+                        &grant.id,
+                        &grant.principal,
+                        grant.expires_at,
+                        secret,
+                    )?);
                 }
-                Ok(outcome)
+                self.finish(commit, JobOutcome::Extended).await
             }
             Err(e) => self.retry(job, &grant, token, e.message).await,
         }

@@ -303,6 +303,15 @@ impl Engine {
                     },
                     now,
                 )?;
+                let credentials = match &provisioned.credential {
+                    Some(secret) => vec![self.credentials.seal(
+                        &active.id,
+                        &active.principal,
+                        active.expires_at,
+                        secret,
+                    )?],
+                    None => Vec::new(),
+                };
                 let commit = Commit {
                     jobs: vec![JobChange::Complete {
                         grant_id: grant.id.clone(),
@@ -310,6 +319,7 @@ impl Engine {
                         lease_token: token.to_owned(),
                     }],
                     grants: vec![active.clone()],
+                    credentials,
                     audit: vec![
                         ev.with("attempt", job.attempts + 1)
                             .with("credential_issued", provisioned.credential.is_some()),
@@ -319,14 +329,6 @@ impl Engine {
                 match self.commit(commit).await {
                     Ok(_) => {
                         info!(expires_at = %active.expires_at, "grant active");
-                        if let Some(secret) = provisioned.credential {
-                            self.credentials.deliver(
-                                &active.id,
-                                &active.principal,
-                                active.expires_at,
-                                secret,
-                            );
-                        }
                         self.wake.deadlines_changed();
                         Ok(JobOutcome::Activated)
                     }

@@ -8,6 +8,7 @@
 
 mod admission;
 mod catalogue;
+mod credentials;
 mod exchange;
 mod extend;
 mod hygiene;
@@ -32,8 +33,6 @@ use std::{
     sync::{Arc, PoisonError, RwLock},
 };
 
-use secrecy::SecretString;
-
 pub use catalogue::{Explained, Offer};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
@@ -56,7 +55,7 @@ use crate::{
     backoff::Backoff,
     catalog::{Catalog, Entitlement, Principal},
     connector::Connector,
-    id::{AccessId, GrantId, PrincipalId, TargetId},
+    id::{AccessId, PrincipalId, TargetId},
     policy::{
         Action, ContextFacts, Decision, DecisionContext, PolicyDecider, PolicyQuery, Resource,
         TicketFacts,
@@ -72,17 +71,6 @@ pub trait Wake: Send + Sync {
     fn deadlines_changed(&self);
     /// Notifications were queued.
     fn notifications_changed(&self) {}
-}
-
-/// Receives a credential issued for a grant, to hand it to the requester once.
-pub trait CredentialSink: Send + Sync {
-    fn deliver(
-        &self,
-        grant_id: &GrantId,
-        holder: &PrincipalId,
-        expires_at: Timestamp,
-        secret: SecretString,
-    );
 }
 
 /// Who is calling, as authenticated by the server.
@@ -164,7 +152,8 @@ pub struct EnginePorts {
     pub catalog: Arc<Catalog>,
     pub connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     pub wake: Arc<dyn Wake>,
-    pub credentials: Arc<dyn CredentialSink>,
+    /// Seals the credentials grants issue before they are stored.
+    pub credentials: Arc<dyn crate::credential::CredentialSeal>,
     /// Local time and on-call facts for policy context.
     pub facts: Arc<dyn ContextFacts>,
     /// Ticket systems that check references and report closures.
@@ -182,7 +171,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     connectors: BTreeMap<TargetId, Arc<dyn Connector>>,
     wake: Arc<dyn Wake>,
-    credentials: Arc<dyn CredentialSink>,
+    credentials: Arc<dyn crate::credential::CredentialSeal>,
     facts: Arc<dyn ContextFacts>,
     tickets: crate::ticket::TicketSources,
     notifiers: BTreeMap<String, Arc<dyn crate::notify::Notifier>>,

@@ -541,9 +541,10 @@ struct MinePage {
 /// `GET /mine`: my grants (live first) and my requests, following changes.
 pub(super) async fn mine(State(app): State<Shared>, p: Person) -> Response {
     let me = &p.caller.principal.id;
-    let (requests, grants) = match tokio::try_join!(
+    let (requests, grants, waiting) = match tokio::try_join!(
         app.engine.list_requests(&p.caller, None, 200),
-        app.engine.list_grants(&p.caller, None, 200)
+        app.engine.list_grants(&p.caller, None, 200),
+        app.engine.waiting_credentials(&p.caller),
     ) {
         Ok(x) => x,
         Err(e) => return super::ApiError(e).into_response(),
@@ -555,7 +556,7 @@ pub(super) async fn mine(State(app): State<Shared>, p: Person) -> Response {
         .map(|g| {
             let live = g.state == GrantState::Active;
             GrantRow {
-                credential: live && app.vault.waiting(&g.id, me, now),
+                credential: live && waiting.contains(&g.id),
                 id: g.id.to_string(),
                 entitlement: g.entitlement.to_string(),
                 state: g.state.as_str().to_owned(),

@@ -31,7 +31,6 @@ use hourglass_core::{
     Error,
     engine::{Caller, NewRequest},
     grant::GrantState,
-    id::GrantId,
     request::RequestState,
 };
 use hourglass_tokens::Purpose;
@@ -569,33 +568,9 @@ pub(super) async fn take_credential(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<CredentialView> {
-    let gone = || {
-        ApiError(Error::not_found(
-            "credential.not_available",
-            "no credential is waiting for you on this grant (it is shown once)",
-        ))
-    };
-    let gid = GrantId::parse(id).ok_or_else(gone)?;
-    // Only a live grant's credential is handed over: once the grant is revoking, revoked or
-    // failed, what it issued is forgotten unseen.
-    match app.engine.grant(caller, gid.as_str()).await {
-        Ok(g) if g.state == GrantState::Active => {}
-        // Only what the caller may see is forgotten (a stranger cannot burn a credential).
-        Ok(_) => {
-            app.vault.forget(&gid);
-            return Err(gone());
-        }
-        Err(Error::NotFound { .. }) => return Err(gone()),
-        Err(e) => return Err(e.into()),
-    }
-    let now = app.engine.clock().now();
-    let (secret, expires_at) = app
-        .vault
-        .take(&gid, &caller.principal.id, now)
-        .ok_or_else(gone)?;
-    tracing::info!(grant_id = %gid, "credential handed over");
+    let (secret, expires_at) = app.engine.take_credential(caller, id).await?;
     Ok(CredentialView {
-        grant_id: gid.to_string(),
+        grant_id: id.to_owned(),
         credential: secret.expose_secret().to_owned(),
         expires_at: expires_at.to_string(),
     })

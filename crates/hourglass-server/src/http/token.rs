@@ -423,11 +423,11 @@ async fn wait_for_credential(
                 .map_err(|e| from_engine(&e))?;
             match g.state {
                 GrantState::Active => {
-                    let now = app.engine.clock().now();
-                    return Ok(app
-                        .vault
-                        .take(&grant.id, &holder.id, now)
-                        .map(|(secret, _)| secret.expose_secret().to_owned()));
+                    return match app.engine.take_credential(&caller, grant.id.as_str()).await {
+                        Ok((secret, _)) => Ok(Some(secret.expose_secret().to_owned())),
+                        Err(hourglass_core::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(from_engine(&e)),
+                    };
                 }
                 // Real time, not the engine's clock: this bounds how long an HTTP call waits.
                 GrantState::Provisioning => {

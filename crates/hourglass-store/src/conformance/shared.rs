@@ -44,7 +44,11 @@ async fn replicas_starting_together_migrate_once() {
         .fetch_one(stores[0].pool())
         .await
         .unwrap();
-    assert_eq!(applied, 5, "each migration once");
+    assert_eq!(
+        applied,
+        crate::postgres::migrator().iter().count() as i64,
+        "each migration once"
+    );
     for s in &stores {
         s.ping().await.unwrap();
     }

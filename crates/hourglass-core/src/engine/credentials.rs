@@ -1,0 +1,52 @@
+//! Handing over a grant's one-time credential: to its holder, once, while the grant is active,
+//! from whichever process the holder asks (the credential is sealed in the store).
+
+use secrecy::SecretString;
+use tracing::info;
+
+use super::{Caller, Engine};
+use crate::{Error, Result, Timestamp, grant::GrantState, id::GrantId};
+
+fn gone() -> Error {
+    Error::not_found(
+        "credential.not_available",
+        "no credential is waiting for you on this grant (it is shown once)",
+    )
+}
+
+impl Engine {
+    /// Takes the credential of grant `id` for the caller, who must hold the grant: handed over
+    /// once, and only while the grant is active. Also the grant's end.
+    pub async fn take_credential(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(SecretString, Timestamp)> {
+        let gid = GrantId::parse(id).ok_or_else(gone)?;
+        let Some(grant) = self.store.get_grant(&gid).await? else {
+            return Err(gone());
+        };
+        // A grant that is revoking, revoked or failed lost its credential in the commit that
+        // moved it; one that is still provisioning has none yet.
+        if grant.principal != caller.principal.id || grant.state != GrantState::Active {
+            return Err(gone());
+        }
+        let now = self.clock.now();
+        let sealed = self
+            .store
+            .take_credential(&gid, &caller.principal.id, now)
+            .await?
+            .ok_or_else(gone)?;
+        let secret = self.credentials.open(&sealed)?;
+        info!(grant_id = %gid, "credential handed over");
+        Ok((secret, sealed.expires_at))
+    }
+
+    /// The caller's grants on which a credential waits (not taking any).
+    pub async fn waiting_credentials(&self, caller: &Caller) -> Result<Vec<GrantId>> {
+        let now = self.clock.now();
+        self.store
+            .waiting_credentials(&caller.principal.id, now)
+            .await
+    }
+}
