@@ -5,10 +5,13 @@
 //! principals with `valid_before` = the grant's end and the grant id as key id. Servers trust
 //! the CA with `TrustedUserCAKeys`; the certificate stops working on its own at expiry.
 //!
-//! Revoking before expiry adds the key id to an OpenSSH key revocation list (KRL), written to
-//! `krl_file` for sshd's `RevokedKeys` and served at `/v1/ssh/krl`. Entries leave the list once
-//! their certificate has expired anyway, so it stays small. The KRL's state (key id and expiry
-//! of each entry) is kept beside it in `<krl_file>.json`.
+//! Revoking before expiry puts the key id in an OpenSSH key revocation list (KRL). The list is
+//! the ledger's: a grant of this target that was revoked (or failed) before its end is in it
+//! from the commit that revoked it until its certificate has expired anyway, so it stays small
+//! and every replica renders the same list. The KRL is served at `/v1/ssh/krl` rendered from the
+//! ledger at each call, and written to `krl_file` for sshd's `RevokedKeys` at start and by the
+//! replica that carries out a revocation (hosts that do not share that file fetch the served
+//! one).
 
 use std::{
     io::Write,
@@ -22,7 +25,7 @@ use hourglass_core::{
     connector::{Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned},
 };
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use ssh_key::{
     Certificate, LineEnding, PrivateKey, PublicKey,
     certificate::{Builder, CertType},
@@ -132,25 +135,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Replaces `path` atomically (write beside it, then rename).
 fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    // A name of this process's own: replicas on one machine may share the file.
+    let tmp = PathBuf::from(format!("{}.{}.tmp", path.display(), std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
-/// One revoked certificate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct Revoked {
-    key_id: String,
-    valid_before: Timestamp,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct KrlState {
-    /// Bumped on every change (the KRL's own version field).
-    version: u64,
-    revoked: Vec<Revoked>,
+/// Where the connector learns which certificates were revoked before their end: the ledger.
+#[async_trait]
+pub trait RevocationList: Send + Sync {
+    /// The key ids of certificates revoked before their end whose end is still after `now`.
+    async fn revoked(&self, now: Timestamp) -> Result<Vec<String>, String>;
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -165,7 +162,7 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// Encodes an OpenSSH KRL (PROTOCOL.krl) that revokes certificates by key id for one CA.
-fn encode_krl(ca: &[u8], state: &KrlState, generated: Timestamp) -> Vec<u8> {
+fn encode_krl(ca: &[u8], revoked: &[String], generated: Timestamp) -> Vec<u8> {
     const MAGIC: &[u8; 8] = b"SSHKRL\n\0";
     const FORMAT_VERSION: u32 = 1;
     const SECTION_CERTIFICATES: u8 = 1;
@@ -173,7 +170,11 @@ fn encode_krl(ca: &[u8], state: &KrlState, generated: Timestamp) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     put_u32(&mut out, FORMAT_VERSION);
-    put_u64(&mut out, state.version);
+    // The version only has to grow: the moment it was rendered, in milliseconds.
+    put_u64(
+        &mut out,
+        u64::try_from(generated.unix_millis()).unwrap_or(0),
+    );
     put_u64(
         &mut out,
         u64::try_from(generated.unix_millis().div_euclid(1000)).unwrap_or(0),
@@ -181,10 +182,10 @@ fn encode_krl(ca: &[u8], state: &KrlState, generated: Timestamp) -> Vec<u8> {
     put_u64(&mut out, 0); // flags
     put_string(&mut out, b""); // reserved
     put_string(&mut out, b"hourglass");
-    if state.revoked.is_empty() {
+    if revoked.is_empty() {
         return out;
     }
-    let mut ids: Vec<&str> = state.revoked.iter().map(|r| r.key_id.as_str()).collect();
+    let mut ids: Vec<&str> = revoked.iter().map(String::as_str).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut key_ids = Vec::new();
@@ -206,10 +207,11 @@ pub struct SshConnector {
     ca: PrivateKey,
     ca_blob: Vec<u8>,
     krl_file: PathBuf,
-    state_file: PathBuf,
     extensions: Vec<String>,
     clock: Arc<dyn Clock>,
-    /// Serialises KRL updates.
+    /// The ledger's list of early revocations (set once the store is open).
+    revocations: std::sync::OnceLock<Arc<dyn RevocationList>>,
+    /// Serialises writes of the KRL file.
     krl: Mutex<()>,
 }
 
@@ -222,7 +224,8 @@ impl std::fmt::Debug for SshConnector {
 }
 
 impl SshConnector {
-    /// Loads the CA key. Call [`SshConnector::ensure_krl`] before serving.
+    /// Loads the CA key. Call [`SshConnector::use_revocations`] and then
+    /// [`SshConnector::write_krl_file`] before serving.
     pub fn new(cfg: &SshConfig, clock: Arc<dyn Clock>) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         if let Err(e) = check_extensions(cfg.extensions.iter()) {
@@ -255,22 +258,17 @@ impl SshConnector {
         Ok(SshConnector {
             ca,
             ca_blob,
-            state_file: PathBuf::from(format!("{}.json", cfg.krl_file.display())),
             krl_file: cfg.krl_file.clone(),
             extensions: cfg.extensions.clone(),
             clock,
+            revocations: std::sync::OnceLock::new(),
             krl: Mutex::new(()),
         })
     }
 
-    /// Writes an empty KRL if there is none yet: sshd refuses every key when its `RevokedKeys`
-    /// file is missing.
-    pub fn ensure_krl(&self) -> Result<(), String> {
-        if self.krl_file.exists() {
-            return Ok(());
-        }
-        self.write_krl(&KrlState::default())
-            .map_err(|e| format!("krl_file: {e}"))
+    /// Takes the ledger's list of early revocations (once; later calls change nothing).
+    pub fn use_revocations(&self, list: Arc<dyn RevocationList>) {
+        let _ = self.revocations.set(list);
     }
 
     /// The CA's public key, one OpenSSH line (for `TrustedUserCAKeys`).
@@ -278,31 +276,31 @@ impl SshConnector {
         self.ca.public_key().to_openssh().unwrap_or_default()
     }
 
-    /// The current KRL, as served at `/v1/ssh/krl`.
-    pub fn krl(&self) -> std::io::Result<Vec<u8>> {
-        std::fs::read(&self.krl_file)
+    async fn revoked_now(&self) -> Result<Vec<String>, ConnectorError> {
+        let list = self
+            .revocations
+            .get()
+            .ok_or_else(|| ConnectorError::new("the SSH CA has no revocation list yet"))?;
+        list.revoked(self.clock.now())
+            .await
+            .map_err(|e| ConnectorError::new(format!("reading the revocation list: {e}")))
     }
 
-    fn load_state(&self) -> Result<KrlState, ConnectorError> {
-        match std::fs::read(&self.state_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ConnectorError::new(format!("{}: {e}", self.state_file.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KrlState::default()),
-            Err(e) => Err(ConnectorError::new(format!(
-                "{}: {e}",
-                self.state_file.display()
-            ))),
-        }
+    /// The current KRL, rendered from the ledger (as served at `/v1/ssh/krl`).
+    pub async fn krl(&self) -> Result<Vec<u8>, ConnectorError> {
+        let revoked = self.revoked_now().await?;
+        Ok(encode_krl(&self.ca_blob, &revoked, self.clock.now()))
     }
 
-    fn write_krl(&self, state: &KrlState) -> Result<(), String> {
-        let bytes = encode_krl(&self.ca_blob, state, self.clock.now());
-        let json = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-        // State first: a crash between the two leaves a KRL that the next change rewrites.
-        replace_file(&self.state_file, &json)
-            .map_err(|e| format!("{}: {e}", self.state_file.display()))?;
+    /// Renders the KRL from the ledger into `krl_file` (replaced whole, never half written).
+    /// sshd refuses every key when its `RevokedKeys` file is missing, so this runs at start.
+    pub async fn write_krl_file(&self) -> Result<Vec<String>, ConnectorError> {
+        let _guard = self.krl.lock().await;
+        let revoked = self.revoked_now().await?;
+        let bytes = encode_krl(&self.ca_blob, &revoked, self.clock.now());
         replace_file(&self.krl_file, &bytes)
-            .map_err(|e| format!("{}: {e}", self.krl_file.display()))
+            .map_err(|e| ConnectorError::new(format!("{}: {e}", self.krl_file.display())))?;
+        Ok(revoked)
     }
 
     fn serial(spec: &GrantSpec) -> u64 {
@@ -375,47 +373,43 @@ impl Connector for SshConnector {
         self.grant(spec).await.map(|p| p.credential)
     }
 
+    /// The revocation is already in the ledger (the commit that revoked the grant put it
+    /// there): this writes the KRL file with it, and fails (to be retried) if the ledger does
+    /// not list it, unless the certificate has expired anyway.
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {
-        let now = self.clock.now();
-        let _guard = self.krl.lock().await;
-        let mut state = self.load_state()?;
-        let before = state.revoked.len();
-        state.revoked.retain(|r| r.valid_before > now);
-        let listed = state
-            .revoked
-            .iter()
-            .any(|r| r.key_id == spec.grant_id.as_str());
-        // A certificate past its end needs no entry: it no longer works.
-        let add = spec.expires_at > now && !listed;
-        if add {
-            state.revoked.push(Revoked {
-                key_id: spec.grant_id.as_str().to_owned(),
-                valid_before: spec.expires_at,
-            });
-        }
-        if add || state.revoked.len() != before {
-            state.version += 1;
-            self.write_krl(&state).map_err(ConnectorError::new)?;
+        let revoked = self.write_krl_file().await?;
+        if spec.expires_at > self.clock.now()
+            && !revoked.iter().any(|id| id == spec.grant_id.as_str())
+        {
+            return Err(ConnectorError::new(format!(
+                "the ledger does not list {} as revoked yet",
+                spec.grant_id
+            )));
         }
         Ok(())
     }
 
+    /// Absent once the certificate has expired, or once the KRL file that sshd reads names it.
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {
         if spec.expires_at <= self.clock.now() {
             return Ok(Presence::Absent);
         }
-        let state = self.load_state()?;
-        Ok(
-            if state
-                .revoked
-                .iter()
-                .any(|r| r.key_id == spec.grant_id.as_str())
-            {
-                Presence::Absent
-            } else {
-                Presence::Present
-            },
-        )
+        let bytes = match std::fs::read(&self.krl_file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(ConnectorError::new(format!(
+                    "{}: {e}",
+                    self.krl_file.display()
+                )));
+            }
+        };
+        let id = spec.grant_id.as_str().as_bytes();
+        Ok(if bytes.windows(id.len()).any(|w| w == id) {
+            Presence::Absent
+        } else {
+            Presence::Present
+        })
     }
 
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError> {

@@ -17,7 +17,7 @@ use crate::{
     audit::{AuditEvent, AuditRecord},
     grant::{Grant, GrantState},
     id::NotificationId,
-    id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId},
+    id::{AccessId, EntitlementId, GrantId, KeyId, PrincipalId, RequestId, TargetId},
     identity::{ApiKey, Identity, TokenUse},
     job::{Job, JobAction},
     notify::{Notification, NotifierStats, Settle},
@@ -233,6 +233,9 @@ pub trait Store: Send + Sync {
         holder: &PrincipalId,
         now: Timestamp,
     ) -> Result<Option<crate::credential::SealedCredential>>;
+    /// Grants of `target` that were revoked (or failed) while their window was open and whose
+    /// window is still open at `now`: what a certificate authority must list as revoked.
+    async fn ended_early(&self, target: &TargetId, now: Timestamp) -> Result<Vec<GrantId>>;
     /// The grants on which a credential waits for `holder` (not taking any).
     async fn waiting_credentials(
         &self,

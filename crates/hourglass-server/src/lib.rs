@@ -405,9 +405,6 @@ fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StartError> {
 /// Checks the configuration, opens everything and starts serving on `config.server.listen`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
     let checked = check(&config, &clock)?;
-    for ca in checked.ssh.values() {
-        ca.ensure_krl().map_err(StartError::one)?;
-    }
     if config.server.demo && !config.server.listen.ip().is_loopback() {
         return Err(StartError::one("demo mode listens on loopback only"));
     }
@@ -424,6 +421,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         if n > 0 {
             tracing::warn!(jobs = n, "resuming jobs left in flight by a previous run");
         }
+    }
+    for (target, ca) in &checked.ssh {
+        ca.use_revocations(Arc::new(targets::LedgerRevocations {
+            store: Arc::clone(&store),
+            target: target.clone(),
+        }));
+        ca.write_krl_file().await.map_err(|e| {
+            StartError::one(format!("targets.{target}.ssh.krl_file: {}", e.message))
+        })?;
     }
     let workload = workload::build(
         &config,

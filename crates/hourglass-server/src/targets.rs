@@ -15,6 +15,23 @@ pub struct Built {
     pub ssh: Option<Arc<SshConnector>>,
 }
 
+/// The ledger's early revocations of one SSH target, for its KRL.
+pub struct LedgerRevocations {
+    pub store: Arc<dyn hourglass_core::store::Store>,
+    pub target: hourglass_core::id::TargetId,
+}
+
+#[async_trait::async_trait]
+impl hourglass_connectors::ssh::RevocationList for LedgerRevocations {
+    async fn revoked(&self, now: hourglass_core::Timestamp) -> Result<Vec<String>, String> {
+        self.store
+            .ended_early(&self.target, now)
+            .await
+            .map(|ids| ids.into_iter().map(|id| id.to_string()).collect())
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
 const KINDS: &str = "exec, postgres, mysql, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.

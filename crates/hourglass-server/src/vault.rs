@@ -71,9 +71,8 @@ impl Sealer {
     /// two processes starting together create it once and neither reads a half-written key.
     pub fn in_dir(dir: &Path) -> Result<Self> {
         let path = dir.join(KEY_FILE);
-        let cannot = |e: std::io::Error| {
-            Error::internal(format!("credential key {}: {e}", path.display()))
-        };
+        let cannot =
+            |e: std::io::Error| Error::internal(format!("credential key {}: {e}", path.display()));
         std::fs::create_dir_all(dir).map_err(cannot)?;
         if !path.exists() {
             let key = Self::random_key()?;

@@ -11,7 +11,9 @@ use hourglass_core::{
     credential::SealedCredential,
     engine::Wake,
     grant::{Grant, GrantState},
-    id::{AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId},
+    id::{
+        AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId, TargetId,
+    },
     identity::{ApiKey, Identity},
     job::Job,
     notify::{Notification, NotifierStats, Settle},
@@ -441,6 +443,24 @@ impl<B: Backend> Store for SqlStore<B> {
             )
             .await?;
         rows.first().map(sealed_from).transpose()
+    }
+
+    async fn ended_early(&self, target: &TargetId, now: Timestamp) -> Result<Vec<GrantId>> {
+        let rows = self
+            .0
+            .all(stmt!(
+                "SELECT id FROM grants WHERE target = $1 AND expires_at > $2
+                   AND state IN ('revoking', 'revoked', 'failed') ORDER BY id",
+                target.as_str(),
+                now,
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = get(r, "id")?;
+                GrantId::parse(&id).ok_or_else(|| crate::error::corrupt("grant id", &id))
+            })
+            .collect()
     }
 
     async fn waiting_credentials(

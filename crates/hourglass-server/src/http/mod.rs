@@ -694,7 +694,8 @@ async fn ssh_krl(State(app): State<Shared>, uri: axum::http::Uri) -> ApiResult<R
     };
     let bytes = ca
         .krl()
-        .map_err(|e| Error::Unavailable(format!("reading the KRL: {e}")))?;
+        .await
+        .map_err(|e| Error::Unavailable(format!("rendering the KRL: {}", e.message)))?;
     Ok((
         [(
             header::CONTENT_TYPE,

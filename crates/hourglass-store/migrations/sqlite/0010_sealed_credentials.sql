@@ -7,3 +7,8 @@ CREATE TABLE sealed_credentials (
     sealed     TEXT NOT NULL
 ) STRICT;
 CREATE INDEX sealed_credentials_by_expiry ON sealed_credentials (expires_at);
+
+-- Grants ended before their end (SSH certificates still valid on their own): the KRL is
+-- rendered from these, in every replica, from the commit that revoked them.
+CREATE INDEX grants_ended_early ON grants (target, expires_at)
+    WHERE state IN ('revoking', 'revoked', 'failed');

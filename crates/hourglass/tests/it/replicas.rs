@@ -315,16 +315,56 @@ async fn settle(c: &Cluster, bases: &Bases, token: &str, gids: &[String], state:
     }
 }
 
-/// A credential issued while one replica provisioned is handed over by another, once, and is
-/// never in the database in plaintext.
+/// What one replica issues or revokes, another hands over or serves: a credential issued while
+/// one replica provisioned is handed over by the other, once, and is never in the database in
+/// plaintext; an SSH certificate revoked through one is in the KRL the other serves.
 #[tokio::test]
-async fn a_credential_issued_through_one_replica_is_handed_over_by_another_once() {
+async fn what_one_replica_issues_or_revokes_the_other_hands_over_or_serves() {
     let Some(c) = cluster(1).await else { return };
-    std::fs::write(c.dir.path().join("credential"), "s3cret-password").unwrap();
+    let d = c.dir.path();
+    std::fs::write(d.join("credential"), "s3cret-password").unwrap();
+    std::fs::create_dir_all(d.join("ssh")).unwrap();
+    hourglass_connectors::ssh::generate_ca(&d.join("ssh/ca"), "replica test ca").unwrap();
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(d.join("ssh/user"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let user_key = std::fs::read_to_string(d.join("ssh/user.pub")).unwrap();
+    std::fs::write(
+        d.join("policies/ssh.cedar"),
+        r#"@id("workers-ssh")
+permit (
+  principal in Hourglass::Group::"workers",
+  action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
+  resource == Hourglass::Entitlement::"ssh/login"
+);
+"#,
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&c.config).unwrap();
+    config.push_str(
+        r#"
+[[targets]]
+name = "ssh"
+connector = "ssh"
+ssh = { ca_key_file = "ssh/ca", krl_file = "ssh/revoked.krl" }
+
+[[entitlements]]
+name = "ssh/login"
+default_duration = "10m"
+max_duration = "1h"
+params = { principals = ["deploy"] }
+"#,
+    );
+    std::fs::write(&c.config, config).unwrap();
     let bases = c.start(2).await;
     let token = &c.tokens[0].1;
     let a = Client::new(&bases[0], Some(token.clone())).unwrap();
     let b = Client::new(&bases[1], Some(token.clone())).unwrap();
+
+    // The credential.
     let r = a.create_request(&read_logs()).await.unwrap();
     let gid = r.grant_id.unwrap();
     assert!(eventually(|| async { a.get_grant(&gid).await.unwrap().state == "active" }).await);
@@ -335,7 +375,6 @@ async fn a_credential_issued_through_one_replica_is_handed_over_by_another_once(
         .unwrap();
     assert_eq!(sealed.len(), 1);
     assert!(!sealed[0].contains("s3cret"), "{}", sealed[0]);
-    // Whichever replica provisioned it, each replica can hand it over: the other one does.
     let got = b.credential(&gid).await.unwrap();
     assert_eq!(got.credential, format!("s3cret-password-{gid}"));
     for again in [&a, &b] {
@@ -350,6 +389,36 @@ async fn a_credential_issued_through_one_replica_is_handed_over_by_another_once(
         .await
         .unwrap();
     assert_eq!(left, 0);
+
+    // The revocation.
+    let r = a
+        .create_request(&CreateRequest {
+            entitlement: "ssh/login".into(),
+            public_key: Some(user_key.trim().to_owned()),
+            ..read_logs()
+        })
+        .await
+        .unwrap();
+    let cert = r.grant_id.unwrap();
+    assert!(eventually(|| async { a.get_grant(&cert).await.unwrap().state == "active" }).await);
+    let krl_of = |base: &str| {
+        let url = format!("{base}/v1/ssh/krl?target=ssh");
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        }
+    };
+    let names = |krl: &[u8], id: &str| krl.windows(id.len()).any(|w| w == id.as_bytes());
+    assert!(!names(&krl_of(&bases[1]).await, &cert));
+    a.revoke(&cert, None).await.unwrap();
+    // In the ledger from the revoking commit: the other replica serves it at once.
+    assert!(names(&krl_of(&bases[1]).await, &cert));
+    assert!(eventually(|| async { a.get_grant(&cert).await.unwrap().state == "revoked" }).await);
     c.kill_all().await;
 }
 
