@@ -86,6 +86,9 @@ pub struct Commit {
     pub sessions: Vec<crate::session::Session>,
     /// Sessions ended (by the hash of their id); ending one that is gone changes nothing.
     pub ended_sessions: Vec<String>,
+    /// The policy set now in force (by hash), replacing the one before: every replica follows
+    /// it.
+    pub policy: Option<PolicyInForce>,
     /// Credentials to hand over once, replacing one the grant issued before. A grant in this
     /// commit that is no longer active loses its waiting credential, unseen.
     pub credentials: Vec<crate::credential::SealedCredential>,
@@ -107,8 +110,19 @@ impl Commit {
             && self.sessions.is_empty()
             && self.ended_sessions.is_empty()
             && self.credentials.is_empty()
+            && self.policy.is_none()
             && self.audit.is_empty()
     }
+}
+
+/// The policy set in force, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInForce {
+    /// The set's hash (`PolicyDecider::policy_hash`).
+    pub hash: String,
+    pub set_at: Timestamp,
+    /// Who put it in force: a principal, or `system` (a start, a signal).
+    pub set_by: String,
 }
 
 /// Which requests to list, newest first.
@@ -233,6 +247,8 @@ pub trait Store: Send + Sync {
         holder: &PrincipalId,
         now: Timestamp,
     ) -> Result<Option<crate::credential::SealedCredential>>;
+    /// The policy set in force, if one was ever recorded.
+    async fn policy_in_force(&self) -> Result<Option<PolicyInForce>>;
     /// Grants of `target` that were revoked (or failed) while their window was open and whose
     /// window is still open at `now`: what a certificate authority must list as revoked.
     async fn ended_early(&self, target: &TargetId, now: Timestamp) -> Result<Vec<GrantId>>;

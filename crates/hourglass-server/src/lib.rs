@@ -527,6 +527,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .declare_identities(&checked.declared)
         .await
         .map_err(|e| StartError::one(format!("identities: {e:?}")))?;
+    engine
+        .put_policy_in_force_at_start()
+        .await
+        .map_err(|e| StartError::one(format!("policy: {e:?}")))?;
     let engine = Arc::new(engine);
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
@@ -608,6 +612,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             },
         )
     };
+    let follower = store.is_shared().then(|| {
+        let (app, wake, stop) = (Arc::clone(&app), Arc::clone(&wake), stop_rx.clone());
+        sup.supervise(
+            "policy_follower",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || reload::follower(Arc::clone(&app), Arc::clone(&wake), stop.clone()),
+        )
+    });
     let notifier = {
         let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
         sup.supervise(
@@ -625,6 +638,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         )
     };
     let mut tasks = vec![server, sched, runner, notifier];
+    tasks.extend(follower);
     if polls_tickets {
         let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
         let every = config.tickets.poll_interval;

@@ -41,6 +41,7 @@ pub struct Metrics {
     ticket_poll_unavailable: AtomicU64,
     ticket_events: Mutex<BTreeMap<(String, &'static str), u64>>,
     worker_restarts: Mutex<BTreeMap<&'static str, u64>>,
+    policy_stale: std::sync::atomic::AtomicBool,
 }
 
 /// A label value as the Prometheus text format writes it: `\`, `"` and line feeds escaped.
@@ -58,6 +59,15 @@ fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
 }
 
 impl Metrics {
+    /// Whether this process decides under a policy set other than the one in force.
+    pub fn set_policy_stale(&self, stale: bool) {
+        self.policy_stale.store(stale, Ordering::Relaxed);
+    }
+
+    pub fn policy_stale(&self) -> bool {
+        self.policy_stale.load(Ordering::Relaxed)
+    }
+
     /// A worker that stopped without being asked to, and was started again.
     pub fn worker_restart(&self, worker: &'static str) {
         bump(&self.worker_restarts, worker);
@@ -123,8 +133,28 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the stored counts.
-    pub fn render(&self, grants: GrantCounts, queues: &[NotifierStats]) -> String {
+    pub fn render(
+        &self,
+        grants: GrantCounts,
+        queues: &[NotifierStats],
+        writes: hourglass_core::store::WriteStats,
+    ) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_policy_stale 1 while this process decides under a policy set other than the one the ledger records in force.\n# TYPE hourglass_policy_stale gauge\nhourglass_policy_stale {}",
+            u8::from(self.policy_stale())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_store_transactions_total Durable write transactions this process committed (group commit: each carries every write that was waiting).\n# TYPE hourglass_store_transactions_total counter\nhourglass_store_transactions_total {}",
+            writes.transactions
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_store_writes_total Writes (commits, claims, statements) those transactions carried.\n# TYPE hourglass_store_writes_total counter\nhourglass_store_writes_total {}",
+            writes.writes
+        );
         let _ = writeln!(
             out,
             "# HELP hourglass_worker_restarts_total Workers started again after they stopped unasked.\n# TYPE hourglass_worker_restarts_total counter"
@@ -320,7 +350,7 @@ mod tests {
     fn label_values_are_escaped() {
         let m = Metrics::default();
         m.drift("we\"ird\\tar\nget", "standing");
-        let text = m.render(GrantCounts::default(), &[]);
+        let text = m.render(GrantCounts::default(), &[], Default::default());
         assert!(
             text.contains(
                 r#"hourglass_reconcile_drift_total{target="we\"ird\\tar\nget",kind="standing"} 1"#
@@ -356,6 +386,7 @@ mod tests {
                 pending: 4,
                 dead: 1,
             }],
+            Default::default(),
         );
         assert!(
             text.contains("hourglass_notifications_total{notifier=\"slack\",outcome=\"retry\"} 2")

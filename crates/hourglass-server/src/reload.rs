@@ -75,6 +75,69 @@ pub(crate) async fn reload(app: &App, caller: Option<&Caller>) -> Result<ReloadR
     Ok(report)
 }
 
+/// Brings this process to the policy set the ledger records in force, if it is not on it:
+/// reads its policy files (and schedule) and follows them if they are that set. Whether this
+/// process is now on the set in force; metrics and `/readyz` say so too.
+pub(crate) async fn follow(app: &App) -> Result<bool> {
+    let Some(wanted) = app.engine.policy_behind().await? else {
+        app.metrics.set_policy_stale(false);
+        return Ok(true);
+    };
+    let _one_at_a_time = app.reload_lock.lock().await;
+    let source = app.policy_source.clone();
+    let loaded = tokio::task::spawn_blocking(move || source.load())
+        .await
+        .map_err(|e| Error::internal(format!("policy loading task: {e}")))?;
+    let followed = match loaded {
+        Ok(set) => {
+            let schedule = app.facts.read_schedule().ok();
+            let followed = app.engine.follow_policy(Arc::new(set)).await?;
+            if let (true, Some(s)) = (followed, schedule) {
+                app.facts.set_schedule(s);
+            }
+            followed
+        }
+        Err(e) => {
+            tracing::warn!(problems = ?e.problems, "the policy files do not load");
+            false
+        }
+    };
+    if !followed {
+        tracing::warn!(
+            in_force = %wanted,
+            ours = %app.engine.policy_hash(),
+            "this replica's policy files are not the set in force: it reports itself not ready until they are"
+        );
+    }
+    app.metrics.set_policy_stale(!followed);
+    Ok(followed)
+}
+
+/// Follows the policy set in force whenever another replica changes it (its wake-up), and
+/// looks again every poll interval in case a wake-up was lost or the files here changed.
+pub(crate) async fn follower(
+    app: Arc<App>,
+    wake: Arc<crate::workers::Wakeups>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = follow(&app).await {
+            tracing::warn!(error = %e, "cannot compare the policy set with the one in force");
+        }
+        let poll = wake.poll.or(Some(std::time::Duration::from_secs(30)));
+        if !crate::workers::sleep_until_or(
+            app.engine.clock().as_ref(),
+            None,
+            (&wake.policy, poll),
+            &mut stop,
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
 /// Reloads for the operator's signal.
 #[derive(Clone)]
 pub struct Reloader(pub(crate) Arc<App>);

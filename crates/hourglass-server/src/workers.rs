@@ -114,6 +114,8 @@ pub struct Wakeups {
     pub jobs: Notify,
     pub deadlines: Notify,
     pub notifications: Notify,
+    /// Another replica put a policy set in force.
+    pub policy: Notify,
     /// On a shared store, the longest a worker sleeps before it looks again, in case a wake-up
     /// from another replica was lost. Real time, not the engine clock.
     pub poll: Option<std::time::Duration>,
@@ -129,9 +131,12 @@ impl hourglass_core::engine::Wake for Wakeups {
     fn notifications_changed(&self) {
         self.notifications.notify_one();
     }
+    fn policy_changed(&self) {
+        self.policy.notify_one();
+    }
 }
 
-async fn sleep_until_or(
+pub(crate) async fn sleep_until_or(
     clock: &dyn Clock,
     at: Option<Timestamp>,
     (wake, poll): (&Notify, Option<std::time::Duration>),
@@ -533,7 +538,11 @@ mod tests {
             runs.load(std::sync::atomic::Ordering::SeqCst) >= 3,
             "started again"
         );
-        let text = metrics.render(hourglass_core::store::GrantCounts::default(), &[]);
+        let text = metrics.render(
+            hourglass_core::store::GrantCounts::default(),
+            &[],
+            Default::default(),
+        );
         assert!(
             text.contains("hourglass_worker_restarts_total{worker=\"flaky\"}"),
             "{text}"

@@ -162,6 +162,16 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "policy_in_force",
+        order: "id",
+        cols: &[
+            ("id", Int),
+            ("hash", Text),
+            ("set_at", Int),
+            ("set_by", Text),
+        ],
+    },
+    Table {
         name: "sealed_credentials",
         order: "grant_id",
         cols: &[

@@ -20,7 +20,8 @@ use hourglass_core::{
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
     store::{
-        Commit, GrantCounts, GrantFilter, RequestFilter, ReviewFilter, Store, Usage, WriteStats,
+        Commit, GrantCounts, GrantFilter, PolicyInForce, RequestFilter, ReviewFilter, Store, Usage,
+        WriteStats,
     },
     ticket::Ticket,
 };
@@ -443,6 +444,24 @@ impl<B: Backend> Store for SqlStore<B> {
             )
             .await?;
         rows.first().map(sealed_from).transpose()
+    }
+
+    async fn policy_in_force(&self) -> Result<Option<PolicyInForce>> {
+        let rows = self
+            .0
+            .all(stmt!(
+                "SELECT hash, set_at, set_by FROM policy_in_force WHERE id = 1"
+            ))
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(PolicyInForce {
+                    hash: get(r, "hash")?,
+                    set_at: Timestamp::from_unix_millis(get(r, "set_at")?),
+                    set_by: get(r, "set_by")?,
+                })
+            })
+            .transpose()
     }
 
     async fn ended_early(&self, target: &TargetId, now: Timestamp) -> Result<Vec<GrantId>> {

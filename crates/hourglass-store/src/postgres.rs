@@ -346,6 +346,9 @@ async fn listen(pool: &PgPool, wake: &dyn Wake, connected_before: &mut bool) -> 
                 if w.notifications {
                     wake.notifications_changed();
                 }
+                if w.policy {
+                    wake.policy_changed();
+                }
             }
             None if pool.is_closed() => return Ok(()),
             None => {
@@ -360,4 +363,5 @@ fn wake_all(wake: &dyn Wake) {
     wake.jobs_changed();
     wake.deadlines_changed();
     wake.notifications_changed();
+    wake.policy_changed();
 }

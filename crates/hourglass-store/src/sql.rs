@@ -161,6 +161,7 @@ pub struct Wakes {
     pub(crate) jobs: bool,
     pub(crate) deadlines: bool,
     pub(crate) notifications: bool,
+    pub(crate) policy: bool,
 }
 
 impl Wakes {
@@ -169,10 +170,11 @@ impl Wakes {
             jobs: !c.jobs.is_empty(),
             deadlines: !c.grants.is_empty() || !c.requests.is_empty(),
             notifications: !c.notifications.is_empty(),
+            policy: c.policy.is_some(),
         }
     }
     pub(crate) fn any(self) -> bool {
-        self.jobs || self.deadlines || self.notifications
+        self.jobs || self.deadlines || self.notifications || self.policy
     }
     /// The workers either wakes.
     pub(crate) fn or(self, other: Wakes) -> Self {
@@ -180,6 +182,7 @@ impl Wakes {
             jobs: self.jobs || other.jobs,
             deadlines: self.deadlines || other.deadlines,
             notifications: self.notifications || other.notifications,
+            policy: self.policy || other.policy,
         }
     }
     /// The payload of a wake-up message: the worker names, comma-separated.
@@ -188,6 +191,7 @@ impl Wakes {
             (self.jobs, "jobs"),
             (self.deadlines, "deadlines"),
             (self.notifications, "notifications"),
+            (self.policy, "policy"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -201,6 +205,7 @@ impl Wakes {
             jobs: has("jobs"),
             deadlines: has("deadlines"),
             notifications: has("notifications"),
+            policy: has("policy"),
         }
     }
 }
@@ -245,6 +250,16 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
                 g.id.as_str()
             )));
         }
+    }
+    if let Some(p) = &c.policy {
+        steps.push(Step::any(stmt!(
+            "INSERT INTO policy_in_force (id, hash, set_at, set_by) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, set_at = excluded.set_at,
+               set_by = excluded.set_by",
+            p.hash.as_str(),
+            p.set_at,
+            p.set_by.as_str(),
+        )));
     }
     for s in &c.credentials {
         steps.push(Step::any(stmt!(

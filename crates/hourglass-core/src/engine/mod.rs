@@ -71,6 +71,8 @@ pub trait Wake: Send + Sync {
     fn deadlines_changed(&self);
     /// Notifications were queued.
     fn notifications_changed(&self) {}
+    /// Another process put a different policy set in force.
+    fn policy_changed(&self) {}
 }
 
 /// Who is calling, as authenticated by the server.

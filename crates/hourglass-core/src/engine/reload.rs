@@ -20,7 +20,7 @@ use crate::{
     id::{GrantId, RequestId},
     policy::PolicyDecider,
     request::{Request, RequestCommand, RequestState},
-    store::{Commit, GrantFilter, RequestFilter},
+    store::{Commit, GrantFilter, PolicyInForce, RequestFilter},
 };
 
 const PAGE: u32 = 200;
@@ -50,20 +50,81 @@ impl Engine {
         }
         let actor = caller.map_or_else(|| "system".to_owned(), |c| c.principal.id.to_string());
         let old_hash = self.policy_hash();
+        self.put_in_force(&actor, new, old_hash, "reload").await
+    }
+
+    /// At start: if the ledger records another set in force (or none), this process's set is
+    /// put in force, as a reload would (the last start or reload wins; replicas still on
+    /// another set see it and follow, or report themselves stale). `None` if it already was.
+    #[instrument(skip_all)]
+    pub async fn put_policy_in_force_at_start(&self) -> Result<Option<ReloadReport>> {
+        let ours = self.policy_hash();
+        let recorded = self.store.policy_in_force().await?;
+        if recorded.as_ref().is_some_and(|p| p.hash == ours) {
+            return Ok(None);
+        }
+        let current = Arc::clone(&*self.policy.read().unwrap_or_else(PoisonError::into_inner));
+        let old_hash = recorded.map(|p| p.hash).unwrap_or_default();
+        self.put_in_force("system", current, old_hash, "start")
+            .await
+            .map(Some)
+    }
+
+    /// Whether this process decides under the set the ledger records in force: `Ok(None)` if
+    /// so, else the recorded hash.
+    pub async fn policy_behind(&self) -> Result<Option<String>> {
+        let ours = self.policy_hash();
+        Ok(self
+            .store
+            .policy_in_force()
+            .await?
+            .map(|p| p.hash)
+            .filter(|h| *h != ours))
+    }
+
+    /// Follows a set another process put in force (it already audited the change and judged
+    /// again what was waiting): swaps `new` in if it is the recorded set; whether it was.
+    pub async fn follow_policy(&self, new: Arc<dyn PolicyDecider>) -> Result<bool> {
+        let hash = new.policy_hash();
+        let recorded = self.store.policy_in_force().await?;
+        if recorded.is_none_or(|p| p.hash != hash) {
+            return Ok(false);
+        }
+        let old = self.policy_hash();
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = new;
+        if old != hash {
+            info!(old_hash = %old, new_hash = %hash, "following the policy set another replica put in force");
+        }
+        Ok(true)
+    }
+
+    async fn put_in_force(
+        &self,
+        actor: &str,
+        new: Arc<dyn PolicyDecider>,
+        old_hash: String,
+        why: &str,
+    ) -> Result<ReloadReport> {
         let new_hash = new.policy_hash();
         let now = self.clock.now();
         self.commit(Commit {
             audit: vec![
-                AuditRecord::new(now, &actor, "policy.reloaded", &new_hash)
+                AuditRecord::new(now, actor, "policy.reloaded", &new_hash)
                     .with("old_hash", &old_hash)
                     .with("new_hash", &new_hash)
-                    .with("changed", old_hash != new_hash),
+                    .with("changed", old_hash != new_hash)
+                    .with("on", why),
             ],
+            policy: Some(PolicyInForce {
+                hash: new_hash.clone(),
+                set_at: now,
+                set_by: actor.to_owned(),
+            }),
             ..Commit::default()
         })
         .await?;
         *self.policy.write().unwrap_or_else(PoisonError::into_inner) = new;
-        info!(%old_hash, %new_hash, "policy set reloaded");
+        info!(%old_hash, %new_hash, on = why, "policy set in force");
         let cancelled = self.recheck_pending(&new_hash).await?;
         let revoked = self.recheck_provisioning().await?;
         if !revoked.is_empty() {

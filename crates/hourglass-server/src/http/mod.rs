@@ -716,7 +716,7 @@ async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     })
 }
 
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer, or a worker is down", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer, a worker is down, or this replica's policy set is not the one in force", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<Shared>) -> Response {
     let down = app.supervisor.down();
     if !down.is_empty() {
@@ -728,6 +728,15 @@ async fn readyz(State(app): State<Shared>) -> Response {
                 "workers stopped and are being restarted: {}",
                 down.join(", ")
             ),
+            None,
+        );
+    }
+    if app.metrics.policy_stale() {
+        tracing::warn!("not ready: deciding under a policy set other than the one in force");
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "policy.stale",
+            "this replica's policy files differ from the set in force (another replica reloaded or started with other files): deploy the same files and reload",
             None,
         );
     }
@@ -754,7 +763,8 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         .grant_counts(now.plus_millis(-app.overdue_after_ms))
         .await?;
     let queues = app.engine.store().notification_stats().await?;
-    let mut resp = app.metrics.render(counts, &queues).into_response();
+    let writes = app.engine.store().write_stats();
+    let mut resp = app.metrics.render(counts, &queues, writes).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -12,3 +12,12 @@ CREATE INDEX sealed_credentials_by_expiry ON sealed_credentials (expires_at);
 -- rendered from these, in every replica, from the commit that revoked them.
 CREATE INDEX grants_ended_early ON grants (target, expires_at)
     WHERE state IN ('revoking', 'revoked', 'failed');
+
+-- The policy set in force (its hash), written in the commit of its `policy.reloaded` event:
+-- replicas compare their own set with it and follow, or report themselves stale.
+CREATE TABLE policy_in_force (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    hash   TEXT NOT NULL,
+    set_at INTEGER NOT NULL,
+    set_by TEXT NOT NULL
+) STRICT;

@@ -159,9 +159,14 @@ max_duration = "1h"
 
 impl Cluster {
     async fn spawn(&self) -> (Child, String) {
+        self.spawn_with(&self.config).await
+    }
+
+    /// Starts a replica with another configuration file (on the same database).
+    async fn spawn_with(&self, config: &std::path::Path) -> (Child, String) {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
-            .arg(&self.config)
+            .arg(config)
             .env("HOURGLASS_TEST_CLOCK_FILE", &self.clock)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -419,6 +424,104 @@ params = { principals = ["deploy"] }
     // In the ledger from the revoking commit: the other replica serves it at once.
     assert!(names(&krl_of(&bases[1]).await, &cert));
     assert!(eventually(|| async { a.get_grant(&cert).await.unwrap().state == "revoked" }).await);
+    c.kill_all().await;
+}
+
+/// A reload through one replica (SIGHUP) changes the decisions of the other; a replica started
+/// with other policy files puts its set in force, and a replica whose files are not that set
+/// says so in `/readyz` and in its metrics.
+#[tokio::test]
+async fn a_policy_set_put_in_force_through_one_replica_decides_in_every_replica() {
+    let Some(c) = cluster(1).await else { return };
+    let bases = c.start(2).await;
+    let token = &c.tokens[0].1;
+    let a = Client::new(&bases[0], Some(token.clone())).unwrap();
+    let b = Client::new(&bases[1], Some(token.clone())).unwrap();
+    let gid = b.create_request(&read_logs()).await.unwrap().grant_id;
+    let gid = gid.expect("auto-approved under the first set");
+    assert!(eventually(|| async { b.get_grant(&gid).await.unwrap().state == "active" }).await);
+    b.revoke(&gid, None).await.unwrap();
+    assert!(eventually(|| async { b.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+
+    // The files now only let workers ask: approval needed. A reload through replica A…
+    let policy = c.dir.path().join("policies/replicas.cedar");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace(
+            r#"[Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"]"#,
+            r#"[Hourglass::Action::"Request"]"#,
+        ),
+    )
+    .unwrap();
+    let pid = {
+        let replicas = c.replicas.lock().await;
+        replicas[0].as_ref().unwrap().0.id().unwrap().to_string()
+    };
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // …changes what replica B decides, without anyone touching B (B says when it follows).
+    assert!(
+        eventually(|| async {
+            c.log
+                .lock()
+                .unwrap()
+                .contains("following the policy set another replica put in force")
+        })
+        .await
+    );
+    let r = b.create_request(&read_logs()).await.unwrap();
+    assert_eq!(r.state, "pending");
+    b.cancel(&r.id).await.unwrap();
+    let r = a.create_request(&read_logs()).await.unwrap();
+    assert_eq!(r.state, "pending");
+    a.cancel(&r.id).await.unwrap();
+    let stale = |base: String| async move {
+        let anon = Client::new(&base, None).unwrap();
+        let ready = anon.get_status("/readyz").await.unwrap();
+        let metric = anon
+            .metrics()
+            .await
+            .unwrap()
+            .lines()
+            .any(|l| l == "hourglass_policy_stale 1");
+        (ready, metric)
+    };
+    assert_eq!(stale(bases[1].clone()).await, (200, false));
+
+    // A replica started with other files (the first set again) puts its set in force: the two
+    // others cannot follow with their files, and report it.
+    let other_dir = c.dir.path().join("policies-c");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::write(other_dir.join("replicas.cedar"), text).unwrap();
+    let other_config = c.dir.path().join("hourglass-c.toml");
+    std::fs::write(
+        &other_config,
+        std::fs::read_to_string(&c.config)
+            .unwrap()
+            .replace("dir = \"policies\"", "dir = \"policies-c\""),
+    )
+    .unwrap();
+    let (mut third, base_c) = c.spawn_with(&other_config).await;
+    let on_c = Client::new(&base_c, Some(token.clone())).unwrap();
+    let r = on_c.create_request(&read_logs()).await.unwrap();
+    assert!(
+        r.grant_id.is_some(),
+        "auto-approved under the set it started with"
+    );
+    for base in &bases {
+        assert!(
+            eventually(|| async { stale(base.clone()).await == (503, true) }).await,
+            "{base} reports itself stale"
+        );
+    }
+    assert_eq!(stale(base_c).await, (200, false));
+    third.kill().await.unwrap();
     c.kill_all().await;
 }
 
