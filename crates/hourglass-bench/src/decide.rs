@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use hourglass_api::CreateRequest;
 
 use crate::{
-    harness::{Server, concurrently, receiver, sqlite_commits_per_sec, write_config},
+    harness::{Server, concurrently, receiver, sqlite_commits_per_sec, write_config_batched},
     stats::{Report, Samples, now},
 };
 
@@ -57,28 +57,50 @@ pub async fn cycles(
 /// Write transactions per measured cycle.
 const TX_PER_CYCLE: f64 = 6.0;
 
+/// The two write paths compared side by side: each write its own durable transaction (as
+/// before group commit), and group commit.
+pub const WRITE_PATHS: [(&str, u32); 2] = [
+    ("one transaction per write", 1),
+    ("group commit", hourglass_store::MAX_BATCH),
+];
+
 pub async fn run(concurrency: &[usize], per_client: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let raw = sqlite_commits_per_sec(dir.path(), 2_000).await?;
     let hook = receiver().await?;
     let max = concurrency.iter().copied().max().unwrap_or(1);
-    let (config, tokens) = write_config(dir.path(), hook, max, "")?;
-    let server = Server::start(&config).await?;
-    for &clients in concurrency {
-        let (all, secs) = cycles("decide", &[&server], &tokens[..clients], per_client).await?;
-        let rps = all.len() as f64 / secs;
-        let bound = raw / TX_PER_CYCLE;
-        Report::new("decide")
-            .field("clients", clients)
-            .field("requests", all.len())
-            .num("median_ms", all.median() / 1000.0, 2)
-            .num("p99_ms", all.percentile(99.0) / 1000.0, 2)
-            .num("requests_per_s", rps, 0)
-            .num("raw_sqlite_commits_per_s", raw, 0)
-            .num("bound_requests_per_s", bound, 0)
-            .num("ratio_to_bound", rps / bound, 2)
-            .print();
+    let mut servers = Vec::new();
+    for (label, max_batch) in WRITE_PATHS {
+        let sub = dir.path().join(max_batch.to_string());
+        let (config, tokens) = write_config_batched(&sub, hook, max, max_batch)?;
+        servers.push((label, Server::start(&config).await?, tokens));
     }
-    server.running.stop().await;
+    for &clients in concurrency {
+        // The two servers take turns, so that the machine's moods fall on both alike.
+        for (label, server, tokens) in &servers {
+            let before = server.running.store().write_stats();
+            let (all, secs) = cycles("decide", &[server], &tokens[..clients], per_client).await?;
+            let after = server.running.store().write_stats();
+            let rps = all.len() as f64 / secs;
+            let bound = raw / TX_PER_CYCLE;
+            let writes_per_tx = (after.writes - before.writes) as f64
+                / (after.transactions - before.transactions).max(1) as f64;
+            Report::new("decide")
+                .field("write_path", *label)
+                .field("clients", clients)
+                .field("requests", all.len())
+                .num("median_ms", all.median() / 1000.0, 2)
+                .num("p99_ms", all.percentile(99.0) / 1000.0, 2)
+                .num("requests_per_s", rps, 0)
+                .num("writes_per_transaction", writes_per_tx, 2)
+                .num("raw_sqlite_commits_per_s", raw, 0)
+                .num("bound_requests_per_s", bound, 0)
+                .num("ratio_to_bound", rps / bound, 2)
+                .print();
+        }
+    }
+    for (_, server, _) in servers {
+        server.running.stop().await;
+    }
     Ok(())
 }

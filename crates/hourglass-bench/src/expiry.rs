@@ -19,7 +19,7 @@ use hourglass_core::{
 use hourglass_store::SqliteStore;
 
 use crate::{
-    harness::{Server, receiver, sqlite_commits_per_sec, write_config},
+    harness::{Server, receiver, sqlite_commits_per_sec, write_config_batched},
     stats::{Report, Samples, now},
 };
 
@@ -142,11 +142,19 @@ pub async fn revocation_lags(store: &dyn Store) -> Result<Samples> {
     Ok(lags)
 }
 
+/// The burst on each write path of [`crate::decide::WRITE_PATHS`], one after the other.
 pub async fn run(n: usize, idle: Duration) -> Result<()> {
+    for (label, max_batch) in crate::decide::WRITE_PATHS {
+        run_on(n, idle, label, max_batch).await?;
+    }
+    Ok(())
+}
+
+async fn run_on(n: usize, idle: Duration, label: &str, max_batch: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let raw = sqlite_commits_per_sec(dir.path(), 2_000).await?;
     let hook = receiver().await?;
-    let (config, _) = write_config(dir.path(), hook, 1, "")?;
+    let (config, _) = write_config_batched(dir.path(), hook, 1, max_batch)?;
     let url = format!("sqlite://{}", dir.path().join("hourglass.db").display());
     let store = SqliteStore::open(&url)
         .await
@@ -179,7 +187,9 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
         bail!("expiry-burst: {} of {n} revocations recorded", lags.len());
     }
     let ms = |us: f64| us / 1000.0;
+    let writes = store.write_stats();
     Report::new("expiry-burst")
+        .field("write_path", label)
         .field("grants", n)
         .num("lag_median_ms", ms(lags.median()), 0)
         .num("lag_p99_ms", ms(lags.percentile(99.0)), 0)
@@ -188,6 +198,11 @@ pub async fn run(n: usize, idle: Duration) -> Result<()> {
         .num("drained_after_window_s", drained_after_burst_s, 1)
         .num("raw_sqlite_commits_per_s", raw, 0)
         .num("floor_drain_s", n as f64 / raw, 1)
+        .num(
+            "writes_per_transaction",
+            writes.writes as f64 / writes.transactions.max(1) as f64,
+            2,
+        )
         .print();
     Ok(())
 }

@@ -27,7 +27,25 @@ pub fn write_config(
     clients: usize,
     extra: &str,
 ) -> Result<(std::path::PathBuf, Vec<String>)> {
-    write_config_on(dir, hook, clients, extra, "sqlite://hourglass.db")
+    write_config_on(dir, hook, clients, extra, "sqlite://hourglass.db", "")
+}
+
+/// [`write_config`] with group commit limited to `max_batch` writes a transaction (1: each
+/// write its own, as before group commit).
+pub fn write_config_batched(
+    dir: &Path,
+    hook: SocketAddr,
+    clients: usize,
+    max_batch: u32,
+) -> Result<(std::path::PathBuf, Vec<String>)> {
+    write_config_on(
+        dir,
+        hook,
+        clients,
+        "",
+        "sqlite://hourglass.db",
+        &format!("max_batch = {max_batch}\n"),
+    )
 }
 
 /// [`write_config`] on the store at `store_url`.
@@ -37,6 +55,7 @@ pub fn write_config_on(
     clients: usize,
     extra: &str,
     store_url: &str,
+    store_extra: &str,
 ) -> Result<(std::path::PathBuf, Vec<String>)> {
     std::fs::create_dir_all(dir.join("policies"))?;
     std::fs::write(
@@ -45,7 +64,7 @@ pub fn write_config_on(
     )?;
     std::fs::write(dir.join("hook.secret"), "s".repeat(48))?;
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\njob_concurrency = 64\n{extra}\n[store]\nurl = \"{store_url}\"\n\n[quotas]\nmax_live_grants_per_principal = 1000000\nmax_requests_per_hour_per_principal = 1000000\n\n[[targets]]\nname = \"hook\"\nconnector = \"webhook\"\nwebhook = {{ url = \"http://{hook}/\", secret_file = \"hook.secret\", allow_private = true }}\n\n[[entitlements]]\nname = \"hook/read\"\ndefault_duration = \"15m\"\nmax_duration = \"1h\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\njob_concurrency = 64\n{extra}\n[store]\nurl = \"{store_url}\"\n{store_extra}\n[quotas]\nmax_live_grants_per_principal = 1000000\nmax_requests_per_hour_per_principal = 1000000\n\n[[targets]]\nname = \"hook\"\nconnector = \"webhook\"\nwebhook = {{ url = \"http://{hook}/\", secret_file = \"hook.secret\", allow_private = true }}\n\n[[entitlements]]\nname = \"hook/read\"\ndefault_duration = \"15m\"\nmax_duration = \"1h\"\n"
     );
     let mut tokens = Vec::new();
     for i in 0..clients.max(1) {

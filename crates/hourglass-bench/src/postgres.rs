@@ -104,7 +104,7 @@ pub async fn run(clients: usize, per_client: usize, burst: usize) -> Result<()> 
     let hook = receiver().await?;
     let mut sqlite_rps = None;
     for s in setups().await? {
-        let (config, tokens) = write_config_on(&s.dir, hook, clients, "", &s.url)?;
+        let (config, tokens) = write_config_on(&s.dir, hook, clients, "", &s.url, "")?;
         let servers = start(&config, s.replicas).await?;
         let refs: Vec<&Server> = servers.iter().collect();
         let (all, secs) = cycles("postgres-decide", &refs, &tokens, per_client).await?;
@@ -137,7 +137,7 @@ pub async fn run(clients: usize, per_client: usize, burst: usize) -> Result<()> 
 /// `n` grants expiring over the same 10 seconds, served by the setup's replicas: each grant's
 /// revocation lag (from its `grant.revoked` record) and how long after the window all were done.
 async fn expiry_burst(s: &Setup, hook: std::net::SocketAddr, n: usize) -> Result<()> {
-    let (config, _) = write_config_on(&s.dir, hook, 1, "", &s.url)?;
+    let (config, _) = write_config_on(&s.dir, hook, 1, "", &s.url, "")?;
     let url = if s.url.starts_with("sqlite:") {
         format!("sqlite://{}", s.dir.join("hourglass.db").display())
     } else {

@@ -297,6 +297,10 @@ pub struct StoreSection {
     /// wake-up (`LISTEN/NOTIFY`) be lost.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: GrantDuration,
+    /// Group commit: at most this many writes that wait together share one durable
+    /// transaction (each still all-or-nothing on its own). 1 gives each write its own.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: u32,
 }
 
 impl Default for StoreSection {
@@ -307,6 +311,7 @@ impl Default for StoreSection {
             acquire_timeout: default_acquire_timeout(),
             migrate: true,
             poll_interval: default_poll_interval(),
+            max_batch: default_max_batch(),
         }
     }
 }
@@ -318,8 +323,13 @@ impl StoreSection {
             max_connections: self.max_connections,
             acquire_timeout: std::time::Duration::from_secs(self.acquire_timeout.as_secs()),
             migrate: self.migrate,
+            max_batch: self.max_batch,
         }
     }
+}
+
+fn default_max_batch() -> u32 {
+    hourglass_store::MAX_BATCH
 }
 
 fn default_true() -> bool {

@@ -2,7 +2,7 @@
 //!
 //! A caller queues its write (a commit's steps and audit records, a single statement, or a
 //! claim) and waits. A drainer, started when the queue goes from idle to busy and ending when it
-//! is empty again, takes every write that is waiting (up to [`MAX_BATCH`]) and runs them in one
+//! is empty again, takes every write that is waiting (up to `max_batch`, 256 by default) and runs them in one
 //! transaction, each inside its own savepoint: a write that conflicts or fails is rolled back to
 //! its savepoint and fails alone, the others go on. The audit records of the writes that
 //! succeeded are then appended to the chain in queue order, once for the batch (one read of the
@@ -30,8 +30,9 @@ use tokio::sync::oneshot;
 
 use crate::sql::{Expect, Step, Stmt, Wakes, audit_appends};
 
-/// At most this many writes share a transaction (a bound on how long the first waits).
-pub(crate) const MAX_BATCH: usize = 256;
+/// By default at most this many writes share a transaction (a bound on how long the first
+/// waits).
+pub const MAX_BATCH: u32 = 256;
 
 /// Leases a picked row: its id in, the statement that leases it (returning the row) out.
 pub(crate) type Lease = Box<dyn Fn(String) -> Result<Stmt> + Send + Sync>;
@@ -97,6 +98,7 @@ struct Queue<R> {
 
 struct Inner<B: Begin> {
     db: B,
+    max_batch: usize,
     queue: Mutex<Queue<<B::Tx as Tx>::Row>>,
     transactions: AtomicU64,
     writes: AtomicU64,
@@ -122,9 +124,11 @@ fn stopped() -> Error {
 }
 
 impl<B: Begin> Group<B> {
-    pub(crate) fn new(db: B) -> Self {
+    /// A writer that puts at most `max_batch` writes in a transaction (1: one each).
+    pub(crate) fn new(db: B, max_batch: u32) -> Self {
         Group(Arc::new(Inner {
             db,
+            max_batch: usize::try_from(max_batch.max(1)).unwrap_or(1),
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
                 draining: false,
@@ -261,7 +265,7 @@ async fn drain<B: Begin>(inner: Arc<Inner<B>>) {
                 guard.armed = false;
                 return;
             }
-            let n = q.waiting.len().min(MAX_BATCH);
+            let n = q.waiting.len().min(inner.max_batch);
             q.waiting.drain(..n).collect()
         };
         let n = batch.len() as u64;

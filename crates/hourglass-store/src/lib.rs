@@ -15,6 +15,7 @@ mod sql;
 mod sqlite;
 
 pub use copy::{CopyReport, copy};
+pub use group::MAX_BATCH;
 pub use ledger::{Backend, SqlStore};
 pub use postgres::{PgDb, PgStore, PoolOptions};
 pub use sqlite::{SqliteDb, SqliteStore};
@@ -50,10 +51,13 @@ fn unsupported(url: &str) -> Error {
 }
 
 /// Opens the store named by a URL (`sqlite://PATH` or `postgres://…`), creating (SQLite) and
-/// migrating it as `opts` say. SQLite ignores the pool settings: it has one writer.
+/// migrating it as `opts` say. SQLite ignores the pool settings (it has one writer) but not
+/// `max_batch`.
 pub async fn open(url: &str, opts: &PoolOptions) -> Result<Arc<dyn Store>> {
     if is_sqlite(url) {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(
+            SqliteStore::open_batched(url, opts.max_batch).await?,
+        ))
     } else if is_postgres(url) {
         Ok(Arc::new(PgStore::open(url, opts).await?))
     } else {

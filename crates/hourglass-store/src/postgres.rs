@@ -55,6 +55,8 @@ pub struct PoolOptions {
     /// How long a caller waits for a free connection (or a new one) before the store is
     /// reported unavailable.
     pub acquire_timeout: Duration,
+    /// At most this many waiting writes share one transaction (1: each its own).
+    pub max_batch: u32,
     /// Migrate the schema on open (under an advisory lock, so that replicas starting together
     /// migrate once). Off: the schema must already be current (`hourglass migrate`).
     pub migrate: bool,
@@ -65,6 +67,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            max_batch: crate::group::MAX_BATCH,
             migrate: true,
         }
     }
@@ -120,7 +123,7 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", crate::redact(url))))?;
-        let group = Group::new(Writer(pool.clone()));
+        let group = Group::new(Writer(pool.clone()), opts.max_batch);
         let store = SqlStore(PgDb { pool, group });
         if opts.migrate {
             store.migrate().await?;

@@ -125,15 +125,21 @@ fn create_private(path: &std::path::Path) -> Result<()> {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url` (`sqlite://PATH`).
     pub async fn open(url: &str) -> Result<Self> {
-        Self::open_with(url, true).await
+        Self::open_with(url, true, crate::group::MAX_BATCH).await
+    }
+
+    /// [`SqliteStore::open`], with at most `max_batch` writes in a transaction (1: each its
+    /// own, as before group commit; for comparisons).
+    pub async fn open_batched(url: &str, max_batch: u32) -> Result<Self> {
+        Self::open_with(url, true, max_batch).await
     }
 
     /// Opens an existing database without migrating or writing, for offline tools.
     pub async fn open_read_only(url: &str) -> Result<Self> {
-        Self::open_with(url, false).await
+        Self::open_with(url, false, 1).await
     }
 
-    async fn open_with(url: &str, write: bool) -> Result<Self> {
+    async fn open_with(url: &str, write: bool, max_batch: u32) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| Error::internal(format!("store URL {url:?}: {e}")))?
             .create_if_missing(write)
@@ -164,7 +170,7 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(|e| Error::Unavailable(format!("cannot open {url}: {e}")))?;
-        let group = Group::new(Writer(writer.clone()));
+        let group = Group::new(Writer(writer.clone()), max_batch);
         Ok(SqlStore(SqliteDb {
             writer,
             reader,

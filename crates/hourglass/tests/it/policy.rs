@@ -251,8 +251,10 @@ async fn policy_reload_validates_first_then_rejudges_what_is_waiting() {
     assert!(!s.access().contains(&gid));
 
     let events = admin.audit(0).await.unwrap();
+    // The start put the first set in force; the reload is the last.
     let reloaded = events
         .iter()
+        .rev()
         .find(|e| e.action == "policy.reloaded")
         .unwrap();
     assert_eq!(reloaded.actor, "admin");
