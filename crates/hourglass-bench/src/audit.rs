@@ -18,7 +18,7 @@ fn record(i: usize) -> AuditRecord {
     AuditRecord::new(
         Timestamp::from_unix_millis(1_800_000_000_000 + i as i64),
         "u1",
-        "grant.revoked",
+        hourglass_core::event::EventKind::GrantRevoked,
         format!("grt_{i:032x}"),
     )
     .with("lag_ms", i % 997)

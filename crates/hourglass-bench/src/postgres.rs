@@ -199,7 +199,7 @@ async fn audit_lock() -> Result<()> {
             while t.elapsed() < window {
                 store
                     .commit(Commit {
-                        audit: vec![AuditRecord::new(
+                        audit: vec![AuditRecord::with_action(
                             Timestamp::from_unix_millis(0),
                             "bench",
                             "bench.append",

@@ -116,23 +116,38 @@ impl Grant {
                 next.activated_at = Some(at);
                 next.handle = handle;
                 next.credential_fingerprint = credential_fingerprint;
-                AuditRecord::new(at, "system", "grant.activated", self.id.as_str())
-                    .with("expires_at", self.expires_at)
+                AuditRecord::new(
+                    at,
+                    "system",
+                    crate::event::EventKind::GrantActivated,
+                    self.id.as_str(),
+                )
+                .with("expires_at", self.expires_at)
             }
             (Active, GrantCommand::Expire) => {
                 next.state = Revoking;
                 next.revoke_due_at = Some(self.expires_at);
                 next.end_reason = Some("expired".into());
-                AuditRecord::new(at, "system", "grant.expired", self.id.as_str())
-                    .with("expires_at", self.expires_at)
+                AuditRecord::new(
+                    at,
+                    "system",
+                    crate::event::EventKind::GrantExpired,
+                    self.id.as_str(),
+                )
+                .with("expires_at", self.expires_at)
             }
             (Provisioning | Active, GrantCommand::Revoke { actor, reason }) => {
                 next.state = Revoking;
                 next.revoke_due_at = Some(at);
                 next.end_reason = Some(reason.clone());
-                AuditRecord::new(at, actor, "grant.revoke_requested", self.id.as_str())
-                    .with("from", self.state.as_str())
-                    .with("reason", reason)
+                AuditRecord::new(
+                    at,
+                    actor,
+                    crate::event::EventKind::GrantRevokeRequested,
+                    self.id.as_str(),
+                )
+                .with("from", self.state.as_str())
+                .with("reason", reason)
             }
             (Revoking, GrantCommand::ConfirmRevoked) => {
                 let was_active = self.activated_at.is_some();
@@ -143,9 +158,9 @@ impl Grant {
                     at,
                     "system",
                     if was_active {
-                        "grant.revoked"
+                        crate::event::EventKind::GrantRevoked
                     } else {
-                        "grant.failed"
+                        crate::event::EventKind::GrantFailed
                     },
                     self.id.as_str(),
                 )
@@ -160,10 +175,15 @@ impl Grant {
                 },
             ) if expires_at > self.expires_at && self.expires_at > at => {
                 next.expires_at = expires_at;
-                AuditRecord::new(at, "system", "grant.extended", self.id.as_str())
-                    .with("request", request)
-                    .with("from", self.expires_at)
-                    .with("to", expires_at)
+                AuditRecord::new(
+                    at,
+                    "system",
+                    crate::event::EventKind::GrantExtended,
+                    self.id.as_str(),
+                )
+                .with("request", request)
+                .with("from", self.expires_at)
+                .with("to", expires_at)
             }
             (state, cmd) => {
                 return Err(Error::conflict(

@@ -21,6 +21,7 @@ pub mod credential;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod grant;
 pub mod id;
 pub mod identity;

@@ -148,37 +148,45 @@ impl Request {
     pub fn apply(&self, cmd: RequestCommand, at: Timestamp) -> Result<(Request, AuditRecord)> {
         use RequestState::*;
         let (to, actor, action, reason, grant) = match cmd {
-            RequestCommand::Approve { actor } if self.state == Pending => {
-                (Approved, actor, "request.approved", None, None)
-            }
+            RequestCommand::Approve { actor } if self.state == Pending => (
+                Approved,
+                actor,
+                crate::event::EventKind::RequestApproved,
+                None,
+                None,
+            ),
             RequestCommand::Deny { actor, reason } if self.state == Pending => (
                 Denied,
                 actor.to_string(),
-                "request.denied",
+                crate::event::EventKind::RequestDenied,
                 Some(reason),
                 None,
             ),
-            RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => {
-                (Cancelled, actor, "request.cancelled", note, None)
-            }
+            RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => (
+                Cancelled,
+                actor,
+                crate::event::EventKind::RequestCancelled,
+                note,
+                None,
+            ),
             RequestCommand::Expire if self.state == Pending => (
                 Expired,
                 "system".to_owned(),
-                "request.expired",
+                crate::event::EventKind::RequestExpired,
                 Some("no decision before the deadline".to_owned()),
                 None,
             ),
             RequestCommand::Fulfil { grant_id } if self.state == Approved => (
                 Fulfilled,
                 "system".to_owned(),
-                "request.fulfilled",
+                crate::event::EventKind::RequestFulfilled,
                 None,
                 Some(grant_id),
             ),
             RequestCommand::Fail { reason } if self.state == Approved => (
                 Failed,
                 "system".to_owned(),
-                "request.failed",
+                crate::event::EventKind::RequestFailed,
                 Some(reason),
                 None,
             ),
@@ -323,7 +331,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.state, RequestState::Approved);
-        assert_eq!(ev.action, "request.approved");
+        assert_eq!(ev.kind(), Some(crate::event::EventKind::RequestApproved));
         let g = GrantId::generate(at).unwrap();
         let (r, ev) = r
             .apply(

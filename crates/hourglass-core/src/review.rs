@@ -87,11 +87,16 @@ impl Review {
         next.closed_at = Some(at);
         next.closed_by = Some(by.clone());
         next.comment = Some(comment.to_owned());
-        let ev = AuditRecord::new(at, by.as_str(), "review.closed", self.id.as_str())
-            .with("request", &self.request_id)
-            .with("grant", &self.grant_id)
-            .with("principal", &self.principal)
-            .with("comment", comment);
+        let ev = AuditRecord::new(
+            at,
+            by.as_str(),
+            crate::event::EventKind::ReviewClosed,
+            self.id.as_str(),
+        )
+        .with("request", &self.request_id)
+        .with("grant", &self.grant_id)
+        .with("principal", &self.principal)
+        .with("comment", comment);
         Ok((next, ev))
     }
 }

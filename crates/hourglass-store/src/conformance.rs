@@ -148,7 +148,7 @@ fn grant(req: &Request, expires: i64) -> Grant {
 }
 
 fn ev(action: &str) -> AuditRecord {
-    AuditRecord::new(t(1), "tester", action, "s").with("k", "v")
+    AuditRecord::with_action(t(1), "tester", action, "s").with("k", "v")
 }
 
 async fn audit_len(s: &Fresh) -> usize {

@@ -472,7 +472,7 @@ mod tests {
     }
 
     fn record(action: &str) -> AuditRecord {
-        AuditRecord::new(Timestamp::from_unix_millis(1), "tester", action, "s")
+        AuditRecord::with_action(Timestamp::from_unix_millis(1), "tester", action, "s")
     }
 
     fn write(steps: Vec<Step>, actions: &[&str]) -> Op {

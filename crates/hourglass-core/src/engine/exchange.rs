@@ -172,9 +172,14 @@ impl Engine {
         source_ip: Option<&str>,
     ) -> Result<super::Charge> {
         let now = self.clock.now();
-        let mut ev = AuditRecord::new(now, "anonymous", "token.refused", "exchange")
-            .with("code", code)
-            .with("reason", reason);
+        let mut ev = AuditRecord::new(
+            now,
+            "anonymous",
+            crate::event::EventKind::TokenRefused,
+            "exchange",
+        )
+        .with("code", code)
+        .with("reason", reason);
         if let Some(i) = issuer {
             ev = ev.with("issuer", i);
         }
@@ -268,7 +273,7 @@ impl Engine {
             AuditRecord::new(
                 now,
                 subject.id.as_str(),
-                "exchange.refused",
+                crate::event::EventKind::ExchangeRefused,
                 ent.id.as_str(),
             )
         };
@@ -375,7 +380,7 @@ impl Engine {
                 ticket_facts: ticket_facts.clone(),
                 version: 0,
             };
-            let mut ev = AuditRecord::new(now, subject.id.as_str(), "token.exchanged", request.id.as_str())
+            let mut ev = AuditRecord::new(now, subject.id.as_str(), crate::event::EventKind::TokenExchanged, request.id.as_str())
                 .with("entitlement", &ent.id)
                 .with("issuer", &x.subject.facts.issuer)
                 .with("subject", &x.subject.facts.subject)

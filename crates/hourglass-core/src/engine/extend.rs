@@ -187,7 +187,7 @@ impl Engine {
         let mut created = AuditRecord::new(
             now,
             principal.id.as_str(),
-            "request.created",
+            crate::event::EventKind::RequestCreated,
             request.id.as_str(),
         )
         .with("extends", &grant.id)
@@ -336,11 +336,15 @@ impl Engine {
                         Some(super::jobs::fingerprint(c.expose_secret()));
                     grants.push(updated.clone());
                 }
-                let ev =
-                    AuditRecord::new(now, "system", "grant.extension_applied", grant.id.as_str())
-                        .with("expires_at", grant.expires_at)
-                        .with("credential_issued", credential.is_some())
-                        .with("attempt", job.attempts + 1);
+                let ev = AuditRecord::new(
+                    now,
+                    "system",
+                    crate::event::EventKind::GrantExtensionApplied,
+                    grant.id.as_str(),
+                )
+                .with("expires_at", grant.expires_at)
+                .with("credential_issued", credential.is_some())
+                .with("attempt", job.attempts + 1);
                 let mut commit = done(grants, vec![ev]);
                 if let Some(secret) = &credential {
                     // With the grant's new version in the same commit: a revocation that

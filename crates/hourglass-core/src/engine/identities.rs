@@ -142,9 +142,14 @@ impl Engine {
                             version: 0,
                         });
                         commit.audit.push(
-                            AuditRecord::new(now, "system", "identity.declared", p.id.as_str())
-                                .with("kind", p.kind.as_str())
-                                .with("owner", p.owner.as_deref().unwrap_or("")),
+                            AuditRecord::new(
+                                now,
+                                "system",
+                                crate::event::EventKind::IdentityDeclared,
+                                p.id.as_str(),
+                            )
+                            .with("kind", p.kind.as_str())
+                            .with("owner", p.owner.as_deref().unwrap_or("")),
                         );
                     }
                     Some(i)
@@ -167,11 +172,16 @@ impl Engine {
                             changed.status_set_by = Some(by_configuration());
                         }
                         commit.audit.push(
-                            AuditRecord::new(now, "system", "identity.updated", p.id.as_str())
-                                .with("kind", p.kind.as_str())
-                                .with("owner", p.owner.as_deref().unwrap_or(""))
-                                .with("groups", p.groups.join(","))
-                                .with("status", changed.principal.status.as_str()),
+                            AuditRecord::new(
+                                now,
+                                "system",
+                                crate::event::EventKind::IdentityUpdated,
+                                p.id.as_str(),
+                            )
+                            .with("kind", p.kind.as_str())
+                            .with("owner", p.owner.as_deref().unwrap_or(""))
+                            .with("groups", p.groups.join(","))
+                            .with("status", changed.principal.status.as_str()),
                         );
                         commit.identities.push(changed);
                     }
@@ -190,9 +200,14 @@ impl Engine {
                 }) {
                     commit.keys.push(revoked(k, now));
                     commit.audit.push(
-                        AuditRecord::new(now, "system", "key.revoked", k.id.as_str())
-                            .with("identity", &p.id)
-                            .with("reason", "token removed from configuration"),
+                        AuditRecord::new(
+                            now,
+                            "system",
+                            crate::event::EventKind::KeyRevoked,
+                            k.id.as_str(),
+                        )
+                        .with("identity", &p.id)
+                        .with("reason", "token removed from configuration"),
                     );
                 }
                 for hash in configured {
@@ -213,8 +228,13 @@ impl Engine {
                         version: 0,
                     };
                     commit.audit.push(
-                        AuditRecord::new(now, "system", "key.declared", key.id.as_str())
-                            .with("identity", &p.id),
+                        AuditRecord::new(
+                            now,
+                            "system",
+                            crate::event::EventKind::KeyDeclared,
+                            key.id.as_str(),
+                        )
+                        .with("identity", &p.id),
                     );
                     commit.keys.push(key);
                 }
@@ -229,8 +249,13 @@ impl Engine {
                 gone.status_reason = Some("removed from configuration".into());
                 gone.status_set_by = Some(by_configuration());
                 commit.audit.push(
-                    AuditRecord::new(now, "system", "identity.suspended", i.id().as_str())
-                        .with("reason", "removed from configuration"),
+                    AuditRecord::new(
+                        now,
+                        "system",
+                        crate::event::EventKind::IdentitySuspended,
+                        i.id().as_str(),
+                    )
+                    .with("reason", "removed from configuration"),
                 );
                 commit.identities.push(gone);
             }
@@ -368,7 +393,7 @@ impl Engine {
         let ev = AuditRecord::new(
             now,
             caller.principal.id.as_str(),
-            "identity.created",
+            crate::event::EventKind::IdentityCreated,
             id.as_str(),
         )
         .with("kind", kind.as_str())
@@ -460,9 +485,9 @@ impl Engine {
                 authority,
             });
             let action = if active {
-                "identity.resumed"
+                crate::event::EventKind::IdentityResumed
             } else {
-                "identity.suspended"
+                crate::event::EventKind::IdentitySuspended
             };
             let mut ev = AuditRecord::new(
                 now,
@@ -549,9 +574,14 @@ impl Engine {
                 if k.revoked_at.is_none() {
                     out.keys_revoked.push(k.id.clone());
                     commit.audit.push(
-                        AuditRecord::new(now, actor, "key.revoked", k.id.as_str())
-                            .with("identity", &id)
-                            .with("reason", "identity offboarded"),
+                        AuditRecord::new(
+                            now,
+                            actor,
+                            crate::event::EventKind::KeyRevoked,
+                            k.id.as_str(),
+                        )
+                        .with("identity", &id)
+                        .with("reason", "identity offboarded"),
                     );
                     commit.keys.push(revoked(&k, now));
                 }
@@ -573,11 +603,16 @@ impl Engine {
                     },
                 });
                 commit.audit.push(
-                    AuditRecord::new(now, actor, "identity.offboarded", id.as_str())
-                        .with("reason", reason)
-                        .with("grants_revoked", out.grants_revoked.len())
-                        .with("keys_revoked", out.keys_revoked.len())
-                        .with("requests_cancelled", out.requests_cancelled.len()),
+                    AuditRecord::new(
+                        now,
+                        actor,
+                        crate::event::EventKind::IdentityOffboarded,
+                        id.as_str(),
+                    )
+                    .with("reason", reason)
+                    .with("grants_revoked", out.grants_revoked.len())
+                    .with("keys_revoked", out.keys_revoked.len())
+                    .with("requests_cancelled", out.requests_cancelled.len()),
                 );
                 commit.identities.push(gone.clone());
                 out.identity = Identity {

@@ -505,9 +505,9 @@ impl Engine {
         let error: String = error.chars().take(1_000).collect();
         warn!(attempt, %retry_at, error = %error, "connector call failed; will retry");
         let action = match job.action {
-            JobAction::Provision => "grant.provision_failed",
-            JobAction::Extend => "grant.extend_failed",
-            JobAction::Revoke => "grant.revoke_failed",
+            JobAction::Provision => crate::event::EventKind::GrantProvisionFailed,
+            JobAction::Extend => crate::event::EventKind::GrantExtendFailed,
+            JobAction::Revoke => crate::event::EventKind::GrantRevokeFailed,
         };
         let commit = Commit {
             jobs: vec![JobChange::Reschedule {

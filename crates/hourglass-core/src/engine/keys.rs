@@ -118,7 +118,7 @@ impl Engine {
         let ev = AuditRecord::new(
             now,
             caller.principal.id.as_str(),
-            "key.created",
+            crate::event::EventKind::KeyCreated,
             issued.key.id.as_str(),
         )
         .with("identity", identity.id())
@@ -177,15 +177,25 @@ impl Engine {
         retiring.replaced_by = Some(issued.key.id.clone());
         let actor = caller.principal.id.as_str();
         let audit = vec![
-            AuditRecord::new(now, actor, "key.created", issued.key.id.as_str())
-                .with("identity", identity.id())
-                .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-                .with("expires_at", expires_at)
-                .with("replaces", &old.id),
-            AuditRecord::new(now, actor, "key.rotated", old.id.as_str())
-                .with("identity", identity.id())
-                .with("replaced_by", &issued.key.id)
-                .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
+            AuditRecord::new(
+                now,
+                actor,
+                crate::event::EventKind::KeyCreated,
+                issued.key.id.as_str(),
+            )
+            .with("identity", identity.id())
+            .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
+            .with("expires_at", expires_at)
+            .with("replaces", &old.id),
+            AuditRecord::new(
+                now,
+                actor,
+                crate::event::EventKind::KeyRotated,
+                old.id.as_str(),
+            )
+            .with("identity", identity.id())
+            .with("replaced_by", &issued.key.id)
+            .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
         ];
         self.commit(Commit {
             keys: vec![retiring.clone(), issued.key.clone()],
@@ -208,7 +218,7 @@ impl Engine {
         let ev = AuditRecord::new(
             now,
             caller.principal.id.as_str(),
-            "key.revoked",
+            crate::event::EventKind::KeyRevoked,
             key.id.as_str(),
         )
         .with("identity", identity.id());

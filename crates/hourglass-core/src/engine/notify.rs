@@ -12,6 +12,8 @@
 
 use tracing::{error, warn};
 
+use crate::event::EventKind;
+
 use super::Engine;
 use crate::{
     Result, Timestamp,
@@ -108,8 +110,9 @@ impl Engine {
         for ev in &commit.audit {
             let at = ev.at;
             let sub = ev.subject.as_str();
-            match ev.action.as_str() {
-                "request.created" => {
+            let Some(kind) = ev.kind() else { continue };
+            match kind {
+                EventKind::RequestCreated => {
                     if let Some(r) = request(sub).filter(|r| r.state == RequestState::Pending) {
                         let title = format!(
                             "{} asks for {} for {}: approval needed",
@@ -124,7 +127,7 @@ impl Engine {
                         out.push((m, at, format!("request.pending:{sub}")));
                     }
                 }
-                "request.approved" => {
+                EventKind::RequestApproved => {
                     if let Some(r) = request(sub) {
                         let title = format!(
                             "{}'s request for {} was approved by {}",
@@ -134,7 +137,7 @@ impl Engine {
                         out.push((m, at, format!("request.approved:{sub}")));
                     }
                 }
-                "request.denied" => {
+                EventKind::RequestDenied => {
                     if let Some(r) = request(sub) {
                         let title = format!(
                             "{}'s request for {} was denied by {}",
@@ -146,7 +149,7 @@ impl Engine {
                         out.push((m, at, format!("request.denied:{sub}")));
                     }
                 }
-                "grant.activated" => {
+                EventKind::GrantActivated => {
                     if let Some(g) = grant(sub) {
                         let title = format!(
                             "{} now holds {} until {}",
@@ -157,12 +160,12 @@ impl Engine {
                         out.extend(self.expiry_warning(g));
                     }
                 }
-                "grant.extended" => {
+                EventKind::GrantExtended => {
                     if let Some(g) = grant(sub) {
                         out.extend(self.expiry_warning(g));
                     }
                 }
-                "grant.expired" | "grant.revoke_requested" => {
+                EventKind::GrantExpired | EventKind::GrantRevokeRequested => {
                     if let Some(g) = grant(sub) {
                         let due = g.revoke_due_at.unwrap_or(at);
                         let title = format!(
@@ -177,7 +180,7 @@ impl Engine {
                         ));
                     }
                 }
-                "grant.revoked" => {
+                EventKind::GrantRevoked => {
                     if let Some(g) = grant(sub) {
                         let why = g.end_reason.clone().unwrap_or_else(|| "revoked".into());
                         let title = format!(
@@ -189,7 +192,7 @@ impl Engine {
                         out.push((m, at, format!("grant.revoked:{sub}")));
                     }
                 }
-                "break_glass.activated" => {
+                EventKind::BreakGlassActivated => {
                     if let Some(r) = request(sub) {
                         let title = format!(
                             "BREAK-GLASS: {} took {} for {} without approval; a review is open",
@@ -203,7 +206,7 @@ impl Engine {
                         out.push((m, at, format!("break_glass:{sub}")));
                     }
                 }
-                "reconcile.drift" => {
+                EventKind::ReconcileDrift => {
                     let kind = detail(ev, "kind").unwrap_or("drift");
                     let target = detail(ev, "target").unwrap_or("?");
                     let name = detail(ev, "name").unwrap_or("?");
@@ -213,7 +216,45 @@ impl Engine {
                     m.details.clone_from(&ev.details);
                     out.push((m, at, format!("drift:{target}:{name}:{kind}")));
                 }
-                _ => {}
+                // Nobody is told of these (the audit log and metrics are where they show).
+                EventKind::RequestRefused
+                | EventKind::ApprovalRecorded
+                | EventKind::RequestCancelled
+                | EventKind::RequestExpired
+                | EventKind::RequestFulfilled
+                | EventKind::RequestFailed
+                | EventKind::GrantCreated
+                | EventKind::GrantFailed
+                | EventKind::GrantExtensionApplied
+                | EventKind::GrantProvisionFailed
+                | EventKind::GrantExtendFailed
+                | EventKind::GrantRevokeFailed
+                | EventKind::ReviewOpened
+                | EventKind::ReviewClosed
+                | EventKind::ReconcileRemoveFailed
+                | EventKind::PolicyReloaded
+                | EventKind::TicketReported
+                | EventKind::TicketClosed
+                | EventKind::TicketReopened
+                | EventKind::TokenExchanged
+                | EventKind::TokenRefused
+                | EventKind::ExchangeRefused
+                | EventKind::SessionStarted
+                | EventKind::SessionRefused
+                | EventKind::SessionEnded
+                | EventKind::IdentityCreated
+                | EventKind::IdentityDeclared
+                | EventKind::IdentityUpdated
+                | EventKind::IdentitySuspended
+                | EventKind::IdentityResumed
+                | EventKind::IdentityOffboarded
+                | EventKind::IdentitySignInBound
+                | EventKind::IdentitySignInUnbound
+                | EventKind::KeyCreated
+                | EventKind::KeyDeclared
+                | EventKind::KeyRotated
+                | EventKind::KeyRevoked
+                | EventKind::AuditRefusalsSuppressed => {}
             }
         }
         out

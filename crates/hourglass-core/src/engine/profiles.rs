@@ -78,12 +78,17 @@ impl Engine {
                 break_glass: approved.break_glass,
                 version: 0,
             };
-            let mut ev = AuditRecord::new(now, "system", "grant.created", grant.id.as_str())
-                .with("request", &approved.id)
-                .with("principal", &grant.principal)
-                .with("entitlement", &grant.entitlement)
-                .with("starts_at", grant.starts_at)
-                .with("expires_at", grant.expires_at);
+            let mut ev = AuditRecord::new(
+                now,
+                "system",
+                crate::event::EventKind::GrantCreated,
+                grant.id.as_str(),
+            )
+            .with("request", &approved.id)
+            .with("principal", &grant.principal)
+            .with("entitlement", &grant.entitlement)
+            .with("starts_at", grant.starts_at)
+            .with("expires_at", grant.expires_at);
             if let Resource::Profile(p) = resource {
                 ev = ev.with("profile", &p.id);
             }

@@ -183,7 +183,7 @@ impl Engine {
                                 AuditRecord::new(
                                     self.clock.now(),
                                     actor,
-                                    "reconcile.remove_failed",
+                                    crate::event::EventKind::ReconcileRemoveFailed,
                                     &m.grant_id,
                                 )
                                 .with("target", target)
@@ -239,27 +239,32 @@ impl Engine {
     async fn record_drift(&self, actor: &str, d: &Drift) -> Result<()> {
         warn!(target = %d.target, kind = ?d.kind, name = %d.name, grant_id = %d.grant_id,
               "reconcile: drift");
-        let ev = AuditRecord::new(self.clock.now(), actor, "reconcile.drift", &d.grant_id)
-            .with("target", &d.target)
-            .with(
-                "kind",
-                match d.kind {
-                    DriftKind::Leftover => "leftover",
-                    DriftKind::Missing => "missing",
-                },
-            )
-            .with("name", &d.name)
-            .with(
-                "ledger_state",
-                d.ledger_state.as_deref().unwrap_or("unknown"),
-            )
-            .with(
-                "remedy",
-                match d.kind {
-                    DriftKind::Leftover => "remove",
-                    DriftKind::Missing => "report",
-                },
-            );
+        let ev = AuditRecord::new(
+            self.clock.now(),
+            actor,
+            crate::event::EventKind::ReconcileDrift,
+            &d.grant_id,
+        )
+        .with("target", &d.target)
+        .with(
+            "kind",
+            match d.kind {
+                DriftKind::Leftover => "leftover",
+                DriftKind::Missing => "missing",
+            },
+        )
+        .with("name", &d.name)
+        .with(
+            "ledger_state",
+            d.ledger_state.as_deref().unwrap_or("unknown"),
+        )
+        .with(
+            "remedy",
+            match d.kind {
+                DriftKind::Leftover => "remove",
+                DriftKind::Missing => "report",
+            },
+        );
         self.commit(Commit {
             audit: vec![ev],
             ..Commit::default()

@@ -107,7 +107,7 @@ impl Engine {
         let mut commit = Commit::default();
         if let Some((minute, count)) = earlier {
             commit.audit.push(
-                AuditRecord::new(now, "system", "audit.refusals_suppressed", "refusals")
+                AuditRecord::new(now, "system", crate::event::EventKind::AuditRefusalsSuppressed, "refusals")
                     .with("count", count)
                     .with(
                         "minute",

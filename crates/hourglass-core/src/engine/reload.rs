@@ -109,11 +109,16 @@ impl Engine {
         let now = self.clock.now();
         self.commit(Commit {
             audit: vec![
-                AuditRecord::new(now, actor, "policy.reloaded", &new_hash)
-                    .with("old_hash", &old_hash)
-                    .with("new_hash", &new_hash)
-                    .with("changed", old_hash != new_hash)
-                    .with("on", why),
+                AuditRecord::new(
+                    now,
+                    actor,
+                    crate::event::EventKind::PolicyReloaded,
+                    &new_hash,
+                )
+                .with("old_hash", &old_hash)
+                .with("new_hash", &new_hash)
+                .with("changed", old_hash != new_hash)
+                .with("on", why),
             ],
             policy: Some(PolicyInForce {
                 hash: new_hash.clone(),

@@ -255,7 +255,7 @@ impl Engine {
             let mut ev = AuditRecord::new(
                 now,
                 caller.principal.id.as_str(),
-                "approval.recorded",
+                crate::event::EventKind::ApprovalRecorded,
                 req.id.as_str(),
             )
             .with("verdict", "approve")

@@ -50,7 +50,7 @@ impl Engine {
             AuditRecord::new(
                 now,
                 fulfilled.requester.as_str(),
-                "break_glass.activated",
+                crate::event::EventKind::BreakGlassActivated,
                 fulfilled.id.as_str(),
             )
             .with("severity", "critical")
@@ -61,10 +61,15 @@ impl Engine {
             .with("review", &review.id),
         );
         commit.audit.push(
-            AuditRecord::new(now, "system", "review.opened", review.id.as_str())
-                .with("request", &fulfilled.id)
-                .with("grant", &grant_id)
-                .with("principal", &fulfilled.requester),
+            AuditRecord::new(
+                now,
+                "system",
+                crate::event::EventKind::ReviewOpened,
+                review.id.as_str(),
+            )
+            .with("request", &fulfilled.id)
+            .with("grant", &grant_id)
+            .with("principal", &fulfilled.requester),
         );
         commit.reviews.push(review);
         Ok(())

@@ -218,7 +218,7 @@ impl Engine {
                 AuditRecord::new(
                     now,
                     caller.principal.id.as_str(),
-                    "identity.sign_in_unbound",
+                    crate::event::EventKind::IdentitySignInUnbound,
                     pid.as_str(),
                 )
                 .with("was", was),
@@ -252,9 +252,14 @@ impl Engine {
             .iter()
             .find(|(k, v)| *k == "name" && !v.is_empty())
             .map_or("(unknown)", |(_, v)| *v);
-        let mut ev = AuditRecord::new(self.clock.now(), "anonymous", "session.refused", subject)
-            .with("code", code)
-            .with("reason", reason);
+        let mut ev = AuditRecord::new(
+            self.clock.now(),
+            "anonymous",
+            crate::event::EventKind::SessionRefused,
+            subject,
+        )
+        .with("code", code)
+        .with("reason", reason);
         for (k, v) in details.iter().filter(|(k, _)| *k != "name") {
             ev = ev.with(k, *v);
         }
@@ -281,10 +286,15 @@ impl Engine {
             last_seen_at: now,
             expires_at: now.plus(self.settings.sessions.absolute),
         };
-        let mut ev = AuditRecord::new(now, principal.as_str(), "session.started", session.handle())
-            .with("via", via)
-            .with("mfa", mfa)
-            .with("expires_at", session.expires_at);
+        let mut ev = AuditRecord::new(
+            now,
+            principal.as_str(),
+            crate::event::EventKind::SessionStarted,
+            session.handle(),
+        )
+        .with("via", via)
+        .with("mfa", mfa)
+        .with("expires_at", session.expires_at);
         if let Some(ip) = source_ip {
             ev = ev.with("source_ip", ip);
         }
@@ -377,9 +387,14 @@ impl Engine {
             // The first sign-in binds the person to this account.
             Some((_, i)) => {
                 commit.audit.push(
-                    AuditRecord::new(now, "system", "identity.sign_in_bound", pid.as_str())
-                        .with("issuer", s.issuer.as_str())
-                        .with("subject", s.subject.as_str()),
+                    AuditRecord::new(
+                        now,
+                        "system",
+                        crate::event::EventKind::IdentitySignInBound,
+                        pid.as_str(),
+                    )
+                    .with("issuer", s.issuer.as_str())
+                    .with("subject", s.subject.as_str()),
                 );
                 commit.identities.push(Identity {
                     sign_in_subject: Some(account.clone()),
@@ -415,13 +430,18 @@ impl Engine {
                 };
                 commit.identities.push(identity);
                 commit.audit.push(
-                    AuditRecord::new(now, "system", "identity.created", pid.as_str())
-                        .with("kind", "human")
-                        .with("groups", groups.join(","))
-                        .with("groups_dropped", dropped)
-                        .with("via", s.via.as_str())
-                        .with("issuer", s.issuer.as_str())
-                        .with("subject", s.subject.as_str()),
+                    AuditRecord::new(
+                        now,
+                        "system",
+                        crate::event::EventKind::IdentityCreated,
+                        pid.as_str(),
+                    )
+                    .with("kind", "human")
+                    .with("groups", groups.join(","))
+                    .with("groups_dropped", dropped)
+                    .with("via", s.via.as_str())
+                    .with("issuer", s.issuer.as_str())
+                    .with("subject", s.subject.as_str()),
                 );
             }
         }
@@ -506,7 +526,7 @@ impl Engine {
                 AuditRecord::new(
                     now,
                     session.principal.as_str(),
-                    "session.ended",
+                    crate::event::EventKind::SessionEnded,
                     session.handle(),
                 )
                 .with("reason", "signed out"),

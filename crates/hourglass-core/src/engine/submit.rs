@@ -226,7 +226,7 @@ impl Engine {
                 AuditRecord::new(
                     now,
                     principal.id.as_str(),
-                    "request.refused",
+                    crate::event::EventKind::RequestRefused,
                     resource.name(),
                 )
                 .with("action", gate.as_str())
@@ -288,7 +288,7 @@ impl Engine {
         let mut created = AuditRecord::new(
             now,
             principal.id.as_str(),
-            "request.created",
+            crate::event::EventKind::RequestCreated,
             request.id.as_str(),
         )
         .with(resource.access_id().kind(), resource.name())

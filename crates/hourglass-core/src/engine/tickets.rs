@@ -245,7 +245,7 @@ impl Engine {
                     now,
                 ));
             }
-            let mut ev = AuditRecord::new(now, format!("ticket:{source}"), "ticket.reported", reference)
+            let mut ev = AuditRecord::new(now, format!("ticket:{source}"), crate::event::EventKind::TicketReported, reference)
                 .with("source", source)
                 .with("status", &ticket.status)
                 .with("open", ticket.open)
@@ -377,7 +377,7 @@ impl Engine {
                     AuditRecord::new(
                         now,
                         caller.principal.id.as_str(),
-                        "ticket.reopened",
+                        crate::event::EventKind::TicketReopened,
                         reference,
                     )
                     .with("source", source)
@@ -471,18 +471,23 @@ impl Engine {
         }
         let join = |ids: Vec<String>| ids.join(",");
         commit.audit.push(
-            AuditRecord::new(now, actor.as_str(), "ticket.closed", reference)
-                .with("source", source)
-                .with("status", status)
-                .with("via", via)
-                .with(
-                    "grants",
-                    join(out.revoked.iter().map(ToString::to_string).collect()),
-                )
-                .with(
-                    "requests",
-                    join(out.cancelled.iter().map(ToString::to_string).collect()),
-                ),
+            AuditRecord::new(
+                now,
+                actor.as_str(),
+                crate::event::EventKind::TicketClosed,
+                reference,
+            )
+            .with("source", source)
+            .with("status", status)
+            .with("via", via)
+            .with(
+                "grants",
+                join(out.revoked.iter().map(ToString::to_string).collect()),
+            )
+            .with(
+                "requests",
+                join(out.cancelled.iter().map(ToString::to_string).collect()),
+            ),
         );
         Ok(more)
     }
