@@ -355,6 +355,16 @@ async fn isolated<T: Tx>(
     tx: &mut T,
     op: Op,
 ) -> Result<(Result<Done<T::Row>>, Vec<AuditRecord>, Wakes)> {
+    // A commit of audit records alone runs no statement that could fail: no savepoint needed.
+    if let Op::Write {
+        steps,
+        audit,
+        wakes,
+    } = &op
+        && steps.is_empty()
+    {
+        return Ok((Ok(Done::Written(None)), audit.clone(), *wakes));
+    }
     tx.exec(&crate::sql::stmt!("SAVEPOINT hourglass_write"))
         .await?;
     let outcome = apply(tx, &op).await;
@@ -414,28 +424,32 @@ async fn apply<T: Tx>(tx: &mut T, op: &Op) -> Result<Done<T::Row>> {
 /// sequence number of its last record.
 async fn chain<T: Tx>(tx: &mut T, applied: &mut [Applied<T::Row>]) -> Result<()> {
     let mut wakes = Wakes::default();
-    let mut head: Option<(u64, String)> = None;
-    for a in applied.iter_mut() {
-        if a.outcome.is_err() {
-            continue;
-        }
+    for a in applied.iter().filter(|a| a.outcome.is_ok()) {
         wakes = wakes.or(a.wakes);
-        if a.audit.is_empty() {
-            continue;
+    }
+    let with_events = applied
+        .iter()
+        .any(|a| a.outcome.is_ok() && !a.audit.is_empty());
+    if with_events {
+        let (head, prev) = tx.head().await?;
+        // Each write learns the sequence number of its last event; all of the batch's events
+        // go in together, in queue order.
+        let mut seq = head;
+        for a in applied.iter_mut().filter(|a| a.outcome.is_ok()) {
+            if !a.audit.is_empty() {
+                seq += a.audit.len() as u64;
+                a.outcome = Ok(Done::Written(Some(seq)));
+            }
         }
-        let (seq, prev) = match head.take() {
-            Some(h) => h,
-            None => tx.head().await?,
-        };
-        let (inserts, seq, hash) = audit_appends(seq, prev, &a.audit)?;
+        let records = applied
+            .iter()
+            .filter(|a| a.outcome.is_ok())
+            .flat_map(|a| a.audit.iter());
+        let (inserts, seq, hash) = audit_appends(head, prev, records)?;
         for s in &inserts {
             tx.exec(s).await?;
         }
-        a.outcome = Ok(Done::Written(Some(seq)));
-        head = Some((seq, hash));
-    }
-    if let Some((seq, hash)) = &head {
-        tx.set_head(*seq, hash).await?;
+        tx.set_head(seq, &hash).await?;
     }
     if wakes.any() {
         tx.wake(wakes).await?;

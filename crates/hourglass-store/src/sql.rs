@@ -617,29 +617,66 @@ fn notification(n: &Notification) -> Result<Stmt> {
     ))
 }
 
-/// The inserts that extend the chain from the head `(seq, hash)` by `records`, and the new head.
-pub(crate) fn audit_appends(
+/// Events per insert statement (8 arguments each: far below either database's limit).
+const EVENTS_PER_INSERT: usize = 500;
+
+/// The inserts that append `records` after the event `seq` whose hash is `prev`: multi-row
+/// statements of up to [`EVENTS_PER_INSERT`] events, each event hash-chained to the one before.
+/// Also the new head's sequence number and hash.
+pub(crate) fn audit_appends<'a>(
     mut seq: u64,
     mut prev: String,
-    records: &[AuditRecord],
+    records: impl IntoIterator<Item = &'a AuditRecord>,
 ) -> Result<(Vec<Stmt>, u64, String)> {
-    let mut out = Vec::with_capacity(records.len());
+    let mut out = Vec::new();
+    let mut rows: Vec<Val> = Vec::new();
+    let flush = |rows: &mut Vec<Val>, out: &mut Vec<Stmt>| {
+        if rows.is_empty() {
+            return;
+        }
+        let n = rows.len() / 8;
+        let values = (0..n)
+            .map(|r| {
+                let b = r * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Stmt {
+            sql: std::borrow::Cow::Owned(format!(
+                "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash) VALUES {values}"
+            )),
+            args: std::mem::take(rows),
+        });
+    };
     for r in records {
         seq += 1;
         let hash = chain_hash(seq, r, &prev);
-        out.push(stmt!(
-            "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            i64::try_from(seq).unwrap_or(i64::MAX),
-            r.at,
-            &r.actor,
-            &r.action,
-            &r.subject,
-            json(&r.details)?,
-            prev,
-            hash.clone(),
-        ));
+        rows.extend([
+            Val::from(i64::try_from(seq).unwrap_or(i64::MAX)),
+            Val::from(r.at),
+            Val::from(&r.actor),
+            Val::from(&r.action),
+            Val::from(&r.subject),
+            Val::from(json(&r.details)?),
+            Val::from(prev),
+            Val::from(hash.clone()),
+        ]);
         prev = hash;
+        if rows.len() / 8 == EVENTS_PER_INSERT {
+            flush(&mut rows, &mut out);
+        }
     }
+    flush(&mut rows, &mut out);
     Ok((out, seq, prev))
 }
