@@ -169,3 +169,131 @@ async fn tamper(db: &Path, seq: i64) {
         .unwrap();
     conn.close().await.unwrap();
 }
+
+/// Group commit under SIGKILL: sixteen clients ask and cancel as fast as they can while the
+/// server is killed mid-stream. After the restart every change that was answered is there,
+/// nothing that was written lacks its audit event (no half-applied batch), and the chain
+/// verifies.
+#[tokio::test]
+async fn killed_in_the_middle_of_a_batch_every_answered_change_is_there_whole() {
+    const CLIENTS: usize = 16;
+    let s = setup();
+    let d = s.dir.path();
+    std::fs::write(
+        d.join("policies/batch.cedar"),
+        r#"@id("batchers-ask")
+permit (
+  principal in Hourglass::Group::"batchers",
+  action == Hourglass::Action::"Request",
+  resource == Hourglass::Entitlement::"demo/ops-admin"
+);
+"#,
+    )
+    .unwrap();
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..CLIENTS {
+        let token = hourglass_server::auth::new_token().unwrap();
+        config.push_str(&format!(
+            "\n[[identities]]\nname = \"batcher{i:02}\"\nkind = \"workload\"\nowner = \"alice\"\ngroups = [\"batchers\"]\ntoken_sha256 = [\"{}\"]\n",
+            hourglass_server::auth::token_hash(&token)
+        ));
+        tokens.push(token);
+    }
+    std::fs::write(&s.config, config).unwrap();
+    let (mut server, _, base) = s.start_at().await;
+
+    // Each client: ask (pending), then cancel, again and again, recording every answer.
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, &str)>::new()));
+    let mut clients = tokio::task::JoinSet::new();
+    for token in &tokens {
+        let c = hourglass_client::Client::new(&base, Some(token.clone())).unwrap();
+        let answered = answered.clone();
+        clients.spawn(async move {
+            let ask = CreateRequest {
+                entitlement: "demo/ops-admin".into(),
+                duration: Some("30m".into()),
+                reason: "batch test".into(),
+                ..read_logs()
+            };
+            loop {
+                let Ok(r) = c.create_request(&ask).await else {
+                    return;
+                };
+                answered.lock().unwrap().push((r.id.clone(), "pending"));
+                let Ok(r) = c.cancel(&r.id).await else { return };
+                answered.lock().unwrap().push((r.id, "cancelled"));
+            }
+        });
+    }
+    // Killed once the stream is well under way (answers, not time, decide when).
+    assert!(
+        eventually(|| async { answered.lock().unwrap().len() >= 200 }).await,
+        "the clients got answers"
+    );
+    server.start_kill().unwrap();
+    killed(&mut server).await;
+    while clients.join_next().await.is_some() {}
+    let answered = answered.lock().unwrap().clone();
+
+    // Restarted: every answered change is there.
+    let (mut server, _, base) = s.start_at().await;
+    let admin = s.client(&base, "admin");
+    for (id, state) in &answered {
+        let r = admin.get_request(id).await.unwrap();
+        if *state == "cancelled" {
+            assert_eq!(r.state, "cancelled", "{id}");
+        }
+    }
+    server.kill().await.unwrap();
+
+    // Nothing half applied: every request row has the events of its state, and every event
+    // about a request names a row.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        d.join("hourglass.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, state FROM requests")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT subject, action FROM audit_events WHERE action LIKE 'request.%'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    db.close().await;
+    let has = |id: &str, action: &str| events.iter().any(|(s, a)| s == id && a == action);
+    assert!(rows.len() >= answered.iter().filter(|(_, s)| *s == "pending").count());
+    for (id, state) in &rows {
+        assert!(has(id, "request.created"), "{id} has no request.created");
+        if state == "cancelled" {
+            assert!(
+                has(id, "request.cancelled"),
+                "{id} has no request.cancelled"
+            );
+        }
+    }
+    for (subject, action) in &events {
+        let row = rows.iter().find(|(id, _)| id == subject);
+        assert!(
+            row.is_some(),
+            "{action} about {subject}, which is not in the ledger"
+        );
+        if action == "request.cancelled" {
+            assert_eq!(row.unwrap().1, "cancelled", "{subject}");
+        }
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("audit chain ok"),
+        "{text}"
+    );
+}
