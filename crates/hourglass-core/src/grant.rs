@@ -187,7 +187,7 @@ impl Grant {
             }
             (state, cmd) => {
                 return Err(Error::conflict(
-                    "grant.invalid_transition",
+                    crate::ErrorCode::GrantInvalidTransition,
                     format!(
                         "grant {} is {}; {} is not possible",
                         self.id,

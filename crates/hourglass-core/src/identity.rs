@@ -112,12 +112,12 @@ pub fn is_reserved_name(name: &str) -> bool {
 pub fn check_owner(kind: PrincipalKind, owner: Option<&str>) -> Result<()> {
     match (kind, owner.map(str::trim).filter(|o| !o.is_empty())) {
         (PrincipalKind::Human, Some(_)) => Err(Error::invalid(
-            "identity.owner_not_allowed",
+            crate::ErrorCode::IdentityOwnerNotAllowed,
             "owner",
             "a human identity has no owner",
         )),
         (PrincipalKind::Workload | PrincipalKind::Agent, None) => Err(Error::invalid(
-            "identity.owner_missing",
+            crate::ErrorCode::IdentityOwnerMissing,
             "owner",
             format!(
                 "a {} must have an owner (a human or a group) who answers for it",
@@ -137,7 +137,7 @@ pub fn check_transition(
     use PrincipalStatus::*;
     match (from, to) {
         (Offboarded, Active | Suspended) => Err(Error::conflict(
-            "identity.offboarded",
+            crate::ErrorCode::IdentityOffboarded,
             format!("{id} is offboarded; create a new identity instead"),
         )),
         _ => Ok(()),

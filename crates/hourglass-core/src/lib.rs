@@ -37,4 +37,4 @@ pub mod ticket;
 
 pub use clock::{Clock, Timestamp};
 pub use duration::GrantDuration;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};

@@ -192,7 +192,7 @@ impl Request {
             ),
             cmd => {
                 return Err(Error::conflict(
-                    "request.invalid_transition",
+                    crate::ErrorCode::RequestInvalidTransition,
                     format!(
                         "request {} is {}; {} is not possible",
                         self.id,

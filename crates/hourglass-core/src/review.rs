@@ -72,13 +72,13 @@ impl Review {
     ) -> Result<(Review, AuditRecord)> {
         if by == &self.principal {
             return Err(Error::forbidden(
-                "review.self_close",
+                crate::ErrorCode::ReviewSelfClose,
                 "a break-glass review must be closed by someone other than the person who broke the glass",
             ));
         }
         if self.state != ReviewState::Open {
             return Err(Error::conflict(
-                "review.closed",
+                crate::ErrorCode::ReviewClosed,
                 format!("review {} is already closed", self.id),
             ));
         }

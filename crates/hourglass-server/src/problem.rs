@@ -21,7 +21,7 @@ impl From<Error> for ApiError {
 /// A problem response with its status.
 pub fn problem(
     status: StatusCode,
-    code: &str,
+    code: hourglass_core::ErrorCode,
     detail: impl Into<String>,
     field: Option<&str>,
 ) -> Response {
@@ -30,7 +30,7 @@ pub fn problem(
         title: status.canonical_reason().unwrap_or("error").to_owned(),
         status: status.as_u16(),
         detail: detail.into(),
-        code: code.to_owned(),
+        code: code.as_str().to_owned(),
         field: field.map(str::to_owned),
         request_id: None,
     };

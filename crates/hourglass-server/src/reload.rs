@@ -48,7 +48,7 @@ pub(crate) async fn reload(app: &App, caller: Option<&Caller>) -> Result<ReloadR
     // Only someone who may change everything learns what the files say.
     if let Some(c) = caller {
         app.engine
-            .require_admin_of_all(c, "policy.reload_not_allowed")?;
+            .require_admin_of_all(c, hourglass_core::ErrorCode::PolicyReloadNotAllowed)?;
     }
     let _one_at_a_time = app.reload_lock.lock().await;
     // Parsing and validating a large set is CPU work: keep it off the request workers.
@@ -58,14 +58,14 @@ pub(crate) async fn reload(app: &App, caller: Option<&Caller>) -> Result<ReloadR
         .map_err(|e| Error::internal(format!("policy loading task: {e}")))?;
     let set = loaded.map_err(|e| {
         Error::invalid(
-            "policy.invalid",
+            hourglass_core::ErrorCode::PolicyInvalid,
             "policies",
             format!("the policy set was not changed: {}", e.problems.join("; ")),
         )
     })?;
     let schedule = app.facts.read_schedule().map_err(|problems| {
         Error::invalid(
-            "policy.oncall_invalid",
+            hourglass_core::ErrorCode::PolicyOncallInvalid,
             "oncall_file",
             format!("the policy set was not changed: {}", problems.join("; ")),
         )

@@ -44,7 +44,7 @@ impl Engine {
             for g in self.store.live_grants_of(&principal.id, &ent.id).await? {
                 if g.starts_at < end && start < g.expires_at {
                     return Err(Error::conflict(
-                        "request.overlaps_grant",
+                        crate::ErrorCode::RequestOverlapsGrant,
                         format!(
                             "{} already holds {} until {} (grant {}); extend that grant instead of asking again",
                             principal.id, ent.id, g.expires_at, g.id
@@ -67,7 +67,7 @@ impl Engine {
             };
             if !(stale || break_glass) {
                 return Err(Error::conflict(
-                    "request.duplicate_pending",
+                    crate::ErrorCode::RequestDuplicatePending,
                     format!(
                         "request {} for {access} is already pending; cancel it or wait for its decision",
                         r.id
@@ -134,7 +134,7 @@ impl Engine {
         let over = |used: u64, max: u32| used >= u64::from(max);
         if over(u.principal_live_grants, q.principal_live_grants) {
             return Err(Error::limited(
-                "quota.principal_grants",
+                crate::ErrorCode::QuotaPrincipalGrants,
                 format!(
                     "{} already holds {} grants, the most allowed at once; let one end or revoke one",
                     principal.id, q.principal_live_grants
@@ -143,7 +143,7 @@ impl Engine {
         }
         if over(u.principal_requests, q.principal_requests_per_hour) {
             return Err(Error::limited(
-                "quota.principal_requests",
+                crate::ErrorCode::QuotaPrincipalRequests,
                 format!(
                     "{} made {} requests in the last hour, the most allowed; try again later",
                     principal.id, q.principal_requests_per_hour
@@ -154,7 +154,7 @@ impl Engine {
             && over(u.entitlement_live_grants, max)
         {
             return Err(Error::limited(
-                "quota.entitlement_grants",
+                crate::ErrorCode::QuotaEntitlementGrants,
                 format!("{} has {max} grants at once, the most allowed", ent.id),
             ));
         }
@@ -162,7 +162,7 @@ impl Engine {
             && over(u.entitlement_requests, max)
         {
             return Err(Error::limited(
-                "quota.entitlement_requests",
+                crate::ErrorCode::QuotaEntitlementRequests,
                 format!(
                     "{} had {max} requests in the last hour, the most allowed; try again later",
                     ent.id

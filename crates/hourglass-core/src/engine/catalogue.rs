@@ -152,19 +152,20 @@ impl Engine {
         principal: &str,
         access: &str,
     ) -> Result<Vec<Explained>> {
-        self.require_admin_of_all(caller, "explain.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::ExplainNotAllowed)?;
         let resource = self.resource_named(access).ok_or_else(|| {
             Error::invalid(
-                "explain.access_unknown",
+                crate::ErrorCode::ExplainAccessUnknown,
                 "access",
                 format!("no entitlement or profile named {:?}", access.trim()),
             )
         })?;
-        let who = PrincipalId::new(principal.trim())
-            .map_err(|m| Error::invalid("explain.principal_invalid", "principal", m))?;
+        let who = PrincipalId::new(principal.trim()).map_err(|m| {
+            Error::invalid(crate::ErrorCode::ExplainPrincipalInvalid, "principal", m)
+        })?;
         let p = self.principal(&who).await?.ok_or_else(|| {
             Error::invalid(
-                "explain.principal_unknown",
+                crate::ErrorCode::ExplainPrincipalUnknown,
                 "principal",
                 format!("no identity named {who}"),
             )

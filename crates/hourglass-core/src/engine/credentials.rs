@@ -9,7 +9,7 @@ use crate::{Error, Result, Timestamp, grant::GrantState, id::GrantId};
 
 fn gone() -> Error {
     Error::not_found(
-        "credential.not_available",
+        crate::ErrorCode::CredentialNotAvailable,
         "no credential is waiting for you on this grant (it is shown once)",
     )
 }

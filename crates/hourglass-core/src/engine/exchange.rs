@@ -78,21 +78,21 @@ fn check_delegation(x: &ExchangeRequest) -> Result<()> {
     {
         if t.delegation.carries_act {
             return Err(Error::forbidden(
-                "token.already_delegated",
+                crate::ErrorCode::TokenAlreadyDelegated,
                 format!("{which} carries act: a delegated token is not exchanged again"),
             ));
         }
     }
     match &x.actor {
         Some(a) if !consents(&x.subject, a) => Err(Error::forbidden(
-            "token.delegation_not_consented",
+            crate::ErrorCode::TokenDelegationNotConsented,
             format!(
                 "the subject's token does not consent to {} acting for {}: it needs may_act naming the agent, or an audience issued for delegation",
                 a.principal.id, x.subject.principal.id
             ),
         )),
         None if x.subject.delegation.for_delegation => Err(Error::forbidden(
-            "token.delegation_needs_actor",
+            crate::ErrorCode::TokenDelegationNeedsActor,
             "this token was issued for delegation: it is exchanged only with the acting agent's own token (actor_token)",
         )),
         _ => Ok(()),
@@ -196,7 +196,7 @@ impl Engine {
             .and_then(|id| self.catalog.entitlement(&id))
             .ok_or_else(|| {
                 Error::invalid(
-                    "exchange.entitlement_unknown",
+                    crate::ErrorCode::ExchangeEntitlementUnknown,
                     "resource",
                     format!("no entitlement named {:?}", x.entitlement),
                 )
@@ -204,13 +204,13 @@ impl Engine {
         let resource = Resource::Entitlement(ent);
         let duration = match x.duration.as_deref().map(str::trim) {
             None | Some("") => ent.default_duration,
-            Some(t) => t
-                .parse::<GrantDuration>()
-                .map_err(|e| Error::invalid("exchange.duration_invalid", "duration", e))?,
+            Some(t) => t.parse::<GrantDuration>().map_err(|e| {
+                Error::invalid(crate::ErrorCode::ExchangeDurationInvalid, "duration", e)
+            })?,
         };
         if duration > ent.max_duration {
             return Err(Error::invalid(
-                "exchange.duration_exceeds_max",
+                crate::ErrorCode::ExchangeDurationExceedsMax,
                 "duration",
                 format!(
                     "{duration} exceeds the maximum of {} for {}",
@@ -227,7 +227,7 @@ impl Engine {
             GrantDuration::from_secs(u64::try_from(end.millis_since(now) / 1000).unwrap_or(0));
         if granted < MIN_DURATION {
             return Err(Error::invalid(
-                "exchange.tokens_expire_too_soon",
+                crate::ErrorCode::ExchangeTokensExpireTooSoon,
                 "actor_token",
                 format!("the presented tokens expire in under {MIN_DURATION}; get fresh ones"),
             ));
@@ -247,7 +247,7 @@ impl Engine {
                 str::to_owned,
             );
         crate::text::check(&reason, super::requests::MAX_REASON)
-            .map_err(|m| Error::invalid("exchange.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::ExchangeReasonInvalid, "reason", m))?;
         let ticket = x
             .ticket
             .as_deref()
@@ -259,7 +259,7 @@ impl Engine {
         let checked = self.check_ticket(subject, ticket.as_deref(), false).await?;
         if checked.unavailable.is_some() {
             return Err(Error::upstream(
-                "ticket.unavailable",
+                crate::ErrorCode::TicketUnavailable,
                 "the ticket source did not answer, so the ticket cannot be checked; try again later",
             ));
         }
@@ -287,7 +287,7 @@ impl Engine {
             )
             .await?;
             return Err(Error::forbidden(
-                "exchange.not_allowed",
+                crate::ErrorCode::ExchangeNotAllowed,
                 format!(
                     "{} may not get {} by token exchange (policy)",
                     subject.id, ent.id
@@ -313,7 +313,7 @@ impl Engine {
                 )
                 .await?;
                 return Err(Error::forbidden(
-                    "exchange.actor_not_allowed",
+                    crate::ErrorCode::ExchangeActorNotAllowed,
                     format!(
                         "{} may not get {} (policy), so it cannot get it for {}",
                         a.principal.id, ent.id, subject.id
@@ -331,7 +331,7 @@ impl Engine {
             for t in std::iter::once(&x.subject).chain(x.actor.as_ref()) {
                 if self.store.is_token_used(&t.issuer_url, &t.jti, now).await? {
                     return Err(Error::forbidden(
-                        "token.replayed",
+                        crate::ErrorCode::TokenReplayed,
                         format!("this {} token (jti {}) was already exchanged; get a fresh one", t.facts.issuer, t.jti),
                     ));
                 }
@@ -505,7 +505,7 @@ mod tests {
     }
 
     fn code(x: &ExchangeRequest) -> Option<&'static str> {
-        check_delegation(x).err().map(|e| e.code())
+        check_delegation(x).err().map(|e| e.code().as_str())
     }
 
     #[test]

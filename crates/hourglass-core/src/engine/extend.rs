@@ -47,7 +47,7 @@ impl Engine {
         let max = self.max_total(ent, grant);
         if total_ms > max.as_millis() {
             return Err(Error::invalid(
-                "extend.exceeds_max",
+                crate::ErrorCode::ExtendExceedsMax,
                 "by",
                 format!(
                     "extending by {by} would make the grant {}s long; the maximum for {} is {max}",
@@ -71,10 +71,10 @@ impl Engine {
         let by: GrantDuration = by
             .trim()
             .parse()
-            .map_err(|e| Error::invalid("extend.by_invalid", "by", e))?;
+            .map_err(|e| Error::invalid(crate::ErrorCode::ExtendByInvalid, "by", e))?;
         if by < MIN_DURATION {
             return Err(Error::invalid(
-                "extend.by_below_min",
+                crate::ErrorCode::ExtendByBelowMin,
                 "by",
                 format!("an extension is at least {MIN_DURATION}"),
             ));
@@ -82,20 +82,20 @@ impl Engine {
         let reason = reason.trim().to_owned();
         if reason.is_empty() {
             return Err(Error::invalid(
-                "extend.reason_missing",
+                crate::ErrorCode::ExtendReasonMissing,
                 "reason",
                 format!("say why the access is needed longer (1-{MAX_REASON} characters)"),
             ));
         }
         crate::text::check(&reason, MAX_REASON)
-            .map_err(|m| Error::invalid("extend.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::ExtendReasonInvalid, "reason", m))?;
         // Someone who may not see the grant learns nothing about it.
         let grant = self.grant(caller, grant_id).await?;
         let principal = &caller.principal;
         if grant.principal != principal.id {
             // Only the holder asks for more time; an administrator revokes or grants anew.
             return Err(Error::forbidden(
-                "extend.not_holder",
+                crate::ErrorCode::ExtendNotHolder,
                 "only the holder of a grant may ask to extend it",
             ));
         }
@@ -105,13 +105,13 @@ impl Engine {
             .is_some_and(|r| matches!(r.access, AccessId::Profile(_)))
         {
             return Err(Error::conflict(
-                "extend.profile_grant",
+                crate::ErrorCode::ExtendProfileGrant,
                 "this grant is one of a task profile's, which end together; ask for the profile again",
             ));
         }
         if grant.state != GrantState::Active {
             return Err(Error::conflict(
-                "grant.not_active",
+                crate::ErrorCode::GrantNotActive,
                 format!(
                     "grant {} is {}; only an active grant can be extended",
                     grant.id,
@@ -130,7 +130,7 @@ impl Engine {
             .find(|r| r.extends.as_ref() == Some(&grant.id))
         {
             return Err(Error::conflict(
-                "extend.duplicate_pending",
+                crate::ErrorCode::ExtendDuplicatePending,
                 format!("extension {} of this grant is already pending", r.id),
             ));
         }
@@ -154,7 +154,7 @@ impl Engine {
         let eligible = self.decide(Action::Extend, principal, Resource::Entitlement(ent), &ctx)?;
         if !eligible.allowed {
             return Err(Error::forbidden(
-                "extend.not_eligible",
+                crate::ErrorCode::ExtendNotEligible,
                 format!("{} may not extend {} (policy)", principal.id, ent.id),
             ));
         }

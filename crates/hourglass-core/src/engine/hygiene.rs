@@ -24,7 +24,7 @@ impl Engine {
     /// identity that has not authenticated for this long (or never, this long after it was
     /// created) is flagged.
     pub async fn identity_report(&self, caller: &Caller, unused_days: u64) -> Result<Vec<Finding>> {
-        self.require_admin_of_all(caller, "report.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::ReportNotAllowed)?;
         let now = self.clock.now();
         let identities = self.store.list_identities().await?;
         let keys = self.store.list_keys(None).await?;

@@ -75,11 +75,14 @@ impl Engine {
     /// Looks up an authenticated principal by name; suspended and offboarded ones cannot act.
     pub async fn active_principal(&self, id: &PrincipalId) -> Result<Principal> {
         let p = self.principal(id).await?.ok_or_else(|| {
-            Error::forbidden("principal.unknown", format!("unknown principal {id}"))
+            Error::forbidden(
+                crate::ErrorCode::PrincipalUnknown,
+                format!("unknown principal {id}"),
+            )
         })?;
         if p.status != PrincipalStatus::Active {
             return Err(Error::forbidden(
-                "principal.inactive",
+                crate::ErrorCode::PrincipalInactive,
                 format!("principal {id} is {}", p.status.as_str()),
             ));
         }
@@ -275,12 +278,17 @@ impl Engine {
     async fn may_manage(&self, caller: &Caller, target: &Identity) -> Result<bool> {
         Ok(owns(&caller.principal, target)
             || self
-                .require_admin_of_all(caller, "identity.not_allowed")
+                .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
                 .is_ok())
     }
 
     async fn load_identity(&self, name: &str) -> Result<Identity> {
-        let not_found = || Error::not_found("identity.not_found", format!("no identity {name:?}"));
+        let not_found = || {
+            Error::not_found(
+                crate::ErrorCode::IdentityNotFound,
+                format!("no identity {name:?}"),
+            )
+        };
         let id = PrincipalId::new(name.trim()).map_err(|_| not_found())?;
         self.store.get_identity(&id).await?.ok_or_else(not_found)
     }
@@ -290,7 +298,7 @@ impl Engine {
         if !self.may_manage(caller, &identity).await? {
             // Someone who may not manage it learns nothing about it either.
             return Err(Error::not_found(
-                "identity.not_found",
+                crate::ErrorCode::IdentityNotFound,
                 format!("no identity {name:?}"),
             ));
         }
@@ -301,19 +309,19 @@ impl Engine {
     /// be a known active identity or a group some identity is in.
     #[instrument(skip_all, fields(principal = %caller.principal.id, identity = %new.name))]
     pub async fn create_identity(&self, caller: &Caller, new: NewIdentity) -> Result<Identity> {
-        self.require_admin_of_all(caller, "identity.create_not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::IdentityCreateNotAllowed)?;
         let id = PrincipalId::new(new.name.trim())
-            .map_err(|m| Error::invalid("identity.name_invalid", "name", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::IdentityNameInvalid, "name", m))?;
         if crate::identity::is_reserved_name(id.as_str()) {
             return Err(Error::invalid(
-                "identity.name_reserved",
+                crate::ErrorCode::IdentityNameReserved,
                 "name",
                 format!("{id} is reserved for Hourglass's own audit records; choose another name"),
             ));
         }
         let kind = PrincipalKind::parse(new.kind.trim()).ok_or_else(|| {
             Error::invalid(
-                "identity.kind_invalid",
+                crate::ErrorCode::IdentityKindInvalid,
                 "kind",
                 format!("kind {:?}: use human, workload or agent", new.kind),
             )
@@ -327,15 +335,16 @@ impl Engine {
             .map(str::to_owned);
         if new.groups.len() > MAX_GROUPS {
             return Err(Error::invalid(
-                "identity.groups_invalid",
+                crate::ErrorCode::IdentityGroupsInvalid,
                 "groups",
                 format!("at most {MAX_GROUPS} groups"),
             ));
         }
         let mut groups = Vec::new();
         for g in &new.groups {
-            let g = PrincipalId::new(g.trim())
-                .map_err(|m| Error::invalid("identity.groups_invalid", "groups", m))?;
+            let g = PrincipalId::new(g.trim()).map_err(|m| {
+                Error::invalid(crate::ErrorCode::IdentityGroupsInvalid, "groups", m)
+            })?;
             if !groups.contains(&g.to_string()) {
                 groups.push(g.to_string());
             }
@@ -347,14 +356,14 @@ impl Engine {
             match known_identity {
                 Some(i) if i.principal.status != PrincipalStatus::Active => {
                     return Err(Error::invalid(
-                        "identity.owner_inactive",
+                        crate::ErrorCode::IdentityOwnerInactive,
                         "owner",
                         format!("owner {o} is {}", i.principal.status.as_str()),
                     ));
                 }
                 Some(i) if i.principal.kind != PrincipalKind::Human => {
                     return Err(Error::invalid(
-                        "identity.owner_not_human",
+                        crate::ErrorCode::IdentityOwnerNotHuman,
                         "owner",
                         format!(
                             "owner {o} is a {}; a person or a group must answer for it",
@@ -366,7 +375,7 @@ impl Engine {
                 None if known_group => {}
                 None => {
                     return Err(Error::invalid(
-                        "identity.owner_unknown",
+                        crate::ErrorCode::IdentityOwnerUnknown,
                         "owner",
                         format!("owner {o:?} is neither a known identity nor a group"),
                     ));
@@ -408,7 +417,7 @@ impl Engine {
             .await
         {
             Err(Error::StoreConflict) => Err(Error::conflict(
-                "identity.exists",
+                crate::ErrorCode::IdentityExists,
                 format!("an identity named {id} exists"),
             )),
             Err(e) => Err(e),
@@ -437,8 +446,9 @@ impl Engine {
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
         if let Some(r) = &reason {
-            crate::text::check(r, super::requests::MAX_REASON)
-                .map_err(|m| Error::invalid("identity.reason_invalid", "reason", m))?;
+            crate::text::check(r, super::requests::MAX_REASON).map_err(|m| {
+                Error::invalid(crate::ErrorCode::IdentityReasonInvalid, "reason", m)
+            })?;
         }
         let reason = &reason;
         retry_on_conflict(|| async {
@@ -453,7 +463,7 @@ impl Engine {
                 return Ok(identity);
             }
             let authority = if self
-                .require_admin_of_all(caller, "identity.not_allowed")
+                .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
                 .is_ok()
             {
                 Authority::Administrator
@@ -469,7 +479,7 @@ impl Engine {
             {
                 let by = identity.status_set_by.as_ref().map_or("", |b| b.actor.as_str());
                 return Err(Error::forbidden(
-                    "identity.resume_not_allowed",
+                    crate::ErrorCode::IdentityResumeNotAllowed,
                     format!(
                         "{} was suspended by {by} as an administrator (or by the configuration); only an administrator lifts that",
                         identity.id()
@@ -519,13 +529,13 @@ impl Engine {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::invalid(
-                "identity.reason_missing",
+                crate::ErrorCode::IdentityReasonMissing,
                 "reason",
                 "say why the identity is offboarded",
             ));
         }
         crate::text::check(reason, super::requests::MAX_REASON)
-            .map_err(|m| Error::invalid("identity.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::IdentityReasonInvalid, "reason", m))?;
         let out = retry_on_conflict(|| async {
             let identity = self.load_managed(caller, name).await?;
             let id = identity.id().clone();
@@ -594,7 +604,7 @@ impl Engine {
                     actor: actor.to_owned(),
                     authority: if owns(&caller.principal, &identity)
                         && self
-                            .require_admin_of_all(caller, "identity.not_allowed")
+                            .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
                             .is_err()
                     {
                         Authority::Owner
@@ -651,7 +661,7 @@ impl Engine {
     /// the caller and what they own), with keys, live grants and the owner's standing.
     pub async fn inventory(&self, caller: &Caller) -> Result<Vec<InventoryEntry>> {
         let admin = self
-            .require_admin_of_all(caller, "identity.not_allowed")
+            .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
             .is_ok();
         let all = self.store.list_identities().await?;
         let keys = self.store.list_keys(None).await?;

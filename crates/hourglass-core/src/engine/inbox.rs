@@ -129,7 +129,7 @@ impl Engine {
             .await?
         else {
             return Err(crate::Error::not_found(
-                "inbox.not_found",
+                crate::ErrorCode::InboxNotFound,
                 format!("request {id} is not waiting for your decision"),
             ));
         };

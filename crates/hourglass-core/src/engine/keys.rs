@@ -65,11 +65,11 @@ impl Engine {
             None => max,
             Some(text) => text
                 .parse::<GrantDuration>()
-                .map_err(|e| Error::invalid("key.expires_invalid", "expires", e))?,
+                .map_err(|e| Error::invalid(crate::ErrorCode::KeyExpiresInvalid, "expires", e))?,
         };
         if d > max {
             return Err(Error::invalid(
-                "key.expires_exceeds_max",
+                crate::ErrorCode::KeyExpiresExceedsMax,
                 "expires",
                 format!("a key lives at most {max}; asked for {d}"),
             ));
@@ -134,7 +134,7 @@ impl Engine {
     }
 
     async fn load_key(&self, caller: &Caller, id: &str) -> Result<(ApiKey, Identity)> {
-        let not_found = || Error::not_found("key.not_found", format!("no key {id}"));
+        let not_found = || Error::not_found(crate::ErrorCode::KeyNotFound, format!("no key {id}"));
         let kid = KeyId::parse(id.trim()).ok_or_else(not_found)?;
         let key = self.store.get_key(&kid).await?.ok_or_else(not_found)?;
         let identity = self
@@ -156,7 +156,7 @@ impl Engine {
         let now = self.clock.now();
         if !old.is_valid_at(now) || old.replaced_by.is_some() {
             return Err(Error::conflict(
-                "key.not_active",
+                crate::ErrorCode::KeyNotActive,
                 format!(
                     "key {} is {} and cannot be rotated",
                     old.id,
@@ -241,7 +241,7 @@ fn require_active(identity: &Identity) -> Result<()> {
         return Ok(());
     }
     Err(Error::conflict(
-        "identity.inactive",
+        crate::ErrorCode::IdentityInactive,
         format!(
             "{} is {}",
             identity.id(),

@@ -362,7 +362,7 @@ impl Engine {
         }
         .ok_or_else(|| {
             Error::conflict(
-                "access.removed",
+                crate::ErrorCode::AccessRemoved,
                 format!("{} {access} is no longer configured", access.kind()),
             )
         })
@@ -455,7 +455,7 @@ where
     }
     Err(match last {
         Error::StoreConflict => Error::conflict(
-            "store.busy",
+            crate::ErrorCode::StoreBusy,
             "the object kept changing while this was decided; try again",
         ),
         e => e,

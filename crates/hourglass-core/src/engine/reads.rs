@@ -186,7 +186,7 @@ impl Engine {
             .await?
         {
             return Err(Error::not_found(
-                "request.not_found",
+                crate::ErrorCode::RequestNotFound,
                 format!("no request {id}"),
             ));
         }
@@ -207,7 +207,7 @@ impl Engine {
             .await?
         {
             return Err(Error::not_found(
-                "grant.not_found",
+                crate::ErrorCode::GrantNotFound,
                 format!("no grant {id}"),
             ));
         }
@@ -318,7 +318,10 @@ impl Engine {
                     } else if subject.starts_with(crate::id::GrantId::PREFIX) {
                         self.grant(caller, &subject).await.map(|_| ())
                     } else {
-                        Err(Error::not_found("event.other", "not a request or grant"))
+                        Err(Error::not_found(
+                            crate::ErrorCode::EventOther,
+                            "not a request or grant",
+                        ))
                     };
                     let v = match read {
                         Ok(()) => true,
@@ -350,7 +353,7 @@ impl Engine {
         scan: u64,
         limit: usize,
     ) -> Result<AuditFound> {
-        self.require_admin_of_all(caller, "audit.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::AuditNotAllowed)?;
         let head_seq = self.store.audit_head_seq().await?;
         let mut after = head_seq.saturating_sub(scan);
         let mut events = Vec::new();
@@ -382,7 +385,7 @@ impl Engine {
         &self,
         caller: &Caller,
     ) -> Result<(u64, String, Option<crate::audit::ChainBreak>)> {
-        self.require_admin_of_all(caller, "audit.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::AuditNotAllowed)?;
         let (v, broken) = crate::store::verify_chain(self.store.as_ref()).await?;
         Ok((v.checked(), v.head_hash().to_owned(), broken))
     }
@@ -400,7 +403,7 @@ impl Engine {
         after: u64,
         limit: u32,
     ) -> Result<Vec<crate::audit::AuditEvent>> {
-        self.require_admin_of_all(caller, "audit.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::AuditNotAllowed)?;
         self.store.audit_after(after, limit.clamp(1, 1_000)).await
     }
 }

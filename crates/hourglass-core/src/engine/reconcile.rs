@@ -88,7 +88,7 @@ fn live(state: GrantState) -> bool {
 
 impl Engine {
     /// Fails unless the caller may administer every entitlement.
-    pub fn require_admin_of_all(&self, caller: &Caller, code: &'static str) -> Result<()> {
+    pub fn require_admin_of_all(&self, caller: &Caller, code: crate::ErrorCode) -> Result<()> {
         let now = self.clock.now();
         let mut any = false;
         for ent in self.catalog.entitlements() {
@@ -232,7 +232,7 @@ impl Engine {
 
     /// `reconcile` on behalf of a caller, who must administer every entitlement.
     pub async fn reconcile_as(&self, caller: &Caller) -> Result<ReconcileReport> {
-        self.require_admin_of_all(caller, "reconcile.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::ReconcileNotAllowed)?;
         self.reconcile(caller.principal.id.as_str()).await
     }
 
@@ -275,7 +275,7 @@ impl Engine {
 
     /// Standing privilege per target: what `discover` finds that no live grant explains.
     pub async fn standing(&self, caller: &Caller) -> Result<Vec<TargetStanding>> {
-        self.require_admin_of_all(caller, "report.not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::ReportNotAllowed)?;
         let mut out = Vec::new();
         for (target, connector) in &self.connectors {
             let holdings = match connector.discover().await {

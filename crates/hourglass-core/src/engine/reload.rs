@@ -46,7 +46,7 @@ impl Engine {
         new: Arc<dyn PolicyDecider>,
     ) -> Result<ReloadReport> {
         if let Some(c) = caller {
-            self.require_admin_of_all(c, "policy.reload_not_allowed")?;
+            self.require_admin_of_all(c, crate::ErrorCode::PolicyReloadNotAllowed)?;
         }
         let actor = caller.map_or_else(|| "system".to_owned(), |c| c.principal.id.to_string());
         let old_hash = self.policy_hash();

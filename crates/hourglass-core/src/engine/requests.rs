@@ -55,13 +55,19 @@ pub(super) fn requesting_side(
 
 impl Engine {
     pub(super) async fn load_request(&self, id: &str) -> Result<Request> {
-        let not_found = || Error::not_found("request.not_found", format!("no request {id}"));
+        let not_found = || {
+            Error::not_found(
+                crate::ErrorCode::RequestNotFound,
+                format!("no request {id}"),
+            )
+        };
         let rid = RequestId::parse(id).ok_or_else(not_found)?;
         self.store.get_request(&rid).await?.ok_or_else(not_found)
     }
 
     pub(super) async fn load_grant(&self, id: &str) -> Result<Grant> {
-        let not_found = || Error::not_found("grant.not_found", format!("no grant {id}"));
+        let not_found =
+            || Error::not_found(crate::ErrorCode::GrantNotFound, format!("no grant {id}"));
         let gid = GrantId::parse(id).ok_or_else(not_found)?;
         self.store.get_grant(&gid).await?.ok_or_else(not_found)
     }
@@ -69,7 +75,7 @@ impl Engine {
     pub(super) fn entitlement_of(&self, id: &EntitlementId) -> Result<&Entitlement> {
         self.catalog.entitlement(id).ok_or_else(|| {
             Error::conflict(
-                "entitlement.removed",
+                crate::ErrorCode::EntitlementRemoved,
                 format!("entitlement {id} is no longer configured"),
             )
         })
@@ -78,7 +84,7 @@ impl Engine {
     async fn requester_of(&self, req: &Request) -> Result<Principal> {
         self.principal(&req.requester).await?.ok_or_else(|| {
             Error::conflict(
-                "principal.removed",
+                crate::ErrorCode::PrincipalRemoved,
                 format!("requester {} is no longer configured", req.requester),
             )
         })
@@ -96,20 +102,20 @@ impl Engine {
         // Refused in every state: nobody decides on their own request.
         if caller.principal.id == req.requester {
             return Err(Error::forbidden(
-                "approval.self_approval",
+                crate::ErrorCode::ApprovalSelfApproval,
                 "nobody may approve or deny their own request",
             ));
         }
         if req.state != RequestState::Pending {
             return Err(Error::conflict(
-                "request.not_pending",
+                crate::ErrorCode::RequestNotPending,
                 format!("request {} is {}, not pending", req.id, req.state.as_str()),
             ));
         }
         let requester = self.requester_of(req).await?;
         if let Some(why) = requesting_side(&caller.principal, &requester, &req.actors) {
             return Err(Error::forbidden(
-                "approval.separation_of_duties",
+                crate::ErrorCode::ApprovalSeparationOfDuties,
                 format!(
                     "{} may not decide on this request: {why}",
                     caller.principal.id
@@ -133,7 +139,7 @@ impl Engine {
                 .allowed
             {
                 return Err(Error::forbidden(
-                    "approval.step_up_required",
+                    crate::ErrorCode::ApprovalStepUpRequired,
                     format!(
                         "deciding on requests for {} needs a sign-in with a second factor; sign in again with one",
                         resource.name()
@@ -143,7 +149,7 @@ impl Engine {
         }
         if !decision.allowed {
             return Err(Error::forbidden(
-                "approval.not_authorized",
+                crate::ErrorCode::ApprovalNotAuthorized,
                 format!(
                     "{} may not approve requests for {}",
                     caller.principal.id,
@@ -211,8 +217,9 @@ impl Engine {
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty());
         if let Some(c) = &comment {
-            crate::text::check(c, MAX_REASON)
-                .map_err(|m| Error::invalid("approval.comment_invalid", "comment", m))?;
+            crate::text::check(c, MAX_REASON).map_err(|m| {
+                Error::invalid(crate::ErrorCode::ApprovalCommentInvalid, "comment", m)
+            })?;
         }
         let comment = &comment;
         let out = retry_on_conflict(move || async move {
@@ -227,7 +234,7 @@ impl Engine {
                 .any(|a| a.approver == caller.principal.id.as_str())
             {
                 return Err(Error::conflict(
-                    "approval.duplicate",
+                    crate::ErrorCode::ApprovalDuplicate,
                     format!(
                         "{} has already approved request {}",
                         caller.principal.id, req.id
@@ -325,13 +332,13 @@ impl Engine {
         let reason = reason.trim().to_owned();
         if reason.is_empty() {
             return Err(Error::invalid(
-                "deny.reason_missing",
+                crate::ErrorCode::DenyReasonMissing,
                 "reason",
                 "a reason is required to deny",
             ));
         }
         crate::text::check(&reason, MAX_REASON)
-            .map_err(|m| Error::invalid("deny.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::DenyReasonInvalid, "reason", m))?;
         let reason = &reason;
         retry_on_conflict(move || async move {
             let req = self.visible_request(caller, id).await?;
@@ -377,14 +384,14 @@ impl Engine {
                 let resource = self.resource_of(&req.access)?;
                 if !self.may_administer(&caller.principal, resource, now)? {
                     return Err(Error::forbidden(
-                        "request.cancel_not_allowed",
+                        crate::ErrorCode::RequestCancelNotAllowed,
                         "only the requester or an administrator may cancel a request",
                     ));
                 }
             }
             if req.state == RequestState::Fulfilled {
                 return Err(Error::conflict(
-                    "request.already_fulfilled",
+                    crate::ErrorCode::RequestAlreadyFulfilled,
                     format!(
                         "request {} already has a grant; revoke the grant instead",
                         req.id
@@ -393,7 +400,7 @@ impl Engine {
             }
             if !matches!(req.state, RequestState::Pending | RequestState::Approved) {
                 return Err(Error::conflict(
-                    "request.not_pending",
+                    crate::ErrorCode::RequestNotPending,
                     format!("request {} is {}, not pending", req.id, req.state.as_str()),
                 ));
             }
@@ -423,7 +430,7 @@ impl Engine {
             .filter(|r| !r.is_empty());
         if let Some(r) = &reason {
             crate::text::check(r, MAX_REASON)
-                .map_err(|m| Error::invalid("revoke.reason_invalid", "reason", m))?;
+                .map_err(|m| Error::invalid(crate::ErrorCode::RevokeReasonInvalid, "reason", m))?;
         }
         let reason = &reason;
         let out = retry_on_conflict(move || async move {
@@ -434,14 +441,14 @@ impl Engine {
                 let ent = self.entitlement_of(&grant.entitlement)?;
                 if !self.may_administer(&caller.principal, Resource::Entitlement(ent), now)? {
                     return Err(Error::forbidden(
-                        "grant.revoke_not_allowed",
+                        crate::ErrorCode::GrantRevokeNotAllowed,
                         "only the grantee or an administrator may revoke a grant",
                     ));
                 }
             }
             if !matches!(grant.state, GrantState::Provisioning | GrantState::Active) {
                 return Err(Error::conflict(
-                    "grant.not_active",
+                    crate::ErrorCode::GrantNotActive,
                     format!("grant {} is {}", grant.id, grant.state.as_str()),
                 ));
             }

@@ -163,7 +163,7 @@ impl Engine {
             open += page.iter().filter(|r| r.principal == principal.id).count() as u32;
             if open >= max {
                 return Err(Error::limited(
-                    "request.break_glass_reviews_open",
+                    crate::ErrorCode::RequestBreakGlassReviewsOpen,
                     format!(
                         "{} has {open} break-glass reviews open, the most allowed; another emergency waits until someone reviews them",
                         principal.id
@@ -183,16 +183,16 @@ impl Engine {
         let comment = comment.trim().to_owned();
         if comment.is_empty() {
             return Err(Error::invalid(
-                "review.comment_missing",
+                crate::ErrorCode::ReviewCommentMissing,
                 "comment",
                 "closing a review needs a comment: say what you checked",
             ));
         }
         crate::text::check(&comment, MAX_COMMENT)
-            .map_err(|m| Error::invalid("review.comment_invalid", "comment", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::ReviewCommentInvalid, "comment", m))?;
         let comment = &comment;
         retry_on_conflict(move || async move {
-            let not_found = || Error::not_found("review.not_found", format!("no review {id}"));
+            let not_found = || Error::not_found(crate::ErrorCode::ReviewNotFound, format!("no review {id}"));
             let rid = ReviewId::parse(id).ok_or_else(not_found)?;
             let review = self.store.get_review(&rid).await?.ok_or_else(not_found)?;
             let now = self.clock.now();
@@ -205,7 +205,7 @@ impl Engine {
                     super::requests::requesting_side(&caller.principal, &user, &[])
             {
                 return Err(Error::forbidden(
-                    "review.separation_of_duties",
+                    crate::ErrorCode::ReviewSeparationOfDuties,
                     format!("{} may not close this review: {why}", caller.principal.id),
                 ));
             }
@@ -214,7 +214,7 @@ impl Engine {
                 let resource = self.resource_of(&review.access)?;
                 if !self.may_review(caller, &review.principal, resource, now).await? {
                     return Err(Error::forbidden(
-                        "review.not_allowed",
+                        crate::ErrorCode::ReviewNotAllowed,
                         "only an approver or administrator of the entitlement may close its reviews",
                     ));
                 }

@@ -104,10 +104,10 @@ impl Engine {
         &self,
         t: &BearerToken,
         source_ip: Option<String>,
-    ) -> Result<std::result::Result<Caller, (&'static str, &'static str)>> {
+    ) -> Result<std::result::Result<Caller, (crate::ErrorCode, &'static str)>> {
         if t.carries_act {
             return Ok(Err((
-                "auth.delegated_token",
+                crate::ErrorCode::AuthDelegatedToken,
                 "a token that carries act is a delegation, not a session of its subject",
             )));
         }
@@ -116,18 +116,21 @@ impl Engine {
             Err(_) => None,
         };
         let Some(principal) = principal.filter(|p| p.status == PrincipalStatus::Active) else {
-            return Ok(Err(("auth.invalid", "the token is not valid")));
+            return Ok(Err((
+                crate::ErrorCode::AuthInvalid,
+                "the token is not valid",
+            )));
         };
         if principal.kind != PrincipalKind::Human {
             return Ok(Err((
-                "auth.not_a_person",
+                crate::ErrorCode::AuthNotAPerson,
                 "only people sign in with an identity token; workloads and agents exchange theirs at /v1/token",
             )));
         }
         let now = self.clock.now();
         if self.store.is_token_used(&t.issuer_url, &t.jti, now).await? {
             return Ok(Err((
-                "auth.token_used",
+                crate::ErrorCode::AuthTokenUsed,
                 "this token was already exchanged; it is not a session",
             )));
         }
@@ -169,13 +172,13 @@ impl Engine {
             .filter(|p| p.status == PrincipalStatus::Active)
             .ok_or_else(|| {
                 Error::forbidden(
-                    "session.principal_inactive",
+                    crate::ErrorCode::SessionPrincipalInactive,
                     format!("{principal} is not an active identity here"),
                 )
             })?;
         if p.kind != PrincipalKind::Human {
             return Err(Error::forbidden(
-                "session.not_a_person",
+                crate::ErrorCode::SessionNotAPerson,
                 "only people sign in; workloads and agents use keys or token exchange",
             ));
         }
@@ -194,16 +197,18 @@ impl Engine {
     /// administrator's decision, when the account really changed): their next sign-in binds
     /// again. Audited as `identity.sign_in_unbound`.
     pub async fn unbind_sign_in(&self, caller: &Caller, name: &str) -> Result<Identity> {
-        self.require_admin_of_all(caller, "identity.unbind_not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::IdentityUnbindNotAllowed)?;
         let pid = PrincipalId::new(name.trim())
-            .map_err(|m| Error::invalid("identity.name_invalid", "name", m))?;
-        let identity =
-            self.store.get_identity(&pid).await?.ok_or_else(|| {
-                Error::not_found("identity.not_found", format!("no identity {pid}"))
-            })?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::IdentityNameInvalid, "name", m))?;
+        let identity = self.store.get_identity(&pid).await?.ok_or_else(|| {
+            Error::not_found(
+                crate::ErrorCode::IdentityNotFound,
+                format!("no identity {pid}"),
+            )
+        })?;
         let Some(was) = identity.sign_in_subject.clone() else {
             return Err(Error::conflict(
-                "identity.not_bound",
+                crate::ErrorCode::IdentityNotBound,
                 format!("{pid} is not bound to an identity-provider account"),
             ));
         };
@@ -463,7 +468,7 @@ impl Engine {
                     .await
                 } else {
                     Err(Error::conflict(
-                        "session.identity_changed",
+                        crate::ErrorCode::SessionIdentityChanged,
                         "your identity changed while you signed in; sign in again",
                     ))
                 }

@@ -57,7 +57,7 @@ impl Engine {
         // An entitlement, or a task profile.
         let resource = self.resource_named(&new.entitlement).ok_or_else(|| {
             Error::invalid(
-                "request.entitlement_unknown",
+                crate::ErrorCode::RequestEntitlementUnknown,
                 "entitlement",
                 format!("no entitlement or profile named {:?}", new.entitlement),
             )
@@ -67,13 +67,13 @@ impl Engine {
         let duration = match new.duration.as_deref().map(str::trim) {
             None | Some("") if new.break_glass => resource.default_duration().min(cap),
             None | Some("") => resource.default_duration(),
-            Some(text) => text
-                .parse::<GrantDuration>()
-                .map_err(|e| Error::invalid("request.duration_invalid", "duration", e))?,
+            Some(text) => text.parse::<GrantDuration>().map_err(|e| {
+                Error::invalid(crate::ErrorCode::RequestDurationInvalid, "duration", e)
+            })?,
         };
         if new.break_glass && duration > cap {
             return Err(Error::invalid(
-                "request.duration_exceeds_break_glass_max",
+                crate::ErrorCode::RequestDurationExceedsBreakGlassMax,
                 "duration",
                 format!(
                     "duration {duration} exceeds the break-glass maximum of {cap} for {}",
@@ -83,14 +83,14 @@ impl Engine {
         }
         if duration < MIN_DURATION {
             return Err(Error::invalid(
-                "request.duration_below_min",
+                crate::ErrorCode::RequestDurationBelowMin,
                 "duration",
                 format!("duration {duration} is under the minimum of {MIN_DURATION}"),
             ));
         }
         if duration > resource.max_duration() {
             return Err(Error::invalid(
-                "request.duration_exceeds_max",
+                crate::ErrorCode::RequestDurationExceedsMax,
                 "duration",
                 format!(
                     "duration {duration} exceeds the maximum of {} for {}",
@@ -104,28 +104,28 @@ impl Engine {
             Some(text) => {
                 let at = Timestamp::parse_rfc3339(text).ok_or_else(|| {
                     Error::invalid(
-                        "request.starts_at_invalid",
+                        crate::ErrorCode::RequestStartsAtInvalid,
                         "starts_at",
                         format!("{text:?} is not an RFC 3339 time (2026-11-24T09:00:00Z)"),
                     )
                 })?;
                 if new.break_glass {
                     return Err(Error::invalid(
-                        "request.break_glass_scheduled",
+                        crate::ErrorCode::RequestBreakGlassScheduled,
                         "starts_at",
                         "break-glass access starts at once; it cannot be scheduled",
                     ));
                 }
                 if at < now.plus_millis(-START_SKEW_MS) {
                     return Err(Error::invalid(
-                        "request.starts_at_past",
+                        crate::ErrorCode::RequestStartsAtPast,
                         "starts_at",
                         format!("the start {at} is in the past"),
                     ));
                 }
                 if at > now.plus_millis(MAX_SCHEDULE_AHEAD_MS) {
                     return Err(Error::invalid(
-                        "request.starts_at_too_far",
+                        crate::ErrorCode::RequestStartsAtTooFar,
                         "starts_at",
                         "a start can be scheduled at most 30 days ahead",
                     ));
@@ -136,13 +136,13 @@ impl Engine {
         let reason = new.reason.trim().to_owned();
         if reason.is_empty() {
             return Err(Error::invalid(
-                "request.reason_missing",
+                crate::ErrorCode::RequestReasonMissing,
                 "reason",
                 "a reason is required: say what the access is for",
             ));
         }
         crate::text::check(&reason, MAX_REASON)
-            .map_err(|m| Error::invalid("request.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::RequestReasonInvalid, "reason", m))?;
         let ticket = new
             .ticket
             .as_deref()
@@ -152,7 +152,7 @@ impl Engine {
             && crate::text::check(t, MAX_TICKET).is_err()
         {
             return Err(Error::invalid(
-                "request.ticket_invalid",
+                crate::ErrorCode::RequestTicketInvalid,
                 "ticket",
                 format!("a ticket reference is at most {MAX_TICKET} printable characters"),
             ));
@@ -164,7 +164,7 @@ impl Engine {
             .filter(|k| !k.is_empty());
         if public_key.is_some_and(|k| k.len() > MAX_PUBLIC_KEY || k.contains(['\n', '\r'])) {
             return Err(Error::invalid(
-                "request.public_key_invalid",
+                crate::ErrorCode::RequestPublicKeyInvalid,
                 "public_key",
                 format!("a public key is one line of at most {MAX_PUBLIC_KEY} bytes"),
             ));
@@ -173,7 +173,9 @@ impl Engine {
             if let Some(connector) = self.connectors.get(&ent.target) {
                 connector
                     .check_request(&ent.params, public_key)
-                    .map_err(|m| Error::invalid("request.public_key_invalid", "public_key", m))?;
+                    .map_err(|m| {
+                        Error::invalid(crate::ErrorCode::RequestPublicKeyInvalid, "public_key", m)
+                    })?;
             }
         }
         Ok(Checked {
@@ -238,7 +240,7 @@ impl Engine {
             .await?;
             return Err(if new.break_glass {
                 Error::forbidden(
-                    "request.break_glass_not_allowed",
+                    crate::ErrorCode::RequestBreakGlassNotAllowed,
                     format!(
                         "{} may not break glass into {} (policy)",
                         principal.id,
@@ -247,7 +249,7 @@ impl Engine {
                 )
             } else {
                 Error::forbidden(
-                    "request.not_eligible",
+                    crate::ErrorCode::RequestNotEligible,
                     format!(
                         "{} is not eligible for {} (policy)",
                         principal.id,

@@ -94,7 +94,7 @@ impl Engine {
         let Some(bound) = self.tickets.find(reference) else {
             if self.tickets.refuses_unowned() {
                 return Err(Error::invalid(
-                    "ticket.unknown_source",
+                    crate::ErrorCode::TicketUnknownSource,
                     "ticket",
                     format!(
                         "no ticket source owns {reference:?}; give a ticket of a configured source"
@@ -109,12 +109,12 @@ impl Engine {
         let name = bound.source.name();
         match self.lookup_ticket(bound, reference).await? {
             Ok(None) => Err(Error::invalid(
-                "ticket.not_found",
+                crate::ErrorCode::TicketNotFound,
                 "ticket",
                 format!("{name} has no ticket {reference}"),
             )),
             Ok(Some(t)) if !t.open => Err(Error::invalid(
-                "ticket.closed",
+                crate::ErrorCode::TicketClosed,
                 "ticket",
                 format!(
                     "ticket {reference} is {} (closed) in {name}; access is bound to an open ticket",
@@ -124,7 +124,7 @@ impl Engine {
             Ok(Some(t)) => {
                 if bound.require_assignee && !assigned_to(&t, principal) {
                     return Err(Error::forbidden(
-                        "ticket.not_assigned",
+                        crate::ErrorCode::TicketNotAssigned,
                         format!(
                             "ticket {reference} is assigned to {}, not to {} or one of their groups",
                             t.assignee.as_deref().unwrap_or("nobody"),
@@ -141,7 +141,7 @@ impl Engine {
                 warn!(source = name, ticket = reference, error = %e, "ticket source did not answer");
                 if bound.on_unavailable == OnUnavailable::Deny && !emergency {
                     return Err(Error::upstream(
-                        "ticket.unavailable",
+                        crate::ErrorCode::TicketUnavailable,
                         format!(
                             "the ticket source {name} gave no answer about {reference} ({e}), so the request cannot be checked; try again later"
                         ),
@@ -186,21 +186,21 @@ impl Engine {
         let source = report.source.as_str();
         let Some(bound) = self.tickets.named(source) else {
             return Err(Error::not_found(
-                "ticket_event.unknown_source",
+                crate::ErrorCode::TicketEventUnknownSource,
                 format!("no ticket source {source:?}"),
             ));
         };
         let reference = report.ticket.reference.as_str();
         if !bound.source.matches(reference) {
             return Err(Error::invalid(
-                "ticket_event.foreign_reference",
+                crate::ErrorCode::TicketEventForeignReference,
                 "ref",
                 format!("{reference} is not a reference of {source}"),
             ));
         }
         let Some(updated) = report.ticket.updated else {
             return Err(Error::invalid(
-                "ticket_event.time_missing",
+                crate::ErrorCode::TicketEventTimeMissing,
                 "updated",
                 "the event does not say when the ticket changed (updated, or a signed timestamp)",
             ));
@@ -212,7 +212,7 @@ impl Engine {
                 && self.store.is_token_used(&replay_key, id, now).await?
             {
                 return Err(Error::conflict(
-                    "ticket_event.replayed",
+                    crate::ErrorCode::TicketEventReplayed,
                     "this event was already received; a repeat changes nothing",
                 ));
             }
@@ -221,7 +221,7 @@ impl Engine {
                 && last > updated
             {
                 return Err(Error::conflict(
-                    "ticket_event.stale",
+                    crate::ErrorCode::TicketEventStale,
                     format!(
                         "the event says {reference} changed at {updated}, before what {source} last reported ({last}); it is not applied"
                     ),
@@ -290,7 +290,7 @@ impl Engine {
         let reference = &reported.reference;
         if bound.reported_only {
             return Err(Error::conflict(
-                "ticket_event.reopen_refused",
+                crate::ErrorCode::TicketEventReopenRefused,
                 format!(
                     "{reference} is closed, and {name} only reports by webhook, so a report cannot reopen it; an administrator can (POST /v1/tickets/sources/{name}/tickets/{reference}/reopen)"
                 ),
@@ -302,11 +302,11 @@ impl Engine {
                 ..t
             }),
             Ok(_) => Err(Error::conflict(
-                "ticket_event.reopen_unconfirmed",
+                crate::ErrorCode::TicketEventReopenUnconfirmed,
                 format!("the event says {reference} is open again, but {name} says it is not"),
             )),
             Err(e) => Err(Error::upstream(
-                "ticket.unavailable",
+                crate::ErrorCode::TicketUnavailable,
                 format!(
                     "{name} could not confirm that {reference} is open again ({e}); try again later"
                 ),
@@ -325,27 +325,27 @@ impl Engine {
         reference: &str,
         reason: &str,
     ) -> Result<Ticket> {
-        self.require_admin_of_all(caller, "ticket.reopen_not_allowed")?;
+        self.require_admin_of_all(caller, crate::ErrorCode::TicketReopenNotAllowed)?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::invalid(
-                "ticket.reason_missing",
+                crate::ErrorCode::TicketReasonMissing,
                 "reason",
                 "say why the ticket is reopened",
             ));
         }
         crate::text::check(reason, super::requests::MAX_REASON)
-            .map_err(|m| Error::invalid("ticket.reason_invalid", "reason", m))?;
+            .map_err(|m| Error::invalid(crate::ErrorCode::TicketReasonInvalid, "reason", m))?;
         let not_found = || {
             Error::not_found(
-                "ticket.not_found",
+                crate::ErrorCode::TicketNotFound,
                 format!("{source} reported no ticket {reference}"),
             )
         };
         let bound = self.tickets.named(source).ok_or_else(not_found)?;
         if !bound.reported_only {
             return Err(Error::conflict(
-                "ticket.reopen_by_source",
+                crate::ErrorCode::TicketReopenBySource,
                 format!(
                     "{source} has a lookup API: reopen {reference} there, and it is asked afresh"
                 ),
@@ -360,7 +360,7 @@ impl Engine {
                 .ok_or_else(not_found)?;
             if stored.open {
                 return Err(Error::conflict(
-                    "ticket.already_open",
+                    crate::ErrorCode::TicketAlreadyOpen,
                     format!("{reference} is already open"),
                 ));
             }

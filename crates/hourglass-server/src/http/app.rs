@@ -171,7 +171,7 @@ impl FromRequest<Shared> for Posted {
         ) {
             return Err(super::problem(
                 StatusCode::FORBIDDEN,
-                "auth.csrf",
+                hourglass_core::ErrorCode::AuthCsrf,
                 "this form needs its CSRF token and must come from this server's own page; reload the page",
                 None,
             ));
@@ -235,7 +235,7 @@ impl App {
             csp: self.web.app_csp.clone(),
             admin: self
                 .engine
-                .require_admin_of_all(&p.caller, "admin.not_allowed")
+                .require_admin_of_all(&p.caller, hourglass_core::ErrorCode::AdminNotAllowed)
                 .is_ok(),
         }
     }
@@ -652,7 +652,7 @@ pub(super) async fn release(
             .await
             .map(|_| ()),
         Ok(_) => Err(Error::forbidden(
-            "grant.not_yours",
+            hourglass_core::ErrorCode::GrantNotYours,
             "only its holder releases a grant here; administrators revoke on the Admin pages",
         )),
         Err(e) => Err(e),

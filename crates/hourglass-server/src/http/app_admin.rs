@@ -32,7 +32,7 @@ impl FromRequestParts<Shared> for Admin {
         let p = Person::from_request_parts(parts, app).await?;
         if let Err(e) = app
             .engine
-            .require_admin_of_all(&p.caller, "admin.not_allowed")
+            .require_admin_of_all(&p.caller, hourglass_core::ErrorCode::AdminNotAllowed)
         {
             let chrome = app.chrome(&p, "Administration", "admin", false).await;
             return Err(render(
@@ -374,7 +374,10 @@ pub(super) async fn identity_status(
             .unbind_sign_in(&p.caller, &name)
             .await
             .map(|_| ()),
-        _ => Err(Error::not_found("route.not_found", "no such action")),
+        _ => Err(Error::not_found(
+            hourglass_core::ErrorCode::RouteNotFound,
+            "no such action",
+        )),
     };
     done(&app, &p, r, "/admin/identities", "admin").await
 }

@@ -128,7 +128,7 @@ pub fn router(app: Shared) -> Router {
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
-                "route.not_found",
+                hourglass_core::ErrorCode::RouteNotFound,
                 "no such route",
                 None,
             )
@@ -192,7 +192,7 @@ impl FromRequestParts<Shared> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Self::Rejection> {
-        let unauthorized = |code: &str, detail: &str| {
+        let unauthorized = |code: hourglass_core::ErrorCode, detail: &str| {
             let mut r = problem(StatusCode::UNAUTHORIZED, code, detail, None);
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -216,14 +216,14 @@ impl FromRequestParts<Shared> for Authed {
                     .map_err(|e| ApiError(e).into_response())?
                 else {
                     return Err(unauthorized(
-                        "auth.session_ended",
+                        hourglass_core::ErrorCode::AuthSessionEnded,
                         "the session has ended; sign in again",
                     ));
                 };
                 if !web::csrf_ok(&parts.method, &parts.headers, &id, None) {
                     return Err(problem(
                         StatusCode::FORBIDDEN,
-                        "auth.csrf",
+                        hourglass_core::ErrorCode::AuthCsrf,
                         "a change with a session needs its CSRF token (X-CSRF-Token) from this server's own pages",
                         None,
                     ));
@@ -231,7 +231,7 @@ impl FromRequestParts<Shared> for Authed {
                 return Ok(Authed(caller));
             }
             return Err(unauthorized(
-                "auth.missing",
+                hourglass_core::ErrorCode::AuthMissing,
                 "send Authorization: Bearer <token>, or sign in",
             ));
         };
@@ -239,7 +239,10 @@ impl FromRequestParts<Shared> for Authed {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
         else {
-            return Err(unauthorized("auth.scheme", "use the Bearer scheme"));
+            return Err(unauthorized(
+                hourglass_core::ErrorCode::AuthScheme,
+                "use the Bearer scheme",
+            ));
         };
         // A person's JWT from an issuer that opted in (`api_audience`), with its MFA facts; else
         // an Hourglass API key. A token for exchange or delegation is never a session, and no
@@ -255,7 +258,10 @@ impl FromRequestParts<Shared> for Authed {
                 Ok(v) => v,
                 Err(r) => {
                     tracing::info!(code = r.code, reason = %r.reason, "bearer JWT refused");
-                    return Err(unauthorized("auth.invalid", "the token is not valid"));
+                    return Err(unauthorized(
+                        hourglass_core::ErrorCode::AuthInvalid,
+                        "the token is not valid",
+                    ));
                 }
             };
             let bearer = hourglass_core::engine::BearerToken {
@@ -268,7 +274,7 @@ impl FromRequestParts<Shared> for Authed {
             return match app.engine.bearer_caller(&bearer, source_ip).await {
                 Ok(Ok(caller)) => Ok(Authed(caller)),
                 Ok(Err((code, detail))) => {
-                    tracing::info!(code, issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
+                    tracing::info!(code = code.as_str(), issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
                     Err(unauthorized(code, detail))
                 }
                 Err(e) => Err(ApiError(e).into_response()),
@@ -276,7 +282,12 @@ impl FromRequestParts<Shared> for Authed {
         }
         let principal = match app.engine.authenticate_key(token).await {
             Ok(Some(p)) => p,
-            Ok(None) => return Err(unauthorized("auth.invalid", "the token is not valid")),
+            Ok(None) => {
+                return Err(unauthorized(
+                    hourglass_core::ErrorCode::AuthInvalid,
+                    "the token is not valid",
+                ));
+            }
             Err(e) => return Err(ApiError(e).into_response()),
         };
         Ok(Authed(Caller {
@@ -297,7 +308,7 @@ impl<T: DeserializeOwned> FromRequest<Shared> for Body<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             problem(
                 StatusCode::BAD_REQUEST,
-                "body.unreadable",
+                hourglass_core::ErrorCode::BodyUnreadable,
                 e.body_text(),
                 None,
             )
@@ -319,7 +330,7 @@ impl<T: DeserializeOwned> FromRequest<Shared> for Body<T> {
             };
             problem(
                 StatusCode::BAD_REQUEST,
-                "body.invalid",
+                hourglass_core::ErrorCode::BodyInvalid,
                 format!("malformed body: {inner}"),
                 field.as_deref(),
             )
@@ -349,7 +360,7 @@ pub(crate) fn parse_state<T>(
         None | Some("") => Ok(None),
         Some(s) => parse(s).map(Some).ok_or_else(|| {
             ApiError(Error::invalid(
-                "query.state_unknown",
+                hourglass_core::ErrorCode::QueryStateUnknown,
                 "state",
                 format!("unknown state {s:?}"),
             ))
@@ -362,13 +373,21 @@ pub(crate) fn query<T: DeserializeOwned>(q: Option<&str>) -> ApiResult<T> {
 }
 
 fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> ApiResult<T> {
-    Query::<T>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .map_err(|_| ApiError(Error::invalid("query.invalid", "query", "malformed query")))?,
-    )
+    Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
+        ApiError(Error::invalid(
+            hourglass_core::ErrorCode::QueryInvalid,
+            "query",
+            "malformed query",
+        ))
+    })?)
     .map(|Query(v)| v)
-    .map_err(|e| ApiError(Error::invalid("query.invalid", "query", e.body_text())))
+    .map_err(|e| {
+        ApiError(Error::invalid(
+            hourglass_core::ErrorCode::QueryInvalid,
+            "query",
+            e.body_text(),
+        ))
+    })
 }
 
 #[utoipa::path(post, path = "/v1/requests", request_body = CreateRequest, responses((status = 201, description = "Created: pending, or fulfilled when policy approved it", body = RequestView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
@@ -552,7 +571,7 @@ async fn credential(
     // or history) never does: the web app reveals it with a POST and its CSRF token.
     if !headers.contains_key(header::AUTHORIZATION) {
         return Err(ApiError(Error::forbidden(
-            "credential.bearer_only",
+            hourglass_core::ErrorCode::CredentialBearerOnly,
             "fetch a credential with your API token, or reveal it in the web app (Mine)",
         )));
     }
@@ -680,7 +699,7 @@ async fn ssh_krl(State(app): State<Shared>, uri: axum::http::Uri) -> ApiResult<R
     };
     let Some(ca) = ca else {
         return Err(Error::not_found(
-            "ssh.target_unknown",
+            hourglass_core::ErrorCode::SshTargetUnknown,
             format!(
                 "no such SSH target; give ?target= one of: {}",
                 app.ssh
@@ -723,7 +742,7 @@ async fn readyz(State(app): State<Shared>) -> Response {
         tracing::warn!(workers = ?down, "not ready: workers down");
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "worker.down",
+            hourglass_core::ErrorCode::WorkerDown,
             format!(
                 "workers stopped and are being restarted: {}",
                 down.join(", ")
@@ -735,7 +754,7 @@ async fn readyz(State(app): State<Shared>) -> Response {
         tracing::warn!("not ready: deciding under a policy set other than the one in force");
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
-            "policy.stale",
+            hourglass_core::ErrorCode::PolicyStale,
             "this replica's policy files differ from the set in force (another replica reloaded or started with other files): deploy the same files and reload",
             None,
         );
@@ -746,7 +765,7 @@ async fn readyz(State(app): State<Shared>) -> Response {
             tracing::warn!(error = %e, "not ready");
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "store.unreachable",
+                hourglass_core::ErrorCode::StoreUnreachable,
                 "the store does not answer",
                 None,
             )

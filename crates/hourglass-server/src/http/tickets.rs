@@ -31,13 +31,13 @@ fn refused(app: &Shared, source: &str, e: &Refused) -> Response {
     match e {
         Refused::BadPayload(_) => problem(
             StatusCode::BAD_REQUEST,
-            "ticket_event.invalid",
+            hourglass_core::ErrorCode::TicketEventInvalid,
             e.to_string(),
             Some("body"),
         ),
         _ => problem(
             StatusCode::UNAUTHORIZED,
-            "ticket_event.unauthenticated",
+            hourglass_core::ErrorCode::TicketEventUnauthenticated,
             e.to_string(),
             None,
         ),
@@ -136,7 +136,7 @@ pub(super) async fn generic_event(
         app.metrics.ticket_event("-", "refused");
         return Ok(problem(
             StatusCode::BAD_REQUEST,
-            "ticket_event.no_source",
+            hourglass_core::ErrorCode::TicketEventNoSource,
             format!("no webhook ticket source owns {reference:?}"),
             Some("ref"),
         ));
@@ -161,7 +161,7 @@ pub(super) async fn source_event(
     let Some(hook) = app.ticket_hooks.get(&name) else {
         return Ok(problem(
             StatusCode::NOT_FOUND,
-            "ticket_event.unknown_source",
+            hourglass_core::ErrorCode::TicketEventUnknownSource,
             format!("no ticket source {name:?} accepts events (is webhook_secret set?)"),
             None,
         ));

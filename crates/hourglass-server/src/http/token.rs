@@ -61,7 +61,7 @@ fn from_engine(e: &Error) -> Response {
         Error::Invalid { message, .. } => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_request", message.clone())
         }
-        Error::Forbidden { code, message } if code.starts_with("token.") => {
+        Error::Forbidden { code, message } if code.as_str().starts_with("token.") => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", message.clone())
         }
         Error::Forbidden { message, .. } | Error::NotFound { message, .. } => {
@@ -309,10 +309,10 @@ pub(super) async fn exchange(
         Err(e) => {
             // Refused tokens are audited (replays, delegation without consent); policy refusals
             // are audited by the engine.
-            if e.code().starts_with("token.")
+            if e.code().as_str().starts_with("token.")
                 && let Err(audit) = app
                     .engine
-                    .record_token_refusal(e.code(), &e.to_string(), None, Some(&source_ip))
+                    .record_token_refusal(e.code().as_str(), &e.to_string(), None, Some(&source_ip))
                     .await
             {
                 return from_engine(&audit);

@@ -359,7 +359,7 @@ pub(super) async fn demo_signin(
     if !app.web.demo_sign_in || !peer.ip().is_loopback() || !loopback_host(&headers) {
         return Ok(problem(
             StatusCode::NOT_FOUND,
-            "route.not_found",
+            hourglass_core::ErrorCode::RouteNotFound,
             "no such route",
             None,
         ));
@@ -367,7 +367,7 @@ pub(super) async fn demo_signin(
     if !same_origin(&headers) {
         return Ok(problem(
             StatusCode::FORBIDDEN,
-            "auth.cross_site",
+            hourglass_core::ErrorCode::AuthCrossSite,
             "sign-in is posted from this server's own page only",
             None,
         ));
@@ -375,7 +375,7 @@ pub(super) async fn demo_signin(
     let name = form_field(&body, "principal").unwrap_or_default();
     let pid = PrincipalId::new(name.trim()).map_err(|m| {
         ApiError(hourglass_core::Error::invalid(
-            "session.principal_invalid",
+            hourglass_core::ErrorCode::SessionPrincipalInvalid,
             "principal",
             m,
         ))
@@ -410,7 +410,7 @@ pub(super) async fn signout(
     if !csrf_ok(&method, &headers, &id, presented.as_deref()) {
         return problem(
             StatusCode::FORBIDDEN,
-            "auth.csrf",
+            hourglass_core::ErrorCode::AuthCsrf,
             "sign-out needs the page's CSRF token, from this server's own page",
             None,
         );
@@ -604,7 +604,7 @@ pub(super) async fn session(State(app): State<Shared>, headers: HeaderMap) -> Ap
     let none = || {
         problem(
             StatusCode::UNAUTHORIZED,
-            "auth.no_session",
+            hourglass_core::ErrorCode::AuthNoSession,
             "not signed in (no live session cookie)",
             None,
         )
