@@ -53,12 +53,10 @@ pub struct KeyView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IdentityView {
     pub name: String,
-    /// `human`, `workload` or `agent`.
-    pub kind: String,
+    pub kind: crate::PrincipalKind,
     pub owner: Option<String>,
     pub groups: Vec<String>,
-    /// `active`, `suspended` or `offboarded`.
-    pub status: String,
+    pub status: crate::PrincipalStatus,
     pub status_reason: Option<String>,
     /// `config` (declared in `[[identities]]`), `api`, or `sign_in` (created at a first single
     /// sign-on).

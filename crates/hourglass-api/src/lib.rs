@@ -5,7 +5,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod enums;
 mod identity;
+pub use enums::{
+    AccessKind, ApprovalVia, GrantState, PrincipalKind, PrincipalStatus, RequestState, ReviewState,
+    Verdict,
+};
 pub use identity::{
     CreateIdentity, CreateKey, IdentityFinding, IdentityReport, IdentityStatusBody, IdentityView,
     IssuedKeyView, KeyView, OffboardView, RotateKey, TokenError, TokenResponse,
@@ -85,10 +90,8 @@ pub struct RevokeBody {
 pub struct ApprovalView {
     /// A principal name, or `policy` for an automatic approval.
     pub approver: String,
-    /// `approve` or `deny`.
-    pub verdict: String,
-    /// `human`, `policy` or `break_glass`.
-    pub via: String,
+    pub verdict: Verdict,
+    pub via: ApprovalVia,
     /// The policies that determined the decision.
     pub policy_ids: Vec<String>,
     pub policy_hash: String,
@@ -103,14 +106,12 @@ pub struct RequestView {
     pub requester: String,
     /// The entitlement or profile asked for.
     pub entitlement: String,
-    /// `entitlement` or `profile`.
     #[serde(default = "entitlement_kind")]
-    pub kind: String,
+    pub kind: AccessKind,
     pub duration: String,
     pub reason: String,
     pub ticket: Option<String>,
-    /// pending, approved, fulfilled, denied, cancelled, expired, failed.
-    pub state: String,
+    pub state: RequestState,
     pub state_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -141,8 +142,8 @@ pub struct RequestView {
     pub grants: Option<Vec<GrantView>>,
 }
 
-fn entitlement_kind() -> String {
-    "entitlement".into()
+fn entitlement_kind() -> AccessKind {
+    AccessKind::Entitlement
 }
 
 /// A grant: the elevated state in a target.
@@ -153,8 +154,7 @@ pub struct GrantView {
     pub principal: String,
     pub entitlement: String,
     pub target: String,
-    /// provisioning, active, revoking, revoked, failed.
-    pub state: String,
+    pub state: GrantState,
     pub starts_at: String,
     pub expires_at: String,
     pub activated_at: Option<String>,
@@ -178,12 +178,10 @@ pub struct ReviewView {
     pub principal: String,
     /// The entitlement or profile broken into.
     pub entitlement: String,
-    /// `entitlement` or `profile`.
-    pub kind: String,
+    pub kind: AccessKind,
     /// The break-glass reason.
     pub reason: String,
-    /// `open` or `closed`.
-    pub state: String,
+    pub state: ReviewState,
     pub opened_at: String,
     pub closed_at: Option<String>,
     pub closed_by: Option<String>,

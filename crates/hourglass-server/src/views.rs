@@ -1,23 +1,59 @@
 //! Domain values → wire types.
 
-use hourglass_api::{ApprovalView, AuditEventView, GrantView, RequestView, ReviewView};
-use hourglass_core::{
-    engine::RequestDetails,
-    grant::Grant,
-    request::{Approval, Request, Verdict},
-    review::Review,
+use hourglass_api::{
+    self as api, ApprovalView, AuditEventView, GrantView, RequestView, ReviewView,
 };
+use hourglass_core::{
+    catalog::{PrincipalKind, PrincipalStatus},
+    engine::RequestDetails,
+    grant::{Grant, GrantState},
+    id::AccessId,
+    request::{Approval, ApprovalVia, Request, RequestState, Verdict},
+    review::{Review, ReviewState},
+};
+
+/// The wire's name for what was asked for.
+pub fn access_kind(a: &AccessId) -> api::AccessKind {
+    match a {
+        AccessId::Entitlement(_) => api::AccessKind::Entitlement,
+        AccessId::Profile(_) => api::AccessKind::Profile,
+    }
+}
+
+/// The wire's request state (every state mapped: a new one must be named on the wire).
+pub fn request_state(s: RequestState) -> api::RequestState {
+    match s {
+        RequestState::Pending => api::RequestState::Pending,
+        RequestState::Approved => api::RequestState::Approved,
+        RequestState::Fulfilled => api::RequestState::Fulfilled,
+        RequestState::Denied => api::RequestState::Denied,
+        RequestState::Cancelled => api::RequestState::Cancelled,
+        RequestState::Expired => api::RequestState::Expired,
+        RequestState::Failed => api::RequestState::Failed,
+    }
+}
+
+/// The wire's grant state.
+pub fn grant_state(s: GrantState) -> api::GrantState {
+    match s {
+        GrantState::Provisioning => api::GrantState::Provisioning,
+        GrantState::Active => api::GrantState::Active,
+        GrantState::Revoking => api::GrantState::Revoking,
+        GrantState::Revoked => api::GrantState::Revoked,
+        GrantState::Failed => api::GrantState::Failed,
+    }
+}
 
 pub fn request(r: &Request) -> RequestView {
     RequestView {
         id: r.id.to_string(),
         requester: r.requester.to_string(),
         entitlement: r.access.name().to_owned(),
-        kind: r.access.kind().to_owned(),
+        kind: access_kind(&r.access),
         duration: r.duration.to_string(),
         reason: r.reason.clone(),
         ticket: r.ticket.clone(),
-        state: r.state.as_str().to_owned(),
+        state: request_state(r.state),
         state_reason: r.state_reason.clone(),
         created_at: r.created_at.to_string(),
         updated_at: r.updated_at.to_string(),
@@ -48,11 +84,14 @@ pub fn approval(a: &Approval) -> ApprovalView {
     ApprovalView {
         approver: a.approver.clone(),
         verdict: match a.verdict {
-            Verdict::Approve => "approve",
-            Verdict::Deny => "deny",
-        }
-        .to_owned(),
-        via: a.via.as_str().to_owned(),
+            Verdict::Approve => api::Verdict::Approve,
+            Verdict::Deny => api::Verdict::Deny,
+        },
+        via: match a.via {
+            ApprovalVia::Human => api::ApprovalVia::Human,
+            ApprovalVia::Policy => api::ApprovalVia::Policy,
+            ApprovalVia::BreakGlass => api::ApprovalVia::BreakGlass,
+        },
         policy_ids: a.policy_ids.clone(),
         policy_hash: a.policy_hash.clone(),
         comment: a.comment.clone(),
@@ -67,7 +106,7 @@ pub fn grant(g: &Grant) -> GrantView {
         principal: g.principal.to_string(),
         entitlement: g.entitlement.to_string(),
         target: g.target.to_string(),
-        state: g.state.as_str().to_owned(),
+        state: grant_state(g.state),
         starts_at: g.starts_at.to_string(),
         expires_at: g.expires_at.to_string(),
         activated_at: g.activated_at.map(|t| t.to_string()),
@@ -97,9 +136,12 @@ pub fn review(r: &Review) -> ReviewView {
         grant_id: r.grant_id.to_string(),
         principal: r.principal.to_string(),
         entitlement: r.access.name().to_owned(),
-        kind: r.access.kind().to_owned(),
+        kind: access_kind(&r.access),
         reason: r.reason.clone(),
-        state: r.state.as_str().to_owned(),
+        state: match r.state {
+            ReviewState::Open => api::ReviewState::Open,
+            ReviewState::Closed => api::ReviewState::Closed,
+        },
         opened_at: r.opened_at.to_string(),
         closed_at: r.closed_at.map(|t| t.to_string()),
         closed_by: r.closed_by.as_ref().map(ToString::to_string),
@@ -155,10 +197,18 @@ pub fn identity(
     let p = &i.principal;
     hourglass_api::IdentityView {
         name: p.id.to_string(),
-        kind: p.kind.as_str().to_owned(),
+        kind: match p.kind {
+            PrincipalKind::Human => api::PrincipalKind::Human,
+            PrincipalKind::Workload => api::PrincipalKind::Workload,
+            PrincipalKind::Agent => api::PrincipalKind::Agent,
+        },
         owner: p.owner.clone(),
         groups: p.groups.clone(),
-        status: p.status.as_str().to_owned(),
+        status: match p.status {
+            PrincipalStatus::Active => api::PrincipalStatus::Active,
+            PrincipalStatus::Suspended => api::PrincipalStatus::Suspended,
+            PrincipalStatus::Offboarded => api::PrincipalStatus::Offboarded,
+        },
         status_reason: i.status_reason.clone(),
         origin: i.origin.as_str().to_owned(),
         created_at: i.created_at.to_string(),

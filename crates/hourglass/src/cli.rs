@@ -492,7 +492,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "{:<36} {:<7} {:<10} {:<24} {:<25} {}{}",
                     shown(&r.id),
-                    shown(&r.state),
+                    shown(r.state.as_str()),
                     shown(&r.principal),
                     shown(&r.entitlement),
                     shown(&r.opened_at),
@@ -799,7 +799,7 @@ fn print_request(cli: &Cli, r: &RequestView) {
     println!(
         "{}  {}  {}  for {}  by {}{}",
         shown(&r.id),
-        shown(&r.state),
+        shown(r.state.as_str()),
         shown(&r.entitlement),
         shown(&r.duration),
         shown(&r.requester),
@@ -847,7 +847,7 @@ fn print_requests(cli: &Cli, items: &[RequestView]) -> Result<ExitCode> {
         println!(
             "{:<36} {:<10} {:<10} {:<24} {:<8} {:<25} {:<36} {}",
             shown(&r.id),
-            shown(&r.state),
+            shown(r.state.as_str()),
             shown(&r.requester),
             shown(&r.entitlement),
             shown(&r.duration),
@@ -878,7 +878,7 @@ fn print_grants(cli: &Cli, items: &[GrantView]) -> Result<ExitCode> {
         println!(
             "{:<36} {:<12} {:<10} {:<24} {}",
             shown(&g.id),
-            shown(&g.state),
+            shown(g.state.as_str()),
             shown(&g.principal),
             shown(&g.entitlement),
             shown(&g.expires_at)

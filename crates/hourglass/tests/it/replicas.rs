@@ -293,7 +293,7 @@ async fn states(bases: &Bases, token: &str, gids: &[String]) -> Option<Vec<Strin
     let c = client_on(bases, token, 0)?;
     let mut out = Vec::with_capacity(gids.len());
     for g in gids {
-        out.push(c.get_grant(g).await.ok()?.state);
+        out.push(c.get_grant(g).await.ok()?.state.to_string());
     }
     Some(out)
 }
