@@ -320,4 +320,99 @@ mod tests {
             );
         }
     }
+
+    /// Any sequence of commands at any later moments: each accepted step makes exactly the
+    /// move the lifecycle allows and records it with the matching event; each refused one
+    /// changes nothing; the end never moves earlier; a grant ends once, as `revoked` only if it
+    /// was ever active, and nothing moves it after.
+    mod lifecycle_properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::event::EventKind;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Activate,
+            Expire,
+            Revoke,
+            Confirm,
+            Extend(i64),
+        }
+
+        fn step() -> impl Strategy<Value = (Step, i64)> {
+            (
+                prop_oneof![
+                    Just(Step::Activate),
+                    Just(Step::Expire),
+                    Just(Step::Revoke),
+                    Just(Step::Confirm),
+                    (-30_000i64..120_000).prop_map(Step::Extend),
+                ],
+                0i64..40_000,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn every_path_through_the_lifecycle_is_one_the_design_allows(
+                steps in proptest::collection::vec(step(), 1..24)
+            ) {
+                let mut g = provisioning();
+                let mut at = g.created_at;
+                let mut ended = false;
+                for (s, dt) in steps {
+                    at = at.plus_millis(dt);
+                    let cmd = match &s {
+                        Step::Activate => GrantCommand::Activate { handle: None, credential_fingerprint: None },
+                        Step::Expire => GrantCommand::Expire,
+                        Step::Revoke => GrantCommand::Revoke { actor: "alice".into(), reason: "done".into() },
+                        Step::Confirm => GrantCommand::ConfirmRevoked,
+                        Step::Extend(by) => GrantCommand::Extend {
+                            expires_at: g.expires_at.plus_millis(*by),
+                            request: RequestId::generate(at).unwrap(),
+                        },
+                    };
+                    let before = g.clone();
+                    match g.apply(cmd, at) {
+                        Ok((next, ev)) => {
+                            prop_assert!(!ended, "a terminal grant moved: {:?}", before.state);
+                            prop_assert_eq!(&ev.subject, before.id.as_str());
+                            let kind = ev.kind().unwrap();
+                            use GrantState::*;
+                            let expected = match (before.state, next.state) {
+                                (Provisioning, Active) => EventKind::GrantActivated,
+                                (Active, Revoking) if matches!(s, Step::Expire) => EventKind::GrantExpired,
+                                (Provisioning | Active, Revoking) => EventKind::GrantRevokeRequested,
+                                (Revoking, Revoked) => EventKind::GrantRevoked,
+                                (Revoking, Failed) => EventKind::GrantFailed,
+                                (Active, Active) => EventKind::GrantExtended,
+                                (from, to) => {
+                                    prop_assert!(false, "move {from:?} -> {to:?} is not in the lifecycle");
+                                    unreachable!()
+                                }
+                            };
+                            prop_assert_eq!(kind, expected);
+                            prop_assert!(next.expires_at >= before.expires_at, "the end moved earlier");
+                            if matches!(next.state, Revoked | Failed) {
+                                prop_assert_eq!(next.ended_at, Some(at));
+                                prop_assert_eq!(next.state == Revoked, before.activated_at.is_some());
+                                ended = true;
+                            } else {
+                                prop_assert_eq!(next.ended_at, None);
+                            }
+                            if next.state == Revoking {
+                                prop_assert!(next.revoke_due_at.is_some());
+                            }
+                            g = next;
+                        }
+                        Err(e) => {
+                            prop_assert_eq!(e.code(), crate::ErrorCode::GrantInvalidTransition);
+                            prop_assert_eq!(&g, &before);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

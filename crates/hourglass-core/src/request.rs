@@ -388,4 +388,67 @@ mod tests {
         let (expired, _) = pending().apply(RequestCommand::Expire, at).unwrap();
         assert_eq!(expired.state, RequestState::Expired);
     }
+
+    /// Any sequence of decisions: only the moves of the request lifecycle happen, each with the
+    /// matching event naming where it came from and went; a refused command changes nothing; a
+    /// decided request stays decided.
+    mod lifecycle_properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::event::EventKind;
+
+        proptest! {
+            #[test]
+            fn every_path_through_the_request_lifecycle_is_one_the_design_allows(
+                steps in proptest::collection::vec(0u8..6, 1..16)
+            ) {
+                let mut r = pending();
+                let mut at = r.created_at;
+                for s in steps {
+                    at = at.plus_millis(10);
+                    let cmd = match s {
+                        0 => RequestCommand::Approve { actor: "bob".into() },
+                        1 => RequestCommand::Deny { actor: PrincipalId::new("bob").unwrap(), reason: "no".into() },
+                        2 => RequestCommand::Cancel { actor: "alice".into(), note: None },
+                        3 => RequestCommand::Expire,
+                        4 => RequestCommand::Fulfil { grant_id: GrantId::generate(at).unwrap() },
+                        _ => RequestCommand::Fail { reason: "target down".into() },
+                    };
+                    let before = r.clone();
+                    match r.apply(cmd, at) {
+                        Ok((next, ev)) => {
+                            use RequestState::*;
+                            let kind = ev.kind().unwrap();
+                            let expected = match (before.state, next.state) {
+                                (Pending, Approved) => EventKind::RequestApproved,
+                                (Pending, Denied) => EventKind::RequestDenied,
+                                (Pending | Approved, Cancelled) => EventKind::RequestCancelled,
+                                (Pending, Expired) => EventKind::RequestExpired,
+                                (Approved, Fulfilled) => EventKind::RequestFulfilled,
+                                (Approved, Failed) => EventKind::RequestFailed,
+                                (from, to) => {
+                                    prop_assert!(false, "move {from:?} -> {to:?} is not in the lifecycle");
+                                    unreachable!()
+                                }
+                            };
+                            prop_assert_eq!(kind, expected);
+                            let detail = |k: &str| ev.details.iter().find(|(d, _)| d == k).map(|(_, v)| v.clone());
+                            prop_assert_eq!(detail("from"), Some(before.state.as_str().to_owned()));
+                            prop_assert_eq!(detail("to"), Some(next.state.as_str().to_owned()));
+                            prop_assert_eq!(next.updated_at, at);
+                            if next.state == Fulfilled {
+                                prop_assert!(next.grant_id.is_some());
+                            }
+                            r = next;
+                        }
+                        Err(e) => {
+                            prop_assert_eq!(e.code(), crate::ErrorCode::RequestInvalidTransition);
+                            prop_assert_eq!(&r, &before);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -53,7 +53,10 @@ fn read_logs() -> CreateRequest {
 }
 
 async fn state(c: &Client, gid: &str) -> String {
-    c.get_grant(gid).await.map(|g| g.state.to_string()).unwrap_or_default()
+    c.get_grant(gid)
+        .await
+        .map(|g| g.state.to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
