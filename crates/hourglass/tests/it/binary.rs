@@ -19,6 +19,32 @@ use tokio::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hourglass");
 
+/// Runs `hourglass audit verify` on the store of `config` and asserts the chain is intact.
+pub fn assert_audit_verifies(config: &std::path::Path) {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("audit chain ok"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends SIGHUP (reload) to the process `pid`.
+pub fn hup(pid: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,

@@ -121,18 +121,7 @@ async fn killed_around_connector_calls_it_converges_after_restart() {
     server.kill().await.unwrap();
 
     // 6. The audit chain is intact and tells the story.
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("audit chain ok"), "{text}");
+    crate::binary::assert_audit_verifies(&s.config);
 }
 
 #[tokio::test]
@@ -289,14 +278,5 @@ permit (
             assert_eq!(row.unwrap().1, "cancelled", "{subject}");
         }
     }
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("audit chain ok"),
-        "{text}"
-    );
+    crate::binary::assert_audit_verifies(&s.config);
 }

@@ -284,15 +284,7 @@ async fn sighup_reloads_policies_and_keeps_the_old_set_on_error() {
     let (mut server, _, base) = s.start_at().await;
     let alice = s.client(&base, "alice");
     let pid = server.id().unwrap().to_string();
-    let hup = || {
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let hup = || crate::binary::hup(&pid);
     let policies = s.dir.path().join("policies");
     std::fs::write(policies.join("broken.cedar"), "permit(").unwrap();
     hup();

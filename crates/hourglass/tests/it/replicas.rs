@@ -458,13 +458,7 @@ async fn a_policy_set_put_in_force_through_one_replica_decides_in_every_replica(
         let replicas = c.replicas.lock().await;
         replicas[0].as_ref().unwrap().0.id().unwrap().to_string()
     };
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::binary::hup(&pid);
     // …changes what replica B decides, without anyone touching B (B says when it follows).
     assert!(
         eventually(|| async {
@@ -673,17 +667,7 @@ async fn settle_each(c: &Cluster, bases: &Bases, holders: &[(String, String)], s
 }
 
 async fn verify_chain(c: &Cluster) {
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--config"])
-        .arg(&c.config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("audit chain ok"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::binary::assert_audit_verifies(&c.config);
 }
 
 /// Terminates every session on the test database and refuses new ones until `allow` runs.
