@@ -397,14 +397,15 @@ pub async fn verify_chain(
     Option<crate::audit::ChainBreak>,
 )> {
     let mut v = crate::audit::ChainVerifier::default();
-    let mut broken = None;
-    walk_audit::<crate::Error>(store, 0, |e| match v.check(&e) {
-        Ok(()) => Ok(true),
-        Err(b) => {
-            broken = Some(b);
-            Ok(false)
+    let mut after = 0;
+    loop {
+        let page = store.audit_after(after, AUDIT_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok((v, None));
+        };
+        after = last.seq;
+        if let Err(b) = v.check_page(&page) {
+            return Ok((v, Some(b)));
         }
-    })
-    .await?;
-    Ok((v, broken))
+    }
 }

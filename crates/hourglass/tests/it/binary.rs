@@ -20,6 +20,7 @@ use tokio::{
 pub const BIN: &str = env!("CARGO_BIN_EXE_hourglass");
 
 /// Runs `hourglass audit verify` on the store of `config` and asserts the chain is intact.
+#[cfg_attr(not(feature = "test-clock"), allow(dead_code))]
 pub fn assert_audit_verifies(config: &std::path::Path) {
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify", "--config"])
@@ -35,6 +36,7 @@ pub fn assert_audit_verifies(config: &std::path::Path) {
 }
 
 /// Sends SIGHUP (reload) to the process `pid`.
+#[cfg_attr(not(feature = "test-clock"), allow(dead_code))]
 pub fn hup(pid: &str) {
     assert!(
         std::process::Command::new("kill")
