@@ -9,9 +9,9 @@
 //! the ledger's: a grant of this target that was revoked (or failed) before its end is in it
 //! from the commit that revoked it until its certificate has expired anyway, so it stays small
 //! and every replica renders the same list. The KRL is served at `/v1/ssh/krl` rendered from the
-//! ledger at each call, and written to `krl_file` for sshd's `RevokedKeys` at start and by the
-//! replica that carries out a revocation (hosts that do not share that file fetch the served
-//! one).
+//! ledger at each call, and written to `krl_file` for sshd's `RevokedKeys` at start, by the
+//! replica that carries out a revocation, and by every replica when another one schedules work
+//! (its wake-up), so each host's file follows the ledger.
 
 use std::{
     io::Write,
@@ -294,13 +294,31 @@ impl SshConnector {
 
     /// Renders the KRL from the ledger into `krl_file` (replaced whole, never half written).
     /// sshd refuses every key when its `RevokedKeys` file is missing, so this runs at start.
+    /// Replicas on one host may share the file: each write holds an exclusive lock on
+    /// `<krl_file>.lock` from reading the ledger to the rename, so a writer that read the ledger
+    /// before a revocation never replaces a file that already lists it.
     pub async fn write_krl_file(&self) -> Result<Vec<String>, ConnectorError> {
-        let _guard = self.krl.lock().await;
+        let _in_process = self.krl.lock().await;
+        let lock_path = PathBuf::from(format!("{}.lock", self.krl_file.display()));
+        let cannot =
+            |e: std::io::Error| ConnectorError::new(format!("{}: {e}", lock_path.display()));
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(cannot)?;
+        // Another process holds it for a ledger read and a file write: a moment.
+        let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+            .await
+            .map_err(|e| ConnectorError::new(format!("KRL lock task: {e}")))?
+            .map_err(cannot)?;
         let revoked = self.revoked_now().await?;
         let bytes = encode_krl(&self.ca_blob, &revoked, self.clock.now());
-        replace_file(&self.krl_file, &bytes)
-            .map_err(|e| ConnectorError::new(format!("{}: {e}", self.krl_file.display())))?;
-        Ok(revoked)
+        let written = replace_file(&self.krl_file, &bytes)
+            .map_err(|e| ConnectorError::new(format!("{}: {e}", self.krl_file.display())));
+        drop(lock_file);
+        written.map(|()| revoked)
     }
 
     fn serial(spec: &GrantSpec) -> u64 {

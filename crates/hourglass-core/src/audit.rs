@@ -159,50 +159,6 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// Checks a page of events in order, exactly as [`ChainVerifier::check`] on each would
-    /// (the same first failure), but recomputes the content hashes on every core: each
-    /// depends only on its own row and the previous hash *as stored*, so they are independent;
-    /// the links are then followed in order.
-    pub fn check_page(&mut self, events: &[AuditEvent]) -> Result<(), ChainBreak> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(events.len().div_ceil(1_000).max(1));
-        let chunk = events.len().div_ceil(threads).max(1);
-        let mut intact = vec![false; events.len()];
-        std::thread::scope(|scope| {
-            for (evs, out) in events.chunks(chunk).zip(intact.chunks_mut(chunk)) {
-                scope.spawn(move || {
-                    for (e, ok) in evs.iter().zip(out.iter_mut()) {
-                        *ok = chain_hash(e.seq, &e.record, &e.prev_hash) == e.hash;
-                    }
-                });
-            }
-        });
-        for (e, ok) in events.iter().zip(intact) {
-            let fail = |reason: String| ChainBreak { seq: e.seq, reason };
-            if e.seq != self.next_seq {
-                return Err(ChainBreak {
-                    seq: self.next_seq,
-                    reason: format!("expected sequence {}, found {}", self.next_seq, e.seq),
-                });
-            }
-            if e.prev_hash != self.prev_hash {
-                return Err(fail(
-                    "previous-hash link does not match the event before it".into(),
-                ));
-            }
-            if !ok {
-                return Err(fail(
-                    "content does not match its hash (event altered)".into(),
-                ));
-            }
-            self.next_seq += 1;
-            self.prev_hash.clone_from(&e.hash);
-            self.checked += 1;
-        }
-        Ok(())
-    }
-
     /// How many events passed.
     pub fn checked(&self) -> u64 {
         self.checked
@@ -258,35 +214,6 @@ mod tests {
         let mut v = ChainVerifier::default();
         let err = events.iter().try_for_each(|e| v.check(e)).unwrap_err();
         assert_eq!(err.seq, 3);
-    }
-
-    /// A page checked at once (hashes on every core) finds what event-by-event checking
-    /// finds, at the same place, and continues across pages.
-    #[test]
-    fn a_page_is_checked_as_its_events_one_by_one() {
-        let events = chain(5_000);
-        let mut v = ChainVerifier::default();
-        v.check_page(&events[..2_500]).unwrap();
-        v.check_page(&events[2_500..]).unwrap();
-        assert_eq!(v.checked(), 5_000);
-        assert_eq!(v.head_hash(), events[4_999].hash);
-        for broken in [
-            |e: &mut Vec<AuditEvent>| e[3_700].record.actor = "mallory".into(),
-            |e: &mut Vec<AuditEvent>| drop(e.remove(1_234)),
-            |e: &mut Vec<AuditEvent>| e[4_000].prev_hash = GENESIS_HASH.into(),
-        ] {
-            let mut events = chain(5_000);
-            broken(&mut events);
-            let mut one_by_one = ChainVerifier::default();
-            let expected = events
-                .iter()
-                .try_for_each(|e| one_by_one.check(e))
-                .unwrap_err();
-            let mut paged = ChainVerifier::default();
-            let found = paged.check_page(&events).unwrap_err();
-            assert_eq!(found, expected);
-            assert_eq!(paged.checked(), one_by_one.checked());
-        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub trait CredentialSeal: Send + Sync {
     /// Opens what [`CredentialSeal::seal`] sealed; fails if it was altered, moved to another
     /// grant, holder or end, or sealed under another key.
     fn open(&self, sealed: &SealedCredential) -> Result<SecretString>;
+    /// How every value this sealer seals begins (its format and key id): a credential is only
+    /// taken from the store by a process that can open it.
+    fn sealed_prefix(&self) -> String;
 }
 
 /// What binds a sealed credential to its place (the authenticated data of the seal).

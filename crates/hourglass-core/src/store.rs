@@ -239,12 +239,14 @@ pub trait Store: Send + Sync {
     /// Records use of a session: `last_seen_at` moves to `at` if it is more than a minute older.
     /// Bookkeeping, not a state change: no audit record.
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()>;
-    /// Takes the credential waiting for `holder` on grant `id`: deleted as it is read, so it is
-    /// handed over once, whichever process asks. Nothing once the grant's end has passed.
+    /// Takes the credential waiting for `holder` on grant `id` whose sealed text begins with
+    /// `sealed_prefix` (one this process can open): deleted as it is read, so it is handed
+    /// over once, whichever process asks. Nothing once the grant's end has passed.
     async fn take_credential(
         &self,
         id: &GrantId,
         holder: &PrincipalId,
+        sealed_prefix: &str,
         now: Timestamp,
     ) -> Result<Option<crate::credential::SealedCredential>>;
     /// The policy set in force, if one was ever recorded.
@@ -397,15 +399,14 @@ pub async fn verify_chain(
     Option<crate::audit::ChainBreak>,
 )> {
     let mut v = crate::audit::ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = store.audit_after(after, AUDIT_PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok((v, None));
-        };
-        after = last.seq;
-        if let Err(b) = v.check_page(&page) {
-            return Ok((v, Some(b)));
+    let mut broken = None;
+    walk_audit::<crate::Error>(store, 0, |e| match v.check(&e) {
+        Ok(()) => Ok(true),
+        Err(b) => {
+            broken = Some(b);
+            Ok(false)
         }
-    }
+    })
+    .await?;
+    Ok((v, broken))
 }

@@ -621,6 +621,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             move || reload::follower(Arc::clone(&app), Arc::clone(&wake), stop.clone()),
         )
     });
+    let krl_writer = (store.is_shared() && !app.ssh.is_empty()).then(|| {
+        let cas: Vec<_> = app.ssh.values().cloned().collect();
+        let (clock, wake, stop) = (
+            Arc::clone(engine.clock()),
+            Arc::clone(&wake),
+            stop_rx.clone(),
+        );
+        sup.supervise(
+            "krl_writer",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || {
+                workers::krl_writer(
+                    cas.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&wake),
+                    stop.clone(),
+                )
+            },
+        )
+    });
     let notifier = {
         let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
         sup.supervise(
@@ -639,6 +660,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
     };
     let mut tasks = vec![server, sched, runner, notifier];
     tasks.extend(follower);
+    tasks.extend(krl_writer);
     if polls_tickets {
         let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
         let every = config.tickets.poll_interval;

@@ -10,7 +10,11 @@
 //! credentials. With no directory at all the key lives in memory only, and credentials not taken
 //! before a restart are lost, which is the safe side: the holder revokes and asks again.
 
-use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{
+    io::Write as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+};
 
 use aws_lc_rs::{
     aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
@@ -98,6 +102,18 @@ impl Sealer {
                 Err(e) => return Err(cannot(e)),
             }
         }
+        // A key others may read or write is not this process's secret any more.
+        let mode = std::fs::metadata(&path)
+            .map_err(cannot)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::internal(format!(
+                "credential key {}: readable or writable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )));
+        }
         let text = std::fs::read_to_string(&path).map_err(cannot)?;
         let key = parse_key(text.trim()).ok_or_else(|| {
             Error::internal(format!(
@@ -155,6 +171,10 @@ impl CredentialSeal for Sealer {
                 hex::encode(&data)
             ),
         })
+    }
+
+    fn sealed_prefix(&self) -> String {
+        format!("v1.{}.", self.key_id)
     }
 
     fn open(&self, s: &SealedCredential) -> Result<SecretString> {
@@ -215,6 +235,7 @@ mod tests {
         let secret = SecretString::from("pg-password-123".to_owned());
         let sealed = s.seal(&g, &alice, end, &secret).unwrap();
         assert!(!sealed.sealed.contains("pg-password-123"));
+        assert!(sealed.sealed.starts_with(&s.sealed_prefix()));
         assert_eq!(s.open(&sealed).unwrap().expose_secret(), "pg-password-123");
         // Another process with the same key file opens it; the file is the owner's only.
         let again = Sealer::in_dir(dir.path()).unwrap();
@@ -248,6 +269,7 @@ mod tests {
         );
         // Another key names itself.
         let other = Sealer::ephemeral().unwrap();
+        assert!(!sealed.sealed.starts_with(&other.sealed_prefix()));
         let err = other.open(&sealed).unwrap_err();
         assert!(format!("{err:?}").contains(KEY_FILE), "{err:?}");
     }
@@ -255,8 +277,15 @@ mod tests {
     #[test]
     fn a_key_file_that_is_not_a_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(KEY_FILE), "not-hex").unwrap();
+        let path = dir.path().join(KEY_FILE);
+        std::fs::write(&path, "not-hex").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = Sealer::in_dir(dir.path()).unwrap_err();
         assert!(format!("{err:?}").contains("64 hexadecimal"), "{err:?}");
+        // A good key that others may read is refused too.
+        std::fs::write(&path, "ab".repeat(32)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Sealer::in_dir(dir.path()).unwrap_err();
+        assert!(format!("{err:?}").contains("chmod 600"), "{err:?}");
     }
 }

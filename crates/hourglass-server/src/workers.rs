@@ -116,6 +116,8 @@ pub struct Wakeups {
     pub notifications: Notify,
     /// Another replica put a policy set in force.
     pub policy: Notify,
+    /// Work was scheduled (a revocation among it, perhaps): SSH CAs rewrite their KRL files.
+    pub krl: Notify,
     /// On a shared store, the longest a worker sleeps before it looks again, in case a wake-up
     /// from another replica was lost. Real time, not the engine clock.
     pub poll: Option<std::time::Duration>,
@@ -124,6 +126,7 @@ pub struct Wakeups {
 impl hourglass_core::engine::Wake for Wakeups {
     fn jobs_changed(&self) {
         self.jobs.notify_one();
+        self.krl.notify_one();
     }
     fn deadlines_changed(&self) {
         self.deadlines.notify_one();
@@ -164,6 +167,25 @@ pub(crate) async fn sleep_until_or(
 
 fn retry_at(clock: &dyn Clock) -> Option<Timestamp> {
     Some(clock.now().plus_millis(1_000))
+}
+
+/// On a shared store, keeps each SSH target's `krl_file` on this host in step with the ledger:
+/// rewritten whenever any replica schedules work (a revocation schedules its job), and every
+/// poll interval in case a wake-up was lost. The replica that carries out a revocation writes
+/// its own file at once; this is for the other hosts.
+pub async fn krl_writer(
+    cas: Vec<Arc<hourglass_connectors::SshConnector>>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Wakeups>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while sleep_until_or(clock.as_ref(), None, (&wake.krl, wake.poll), &mut stop).await {
+        for ca in &cas {
+            if let Err(e) = ca.write_krl_file().await {
+                warn!(error = %e.message, "cannot rewrite the KRL file; retrying at the next wake-up");
+            }
+        }
+    }
 }
 
 /// Moves expired grants to revocation and expires undecided requests, at their deadlines.

@@ -710,21 +710,28 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
     let mut both = vec![g1.id.clone(), g2.id.clone()];
     both.sort();
     assert_eq!(waiting, both);
-    // Only its holder takes it, only before its end, and only once.
+    // Only a process that can open it takes it (another key leaves it in place)…
     assert!(
-        s.take_credential(&g1.id, &bob, t(100))
+        s.take_credential(&g1.id, &alice, "v2.", t(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // …only its holder, only before its end, and only once.
+    assert!(
+        s.take_credential(&g1.id, &bob, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
     );
     let got = s
-        .take_credential(&g1.id, &alice, t(100))
+        .take_credential(&g1.id, &alice, "v1.", t(100))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got, sealed(&g1, "v1.first"));
     assert!(
-        s.take_credential(&g1.id, &alice, t(100))
+        s.take_credential(&g1.id, &alice, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
@@ -752,7 +759,7 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
             .is_empty()
     );
     assert!(
-        s.take_credential(&g2.id, &alice, t(100))
+        s.take_credential(&g2.id, &alice, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
@@ -775,7 +782,7 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
             .is_empty()
     );
     assert!(
-        s.take_credential(&g3.id, &alice, t(5_000))
+        s.take_credential(&g3.id, &alice, "v1.", t(5_000))
             .await
             .unwrap()
             .is_none()

@@ -8,7 +8,9 @@
 //! succeeded are then appended to the chain in queue order, once for the batch (one read of the
 //! head, or one lock of it on PostgreSQL), and the transaction commits. Only then is any caller
 //! answered, so an answer always means the fsync that covers it has happened; if the commit
-//! itself fails, every write of the batch fails with it and nothing of it is applied.
+//! itself fails, every write of the batch fails with it. (On PostgreSQL a connection lost while
+//! the `COMMIT` is in flight leaves its outcome unknown, as for any client: those writes are
+//! answered `Unavailable`, and use cases that retry read again before they write.)
 //!
 //! While one batch is being flushed, the next one gathers: under load each fsync covers many
 //! writes instead of one. An idle store answers a lone write as before, in one transaction.

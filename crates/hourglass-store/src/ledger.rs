@@ -427,6 +427,7 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         id: &GrantId,
         holder: &PrincipalId,
+        sealed_prefix: &str,
         now: Timestamp,
     ) -> Result<Option<SealedCredential>> {
         let rows = self
@@ -437,9 +438,11 @@ impl<B: Backend> Store for SqlStore<B> {
                     now
                 )),
                 stmt!(
-                    "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2 RETURNING *",
+                    "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
+                       AND substr(sealed, 1, length($3)) = $3 RETURNING *",
                     id.as_str(),
                     holder.as_str(),
+                    sealed_prefix,
                 ),
             )
             .await?;

@@ -16,7 +16,10 @@ fn gone() -> Error {
 
 impl Engine {
     /// Takes the credential of grant `id` for the caller, who must hold the grant: handed over
-    /// once, and only while the grant is active. Also the grant's end.
+    /// once, and only while the grant is active. Also the end it was sealed for (the grant's
+    /// end when it was issued). A credential sealed under another key (a replica that does not
+    /// share `credential.key`) is left in place for a replica that can open it, and this
+    /// answers an internal error that says so in the log.
     pub async fn take_credential(
         &self,
         caller: &Caller,
@@ -32,11 +35,24 @@ impl Engine {
             return Err(gone());
         }
         let now = self.clock.now();
-        let sealed = self
+        let prefix = self.credentials.sealed_prefix();
+        let Some(sealed) = self
             .store
-            .take_credential(&gid, &caller.principal.id, now)
+            .take_credential(&gid, &caller.principal.id, &prefix, now)
             .await?
-            .ok_or_else(gone)?;
+        else {
+            let waiting = self
+                .store
+                .waiting_credentials(&caller.principal.id, now)
+                .await?;
+            return Err(if waiting.contains(&gid) {
+                crate::Error::internal(format!(
+                    "the credential of {gid} was sealed under another key than this process's ({prefix}…): replicas must share credential.key; it is left for one that can open it"
+                ))
+            } else {
+                gone()
+            });
+        };
         let secret = self.credentials.open(&sealed)?;
         info!(grant_id = %gid, "credential handed over");
         Ok((secret, sealed.expires_at))

@@ -363,8 +363,17 @@ max_duration = "1h"
 params = { principals = ["deploy"] }
 "#,
     );
-    std::fs::write(&c.config, config).unwrap();
-    let bases = c.start(2).await;
+    std::fs::write(&c.config, &config).unwrap();
+    // Replica B runs as if on another host: its own KRL file.
+    let config_b = d.join("hourglass-b.toml");
+    std::fs::write(
+        &config_b,
+        config.replace("ssh/revoked.krl", "ssh/revoked-b.krl"),
+    )
+    .unwrap();
+    let mut bases = c.start(1).await;
+    let (mut replica_b, base_b) = c.spawn_with(&config_b).await;
+    bases.push(base_b);
     let token = &c.tokens[0].1;
     let a = Client::new(&bases[0], Some(token.clone())).unwrap();
     let b = Client::new(&bases[1], Some(token.clone())).unwrap();
@@ -421,9 +430,17 @@ params = { principals = ["deploy"] }
     let names = |krl: &[u8], id: &str| krl.windows(id.len()).any(|w| w == id.as_bytes());
     assert!(!names(&krl_of(&bases[1]).await, &cert));
     a.revoke(&cert, None).await.unwrap();
-    // In the ledger from the revoking commit: the other replica serves it at once.
+    // In the ledger from the revoking commit: the other replica serves it at once, and
+    // rewrites its own host's file for sshd too.
     assert!(names(&krl_of(&bases[1]).await, &cert));
     assert!(eventually(|| async { a.get_grant(&cert).await.unwrap().state == "revoked" }).await);
+    assert!(
+        eventually(|| async {
+            std::fs::read(d.join("ssh/revoked-b.krl")).is_ok_and(|f| names(&f, &cert))
+        })
+        .await
+    );
+    replica_b.kill().await.unwrap();
     c.kill_all().await;
 }
 
