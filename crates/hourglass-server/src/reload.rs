@@ -89,14 +89,20 @@ pub(crate) async fn follow(app: &App) -> Result<bool> {
         .await
         .map_err(|e| Error::internal(format!("policy loading task: {e}")))?;
     let followed = match loaded {
-        Ok(set) => {
-            let schedule = app.facts.read_schedule().ok();
-            let followed = app.engine.follow_policy(Arc::new(set)).await?;
-            if let (true, Some(s)) = (followed, schedule) {
-                app.facts.set_schedule(s);
+        // As a reload would: the on-call schedule must read too, or nothing changes.
+        Ok(set) => match app.facts.read_schedule() {
+            Ok(schedule) => {
+                let followed = app.engine.follow_policy(Arc::new(set)).await?;
+                if followed {
+                    app.facts.set_schedule(schedule);
+                }
+                followed
             }
-            followed
-        }
+            Err(problems) => {
+                tracing::warn!(?problems, "the on-call schedule does not load");
+                false
+            }
+        },
         Err(e) => {
             tracing::warn!(problems = ?e.problems, "the policy files do not load");
             false

@@ -430,19 +430,19 @@ impl<B: Backend> Store for SqlStore<B> {
         sealed_prefix: &str,
         now: Timestamp,
     ) -> Result<Option<SealedCredential>> {
+        // Only this row is locked: credentials past their end go with their grant's expiry
+        // commit, so there is nothing to sweep here (a sweep would lock rows for the batch).
         let rows = self
             .0
             .take(
-                Some(stmt!(
-                    "DELETE FROM sealed_credentials WHERE expires_at <= $1",
-                    now
-                )),
+                None,
                 stmt!(
                     "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
-                       AND substr(sealed, 1, length($3)) = $3 RETURNING *",
+                       AND substr(sealed, 1, length($3)) = $3 AND expires_at > $4 RETURNING *",
                     id.as_str(),
                     holder.as_str(),
                     sealed_prefix,
+                    now,
                 ),
             )
             .await?;
