@@ -16,7 +16,9 @@
 //! writes instead of one. An idle store answers a lone write as before, in one transaction.
 //!
 //! The drainer is a spawned task, so a caller that gives up (an HTTP client that disconnects)
-//! cancels only its own wait, never a batch that holds other callers' writes.
+//! cancels only its own wait, never a batch that holds other callers' writes. If the drainer
+//! never runs or dies (its runtime shut down, a panic), the writes still waiting are answered
+//! `Unavailable` and the next write starts a new one.
 
 use std::{
     collections::VecDeque,
@@ -157,7 +159,12 @@ impl<B: Begin> Group<B> {
             !std::mem::replace(&mut q.draining, true)
         };
         if start {
-            tokio::spawn(drain(self.0.clone()));
+            // The guard goes into the task: dropped unpolled (a runtime shutting down) or ended
+            // by a panic, it still marks the queue idle and answers whoever waits.
+            tokio::spawn(drain(Draining {
+                inner: self.0.clone(),
+                armed: true,
+            }));
         }
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
@@ -221,8 +228,9 @@ impl<B: Begin> Group<B> {
     }
 }
 
-/// Marks the queue idle if the drainer ends without emptying it (a panic, or the runtime
-/// shutting down), and starts another where it can, so that waiting writes are not stranded.
+/// Marks the queue idle if the drainer ends without emptying it (a panic in a batch, or a task
+/// dropped unpolled because its runtime shut down), and answers the writes still waiting with
+/// `Unavailable` rather than leave them hanging; the next write starts a new drainer.
 struct Draining<B: Begin> {
     inner: Arc<Inner<B>>,
     armed: bool,
@@ -233,32 +241,16 @@ impl<B: Begin> Drop for Draining<B> {
         if !self.armed {
             return;
         }
-        let restart = {
-            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.draining = !q.waiting.is_empty();
-            q.draining
-        };
-        if restart {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn(drain(self.inner.clone()))),
-                Err(_) => {
-                    // No runtime left: answer the waiting writes rather than leave them hanging.
-                    let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    q.draining = false;
-                    for (_, reply) in q.waiting.drain(..) {
-                        let _ = reply.send(Err(stopped()));
-                    }
-                }
-            }
+        let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.draining = false;
+        for (_, reply) in q.waiting.drain(..) {
+            let _ = reply.send(Err(stopped()));
         }
     }
 }
 
-async fn drain<B: Begin>(inner: Arc<Inner<B>>) {
-    let mut guard = Draining {
-        inner: inner.clone(),
-        armed: true,
-    };
+async fn drain<B: Begin>(mut guard: Draining<B>) {
+    let inner = guard.inner.clone();
     loop {
         let batch: Vec<_> = {
             let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -668,5 +660,76 @@ mod tests {
         let stats = s.write_stats();
         assert_eq!(stats.writes, 50);
         assert!(stats.transactions < 50, "{stats:?}");
+    }
+
+    /// A backend that panics on a statement that asks for it (a bug in a batch).
+    struct PanicOn(Writer);
+    struct PanicTx(WriteTx);
+
+    #[async_trait]
+    impl Begin for PanicOn {
+        type Tx = PanicTx;
+        async fn begin(&self) -> Result<PanicTx> {
+            self.0.begin().await.map(PanicTx)
+        }
+    }
+
+    #[async_trait]
+    impl Tx for PanicTx {
+        type Row = sqlx::sqlite::SqliteRow;
+        async fn exec(&mut self, s: &Stmt) -> Result<u64> {
+            assert!(!s.sql.contains("'panic'"), "a bug in a batch");
+            self.0.exec(s).await
+        }
+        async fn rows(&mut self, s: &Stmt) -> Result<Vec<Self::Row>> {
+            self.0.rows(s).await
+        }
+        fn id_of(row: &Self::Row) -> Result<String> {
+            WriteTx::id_of(row)
+        }
+        async fn head(&mut self) -> Result<(u64, String)> {
+            self.0.head().await
+        }
+        async fn set_head(&mut self, seq: u64, hash: &str) -> Result<()> {
+            self.0.set_head(seq, hash).await
+        }
+        async fn wake(&mut self, wakes: Wakes) -> Result<()> {
+            self.0.wake(wakes).await
+        }
+        async fn commit(self) -> Result<()> {
+            self.0.commit().await
+        }
+        async fn rollback(self) {
+            self.0.rollback().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn when_a_batch_panics_its_writes_are_answered_and_the_next_write_goes_through() {
+        let (s, _dir) = store().await;
+        let group = Group::new(PanicOn(Writer(s.writer().clone())), MAX_BATCH);
+        let (bug, bystander) = tokio::join!(
+            group.write(
+                vec![Step::any(stmt!("SELECT 'panic'"))],
+                vec![record("bug")],
+                Wakes::default()
+            ),
+            group.write(vec![turn("a")], vec![record("a")], Wakes::default()),
+        );
+        assert!(matches!(bug, Err(Error::Unavailable(_))), "{bug:?}");
+        assert!(
+            matches!(bystander, Err(Error::Unavailable(_))),
+            "{bystander:?}"
+        );
+        assert!(
+            tasks(&s).await.is_empty(),
+            "nothing of the batch is applied"
+        );
+        // A new drainer takes the next write.
+        let next = group
+            .write(vec![turn("b")], vec![record("b")], Wakes::default())
+            .await;
+        assert_eq!(next, Ok(Some(1)));
+        assert_eq!(tasks(&s).await, ["b"]);
     }
 }
