@@ -361,6 +361,22 @@ pub struct PolicySection {
     /// A static on-call schedule (`[[shift]]` tables) for `context.oncall`.
     #[serde(default)]
     pub oncall_file: Option<PathBuf>,
+    /// What a replica of a shared store does at start when its files are not the set in force:
+    /// put its own in force (`put_in_force`, the default: a restart deploys new files), or only
+    /// follow the recorded set and report itself stale until its files match (`follow`: a
+    /// replica restarted with old files never reverts the set; new files need a reload). A
+    /// single process on SQLite always puts its files in force.
+    #[serde(default)]
+    pub on_start: PolicyOnStart,
+}
+
+/// See [`PolicySection::on_start`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOnStart {
+    #[default]
+    PutInForce,
+    Follow,
 }
 
 impl Default for PolicySection {
@@ -369,6 +385,7 @@ impl Default for PolicySection {
             dir: default_policy_dir(),
             time_zone: default_time_zone(),
             oncall_file: None,
+            on_start: PolicyOnStart::default(),
         }
     }
 }

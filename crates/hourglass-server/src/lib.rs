@@ -527,10 +527,19 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         .declare_identities(&checked.declared)
         .await
         .map_err(|e| StartError::one(format!("identities: {e:?}")))?;
-    engine
-        .put_policy_in_force_at_start()
+    // A follower puts its set in force only when nothing is recorded yet (the first start).
+    let follows = store.is_shared() && config.policy.on_start == config::PolicyOnStart::Follow;
+    let nothing_recorded = store
+        .policy_in_force()
         .await
-        .map_err(|e| StartError::one(format!("policy: {e:?}")))?;
+        .map_err(|e| StartError::one(format!("policy: {e:?}")))?
+        .is_none();
+    if !follows || nothing_recorded {
+        engine
+            .put_policy_in_force_at_start()
+            .await
+            .map_err(|e| StartError::one(format!("policy: {e:?}")))?;
+    }
     let engine = Arc::new(engine);
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);

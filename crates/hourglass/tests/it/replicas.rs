@@ -531,7 +531,38 @@ async fn a_policy_set_put_in_force_through_one_replica_decides_in_every_replica(
             "{base} reports itself stale"
         );
     }
+    assert_eq!(stale(base_c.clone()).await, (200, false));
+
+    // A replica told to follow (`on_start = "follow"`), started with the files A and B have:
+    // it does not put them back in force; it reports itself stale, and C stays ready.
+    let follow_config = c.dir.path().join("hourglass-d.toml");
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    assert!(text.contains("dir = \"policies\"\n"));
+    std::fs::write(
+        &follow_config,
+        text.replace(
+            "dir = \"policies\"\n",
+            "dir = \"policies\"\non_start = \"follow\"\n",
+        ),
+    )
+    .unwrap();
+    let pg = c.pg().await;
+    let in_force = || async {
+        sqlx::query_scalar::<_, String>("SELECT hash FROM policy_in_force")
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+    };
+    let before = in_force().await;
+    let (mut fourth, base_d) = c.spawn_with(&follow_config).await;
+    assert!(eventually(|| async { stale(base_d.clone()).await == (503, true) }).await);
+    assert_eq!(
+        in_force().await,
+        before,
+        "a follower never puts its files in force"
+    );
     assert_eq!(stale(base_c).await, (200, false));
+    fourth.kill().await.unwrap();
     third.kill().await.unwrap();
     c.kill_all().await;
 }
