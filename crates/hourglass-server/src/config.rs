@@ -722,6 +722,30 @@ mod tests {
     }
 
     #[test]
+    fn group_commit_and_policy_start_settings_parse_and_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), ""), vec![]).unwrap();
+        assert_eq!(c.store.max_batch, hourglass_store::MAX_BATCH);
+        assert_eq!(c.store.pool().max_batch, hourglass_store::MAX_BATCH);
+        assert_eq!(c.policy.on_start, PolicyOnStart::PutInForce);
+        let p = write(
+            dir.path(),
+            "[store]\nmax_batch = 1\n\n[policy]\non_start = \"follow\"\n",
+        );
+        let c = Config::load(&p, vec![]).unwrap();
+        assert_eq!(c.store.pool().max_batch, 1);
+        assert_eq!(c.policy.on_start, PolicyOnStart::Follow);
+        let p = write(dir.path(), "[policy]\non_start = \"whenever\"\n");
+        // Refused, naming the values it takes (that the overlay drops the key from such
+        // errors is issue 24's).
+        let err = Config::load(&p, vec![]).unwrap_err().to_string();
+        assert!(
+            err.contains("put_in_force") && err.contains("follow"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn relative_paths_follow_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "");
