@@ -251,9 +251,10 @@ pub struct Problem {
     /// The offending field of the input, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Correlates with the server log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    /// The id of this HTTP exchange: every server log line of it carries the same `trace_id`,
+    /// and the response carries it as `x-request-id`. (Not an access request's id.)
+    #[serde(default, alias = "request_id", skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// The media type of problems.

@@ -32,7 +32,7 @@ pub fn problem(
         detail: detail.into(),
         code: code.as_str().to_owned(),
         field: field.map(str::to_owned),
-        request_id: None,
+        trace_id: None,
     };
     let mut resp = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
     resp.headers_mut()

@@ -144,8 +144,16 @@ pub fn router(app: Shared) -> Router {
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     api.layer(RequestBodyLimitLayer::new(64 * 1024))
         .merge(ticket_events)
+        // Inside the id: the request's span (and so every log line of it) names its trace id.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let trace_id = req
+                .headers()
+                .get(TRACE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), trace_id)
+        }))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), request_id))
-        .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
@@ -153,9 +161,20 @@ pub fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
-/// Gives every response an `x-request-id`, and puts it into problem bodies.
-async fn request_id(State(app): State<Shared>, req: Request, next: Next) -> Response {
+/// The header that carries an exchange's trace id.
+const TRACE_HEADER: &str = "x-request-id";
+
+/// Gives every exchange a trace id before anything else runs: set on the request (so the
+/// request's span and every log line in it carry it), returned as `x-request-id`, and put into
+/// problem bodies as `trace_id`. An id the client sent is replaced: log correlation must not be
+/// steered from outside.
+async fn request_id(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
     let id = hourglass_core::id::random_hex::<8>().unwrap_or_default();
+    let value = HeaderValue::from_str(&id).ok();
+    req.headers_mut().remove(TRACE_HEADER);
+    if let Some(v) = &value {
+        req.headers_mut().insert(TRACE_HEADER, v.clone());
+    }
     let mut resp = next.run(req).await;
     if resp.status().is_server_error() {
         app.metrics.http_error();
@@ -171,7 +190,7 @@ async fn request_id(State(app): State<Shared>, req: Request, next: Next) -> Resp
             .unwrap_or_default();
         let body = match serde_json::from_slice::<Problem>(&bytes) {
             Ok(mut p) => {
-                p.request_id = Some(id.clone());
+                p.trace_id = Some(id.clone());
                 serde_json::to_vec(&p).unwrap_or_else(|_| bytes.to_vec())
             }
             Err(_) => bytes.to_vec(),
@@ -179,8 +198,8 @@ async fn request_id(State(app): State<Shared>, req: Request, next: Next) -> Resp
         parts.headers.remove(header::CONTENT_LENGTH);
         resp = Response::from_parts(parts, axum::body::Body::from(body));
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+    if let Some(v) = value {
+        resp.headers_mut().insert(TRACE_HEADER, v);
     }
     resp
 }

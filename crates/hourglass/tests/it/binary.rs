@@ -180,7 +180,17 @@ async fn json_logs_are_one_object_a_line() {
     .unwrap();
     let (mut server, alice, _) = s.start_at().await;
     alice.whoami().await.unwrap();
-    let _ = alice.get_request("req_0123").await;
+    // A refusal names its trace id, and the server's log lines of that exchange carry it.
+    let trace_id = match alice.get_request("req_0123").await {
+        Err(hourglass_client::ClientError::Problem(p)) => p.trace_id.expect("a trace id"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(trace_id.len(), 16);
+    let tagged = format!("\"trace_id\":\"{trace_id}\"");
+    assert!(
+        hourglass_testkit::eventually(|| async { s.log.lock().unwrap().contains(&tagged) }).await,
+        "no log line carries {tagged}"
+    );
     // Give the drain a moment to read what the server wrote (its lines, not an expiry).
     assert!(
         hourglass_testkit::eventually(|| async { !s.log.lock().unwrap().trim().is_empty() }).await

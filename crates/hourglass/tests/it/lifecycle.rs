@@ -204,7 +204,7 @@ async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
             (400, code, Some(field)),
             "{p:?}"
         );
-        assert!(p.request_id.is_some());
+        assert!(p.trace_id.is_some());
     }
     for (raw, field) in [
         (r#"{"entitlement": 5}"#, "entitlement"),
