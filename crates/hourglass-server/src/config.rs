@@ -540,15 +540,20 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| err("-", format!("cannot read: {e}")))?;
         let mut value: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| err(&error_key(&e), e.message().to_owned()))?;
+            .map_err(|e: toml::de::Error| err(&syntax_at(&text, &e), e.message().to_owned()))?;
         apply_env(&mut value, env).map_err(|(k, r)| ConfigError {
             file: "environment".into(),
             key: k,
             reason: r,
         })?;
-        let mut config: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| err(&error_key(&e), e.message().to_owned()))?;
+        // The path of the key whose value does not fit (`server.job_lease`, `targets[0].exec`):
+        // the file was parsed already, so a byte position would say nothing.
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." { "-".to_owned() } else { key };
+                err(&key, e.into_inner().message().to_owned())
+            })?;
         config.source = Some(path.to_path_buf());
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(config)
@@ -642,10 +647,15 @@ impl Config {
     }
 }
 
-fn error_key(e: &toml::de::Error) -> String {
-    // The toml error message names the key where it can; the span is the best we have otherwise.
-    e.span()
-        .map_or_else(|| "-".to_owned(), |s| format!("at byte {}", s.start))
+/// Where a syntax error is, as `line L, column C` of the file (both from 1).
+fn syntax_at(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return "-".to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
 }
 
 /// Applies `HOURGLASS_A__B=value` overrides: the path is lower-cased, the value parsed as a TOML
@@ -791,5 +801,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.reason.contains("duration"), "{e}");
+        // The key is named, nested keys and array elements included.
+        assert_eq!(e.key, "server.pending_ttl", "{e}");
+        let e = Config::load(
+            &write(
+                dir.path(),
+                "[[entitlements]]\nname = \"a/b\"\ndefault_duration = \"1h\"\nmax_duration = \"often\"\n",
+            ),
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "entitlements[0].max_duration", "{e}");
+        // An override from the environment is named as the key it sets.
+        let e = Config::load(
+            &write(dir.path(), ""),
+            vec![("HOURGLASS_SERVER__JOB_LEASE".into(), "soon".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "server.job_lease", "{e}");
+        // A syntax error says where it is in the file.
+        let e = Config::load(&write(dir.path(), "[server]\nlisten = \"x\n"), vec![]).unwrap_err();
+        assert!(e.key.starts_with("line 2, column"), "{e}");
     }
 }
