@@ -15,8 +15,8 @@ pub mod metrics;
 mod oidc;
 mod problem;
 mod reload;
+mod seal;
 mod targets;
-mod vault;
 mod views;
 
 pub use views::audit_event as audit_event_view;
@@ -447,10 +447,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         store.relay_wakes(Arc::clone(&wake) as Arc<dyn hourglass_core::engine::Wake>);
     }
     let sealer = match workload::key_dir(&config) {
-        Some(dir) => vault::Sealer::in_dir(&dir),
+        Some(dir) => seal::Sealer::in_dir(&dir),
         None => {
             tracing::warn!("no key directory: credentials are sealed under a key held in memory, so another replica cannot hand them over and a restart loses the waiting ones ([tokens] key_dir)");
-            vault::Sealer::ephemeral()
+            seal::Sealer::ephemeral()
         }
     }
     .map_err(|e| StartError::one(format!("{e:?}")))?;

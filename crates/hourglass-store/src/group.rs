@@ -51,8 +51,8 @@ pub(crate) enum Op {
     },
     /// One statement; answers the rows it changed.
     Run(Stmt),
-    /// Optionally `before`, then a statement that changes rows and returns them.
-    Take { before: Option<Stmt>, stmt: Stmt },
+    /// A statement that changes rows and returns them (`DELETE … RETURNING`).
+    Take(Stmt),
     /// Optionally `before`, then `pick` (ids in a column `id`), then `lease(id)` for each.
     Claim {
         before: Option<Stmt>,
@@ -197,12 +197,8 @@ impl<B: Begin> Group<B> {
         }
     }
 
-    pub(crate) async fn take(
-        &self,
-        before: Option<Stmt>,
-        stmt: Stmt,
-    ) -> Result<Vec<<B::Tx as Tx>::Row>> {
-        match self.submit(Op::Take { before, stmt }).await? {
+    pub(crate) async fn take(&self, stmt: Stmt) -> Result<Vec<<B::Tx as Tx>::Row>> {
+        match self.submit(Op::Take(stmt)).await? {
             Done::Claimed(rows) => Ok(rows),
             _ => Err(Error::internal("store: a take answered as something else")),
         }
@@ -388,12 +384,7 @@ async fn apply<T: Tx>(tx: &mut T, op: &Op) -> Result<Done<T::Row>> {
             Ok(Done::Written(None))
         }
         Op::Run(s) => tx.exec(s).await.map(Done::Ran),
-        Op::Take { before, stmt } => {
-            if let Some(b) = before {
-                tx.exec(b).await?;
-            }
-            tx.rows(stmt).await.map(Done::Claimed)
-        }
+        Op::Take(stmt) => tx.rows(stmt).await.map(Done::Claimed),
         Op::Claim {
             before,
             pick,

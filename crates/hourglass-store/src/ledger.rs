@@ -81,9 +81,9 @@ pub trait Backend: Send + Sync + 'static + std::fmt::Debug {
     #[doc(hidden)]
     async fn claim(&self, before: Option<Stmt>, pick: Stmt, lease: Lease)
     -> Result<Vec<Self::Row>>;
-    /// In one transaction: `before`, then `stmt`, which changes rows and returns them.
+    /// One statement that changes rows and returns them, in a transaction of the group writer.
     #[doc(hidden)]
-    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<Self::Row>>;
+    async fn take(&self, stmt: Stmt) -> Result<Vec<Self::Row>>;
     /// How writes were grouped into transactions so far.
     #[doc(hidden)]
     fn write_stats(&self) -> WriteStats;
@@ -434,17 +434,14 @@ impl<B: Backend> Store for SqlStore<B> {
         // commit, so there is nothing to sweep here (a sweep would lock rows for the batch).
         let rows = self
             .0
-            .take(
-                None,
-                stmt!(
-                    "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
+            .take(stmt!(
+                "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
                        AND substr(sealed, 1, length($3)) = $3 AND expires_at > $4 RETURNING *",
-                    id.as_str(),
-                    holder.as_str(),
-                    sealed_prefix,
-                    now,
-                ),
-            )
+                id.as_str(),
+                holder.as_str(),
+                sealed_prefix,
+                now,
+            ))
             .await?;
         rows.first().map(sealed_from).transpose()
     }

@@ -297,8 +297,8 @@ impl Backend for PgDb {
         self.group.claim(before, pick, lease).await
     }
 
-    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<PgRow>> {
-        self.group.take(before, stmt).await
+    async fn take(&self, stmt: Stmt) -> Result<Vec<PgRow>> {
+        self.group.take(stmt).await
     }
 
     fn write_stats(&self) -> WriteStats {

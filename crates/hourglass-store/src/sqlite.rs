@@ -302,8 +302,8 @@ impl Backend for SqliteDb {
         self.group.claim(before, pick, lease).await
     }
 
-    async fn take(&self, before: Option<Stmt>, stmt: Stmt) -> Result<Vec<SqliteRow>> {
-        self.group.take(before, stmt).await
+    async fn take(&self, stmt: Stmt) -> Result<Vec<SqliteRow>> {
+        self.group.take(stmt).await
     }
 
     fn write_stats(&self) -> WriteStats {
