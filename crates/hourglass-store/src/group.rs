@@ -564,22 +564,31 @@ mod tests {
         }
     }
 
-    /// A backend whose commit fails (a full disk, a lost connection at the last moment).
-    struct FailingCommit(Writer);
-    struct FailingTx(WriteTx);
+    /// A SQLite backend with a fault: its commit fails (a full disk, a lost connection at the
+    /// last moment), or a statement that asks for it panics (a bug in a batch).
+    #[derive(Clone, Copy)]
+    enum Fault {
+        Commit,
+        Panic,
+    }
+    struct Faulty(Writer, Fault);
+    struct FaultyTx(WriteTx, Fault);
 
     #[async_trait]
-    impl Begin for FailingCommit {
-        type Tx = FailingTx;
-        async fn begin(&self) -> Result<FailingTx> {
-            self.0.begin().await.map(FailingTx)
+    impl Begin for Faulty {
+        type Tx = FaultyTx;
+        async fn begin(&self) -> Result<FaultyTx> {
+            self.0.begin().await.map(|t| FaultyTx(t, self.1))
         }
     }
 
     #[async_trait]
-    impl Tx for FailingTx {
+    impl Tx for FaultyTx {
         type Row = sqlx::sqlite::SqliteRow;
         async fn exec(&mut self, s: &Stmt) -> Result<u64> {
+            if matches!(self.1, Fault::Panic) {
+                assert!(!s.sql.contains("'panic'"), "a bug in a batch");
+            }
             self.0.exec(s).await
         }
         async fn rows(&mut self, s: &Stmt) -> Result<Vec<Self::Row>> {
@@ -598,8 +607,13 @@ mod tests {
             self.0.wake(wakes).await
         }
         async fn commit(self) -> Result<()> {
-            self.0.rollback().await;
-            Err(Error::Unavailable("disk full".into()))
+            match self.1 {
+                Fault::Commit => {
+                    self.0.rollback().await;
+                    Err(Error::Unavailable("disk full".into()))
+                }
+                Fault::Panic => self.0.commit().await,
+            }
         }
         async fn rollback(self) {
             self.0.rollback().await;
@@ -609,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn when_the_commit_fails_every_write_of_the_batch_fails_and_none_is_applied() {
         let (s, _dir) = store().await;
-        let db = FailingCommit(Writer(s.writer().clone()));
+        let db = Faulty(Writer(s.writer().clone()), Fault::Commit);
         let (answers, committed) = batch(
             &db,
             vec![
@@ -653,52 +667,10 @@ mod tests {
         assert!(stats.transactions < 50, "{stats:?}");
     }
 
-    /// A backend that panics on a statement that asks for it (a bug in a batch).
-    struct PanicOn(Writer);
-    struct PanicTx(WriteTx);
-
-    #[async_trait]
-    impl Begin for PanicOn {
-        type Tx = PanicTx;
-        async fn begin(&self) -> Result<PanicTx> {
-            self.0.begin().await.map(PanicTx)
-        }
-    }
-
-    #[async_trait]
-    impl Tx for PanicTx {
-        type Row = sqlx::sqlite::SqliteRow;
-        async fn exec(&mut self, s: &Stmt) -> Result<u64> {
-            assert!(!s.sql.contains("'panic'"), "a bug in a batch");
-            self.0.exec(s).await
-        }
-        async fn rows(&mut self, s: &Stmt) -> Result<Vec<Self::Row>> {
-            self.0.rows(s).await
-        }
-        fn id_of(row: &Self::Row) -> Result<String> {
-            WriteTx::id_of(row)
-        }
-        async fn head(&mut self) -> Result<(u64, String)> {
-            self.0.head().await
-        }
-        async fn set_head(&mut self, seq: u64, hash: &str) -> Result<()> {
-            self.0.set_head(seq, hash).await
-        }
-        async fn wake(&mut self, wakes: Wakes) -> Result<()> {
-            self.0.wake(wakes).await
-        }
-        async fn commit(self) -> Result<()> {
-            self.0.commit().await
-        }
-        async fn rollback(self) {
-            self.0.rollback().await;
-        }
-    }
-
     #[tokio::test]
     async fn when_a_batch_panics_its_writes_are_answered_and_the_next_write_goes_through() {
         let (s, _dir) = store().await;
-        let group = Group::new(PanicOn(Writer(s.writer().clone())), MAX_BATCH);
+        let group = Group::new(Faulty(Writer(s.writer().clone()), Fault::Panic), MAX_BATCH);
         let (bug, bystander) = tokio::join!(
             group.write(
                 vec![Step::any(stmt!("SELECT 'panic'"))],
@@ -716,10 +688,13 @@ mod tests {
             tasks(&s).await.is_empty(),
             "nothing of the batch is applied"
         );
-        // A new drainer takes the next write.
-        let next = group
-            .write(vec![turn("b")], vec![record("b")], Wakes::default())
-            .await;
+        // A new drainer takes the next write (a queue left marked busy would never answer).
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            group.write(vec![turn("b")], vec![record("b")], Wakes::default()),
+        )
+        .await
+        .expect("the next write is answered");
         assert_eq!(next, Ok(Some(1)));
         assert_eq!(tasks(&s).await, ["b"]);
     }
