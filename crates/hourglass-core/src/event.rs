@@ -245,17 +245,7 @@ mod tests {
     /// `HOURGLASS_UPDATE_DOCS=1 cargo test -p hourglass-core catalogue`.
     #[test]
     fn the_catalogue_is_checked_in_and_current() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/audit-events.md");
-        let generated = super::catalogue_markdown();
-        if std::env::var_os("HOURGLASS_UPDATE_DOCS").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            checked_in == generated,
-            "docs/audit-events.md is stale: regenerate it (see this test's doc comment)"
-        );
+        crate::assert_generated_doc_current("audit-events.md", &super::catalogue_markdown());
     }
 
     #[test]

@@ -38,3 +38,20 @@ pub mod ticket;
 pub use clock::{Clock, Timestamp};
 pub use duration::GrantDuration;
 pub use error::{Error, ErrorCode, Result};
+
+/// Checks a document generated from the code against its checked-in copy under `docs/`
+/// (rewriting the copy first when `HOURGLASS_UPDATE_DOCS` is set).
+#[cfg(test)]
+pub(crate) fn assert_generated_doc_current(name: &str, generated: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(name);
+    if std::env::var_os("HOURGLASS_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/{name} is stale: regenerate it with HOURGLASS_UPDATE_DOCS=1 cargo test -p hourglass-core catalogue"
+    );
+}
