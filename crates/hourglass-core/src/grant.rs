@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result, Timestamp,
-    audit::AuditRecord,
+    event::Event,
     id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
 };
 
@@ -100,11 +100,13 @@ pub enum GrantCommand {
 }
 
 impl Grant {
-    /// Applies a command, returning the new grant and the audit record, or why not.
-    pub fn apply(&self, cmd: GrantCommand, at: Timestamp) -> Result<(Grant, AuditRecord)> {
+    /// Applies a command, returning the new grant and what happened (its audit record is
+    /// [`Event::record`] at `at`), or why not.
+    pub fn apply(&self, cmd: GrantCommand, at: Timestamp) -> Result<(Grant, Event)> {
         use GrantState::*;
         let mut next = self.clone();
-        let record = match (self.state, cmd) {
+        let id = self.id.clone();
+        let event = match (self.state, cmd) {
             (
                 Provisioning,
                 GrantCommand::Activate {
@@ -116,56 +118,50 @@ impl Grant {
                 next.activated_at = Some(at);
                 next.handle = handle;
                 next.credential_fingerprint = credential_fingerprint;
-                AuditRecord::new(
-                    at,
-                    "system",
-                    crate::event::EventKind::GrantActivated,
-                    self.id.as_str(),
-                )
-                .with("expires_at", self.expires_at)
+                Event::GrantActivated {
+                    grant: id,
+                    expires_at: self.expires_at,
+                }
             }
             (Active, GrantCommand::Expire) => {
                 next.state = Revoking;
                 next.revoke_due_at = Some(self.expires_at);
                 next.end_reason = Some("expired".into());
-                AuditRecord::new(
-                    at,
-                    "system",
-                    crate::event::EventKind::GrantExpired,
-                    self.id.as_str(),
-                )
-                .with("expires_at", self.expires_at)
+                Event::GrantExpired {
+                    grant: id,
+                    expires_at: self.expires_at,
+                }
             }
             (Provisioning | Active, GrantCommand::Revoke { actor, reason }) => {
                 next.state = Revoking;
                 next.revoke_due_at = Some(at);
                 next.end_reason = Some(reason.clone());
-                AuditRecord::new(
-                    at,
+                Event::GrantRevokeRequested {
+                    grant: id,
                     actor,
-                    crate::event::EventKind::GrantRevokeRequested,
-                    self.id.as_str(),
-                )
-                .with("from", self.state.as_str())
-                .with("reason", reason)
+                    from: self.state,
+                    reason,
+                }
             }
             (Revoking, GrantCommand::ConfirmRevoked) => {
                 let was_active = self.activated_at.is_some();
                 next.state = if was_active { Revoked } else { Failed };
                 next.ended_at = Some(at);
-                let due = self.revoke_due_at.unwrap_or(at);
-                AuditRecord::new(
-                    at,
-                    "system",
-                    if was_active {
-                        crate::event::EventKind::GrantRevoked
-                    } else {
-                        crate::event::EventKind::GrantFailed
-                    },
-                    self.id.as_str(),
-                )
-                .with("lag_ms", at.millis_since(due).max(0))
-                .with("reason", self.end_reason.as_deref().unwrap_or("revoked"))
+                let lag_ms = at.millis_since(self.revoke_due_at.unwrap_or(at)).max(0);
+                let reason = self.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                if was_active {
+                    Event::GrantRevoked {
+                        grant: id,
+                        lag_ms,
+                        reason,
+                    }
+                } else {
+                    Event::GrantFailed {
+                        grant: id,
+                        lag_ms,
+                        reason,
+                    }
+                }
             }
             (
                 Active,
@@ -175,15 +171,12 @@ impl Grant {
                 },
             ) if expires_at > self.expires_at && self.expires_at > at => {
                 next.expires_at = expires_at;
-                AuditRecord::new(
-                    at,
-                    "system",
-                    crate::event::EventKind::GrantExtended,
-                    self.id.as_str(),
-                )
-                .with("request", request)
-                .with("from", self.expires_at)
-                .with("to", expires_at)
+                Event::GrantExtended {
+                    grant: id,
+                    request,
+                    from: self.expires_at,
+                    to: expires_at,
+                }
             }
             (state, cmd) => {
                 return Err(Error::conflict(
@@ -203,7 +196,7 @@ impl Grant {
                 ));
             }
         };
-        Ok((next, record))
+        Ok((next, event))
     }
 
     /// Whether the access may exist in the target now (it is, or may be being, provisioned).
@@ -260,7 +253,7 @@ mod tests {
             .unwrap();
         assert_eq!(g.state, GrantState::Revoking);
         assert_eq!(g.revoke_due_at, Some(g.expires_at));
-        assert_eq!(ev.action, "grant.expired");
+        assert_eq!(ev.kind(), crate::event::EventKind::GrantExpired);
         let (g, ev) = g
             .apply(
                 GrantCommand::ConfirmRevoked,
@@ -268,7 +261,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(g.state, GrantState::Revoked);
-        assert!(ev.details.contains(&("lag_ms".into(), "300".into())));
+        assert!(matches!(ev, Event::GrantRevoked { lag_ms: 300, .. }));
     }
 
     #[test]
@@ -285,7 +278,7 @@ mod tests {
             .unwrap();
         let (g, ev) = g.apply(GrantCommand::ConfirmRevoked, at).unwrap();
         assert_eq!(g.state, GrantState::Failed);
-        assert_eq!(ev.action, "grant.failed");
+        assert_eq!(ev.kind(), crate::event::EventKind::GrantFailed);
     }
 
     #[test]
@@ -376,6 +369,7 @@ mod tests {
                     let before = g.clone();
                     match g.apply(cmd, at) {
                         Ok((next, ev)) => {
+                            let ev = ev.record(at);
                             prop_assert!(!ended, "a terminal grant moved: {:?}", before.state);
                             prop_assert_eq!(&ev.subject, before.id.as_str());
                             let kind = ev.kind().unwrap();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, GrantDuration, Result, Timestamp,
-    audit::AuditRecord,
+    event::Event,
     id::{AccessId, GrantId, PrincipalId, RequestId},
 };
 
@@ -144,51 +144,59 @@ pub enum RequestCommand {
 }
 
 impl Request {
-    /// Applies a command, returning the new request and the audit record, or why not.
-    pub fn apply(&self, cmd: RequestCommand, at: Timestamp) -> Result<(Request, AuditRecord)> {
+    /// Applies a command, returning the new request and what happened (its audit record is
+    /// [`Event::record`] at `at`), or why not.
+    pub fn apply(&self, cmd: RequestCommand, at: Timestamp) -> Result<(Request, Event)> {
         use RequestState::*;
-        let (to, actor, action, reason, grant) = match cmd {
+        let request = self.id.clone();
+        let (to, reason, grant, event) = match cmd {
             RequestCommand::Approve { actor } if self.state == Pending => (
                 Approved,
-                actor,
-                crate::event::EventKind::RequestApproved,
                 None,
                 None,
+                Event::RequestApproved { request, actor },
             ),
             RequestCommand::Deny { actor, reason } if self.state == Pending => (
                 Denied,
-                actor.to_string(),
-                crate::event::EventKind::RequestDenied,
-                Some(reason),
+                Some(reason.clone()),
                 None,
+                Event::RequestDenied {
+                    request,
+                    actor,
+                    reason,
+                },
             ),
             RequestCommand::Cancel { actor, note } if matches!(self.state, Pending | Approved) => (
                 Cancelled,
-                actor,
-                crate::event::EventKind::RequestCancelled,
-                note,
+                note.clone(),
                 None,
+                Event::RequestCancelled {
+                    request,
+                    actor,
+                    from: self.state,
+                    note,
+                },
             ),
             RequestCommand::Expire if self.state == Pending => (
                 Expired,
-                "system".to_owned(),
-                crate::event::EventKind::RequestExpired,
                 Some("no decision before the deadline".to_owned()),
                 None,
+                Event::RequestExpired { request },
             ),
             RequestCommand::Fulfil { grant_id } if self.state == Approved => (
                 Fulfilled,
-                "system".to_owned(),
-                crate::event::EventKind::RequestFulfilled,
                 None,
-                Some(grant_id),
+                Some(grant_id.clone()),
+                Event::RequestFulfilled {
+                    request,
+                    grant: grant_id,
+                },
             ),
             RequestCommand::Fail { reason } if self.state == Approved => (
                 Failed,
-                "system".to_owned(),
-                crate::event::EventKind::RequestFailed,
-                Some(reason),
+                Some(reason.clone()),
                 None,
+                Event::RequestFailed { request, reason },
             ),
             cmd => {
                 return Err(Error::conflict(
@@ -206,21 +214,12 @@ impl Request {
         next.state = to;
         next.updated_at = at;
         if reason.is_some() {
-            next.state_reason.clone_from(&reason);
+            next.state_reason = reason;
         }
         if grant.is_some() {
-            next.grant_id.clone_from(&grant);
+            next.grant_id = grant;
         }
-        let mut record = AuditRecord::new(at, actor, action, self.id.as_str())
-            .with("from", self.state.as_str())
-            .with("to", to.as_str());
-        if let Some(r) = reason {
-            record = record.with("reason", r);
-        }
-        if let Some(g) = grant {
-            record = record.with("grant", g);
-        }
-        Ok((next, record))
+        Ok((next, event))
     }
 }
 
@@ -331,7 +330,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.state, RequestState::Approved);
-        assert_eq!(ev.kind(), Some(crate::event::EventKind::RequestApproved));
+        assert_eq!(ev.kind(), crate::event::EventKind::RequestApproved);
         let g = GrantId::generate(at).unwrap();
         let (r, ev) = r
             .apply(
@@ -343,7 +342,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.state, RequestState::Fulfilled);
         assert_eq!(r.grant_id, Some(g));
-        assert!(ev.details.iter().any(|(k, _)| k == "grant"));
+        assert!(ev.record(at).details.iter().any(|(k, _)| k == "grant"));
     }
 
     #[test]
@@ -418,6 +417,7 @@ mod tests {
                     let before = r.clone();
                     match r.apply(cmd, at) {
                         Ok((next, ev)) => {
+                            let ev = ev.record(at);
                             use RequestState::*;
                             let kind = ev.kind().unwrap();
                             let expected = match (before.state, next.state) {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result, Timestamp,
-    audit::AuditRecord,
+    event::Event,
     id::{AccessId, GrantId, PrincipalId, RequestId},
 };
 
@@ -64,12 +64,7 @@ pub struct Review {
 
 impl Review {
     /// Closes the review: only someone other than the user of the glass, with a comment.
-    pub fn close(
-        &self,
-        by: &PrincipalId,
-        comment: &str,
-        at: Timestamp,
-    ) -> Result<(Review, AuditRecord)> {
+    pub fn close(&self, by: &PrincipalId, comment: &str, at: Timestamp) -> Result<(Review, Event)> {
         if by == &self.principal {
             return Err(Error::forbidden(
                 crate::ErrorCode::ReviewSelfClose,
@@ -87,16 +82,14 @@ impl Review {
         next.closed_at = Some(at);
         next.closed_by = Some(by.clone());
         next.comment = Some(comment.to_owned());
-        let ev = AuditRecord::new(
-            at,
-            by.as_str(),
-            crate::event::EventKind::ReviewClosed,
-            self.id.as_str(),
-        )
-        .with("request", &self.request_id)
-        .with("grant", &self.grant_id)
-        .with("principal", &self.principal)
-        .with("comment", comment);
+        let ev = Event::ReviewClosed {
+            review: self.id.clone(),
+            by: by.clone(),
+            request: self.request_id.clone(),
+            grant: self.grant_id.clone(),
+            principal: self.principal.clone(),
+            comment: comment.to_owned(),
+        };
         Ok((next, ev))
     }
 }
@@ -135,7 +128,7 @@ mod tests {
         let (closed, ev) = open().close(&bob, "justified: INC-7", at).unwrap();
         assert_eq!(closed.state, ReviewState::Closed);
         assert_eq!(closed.closed_by, Some(bob.clone()));
-        assert_eq!(ev.action, "review.closed");
+        assert_eq!(ev.kind(), crate::event::EventKind::ReviewClosed);
         assert_eq!(
             closed.close(&bob, "again", at).unwrap_err().code(),
             "review.closed"

@@ -103,7 +103,7 @@ impl Engine {
                 now,
             )?;
             commit.requests.push(cancelled);
-            commit.audit.push(ev);
+            commit.audit.push(ev.record(now));
         }
         Ok(())
     }

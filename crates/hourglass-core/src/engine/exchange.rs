@@ -431,7 +431,7 @@ impl Engine {
                     },
                     now,
                 )?;
-                commit.audit.push(ev.with("credential", "signed access token"));
+                commit.audit.push(ev.record(now).with("credential", "signed access token"));
                 grant = active;
             }
             commit.grants.push(grant.clone());

@@ -270,8 +270,8 @@ impl Engine {
             },
             now,
         )?;
-        commit.audit.push(fev);
-        commit.audit.push(ev);
+        commit.audit.push(fev.record(now));
+        commit.audit.push(ev.record(now));
         commit.jobs.push(JobChange::Schedule {
             grant_id: grant.id.clone(),
             action: JobAction::Extend,
@@ -295,7 +295,7 @@ impl Engine {
             },
             now,
         )?;
-        commit.audit.push(ev);
+        commit.audit.push(ev.record(now));
         commit.requests.push(failed.clone());
         Ok(failed)
     }

@@ -577,7 +577,7 @@ impl Engine {
                     )?;
                     out.requests_cancelled.push(cancelled.id.clone());
                     commit.requests.push(cancelled);
-                    commit.audit.push(ev);
+                    commit.audit.push(ev.record(now));
                 }
             }
             for k in self.store.list_keys(Some(&id)).await? {

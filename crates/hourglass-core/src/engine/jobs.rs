@@ -75,7 +75,7 @@ impl Engine {
                     run_at: now,
                 });
                 commit.grants.push(revoking);
-                commit.audit.push(ev);
+                commit.audit.push(ev.record(now));
             }
             match self.commit(commit).await {
                 Ok(_) => {
@@ -106,7 +106,7 @@ impl Engine {
             match self
                 .commit(Commit {
                     requests: vec![expired],
-                    audit: vec![ev],
+                    audit: vec![ev.record(now)],
                     ..Commit::default()
                 })
                 .await
@@ -136,7 +136,7 @@ impl Engine {
                     run_at: now,
                 }],
                 grants: vec![revoking],
-                audit: vec![ev],
+                audit: vec![ev.record(now)],
                 ..Commit::default()
             })
             .await?;
@@ -321,7 +321,8 @@ impl Engine {
                     grants: vec![active.clone()],
                     credentials,
                     audit: vec![
-                        ev.with("attempt", job.attempts + 1)
+                        ev.record(now)
+                            .with("attempt", job.attempts + 1)
                             .with("credential_issued", provisioned.credential.is_some()),
                     ],
                     ..Commit::default()
@@ -423,7 +424,7 @@ impl Engine {
                 last_error: None,
             }],
             grants: vec![revoking],
-            audit: vec![ev],
+            audit: vec![ev.record(now)],
             ..Commit::default()
         };
         // A profile is never left half granted: what was granted with it is rolled back.
@@ -478,7 +479,7 @@ impl Engine {
                         lease_token: token.to_owned(),
                     }],
                     grants: vec![done],
-                    audit: vec![ev.with("attempt", job.attempts + 1)],
+                    audit: vec![ev.record(now).with("attempt", job.attempts + 1)],
                     ..Commit::default()
                 };
                 self.finish(commit, JobOutcome::Revoked { lag_ms }).await

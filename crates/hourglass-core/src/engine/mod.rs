@@ -408,7 +408,8 @@ impl Engine {
             now,
         )?;
         commit.audit.push(
-            ev.with("via", via_label)
+            ev.record(now)
+                .with("via", via_label)
                 .with("policy_ids", decision.policy_ids.join(","))
                 .with("policy_hash", &decision.policy_hash),
         );

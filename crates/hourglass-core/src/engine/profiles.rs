@@ -40,7 +40,7 @@ impl Engine {
                 },
                 now,
             )?;
-            commit.audit.push(ev);
+            commit.audit.push(ev.record(now));
             commit.requests.push(failed.clone());
             return Ok(failed);
         }
@@ -56,7 +56,7 @@ impl Engine {
             )));
         };
         let (fulfilled, ev) = approved.apply(RequestCommand::Fulfil { grant_id: first }, now)?;
-        commit.audit.push(ev);
+        commit.audit.push(ev.record(now));
         for (ent, id) in members.into_iter().zip(ids) {
             let grant = Grant {
                 id,
@@ -188,7 +188,7 @@ impl Engine {
             run_at: now,
         });
         commit.grants.push(revoking.clone());
-        commit.audit.push(ev);
+        commit.audit.push(ev.record(now));
         Ok(revoking)
     }
 }

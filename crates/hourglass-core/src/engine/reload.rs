@@ -188,7 +188,7 @@ impl Engine {
             )?;
             self.commit(Commit {
                 requests: vec![cancelled],
-                audit: vec![ev.with("policy_hash", new_hash)],
+                audit: vec![ev.record(now).with("policy_hash", new_hash)],
                 ..Commit::default()
             })
             .await?;

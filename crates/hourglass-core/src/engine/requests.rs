@@ -281,7 +281,7 @@ impl Engine {
                     },
                     now,
                 )?;
-                commit.audit.push(ev.with("approvals", count));
+                commit.audit.push(ev.record(now).with("approvals", count));
                 // Eligibility is judged again now: an approval does not outlive a policy
                 // change that denies the request.
                 if self.still_permitted(&req, now).await? {
@@ -304,7 +304,7 @@ impl Engine {
                     )?;
                     commit
                         .audit
-                        .push(ev.with("policy_hash", self.policy_hash()));
+                        .push(ev.record(now).with("policy_hash", self.policy_hash()));
                     commit.requests.push(failed.clone());
                     failed
                 }
@@ -363,7 +363,10 @@ impl Engine {
                     comment: Some(reason.clone()),
                     at: now,
                 }],
-                audit: vec![ev.with("policy_ids", decision.policy_ids.join(","))],
+                audit: vec![
+                    ev.record(now)
+                        .with("policy_ids", decision.policy_ids.join(",")),
+                ],
                 requests: vec![denied.clone()],
                 ..Commit::default()
             };
@@ -413,7 +416,7 @@ impl Engine {
             )?;
             self.commit(Commit {
                 requests: vec![cancelled.clone()],
-                audit: vec![ev],
+                audit: vec![ev.record(now)],
                 ..Commit::default()
             })
             .await?;

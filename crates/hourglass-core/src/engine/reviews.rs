@@ -222,7 +222,7 @@ impl Engine {
             let (closed, ev) = review.close(&caller.principal.id, comment, now)?;
             self.commit(Commit {
                 reviews: vec![closed.clone()],
-                audit: vec![ev],
+                audit: vec![ev.record(now)],
                 ..Commit::default()
             })
             .await?;

@@ -511,7 +511,7 @@ impl Engine {
                     now,
                 )?;
                 commit.requests.push(cancelled);
-                commit.audit.push(ev);
+                commit.audit.push(ev.record(now));
                 out.cancelled.push(req.id.clone());
             }
             RequestState::Fulfilled => {

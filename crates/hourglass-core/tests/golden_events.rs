@@ -1,0 +1,295 @@
+//! The audit records the state machines write, byte for byte.
+//!
+//! Chains written by earlier versions must keep verifying, so what a transition writes (actor,
+//! action, subject, details and their order) may never change by accident. A fixed story of
+//! requests, grants and a break-glass review runs through the state machines; each record is
+//! chained as the store chains it, and the chain is compared with `golden/lifecycle.chain`,
+//! which was written once by the version that introduced it and is never regenerated. A change
+//! that alters a line here breaks every stored chain: add a new event kind instead.
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use hourglass_core::{
+    GrantDuration, Timestamp,
+    audit::{AuditRecord, GENESIS_HASH, chain_hash},
+    grant::{Grant, GrantCommand, GrantState},
+    id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId, ReviewId, TargetId},
+    request::{Request, RequestCommand, RequestState},
+    review::{Review, ReviewState},
+};
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_unix_millis(1_767_225_600_000 + s * 1_000)
+}
+
+fn grant_id(n: u8) -> GrantId {
+    GrantId::parse(&format!("grt_{n:032x}")).unwrap()
+}
+
+fn request_id(n: u8) -> RequestId {
+    RequestId::parse(&format!("req_{n:032x}")).unwrap()
+}
+
+fn alice() -> PrincipalId {
+    PrincipalId::new("alice").unwrap()
+}
+
+fn request(n: u8) -> Request {
+    Request {
+        id: request_id(n),
+        requester: alice(),
+        access: AccessId::Entitlement(EntitlementId::new("prod-db/read").unwrap()),
+        duration: "1h".parse::<GrantDuration>().unwrap(),
+        reason: "INC-7 slow queries".into(),
+        ticket: Some("INC-7".into()),
+        state: RequestState::Pending,
+        state_reason: None,
+        created_at: at(0),
+        updated_at: at(0),
+        decide_by: at(3_600),
+        policy_hash: "ab".repeat(32),
+        grant_id: None,
+        public_key: None,
+        break_glass: false,
+        mfa: true,
+        source_ip: None,
+        starts_at: None,
+        extends: None,
+        actors: Vec::new(),
+        exchange: None,
+        ticket_facts: None,
+        version: 1,
+    }
+}
+
+fn grant(n: u8) -> Grant {
+    Grant {
+        id: grant_id(n),
+        request_id: request_id(n),
+        principal: alice(),
+        entitlement: EntitlementId::new("prod-db/read").unwrap(),
+        target: TargetId::new("prod-db").unwrap(),
+        state: GrantState::Provisioning,
+        starts_at: at(10),
+        expires_at: at(3_610),
+        created_at: at(10),
+        activated_at: None,
+        revoke_due_at: None,
+        ended_at: None,
+        end_reason: None,
+        handle: None,
+        credential_fingerprint: None,
+        public_key: None,
+        break_glass: false,
+        version: 1,
+    }
+}
+
+/// Every transition the state machines know, in an order a real ledger could hold.
+fn story() -> Vec<AuditRecord> {
+    let mut out = Vec::new();
+    let mut push = |r: AuditRecord| out.push(r);
+
+    // Approved, fulfilled, activated, extended, expired, revoked.
+    let (r, e) = request(1)
+        .apply(
+            RequestCommand::Approve {
+                actor: "bob".into(),
+            },
+            at(5),
+        )
+        .unwrap();
+    push(e.record(at(5)));
+    let (_, e) = r
+        .apply(
+            RequestCommand::Fulfil {
+                grant_id: grant_id(1),
+            },
+            at(10),
+        )
+        .unwrap();
+    push(e.record(at(10)));
+    let (g, e) = grant(1)
+        .apply(
+            GrantCommand::Activate {
+                handle: Some(serde_json::json!({"role": "hg_grt_1"})),
+                credential_fingerprint: Some("sha256:00".into()),
+            },
+            at(11),
+        )
+        .unwrap();
+    push(e.record(at(11)));
+    let (g, e) = g
+        .apply(
+            GrantCommand::Extend {
+                expires_at: at(5_400),
+                request: request_id(2),
+            },
+            at(1_800),
+        )
+        .unwrap();
+    push(e.record(at(1_800)));
+    let (g, e) = g.apply(GrantCommand::Expire, at(5_401)).unwrap();
+    push(e.record(at(5_401)));
+    let (_, e) = g.apply(GrantCommand::ConfirmRevoked, at(5_403)).unwrap();
+    push(e.record(at(5_403)));
+
+    // Revoked early by a person, then confirmed.
+    let (g, e) = grant(3)
+        .apply(
+            GrantCommand::Activate {
+                handle: None,
+                credential_fingerprint: None,
+            },
+            at(20),
+        )
+        .unwrap();
+    push(e.record(at(20)));
+    let (g, e) = g
+        .apply(
+            GrantCommand::Revoke {
+                actor: "carol".into(),
+                reason: "task done".into(),
+            },
+            at(600),
+        )
+        .unwrap();
+    push(e.record(at(600)));
+    let (_, e) = g.apply(GrantCommand::ConfirmRevoked, at(601)).unwrap();
+    push(e.record(at(601)));
+
+    // Provisioning that never finished: revoked, then failed.
+    let (g, e) = grant(4)
+        .apply(
+            GrantCommand::Revoke {
+                actor: "system".into(),
+                reason: "provisioning failed: connection refused".into(),
+            },
+            at(30),
+        )
+        .unwrap();
+    push(e.record(at(30)));
+    let (_, e) = g.apply(GrantCommand::ConfirmRevoked, at(31)).unwrap();
+    push(e.record(at(31)));
+
+    // Requests that end without a grant.
+    let (_, e) = request(5)
+        .apply(
+            RequestCommand::Deny {
+                actor: PrincipalId::new("bob").unwrap(),
+                reason: "not on call".into(),
+            },
+            at(40),
+        )
+        .unwrap();
+    push(e.record(at(40)));
+    let (_, e) = request(6)
+        .apply(
+            RequestCommand::Cancel {
+                actor: "alice".into(),
+                note: Some("wrong database".into()),
+            },
+            at(41),
+        )
+        .unwrap();
+    push(e.record(at(41)));
+    let (_, e) = request(7)
+        .apply(
+            RequestCommand::Cancel {
+                actor: "alice".into(),
+                note: None,
+            },
+            at(42),
+        )
+        .unwrap();
+    push(e.record(at(42)));
+    let (_, e) = request(8).apply(RequestCommand::Expire, at(3_600)).unwrap();
+    push(e.record(at(3_600)));
+    let (r, _) = request(9)
+        .apply(
+            RequestCommand::Approve {
+                actor: "policy".into(),
+            },
+            at(50),
+        )
+        .unwrap();
+    let (_, e) = r
+        .apply(
+            RequestCommand::Fail {
+                reason: "target refused".into(),
+            },
+            at(51),
+        )
+        .unwrap();
+    push(e.record(at(51)));
+
+    // A break-glass review closed by someone else.
+    let review = Review {
+        id: ReviewId::parse(&format!("rev_{:032x}", 10)).unwrap(),
+        request_id: request_id(10),
+        grant_id: grant_id(10),
+        principal: alice(),
+        access: AccessId::Entitlement(EntitlementId::new("prod-db/admin").unwrap()),
+        reason: "outage".into(),
+        state: ReviewState::Open,
+        opened_at: at(60),
+        closed_at: None,
+        closed_by: None,
+        comment: None,
+        version: 1,
+    };
+    let (_, e) = review
+        .close(
+            &PrincipalId::new("dave").unwrap(),
+            "justified: INC-9",
+            at(7_200),
+        )
+        .unwrap();
+    push(e.record(at(7_200)));
+    out
+}
+
+/// One line per event: sequence, hash, and the record in a readable form.
+fn render(records: &[AuditRecord]) -> String {
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut text = String::new();
+    for (i, r) in records.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let hash = chain_hash(seq, r, &prev);
+        let details: Vec<String> = r
+            .details
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        text.push_str(&format!(
+            "{seq} {hash} {} {} {} {} {}\n",
+            r.at.unix_millis(),
+            r.actor,
+            r.action,
+            r.subject,
+            details.join(" ")
+        ));
+        prev = hash;
+    }
+    text
+}
+
+#[test]
+fn the_state_machines_write_what_earlier_versions_wrote() {
+    let got = render(&story());
+    let want = include_str!("golden/lifecycle.chain");
+    if got != want {
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(
+                g, w,
+                "an audit record changed; stored chains would no longer verify"
+            );
+        }
+        assert_eq!(
+            got.lines().count(),
+            want.lines().count(),
+            "events added or removed"
+        );
+    }
+}
