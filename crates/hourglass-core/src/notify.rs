@@ -21,6 +21,12 @@ pub enum NotifyEvent {
     RequestApproved,
     #[serde(rename = "request.denied")]
     RequestDenied,
+    /// Withdrawn by the requester, an administrator, or a policy or ticket change.
+    #[serde(rename = "request.cancelled")]
+    RequestCancelled,
+    /// Nobody decided before the deadline.
+    #[serde(rename = "request.expired")]
+    RequestExpired,
     /// The access exists in the target now.
     #[serde(rename = "grant.active")]
     GrantActive,
@@ -42,10 +48,12 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 9] = [
+    pub const ALL: [NotifyEvent; 11] = [
         NotifyEvent::RequestPending,
         NotifyEvent::RequestApproved,
         NotifyEvent::RequestDenied,
+        NotifyEvent::RequestCancelled,
+        NotifyEvent::RequestExpired,
         NotifyEvent::GrantActive,
         NotifyEvent::GrantExpiring,
         NotifyEvent::GrantRevoked,
@@ -59,6 +67,8 @@ impl NotifyEvent {
             NotifyEvent::RequestPending => "request.pending",
             NotifyEvent::RequestApproved => "request.approved",
             NotifyEvent::RequestDenied => "request.denied",
+            NotifyEvent::RequestCancelled => "request.cancelled",
+            NotifyEvent::RequestExpired => "request.expired",
             NotifyEvent::GrantActive => "grant.active",
             NotifyEvent::GrantExpiring => "grant.expiring",
             NotifyEvent::GrantRevoked => "grant.revoked",
@@ -75,10 +85,15 @@ impl NotifyEvent {
     pub fn severity(self) -> Severity {
         match self {
             NotifyEvent::BreakGlass | NotifyEvent::RevocationOverdue => Severity::Critical,
-            NotifyEvent::Drift | NotifyEvent::GrantExpiring | NotifyEvent::RequestDenied => {
-                Severity::Warning
-            }
-            _ => Severity::Info,
+            NotifyEvent::Drift
+            | NotifyEvent::GrantExpiring
+            | NotifyEvent::RequestDenied
+            | NotifyEvent::RequestExpired => Severity::Warning,
+            NotifyEvent::RequestPending
+            | NotifyEvent::RequestApproved
+            | NotifyEvent::RequestCancelled
+            | NotifyEvent::GrantActive
+            | NotifyEvent::GrantRevoked => Severity::Info,
         }
     }
 }
@@ -150,25 +165,22 @@ pub struct Notification {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub lease: Option<Lease>,
+    /// What the destination answered when it took the message (a Slack message's channel and
+    /// `ts`), so that later messages about the same request can refer to it.
+    pub receipt: Option<String>,
 }
 
 /// How a claimed notification ends (or waits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settle {
-    Sent,
+    /// Delivered; the destination's receipt, if it gave one.
+    Sent { receipt: Option<String> },
     /// Failed; try again at `run_at`.
-    Retry {
-        run_at: Timestamp,
-        error: String,
-    },
+    Retry { run_at: Timestamp, error: String },
     /// Failed too often: given up, counted, logged, kept for inspection.
-    Dead {
-        error: String,
-    },
+    Dead { error: String },
     /// No longer true when its moment came (the grant was extended, or already revoked).
-    Dropped {
-        why: String,
-    },
+    Dropped { why: String },
 }
 
 /// Queue figures for one notifier (for metrics).
@@ -186,9 +198,17 @@ pub struct NotifierStats {
 pub trait Notifier: Send + Sync {
     fn name(&self) -> &str;
     /// Delivers one message; an error is retried later. Must return within its own timeout.
-    /// `id` is the same on every attempt (receivers may de-duplicate on it). The error text is
-    /// logged and kept with the notification: never put a secret in it.
-    async fn send(&self, id: &str, message: &Message) -> Result<(), String>;
+    /// `id` is the same on every attempt (receivers may de-duplicate on it). `earlier` is the
+    /// receipt this notifier gave for the request's `request.pending` message, when this
+    /// message is about the same request (a chat updates that message in place). Answers its
+    /// own receipt, if the destination gives one. The error text is logged and kept with the
+    /// notification: never put a secret in it.
+    async fn send(
+        &self,
+        id: &str,
+        message: &Message,
+        earlier: Option<&str>,
+    ) -> Result<Option<String>, String>;
 }
 
 /// Which events go to a notifier.

@@ -5,6 +5,7 @@
 
 pub mod inbound;
 pub mod notifiers;
+pub mod slack;
 pub mod tickets;
 
 pub use notifiers::{EmailNotifier, EmailSettings, SlackNotifier, SmtpTls, WebhookNotifier};

@@ -184,9 +184,16 @@ impl Notifier for SlackNotifier {
     fn name(&self) -> &str {
         &self.name
     }
-    async fn send(&self, _id: &str, m: &Message) -> Result<(), String> {
+    async fn send(
+        &self,
+        _id: &str,
+        m: &Message,
+        _earlier: Option<&str>,
+    ) -> Result<Option<String>, String> {
         let body = serde_json::to_vec(&slack_blocks(m)).map_err(|e| e.to_string())?;
-        post(&self.client, self.url.expose_secret(), body, &[]).await
+        post(&self.client, self.url.expose_secret(), body, &[])
+            .await
+            .map(|()| None)
     }
 }
 
@@ -224,7 +231,12 @@ impl Notifier for WebhookNotifier {
     fn name(&self) -> &str {
         &self.name
     }
-    async fn send(&self, id: &str, m: &Message) -> Result<(), String> {
+    async fn send(
+        &self,
+        id: &str,
+        m: &Message,
+        _earlier: Option<&str>,
+    ) -> Result<Option<String>, String> {
         let body = serde_json::to_vec(&webhook_body(id, m)).map_err(|e| e.to_string())?;
         let ts = self.clock.now().unix_millis() / 1000;
         let sig = webhook::sign(self.secret.expose_secret(), ts, &body);
@@ -239,6 +251,7 @@ impl Notifier for WebhookNotifier {
             ],
         )
         .await
+        .map(|()| None)
     }
 }
 
@@ -369,10 +382,15 @@ impl Notifier for EmailNotifier {
     fn name(&self) -> &str {
         &self.name
     }
-    async fn send(&self, id: &str, m: &Message) -> Result<(), String> {
+    async fn send(
+        &self,
+        id: &str,
+        m: &Message,
+        _earlier: Option<&str>,
+    ) -> Result<Option<String>, String> {
         let to = self.recipients(m);
         if to.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let prefix = match m.severity {
             Severity::Critical => "[Hourglass CRITICAL] ",
@@ -390,7 +408,7 @@ impl Notifier for EmailNotifier {
         self.transport
             .send(mail)
             .await
-            .map(|_| ())
+            .map(|_| None)
             .map_err(|e| format!("SMTP: {e}"))
     }
 }

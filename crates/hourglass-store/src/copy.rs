@@ -245,6 +245,7 @@ const TABLES: &[Table] = &[
             ("lease_owner", Text),
             ("lease_token", Text),
             ("lease_until", Int),
+            ("receipt", Text),
         ],
     },
     Table {

@@ -696,18 +696,21 @@ impl<B: Backend> Store for SqlStore<B> {
         settle: &Settle,
         at: Timestamp,
     ) -> Result<bool> {
-        let (state, run_at, error, failed) = match settle {
-            Settle::Sent => ("sent", None, None, 0),
-            Settle::Retry { run_at, error } => ("pending", Some(*run_at), Some(error.as_str()), 1),
-            Settle::Dead { error } => ("dead", None, Some(error.as_str()), 1),
-            Settle::Dropped { why } => ("dropped", None, Some(why.as_str()), 0),
+        let (state, run_at, error, failed, receipt) = match settle {
+            Settle::Sent { receipt } => ("sent", None, None, 0, receipt.as_deref()),
+            Settle::Retry { run_at, error } => {
+                ("pending", Some(*run_at), Some(error.as_str()), 1, None)
+            }
+            Settle::Dead { error } => ("dead", None, Some(error.as_str()), 1, None),
+            Settle::Dropped { why } => ("dropped", None, Some(why.as_str()), 0, None),
         };
         let changed = self
             .0
             .run(stmt!(
                 "UPDATE notifications SET state = $1, run_at = COALESCE($2, run_at), due_at = COALESCE($2, due_at),
                    last_error = COALESCE($3, last_error), attempts = attempts + $4, updated_at = $5,
-                   lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                   lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+                   receipt = COALESCE($8, receipt)
                  WHERE id = $6 AND lease_token = $7 AND state = 'pending'",
                 state,
                 run_at,
@@ -716,6 +719,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 at,
                 id.as_str(),
                 lease_token,
+                receipt,
             ))
             .await?;
         Ok(changed == 1)

@@ -108,6 +108,11 @@ pub(crate) fn migrator() -> Migrator {
             "sealed_credentials",
             include_str!("../migrations/postgres/0006_sealed_credentials.sql"),
         ),
+        step(
+            7,
+            "notification_receipts",
+            include_str!("../migrations/postgres/0007_notification_receipts.sql"),
+        ),
     ])
 }
 

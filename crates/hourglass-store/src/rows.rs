@@ -322,6 +322,7 @@ pub(crate) fn notification_from(row: &impl Cols) -> Result<Notification> {
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         last_error: get(row, "last_error")?,
         created_at: ts(get(row, "created_at")?),
+        receipt: get(row, "receipt")?,
         lease: match (owner, token, opt_ts(until)) {
             (Some(owner), Some(token), Some(until)) => Some(Lease {
                 owner,

@@ -96,6 +96,11 @@ fn migrator() -> Migrator {
             "sealed_credentials",
             include_str!("../migrations/sqlite/0010_sealed_credentials.sql"),
         ),
+        step(
+            11,
+            "notification_receipts",
+            include_str!("../migrations/sqlite/0011_notification_receipts.sql"),
+        ),
     ])
 }
 

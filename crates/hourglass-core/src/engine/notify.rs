@@ -133,7 +133,8 @@ impl Engine {
                             "{}'s request for {} was approved by {}",
                             r.requester, r.access, ev.actor
                         );
-                        let m = about_request(base(NotifyEvent::RequestApproved, title, at), r);
+                        let mut m = about_request(base(NotifyEvent::RequestApproved, title, at), r);
+                        m.details.push(("by".into(), ev.actor.clone()));
                         out.push((m, at, format!("request.approved:{sub}")));
                     }
                 }
@@ -146,7 +147,33 @@ impl Engine {
                         let mut m = about_request(base(NotifyEvent::RequestDenied, title, at), r);
                         m.details
                             .push(("why".into(), r.state_reason.clone().unwrap_or_default()));
+                        m.details.push(("by".into(), ev.actor.clone()));
                         out.push((m, at, format!("request.denied:{sub}")));
+                    }
+                }
+                EventKind::RequestCancelled => {
+                    if let Some(r) = request(sub) {
+                        let title = format!(
+                            "{}'s request for {} was cancelled by {}",
+                            r.requester, r.access, ev.actor
+                        );
+                        let mut m =
+                            about_request(base(NotifyEvent::RequestCancelled, title, at), r);
+                        if let Some(why) = r.state_reason.clone() {
+                            m.details.push(("why".into(), why));
+                        }
+                        m.details.push(("by".into(), ev.actor.clone()));
+                        out.push((m, at, format!("request.cancelled:{sub}")));
+                    }
+                }
+                EventKind::RequestExpired => {
+                    if let Some(r) = request(sub) {
+                        let title = format!(
+                            "{}'s request for {} expired: nobody decided by {}",
+                            r.requester, r.access, r.decide_by
+                        );
+                        let m = about_request(base(NotifyEvent::RequestExpired, title, at), r);
+                        out.push((m, at, format!("request.expired:{sub}")));
                     }
                 }
                 EventKind::GrantActivated => {
@@ -219,8 +246,6 @@ impl Engine {
                 // Nobody is told of these (the audit log and metrics are where they show).
                 EventKind::RequestRefused
                 | EventKind::ApprovalRecorded
-                | EventKind::RequestCancelled
-                | EventKind::RequestExpired
                 | EventKind::RequestFulfilled
                 | EventKind::RequestFailed
                 | EventKind::GrantCreated
@@ -310,6 +335,7 @@ impl Engine {
                     last_error: None,
                     created_at: now,
                     lease: None,
+                    receipt: None,
                 });
             }
         }
@@ -362,6 +388,27 @@ impl Engine {
         })
     }
 
+    /// The receipt this notification's notifier gave for the `request.pending` message of the
+    /// same request, when there is one (a chat message to update in place).
+    async fn earlier(&self, n: &Notification) -> Option<String> {
+        if n.message.event == NotifyEvent::RequestPending || n.message.grant_id.is_some() {
+            return None;
+        }
+        let request = n.message.request_id.as_deref()?;
+        match self.store.notifications_about(request).await {
+            Ok(all) => all
+                .into_iter()
+                .find(|e| {
+                    e.notifier == n.notifier && e.message.event == NotifyEvent::RequestPending
+                })
+                .and_then(|e| e.receipt),
+            Err(e) => {
+                warn!(error = %e, "the earlier message of a request could not be read");
+                None
+            }
+        }
+    }
+
     /// Delivers one claimed notification and records the outcome under our lease.
     pub async fn deliver(&self, n: Notification) -> Result<DeliveryReport> {
         let s = &self.settings.notify;
@@ -376,8 +423,11 @@ impl Engine {
                 None => Settle::Dead {
                     error: format!("notifier {} is no longer configured", n.notifier),
                 },
-                Some(notifier) => match notifier.send(n.id.as_str(), &n.message).await {
-                    Ok(()) => Settle::Sent,
+                Some(notifier) => match notifier
+                    .send(n.id.as_str(), &n.message, self.earlier(&n).await.as_deref())
+                    .await
+                {
+                    Ok(receipt) => Settle::Sent { receipt },
                     Err(e) if n.attempts + 1 >= s.max_attempts => Settle::Dead { error: e },
                     Err(e) => Settle::Retry {
                         run_at: self.clock.now().plus_millis(
@@ -395,7 +445,7 @@ impl Engine {
             .await?;
         let outcome = match settle {
             _ if !kept => Delivery::Lost,
-            Settle::Sent => Delivery::Sent,
+            Settle::Sent { .. } => Delivery::Sent,
             Settle::Retry { error, .. } => {
                 warn!(notifier = %n.notifier, event = n.message.event.as_str(), attempt = n.attempts + 1, %error, "notification failed; will retry");
                 Delivery::Retry {

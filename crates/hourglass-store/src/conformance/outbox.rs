@@ -37,6 +37,7 @@ pub(super) fn notification(notifier: &str, key: &str, run_at: i64) -> Notificati
         last_error: None,
         created_at: t(run_at),
         lease: None,
+        receipt: None,
     }
 }
 
@@ -224,7 +225,7 @@ async fn claims_are_leased_fenced_and_retried_when_due(s: &Fresh) {
     );
     // A settled notification cannot be settled again.
     assert!(
-        !s.settle_notification(&now.id, &token, &Settle::Sent, t(5_200))
+        !s.settle_notification(&now.id, &token, &Settle::Sent { receipt: None }, t(5_200))
             .await
             .unwrap()
     );
@@ -258,10 +259,23 @@ async fn sent_notifications_deduplicate_for_a_week_then_are_forgotten(s: &Fresh)
         .await
         .unwrap();
     let token = got[0].lease.clone().unwrap().token;
+    let receipt = Some("C0123:1712345678.000100".to_owned());
     assert!(
-        s.settle_notification(&n.id, &token, &Settle::Sent, t(200))
-            .await
-            .unwrap()
+        s.settle_notification(
+            &n.id,
+            &token,
+            &Settle::Sent {
+                receipt: receipt.clone()
+            },
+            t(200)
+        )
+        .await
+        .unwrap()
+    );
+    // The destination's receipt is kept with what was sent.
+    assert_eq!(
+        s.get_notification(&n.id).await.unwrap().unwrap().receipt,
+        receipt
     );
     // Within the week the key still de-duplicates.
     let repeat = notification("slack", "k", 300);
