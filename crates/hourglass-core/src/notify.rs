@@ -137,6 +137,9 @@ pub struct Message {
     pub access: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How long the access was asked for (`1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

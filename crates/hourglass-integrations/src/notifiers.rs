@@ -429,6 +429,7 @@ mod tests {
             principal: Some("alice".into()),
             access: Some("prod/db-admin".into()),
             reason: Some("fix <INC-1> & more".into()),
+            duration: Some("30m".into()),
             ticket: Some("HD-1".into()),
             expires_at: None,
             link: Some("https://hg.example.com/approve/req_1".into()),

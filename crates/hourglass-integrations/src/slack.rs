@@ -117,6 +117,8 @@ pub enum Interaction {
         channel: Option<String>,
         ts: Option<String>,
         trigger_id: Option<String>,
+        /// The click's own time (`action_ts`): the same on a repeat of the same click.
+        once: Option<String>,
     },
     /// A modal was submitted.
     Submit {
@@ -125,6 +127,8 @@ pub enum Interaction {
         private_metadata: String,
         /// `action_id` → the value typed or chosen (a select's option value).
         values: BTreeMap<String, String>,
+        /// The modal's id: the same on a repeat of the same submission.
+        once: Option<String>,
     },
     /// An external select asks for options (`block_suggestion`).
     Suggest {
@@ -176,6 +180,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, Refused> {
                 channel: text(&p, "/channel/id").or_else(|| text(&p, "/container/channel_id")),
                 ts: text(&p, "/message/ts").or_else(|| text(&p, "/container/message_ts")),
                 trigger_id: text(&p, "/trigger_id"),
+                once: text(action, "/action_ts"),
             })
         }
         "view_submission" => {
@@ -195,6 +200,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, Refused> {
                 callback_id: text(&p, "/view/callback_id").unwrap_or_default(),
                 private_metadata: text(&p, "/view/private_metadata").unwrap_or_default(),
                 values,
+                once: text(&p, "/view/id"),
             })
         }
         "block_suggestion" => Ok(Interaction::Suggest {
@@ -679,7 +685,7 @@ mod tests {
             "container": {"type": "message", "message_ts": "171.1", "channel_id": "C1"},
             "channel": {"id": "C1"},
             "message": {"ts": "171.1"},
-            "actions": [{"action_id": APPROVE, "block_id": "decide", "value": "req_1", "type": "button"}]
+            "actions": [{"action_id": APPROVE, "block_id": "decide", "value": "req_1", "type": "button", "action_ts": "171.2"}]
         });
         assert_eq!(
             parse_interaction(&form(&click)).unwrap(),
@@ -693,6 +699,7 @@ mod tests {
                 channel: Some("C1".into()),
                 ts: Some("171.1".into()),
                 trigger_id: Some("tr-1".into()),
+                once: Some("171.2".into()),
             }
         );
         let submit = json!({

@@ -22,8 +22,8 @@ use serde::Deserialize;
 mod integrations;
 mod workload;
 pub use integrations::{
-    NotificationSection, NotifierConfig, NotifierKind, SecretRef, TicketKind, TicketSection,
-    TicketSourceConfig,
+    ChatConfig, ChatKind, ChatRoute, NotificationSection, NotifierConfig, NotifierKind, SecretRef,
+    TicketKind, TicketSection, TicketSourceConfig,
 };
 pub use workload::{IssuerConfig, KeySection, MappingConfig, TokenSection};
 
@@ -63,6 +63,9 @@ pub struct Config {
     pub notifiers: Vec<NotifierConfig>,
     #[serde(default)]
     pub notifications: NotificationSection,
+    /// Chat apps people ask and approve in (`[[chat]]`).
+    #[serde(default)]
+    pub chat: Vec<ChatConfig>,
     #[serde(default)]
     pub web: WebSection,
     /// Where the file was read from (not a key).
@@ -597,6 +600,14 @@ impl Config {
         for t in &mut self.ticket_sources {
             resolve_secret(&mut t.token);
             resolve_secret(&mut t.webhook_secret);
+        }
+        for c in &mut self.chat {
+            let mut token = Some(c.bot_token.clone());
+            resolve_secret(&mut token);
+            c.bot_token = token.unwrap_or_default();
+            let mut secret = Some(c.signing_secret.clone());
+            resolve_secret(&mut secret);
+            c.signing_secret = secret.unwrap_or_default();
         }
         for n in &mut self.notifiers {
             resolve_secret(&mut n.webhook_url);

@@ -38,6 +38,8 @@ pub struct Integrations {
     pub hooks: BTreeMap<String, TicketHook>,
     pub notifiers: BTreeMap<String, Arc<dyn Notifier>>,
     pub routes: Vec<Route>,
+    /// Chat apps (`[[chat]]`), by name; each is also a notifier.
+    pub chats: BTreeMap<String, Arc<crate::chat::SlackChat>>,
 }
 
 /// A source with no lookup API: the engine reads what its events reported.
@@ -288,6 +290,41 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
             Ok((n, r)) => {
                 out.notifiers.insert(c.name.clone(), n);
                 out.routes.push(r);
+            }
+            Err(e) => problems.push(format!("{file}: {key} ({}): {e}", c.name)),
+        }
+    }
+    for (i, c) in config.chat.iter().enumerate() {
+        let key = format!("chat[{i}]");
+        if !names.insert(c.name.clone()) {
+            problems.push(format!(
+                "{file}: {key}.name: {:?} is already the name of a notifier or chat",
+                c.name
+            ));
+            continue;
+        }
+        if c.timeout >= config.server.job_lease {
+            problems.push(format!(
+                "{file}: {key}.timeout: {} must be shorter than server.job_lease ({})",
+                c.timeout, config.server.job_lease
+            ));
+            continue;
+        }
+        match crate::chat::SlackChat::new(
+            c,
+            config.notifications.public_url.clone(),
+            Arc::clone(clock),
+        ) {
+            Ok(chat) => {
+                let chat = Arc::new(chat);
+                out.notifiers
+                    .insert(c.name.clone(), Arc::clone(&chat) as Arc<dyn Notifier>);
+                out.routes.push(Route {
+                    notifier: c.name.clone(),
+                    events: crate::chat::SlackChat::events(),
+                    access: Vec::new(),
+                });
+                out.chats.insert(c.name.clone(), chat);
             }
             Err(e) => problems.push(format!("{file}: {key} ({}): {e}", c.name)),
         }

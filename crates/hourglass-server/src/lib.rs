@@ -5,6 +5,7 @@
 //! Tests start it in-process on port 0 with a clock they control.
 
 pub mod auth;
+mod chat;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -56,6 +57,8 @@ pub struct App {
     workload: workload::Workload,
     /// Ticket sources that accept events, by name.
     ticket_hooks: BTreeMap<String, integrations::TicketHook>,
+    /// Chat apps, by name.
+    chats: BTreeMap<String, Arc<chat::SlackChat>>,
     /// Sign-in: the demo page, and how session cookies are set.
     web: http::web::WebSettings,
     /// Single sign-on, when configured.
@@ -504,6 +507,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         tickets,
         hooks: ticket_hooks,
         notifiers,
+        chats,
         ..
     } = checked.integrations;
     let polls_tickets = !tickets.is_empty();
@@ -557,6 +561,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         reload_lock: tokio::sync::Mutex::new(()),
         workload,
         ticket_hooks,
+        chats,
         web: http::web::WebSettings {
             demo_sign_in: config.web.demo_sign_in,
             secure_cookies: !config.server.listen.ip().is_loopback(),

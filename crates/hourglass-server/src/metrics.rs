@@ -40,6 +40,7 @@ pub struct Metrics {
     tickets_closed_by_poll: AtomicU64,
     ticket_poll_unavailable: AtomicU64,
     ticket_events: Mutex<BTreeMap<(String, &'static str), u64>>,
+    chat_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
     worker_restarts: Mutex<BTreeMap<&'static str, u64>>,
     policy_stale: std::sync::atomic::AtomicBool,
 }
@@ -126,6 +127,11 @@ impl Metrics {
     /// A ticket event received (`accepted` or `refused`).
     pub fn ticket_event(&self, source: &str, outcome: &'static str) {
         bump(&self.ticket_events, (source.to_owned(), outcome));
+    }
+
+    /// A request from a chat app: `accepted`, `repeat`, `refused`, `invalid`.
+    pub fn chat_request(&self, chat: &str, outcome: &'static str) {
+        bump(&self.chat_requests, (chat.to_owned(), outcome));
     }
 
     pub fn http_error(&self) {
@@ -326,6 +332,22 @@ impl Metrics {
                 out,
                 "hourglass_ticket_events_total{{source=\"{}\",outcome=\"{o}\"}} {v}",
                 label(src)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_chat_requests_total Requests from chat apps, by app and outcome.\n# TYPE hourglass_chat_requests_total counter"
+        );
+        for ((chat, o), v) in self
+            .chat_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_chat_requests_total{{chat=\"{}\",outcome=\"{o}\"}} {v}",
+                label(chat)
             );
         }
         let _ = writeln!(

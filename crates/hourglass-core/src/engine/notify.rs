@@ -74,6 +74,7 @@ fn base(event: NotifyEvent, title: String, at: Timestamp) -> Message {
         principal: None,
         access: None,
         reason: None,
+        duration: None,
         ticket: None,
         expires_at: None,
         link: None,
@@ -86,6 +87,7 @@ fn about_request(mut m: Message, r: &Request) -> Message {
     m.principal = Some(r.requester.to_string());
     m.access = Some(r.access.to_string());
     m.reason = Some(r.reason.clone());
+    m.duration = Some(r.duration.to_string());
     m.ticket.clone_from(&r.ticket);
     m
 }

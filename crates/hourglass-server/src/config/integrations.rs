@@ -194,3 +194,76 @@ fn default_expiry_warning() -> GrantDuration {
 fn default_max_attempts() -> u32 {
     8
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    Slack,
+}
+
+/// A channel by access: requests for these entitlements or profiles go to `channel`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRoute {
+    /// Entitlements or profiles (`prod/*` matches a prefix).
+    pub access: Vec<String>,
+    /// The Slack channel id (`C0123ABCD`).
+    pub channel: String,
+}
+
+/// A chat app people ask and approve in (`[[chat]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// A short name: the notifier name and the path of its endpoints (`/slack/<name>/…`).
+    pub name: String,
+    pub kind: ChatKind,
+    /// The bot token (`xoxb-…`), a secret (file or env).
+    pub bot_token: SecretRef,
+    /// The app's signing secret, which signs every request Slack makes.
+    pub signing_secret: SecretRef,
+    /// The Slack workspace (`T0123ABCD`); requests from any other are refused.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// Where pending requests go when no route names their access.
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<ChatRoute>,
+    /// Where critical events (break-glass, overdue revocations, drift) go; default `channel`.
+    #[serde(default)]
+    pub alerts_channel: Option<String>,
+    /// Tell requesters directly (approved, denied, active, expiring with Extend and Release,
+    /// revoked).
+    #[serde(default = "default_true")]
+    pub notify_requester: bool,
+    /// Slack user ids → principals, looked at first.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Then the Slack profile's email: a principal named by the whole address, or by its
+    /// local part when the address is in this domain (`alice@example.com` → `alice`).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+    /// The Web API (a local server in tests).
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: GrantDuration,
+    /// The longest Slack's `Retry-After` waits may add up to before a delivery is retried
+    /// later instead.
+    #[serde(default = "default_retry_wait")]
+    pub max_retry_wait: GrantDuration,
+    /// Allow a private or loopback `api_url` (refused by default).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+fn default_retry_wait() -> GrantDuration {
+    GrantDuration::from_secs(30)
+}

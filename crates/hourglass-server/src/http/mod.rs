@@ -7,6 +7,7 @@ mod app_admin;
 mod events;
 mod identities;
 mod reviews;
+mod slack;
 mod tickets;
 mod token;
 pub(crate) mod web;
@@ -135,6 +136,10 @@ pub fn router(app: Shared) -> Router {
         });
     // Ticket systems post whole issues (Jira's include every field and the changelog): a larger
     // limit for their events only.
+    let chat = Router::new()
+        .route("/slack/{name}/interactions", post(slack::interactions))
+        .route("/slack/{name}/options", post(slack::interactions))
+        .route("/slack/{name}/commands", post(slack::commands));
     let ticket_events = Router::new()
         .route("/v1/tickets/events", post(tickets::generic_event))
         .route(
@@ -144,6 +149,7 @@ pub fn router(app: Shared) -> Router {
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     api.layer(RequestBodyLimitLayer::new(64 * 1024))
         .merge(ticket_events)
+        .merge(chat.layer(RequestBodyLimitLayer::new(1024 * 1024)))
         // Inside the id: the request's span (and so every log line of it) names its trace id.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let trace_id = req

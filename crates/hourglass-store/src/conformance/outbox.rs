@@ -27,6 +27,7 @@ pub(super) fn notification(notifier: &str, key: &str, run_at: i64) -> Notificati
             principal: Some("alice".into()),
             access: Some("demo/x".into()),
             reason: Some("expired".into()),
+            duration: None,
             ticket: None,
             expires_at: Some(t(9)),
             link: None,

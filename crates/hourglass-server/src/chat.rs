@@ -1,0 +1,682 @@
+//! Slack as a channel people ask, approve and extend in (`[[chat]] kind = "slack"`).
+//!
+//! Outbound, a [`SlackChat`] is a notifier: a pending request is posted to its routed channel
+//! with Approve and Deny; when the request is decided (here, in the web app or the CLI), the
+//! same message is updated in place for everyone, from the receipt its first post left; the
+//! requester hears what happens next in a direct message (active, with a link to reveal the
+//! credential in the web app, never the credential; expiring, with Extend and Release; revoked).
+//!
+//! Inbound, every request Slack makes is verified first (signature, five-minute window), then
+//! acknowledged at once, and the work is done after: the Slack user is mapped to a principal
+//! (the configured ids, then the profile's email), and the engine judges the click exactly as it
+//! judges the API. A click carries no second factor: where policy wants one to approve, the
+//! engine says so and the clicker is sent to the web app's step-up approval. A repeat of the
+//! same click or submission (Slack's retries, a replay inside the window) changes nothing twice.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use hourglass_core::{
+    Clock, ErrorCode,
+    engine::{Caller, Engine, NewRequest},
+    id::PrincipalId,
+    notify::{Message, Notifier, NotifyEvent},
+    request::{RequestState, Verdict},
+};
+use hourglass_integrations::slack::{
+    self, Interaction, RequestCard, SlackApi, SlackError, SlackUser,
+};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::{ChatConfig, ChatRoute};
+
+/// How long a Slack user's principal is remembered.
+const KNOWN_FOR_SECS: i64 = 600;
+
+/// One Slack app.
+pub struct SlackChat {
+    pub name: String,
+    api: SlackApi,
+    secret: SecretSlice<u8>,
+    team: Option<String>,
+    users: BTreeMap<String, PrincipalId>,
+    email_domain: Option<String>,
+    channel: Option<String>,
+    routes: Vec<ChatRoute>,
+    alerts: Option<String>,
+    notify_requester: bool,
+    public_url: Option<String>,
+    clock: Arc<dyn Clock>,
+    /// Clicks and submissions already taken (`action_ts`, view id), until they leave the window.
+    seen: Mutex<HashMap<String, i64>>,
+    /// Slack user → principal, as found, with when it was found.
+    known: Mutex<HashMap<String, (PrincipalId, i64)>>,
+}
+
+fn now_secs(clock: &dyn Clock) -> i64 {
+    clock.now().unix_millis() / 1000
+}
+
+impl SlackChat {
+    /// Builds the app from its configuration; every secret is read now.
+    pub fn new(
+        c: &ChatConfig,
+        public_url: Option<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let token = crate::integrations::read_secret(&c.bot_token)
+            .map_err(|e| format!("bot_token: {e}"))?;
+        if !token.starts_with("xoxb-") {
+            return Err("bot_token: a bot token starts with xoxb-".into());
+        }
+        let secret = crate::integrations::read_secret(&c.signing_secret)
+            .map_err(|e| format!("signing_secret: {e}"))?;
+        let mut users = BTreeMap::new();
+        for (slack_id, principal) in &c.users {
+            let p = PrincipalId::new(principal.clone())
+                .map_err(|e| format!("users.{slack_id}: {e}"))?;
+            users.insert(slack_id.clone(), p);
+        }
+        if c.channel.is_none() && c.routes.is_empty() {
+            return Err("channel: name a channel for pending requests, or routes".into());
+        }
+        let timeout = Duration::from_secs(c.timeout.as_secs());
+        let api = SlackApi::new(
+            &c.api_url,
+            SecretString::from(token),
+            timeout,
+            Duration::from_secs(c.max_retry_wait.as_secs()),
+            c.allow_private,
+        )
+        .map_err(|e| format!("api_url: {e}"))?;
+        Ok(SlackChat {
+            name: c.name.clone(),
+            api,
+            secret: SecretSlice::from(secret.into_bytes()),
+            team: c.team_id.clone(),
+            users,
+            email_domain: c.email_domain.clone(),
+            channel: c.channel.clone(),
+            routes: c.routes.clone(),
+            alerts: c.alerts_channel.clone().or_else(|| c.channel.clone()),
+            notify_requester: c.notify_requester,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            clock,
+            seen: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The events this app is routed.
+    pub fn events() -> Vec<NotifyEvent> {
+        NotifyEvent::ALL.to_vec()
+    }
+
+    /// Checks a request's signature; nothing in the body is read before this.
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), slack::Refused> {
+        slack::verify(
+            self.secret.expose_secret(),
+            timestamp,
+            signature,
+            body,
+            now_secs(&*self.clock),
+        )
+    }
+
+    /// Whether the workspace is ours (any, when none is configured).
+    pub fn our_team(&self, user: &SlackUser) -> bool {
+        match &self.team {
+            None => true,
+            Some(t) => user.team.as_deref() == Some(t.as_str()),
+        }
+    }
+
+    /// True the first time `key` is seen within the window; a repeat is refused.
+    pub fn first_time(&self, key: &str) -> bool {
+        let now = now_secs(&*self.clock);
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|_, until| *until > now);
+        seen.insert(key.to_owned(), now + 2 * slack::WINDOW_SECS)
+            .is_none()
+    }
+
+    fn channel_for(&self, access: Option<&str>) -> Option<&str> {
+        let access = access.unwrap_or("");
+        self.routes
+            .iter()
+            .find(|r| {
+                r.access.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => access.starts_with(prefix),
+                    None => access == p,
+                })
+            })
+            .map(|r| r.channel.as_str())
+            .or(self.channel.as_deref())
+    }
+
+    fn link(&self, path: &str) -> Option<String> {
+        self.public_url.as_ref().map(|u| format!("{u}{path}"))
+    }
+
+    /// The principal a Slack user is: the configured ids first, then the profile's email (the
+    /// whole address, or its local part in `email_domain`). `None` when nobody matches.
+    pub async fn principal_of(
+        &self,
+        engine: &Engine,
+        user: &SlackUser,
+    ) -> Result<Option<PrincipalId>, String> {
+        if let Some(p) = self.users.get(&user.id) {
+            return Ok(Some(p.clone()));
+        }
+        let now = now_secs(&*self.clock);
+        if let Some((p, at)) = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user.id)
+            && now - at < KNOWN_FOR_SECS
+        {
+            return Ok(Some(p.clone()));
+        }
+        let Some(email) = self
+            .api
+            .email_of(&user.id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let email = email.to_ascii_lowercase();
+        let mut names = vec![email.clone()];
+        if let (Some(domain), Some((local, at))) = (&self.email_domain, email.split_once('@'))
+            && at.eq_ignore_ascii_case(domain)
+        {
+            names.push(local.to_owned());
+        }
+        for name in names {
+            let Ok(id) = PrincipalId::new(name) else {
+                continue;
+            };
+            if engine
+                .principal(&id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                self.known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(user.id.clone(), (id.clone(), now));
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The Slack user of a principal: the configured ids, then by email.
+    async fn slack_user_of(&self, principal: &str) -> Result<Option<String>, SlackError> {
+        if let Some((id, _)) = self.users.iter().find(|(_, p)| p.as_str() == principal) {
+            return Ok(Some(id.clone()));
+        }
+        let email = if principal.contains('@') {
+            principal.to_owned()
+        } else if let Some(d) = &self.email_domain {
+            format!("{principal}@{d}")
+        } else {
+            return Ok(None);
+        };
+        self.api.user_by_email(&email).await
+    }
+
+    /// The caller a Slack user acts as, or what to tell them.
+    async fn caller(&self, engine: &Engine, user: &SlackUser) -> Result<Caller, String> {
+        let id = match self.principal_of(engine, user).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return Err(
+                    "your Slack account is not linked to a Hourglass identity; ask an administrator to add it".into(),
+                );
+            }
+            Err(e) => return Err(format!("Hourglass could not tell who you are: {e}")),
+        };
+        let principal = engine
+            .active_principal(&id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Caller {
+            principal,
+            // A click in Slack is no second factor.
+            mfa: false,
+            source_ip: None,
+        })
+    }
+
+    fn card(&self, m: &Message, state: &str) -> RequestCard {
+        let detail = |k: &str| {
+            m.details
+                .iter()
+                .find(|(d, _)| d == k)
+                .map(|(_, v)| v.clone())
+        };
+        let id = m.request_id.clone().unwrap_or_default();
+        RequestCard {
+            link: self.link(&format!("/inbox/{id}")),
+            request_id: id,
+            requester: m.principal.clone().unwrap_or_default(),
+            actors: Vec::new(),
+            access: m.access.clone().unwrap_or_default(),
+            duration: m.duration.clone().unwrap_or_default(),
+            reason: m.reason.clone().unwrap_or_default(),
+            ticket: m.ticket.clone(),
+            state: state.to_owned(),
+            decided_by: detail("by"),
+            note: detail("why"),
+            step_up: false,
+        }
+    }
+
+    /// Tells the person an event is about, directly.
+    async fn tell(&self, m: &Message, actions: bool, link: Option<String>) -> Result<(), String> {
+        if !self.notify_requester {
+            return Ok(());
+        }
+        let Some(p) = &m.principal else { return Ok(()) };
+        let Some(user) = self.slack_user_of(p).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let msg = slack::grant_message(
+            &m.title,
+            m.grant_id.as_deref().unwrap_or(""),
+            link.as_deref(),
+            actions,
+        );
+        self.api
+            .post(&user, &msg)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    async fn ephemeral(&self, channel: Option<&str>, user: &str, text: &str) {
+        // In a direct message with the app, the user's id is the channel.
+        let channel = channel.unwrap_or(user);
+        if let Err(e) = self.api.ephemeral(channel, user, text).await {
+            warn!(chat = %self.name, error = %e, "a Slack reply could not be posted");
+        }
+    }
+
+    /// The request's message as it is now, for whoever may see it.
+    async fn refresh(&self, engine: &Engine, caller: &Caller, id: &str, at: (&str, &str)) {
+        let Ok(d) = engine.request_details(caller, id).await else {
+            return;
+        };
+        let r = &d.request;
+        let by = |v: Verdict| {
+            let names: Vec<&str> = d
+                .approvals
+                .iter()
+                .filter(|a| a.verdict == v)
+                .map(|a| a.approver.as_str())
+                .collect();
+            (!names.is_empty()).then(|| names.join(", "))
+        };
+        let card = RequestCard {
+            request_id: r.id.to_string(),
+            requester: r.requester.to_string(),
+            actors: r.actors.iter().map(ToString::to_string).collect(),
+            access: r.access.to_string(),
+            duration: r.duration.to_string(),
+            reason: r.reason.clone(),
+            ticket: r.ticket.clone(),
+            state: r.state.as_str().to_owned(),
+            decided_by: match r.state {
+                RequestState::Denied => by(Verdict::Deny),
+                _ => by(Verdict::Approve),
+            },
+            note: match r.state {
+                RequestState::Denied | RequestState::Cancelled | RequestState::Failed => {
+                    r.state_reason.clone()
+                }
+                _ => None,
+            },
+            link: self.link(&format!("/inbox/{}", r.id)),
+            step_up: false,
+        };
+        if let Err(e) = self
+            .api
+            .update(at.0, at.1, &slack::request_message(&card))
+            .await
+        {
+            warn!(chat = %self.name, error = %e, "a request's Slack message could not be updated");
+        }
+    }
+
+    /// Acts on a verified interaction, after it was acknowledged.
+    pub async fn act(self: Arc<Self>, engine: Arc<Engine>, i: Interaction) {
+        match i {
+            Interaction::Action {
+                user,
+                action_id,
+                value,
+                channel,
+                ts,
+                trigger_id,
+                ..
+            } => {
+                let caller = match self.caller(&engine, &user).await {
+                    Ok(c) => c,
+                    Err(why) => {
+                        info!(chat = %self.name, slack_user = %user.id, "a Slack click from nobody Hourglass knows");
+                        return self.ephemeral(channel.as_deref(), &user.id, &why).await;
+                    }
+                };
+                let at = channel.as_deref().zip(ts.as_deref());
+                match action_id.as_str() {
+                    slack::APPROVE => {
+                        self.approve(&engine, &caller, &user, &value, channel.as_deref(), at)
+                            .await;
+                    }
+                    slack::DENY => {
+                        let meta = json!({"r": value, "c": channel, "t": ts}).to_string();
+                        let Some(trigger) = trigger_id else { return };
+                        if let Err(e) = self
+                            .api
+                            .open_view(&trigger, &slack::deny_modal(&value, &meta))
+                            .await
+                        {
+                            warn!(chat = %self.name, error = %e, "the deny modal could not be opened");
+                        }
+                    }
+                    slack::EXTEND => {
+                        let Some(trigger) = trigger_id else { return };
+                        if let Err(e) = self
+                            .api
+                            .open_view(&trigger, &slack::extend_modal(&value))
+                            .await
+                        {
+                            warn!(chat = %self.name, error = %e, "the extend modal could not be opened");
+                        }
+                    }
+                    slack::RELEASE => {
+                        let text = match engine.grant(&caller, &value).await {
+                            Ok(g) if g.principal == caller.principal.id => match engine
+                                .revoke(
+                                    &caller,
+                                    &value,
+                                    Some("released early by its holder in Slack".into()),
+                                )
+                                .await
+                            {
+                                Ok(_) => format!(
+                                    "Released: your access through {value} is being removed."
+                                ),
+                                Err(e) => format!("Not released: {}", e),
+                            },
+                            Ok(_) => "Only its holder releases a grant.".to_owned(),
+                            Err(e) => format!("Not released: {}", e),
+                        };
+                        self.ephemeral(channel.as_deref(), &user.id, &text).await;
+                    }
+                    _ => {}
+                }
+            }
+            Interaction::Submit {
+                user,
+                callback_id,
+                private_metadata,
+                values,
+                ..
+            } => {
+                let caller = match self.caller(&engine, &user).await {
+                    Ok(c) => c,
+                    Err(why) => return self.ephemeral(None, &user.id, &why).await,
+                };
+                let value = |k: &str| {
+                    values
+                        .get(k)
+                        .map(|v| v.trim().to_owned())
+                        .unwrap_or_default()
+                };
+                match callback_id.as_str() {
+                    slack::DENY_MODAL => {
+                        let meta: Value =
+                            serde_json::from_str(&private_metadata).unwrap_or_default();
+                        let id = meta["r"].as_str().unwrap_or_default();
+                        let at = meta["c"].as_str().zip(meta["t"].as_str());
+                        match engine.deny(&caller, id, &value("reason")).await {
+                            Ok(_) => {
+                                info!(chat = %self.name, request_id = id, approver = %caller.principal.id, "denied in Slack");
+                            }
+                            Err(e) => {
+                                self.ephemeral(
+                                    at.map(|a| a.0),
+                                    &user.id,
+                                    &format!("Not denied: {}", e),
+                                )
+                                .await;
+                            }
+                        }
+                        if let Some(at) = at {
+                            self.refresh(&engine, &caller, id, at).await;
+                        }
+                    }
+                    slack::REQUEST_MODAL => {
+                        let ticket = Some(value("ticket")).filter(|t| !t.is_empty());
+                        let duration = Some(value("duration")).filter(|d| !d.is_empty());
+                        let new = NewRequest {
+                            entitlement: value("access"),
+                            duration,
+                            reason: value("reason"),
+                            ticket,
+                            public_key: None,
+                            break_glass: false,
+                            starts_at: None,
+                        };
+                        let text = match engine.submit(&caller, new).await {
+                            Ok(r) => match r.state {
+                                RequestState::Pending => format!(
+                                    "Request {} for {} is waiting for approval; you will hear here when it is decided.",
+                                    r.id, r.access
+                                ),
+                                RequestState::Approved | RequestState::Fulfilled => format!(
+                                    "Request {} for {} was approved at once; you will hear here when the access is ready.",
+                                    r.id, r.access
+                                ),
+                                s => {
+                                    format!("Request {} for {} is {}.", r.id, r.access, s.as_str())
+                                }
+                            },
+                            Err(e) => format!("Not asked: {}", e),
+                        };
+                        if let Err(e) = self.api.post(&user.id, &json!({"text": text})).await {
+                            warn!(chat = %self.name, error = %e, "a Slack reply could not be posted");
+                        }
+                    }
+                    "hourglass.extend" => {
+                        let text = match engine
+                            .extend(&caller, &private_metadata, &value("by"), &value("reason"))
+                            .await
+                        {
+                            Ok(r) => format!(
+                                "Extension {} of {} is {}.",
+                                r.id,
+                                private_metadata,
+                                r.state.as_str()
+                            ),
+                            Err(e) => format!("Not extended: {}", e),
+                        };
+                        if let Err(e) = self.api.post(&user.id, &json!({"text": text})).await {
+                            warn!(chat = %self.name, error = %e, "a Slack reply could not be posted");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Interaction::Suggest { .. } | Interaction::Other(_) => {}
+        }
+    }
+
+    async fn approve(
+        &self,
+        engine: &Engine,
+        caller: &Caller,
+        user: &SlackUser,
+        id: &str,
+        channel: Option<&str>,
+        at: Option<(&str, &str)>,
+    ) {
+        match engine.approve(caller, id, None).await {
+            Ok(r) => {
+                info!(chat = %self.name, request_id = id, approver = %caller.principal.id, state = r.state.as_str(), "approved in Slack");
+            }
+            Err(e) if e.code() == ErrorCode::ApprovalStepUpRequired => {
+                let link = self
+                    .link(&format!("/inbox/{id}"))
+                    .map(|l| format!(" <{l}|Approve in Hourglass>"))
+                    .unwrap_or_default();
+                self.ephemeral(
+                    channel,
+                    &user.id,
+                    &format!("Not approved: {}.{link}", slack::escape(&e.to_string())),
+                )
+                .await;
+            }
+            Err(e) => {
+                self.ephemeral(
+                    channel,
+                    &user.id,
+                    &format!("Not approved: {}", slack::escape(&e.to_string())),
+                )
+                .await;
+            }
+        }
+        if let Some(at) = at {
+            self.refresh(engine, caller, id, at).await;
+        }
+    }
+
+    /// Options for the request modal's access field: what the person may ask for, matching
+    /// what they typed.
+    pub async fn options(&self, engine: &Engine, user: &SlackUser, query: &str) -> Value {
+        let Ok(caller) = self.caller(engine, user).await else {
+            return slack::options(&[]);
+        };
+        let query = query.trim().to_lowercase();
+        let offers = engine.catalogue(&caller).await.unwrap_or_default();
+        let items: Vec<(String, String)> = offers
+            .into_iter()
+            .filter(|o| query.is_empty() || o.name.to_lowercase().contains(&query))
+            .map(|o| {
+                let label = if o.description.is_empty() {
+                    o.name.clone()
+                } else {
+                    format!("{} · {}", o.name, o.description)
+                };
+                (o.name, label)
+            })
+            .collect();
+        slack::options(&items)
+    }
+
+    /// Opens the request modal for a `/hourglass` command.
+    pub async fn open_request(&self, trigger_id: &str, text: &str) {
+        let first = text.split_whitespace().next();
+        if let Err(e) = self
+            .api
+            .open_view(trigger_id, &slack::request_modal(first))
+            .await
+        {
+            warn!(chat = %self.name, error = %e, "the request modal could not be opened");
+        }
+    }
+}
+
+fn state_of(event: NotifyEvent) -> &'static str {
+    match event {
+        NotifyEvent::RequestApproved => "approved",
+        NotifyEvent::RequestDenied => "denied",
+        NotifyEvent::RequestCancelled => "cancelled",
+        NotifyEvent::RequestExpired => "expired",
+        _ => "pending",
+    }
+}
+
+#[async_trait]
+impl Notifier for SlackChat {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(
+        &self,
+        _id: &str,
+        m: &Message,
+        earlier: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        match m.event {
+            NotifyEvent::RequestPending => {
+                let Some(channel) = self.channel_for(m.access.as_deref()) else {
+                    return Ok(None);
+                };
+                let msg = slack::request_message(&self.card(m, "pending"));
+                let (c, ts) = self
+                    .api
+                    .post(channel, &msg)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(format!("{c} {ts}")))
+            }
+            NotifyEvent::RequestApproved
+            | NotifyEvent::RequestDenied
+            | NotifyEvent::RequestCancelled
+            | NotifyEvent::RequestExpired => {
+                if let Some((c, ts)) = earlier.and_then(|e| e.split_once(' ')) {
+                    let msg = slack::request_message(&self.card(m, state_of(m.event)));
+                    self.api
+                        .update(c, ts, &msg)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                self.tell(m, false, None).await?;
+                Ok(None)
+            }
+            NotifyEvent::GrantActive => {
+                self.tell(m, false, self.link("/mine")).await?;
+                Ok(None)
+            }
+            NotifyEvent::GrantExpiring => {
+                self.tell(m, true, self.link("/mine")).await?;
+                Ok(None)
+            }
+            NotifyEvent::GrantRevoked => {
+                self.tell(m, false, None).await?;
+                Ok(None)
+            }
+            NotifyEvent::BreakGlass | NotifyEvent::RevocationOverdue | NotifyEvent::Drift => {
+                let Some(channel) = &self.alerts else {
+                    return Ok(None);
+                };
+                let msg = hourglass_integrations::notifiers::slack_blocks(m);
+                self.api
+                    .post(channel, &msg)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+}
