@@ -94,7 +94,7 @@ event_kinds! {
         "from", "to", "via", "policy_ids", "policy_hash", "approvals",
     ];
     /// An approver said no.
-    RequestDenied = "request.denied", details: ["from", "to", "reason"];
+    RequestDenied = "request.denied", details: ["from", "to", "reason", "policy_ids"];
     /// The requester or an administrator withdrew the request, or a policy change made it
     /// ineligible.
     RequestCancelled = "request.cancelled", details: ["from", "to", "reason", "policy_hash"];
@@ -103,7 +103,7 @@ event_kinds! {
     /// The approved request opened its grant(s).
     RequestFulfilled = "request.fulfilled", details: ["from", "to", "grant"];
     /// The approved request could not open its grant(s).
-    RequestFailed = "request.failed", details: ["from", "to", "reason"];
+    RequestFailed = "request.failed", details: ["from", "to", "reason", "policy_hash"];
     /// A grant exists (provisioning), with its window. The subject is the grant.
     GrantCreated = "grant.created", details: [
         "request", "principal", "entitlement", "starts_at", "expires_at", "profile",

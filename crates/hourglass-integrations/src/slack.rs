@@ -294,11 +294,27 @@ impl SlackApi {
         let url = format!("{}/{method}", self.base);
         let mut waited = Duration::ZERO;
         loop {
-            let resp = self
+            let req = self
                 .client
                 .post(&url)
-                .bearer_auth(self.token.expose_secret())
-                .json(body)
+                .bearer_auth(self.token.expose_secret());
+            // Read methods take form fields; write methods take JSON.
+            let req = if method.starts_with("users.") {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in body.as_object().into_iter().flatten() {
+                    if let Some(v) = v.as_str() {
+                        form.append_pair(k, v);
+                    }
+                }
+                req.header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form.finish())
+            } else {
+                req.json(body)
+            };
+            let resp = req
                 .send()
                 .await
                 .map_err(|e| SlackError::Transport(e.without_url().to_string()))?;

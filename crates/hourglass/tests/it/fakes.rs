@@ -338,3 +338,145 @@ impl SmtpListener {
         self.mails.lock().unwrap().clone()
     }
 }
+
+/// One Web API call the fake Slack got.
+#[derive(Debug, Clone)]
+pub struct SlackCall {
+    pub method: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct SlackWorkspace {
+    calls: Vec<SlackCall>,
+    /// Slack user id → email.
+    emails: BTreeMap<String, String>,
+    /// Calls still to be refused with 429 and `Retry-After: 1`.
+    limited: u32,
+    next_ts: u64,
+}
+
+/// The Slack Web API as Slack documents it: bearer token, JSON bodies for write methods and
+/// form fields for `users.*`, `{"ok": false, "error": …}` on HTTP 200 for refusals, and 429 with
+/// `Retry-After` when rate-limited.
+pub struct SlackApi {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<SlackWorkspace>>,
+}
+
+pub const SLACK_TOKEN: &str = "xoxb-test-0001-bot-token";
+pub const SLACK_SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+async fn slack_method(
+    State(s): State<Arc<Mutex<SlackWorkspace>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut w = s.lock().unwrap();
+    if w.limited > 0 {
+        w.limited -= 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            axum::Json(serde_json::json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response();
+    }
+    let ok = |v: Value| axum::Json(v).into_response();
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {SLACK_TOKEN}"))
+    {
+        return ok(serde_json::json!({"ok": false, "error": "invalid_auth"}));
+    }
+    let form = headers.get("content-type").is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/x-www-form-urlencoded")
+    });
+    let body: Value = if form {
+        Value::Object(
+            url::form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return ok(serde_json::json!({"ok": false, "error": "invalid_json"})),
+        }
+    };
+    if method.starts_with("users.") != form {
+        return ok(serde_json::json!({"ok": false, "error": "invalid_arguments"}));
+    }
+    w.calls.push(SlackCall {
+        method: method.clone(),
+        body: body.clone(),
+    });
+    let s = |k: &str| body[k].as_str().unwrap_or("").to_owned();
+    match method.as_str() {
+        "chat.postMessage" => {
+            w.next_ts += 1;
+            let ts = format!("1800000000.{:06}", w.next_ts);
+            ok(
+                serde_json::json!({"ok": true, "channel": s("channel"), "ts": ts, "message": {"text": s("text")}}),
+            )
+        }
+        "chat.update" => {
+            ok(serde_json::json!({"ok": true, "channel": s("channel"), "ts": s("ts")}))
+        }
+        "chat.postEphemeral" => {
+            ok(serde_json::json!({"ok": true, "message_ts": "1800000000.999999"}))
+        }
+        "views.open" => ok(serde_json::json!({"ok": true, "view": {"id": "V0001"}})),
+        "users.info" => match w.emails.get(&s("user")) {
+            Some(email) => ok(
+                serde_json::json!({"ok": true, "user": {"id": s("user"), "profile": {"email": email}}}),
+            ),
+            None => ok(serde_json::json!({"ok": false, "error": "user_not_found"})),
+        },
+        "users.lookupByEmail" => match w.emails.iter().find(|(_, e)| **e == s("email")) {
+            Some((id, _)) => ok(serde_json::json!({"ok": true, "user": {"id": id}})),
+            None => ok(serde_json::json!({"ok": false, "error": "users_not_found"})),
+        },
+        _ => ok(serde_json::json!({"ok": false, "error": "unknown_method"})),
+    }
+}
+
+impl SlackApi {
+    pub async fn start(emails: &[(&str, &str)]) -> SlackApi {
+        let state = Arc::new(Mutex::new(SlackWorkspace {
+            emails: emails
+                .iter()
+                .map(|(u, e)| ((*u).to_owned(), (*e).to_owned()))
+                .collect(),
+            ..SlackWorkspace::default()
+        }));
+        let app = Router::new()
+            .route("/api/{method}", post(slack_method))
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        SlackApi { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    pub fn calls(&self, method: &str) -> Vec<Value> {
+        let w = self.state.lock().unwrap();
+        w.calls
+            .iter()
+            .filter(|c| c.method == method)
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    /// Refuses the next `n` calls with 429.
+    pub fn rate_limit(&self, n: u32) {
+        self.state.lock().unwrap().limited = n;
+    }
+}

@@ -21,6 +21,7 @@ mod policy;
 mod replicas;
 mod secrets;
 mod security;
+mod slack;
 mod targets;
 mod tickets;
 mod web;

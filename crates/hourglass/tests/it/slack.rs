@@ -1,0 +1,508 @@
+//! Slack as a channel, end to end: a local server speaks Slack's Web API (fakes::SlackApi), and
+//! the tests post interactivity payloads and commands signed exactly as Slack signs them.
+//! Approvals in Slack are judged by the engine like any other; bad input changes nothing.
+
+use hourglass_api::{CreateRequest, RequestState};
+use hourglass_core::Clock;
+use hourglass_integrations::slack;
+use hourglass_testkit::{TestServer, eventually, spawn_server_with};
+use serde_json::{Value, json};
+
+use crate::fakes::{SLACK_SIGNING_SECRET, SLACK_TOKEN, SlackApi};
+
+async fn server(api: &SlackApi, extra_policy: Option<&'static str>) -> TestServer {
+    let url = api.url();
+    spawn_server_with(move |dir, text| {
+        std::fs::write(dir.join("slack.token"), format!("{SLACK_TOKEN}\n")).unwrap();
+        std::fs::write(dir.join("slack.secret"), SLACK_SIGNING_SECRET).unwrap();
+        if let Some(p) = extra_policy {
+            std::fs::write(dir.join("policies/extra.cedar"), p).unwrap();
+        }
+        format!(
+            r#"{text}
+[notifications]
+public_url = "https://hourglass.example.com"
+
+[[chat]]
+name = "slack"
+kind = "slack"
+bot_token = {{ file = "slack.token" }}
+signing_secret = {{ file = "slack.secret" }}
+team_id = "T0001"
+channel = "C0APPROVERS"
+users = {{ U0BOB = "bob" }}
+email_domain = "example.com"
+api_url = "{url}"
+allow_private = true
+max_retry_wait = "5s"
+"#
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn emails() -> [(&'static str, &'static str); 3] {
+    [
+        ("U0ALICE", "alice@example.com"),
+        ("U0ADMIN", "admin@example.com"),
+        ("U0NOBODY", "nobody@elsewhere.example"),
+    ]
+}
+
+fn form(payload: &Value) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// Posts `body` to `path` signed as Slack signs it, `skew` seconds from the server's clock.
+async fn post_signed(
+    s: &TestServer,
+    path: &str,
+    body: &str,
+    skew: i64,
+    secret: &str,
+) -> reqwest::Response {
+    let ts = (s.clock.now().unix_millis() / 1000 + skew).to_string();
+    let sig = slack::sign(secret.as_bytes(), &ts, body.as_bytes());
+    reqwest::Client::new()
+        .post(format!("http://{}{path}", s.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(slack::TIMESTAMP_HEADER, ts)
+        .header(slack::SIGNATURE_HEADER, sig)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn send(s: &TestServer, payload: &Value) -> reqwest::Response {
+    post_signed(
+        s,
+        "/slack/slack/interactions",
+        &form(payload),
+        0,
+        SLACK_SIGNING_SECRET,
+    )
+    .await
+}
+
+fn click(user: &str, action: &str, value: &str, ts: &str, action_ts: &str) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "team_id": "T0001"},
+        "team": {"id": "T0001"},
+        "trigger_id": format!("trigger-{action_ts}"),
+        "container": {"type": "message", "message_ts": ts, "channel_id": "C0APPROVERS"},
+        "channel": {"id": "C0APPROVERS"},
+        "message": {"ts": ts},
+        "actions": [{"action_id": action, "block_id": "decide", "value": value, "type": "button", "action_ts": action_ts}]
+    })
+}
+
+/// Alice asks for ops-admin; answers the request id and where its Slack message is.
+async fn pending(s: &TestServer, api: &SlackApi) -> (String, String) {
+    let r = s
+        .client("alice")
+        .create_request(&CreateRequest {
+            entitlement: "demo/ops-admin".into(),
+            duration: Some("30m".into()),
+            reason: "restart the <stuck> worker".into(),
+            ..CreateRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Pending);
+    let id = r.id.clone();
+    assert!(
+        eventually(|| async {
+            api.calls("chat.postMessage")
+                .iter()
+                .any(|c| c["channel"] == "C0APPROVERS" && c.to_string().contains(&id))
+        })
+        .await,
+        "the pending request was not posted"
+    );
+    let post = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c["channel"] == "C0APPROVERS" && c.to_string().contains(&id))
+        .unwrap();
+    let text = post.to_string();
+    assert!(text.contains(slack::APPROVE) && text.contains(slack::DENY));
+    assert!(
+        text.contains("&lt;stuck&gt;"),
+        "what alice typed is escaped"
+    );
+    let n = api
+        .calls("chat.postMessage")
+        .iter()
+        .filter(|c| c["channel"] == "C0APPROVERS")
+        .count();
+    (id, format!("1800000000.{n:06}"))
+}
+
+async fn state(s: &TestServer, id: &str) -> RequestState {
+    s.client("alice").get_request(id).await.unwrap().state
+}
+
+fn updates_saying(api: &SlackApi, ts: &str, text: &str) -> usize {
+    api.calls("chat.update")
+        .iter()
+        .filter(|u| u["ts"] == ts && u.to_string().contains(text))
+        .count()
+}
+
+fn ephemerals_to(api: &SlackApi, user: &str) -> Vec<String> {
+    api.calls("chat.postEphemeral")
+        .iter()
+        .filter(|e| e["user"] == user)
+        .map(|e| e["text"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_approved_in_slack_is_updated_in_place_and_the_requester_hears() {
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    // Slack rate-limits the first post: it is sent after Retry-After, once.
+    api.rate_limit(1);
+    let (id, ts) = pending(&s, &api).await;
+
+    let r = send(
+        &s,
+        &click("U0BOB", slack::APPROVE, &id, &ts, "1800000001.000001"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(eventually(|| async { state(&s, &id).await != RequestState::Pending }).await);
+    assert!(
+        eventually(|| async { updates_saying(&api, &ts, "Approved by bob") > 0 }).await,
+        "the message was not updated for everyone"
+    );
+    // The requester hears in a direct message (found by her email).
+    assert!(
+        eventually(|| async {
+            api.calls("chat.postMessage")
+                .iter()
+                .any(|c| c["channel"] == "U0ALICE" && c.to_string().contains("approved by bob"))
+        })
+        .await
+    );
+    // Slack repeats the click: nothing is done twice.
+    let approvals_before = s
+        .client("alice")
+        .get_request(&id)
+        .await
+        .unwrap()
+        .approvals
+        .unwrap_or_default()
+        .len();
+    let updates_before = api.calls("chat.update").len();
+    let mut repeat =
+        reqwest::Client::new().post(format!("http://{}/slack/slack/interactions", s.addr));
+    let body = form(&click(
+        "U0BOB",
+        slack::APPROVE,
+        &id,
+        &ts,
+        "1800000001.000001",
+    ));
+    let at = (s.clock.now().unix_millis() / 1000).to_string();
+    repeat = repeat
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(slack::TIMESTAMP_HEADER, &at)
+        .header(
+            slack::SIGNATURE_HEADER,
+            slack::sign(SLACK_SIGNING_SECRET.as_bytes(), &at, body.as_bytes()),
+        )
+        .header(slack::RETRY_HEADER, "1");
+    assert_eq!(repeat.body(body).send().await.unwrap().status(), 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", s.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"hourglass_chat_requests_total{chat="slack",outcome="repeat"} 1"#));
+    assert_eq!(
+        s.client("alice")
+            .get_request(&id)
+            .await
+            .unwrap()
+            .approvals
+            .unwrap_or_default()
+            .len(),
+        approvals_before
+    );
+    assert_eq!(api.calls("chat.update").len(), updates_before);
+}
+
+#[tokio::test]
+async fn bad_input_from_slack_is_refused_and_changes_nothing() {
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    let (id, ts) = pending(&s, &api).await;
+    let approve = |user: &str, n: u32| {
+        click(
+            user,
+            slack::APPROVE,
+            &id,
+            &ts,
+            &format!("1800000002.{n:06}"),
+        )
+    };
+
+    // Forged, stale, unsigned, and from another workspace.
+    let body = form(&approve("U0BOB", 1));
+    for (skew, secret) in [
+        (0, "not the signing secret"),
+        (-301, SLACK_SIGNING_SECRET),
+        (301, SLACK_SIGNING_SECRET),
+    ] {
+        let r = post_signed(&s, "/slack/slack/interactions", &body, skew, secret).await;
+        assert_eq!(r.status(), 401, "skew {skew}");
+    }
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/slack/slack/interactions", s.addr))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut elsewhere = approve("U0BOB", 2);
+    elsewhere["team"]["id"] = json!("T0OTHER");
+    elsewhere["user"]["team_id"] = json!("T0OTHER");
+    assert_eq!(send(&s, &elsewhere).await.status(), 403);
+    // Not understood.
+    let r = post_signed(
+        &s,
+        "/slack/slack/interactions",
+        "payload=%7Bnot",
+        0,
+        SLACK_SIGNING_SECRET,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // Alice (by her Slack email) may not approve her own request; nobody@ maps to nobody.
+    assert_eq!(send(&s, &approve("U0ALICE", 3)).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            ephemerals_to(&api, "U0ALICE")
+                .iter()
+                .any(|t| t.contains("own request"))
+        })
+        .await
+    );
+    assert_eq!(send(&s, &approve("U0NOBODY", 4)).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            ephemerals_to(&api, "U0NOBODY")
+                .iter()
+                .any(|t| t.contains("not linked"))
+        })
+        .await
+    );
+    assert_eq!(state(&s, &id).await, RequestState::Pending);
+    assert!(
+        s.client("alice")
+            .get_request(&id)
+            .await
+            .unwrap()
+            .approvals
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    // Deny opens a modal for the reason; an empty reason is refused in the modal.
+    let deny = click("U0BOB", slack::DENY, &id, &ts, "1800000002.000005");
+    assert_eq!(send(&s, &deny).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            api.calls("views.open").iter().any(|v| {
+                v["trigger_id"] == "trigger-1800000002.000005" && v.to_string().contains(&id)
+            })
+        })
+        .await
+    );
+    let modal = api.calls("views.open").last().unwrap()["view"].clone();
+    let submit = |reason: &str, view: &str| {
+        json!({
+            "type": "view_submission",
+            "user": {"id": "U0BOB", "team_id": "T0001"},
+            "team": {"id": "T0001"},
+            "view": {"id": view, "callback_id": modal["callback_id"], "private_metadata": modal["private_metadata"],
+                "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}}}
+        })
+    };
+    let r = send(&s, &submit("  ", "V1")).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert_eq!(state(&s, &id).await, RequestState::Pending);
+    assert_eq!(
+        send(&s, &submit("not during the freeze", "V2"))
+            .await
+            .status(),
+        200
+    );
+    assert!(eventually(|| async { state(&s, &id).await == RequestState::Denied }).await);
+    assert!(eventually(|| async { updates_saying(&api, &ts, "Denied by bob") > 0 }).await);
+
+    // A click on a decided request changes nothing; the message is refreshed.
+    let before = updates_saying(&api, &ts, "Denied by bob");
+    assert_eq!(send(&s, &approve("U0ADMIN", 6)).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            ephemerals_to(&api, "U0ADMIN")
+                .iter()
+                .any(|t| t.contains("not pending"))
+        })
+        .await
+    );
+    assert!(eventually(|| async { updates_saying(&api, &ts, "Denied by bob") > before }).await);
+    assert_eq!(state(&s, &id).await, RequestState::Denied);
+}
+
+#[tokio::test]
+async fn where_approving_needs_a_second_factor_a_click_sends_the_approver_to_the_web_app() {
+    let api = SlackApi::start(&emails()).await;
+    let s = server(
+        &api,
+        Some(
+            "@id(\"approving-ops-admin-needs-mfa\")\n\
+             forbid (principal, action == Hourglass::Action::\"Approve\", \
+             resource == Hourglass::Entitlement::\"demo/ops-admin\")\n\
+             unless { context.mfa };\n",
+        ),
+    )
+    .await;
+    let (id, ts) = pending(&s, &api).await;
+    assert_eq!(
+        send(
+            &s,
+            &click("U0BOB", slack::APPROVE, &id, &ts, "1800000003.000001")
+        )
+        .await
+        .status(),
+        200
+    );
+    let link = format!("https://hourglass.example.com/inbox/{id}");
+    assert!(
+        eventually(|| async {
+            ephemerals_to(&api, "U0BOB")
+                .iter()
+                .any(|t| t.contains("second factor") && t.contains(&link))
+        })
+        .await
+    );
+    assert_eq!(state(&s, &id).await, RequestState::Pending);
+    assert!(
+        s.client("alice")
+            .get_request(&id)
+            .await
+            .unwrap()
+            .approvals
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_hourglass_command_opens_a_request_modal_whose_submission_asks() {
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    let command = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("team_id", "T0001")
+        .append_pair("user_id", "U0ALICE")
+        .append_pair("command", "/hourglass")
+        .append_pair("text", "demo/read-logs")
+        .append_pair("trigger_id", "trigger-cmd-1")
+        .append_pair("channel_id", "D0ALICE")
+        .finish();
+    let r = post_signed(
+        &s,
+        "/slack/slack/commands",
+        &command,
+        0,
+        SLACK_SIGNING_SECRET,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        eventually(|| async {
+            api.calls("views.open").iter().any(|v| {
+                v["trigger_id"] == "trigger-cmd-1"
+                    && v["view"]["callback_id"] == slack::REQUEST_MODAL
+            })
+        })
+        .await
+    );
+    // The access field loads alice's own catalogue as she types.
+    let suggest = json!({"type": "block_suggestion", "user": {"id": "U0ALICE", "team_id": "T0001"},
+        "team": {"id": "T0001"}, "action_id": "access", "block_id": "access", "value": "logs"});
+    let r = post_signed(
+        &s,
+        "/slack/slack/options",
+        &form(&suggest),
+        0,
+        SLACK_SIGNING_SECRET,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let options: Value = r.json().await.unwrap();
+    let values: Vec<&str> = options["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["value"].as_str())
+        .collect();
+    assert_eq!(values, ["demo/read-logs"]);
+
+    let submit = |duration: &str, view: &str| {
+        json!({
+            "type": "view_submission",
+            "user": {"id": "U0ALICE", "team_id": "T0001"},
+            "team": {"id": "T0001"},
+            "view": {"id": view, "callback_id": slack::REQUEST_MODAL, "private_metadata": "",
+                "state": {"values": {
+                    "access": {"access": {"type": "external_select", "selected_option": {"value": "demo/read-logs"}}},
+                    "duration": {"duration": {"type": "plain_text_input", "value": duration}},
+                    "reason": {"reason": {"type": "plain_text_input", "value": "look at last night's errors"}},
+                    "ticket": {"ticket": {"type": "plain_text_input", "value": null}}}}}
+        })
+    };
+    let r = send(&s, &submit("a while", "V10")).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert!(
+        s.client("alice")
+            .list_requests(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(send(&s, &submit("15m", "V11")).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            api.calls("chat.postMessage").iter().any(|c| {
+                c["channel"] == "U0ALICE"
+                    && c["text"].as_str().unwrap_or("").contains("demo/read-logs")
+            })
+        })
+        .await,
+        "alice was not told what happens next"
+    );
+    let mine = s.client("alice").list_requests(None).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].entitlement, "demo/read-logs");
+    assert_eq!(mine[0].reason, "look at last night's errors");
+    // The same submission again asks nothing twice.
+    assert_eq!(send(&s, &submit("15m", "V11")).await.status(), 200);
+    assert_eq!(
+        s.client("alice").list_requests(None).await.unwrap().len(),
+        1
+    );
+}
