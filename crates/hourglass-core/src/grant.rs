@@ -10,45 +10,13 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::GrantState;
+
 use crate::{
     Error, Result, Timestamp,
-    event::Event,
     id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
+    lifecycle::Event,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantState {
-    Provisioning,
-    Active,
-    Revoking,
-    Revoked,
-    Failed,
-}
-
-impl GrantState {
-    pub const ALL: [GrantState; 5] = [
-        GrantState::Provisioning,
-        GrantState::Active,
-        GrantState::Revoking,
-        GrantState::Revoked,
-        GrantState::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantState::Provisioning => "provisioning",
-            GrantState::Active => "active",
-            GrantState::Revoking => "revoking",
-            GrantState::Revoked => "revoked",
-            GrantState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
 
 /// The elevated state in a target, for the window `[starts_at, expires_at)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,55 +11,13 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::RequestState;
+
 use crate::{
     Error, GrantDuration, Result, Timestamp,
-    event::Event,
     id::{AccessId, GrantId, PrincipalId, RequestId},
+    lifecycle::Event,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestState {
-    Pending,
-    Approved,
-    Fulfilled,
-    Denied,
-    Cancelled,
-    Expired,
-    Failed,
-}
-
-impl RequestState {
-    pub const ALL: [RequestState; 7] = [
-        RequestState::Pending,
-        RequestState::Approved,
-        RequestState::Fulfilled,
-        RequestState::Denied,
-        RequestState::Cancelled,
-        RequestState::Expired,
-        RequestState::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Pending => "pending",
-            RequestState::Approved => "approved",
-            RequestState::Fulfilled => "fulfilled",
-            RequestState::Denied => "denied",
-            RequestState::Cancelled => "cancelled",
-            RequestState::Expired => "expired",
-            RequestState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, RequestState::Pending | RequestState::Approved)
-    }
-}
 
 /// A request for an entitlement or a task profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

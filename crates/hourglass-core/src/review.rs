@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result, Timestamp,
-    event::Event,
     id::{AccessId, GrantId, PrincipalId, RequestId},
+    lifecycle::Event,
 };
 
 /// Ids of reviews, `rev_…`.

@@ -70,12 +70,13 @@ impl SlackChat {
         public_url: Option<String>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
-        let token = crate::integrations::read_secret(&c.bot_token)
-            .map_err(|e| format!("bot_token: {e}"))?;
+        let token = c.bot_token.read().map_err(|e| format!("bot_token: {e}"))?;
         if !token.starts_with("xoxb-") {
             return Err("bot_token: a bot token starts with xoxb-".into());
         }
-        let secret = crate::integrations::read_secret(&c.signing_secret)
+        let secret = c
+            .signing_secret
+            .read()
             .map_err(|e| format!("signing_secret: {e}"))?;
         let mut users = BTreeMap::new();
         for (slack_id, principal) in &c.users {

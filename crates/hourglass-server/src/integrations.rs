@@ -64,21 +64,6 @@ impl TicketSource for ReportedSource {
     }
 }
 
-pub(crate) fn read_secret(r: &SecretRef) -> Result<String, String> {
-    let raw = match (&r.file, &r.env) {
-        (Some(p), None) => {
-            std::fs::read_to_string(p).map_err(|e| format!("file {}: {e}", p.display()))?
-        }
-        (None, Some(v)) => std::env::var(v).map_err(|_| format!("env {v} is not set"))?,
-        _ => return Err("give exactly one of file and env".into()),
-    };
-    let s = raw.trim_end_matches(['\n', '\r']).to_owned();
-    if s.is_empty() {
-        return Err("the secret is empty".into());
-    }
-    Ok(s)
-}
-
 fn signing_secret(r: &SecretRef) -> Result<SecretSlice<u8>, String> {
     webhook::load_secret(r.file.as_ref(), r.env.as_deref())
 }
@@ -121,10 +106,10 @@ fn ticket_source(
     let auth = match (&c.user, &c.token) {
         (Some(user), Some(t)) => Some(Auth::Basic {
             user: user.clone(),
-            secret: SecretString::from(read_secret(t).map_err(|e| format!("token: {e}"))?),
+            secret: SecretString::from(t.read().map_err(|e| format!("token: {e}"))?),
         }),
         (None, Some(t)) => Some(Auth::Bearer(SecretString::from(
-            read_secret(t).map_err(|e| format!("token: {e}"))?,
+            t.read().map_err(|e| format!("token: {e}"))?,
         ))),
         (Some(_), None) => return Err("token: required with user".into()),
         (None, None) => None,
@@ -172,7 +157,7 @@ fn notifier(c: &NotifierConfig, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifi
                 .webhook_url
                 .as_ref()
                 .ok_or("webhook_url: required for slack")?;
-            let url = read_secret(url).map_err(|e| format!("webhook_url: {e}"))?;
+            let url = url.read().map_err(|e| format!("webhook_url: {e}"))?;
             Arc::new(SlackNotifier::new(
                 &c.name,
                 SecretString::from(url),
@@ -199,7 +184,7 @@ fn notifier(c: &NotifierConfig, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifi
             let password = c
                 .password
                 .as_ref()
-                .map(read_secret)
+                .map(SecretRef::read)
                 .transpose()
                 .map_err(|e| format!("password: {e}"))?
                 .map(SecretString::from);

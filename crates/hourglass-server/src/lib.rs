@@ -281,7 +281,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
     let oidc = config.web.oidc.as_ref().and_then(|o| {
         let secret = match &o.client_secret {
             None => None,
-            Some(r) => match integrations::read_secret(r) {
+            Some(r) => match r.read() {
                 Ok(s) => Some(secrecy::SecretString::from(s)),
                 Err(e) => {
                     problems.push(format!("{file}: web.oidc.client_secret: {e}"));

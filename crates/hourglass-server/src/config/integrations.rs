@@ -28,6 +28,24 @@ pub struct SecretRef {
     pub env: Option<String>,
 }
 
+impl SecretRef {
+    /// Reads the secret (without a trailing newline); an empty one is refused.
+    pub fn read(&self) -> Result<String, String> {
+        let raw = match (&self.file, &self.env) {
+            (Some(p), None) => {
+                std::fs::read_to_string(p).map_err(|e| format!("file {}: {e}", p.display()))?
+            }
+            (None, Some(v)) => std::env::var(v).map_err(|_| format!("env {v} is not set"))?,
+            _ => return Err("give exactly one of file and env".into()),
+        };
+        let s = raw.trim_end_matches(['\n', '\r']).to_owned();
+        if s.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(s)
+    }
+}
+
 /// A ticket system.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
