@@ -227,14 +227,17 @@ pub struct Route {
 impl Route {
     pub fn wants(&self, event: NotifyEvent, access: Option<&str>) -> bool {
         self.events.contains(&event)
-            && (self.access.is_empty()
-                || access.is_some_and(|a| {
-                    self.access.iter().any(|p| match p.strip_suffix('*') {
-                        Some(prefix) => a.starts_with(prefix),
-                        None => a == p,
-                    })
-                }))
+            && (self.access.is_empty() || access.is_some_and(|a| access_matches(&self.access, a)))
     }
+}
+
+/// Whether `access` (an entitlement or profile name) is one of `patterns`, where a trailing `*`
+/// matches a prefix (`prod/*`).
+pub fn access_matches(patterns: &[String], access: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => access.starts_with(prefix),
+        None => access == p,
+    })
 }
 
 /// Notification settings, from configuration.

@@ -15,6 +15,8 @@ use lettre::{
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::{Value, json};
 
+use crate::slack::{clip, escape};
+
 fn fields(m: &Message) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let mut put = |k: &'static str, v: Option<String>| {
@@ -38,23 +40,6 @@ fn fields(m: &Message) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Escapes text for Slack `mrkdwn` (`&`, `<`, `>`).
-fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// The Block Kit message for an event.
 pub fn slack_blocks(m: &Message) -> Value {
     let icon = match m.severity {
@@ -69,7 +54,7 @@ pub fn slack_blocks(m: &Message) -> Value {
     let f: Vec<Value> = fields(m)
         .into_iter()
         .take(10)
-        .map(|(k, v)| json!({"type": "mrkdwn", "text": clip(&format!("*{k}*\n{}", slack_escape(&v)), 2000)}))
+        .map(|(k, v)| json!({"type": "mrkdwn", "text": clip(&format!("*{k}*\n{}", escape(&v)), 2000)}))
         .collect();
     if !f.is_empty() {
         blocks.push(json!({"type": "section", "fields": f}));
@@ -78,7 +63,7 @@ pub fn slack_blocks(m: &Message) -> Value {
         let text = m
             .details
             .iter()
-            .map(|(k, v)| format!("*{}*: {}", slack_escape(k), slack_escape(v)))
+            .map(|(k, v)| format!("*{}*: {}", escape(k), escape(v)))
             .collect::<Vec<_>>()
             .join("\n");
         blocks.push(

@@ -32,6 +32,7 @@ pub const RELEASE: &str = "hourglass.release";
 /// Callback ids of the modals.
 pub const DENY_MODAL: &str = "hourglass.deny";
 pub const REQUEST_MODAL: &str = "hourglass.request";
+pub const EXTEND_MODAL: &str = "hourglass.extend_by";
 
 /// Why a request from Slack is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +82,7 @@ pub fn verify(
         return Err(Refused::Unsigned);
     };
     let at: i64 = ts.trim().parse().map_err(|_| Refused::Unsigned)?;
-    if (now - at).abs() > WINDOW_SECS {
+    if now.abs_diff(at) > WINDOW_SECS.unsigned_abs() {
         return Err(Refused::Stale);
     }
     let given = sig
@@ -127,7 +128,8 @@ pub enum Interaction {
         private_metadata: String,
         /// `action_id` → the value typed or chosen (a select's option value).
         values: BTreeMap<String, String>,
-        /// The modal's id: the same on a repeat of the same submission.
+        /// The modal's id and a digest of what was submitted: the same on a repeat of the same
+        /// submission, different when the person corrected the form.
         once: Option<String>,
     },
     /// An external select asks for options (`block_suggestion`).
@@ -199,8 +201,12 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, Refused> {
                 user: user_of(&p)?,
                 callback_id: text(&p, "/view/callback_id").unwrap_or_default(),
                 private_metadata: text(&p, "/view/private_metadata").unwrap_or_default(),
+                once: text(&p, "/view/id").map(|id| {
+                    let typed = serde_json::to_vec(&values).unwrap_or_default();
+                    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &typed);
+                    format!("{id}:{}", hex::encode(&d.as_ref()[..16]))
+                }),
                 values,
-                once: text(&p, "/view/id"),
             })
         }
         "block_suggestion" => Ok(Interaction::Suggest {
@@ -326,10 +332,10 @@ impl SlackApi {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(1);
                 let wait = Duration::from_secs(after);
-                if waited + wait > self.max_wait {
+                waited = waited.saturating_add(wait);
+                if waited > self.max_wait {
                     return Err(SlackError::RateLimited);
                 }
-                waited += wait;
                 tracing::debug!(method, retry_after = after, "Slack rate limit; waiting");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -415,7 +421,8 @@ pub fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn clip(s: &str, max: usize) -> String {
+/// `s`, cut to `max` characters with an ellipsis.
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {
@@ -587,7 +594,7 @@ pub fn request_modal(initial: Option<&str>) -> Value {
 pub fn extend_modal(grant_id: &str) -> Value {
     json!({
         "type": "modal",
-        "callback_id": "hourglass.extend",
+        "callback_id": EXTEND_MODAL,
         "private_metadata": grant_id,
         "title": plain("Extend access", 24),
         "submit": plain("Extend", 24),
@@ -665,6 +672,11 @@ mod tests {
         assert_eq!(
             verify(SECRET, Some("1700000001"), Some(&sig), body, now),
             Err(Refused::BadSignature)
+        );
+        // A timestamp at the end of the range is stale, not an overflow.
+        assert_eq!(
+            verify(SECRET, Some(&i64::MIN.to_string()), Some(&sig), body, now),
+            Err(Refused::Stale)
         );
         assert_eq!(
             verify(SECRET, None, Some(&sig), body, now),

@@ -24,7 +24,7 @@ use hourglass_core::{
     Clock, ErrorCode,
     engine::{Caller, Engine, NewRequest},
     id::PrincipalId,
-    notify::{Message, Notifier, NotifyEvent},
+    notify::{Message, Notifier, NotifyEvent, access_matches},
     request::{RequestState, Verdict},
 };
 use hourglass_integrations::slack::{
@@ -159,12 +159,7 @@ impl SlackChat {
         let access = access.unwrap_or("");
         self.routes
             .iter()
-            .find(|r| {
-                r.access.iter().any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => access.starts_with(prefix),
-                    None => access == p,
-                })
-            })
+            .find(|r| access_matches(&r.access, access))
             .map(|r| r.channel.as_str())
             .or(self.channel.as_deref())
     }
@@ -425,10 +420,10 @@ impl SlackChat {
                                 Ok(_) => format!(
                                     "Released: your access through {value} is being removed."
                                 ),
-                                Err(e) => format!("Not released: {}", e),
+                                Err(e) => refused("Not released", &e),
                             },
                             Ok(_) => "Only its holder releases a grant.".to_owned(),
-                            Err(e) => format!("Not released: {}", e),
+                            Err(e) => refused("Not released", &e),
                         };
                         self.ephemeral(channel.as_deref(), &user.id, &text).await;
                     }
@@ -459,6 +454,7 @@ impl SlackChat {
                         let id = meta["r"].as_str().unwrap_or_default();
                         let at = meta["c"].as_str().zip(meta["t"].as_str());
                         match engine.deny(&caller, id, &value("reason")).await {
+                            // The denial's notification updates the message for everyone.
                             Ok(_) => {
                                 info!(chat = %self.name, request_id = id, approver = %caller.principal.id, "denied in Slack");
                             }
@@ -466,13 +462,13 @@ impl SlackChat {
                                 self.ephemeral(
                                     at.map(|a| a.0),
                                     &user.id,
-                                    &format!("Not denied: {}", e),
+                                    &refused("Not denied", &e),
                                 )
                                 .await;
+                                if let Some(at) = at {
+                                    self.refresh(&engine, &caller, id, at).await;
+                                }
                             }
-                        }
-                        if let Some(at) = at {
-                            self.refresh(&engine, &caller, id, at).await;
                         }
                     }
                     slack::REQUEST_MODAL => {
@@ -501,13 +497,13 @@ impl SlackChat {
                                     format!("Request {} for {} is {}.", r.id, r.access, s.as_str())
                                 }
                             },
-                            Err(e) => format!("Not asked: {}", e),
+                            Err(e) => refused("Not asked", &e),
                         };
                         if let Err(e) = self.api.post(&user.id, &json!({"text": text})).await {
                             warn!(chat = %self.name, error = %e, "a Slack reply could not be posted");
                         }
                     }
-                    "hourglass.extend" => {
+                    slack::EXTEND_MODAL => {
                         let text = match engine
                             .extend(&caller, &private_metadata, &value("by"), &value("reason"))
                             .await
@@ -518,7 +514,7 @@ impl SlackChat {
                                 private_metadata,
                                 r.state.as_str()
                             ),
-                            Err(e) => format!("Not extended: {}", e),
+                            Err(e) => refused("Not extended", &e),
                         };
                         if let Err(e) = self.api.post(&user.id, &json!({"text": text})).await {
                             warn!(chat = %self.name, error = %e, "a Slack reply could not be posted");
@@ -543,6 +539,11 @@ impl SlackChat {
         match engine.approve(caller, id, None).await {
             Ok(r) => {
                 info!(chat = %self.name, request_id = id, approver = %caller.principal.id, state = r.state.as_str(), "approved in Slack");
+                // At quorum, the approval's notification updates the message for everyone;
+                // short of it, the message shows who has approved so far.
+                if r.state != RequestState::Pending {
+                    return;
+                }
             }
             Err(e) if e.code() == ErrorCode::ApprovalStepUpRequired => {
                 let link = self
@@ -552,22 +553,51 @@ impl SlackChat {
                 self.ephemeral(
                     channel,
                     &user.id,
-                    &format!("Not approved: {}.{link}", slack::escape(&e.to_string())),
+                    &format!("{}.{link}", refused("Not approved", &e)),
                 )
                 .await;
             }
             Err(e) => {
-                self.ephemeral(
-                    channel,
-                    &user.id,
-                    &format!("Not approved: {}", slack::escape(&e.to_string())),
-                )
-                .await;
+                self.ephemeral(channel, &user.id, &refused("Not approved", &e))
+                    .await;
             }
         }
         if let Some(at) = at {
             self.refresh(engine, caller, id, at).await;
         }
+    }
+
+    /// What is wrong with a submitted form that needs no decision to see (an empty deny
+    /// reason, a duration that is not one), as Slack's `response_action: errors`.
+    pub fn form_errors(i: &Interaction) -> Option<Value> {
+        let Interaction::Submit {
+            callback_id,
+            values,
+            ..
+        } = i
+        else {
+            return None;
+        };
+        let value = |k: &str| values.get(k).map_or("", |v| v.trim());
+        let (field, why) = match callback_id.as_str() {
+            slack::DENY_MODAL if value("reason").is_empty() => {
+                ("reason", "A reason is required to deny.")
+            }
+            slack::REQUEST_MODAL | slack::EXTEND_MODAL
+                if [value("duration"), value("by")].iter().any(|d| {
+                    !d.is_empty() && d.parse::<hourglass_core::GrantDuration>().is_err()
+                }) =>
+            {
+                let field = if callback_id == slack::EXTEND_MODAL {
+                    "by"
+                } else {
+                    "duration"
+                };
+                (field, "Use a duration such as 30m, 1h or 4h.")
+            }
+            _ => return None,
+        };
+        Some(json!({"response_action": "errors", "errors": {field: why}}))
     }
 
     /// Options for the request modal's access field: what the person may ask for, matching
@@ -604,6 +634,12 @@ impl SlackChat {
             warn!(chat = %self.name, error = %e, "the request modal could not be opened");
         }
     }
+}
+
+/// A refusal as Slack shows it: what the engine said, escaped so that it can neither link nor
+/// mention.
+fn refused(what: &str, e: &hourglass_core::Error) -> String {
+    format!("{what}: {}", slack::escape(&e.to_string()))
 }
 
 fn state_of(event: NotifyEvent) -> &'static str {

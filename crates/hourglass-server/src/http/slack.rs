@@ -13,8 +13,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use hourglass_integrations::slack::{self, Interaction};
-use serde_json::json;
+use hourglass_integrations::slack::{self, Interaction, SlackUser};
 use tracing::{info, warn};
 
 use super::Shared;
@@ -56,7 +55,34 @@ fn bad(app: &Shared, name: &str, e: &slack::Refused) -> Response {
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-/// `POST /slack/{chat}/interactions`
+/// Refuses a request from another workspace, and acknowledges a repeat (`once` seen before)
+/// without doing anything; `None` lets it through.
+fn admit(
+    app: &Shared,
+    chat: &SlackChat,
+    headers: &HeaderMap,
+    user: Option<&SlackUser>,
+    once: Option<&str>,
+) -> Option<Response> {
+    if let Some(u) = user
+        && !chat.our_team(u)
+    {
+        warn!(chat = %chat.name, team = ?u.team, "a Slack request from another workspace was refused");
+        app.metrics.chat_request(&chat.name, "refused");
+        return Some((StatusCode::FORBIDDEN, "not this app's workspace").into_response());
+    }
+    if let Some(key) = once
+        && !chat.first_time(&format!("{}:{key}", user.map_or("", |u| u.id.as_str())))
+    {
+        info!(chat = %chat.name, retry = ?header(headers, slack::RETRY_HEADER), "a repeated Slack request; nothing done twice");
+        app.metrics.chat_request(&chat.name, "repeat");
+        return Some(StatusCode::OK.into_response());
+    }
+    app.metrics.chat_request(&chat.name, "accepted");
+    None
+}
+
+/// `POST /slack/{chat}/interactions` (and `/options`, where Slack loads a select's options).
 pub(super) async fn interactions(
     State(app): State<Shared>,
     Path(name): Path<String>,
@@ -71,55 +97,25 @@ pub(super) async fn interactions(
         Ok(i) => i,
         Err(e) => return bad(&app, &name, &e),
     };
+    // A form with a mistake is answered in the form, before anything is remembered: the person
+    // corrects it and submits the same form again.
+    if let Some(errors) = SlackChat::form_errors(&i) {
+        return Json(errors).into_response();
+    }
     let (user, once) = match &i {
         Interaction::Action { user, once, .. } | Interaction::Submit { user, once, .. } => {
-            (Some(user), once.clone())
+            (Some(user), once.as_deref())
         }
         Interaction::Suggest { user, .. } => (Some(user), None),
         Interaction::Other(_) => (None, None),
     };
-    if let Some(u) = user
-        && !chat.our_team(u)
-    {
-        warn!(chat = name, team = ?u.team, "a Slack request from another workspace was refused");
-        app.metrics.chat_request(&name, "refused");
-        return (StatusCode::FORBIDDEN, "not this app's workspace").into_response();
+    if let Some(r) = admit(&app, &chat, &headers, user, once) {
+        return r;
     }
-    if let Some(key) = once
-        && !chat.first_time(&format!("{}:{key}", user.map_or("", |u| u.id.as_str())))
-    {
-        info!(chat = name, retry = ?header(&headers, slack::RETRY_HEADER), "a repeated Slack request; nothing done twice");
-        app.metrics.chat_request(&name, "repeat");
-        return StatusCode::OK.into_response();
-    }
-    app.metrics.chat_request(&name, "accepted");
     match i {
         // Options are the answer itself, within Slack's three seconds.
         Interaction::Suggest { user, query, .. } => {
             Json(chat.options(&app.engine, &user, &query).await).into_response()
-        }
-        // Errors that need no decision are shown in the modal itself.
-        Interaction::Submit {
-            ref callback_id,
-            ref values,
-            ..
-        } if callback_id == slack::DENY_MODAL
-            && values.get("reason").is_none_or(|r| r.trim().is_empty()) =>
-        {
-            Json(json!({"response_action": "errors", "errors": {"reason": "A reason is required to deny."}}))
-                .into_response()
-        }
-        Interaction::Submit {
-            ref callback_id,
-            ref values,
-            ..
-        } if callback_id == slack::REQUEST_MODAL
-            && values
-                .get("duration")
-                .is_some_and(|d| !d.trim().is_empty() && d.trim().parse::<hourglass_core::GrantDuration>().is_err()) =>
-        {
-            Json(json!({"response_action": "errors", "errors": {"duration": "Use a duration such as 30m, 1h or 4h."}}))
-                .into_response()
         }
         i => {
             tokio::spawn(chat.act(Arc::clone(&app.engine), i));
@@ -143,15 +139,9 @@ pub(super) async fn commands(
         Ok(c) => c,
         Err(e) => return bad(&app, &name, &e),
     };
-    if !chat.our_team(&c.user) {
-        app.metrics.chat_request(&name, "refused");
-        return (StatusCode::FORBIDDEN, "not this app's workspace").into_response();
+    if let Some(r) = admit(&app, &chat, &headers, Some(&c.user), Some(&c.trigger_id)) {
+        return r;
     }
-    if !chat.first_time(&format!("{}:{}", c.user.id, c.trigger_id)) {
-        app.metrics.chat_request(&name, "repeat");
-        return StatusCode::OK.into_response();
-    }
-    app.metrics.chat_request(&name, "accepted");
     tokio::spawn(async move { chat.open_request(&c.trigger_id, &c.text).await });
     StatusCode::OK.into_response()
 }

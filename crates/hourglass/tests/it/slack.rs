@@ -88,6 +88,32 @@ async fn send(s: &TestServer, payload: &Value) -> reqwest::Response {
     .await
 }
 
+/// A modal submitted by `user`: `values` are `action_id` → what was typed or chosen.
+fn submission(
+    user: &str,
+    callback_id: &Value,
+    metadata: &Value,
+    view: &str,
+    values: &[(&str, &str)],
+) -> Value {
+    let state: serde_json::Map<String, Value> = values
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                json!({ *k: {"type": "plain_text_input", "value": v} }),
+            )
+        })
+        .collect();
+    json!({
+        "type": "view_submission",
+        "user": {"id": user, "team_id": "T0001"},
+        "team": {"id": "T0001"},
+        "view": {"id": view, "callback_id": callback_id, "private_metadata": metadata,
+            "state": {"values": state}}
+    })
+}
+
 fn click(user: &str, action: &str, value: &str, ts: &str, action_ts: &str) -> Value {
     json!({
         "type": "block_actions",
@@ -328,24 +354,23 @@ async fn bad_input_from_slack_is_refused_and_changes_nothing() {
         .await
     );
     let modal = api.calls("views.open").last().unwrap()["view"].clone();
-    let submit = |reason: &str, view: &str| {
-        json!({
-            "type": "view_submission",
-            "user": {"id": "U0BOB", "team_id": "T0001"},
-            "team": {"id": "T0001"},
-            "view": {"id": view, "callback_id": modal["callback_id"], "private_metadata": modal["private_metadata"],
-                "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}}}
-        })
+    let submit = |reason: &str| {
+        submission(
+            "U0BOB",
+            &modal["callback_id"],
+            &modal["private_metadata"],
+            "V1",
+            &[("reason", reason)],
+        )
     };
-    let r = send(&s, &submit("  ", "V1")).await;
+    let r = send(&s, &submit("  ")).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["response_action"], "errors");
     assert_eq!(state(&s, &id).await, RequestState::Pending);
+    // Corrected, the same form is submitted again: that is no repeat.
     assert_eq!(
-        send(&s, &submit("not during the freeze", "V2"))
-            .await
-            .status(),
+        send(&s, &submit("not during the freeze")).await.status(),
         200
     );
     assert!(eventually(|| async { state(&s, &id).await == RequestState::Denied }).await);
@@ -461,20 +486,21 @@ async fn the_hourglass_command_opens_a_request_modal_whose_submission_asks() {
         .collect();
     assert_eq!(values, ["demo/read-logs"]);
 
-    let submit = |duration: &str, view: &str| {
-        json!({
-            "type": "view_submission",
-            "user": {"id": "U0ALICE", "team_id": "T0001"},
-            "team": {"id": "T0001"},
-            "view": {"id": view, "callback_id": slack::REQUEST_MODAL, "private_metadata": "",
-                "state": {"values": {
-                    "access": {"access": {"type": "external_select", "selected_option": {"value": "demo/read-logs"}}},
-                    "duration": {"duration": {"type": "plain_text_input", "value": duration}},
-                    "reason": {"reason": {"type": "plain_text_input", "value": "look at last night's errors"}},
-                    "ticket": {"ticket": {"type": "plain_text_input", "value": null}}}}}
-        })
+    let submit = |duration: &str| {
+        submission(
+            "U0ALICE",
+            &json!(slack::REQUEST_MODAL),
+            &json!(""),
+            "V10",
+            &[
+                ("access", "demo/read-logs"),
+                ("duration", duration),
+                ("reason", "look at last night's errors"),
+                ("ticket", ""),
+            ],
+        )
     };
-    let r = send(&s, &submit("a while", "V10")).await;
+    let r = send(&s, &submit("a while")).await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["response_action"], "errors");
     assert!(
@@ -484,7 +510,7 @@ async fn the_hourglass_command_opens_a_request_modal_whose_submission_asks() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(send(&s, &submit("15m", "V11")).await.status(), 200);
+    assert_eq!(send(&s, &submit("15m")).await.status(), 200);
     assert!(
         eventually(|| async {
             api.calls("chat.postMessage").iter().any(|c| {
@@ -500,9 +526,129 @@ async fn the_hourglass_command_opens_a_request_modal_whose_submission_asks() {
     assert_eq!(mine[0].entitlement, "demo/read-logs");
     assert_eq!(mine[0].reason, "look at last night's errors");
     // The same submission again asks nothing twice.
-    assert_eq!(send(&s, &submit("15m", "V11")).await.status(), 200);
+    assert_eq!(send(&s, &submit("15m")).await.status(), 200);
     assert_eq!(
         s.client("alice").list_requests(None).await.unwrap().len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_request_decided_outside_slack_is_updated_in_slack_too() {
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    let (id, ts) = pending(&s, &api).await;
+    s.client("bob").approve(&id, None).await.unwrap();
+    assert!(
+        eventually(|| async { updates_saying(&api, &ts, "Approved by bob") > 0 }).await,
+        "the Slack message of a request approved through the API was not updated"
+    );
+    let update = api
+        .calls("chat.update")
+        .into_iter()
+        .find(|u| u["ts"] == ts)
+        .unwrap();
+    assert_eq!(update["channel"], "C0APPROVERS");
+    assert!(
+        !update.to_string().contains(slack::APPROVE),
+        "a decided request has no buttons"
+    );
+}
+
+#[tokio::test]
+async fn a_grants_holder_extends_and_releases_it_from_slack() {
+    use hourglass_api::GrantState;
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    let (id, ts) = pending(&s, &api).await;
+    s.client("bob").approve(&id, None).await.unwrap();
+    let alice = s.client("alice");
+    let grant = {
+        let mut found = None;
+        for _ in 0..500 {
+            if let Some(g) = alice.get_request(&id).await.unwrap().grant_id
+                && alice.get_grant(&g).await.unwrap().state == GrantState::Active
+            {
+                found = Some(g);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        found.expect("the grant did not become active")
+    };
+    // Extend opens a form; a duration that is not one is refused in it, then the corrected form
+    // asks for the extension.
+    let extend = json!({
+        "type": "block_actions",
+        "user": {"id": "U0ALICE", "team_id": "T0001"}, "team": {"id": "T0001"},
+        "trigger_id": "trigger-extend", "channel": {"id": "D0ALICE"}, "message": {"ts": ts},
+        "actions": [{"action_id": slack::EXTEND, "value": grant, "type": "button", "action_ts": "1800000009.000001"}]
+    });
+    assert_eq!(send(&s, &extend).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            api.calls("views.open").iter().any(|v| {
+                v["trigger_id"] == "trigger-extend"
+                    && v["view"]["callback_id"] == slack::EXTEND_MODAL
+            })
+        })
+        .await
+    );
+    let form = |by: &str| {
+        submission(
+            "U0ALICE",
+            &json!(slack::EXTEND_MODAL),
+            &json!(grant),
+            "V20",
+            &[("by", by), ("reason", "the fix needs longer")],
+        )
+    };
+    let v: Value = send(&s, &form("longer")).await.json().await.unwrap();
+    assert_eq!(v["errors"]["by"], "Use a duration such as 30m, 1h or 4h.");
+    assert_eq!(send(&s, &form("15m")).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            alice
+                .list_requests(None)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.extends.as_deref() == Some(grant.as_str()))
+        })
+        .await,
+        "no extension was asked for"
+    );
+    // Bob may not release alice's grant; alice may.
+    let release = |user: &str, n: u32| {
+        json!({
+            "type": "block_actions",
+            "user": {"id": user, "team_id": "T0001"}, "team": {"id": "T0001"},
+            "channel": {"id": "D0ALICE"}, "message": {"ts": ts},
+            "actions": [{"action_id": slack::RELEASE, "value": grant, "type": "button",
+                "action_ts": format!("1800000009.{n:06}")}]
+        })
+    };
+    assert_eq!(send(&s, &release("U0BOB", 2)).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            ephemerals_to(&api, "U0BOB")
+                .iter()
+                .any(|t| t.contains("Only its holder") || t.contains("Not released"))
+        })
+        .await
+    );
+    assert_eq!(
+        alice.get_grant(&grant).await.unwrap().state,
+        GrantState::Active
+    );
+    assert_eq!(send(&s, &release("U0ALICE", 3)).await.status(), 200);
+    assert!(
+        eventually(|| async {
+            matches!(
+                alice.get_grant(&grant).await.unwrap().state,
+                GrantState::Revoking | GrantState::Revoked
+            )
+        })
+        .await
     );
 }
