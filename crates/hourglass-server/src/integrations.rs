@@ -356,6 +356,8 @@ mod tests {
             "https://hooks.slack.com/services/T/B/X\n",
         )
         .unwrap();
+        std::fs::write(dir.path().join("slack.token"), "xoxb-1-2-bot\n").unwrap();
+        std::fs::write(dir.path().join("user.token"), "xoxp-1-2-user\n").unwrap();
         let path = dir.path().join("hourglass.toml");
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path, Vec::new()).unwrap();
@@ -458,5 +460,64 @@ from = "hourglass@example.com"
         ] {
             assert!(all.contains(expected), "{expected:?} not in:\n{all}");
         }
+    }
+
+    #[test]
+    fn a_chat_app_is_a_notifier_and_its_mistakes_are_named() {
+        let ok = r#"
+[[chat]]
+name = "slack"
+kind = "slack"
+bot_token = { file = "slack.token" }
+signing_secret = { file = "hook.secret" }
+channel = "C0APPROVERS"
+"#;
+        let built = build_from(ok).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(built.chats.contains_key("slack"));
+        assert!(built.notifiers.contains_key("slack"));
+        assert_eq!(built.routes[0].events, NotifyEvent::ALL);
+        let problems = build_from(
+            r#"
+[[notifiers]]
+name = "slack"
+kind = "slack"
+webhook_url = { file = "slack.url" }
+
+[[chat]]
+name = "slack"
+kind = "slack"
+bot_token = { file = "slack.token" }
+signing_secret = { file = "hook.secret" }
+channel = "C0"
+
+[[chat]]
+name = "user-token"
+kind = "slack"
+bot_token = { file = "user.token" }
+signing_secret = { file = "hook.secret" }
+channel = "C0"
+
+[[chat]]
+name = "nowhere"
+kind = "slack"
+bot_token = { file = "slack.token" }
+signing_secret = { file = "missing.secret" }
+"#,
+        )
+        .err()
+        .unwrap();
+        let text = problems.join("\n");
+        assert!(
+            text.contains("chat[0].name: \"slack\" is already the name"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chat[1] (user-token): bot_token: a bot token starts with xoxb-"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chat[2] (nowhere): signing_secret: file"),
+            "{text}"
+        );
     }
 }
