@@ -27,6 +27,14 @@ pub enum NotifyEvent {
     /// Nobody decided before the deadline.
     #[serde(rename = "request.expired")]
     RequestExpired,
+    /// A request still waits `remind_after` after it was made (wherever `request.pending`
+    /// went).
+    #[serde(rename = "request.reminder")]
+    RequestReminder,
+    /// A request still waits `escalate_after` after it was made (to the escalation's
+    /// notifiers: a fallback channel, a pager).
+    #[serde(rename = "request.escalated")]
+    RequestEscalated,
     /// The access exists in the target now.
     #[serde(rename = "grant.active")]
     GrantActive,
@@ -48,12 +56,14 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 11] = [
+    pub const ALL: [NotifyEvent; 13] = [
         NotifyEvent::RequestPending,
         NotifyEvent::RequestApproved,
         NotifyEvent::RequestDenied,
         NotifyEvent::RequestCancelled,
         NotifyEvent::RequestExpired,
+        NotifyEvent::RequestReminder,
+        NotifyEvent::RequestEscalated,
         NotifyEvent::GrantActive,
         NotifyEvent::GrantExpiring,
         NotifyEvent::GrantRevoked,
@@ -69,6 +79,8 @@ impl NotifyEvent {
             NotifyEvent::RequestDenied => "request.denied",
             NotifyEvent::RequestCancelled => "request.cancelled",
             NotifyEvent::RequestExpired => "request.expired",
+            NotifyEvent::RequestReminder => "request.reminder",
+            NotifyEvent::RequestEscalated => "request.escalated",
             NotifyEvent::GrantActive => "grant.active",
             NotifyEvent::GrantExpiring => "grant.expiring",
             NotifyEvent::GrantRevoked => "grant.revoked",
@@ -88,8 +100,10 @@ impl NotifyEvent {
             NotifyEvent::Drift
             | NotifyEvent::GrantExpiring
             | NotifyEvent::RequestDenied
-            | NotifyEvent::RequestExpired => Severity::Warning,
+            | NotifyEvent::RequestExpired
+            | NotifyEvent::RequestEscalated => Severity::Warning,
             NotifyEvent::RequestPending
+            | NotifyEvent::RequestReminder
             | NotifyEvent::RequestApproved
             | NotifyEvent::RequestCancelled
             | NotifyEvent::GrantActive
@@ -201,16 +215,17 @@ pub struct NotifierStats {
 pub trait Notifier: Send + Sync {
     fn name(&self) -> &str;
     /// Delivers one message; an error is retried later. Must return within its own timeout.
-    /// `id` is the same on every attempt (receivers may de-duplicate on it). `earlier` is the
-    /// receipt this notifier gave for the request's `request.pending` message, when this
-    /// message is about the same request (a chat updates that message in place). Answers its
+    /// `id` is the same on every attempt (receivers may de-duplicate on it). `earlier` holds
+    /// the receipts this notifier gave for the request's `request.pending` and
+    /// `request.escalated` messages, oldest first, when this message is about the same request
+    /// (a chat updates those messages in place, a pager resolves its incident). Answers its
     /// own receipt, if the destination gives one. The error text is logged and kept with the
     /// notification: never put a secret in it.
     async fn send(
         &self,
         id: &str,
         message: &Message,
-        earlier: Option<&str>,
+        earlier: &[String],
     ) -> Result<Option<String>, String>;
 }
 
@@ -225,9 +240,35 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether this route takes `event` about `access`. A reminder goes wherever the request's
+    /// `request.pending` went: it brings the request back to the same approvers.
     pub fn wants(&self, event: NotifyEvent, access: Option<&str>) -> bool {
-        self.events.contains(&event)
+        let listed = self.events.contains(&event)
+            || (event == NotifyEvent::RequestReminder
+                && self.events.contains(&NotifyEvent::RequestPending));
+        listed
             && (self.access.is_empty() || access.is_some_and(|a| access_matches(&self.access, a)))
+    }
+}
+
+/// What happens to a request nobody decides (`[[escalation]]`): a reminder to its approvers
+/// after `remind_after`, and after `escalate_after` a message to `to` (a fallback channel, a
+/// pager). Both are dropped if the request is decided first, and neither is sent at or after
+/// the request's deadline (it expires then, and its requester is told).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    /// Entitlements or profiles (a trailing `*` matches a prefix); empty means all.
+    pub access: Vec<String>,
+    pub remind_after: Option<GrantDuration>,
+    pub escalate_after: Option<GrantDuration>,
+    /// Notifiers (by name) the escalation goes to, whatever their routes say.
+    pub to: Vec<String>,
+}
+
+impl Escalation {
+    /// Whether this rule covers `access`.
+    pub fn covers(&self, access: &str) -> bool {
+        self.access.is_empty() || access_matches(&self.access, access)
     }
 }
 
@@ -244,6 +285,9 @@ pub fn access_matches(patterns: &[String], access: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
     pub routes: Vec<Route>,
+    /// Reminders and escalations of undecided requests; the first rule that covers a
+    /// request's access applies.
+    pub escalations: Vec<Escalation>,
     /// How long before its end an active grant's holder is warned.
     pub expiry_warning: GrantDuration,
     /// A revocation not confirmed this long after it was due is overdue.
@@ -259,6 +303,7 @@ impl Default for NotifySettings {
     fn default() -> Self {
         NotifySettings {
             routes: Vec::new(),
+            escalations: Vec::new(),
             expiry_warning: GrantDuration::from_secs(10 * 60),
             overdue_after: GrantDuration::from_secs(60),
             public_url: None,
@@ -302,5 +347,36 @@ mod tests {
             ..r
         };
         assert!(all.wants(NotifyEvent::RequestPending, None));
+    }
+
+    #[test]
+    fn a_reminder_follows_the_pending_request_and_nothing_else() {
+        let pending = Route {
+            notifier: "approvers".into(),
+            events: vec![NotifyEvent::RequestPending],
+            access: vec!["prod/*".into()],
+        };
+        assert!(pending.wants(NotifyEvent::RequestReminder, Some("prod/db")));
+        assert!(!pending.wants(NotifyEvent::RequestReminder, Some("demo/db")));
+        assert!(!pending.wants(NotifyEvent::RequestEscalated, Some("prod/db")));
+        let grants = Route {
+            events: vec![NotifyEvent::GrantActive],
+            ..pending
+        };
+        assert!(!grants.wants(NotifyEvent::RequestReminder, Some("prod/db")));
+        let rule = Escalation {
+            access: vec!["prod/*".into()],
+            remind_after: None,
+            escalate_after: None,
+            to: Vec::new(),
+        };
+        assert!(rule.covers("prod/db") && !rule.covers("demo/db"));
+        assert!(
+            Escalation {
+                access: Vec::new(),
+                ..rule
+            }
+            .covers("demo/db")
+        );
     }
 }

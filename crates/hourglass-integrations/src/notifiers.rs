@@ -173,7 +173,7 @@ impl Notifier for SlackNotifier {
         &self,
         _id: &str,
         m: &Message,
-        _earlier: Option<&str>,
+        _earlier: &[String],
     ) -> Result<Option<String>, String> {
         let body = serde_json::to_vec(&slack_blocks(m)).map_err(|e| e.to_string())?;
         post(&self.client, self.url.expose_secret(), body, &[])
@@ -220,7 +220,7 @@ impl Notifier for WebhookNotifier {
         &self,
         id: &str,
         m: &Message,
-        _earlier: Option<&str>,
+        _earlier: &[String],
     ) -> Result<Option<String>, String> {
         let body = serde_json::to_vec(&webhook_body(id, m)).map_err(|e| e.to_string())?;
         let ts = self.clock.now().unix_millis() / 1000;
@@ -371,7 +371,7 @@ impl Notifier for EmailNotifier {
         &self,
         id: &str,
         m: &Message,
-        _earlier: Option<&str>,
+        _earlier: &[String],
     ) -> Result<Option<String>, String> {
         let to = self.recipients(m);
         if to.is_empty() {

@@ -384,6 +384,23 @@ impl SlackApi {
         }
     }
 
+    /// Replies in a message's thread; with `broadcast`, the reply shows in the channel too.
+    pub async fn reply(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        text: &str,
+        broadcast: bool,
+    ) -> Result<(), SlackError> {
+        self.call(
+            "chat.postMessage",
+            &json!({"channel": channel, "thread_ts": thread_ts, "text": text,
+                    "reply_broadcast": broadcast}),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Replaces a message for everyone.
     pub async fn update(&self, channel: &str, ts: &str, msg: &Value) -> Result<(), SlackError> {
         let mut body = msg.clone();

@@ -50,6 +50,7 @@ pub struct SlackChat {
     channel: Option<String>,
     routes: Vec<ChatRoute>,
     alerts: Option<String>,
+    escalations: Option<String>,
     notify_requester: bool,
     public_url: Option<String>,
     clock: Arc<dyn Clock>,
@@ -106,6 +107,7 @@ impl SlackChat {
             channel: c.channel.clone(),
             routes: c.routes.clone(),
             alerts: c.alerts_channel.clone().or_else(|| c.channel.clone()),
+            escalations: c.escalation_channel.clone(),
             notify_requester: c.notify_requester,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             clock,
@@ -662,8 +664,10 @@ impl Notifier for SlackChat {
         &self,
         _id: &str,
         m: &Message,
-        earlier: Option<&str>,
+        earlier: &[String],
     ) -> Result<Option<String>, String> {
+        // Where the request's messages are (`channel ts`), the first being its first post.
+        let posted: Vec<(&str, &str)> = earlier.iter().filter_map(|e| e.split_once(' ')).collect();
         match m.event {
             NotifyEvent::RequestPending => {
                 let Some(channel) = self.channel_for(m.access.as_deref()) else {
@@ -677,12 +681,45 @@ impl Notifier for SlackChat {
                     .map_err(|e| e.to_string())?;
                 Ok(Some(format!("{c} {ts}")))
             }
+            NotifyEvent::RequestReminder => {
+                // In the request's thread, shown in the channel too, so that it comes back to
+                // the approvers' attention where they decide.
+                if let Some((c, ts)) = posted.first() {
+                    self.api
+                        .reply(c, ts, &reminder_text(m, None), true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(None)
+            }
+            NotifyEvent::RequestEscalated => {
+                if let Some(channel) = &self.escalations {
+                    // The fallback approvers get the request with its buttons.
+                    let mut card = self.card(m, "pending");
+                    card.note = Some(m.title.clone());
+                    let msg = slack::request_message(&card);
+                    let (c, ts) = self
+                        .api
+                        .post(channel, &msg)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(Some(format!("{c} {ts}")));
+                }
+                if let Some((c, ts)) = posted.first() {
+                    self.api
+                        .reply(c, ts, &reminder_text(m, Some(":rotating_light:")), true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(None)
+            }
             NotifyEvent::RequestApproved
             | NotifyEvent::RequestDenied
             | NotifyEvent::RequestCancelled
             | NotifyEvent::RequestExpired => {
-                if let Some((c, ts)) = earlier.and_then(|e| e.split_once(' ')) {
-                    let msg = slack::request_message(&self.card(m, state_of(m.event)));
+                // Every message with the request's buttons shows how it ended.
+                let msg = slack::request_message(&self.card(m, state_of(m.event)));
+                for (c, ts) in posted {
                     self.api
                         .update(c, ts, &msg)
                         .await
@@ -716,4 +753,17 @@ impl Notifier for SlackChat {
             }
         }
     }
+}
+
+/// A reminder or an escalation as a thread reply: what it is, escaped, and the way to decide.
+fn reminder_text(m: &Message, icon: Option<&str>) -> String {
+    let mut text = format!(
+        "{}{}",
+        icon.map(|i| format!("{i} ")).unwrap_or_default(),
+        slack::escape(&m.title)
+    );
+    if let Some(by) = m.expires_at {
+        text.push_str(&format!(". It expires at {by} unless someone decides."));
+    }
+    text
 }

@@ -22,8 +22,9 @@ use serde::Deserialize;
 mod integrations;
 mod workload;
 pub use integrations::{
-    ChatConfig, ChatKind, ChatRoute, NotificationSection, NotifierConfig, NotifierKind, SecretRef,
-    TicketKind, TicketSection, TicketSourceConfig,
+    ChatConfig, ChatKind, ChatRoute, EscalationConfig, NotificationSection, NotifierConfig,
+    NotifierKind, OnCallConfig, OnCallKind, SecretRef, TicketKind, TicketSection,
+    TicketSourceConfig,
 };
 pub use workload::{IssuerConfig, KeySection, MappingConfig, TokenSection};
 
@@ -66,6 +67,12 @@ pub struct Config {
     /// Chat apps people ask and approve in (`[[chat]]`).
     #[serde(default)]
     pub chat: Vec<ChatConfig>,
+    /// Reminders and escalations of requests nobody decides (`[[escalation]]`).
+    #[serde(default)]
+    pub escalation: Vec<EscalationConfig>,
+    /// Who is on call, for `context.oncall` (`[[oncall]]`).
+    #[serde(default)]
+    pub oncall: Vec<OnCallConfig>,
     #[serde(default)]
     pub web: WebSection,
     /// Where the file was read from (not a key).
@@ -613,6 +620,11 @@ impl Config {
             resolve_secret(&mut n.webhook_url);
             resolve_secret(&mut n.secret);
             resolve_secret(&mut n.password);
+            resolve_secret(&mut n.routing_key);
+        }
+        for o in &mut self.oncall {
+            resolve_secret(&mut o.token);
+            o.path.as_mut().map(resolve);
         }
         for t in &mut self.targets {
             if let Some(pg) = &mut t.postgres {

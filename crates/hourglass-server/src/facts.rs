@@ -1,10 +1,12 @@
 //! Context facts from configuration: the time zone of `context.hour` and `context.weekday`, and
-//! a static on-call schedule for `context.oncall`.
+//! who is on call for `context.oncall`: static schedule files and the schedule systems
+//! ([`crate::oncall`]). Someone is on call when any source says so.
 //!
-//! The schedule file holds `[[shift]]` tables, each naming a `principal` or a `group` and a
-//! half-open window `[from, until)` in RFC 3339. It is read at start and again with the policies
-//! (`SIGHUP`, `POST /v1/admin/policies/reload`); a file that does not parse keeps the old
-//! schedule, like a policy set that does not validate.
+//! A schedule file (`policy.oncall_file`, or an `[[oncall]]` source of kind `file`) holds
+//! `[[shift]]` tables, each naming a `principal` or a `group` and a half-open window
+//! `[from, until)` in RFC 3339. The files are read at start and again with the policies
+//! (`SIGHUP`, `POST /v1/admin/policies/reload`); if any does not parse, the old schedule stays,
+//! like a policy set that does not validate.
 
 use std::{
     collections::BTreeMap,
@@ -108,25 +110,41 @@ pub struct ConfiguredFacts {
     /// Each principal's groups, to match group shifts.
     groups: BTreeMap<PrincipalId, Vec<String>>,
     shifts: RwLock<Arc<Vec<Shift>>>,
-    file: Option<std::path::PathBuf>,
+    files: Vec<std::path::PathBuf>,
+    board: Arc<crate::oncall::OnCallBoard>,
+}
+
+/// Reads every schedule file; the shifts of all, or every problem.
+fn read_schedules(files: &[std::path::PathBuf]) -> Result<Vec<Shift>, Vec<String>> {
+    let mut shifts = Vec::new();
+    let mut problems = Vec::new();
+    for f in files {
+        match read_schedule(f) {
+            Ok(s) => shifts.extend(s),
+            Err(e) => problems.extend(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(shifts)
+    } else {
+        Err(problems)
+    }
 }
 
 impl ConfiguredFacts {
-    /// Builds the facts from the time zone name and the optional schedule file.
+    /// Builds the facts from the time zone name, the schedule files and the schedule systems.
     pub fn load(
         time_zone_name: &str,
-        oncall_file: Option<&Path>,
+        files: Vec<std::path::PathBuf>,
+        board: Arc<crate::oncall::OnCallBoard>,
         catalog: &Catalog,
     ) -> Result<Self, Vec<String>> {
         let tz = time_zone(time_zone_name).map_err(|e| vec![format!("policy.time_zone: {e}")])?;
-        let shifts = match oncall_file {
-            Some(p) => read_schedule(p).map_err(|e| {
-                e.into_iter()
-                    .map(|p| format!("policy.oncall_file: {p}"))
-                    .collect::<Vec<_>>()
-            })?,
-            None => Vec::new(),
-        };
+        let shifts = read_schedules(&files).map_err(|e| {
+            e.into_iter()
+                .map(|p| format!("on-call schedule: {p}"))
+                .collect::<Vec<_>>()
+        })?;
         Ok(ConfiguredFacts {
             tz,
             groups: catalog
@@ -134,16 +152,19 @@ impl ConfiguredFacts {
                 .map(|p| (p.id.clone(), p.groups.clone()))
                 .collect(),
             shifts: RwLock::new(Arc::new(shifts)),
-            file: oncall_file.map(Path::to_path_buf),
+            files,
+            board,
         })
     }
 
-    /// Reads the schedule file again, without putting it in force.
+    /// The schedule systems.
+    pub fn board(&self) -> &Arc<crate::oncall::OnCallBoard> {
+        &self.board
+    }
+
+    /// Reads the schedule files again, without putting them in force.
     pub fn read_schedule(&self) -> Result<Schedule, Vec<String>> {
-        match &self.file {
-            Some(path) => read_schedule(path).map(Schedule),
-            None => Ok(Schedule(Vec::new())),
-        }
+        read_schedules(&self.files).map(Schedule)
     }
 
     /// Puts a schedule read by [`Self::read_schedule`] in force.
@@ -196,7 +217,7 @@ impl ContextFacts for ConfiguredFacts {
                     OnCall::Principal(p) => p == who.as_str(),
                     OnCall::Group(g) => groups.is_some_and(|gs| gs.contains(g)),
                 }
-        })
+        }) || self.board.on_call(who, at)
     }
 }
 
@@ -229,7 +250,8 @@ mod tests {
 
     #[test]
     fn local_time_follows_the_zone_and_its_daylight_saving() {
-        let f = ConfiguredFacts::load("Europe/Berlin", None, &catalog()).unwrap();
+        let f =
+            ConfiguredFacts::load("Europe/Berlin", Vec::new(), Arc::default(), &catalog()).unwrap();
         // Winter: UTC+1. 23:30 UTC on Sunday is 00:30 on Monday in Berlin.
         assert_eq!(
             f.local_time(at("2026-11-22T23:30:00Z")),
@@ -240,12 +262,14 @@ mod tests {
             f.local_time(at("2026-07-01T10:00:00Z")),
             (12, "Wednesday".into())
         );
-        let utc = ConfiguredFacts::load("UTC", None, &catalog()).unwrap();
+        let utc = ConfiguredFacts::load("UTC", Vec::new(), Arc::default(), &catalog()).unwrap();
         assert_eq!(
             utc.local_time(at("2026-11-22T23:30:00Z")),
             (23, "Sunday".into())
         );
-        assert!(ConfiguredFacts::load("Mars/Olympus", None, &catalog()).is_err());
+        assert!(
+            ConfiguredFacts::load("Mars/Olympus", Vec::new(), Arc::default(), &catalog()).is_err()
+        );
     }
 
     #[test]
@@ -267,7 +291,8 @@ until = "2026-11-24T08:00:00Z"
 "#,
         )
         .unwrap();
-        let f = ConfiguredFacts::load("UTC", Some(&path), &catalog()).unwrap();
+        let f =
+            ConfiguredFacts::load("UTC", vec![path.clone()], Arc::default(), &catalog()).unwrap();
         let alice = PrincipalId::new("alice").unwrap();
         let bob = PrincipalId::new("bob").unwrap();
         assert!(!f.on_call(&alice, at("2026-11-23T07:59:59Z")));

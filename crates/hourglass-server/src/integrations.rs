@@ -7,18 +7,19 @@ use async_trait::async_trait;
 use hourglass_connectors::webhook;
 use hourglass_core::{
     Clock,
-    notify::{Notifier, NotifyEvent, Route},
+    notify::{Escalation, Notifier, NotifyEvent, Route},
     ticket::{BoundSource, Ticket, TicketSource, TicketSources, TicketUnavailable},
 };
 use hourglass_integrations::{
-    Api, Auth, EmailNotifier, EmailSettings, HttpTicketSource, SlackNotifier, SourceSettings,
-    WebhookNotifier, tickets::whole_pattern,
+    Api, Auth, EmailNotifier, EmailSettings, HttpTicketSource, PagerDutyNotifier, SlackNotifier,
+    SourceSettings, TeamsNotifier, WebhookNotifier, tickets::whole_pattern,
 };
 use regex::Regex;
 use secrecy::{SecretSlice, SecretString};
 
 use crate::config::{
-    Config, NotifierConfig, NotifierKind, SecretRef, TicketKind, TicketSourceConfig,
+    Config, EscalationConfig, NotifierConfig, NotifierKind, SecretRef, TicketKind,
+    TicketSourceConfig,
 };
 
 /// How a source's webhook events are checked and read.
@@ -38,6 +39,8 @@ pub struct Integrations {
     pub hooks: BTreeMap<String, TicketHook>,
     pub notifiers: BTreeMap<String, Arc<dyn Notifier>>,
     pub routes: Vec<Route>,
+    /// Reminders and escalations of undecided requests (`[[escalation]]`).
+    pub escalations: Vec<Escalation>,
     /// Chat apps (`[[chat]]`), by name; each is also a notifier.
     pub chats: BTreeMap<String, Arc<crate::chat::SlackChat>>,
 }
@@ -149,8 +152,24 @@ fn ticket_source(
     Ok((http, hook))
 }
 
-fn notifier(c: &NotifierConfig, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifier>, String> {
+fn notifier(
+    c: &NotifierConfig,
+    clock: &Arc<dyn Clock>,
+    public_url: Option<&str>,
+) -> Result<Arc<dyn Notifier>, String> {
     let t = timeout(c.timeout);
+    let only = |key: &str, set: bool, kinds: &str| {
+        if set {
+            Err(format!("{key}: {kinds} only"))
+        } else {
+            Ok(())
+        }
+    };
+    only(
+        "routing_key, source",
+        c.kind != NotifierKind::Pagerduty && (c.routing_key.is_some() || c.source.is_some()),
+        "pagerduty",
+    )?;
     Ok(match c.kind {
         NotifierKind::Slack => {
             let url = c
@@ -176,6 +195,37 @@ fn notifier(c: &NotifierConfig, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifi
                 t,
                 c.allow_private,
                 Arc::clone(clock),
+            )?)
+        }
+        NotifierKind::Teams => {
+            let url = c
+                .webhook_url
+                .as_ref()
+                .ok_or("webhook_url: required for teams")?;
+            let url = url.read().map_err(|e| format!("webhook_url: {e}"))?;
+            Arc::new(TeamsNotifier::new(
+                &c.name,
+                SecretString::from(url),
+                public_url.map(str::to_owned),
+                t,
+                c.allow_private,
+            )?)
+        }
+        NotifierKind::Pagerduty => {
+            let key = c
+                .routing_key
+                .as_ref()
+                .ok_or("routing_key: required for pagerduty")?;
+            let key = key.read().map_err(|e| format!("routing_key: {e}"))?;
+            Arc::new(PagerDutyNotifier::new(
+                &c.name,
+                c.url
+                    .as_deref()
+                    .unwrap_or(hourglass_integrations::pagerduty::EVENTS_URL),
+                SecretString::from(key),
+                c.source.as_deref().unwrap_or("hourglass"),
+                t,
+                c.allow_private,
             )?)
         }
         NotifierKind::Email => {
@@ -210,6 +260,12 @@ fn notifier(c: &NotifierConfig, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifi
 
 fn route(c: &NotifierConfig) -> Result<Route, String> {
     let events = match &c.events {
+        // A pager pages for what needs a person now; the rest is asked for by name.
+        None if c.kind == NotifierKind::Pagerduty => vec![
+            NotifyEvent::RequestEscalated,
+            NotifyEvent::BreakGlass,
+            NotifyEvent::RevocationOverdue,
+        ],
         None => NotifyEvent::ALL.to_vec(),
         Some(names) => names
             .iter()
@@ -225,6 +281,37 @@ fn route(c: &NotifierConfig) -> Result<Route, String> {
         notifier: c.name.clone(),
         events,
         access: c.access.clone(),
+    })
+}
+
+/// An escalation rule, checked against the notifier and chat names.
+fn escalation(
+    e: &EscalationConfig,
+    names: &std::collections::BTreeSet<String>,
+) -> Result<Escalation, String> {
+    if e.remind_after.is_none() && e.escalate_after.is_none() {
+        return Err("remind_after: give remind_after, escalate_after or both".into());
+    }
+    if let (Some(r), Some(x)) = (e.remind_after, e.escalate_after)
+        && r >= x
+    {
+        return Err(format!(
+            "remind_after: {r} must come before escalate_after ({x})"
+        ));
+    }
+    match (e.escalate_after.is_some(), e.to.is_empty()) {
+        (true, true) => return Err("to: name where escalations go (a notifier or chat)".into()),
+        (false, false) => return Err("to: without escalate_after nothing goes there".into()),
+        _ => {}
+    }
+    if let Some(unknown) = e.to.iter().find(|n| !names.contains(*n)) {
+        return Err(format!("to: {unknown:?} is no notifier or chat"));
+    }
+    Ok(Escalation {
+        access: e.access.clone(),
+        remind_after: e.remind_after,
+        escalate_after: e.escalate_after,
+        to: e.to.clone(),
     })
 }
 
@@ -271,7 +358,9 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
             ));
             continue;
         }
-        match notifier(c, clock).and_then(|n| Ok((n, route(c)?))) {
+        match notifier(c, clock, config.notifications.public_url.as_deref())
+            .and_then(|n| Ok((n, route(c)?)))
+        {
             Ok((n, r)) => {
                 out.notifiers.insert(c.name.clone(), n);
                 out.routes.push(r);
@@ -312,6 +401,12 @@ pub fn build(config: &Config, clock: &Arc<dyn Clock>) -> Result<Integrations, Ve
                 out.chats.insert(c.name.clone(), chat);
             }
             Err(e) => problems.push(format!("{file}: {key} ({}): {e}", c.name)),
+        }
+    }
+    for (i, e) in config.escalation.iter().enumerate() {
+        match escalation(e, &names) {
+            Ok(rule) => out.escalations.push(rule),
+            Err(p) => problems.push(format!("{file}: escalation[{i}].{p}")),
         }
     }
     if let Some(u) = &config.notifications.public_url

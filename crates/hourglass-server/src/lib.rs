@@ -14,6 +14,7 @@ mod http;
 pub mod integrations;
 pub mod metrics;
 mod oidc;
+pub mod oncall;
 mod problem;
 mod reload;
 mod seal;
@@ -298,17 +299,27 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
     let policy = reload::PolicySourceDir::of(config)
         .load()
         .map_err(|e| e.problems);
-    let facts = match &catalog {
-        Ok(c) => facts::ConfiguredFacts::load(
+    let board = oncall::OnCallBoard::build(&file, &config.oncall)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let facts = match (&catalog, board) {
+        (Ok(c), Some((board, files))) => facts::ConfiguredFacts::load(
             &config.policy.time_zone,
-            config.policy.oncall_file.as_deref(),
+            config
+                .policy
+                .oncall_file
+                .iter()
+                .cloned()
+                .chain(files)
+                .collect(),
+            Arc::new(board),
             c,
         )
         .map_err(|errs| {
             problems.extend(errs.into_iter().map(|e| format!("{file}: {e}")));
         })
         .ok(),
-        Err(_) => None,
+        _ => None,
     };
     match (catalog, policy, facts, integrations) {
         (Ok(catalog), Ok(policy), Some(facts), Ok(integrations)) if problems.is_empty() => {
@@ -496,6 +507,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         },
         notify: hourglass_core::notify::NotifySettings {
             routes: checked.integrations.routes.clone(),
+            escalations: checked.integrations.escalations.clone(),
             expiry_warning: config.notifications.expiry_warning,
             overdue_after: s.overdue_after,
             public_url: config.notifications.public_url.clone(),
@@ -673,6 +685,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         )
     };
     let mut tasks = vec![server, sched, runner, notifier];
+    let board = Arc::clone(app.facts.board());
+    if !board.is_empty() {
+        let (clock, m, stop) = (
+            Arc::clone(engine.clock()),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        );
+        tasks.push(sup.supervise(
+            "oncall_refresher",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || {
+                oncall::refresher(
+                    Arc::clone(&board),
+                    Arc::clone(&clock),
+                    Arc::clone(&m),
+                    stop.clone(),
+                )
+            },
+        ));
+    }
     tasks.extend(follower);
     tasks.extend(krl_writer);
     if polls_tickets {

@@ -41,6 +41,7 @@ pub struct Metrics {
     ticket_poll_unavailable: AtomicU64,
     ticket_events: Mutex<BTreeMap<(String, &'static str), u64>>,
     chat_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    oncall_reads: Mutex<BTreeMap<(String, &'static str), u64>>,
     worker_restarts: Mutex<BTreeMap<&'static str, u64>>,
     policy_stale: std::sync::atomic::AtomicBool,
 }
@@ -132,6 +133,11 @@ impl Metrics {
     /// A request from a chat app: `accepted`, `repeat`, `refused`, `invalid`.
     pub fn chat_request(&self, chat: &str, outcome: &'static str) {
         bump(&self.chat_requests, (chat.to_owned(), outcome));
+    }
+
+    /// A read of an on-call source: `ok` or `failed`.
+    pub fn oncall_read(&self, source: &str, outcome: &'static str) {
+        bump(&self.oncall_reads, (source.to_owned(), outcome));
     }
 
     pub fn http_error(&self) {
@@ -360,6 +366,53 @@ impl Metrics {
             "# HELP hourglass_ticket_poll_unavailable_total Ticket lookups by the poller that got no answer.\n# TYPE hourglass_ticket_poll_unavailable_total counter\nhourglass_ticket_poll_unavailable_total {}",
             self.ticket_poll_unavailable.load(Ordering::Relaxed)
         );
+        out
+    }
+
+    /// The on-call sources' figures: reads by outcome, and each source's state now (`status`
+    /// from [`crate::oncall::OnCallBoard::status`]).
+    pub fn render_oncall(&self, status: &[(String, bool, bool)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_oncall_reads_total Reads of on-call sources, by source and outcome.\n# TYPE hourglass_oncall_reads_total counter"
+        );
+        for ((src, o), v) in self
+            .oncall_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hourglass_oncall_reads_total{{source=\"{}\",outcome=\"{o}\"}} {v}",
+                label(src)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_oncall_source_up 1 while an on-call source's last read succeeded.\n# TYPE hourglass_oncall_source_up gauge"
+        );
+        for (src, up, _) in status {
+            let _ = writeln!(
+                out,
+                "hourglass_oncall_source_up{{source=\"{}\"}} {}",
+                label(src),
+                u8::from(*up)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_oncall_answer_fresh 1 while an on-call source's last good answer is within its ttl (0: it puts nobody on call).\n# TYPE hourglass_oncall_answer_fresh gauge"
+        );
+        for (src, _, fresh) in status {
+            let _ = writeln!(
+                out,
+                "hourglass_oncall_answer_fresh{{source=\"{}\"}} {}",
+                label(src),
+                u8::from(*fresh)
+            );
+        }
         out
     }
 }

@@ -16,11 +16,11 @@ use crate::event::EventKind;
 
 use super::Engine;
 use crate::{
-    Result, Timestamp,
+    GrantDuration, Result, Timestamp,
     audit::AuditRecord,
     grant::{Grant, GrantState},
     id::NotificationId,
-    notify::{Message, Notification, NotifyEvent, Settle},
+    notify::{Escalation, Message, Notification, NotifyEvent, Settle},
     request::{Request, RequestState},
     store::Commit,
 };
@@ -82,6 +82,26 @@ fn base(event: NotifyEvent, title: String, at: Timestamp) -> Message {
     }
 }
 
+/// A message planned from a commit: when it is due, its de-duplication key, and the notifiers
+/// it goes to besides those whose routes want it.
+struct Planned {
+    message: Message,
+    run_at: Timestamp,
+    key: String,
+    also: Vec<String>,
+}
+
+impl Planned {
+    fn now(message: Message, run_at: Timestamp, key: String) -> Self {
+        Planned {
+            message,
+            run_at,
+            key,
+            also: Vec::new(),
+        }
+    }
+}
+
 fn about_request(mut m: Message, r: &Request) -> Message {
     m.request_id = Some(r.id.to_string());
     m.principal = Some(r.requester.to_string());
@@ -102,9 +122,84 @@ fn about_grant(mut m: Message, g: &Grant) -> Message {
 }
 
 impl Engine {
+    /// The escalation rule for requests of `access`: the first that covers it.
+    fn escalation_for(&self, access: &str) -> Option<&Escalation> {
+        self.settings
+            .notify
+            .escalations
+            .iter()
+            .find(|e| e.covers(access))
+    }
+
+    /// The notifiers an escalation of `r` went to, when it was due by `at` (so that they hear
+    /// how the request ended: a chat updates its message, a pager resolves its incident).
+    fn escalated_to(&self, r: &Request, at: Timestamp) -> Vec<String> {
+        self.escalation_for(r.access.name())
+            .and_then(|e| {
+                let due = r.created_at.plus(e.escalate_after?);
+                (due <= at && due < r.decide_by).then(|| e.to.clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The reminder and the escalation of a request that now waits for approval, each at its
+    /// moment if that comes before the request's deadline.
+    fn chasers(&self, r: &Request, at: Timestamp) -> Vec<Planned> {
+        let Some(rule) = self.escalation_for(r.access.name()) else {
+            return Vec::new();
+        };
+        let link = self
+            .settings
+            .notify
+            .public_url
+            .as_deref()
+            .map(|u| format!("{}/approve/{}", u.trim_end_matches('/'), r.id));
+        let mut out = Vec::new();
+        let mut chase =
+            |event: NotifyEvent, after: GrantDuration, title: String, to: Vec<String>| {
+                let when = at.plus(after);
+                if when >= r.decide_by {
+                    return;
+                }
+                let mut m = about_request(base(event, title, at), r);
+                m.link.clone_from(&link);
+                m.expires_at = Some(r.decide_by);
+                m.details.push(("waiting".into(), after.to_string()));
+                out.push(Planned {
+                    key: format!("{}:{}", event.as_str(), r.id),
+                    message: m,
+                    run_at: when,
+                    also: to,
+                });
+            };
+        if let Some(after) = rule.remind_after {
+            chase(
+                NotifyEvent::RequestReminder,
+                after,
+                format!(
+                    "Reminder: {} has waited {after} for a decision on {} for {}",
+                    r.requester, r.access, r.duration
+                ),
+                Vec::new(),
+            );
+        }
+        if let Some(after) = rule.escalate_after {
+            chase(
+                NotifyEvent::RequestEscalated,
+                after,
+                format!(
+                    "Escalated: {}'s request for {} for {} has waited {after} and nobody has decided",
+                    r.requester, r.access, r.duration
+                ),
+                rule.to.clone(),
+            );
+        }
+        out
+    }
+
     /// The messages that the audit records of `commit` call for, with when each is due and
     /// its de-duplication key.
-    fn messages_of(&self, commit: &Commit) -> Vec<(Message, Timestamp, String)> {
+    fn messages_of(&self, commit: &Commit) -> Vec<Planned> {
         let s = &self.settings.notify;
         let request = |id: &str| commit.requests.iter().rev().find(|r| r.id.as_str() == id);
         let grant = |id: &str| commit.grants.iter().rev().find(|g| g.id.as_str() == id);
@@ -126,7 +221,8 @@ impl Engine {
                             .as_deref()
                             .map(|u| format!("{}/approve/{}", u.trim_end_matches('/'), r.id));
                         m.expires_at = Some(r.decide_by);
-                        out.push((m, at, format!("request.pending:{sub}")));
+                        out.push(Planned::now(m, at, format!("request.pending:{sub}")));
+                        out.extend(self.chasers(r, at));
                     }
                 }
                 EventKind::RequestApproved => {
@@ -137,7 +233,10 @@ impl Engine {
                         );
                         let mut m = about_request(base(NotifyEvent::RequestApproved, title, at), r);
                         m.details.push(("by".into(), ev.actor.clone()));
-                        out.push((m, at, format!("request.approved:{sub}")));
+                        out.push(Planned {
+                            also: self.escalated_to(r, at),
+                            ..Planned::now(m, at, format!("request.approved:{sub}"))
+                        });
                     }
                 }
                 EventKind::RequestDenied => {
@@ -150,7 +249,10 @@ impl Engine {
                         m.details
                             .push(("why".into(), r.state_reason.clone().unwrap_or_default()));
                         m.details.push(("by".into(), ev.actor.clone()));
-                        out.push((m, at, format!("request.denied:{sub}")));
+                        out.push(Planned {
+                            also: self.escalated_to(r, at),
+                            ..Planned::now(m, at, format!("request.denied:{sub}"))
+                        });
                     }
                 }
                 EventKind::RequestCancelled => {
@@ -165,7 +267,10 @@ impl Engine {
                             m.details.push(("why".into(), why));
                         }
                         m.details.push(("by".into(), ev.actor.clone()));
-                        out.push((m, at, format!("request.cancelled:{sub}")));
+                        out.push(Planned {
+                            also: self.escalated_to(r, at),
+                            ..Planned::now(m, at, format!("request.cancelled:{sub}"))
+                        });
                     }
                 }
                 EventKind::RequestExpired => {
@@ -175,7 +280,10 @@ impl Engine {
                             r.requester, r.access, r.decide_by
                         );
                         let m = about_request(base(NotifyEvent::RequestExpired, title, at), r);
-                        out.push((m, at, format!("request.expired:{sub}")));
+                        out.push(Planned {
+                            also: self.escalated_to(r, at),
+                            ..Planned::now(m, at, format!("request.expired:{sub}"))
+                        });
                     }
                 }
                 EventKind::GrantActivated => {
@@ -185,7 +293,7 @@ impl Engine {
                             g.principal, g.entitlement, g.expires_at
                         );
                         let m = about_grant(base(NotifyEvent::GrantActive, title, at), g);
-                        out.push((m, at, format!("grant.active:{sub}")));
+                        out.push(Planned::now(m, at, format!("grant.active:{sub}")));
                         out.extend(self.expiry_warning(g));
                     }
                 }
@@ -202,7 +310,7 @@ impl Engine {
                             g.id, g.entitlement, g.principal
                         );
                         let m = about_grant(base(NotifyEvent::RevocationOverdue, title, at), g);
-                        out.push((
+                        out.push(Planned::now(
                             m,
                             due.plus(s.overdue_after),
                             format!("revocation.overdue:{sub}"),
@@ -218,7 +326,7 @@ impl Engine {
                         );
                         let mut m = about_grant(base(NotifyEvent::GrantRevoked, title, at), g);
                         m.reason = Some(why);
-                        out.push((m, at, format!("grant.revoked:{sub}")));
+                        out.push(Planned::now(m, at, format!("grant.revoked:{sub}")));
                     }
                 }
                 EventKind::BreakGlassActivated => {
@@ -232,7 +340,7 @@ impl Engine {
                         if let Some(review) = detail(ev, "review") {
                             m.details.push(("review".into(), review.to_owned()));
                         }
-                        out.push((m, at, format!("break_glass:{sub}")));
+                        out.push(Planned::now(m, at, format!("break_glass:{sub}")));
                     }
                 }
                 EventKind::ReconcileDrift => {
@@ -243,7 +351,7 @@ impl Engine {
                     let mut m = base(NotifyEvent::Drift, title, at);
                     m.grant_id = Some(sub.to_owned());
                     m.details.clone_from(&ev.details);
-                    out.push((m, at, format!("drift:{target}:{name}:{kind}")));
+                    out.push(Planned::now(m, at, format!("drift:{target}:{name}:{kind}")));
                 }
                 // Nobody is told of these (the audit log and metrics are where they show).
                 EventKind::RequestRefused
@@ -288,7 +396,7 @@ impl Engine {
     }
 
     /// The warning before `g` ends, if its moment is still ahead.
-    fn expiry_warning(&self, g: &Grant) -> Option<(Message, Timestamp, String)> {
+    fn expiry_warning(&self, g: &Grant) -> Option<Planned> {
         let lead = self.settings.notify.expiry_warning;
         let when = g.expires_at.plus_millis(-lead.as_millis());
         let started = g.activated_at.unwrap_or(g.starts_at);
@@ -300,7 +408,7 @@ impl Engine {
             g.principal, g.entitlement, g.expires_at
         );
         let m = about_grant(base(NotifyEvent::GrantExpiring, title, started), g);
-        Some((
+        Some(Planned::now(
             m,
             when,
             format!("grant.expiring:{}:{}", g.id, g.expires_at.unix_millis()),
@@ -311,15 +419,34 @@ impl Engine {
     /// (no id) is logged and skipped: notification never blocks a state change.
     pub(super) fn route(&self, commit: &mut Commit) {
         let routes = &self.settings.notify.routes;
-        if routes.is_empty() || commit.audit.is_empty() {
+        let escalates = self
+            .settings
+            .notify
+            .escalations
+            .iter()
+            .any(|e| !e.to.is_empty());
+        if (routes.is_empty() && !escalates) || commit.audit.is_empty() {
             return;
         }
         let now = self.clock.now();
-        for (message, run_at, key) in self.messages_of(commit) {
-            for route in routes
+        for planned in self.messages_of(commit) {
+            let Planned {
+                message,
+                run_at,
+                key,
+                also,
+            } = planned;
+            let mut to: Vec<&str> = routes
                 .iter()
                 .filter(|r| r.wants(message.event, message.access.as_deref()))
-            {
+                .map(|r| r.notifier.as_str())
+                .collect();
+            for n in &also {
+                if !to.contains(&n.as_str()) {
+                    to.push(n);
+                }
+            }
+            for notifier in to {
                 let id = match NotificationId::generate(now) {
                     Ok(id) => id,
                     Err(e) => {
@@ -329,7 +456,7 @@ impl Engine {
                 };
                 commit.notifications.push(Notification {
                     id,
-                    notifier: route.notifier.clone(),
+                    notifier: notifier.to_owned(),
                     dedup_key: key.clone(),
                     message: message.clone(),
                     run_at,
@@ -364,6 +491,17 @@ impl Engine {
     /// Why a scheduled notification should no longer be sent, if so.
     async fn stale(&self, n: &Notification) -> Result<Option<String>> {
         let m = &n.message;
+        if matches!(
+            m.event,
+            NotifyEvent::RequestReminder | NotifyEvent::RequestEscalated
+        ) && let Some(rid) = m.request_id.as_deref()
+        {
+            return Ok(match self.load_request(rid).await {
+                Ok(r) if r.state == RequestState::Pending => None,
+                Ok(r) => Some(format!("request {rid} is {}", r.state.as_str())),
+                Err(_) => Some(format!("request {rid} is gone")),
+            });
+        }
         let Some(gid) = m.grant_id.as_deref() else {
             return Ok(None);
         };
@@ -390,23 +528,34 @@ impl Engine {
         })
     }
 
-    /// The receipt this notification's notifier gave for the `request.pending` message of the
-    /// same request, when there is one (a chat message to update in place).
-    async fn earlier(&self, n: &Notification) -> Option<String> {
+    /// The receipts this notification's notifier gave for the `request.pending` and
+    /// `request.escalated` messages of the same request, oldest first (chat messages to update
+    /// in place, an incident to resolve).
+    async fn earlier(&self, n: &Notification) -> Vec<String> {
         if n.message.event == NotifyEvent::RequestPending || n.message.grant_id.is_some() {
-            return None;
+            return Vec::new();
         }
-        let request = n.message.request_id.as_deref()?;
+        let Some(request) = n.message.request_id.as_deref() else {
+            return Vec::new();
+        };
         match self.store.notifications_about(request).await {
-            Ok(all) => all
-                .into_iter()
-                .find(|e| {
-                    e.notifier == n.notifier && e.message.event == NotifyEvent::RequestPending
-                })
-                .and_then(|e| e.receipt),
+            Ok(mut all) => {
+                all.sort_by_key(|e| e.created_at);
+                all.into_iter()
+                    .filter(|e| {
+                        e.notifier == n.notifier
+                            && e.id != n.id
+                            && matches!(
+                                e.message.event,
+                                NotifyEvent::RequestPending | NotifyEvent::RequestEscalated
+                            )
+                    })
+                    .filter_map(|e| e.receipt)
+                    .collect()
+            }
             Err(e) => {
-                warn!(error = %e, "the earlier message of a request could not be read");
-                None
+                warn!(error = %e, "the earlier messages of a request could not be read");
+                Vec::new()
             }
         }
     }
@@ -426,7 +575,7 @@ impl Engine {
                     error: format!("notifier {} is no longer configured", n.notifier),
                 },
                 Some(notifier) => match notifier
-                    .send(n.id.as_str(), &n.message, self.earlier(&n).await.as_deref())
+                    .send(n.id.as_str(), &n.message, &self.earlier(&n).await)
                     .await
                 {
                     Ok(receipt) => Settle::Sent { receipt },

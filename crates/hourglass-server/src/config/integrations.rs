@@ -130,6 +130,11 @@ pub enum NotifierKind {
     Slack,
     Webhook,
     Email,
+    /// Microsoft Teams: Adaptive Cards to an incoming webhook (notifications only).
+    Teams,
+    /// PagerDuty Events API v2: pages (escalations, break-glass, overdue revocations) and
+    /// resolves them.
+    Pagerduty,
 }
 
 /// A notification destination and what it hears about.
@@ -144,12 +149,19 @@ pub struct NotifierConfig {
     /// Only events about these entitlements or profiles (`prod/*` matches a prefix).
     #[serde(default)]
     pub access: Vec<String>,
-    /// Slack: the incoming webhook URL, a secret (file or env).
+    /// Slack, Teams: the incoming webhook URL, a secret (file or env).
     #[serde(default)]
     pub webhook_url: Option<SecretRef>,
-    /// Webhook: where to post.
+    /// Webhook: where to post. PagerDuty: the Events API (default
+    /// `https://events.pagerduty.com/v2/enqueue`).
     #[serde(default)]
     pub url: Option<String>,
+    /// PagerDuty: the integration's routing key (Events API v2), a secret.
+    #[serde(default)]
+    pub routing_key: Option<SecretRef>,
+    /// PagerDuty: what the alert names as its source (default `hourglass`).
+    #[serde(default)]
+    pub source: Option<String>,
     /// Webhook: the signing secret (at least 32 bytes).
     #[serde(default)]
     pub secret: Option<SecretRef>,
@@ -251,6 +263,11 @@ pub struct ChatConfig {
     /// Where critical events (break-glass, overdue revocations, drift) go; default `channel`.
     #[serde(default)]
     pub alerts_channel: Option<String>,
+    /// Where escalated requests are posted again, with their buttons (a fallback approvers'
+    /// channel); without it, an escalation is a reply in the request's thread, shown in the
+    /// channel too.
+    #[serde(default)]
+    pub escalation_channel: Option<String>,
     /// Tell requesters directly (approved, denied, active, expiring with Extend and Release,
     /// revoked).
     #[serde(default = "default_true")]
@@ -284,4 +301,93 @@ fn default_slack_api() -> String {
 }
 fn default_retry_wait() -> GrantDuration {
     GrantDuration::from_secs(30)
+}
+
+/// What happens to requests nobody decides (`[[escalation]]`); the first rule whose `access`
+/// covers a request applies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Entitlements or profiles (`prod/*` matches a prefix); empty or absent means all.
+    #[serde(default)]
+    pub access: Vec<String>,
+    /// Bring a request still waiting this long back to its approvers (wherever its
+    /// `request.pending` went).
+    #[serde(default)]
+    pub remind_after: Option<GrantDuration>,
+    /// Send a request still waiting this long to `to`.
+    #[serde(default)]
+    pub escalate_after: Option<GrantDuration>,
+    /// Notifiers or chat apps (by name): a fallback channel, a PagerDuty integration.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+/// What an on-call source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCallKind {
+    /// PagerDuty REST API v2 (`/oncalls`).
+    Pagerduty,
+    /// Opsgenie (`/v2/schedules/{id}/on-calls`).
+    Opsgenie,
+    /// A file of `[[shift]]` tables, read at start and with the policies.
+    File,
+}
+
+/// A source of `context.oncall` (`[[oncall]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallConfig {
+    /// A short name, for logs and metrics.
+    pub name: String,
+    pub kind: OnCallKind,
+    /// File: the schedule file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// PagerDuty: a REST API key; Opsgenie: an API integration key. A secret.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// PagerDuty schedule ids; Opsgenie schedule ids (or names, with `by_name`).
+    #[serde(default)]
+    pub schedules: Vec<String>,
+    /// PagerDuty escalation policy ids.
+    #[serde(default)]
+    pub escalation_policies: Vec<String>,
+    /// PagerDuty: count only escalation levels up to this one (default all).
+    #[serde(default)]
+    pub max_level: Option<u64>,
+    /// Opsgenie: `schedules` are names, not ids.
+    #[serde(default)]
+    pub by_name: bool,
+    /// The API (default `https://api.pagerduty.com`, `https://api.opsgenie.com`; the EU
+    /// Opsgenie is `https://api.eu.opsgenie.com`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// How often the source is read.
+    #[serde(default = "default_oncall_refresh")]
+    pub refresh: GrantDuration,
+    /// How long an answer is trusted: past it, with no newer answer, nobody is on call by
+    /// this source (never everybody).
+    #[serde(default = "default_oncall_ttl")]
+    pub ttl: GrantDuration,
+    /// Emails (as the schedule system knows them) → principals, looked at first.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// Then: a principal named by the whole address, or by its local part when the address is
+    /// in this domain (`alice@example.com` → `alice`).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+    #[serde(default = "default_ticket_timeout")]
+    pub timeout: GrantDuration,
+    /// Allow a private or loopback `api_url` (refused by default).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_oncall_refresh() -> GrantDuration {
+    GrantDuration::from_secs(60)
+}
+fn default_oncall_ttl() -> GrantDuration {
+    GrantDuration::from_secs(300)
 }

@@ -808,7 +808,12 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         .await?;
     let queues = app.engine.store().notification_stats().await?;
     let writes = app.engine.store().write_stats();
-    let mut resp = app.metrics.render(counts, &queues, writes).into_response();
+    let mut text = app.metrics.render(counts, &queues, writes);
+    let board = app.facts.board();
+    if !board.is_empty() {
+        text.push_str(&app.metrics.render_oncall(&board.status(now)));
+    }
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
