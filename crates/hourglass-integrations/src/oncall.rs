@@ -102,11 +102,12 @@ impl OnCallClient {
         max_level: Option<u64>,
     ) -> Result<BTreeSet<String>, String> {
         let mut out = BTreeSet::new();
-        for page in 0..MAX_PAGES {
+        let mut offset = 0;
+        for _ in 0..MAX_PAGES {
             let mut query: Vec<(&str, String)> = vec![
                 ("include[]", "users".into()),
                 ("limit", PAGE.to_string()),
-                ("offset", (page * PAGE).to_string()),
+                ("offset", offset.to_string()),
             ];
             query.extend(schedules.iter().map(|s| ("schedule_ids[]", s.clone())));
             query.extend(
@@ -136,10 +137,21 @@ impl OnCallClient {
             .map_err(|e| format!("PagerDuty: {e}"))?;
             let v = ok_json(&answer, "PagerDuty", "/error/message")?;
             let (emails, more) = parse_pagerduty(&v, max_level)?;
+            // The next page starts after the entries this one held (PagerDuty may answer fewer
+            // than asked for; its `limit` says how many a page holds).
+            let step = v
+                .get("limit")
+                .and_then(Value::as_u64)
+                .and_then(|l| usize::try_from(l).ok())
+                .unwrap_or(0);
             out.extend(emails);
             if !more {
                 return Ok(out);
             }
+            if step == 0 {
+                return Err("PagerDuty: more pages, but a page of none".into());
+            }
+            offset += step;
         }
         Err(format!(
             "PagerDuty: more than {} on-call entries; name fewer schedules",

@@ -558,6 +558,89 @@ from = "hourglass@example.com"
     }
 
     #[test]
+    fn pagers_teams_and_escalations_build_and_their_mistakes_are_named() {
+        let ok = r#"
+[[notifiers]]
+name = "pager"
+kind = "pagerduty"
+routing_key = { file = "hook.secret" }
+
+[[notifiers]]
+name = "teams"
+kind = "teams"
+webhook_url = { file = "slack.url" }
+
+[[escalation]]
+access = ["prod/*"]
+remind_after = "30m"
+escalate_after = "1h"
+to = ["pager"]
+
+[[escalation]]
+remind_after = "2h"
+"#;
+        let built = build_from(ok).unwrap_or_else(|p| panic!("{p:?}"));
+        // A pager pages only for what needs a person now, unless told otherwise.
+        assert_eq!(
+            built.routes[0].events,
+            [
+                NotifyEvent::RequestEscalated,
+                NotifyEvent::BreakGlass,
+                NotifyEvent::RevocationOverdue
+            ]
+        );
+        assert_eq!(built.routes[1].events, NotifyEvent::ALL);
+        assert_eq!(built.escalations.len(), 2);
+        assert!(built.escalations[0].covers("prod/db") && !built.escalations[0].covers("demo/db"));
+        let problems = build_from(
+            r#"
+[[notifiers]]
+name = "pager"
+kind = "pagerduty"
+routing_key = { file = "short.secret" }
+
+[[notifiers]]
+name = "hook"
+kind = "webhook"
+url = "https://siem.example.com/h"
+secret = { file = "hook.secret" }
+source = "x"
+
+[[escalation]]
+escalate_after = "1h"
+to = ["nobody"]
+
+[[escalation]]
+remind_after = "2h"
+escalate_after = "1h"
+to = ["hook"]
+
+[[escalation]]
+escalate_after = "1h"
+
+[[escalation]]
+access = ["prod/*"]
+"#,
+        )
+        .err()
+        .unwrap()
+        .join("\n");
+        for expected in [
+            "notifiers[0] (pager): an Events API v2 routing key is 32 characters",
+            "notifiers[1] (hook): routing_key, source: pagerduty only",
+            "escalation[0].to: \"nobody\" is no notifier or chat",
+            "escalation[1].remind_after: 2h must come before escalate_after (1h)",
+            "escalation[2].to: name where escalations go",
+            "escalation[3].remind_after: give remind_after, escalate_after or both",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
     fn a_chat_app_is_a_notifier_and_its_mistakes_are_named() {
         let ok = r#"
 [[chat]]

@@ -295,3 +295,122 @@ pub async fn refresher(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn board(text: &str) -> Result<(OnCallBoard, Vec<std::path::PathBuf>), Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pd.token"), "y_NbAkKc66ryYTWUXYEu").unwrap();
+        let path = dir.path().join("hourglass.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path, Vec::new()).unwrap();
+        OnCallBoard::build("hourglass.toml", &config.oncall)
+    }
+
+    #[test]
+    fn sources_are_checked_and_their_mistakes_named() {
+        let (b, files) = board(
+            r#"
+[[oncall]]
+name = "pd"
+kind = "pagerduty"
+token = { file = "pd.token" }
+schedules = ["PSCH001"]
+
+[[oncall]]
+name = "shifts"
+kind = "file"
+path = "oncall.toml"
+"#,
+        )
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(!b.is_empty());
+        assert!(files[0].ends_with("oncall.toml"));
+        let problems = board(
+            r#"
+[[oncall]]
+name = "pd"
+kind = "pagerduty"
+token = { file = "pd.token" }
+
+[[oncall]]
+name = "genie"
+kind = "opsgenie"
+token = { file = "pd.token" }
+schedules = ["ops"]
+escalation_policies = ["P1"]
+
+[[oncall]]
+name = "lapsing"
+kind = "pagerduty"
+token = { file = "pd.token" }
+schedules = ["P"]
+refresh = "10m"
+ttl = "5m"
+
+[[oncall]]
+name = "keyless"
+kind = "opsgenie"
+schedules = ["ops"]
+
+[[oncall]]
+name = "keyless"
+kind = "file"
+path = "x.toml"
+"#,
+        )
+        .err()
+        .unwrap()
+        .join("\n");
+        for expected in [
+            "oncall[0] (pd): name at least one schedule",
+            "oncall[1] (genie): escalation_policies, max_level: pagerduty only",
+            "oncall[2] (lapsing): ttl: 5m is shorter than refresh (10m)",
+            "oncall[3] (keyless): token: required for opsgenie",
+            "oncall[4].name: \"keyless\" is used twice",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_counts_for_its_ttl_and_maps_addresses_to_principals() {
+        let (b, _) = board(
+            r#"
+[[oncall]]
+name = "pd"
+kind = "pagerduty"
+token = { file = "pd.token" }
+schedules = ["PSCH001"]
+ttl = "5m"
+email_domain = "example.com"
+users = { "Carol@Elsewhere.example" = "carol" }
+"#,
+        )
+        .unwrap();
+        let at = Timestamp::from_unix_millis(1_800_000_000_000);
+        {
+            let mut a = b.sources[0].answer.lock().unwrap();
+            a.emails = ["alice@example.com", "carol@elsewhere.example"]
+                .map(String::from)
+                .into();
+            a.read_at = Some(at);
+        }
+        let p = |n: &str| PrincipalId::new(n).unwrap();
+        assert!(b.on_call(&p("alice"), at));
+        assert!(b.on_call(&p("carol"), at.plus_millis(299_999)));
+        assert!(!b.on_call(&p("bob"), at));
+        // Past its ttl, with no newer answer: nobody.
+        assert!(!b.on_call(&p("alice"), at.plus_millis(300_000)));
+        assert_eq!(
+            b.status(at.plus_millis(300_000))[0],
+            ("pd".into(), false, false)
+        );
+    }
+}

@@ -480,3 +480,302 @@ impl SlackApi {
         self.state.lock().unwrap().limited = n;
     }
 }
+
+/// PagerDuty's REST API key and an Events API v2 routing key (32 characters).
+pub const PAGERDUTY_TOKEN: &str = "y_NbAkKc66ryYTWUXYEu";
+pub const PAGERDUTY_ROUTING_KEY: &str = "R0123456789abcdef0123456789abcde";
+/// An Opsgenie API integration key.
+pub const OPSGENIE_KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
+
+#[derive(Default)]
+struct Duty {
+    /// Who is on call: email and escalation level.
+    on_call: Vec<(String, u64)>,
+    /// Answer reads after this long (longer than the client waits: a timeout).
+    hang: Option<std::time::Duration>,
+    /// Events API calls still to be refused with 429 and `Retry-After: 1`.
+    limited: u32,
+    reads: u32,
+    events: Vec<Value>,
+}
+
+/// PagerDuty on one port: the REST API v2 `GET /oncalls` (token auth, the v2 `Accept` header,
+/// `include[]=users`, pages of at most two entries as `limit`/`offset`/`more` say) and the
+/// Events API v2 `POST /v2/enqueue` (202 with `dedup_key`, 400 `invalid event` with `errors`,
+/// 429).
+pub struct PagerDuty {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<Duty>>,
+}
+
+fn pd_error(status: StatusCode, message: &str, code: u32) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn pd_oncalls(
+    State(s): State<Arc<Mutex<Duty>>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let hang = s.lock().unwrap().hang;
+    if let Some(d) = hang {
+        tokio::time::sleep(d).await;
+    }
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if header("authorization") != format!("Token token={PAGERDUTY_TOKEN}") {
+        return pd_error(StatusCode::UNAUTHORIZED, "Authentication failed", 2006);
+    }
+    if header("accept") != "application/vnd.pagerduty+json;version=2" {
+        return pd_error(StatusCode::BAD_REQUEST, "Invalid Accept header", 2001);
+    }
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    if get("schedule_ids[]").is_empty() && get("escalation_policy_ids[]").is_empty() {
+        return pd_error(StatusCode::BAD_REQUEST, "Invalid Input Provided", 2001);
+    }
+    let with_users = get("include[]").contains(&"users".to_owned());
+    let offset: usize = get("offset")
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // PagerDuty answers fewer than asked for when it likes; the `limit` it answers is the page.
+    let limit: usize = get("limit")
+        .first()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25)
+        .min(2);
+    let mut d = s.lock().unwrap();
+    d.reads += 1;
+    let all: Vec<Value> = d
+        .on_call
+        .iter()
+        .enumerate()
+        .map(|(i, (email, level))| {
+            let user = if with_users {
+                json!({"id": format!("PU{i}"), "type": "user", "name": email, "email": email})
+            } else {
+                json!({"id": format!("PU{i}"), "type": "user_reference", "summary": email})
+            };
+            json!({
+                "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference"},
+                "escalation_level": level,
+                "schedule": {"id": "PSCH001", "type": "schedule_reference"},
+                "user": user,
+                "start": "2026-12-01T00:00:00Z",
+                "end": "2026-12-02T00:00:00Z"
+            })
+        })
+        .collect();
+    let page: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
+    Json(json!({
+        "oncalls": page,
+        "limit": limit,
+        "offset": offset,
+        "more": offset + limit < all.len(),
+        "total": null
+    }))
+    .into_response()
+}
+
+async fn pd_enqueue(State(s): State<Arc<Mutex<Duty>>>, body: axum::body::Bytes) -> Response {
+    let mut d = s.lock().unwrap();
+    if d.limited > 0 {
+        d.limited -= 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            Json(json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly."})),
+        )
+            .into_response();
+    }
+    let invalid = |why: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "invalid event", "message": "Event object is invalid", "errors": [why]})),
+        )
+            .into_response()
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return invalid("Event object is not JSON");
+    };
+    if v["routing_key"].as_str().map(str::len) != Some(32) {
+        return invalid("'routing_key' must be a 32 character Integration or Ruleset Key");
+    }
+    let action = v["event_action"].as_str().unwrap_or("");
+    if !["trigger", "acknowledge", "resolve"].contains(&action) {
+        return invalid("'event_action' is invalid");
+    }
+    if action == "trigger" {
+        for k in ["summary", "source", "severity"] {
+            if v["payload"][k].as_str().is_none_or(str::is_empty) {
+                return invalid(&format!("'payload.{k}' is missing or blank"));
+            }
+        }
+        if !["critical", "error", "warning", "info"]
+            .contains(&v["payload"]["severity"].as_str().unwrap_or(""))
+        {
+            return invalid("'payload.severity' is invalid");
+        }
+    } else if v["dedup_key"].as_str().is_none_or(str::is_empty) {
+        return invalid("'dedup_key' is required");
+    }
+    let key = v["dedup_key"]
+        .as_str()
+        .unwrap_or("generated-key")
+        .to_owned();
+    d.events.push(v);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "success", "message": "Event processed", "dedup_key": key})),
+    )
+        .into_response()
+}
+
+impl PagerDuty {
+    pub async fn start() -> PagerDuty {
+        let state = Arc::new(Mutex::new(Duty::default()));
+        let app = Router::new()
+            .route("/oncalls", get(pd_oncalls))
+            .route("/v2/enqueue", post(pd_enqueue))
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        PagerDuty { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_on_call(&self, people: &[(&str, u64)]) {
+        self.state.lock().unwrap().on_call =
+            people.iter().map(|(e, l)| ((*e).to_owned(), *l)).collect();
+    }
+
+    pub fn hang(&self, for_: Option<std::time::Duration>) {
+        self.state.lock().unwrap().hang = for_;
+    }
+
+    pub fn rate_limit(&self, n: u32) {
+        self.state.lock().unwrap().limited = n;
+    }
+
+    pub fn reads(&self) -> u32 {
+        self.state.lock().unwrap().reads
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.state.lock().unwrap().events.clone()
+    }
+}
+
+#[derive(Default)]
+struct Genie {
+    /// Schedule name → the user names (emails) on call.
+    schedules: BTreeMap<String, Vec<String>>,
+    reads: u32,
+}
+
+/// Opsgenie's Who Is On Call API: `GET /v2/schedules/{identifier}/on-calls` with
+/// `scheduleIdentifierType` and `flat`, `Authorization: GenieKey …`, and its error bodies.
+pub struct Opsgenie {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<Genie>>,
+}
+
+async fn genie_on_calls(
+    State(s): State<Arc<Mutex<Genie>>>,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let err = |status: StatusCode, message: String| {
+        (
+            status,
+            Json(json!({"message": message, "took": 0.002, "requestId": "9ae63dd7-ed00-4c81-86f0-c4ffd33142c9"})),
+        )
+            .into_response()
+    };
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("GenieKey {OPSGENIE_KEY}"))
+    {
+        return err(StatusCode::UNAUTHORIZED, "Could not authenticate".into());
+    }
+    let mut g = s.lock().unwrap();
+    g.reads += 1;
+    // Schedules are kept by name; by id they are `id-<name>`.
+    let name = match q.get("scheduleIdentifierType").map(String::as_str) {
+        Some("name") => id.clone(),
+        None | Some("id") => id.strip_prefix("id-").unwrap_or("").to_owned(),
+        Some(other) => {
+            return err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Invalid schedule identifier type [{other}]"),
+            );
+        }
+    };
+    let Some(people) = g.schedules.get(&name) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("Schedule with identifier [{id}] does not exist"),
+        );
+    };
+    let parent = json!({"id": format!("id-{name}"), "name": name, "enabled": true});
+    let data = if q.get("flat").map(String::as_str) == Some("true") {
+        json!({"_parent": parent, "onCallRecipients": people})
+    } else {
+        let participants: Vec<Value> = people
+            .iter()
+            .map(|p| json!({"id": format!("u-{p}"), "name": p, "type": "user"}))
+            .collect();
+        json!({"_parent": parent, "onCallParticipants": participants})
+    };
+    Json(json!({"data": data, "took": 0.004, "requestId": "2a5a3bc0-5a2d-4f8f-9c1e-1c7b2f4c9d11"}))
+        .into_response()
+}
+
+impl Opsgenie {
+    pub async fn start() -> Opsgenie {
+        let state = Arc::new(Mutex::new(Genie::default()));
+        let app = Router::new()
+            .route("/v2/schedules/{id}/on-calls", get(genie_on_calls))
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Opsgenie { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_on_call(&self, schedule: &str, people: &[&str]) {
+        self.state.lock().unwrap().schedules.insert(
+            schedule.to_owned(),
+            people.iter().map(|p| (*p).to_owned()).collect(),
+        );
+    }
+
+    pub fn reads(&self) -> u32 {
+        self.state.lock().unwrap().reads
+    }
+}

@@ -16,6 +16,7 @@ mod invariants;
 mod lifecycle;
 mod notifications;
 mod oidc;
+mod oncall;
 mod policy;
 #[cfg(feature = "test-clock")]
 mod replicas;

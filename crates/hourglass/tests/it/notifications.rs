@@ -87,7 +87,7 @@ fn siem_events(hooks: &Receiver, about: &str) -> Vec<String> {
 /// lease on the engine clock; jumping the manual clock past it while one is in flight would let
 /// a second worker pass take it over: at-least-once, as after a crash, but not what these tests
 /// count.)
-async fn advance(s: &TestServer, ms: i64) {
+pub(crate) async fn advance(s: &TestServer, ms: i64) {
     let store = s.store().unwrap();
     assert!(
         eventually(|| async {
