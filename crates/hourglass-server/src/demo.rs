@@ -196,6 +196,7 @@ url = "sqlite://hourglass.db"
 dir = "policies"            # *.cedar; test cases for `hourglass policy test` in policies/tests/
 time_zone = "UTC"           # of context.hour and context.weekday (an IANA name: "Europe/Berlin")
 # oncall_file = "oncall.toml"   # [[shift]] principal|group, from, until: context.oncall
+                                # PagerDuty and Opsgenie: [[oncall]] tables (docs/oncall.md)
 {identities}
 # The demo target: the exec connector runs this script, which keeps access.txt.
 [[targets]]
