@@ -38,6 +38,8 @@ use crate::config::{ChatConfig, ChatRoute};
 
 /// How long a Slack user's principal is remembered.
 const KNOWN_FOR_SECS: i64 = 600;
+/// The most approvers a pending request is sent to directly.
+const MAX_APPROVERS_TOLD: usize = 25;
 
 /// One Slack app.
 pub struct SlackChat {
@@ -51,7 +53,10 @@ pub struct SlackChat {
     routes: Vec<ChatRoute>,
     alerts: Option<String>,
     escalations: Option<String>,
+    notify_approvers: bool,
     notify_requester: bool,
+    /// The engine, to find a request's approvers (weak: the engine holds this app).
+    engine: std::sync::OnceLock<std::sync::Weak<Engine>>,
     public_url: Option<String>,
     clock: Arc<dyn Clock>,
     /// Clicks and submissions already taken (`action_ts`, view id), until they leave the window.
@@ -108,12 +113,58 @@ impl SlackChat {
             routes: c.routes.clone(),
             alerts: c.alerts_channel.clone().or_else(|| c.channel.clone()),
             escalations: c.escalation_channel.clone(),
+            notify_approvers: c.notify_approvers,
+            engine: std::sync::OnceLock::new(),
             notify_requester: c.notify_requester,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             clock,
             seen: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Gives the app the engine it posts for (once, at start).
+    pub fn attach(&self, engine: &Arc<Engine>) {
+        let _ = self.engine.set(Arc::downgrade(engine));
+    }
+
+    /// Sends a pending request to each of its approvers directly, with the buttons (or the
+    /// step-up link, for one who needs a second factor first). Answers where the messages are.
+    /// A failure is logged and skips that person: the channel has the request anyway.
+    async fn tell_approvers(&self, m: &Message) -> Vec<String> {
+        let (Some(engine), Some(id)) = (
+            self.engine.get().and_then(std::sync::Weak::upgrade),
+            m.request_id.as_deref(),
+        ) else {
+            return Vec::new();
+        };
+        let approvers = match engine.approvers_of(id, MAX_APPROVERS_TOLD).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(chat = %self.name, request_id = id, error = %e, "the approvers could not be found");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (approver, step_up) in approvers {
+            let user = match self.slack_user_of(approver.as_str()).await {
+                Ok(Some(u)) => u,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(chat = %self.name, %approver, error = %e, "an approver's Slack user could not be found");
+                    continue;
+                }
+            };
+            let mut card = self.card(m, "pending");
+            card.step_up = step_up;
+            match self.api.post(&user, &slack::request_message(&card)).await {
+                Ok((c, ts)) => out.push(format!("{c} {ts}")),
+                Err(e) => {
+                    warn!(chat = %self.name, %approver, error = %e, "a request could not be sent to an approver");
+                }
+            }
+        }
+        out
     }
 
     /// The events this app is routed.
@@ -666,8 +717,13 @@ impl Notifier for SlackChat {
         m: &Message,
         earlier: &[String],
     ) -> Result<Option<String>, String> {
-        // Where the request's messages are (`channel ts`), the first being its first post.
-        let posted: Vec<(&str, &str)> = earlier.iter().filter_map(|e| e.split_once(' ')).collect();
+        // Where the request's messages are (`channel ts` a line), the first being its post in
+        // the channel.
+        let posted: Vec<(&str, &str)> = earlier
+            .iter()
+            .flat_map(|e| e.lines())
+            .filter_map(|l| l.split_once(' '))
+            .collect();
         match m.event {
             NotifyEvent::RequestPending => {
                 let Some(channel) = self.channel_for(m.access.as_deref()) else {
@@ -679,7 +735,11 @@ impl Notifier for SlackChat {
                     .post(channel, &msg)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(Some(format!("{c} {ts}")))
+                let mut receipt = vec![format!("{c} {ts}")];
+                if self.notify_approvers {
+                    receipt.extend(self.tell_approvers(m).await);
+                }
+                Ok(Some(receipt.join("\n")))
             }
             NotifyEvent::RequestReminder => {
                 // In the request's thread, shown in the channel too, so that it comes back to

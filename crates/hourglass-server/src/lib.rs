@@ -557,6 +557,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             .map_err(|e| StartError::one(format!("policy: {e:?}")))?;
     }
     let engine = Arc::new(engine);
+    for chat in chats.values() {
+        chat.attach(&engine);
+    }
     let metrics = Arc::new(Metrics::default());
     let (tasks_tx, tasks_rx) = tokio::sync::mpsc::channel(16);
     let (stop_tx, stop_rx) = watch::channel(false);

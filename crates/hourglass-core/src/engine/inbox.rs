@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::{Caller, Engine, requests::requesting_side};
 use crate::{
     Result,
-    catalog::{Principal, Risk},
+    catalog::{Principal, PrincipalKind, PrincipalStatus, Risk},
     grant::{Grant, GrantState},
     id::PrincipalId,
     policy::{Action, Resource},
@@ -63,6 +63,39 @@ impl Engine {
             }
         }
         out.reverse();
+        Ok(out)
+    }
+
+    /// Who may decide request `id` now: the active people of the catalogue (never the
+    /// requester, never someone on its asking side), each with whether a second factor is
+    /// needed first; at most `limit`. For telling approvers directly: each decision is judged
+    /// again when it is made.
+    pub async fn approvers_of(&self, id: &str, limit: usize) -> Result<Vec<(PrincipalId, bool)>> {
+        let req = self.load_request(id).await?;
+        let mut people = BTreeMap::new();
+        let mut out = Vec::new();
+        for p in self.catalog.principals() {
+            if out.len() >= limit {
+                break;
+            }
+            if p.kind != PrincipalKind::Human {
+                continue;
+            }
+            let Some(current) = self.principal(&p.id).await? else {
+                continue;
+            };
+            if current.status != PrincipalStatus::Active {
+                continue;
+            }
+            let caller = Caller {
+                principal: current,
+                mfa: false,
+                source_ip: None,
+            };
+            if let Some((_, step_up)) = self.may_decide(&caller, &req, &mut people).await? {
+                out.push((p.id.clone(), step_up));
+            }
+        }
         Ok(out)
     }
 

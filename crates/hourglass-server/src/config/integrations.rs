@@ -268,6 +268,10 @@ pub struct ChatConfig {
     /// channel too.
     #[serde(default)]
     pub escalation_channel: Option<String>,
+    /// Also send each pending request, with its buttons, to the people who may approve it, in
+    /// a direct message (at most 25 of them).
+    #[serde(default)]
+    pub notify_approvers: bool,
     /// Tell requesters directly (approved, denied, active, expiring with Extend and Release,
     /// revoked).
     #[serde(default = "default_true")]

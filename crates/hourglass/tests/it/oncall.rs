@@ -183,7 +183,11 @@ fn calls_with(api: &SlackApi, method: &str, key: &str, value: &str) -> Vec<Value
 
 #[tokio::test]
 async fn an_undecided_request_is_reminded_then_escalated_and_the_page_resolves_when_decided() {
-    let slack = SlackApi::start(&[]).await;
+    let slack = SlackApi::start(&[
+        ("U0BOB", "bob@example.com"),
+        ("U0ALICE", "alice@example.com"),
+    ])
+    .await;
     let pd = PagerDuty::start().await;
     let teams = Receiver::start().await;
     let (slack_url, pd_url, teams_url) = (slack.url(), pd.url(), teams.url("teams/webhook"));
@@ -204,7 +208,9 @@ bot_token = {{ file = "slack.token" }}
 signing_secret = {{ file = "slack.secret" }}
 channel = "C0APPROVERS"
 escalation_channel = "C0LEADS"
+notify_approvers = true
 notify_requester = false
+email_domain = "example.com"
 api_url = "{slack_url}"
 allow_private = true
 max_retry_wait = "5s"
@@ -249,6 +255,19 @@ to = ["pager", "slack"]
     );
     let first = calls_with(&slack, "chat.postMessage", "channel", "C0APPROVERS").remove(0);
     assert!(first.get("thread_ts").is_none());
+    // bob may approve it: he has it directly too, with the buttons; alice, who asked, has not.
+    assert!(
+        eventually(|| async {
+            calls_with(&slack, "chat.postMessage", "channel", "U0BOB").len() == 1
+        })
+        .await
+    );
+    assert!(
+        calls_with(&slack, "chat.postMessage", "channel", "U0BOB")[0]
+            .to_string()
+            .contains("hourglass.approve")
+    );
+    assert!(calls_with(&slack, "chat.postMessage", "channel", "U0ALICE").is_empty());
     // Teams has the Adaptive Card, what alice typed escaped, with the approval link.
     assert!(eventually(|| async { !teams.got().is_empty() }).await);
     let card = teams.got()[0].json();
@@ -327,14 +346,14 @@ to = ["pager", "slack"]
     let resolve = pd.events().remove(1);
     assert_eq!(resolve["event_action"], "resolve");
     assert_eq!(resolve["dedup_key"], page["dedup_key"]);
-    assert!(eventually(|| async { slack.calls("chat.update").len() == 2 }).await);
+    assert!(eventually(|| async { slack.calls("chat.update").len() == 3 }).await);
     let mut updated: Vec<String> = slack
         .calls("chat.update")
         .iter()
         .map(|u| u["channel"].as_str().unwrap().to_owned())
         .collect();
     updated.sort();
-    assert_eq!(updated, ["C0APPROVERS", "C0LEADS"]);
+    assert_eq!(updated, ["C0APPROVERS", "C0LEADS", "U0BOB"]);
     assert!(
         slack
             .calls("chat.update")
