@@ -2,7 +2,7 @@
 //! who is on call for `context.oncall`: static schedule files and the schedule systems
 //! ([`crate::oncall`]). Someone is on call when any source says so.
 //!
-//! A schedule file (`policy.oncall_file`, or an `[[oncall]]` source of kind `file`) holds
+//! A schedule file (`policy.oncall_file`, or an `[[oncall]]` source of kind `shift`) holds
 //! `[[shift]]` tables, each naming a `principal` or a `group` and a half-open window
 //! `[from, until)` in RFC 3339. The files are read at start and again with the policies
 //! (`SIGHUP`, `POST /v1/admin/policies/reload`); if any does not parse, the old schedule stays,

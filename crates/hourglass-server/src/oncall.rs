@@ -92,7 +92,7 @@ fn required<'a, T>(v: Option<&'a T>, key: &str, kind: &str) -> Result<&'a T, Str
 
 impl OnCallBoard {
     /// Builds the `pagerduty` and `opsgenie` sources (reading their tokens) and answers the
-    /// files of the `file` sources; every problem names its key.
+    /// files of the `shift` sources; every problem names its key.
     pub fn build(
         file: &str,
         configs: &[OnCallConfig],
@@ -114,7 +114,7 @@ impl OnCallBoard {
                 Ok(Some(s)) => sources.push(s),
                 Ok(None) => match &c.path {
                     Some(p) => files.push(p.clone()),
-                    None => problems.push(format!("{key}: path: required for file")),
+                    None => problems.push(format!("{key}: path: required for shift")),
                 },
                 Err(e) => problems.push(format!("{key}: {e}")),
             }
@@ -128,9 +128,9 @@ impl OnCallBoard {
 
     fn source(c: &OnCallConfig) -> Result<Option<Source>, String> {
         let (kind, default_url) = match c.kind {
-            OnCallKind::File => {
+            OnCallKind::Shift => {
                 if c.token.is_some() || c.api_url.is_some() || !c.schedules.is_empty() {
-                    return Err("token, api_url, schedules: a file source reads a file".into());
+                    return Err("token, api_url, schedules: a shift source reads its file".into());
                 }
                 return Ok(None);
             }
@@ -138,7 +138,7 @@ impl OnCallBoard {
             OnCallKind::Opsgenie => ("opsgenie", "https://api.opsgenie.com"),
         };
         if c.path.is_some() {
-            return Err(format!("path: only a file source has one, not {kind}"));
+            return Err(format!("path: only a shift source has one, not {kind}"));
         }
         let api = if c.kind == OnCallKind::Pagerduty {
             if c.by_name {
@@ -322,7 +322,7 @@ schedules = ["PSCH001"]
 
 [[oncall]]
 name = "shifts"
-kind = "file"
+kind = "shift"
 path = "oncall.toml"
 "#,
         )
@@ -358,7 +358,7 @@ schedules = ["ops"]
 
 [[oncall]]
 name = "keyless"
-kind = "file"
+kind = "shift"
 path = "x.toml"
 "#,
         )

@@ -336,7 +336,7 @@ pub enum OnCallKind {
     /// Opsgenie (`/v2/schedules/{id}/on-calls`).
     Opsgenie,
     /// A file of `[[shift]]` tables, read at start and with the policies.
-    File,
+    Shift,
 }
 
 /// A source of `context.oncall` (`[[oncall]]`).
@@ -346,7 +346,7 @@ pub struct OnCallConfig {
     /// A short name, for logs and metrics.
     pub name: String,
     pub kind: OnCallKind,
-    /// File: the schedule file.
+    /// Shift: the schedule file.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// PagerDuty: a REST API key; Opsgenie: an API integration key. A secret.
