@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod clock;
 pub mod connector;
 pub mod credential;
+pub mod directory;
 pub mod duration;
 pub mod engine;
 pub mod error;

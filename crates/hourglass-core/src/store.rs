@@ -92,6 +92,10 @@ pub struct Commit {
     /// Credentials to hand over once, replacing one the grant issued before. A grant in this
     /// commit that is no longer active loses its waiting credential, unseen.
     pub credentials: Vec<crate::credential::SealedCredential>,
+    /// Directory entries: inserted when `version == 0`, else updated if still at `version`.
+    pub directory: Vec<crate::directory::DirectoryEntry>,
+    /// Directory entries deleted, if still at the version given.
+    pub directory_removed: Vec<(crate::directory::DirectoryKind, String, i64)>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -110,6 +114,8 @@ impl Commit {
             && self.sessions.is_empty()
             && self.ended_sessions.is_empty()
             && self.credentials.is_empty()
+            && self.directory.is_empty()
+            && self.directory_removed.is_empty()
             && self.policy.is_none()
             && self.audit.is_empty()
     }
@@ -218,6 +224,28 @@ pub trait Store: Send + Sync {
     async fn get_identity(&self, id: &PrincipalId) -> Result<Option<Identity>>;
     /// Every identity, by name (the inventory: people and machines, not grants).
     async fn list_identities(&self) -> Result<Vec<Identity>>;
+    /// A directory entry by its id.
+    async fn get_directory(
+        &self,
+        kind: crate::directory::DirectoryKind,
+        id: &str,
+    ) -> Result<Option<crate::directory::DirectoryEntry>>;
+    /// The directory entry with this name (without regard to case).
+    async fn find_directory_name(
+        &self,
+        kind: crate::directory::DirectoryKind,
+        name: &str,
+    ) -> Result<Option<crate::directory::DirectoryEntry>>;
+    /// The directory's user entry for a principal.
+    async fn directory_user_of(
+        &self,
+        principal: &PrincipalId,
+    ) -> Result<Option<crate::directory::DirectoryEntry>>;
+    /// Every entry of a kind, in order of creation.
+    async fn list_directory(
+        &self,
+        kind: crate::directory::DirectoryKind,
+    ) -> Result<Vec<crate::directory::DirectoryEntry>>;
     async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>>;
     /// The key with this public prefix (an index lookup; the caller compares the hash).
     async fn find_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>>;

@@ -13,6 +13,7 @@ use hourglass_core::{
 use crate::{PgStore, PoolOptions, SqliteStore};
 
 mod copy;
+mod directory;
 mod identity;
 mod outbox;
 mod shared;

@@ -42,6 +42,22 @@ struct Table {
 /// Every table, in the order their references need. `requests.extends` is copied afterwards.
 const TABLES: &[Table] = &[
     Table {
+        name: "directory",
+        order: "kind, id",
+        cols: &[
+            ("kind", Text),
+            ("id", Text),
+            ("name", Text),
+            ("name_key", Text),
+            ("external_id", Text),
+            ("principal", Text),
+            ("resource", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+            ("version", Int),
+        ],
+    },
+    Table {
         name: "identities",
         order: "id",
         cols: &[

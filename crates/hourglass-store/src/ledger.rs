@@ -324,6 +324,66 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
+    async fn get_directory(
+        &self,
+        kind: hourglass_core::directory::DirectoryKind,
+        id: &str,
+    ) -> Result<Option<hourglass_core::directory::DirectoryEntry>> {
+        self.opt(
+            stmt!(
+                "SELECT * FROM directory WHERE kind = $1 AND id = $2",
+                kind.as_str(),
+                id
+            ),
+            crate::rows::directory_from,
+        )
+        .await
+    }
+
+    async fn find_directory_name(
+        &self,
+        kind: hourglass_core::directory::DirectoryKind,
+        name: &str,
+    ) -> Result<Option<hourglass_core::directory::DirectoryEntry>> {
+        self.opt(
+            stmt!(
+                "SELECT * FROM directory WHERE kind = $1 AND name_key = $2",
+                kind.as_str(),
+                hourglass_core::directory::DirectoryEntry::name_key(name)
+            ),
+            crate::rows::directory_from,
+        )
+        .await
+    }
+
+    async fn directory_user_of(
+        &self,
+        principal: &PrincipalId,
+    ) -> Result<Option<hourglass_core::directory::DirectoryEntry>> {
+        self.opt(
+            stmt!(
+                "SELECT * FROM directory WHERE kind = 'user' AND principal = $1",
+                principal.as_str()
+            ),
+            crate::rows::directory_from,
+        )
+        .await
+    }
+
+    async fn list_directory(
+        &self,
+        kind: hourglass_core::directory::DirectoryKind,
+    ) -> Result<Vec<hourglass_core::directory::DirectoryEntry>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM directory WHERE kind = $1 ORDER BY created_at, id",
+                kind.as_str()
+            ),
+            crate::rows::directory_from,
+        )
+        .await
+    }
+
     async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>> {
         self.opt(
             stmt!("SELECT * FROM api_keys WHERE id = $1", id.as_str()),

@@ -113,6 +113,11 @@ pub(crate) fn migrator() -> Migrator {
             "notification_receipts",
             include_str!("../migrations/postgres/0007_notification_receipts.sql"),
         ),
+        step(
+            8,
+            "directory",
+            include_str!("../migrations/postgres/0008_directory.sql"),
+        ),
     ])
 }
 

@@ -343,3 +343,22 @@ pub(crate) fn sealed_from(row: &impl Cols) -> Result<hourglass_core::credential:
         sealed: get(row, "sealed")?,
     })
 }
+
+pub(crate) fn directory_from(row: &impl Cols) -> Result<hourglass_core::directory::DirectoryEntry> {
+    let kind: String = get(row, "kind")?;
+    let resource: String = get(row, "resource")?;
+    let principal: Option<String> = get(row, "principal")?;
+    Ok(hourglass_core::directory::DirectoryEntry {
+        kind: hourglass_core::directory::DirectoryKind::parse(&kind)
+            .ok_or_else(|| corrupt("directory kind", &kind))?,
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        external_id: get(row, "external_id")?,
+        principal: principal.map(principal_id).transpose()?,
+        resource: serde_json::from_str(&resource)
+            .map_err(|_| corrupt("directory resource", &resource))?,
+        created_at: ts(get(row, "created_at")?),
+        updated_at: ts(get(row, "updated_at")?),
+        version: get(row, "version")?,
+    })
+}

@@ -235,6 +235,17 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     for k in &c.keys {
         steps.push(Step::one(key(k)));
     }
+    for (kind, id, version) in &c.directory_removed {
+        steps.push(Step::one(stmt!(
+            "DELETE FROM directory WHERE kind = $1 AND id = $2 AND version = $3",
+            kind.as_str(),
+            id.as_str(),
+            *version,
+        )));
+    }
+    for d in &c.directory {
+        steps.push(Step::one(directory(d)?));
+    }
     for (u, now) in &c.token_uses {
         steps.extend(token_use(u, *now).into_iter().map(Step::any));
     }
@@ -534,6 +545,31 @@ fn identity(i: &Identity) -> Result<Stmt> {
         &i.sign_in_subject,
         p.id.as_str(),
         i.version,
+    )))
+}
+
+fn directory(d: &hourglass_core::directory::DirectoryEntry) -> Result<Stmt> {
+    let sql = if d.version == 0 {
+        "INSERT INTO directory (name, name_key, external_id, principal, resource, created_at,
+           updated_at, kind, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
+    } else {
+        "UPDATE directory SET name = $1, name_key = $2, external_id = $3, principal = $4,
+           resource = $5, created_at = $6, updated_at = $7, version = version + 1
+         WHERE kind = $8 AND id = $9 AND version = $10"
+    };
+    Ok(versioned(stmt!(
+        sql,
+        d.name.as_str(),
+        hourglass_core::directory::DirectoryEntry::name_key(&d.name),
+        &d.external_id,
+        d.principal.as_ref().map(|p| p.as_str().to_owned()),
+        json(&d.resource)?,
+        d.created_at,
+        d.updated_at,
+        d.kind.as_str(),
+        d.id.as_str(),
+        d.version,
     )))
 }
 

@@ -101,6 +101,11 @@ fn migrator() -> Migrator {
             "notification_receipts",
             include_str!("../migrations/sqlite/0011_notification_receipts.sql"),
         ),
+        step(
+            12,
+            "directory",
+            include_str!("../migrations/sqlite/0012_directory.sql"),
+        ),
     ])
 }
 
