@@ -96,6 +96,16 @@ error_codes! {
     DenyReasonInvalid = "deny.reason_invalid", status: [400];
     /// A reason is required to deny.
     DenyReasonMissing = "deny.reason_missing", status: [400];
+    /// No user or group … in the directory.
+    DirectoryNotFound = "directory.not_found", status: [404];
+    /// A member … is no user of the directory.
+    DirectoryMemberUnknown = "directory.member_unknown", status: [400];
+    /// … is taken (names are unique without regard to case).
+    DirectoryNameTaken = "directory.name_taken", status: [409];
+    /// … cannot be this user's principal (a workload, an agent, an offboarded identity, or another user's).
+    DirectoryPrincipalTaken = "directory.principal_taken", status: [409];
+    /// The entry is at version …, not the one given (If-Match).
+    DirectoryVersionMismatch = "directory.version_mismatch", status: [412];
     /// Entitlement … is no longer configured.
     EntitlementRemoved = "entitlement.removed", status: [409];
     /// Not a request or grant.

@@ -185,6 +185,26 @@ event_kinds! {
     IdentityOffboarded = "identity.offboarded", details: [
         "reason", "grants_revoked", "keys_revoked", "requests_cancelled",
     ];
+    /// The directory (SCIM) created a user; the principal it is was created or adopted.
+    DirectoryUserCreated = "directory.user_created", details: ["name", "principal", "active", "adopted"];
+    /// The directory changed a user's attributes.
+    DirectoryUserUpdated = "directory.user_updated", details: ["name", "principal", "renamed_from"];
+    /// The directory deactivated a user: suspended or offboarded, and everything it held ended.
+    DirectoryUserDeactivated = "directory.user_deactivated", details: [
+        "principal", "leave", "grants_revoked", "requests_cancelled", "keys_revoked",
+    ];
+    /// The directory activated a user again (nothing it held comes back).
+    DirectoryUserReactivated = "directory.user_reactivated", details: ["principal", "status"];
+    /// The directory deleted a user: suspended or offboarded, and everything it held ended.
+    DirectoryUserDeleted = "directory.user_deleted", details: [
+        "name", "principal", "leave", "grants_revoked", "requests_cancelled", "keys_revoked",
+    ];
+    /// The directory created a group.
+    DirectoryGroupCreated = "directory.group_created", details: ["name", "members"];
+    /// The directory changed a group: its name or its members.
+    DirectoryGroupUpdated = "directory.group_updated", details: ["name", "renamed_from", "added", "removed"];
+    /// The directory deleted a group; its members lost it.
+    DirectoryGroupDeleted = "directory.group_deleted", details: ["name", "members"];
     /// A person's name was bound to their identity provider account at first sign-in.
     IdentitySignInBound = "identity.sign_in_bound", details: ["issuer", "subject"];
     /// An administrator unbound a person's identity provider account.

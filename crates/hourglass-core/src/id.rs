@@ -24,6 +24,16 @@ fn ordered_id(at: Timestamp) -> Result<String> {
     Ok(uuid.simple().to_string())
 }
 
+/// A directory (SCIM) id: a time-ordered UUID in its usual hyphenated form.
+pub fn directory_id(at: Timestamp) -> Result<String> {
+    let millis = u64::try_from(at.unix_millis()).unwrap_or(0);
+    let random: [u8; 10] = random_bytes()?;
+    Ok(uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .hyphenated()
+        .to_string())
+}
+
 /// Random bytes as lowercase hex, for lease tokens and similar.
 pub fn random_hex<const N: usize>() -> Result<String> {
     Ok(hex::encode(random_bytes::<N>()?))

@@ -25,6 +25,8 @@ pub enum Origin {
     Api,
     /// Created at a person's first single sign-on (`[web.oidc] create_people`).
     SignIn,
+    /// Provisioned by the organisation's directory (SCIM); the file cannot change it.
+    Directory,
 }
 
 impl Origin {
@@ -33,6 +35,7 @@ impl Origin {
             Origin::Config => "config",
             Origin::Api => "api",
             Origin::SignIn => "sign_in",
+            Origin::Directory => "directory",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -40,6 +43,7 @@ impl Origin {
             "config" => Some(Origin::Config),
             "api" => Some(Origin::Api),
             "sign_in" => Some(Origin::SignIn),
+            "directory" => Some(Origin::Directory),
             _ => None,
         }
     }
@@ -74,6 +78,9 @@ pub enum Authority {
     Owner,
     /// `[[identities]]` in the configuration file.
     Configuration,
+    /// The organisation's directory (SCIM): a deactivated person; the directory (or an
+    /// administrator) lifts it.
+    Directory,
 }
 
 impl Authority {
@@ -82,6 +89,7 @@ impl Authority {
             Authority::Administrator => "administrator",
             Authority::Owner => "owner",
             Authority::Configuration => "configuration",
+            Authority::Directory => "directory",
         }
     }
 }

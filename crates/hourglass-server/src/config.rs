@@ -73,11 +73,81 @@ pub struct Config {
     /// Who is on call, for `context.oncall` (`[[oncall]]`).
     #[serde(default)]
     pub oncall: Vec<OnCallConfig>,
+    /// The SCIM 2.0 service provider the organisation's directory provisions into.
+    #[serde(default)]
+    pub scim: ScimSection,
     #[serde(default)]
     pub web: WebSection,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// What happens to a person the directory deactivates or deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveConfig {
+    Suspend,
+    Offboard,
+}
+
+impl From<LeaveConfig> for hourglass_core::engine::Leave {
+    fn from(l: LeaveConfig) -> Self {
+        match l {
+            LeaveConfig::Suspend => hourglass_core::engine::Leave::Suspend,
+            LeaveConfig::Offboard => hourglass_core::engine::Leave::Offboard,
+        }
+    }
+}
+
+/// `[scim]`: the SCIM 2.0 service provider at `/scim/v2`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimSection {
+    /// The identities whose API keys may provision (a workload owned by the directory's
+    /// administrators); empty: SCIM is off and `/scim/v2` answers 404.
+    #[serde(default)]
+    pub provisioners: Vec<String>,
+    /// A user's principal is its `userName`, or, for an address in this domain, the address's
+    /// local part (`alice@example.com` → `alice`).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+    /// `active: false`: suspend (the default) or offboard.
+    #[serde(default = "default_on_deactivate")]
+    pub on_deactivate: LeaveConfig,
+    /// `DELETE`: offboard (the default) or suspend.
+    #[serde(default = "default_on_delete")]
+    pub on_delete: LeaveConfig,
+    /// Losing a group also revokes live grants that policy no longer permits (by default they
+    /// run to their end; pending requests are cancelled either way).
+    #[serde(default)]
+    pub revoke_on_eligibility_loss: bool,
+    /// The most resources one page lists.
+    #[serde(default = "default_scim_page")]
+    pub max_results: usize,
+}
+
+fn default_on_deactivate() -> LeaveConfig {
+    LeaveConfig::Suspend
+}
+fn default_on_delete() -> LeaveConfig {
+    LeaveConfig::Offboard
+}
+fn default_scim_page() -> usize {
+    200
+}
+
+impl Default for ScimSection {
+    fn default() -> Self {
+        ScimSection {
+            provisioners: Vec::new(),
+            email_domain: None,
+            on_deactivate: default_on_deactivate(),
+            on_delete: default_on_delete(),
+            revoke_on_eligibility_loss: false,
+            max_results: default_scim_page(),
+        }
+    }
 }
 
 /// People's sign-in sessions.

@@ -45,6 +45,10 @@ use crate::{config::Config, metrics::Metrics, workers::Wakeups};
 /// Shared state of the HTTP handlers.
 pub struct App {
     engine: Arc<Engine>,
+    /// The SCIM service provider's settings.
+    scim: config::ScimSection,
+    /// The server's address as clients reach it, for SCIM's `meta.location`.
+    scim_base: Option<String>,
     metrics: Arc<Metrics>,
     overdue_after_ms: i64,
     ssh: BTreeMap<TargetId, Arc<SshConnector>>,
@@ -477,6 +481,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         None => None,
     };
     let settings = EngineSettings {
+        directory: hourglass_core::engine::DirectorySettings {
+            on_deactivate: config.scim.on_deactivate.into(),
+            on_delete: config.scim.on_delete.into(),
+            revoke_on_eligibility_loss: config.scim.revoke_on_eligibility_loss,
+        },
         pending_ttl: s.pending_ttl,
         break_glass_max: s.break_glass_max_duration,
         break_glass_open_reviews: s.break_glass_max_open_reviews,
@@ -577,6 +586,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         workload,
         ticket_hooks,
         chats,
+        scim: config.scim.clone(),
+        scim_base: config
+            .notifications
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
         web: http::web::WebSettings {
             demo_sign_in: config.web.demo_sign_in,
             secure_cookies: !config.server.listen.ip().is_loopback(),

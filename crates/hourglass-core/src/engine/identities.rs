@@ -133,6 +133,10 @@ impl Engine {
             for d in declared {
                 let p = &d.principal;
                 match stored.iter().find(|i| i.principal.id == p.id) {
+                    // The directory manages this person: the file cannot change them.
+                    Some(i) if i.origin == Origin::Directory => {
+                        warn!(identity = %p.id, "declared in the configuration but managed by the directory (SCIM); the declaration is ignored");
+                    }
                     None => {
                         commit.identities.push(Identity {
                             principal: p.clone(),
@@ -550,52 +554,12 @@ impl Engine {
                 requests_cancelled: Vec::new(),
             };
             let why = format!("identity {id} offboarded by {actor}: {reason}");
-            for g in self
-                .grants_of(&id, &[GrantState::Provisioning, GrantState::Active])
-                .await?
-            {
-                Self::revoke_into(&g, actor, why.clone(), now, &mut commit)?;
-                out.grants_revoked.push(g.id);
-            }
-            for state in [RequestState::Pending, RequestState::Approved] {
-                for r in self
-                    .store
-                    .list_requests(&RequestFilter {
-                        state: Some(state),
-                        requester: Some(id.clone()),
-                        before: None,
-                        limit: u32::MAX,
-                    })
-                    .await?
-                {
-                    let (cancelled, ev) = r.apply(
-                        RequestCommand::Cancel {
-                            actor: actor.to_owned(),
-                            note: Some(why.clone()),
-                        },
-                        now,
-                    )?;
-                    out.requests_cancelled.push(cancelled.id.clone());
-                    commit.requests.push(cancelled);
-                    commit.audit.push(ev.record(now));
-                }
-            }
-            for k in self.store.list_keys(Some(&id)).await? {
-                if k.revoked_at.is_none() {
-                    out.keys_revoked.push(k.id.clone());
-                    commit.audit.push(
-                        AuditRecord::new(
-                            now,
-                            actor,
-                            crate::event::EventKind::KeyRevoked,
-                            k.id.as_str(),
-                        )
-                        .with("identity", &id)
-                        .with("reason", "identity offboarded"),
-                    );
-                    commit.keys.push(revoked(&k, now));
-                }
-            }
+            let stripped = self
+                .strip_into(&id, actor, &why, "identity offboarded", now, &mut commit)
+                .await?;
+            out.grants_revoked = stripped.0;
+            out.requests_cancelled = stripped.1;
+            out.keys_revoked = stripped.2;
             if identity.principal.status != PrincipalStatus::Offboarded {
                 let mut gone = identity.clone();
                 gone.principal.status = PrincipalStatus::Offboarded;
@@ -640,6 +604,70 @@ impl Engine {
         }
         warn!(identity = %out.identity.id(), grants = out.grants_revoked.len(), keys = out.keys_revoked.len(), changed = out.changed, "identity offboarded");
         Ok(out)
+    }
+
+    /// Adds to `commit` the end of everything `id` holds: its live grants revoked, its open
+    /// requests cancelled and its keys revoked, each audited (`why` for grants and requests,
+    /// `key_reason` for keys). Answers what it ended.
+    pub(super) async fn strip_into(
+        &self,
+        id: &PrincipalId,
+        actor: &str,
+        why: &str,
+        key_reason: &str,
+        now: crate::Timestamp,
+        commit: &mut Commit,
+    ) -> Result<(Vec<GrantId>, Vec<RequestId>, Vec<KeyId>)> {
+        let mut grants = Vec::new();
+        let mut requests = Vec::new();
+        let mut keys = Vec::new();
+        for g in self
+            .grants_of(id, &[GrantState::Provisioning, GrantState::Active])
+            .await?
+        {
+            Self::revoke_into(&g, actor, why.to_owned(), now, commit)?;
+            grants.push(g.id);
+        }
+        for state in [RequestState::Pending, RequestState::Approved] {
+            for r in self
+                .store
+                .list_requests(&RequestFilter {
+                    state: Some(state),
+                    requester: Some(id.clone()),
+                    before: None,
+                    limit: u32::MAX,
+                })
+                .await?
+            {
+                let (cancelled, ev) = r.apply(
+                    RequestCommand::Cancel {
+                        actor: actor.to_owned(),
+                        note: Some(why.to_owned()),
+                    },
+                    now,
+                )?;
+                requests.push(cancelled.id.clone());
+                commit.requests.push(cancelled);
+                commit.audit.push(ev.record(now));
+            }
+        }
+        for k in self.store.list_keys(Some(id)).await? {
+            if k.revoked_at.is_none() {
+                keys.push(k.id.clone());
+                commit.audit.push(
+                    AuditRecord::new(
+                        now,
+                        actor,
+                        crate::event::EventKind::KeyRevoked,
+                        k.id.as_str(),
+                    )
+                    .with("identity", id)
+                    .with("reason", key_reason),
+                );
+                commit.keys.push(revoked(&k, now));
+            }
+        }
+        Ok((grants, requests, keys))
     }
 
     /// All of a principal's grants in the given states.

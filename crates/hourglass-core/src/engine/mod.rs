@@ -9,6 +9,7 @@
 mod admission;
 mod catalogue;
 mod credentials;
+mod directory;
 mod exchange;
 mod extend;
 mod hygiene;
@@ -34,6 +35,7 @@ use std::{
 };
 
 pub use catalogue::{Explained, Offer};
+pub use directory::{DirectorySettings, DirectoryWrite, Leave, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
@@ -126,6 +128,8 @@ pub struct EngineSettings {
     pub notify: crate::notify::NotifySettings,
     /// How long sign-in sessions last.
     pub sessions: crate::session::SessionSettings,
+    /// How the directory's changes act on principals.
+    pub directory: DirectorySettings,
 }
 
 impl Default for EngineSettings {
@@ -142,6 +146,7 @@ impl Default for EngineSettings {
             keys: KeyPolicy::default(),
             notify: crate::notify::NotifySettings::default(),
             sessions: crate::session::SessionSettings::default(),
+            directory: DirectorySettings::default(),
         }
     }
 }

@@ -383,6 +383,14 @@ impl Engine {
                 | EventKind::IdentitySuspended
                 | EventKind::IdentityResumed
                 | EventKind::IdentityOffboarded
+                | EventKind::DirectoryUserCreated
+                | EventKind::DirectoryUserUpdated
+                | EventKind::DirectoryUserDeactivated
+                | EventKind::DirectoryUserReactivated
+                | EventKind::DirectoryUserDeleted
+                | EventKind::DirectoryGroupCreated
+                | EventKind::DirectoryGroupUpdated
+                | EventKind::DirectoryGroupDeleted
                 | EventKind::IdentitySignInBound
                 | EventKind::IdentitySignInUnbound
                 | EventKind::KeyCreated

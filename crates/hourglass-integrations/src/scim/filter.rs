@@ -404,8 +404,8 @@ fn present(v: &Value) -> bool {
     }
 }
 
-/// The key of `obj` named `name`, without regard to case.
-pub(crate) fn get_ci<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
+/// The key of `obj` named `name`, without regard to case (SCIM attribute names ignore case).
+pub fn get_ci<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
     obj.as_object()?
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))

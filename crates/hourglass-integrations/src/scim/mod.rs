@@ -8,7 +8,7 @@ pub mod patch;
 
 use serde_json::{Map, Value, json};
 
-pub use filter::{AttrPath, Filter};
+pub use filter::{AttrPath, Filter, get_ci};
 pub use patch::{PatchOp, PatchRequest};
 
 /// The core schemas and the enterprise extension.

@@ -7,6 +7,7 @@ mod app_admin;
 mod events;
 mod identities;
 mod reviews;
+mod scim;
 mod slack;
 mod tickets;
 mod token;
@@ -140,6 +141,25 @@ pub fn router(app: Shared) -> Router {
         .route("/slack/{name}/interactions", post(slack::interactions))
         .route("/slack/{name}/options", post(slack::interactions))
         .route("/slack/{name}/commands", post(slack::commands));
+    // Directories push whole groups (a thousand members in one PATCH): a larger limit.
+    let scim = Router::new()
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(scim::resource_type_list))
+        .route("/scim/v2/ResourceTypes/{id}", get(scim::resource_type_one))
+        .route("/scim/v2/Schemas", get(scim::schema_list))
+        .route("/scim/v2/Schemas/{id}", get(scim::schema_one))
+        .route("/scim/v2/{kind}", get(scim::list).post(scim::create))
+        .route(
+            "/scim/v2/{kind}/{id}",
+            get(scim::get_one)
+                .put(scim::replace)
+                .patch(scim::patch)
+                .delete(scim::delete),
+        )
+        .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024));
     let ticket_events = Router::new()
         .route("/v1/tickets/events", post(tickets::generic_event))
         .route(
@@ -149,6 +169,7 @@ pub fn router(app: Shared) -> Router {
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     api.layer(RequestBodyLimitLayer::new(64 * 1024))
         .merge(ticket_events)
+        .merge(scim)
         .merge(chat.layer(RequestBodyLimitLayer::new(1024 * 1024)))
         // Inside the id: the request's span (and so every log line of it) names its trace id.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
