@@ -58,8 +58,8 @@ pub struct IdentityView {
     pub groups: Vec<String>,
     pub status: crate::PrincipalStatus,
     pub status_reason: Option<String>,
-    /// `config` (declared in `[[identities]]`), `api`, or `sign_in` (created at a first single
-    /// sign-on).
+    /// `config` (declared in `[[identities]]`), `api`, `sign_in` (created at a first single
+    /// sign-on), or `directory` (provisioned through SCIM).
     pub origin: String,
     pub created_at: String,
     pub last_seen_at: Option<String>,

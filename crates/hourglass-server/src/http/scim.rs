@@ -35,7 +35,7 @@ const CASE_EXACT: [&str; 2] = ["id", "externalId"];
 const ALWAYS: [&str; 3] = ["id", "schemas", "meta"];
 
 /// The core User attributes Hourglass keeps (besides `schemas`, `externalId`).
-const USER_ATTRS: [&str; 17] = [
+const USER_ATTRS: [&str; 19] = [
     "userName",
     "name",
     "displayName",
@@ -53,6 +53,8 @@ const USER_ATTRS: [&str; 17] = [
     "ims",
     "photos",
     "x509Certificates",
+    "roles",
+    "entitlements",
 ];
 const ENTERPRISE_ATTRS: [&str; 6] = [
     "employeeNumber",

@@ -20,6 +20,7 @@ mod oncall;
 mod policy;
 #[cfg(feature = "test-clock")]
 mod replicas;
+mod scim;
 mod secrets;
 mod security;
 mod slack;
