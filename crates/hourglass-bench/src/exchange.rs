@@ -169,6 +169,8 @@ async fn raw_parts(idp: &DevIssuer, raw_commit: f64, n: usize) -> Result<()> {
         owner: Some("owner".into()),
         groups: vec!["workloads".into()],
         status: PrincipalStatus::Active,
+        manager: None,
+        department: None,
     };
     let claims = [("repository".to_owned(), "acme/app".to_owned())].into();
     let ctx = DecisionContext {

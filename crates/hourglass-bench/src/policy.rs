@@ -71,6 +71,8 @@ pub fn run(sizes: &[usize], decisions: usize) -> Result<()> {
                 .map(|g| format!("g{g}"))
                 .collect(),
             status: PrincipalStatus::Active,
+            manager: None,
+            department: None,
         };
         let ctx = |k: usize| DecisionContext {
             duration_secs: 300 + (k as u64 % 12) * 300,

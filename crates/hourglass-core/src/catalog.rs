@@ -74,6 +74,13 @@ pub struct Principal {
     pub owner: Option<String>,
     pub groups: Vec<String>,
     pub status: PrincipalStatus,
+    /// A person's manager, by principal name (from the directory, or the configuration), for
+    /// policy (`principal.manager`).
+    #[serde(default)]
+    pub manager: Option<String>,
+    /// A person's department (from the directory, or the configuration).
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// How risky an entitlement is; policies can use it.
@@ -392,6 +399,8 @@ mod tests {
                     owner: None,
                     groups: Vec::new(),
                     status: PrincipalStatus::Active,
+                    manager: None,
+                    department: None,
                 }],
                 Vec::new(),
                 Vec::new(),

@@ -46,6 +46,8 @@ pub struct DirectoryEntry {
     pub external_id: Option<String>,
     /// The principal a user entry is (none for a group).
     pub principal: Option<PrincipalId>,
+    /// A user's manager, by directory id (the enterprise extension's `manager.value`).
+    pub manager: Option<String>,
     /// The SCIM resource as last written, without `id` and `meta` (they are the fields here).
     pub resource: serde_json::Value,
     pub created_at: Timestamp,

@@ -359,6 +359,8 @@ mod tests {
             owner: None,
             groups: Vec::new(),
             status: PrincipalStatus::Active,
+            manager: None,
+            department: None,
         };
         let ctx = DecisionContext::default();
         let q = |action| PolicyQuery {

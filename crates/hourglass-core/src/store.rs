@@ -241,6 +241,11 @@ pub trait Store: Send + Sync {
         &self,
         principal: &PrincipalId,
     ) -> Result<Option<crate::directory::DirectoryEntry>>;
+    /// The users whose manager is the directory user `manager_id`.
+    async fn directory_reports(
+        &self,
+        manager_id: &str,
+    ) -> Result<Vec<crate::directory::DirectoryEntry>>;
     /// Every entry of a kind, in order of creation.
     async fn list_directory(
         &self,

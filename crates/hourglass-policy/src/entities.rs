@@ -84,11 +84,14 @@ pub(crate) fn principal_entity(p: &Principal) -> Result<Entity> {
         "name".to_owned(),
         RestrictedExpression::new_string(p.id.as_str().to_owned()),
     );
-    if let Some(owner) = &p.owner {
-        attrs.insert(
-            "owner".to_owned(),
-            RestrictedExpression::new_string(owner.clone()),
-        );
+    for (key, value) in [
+        ("owner", &p.owner),
+        ("manager", &p.manager),
+        ("department", &p.department),
+    ] {
+        if let Some(v) = value {
+            attrs.insert(key.to_owned(), RestrictedExpression::new_string(v.clone()));
+        }
     }
     let parents = p
         .groups

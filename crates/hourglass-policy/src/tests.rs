@@ -15,6 +15,8 @@ fn principal(name: &str, groups: &[&str]) -> Principal {
         owner: None,
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         status: PrincipalStatus::Active,
+        manager: None,
+        department: None,
     }
 }
 

@@ -498,6 +498,12 @@ pub struct IdentityConfig {
     pub groups: Vec<String>,
     #[serde(default)]
     pub status: PrincipalStatus,
+    /// A person's manager (a principal name), for policy (`principal.manager`).
+    #[serde(default)]
+    pub manager: Option<String>,
+    /// A person's department, for policy (`principal.department`).
+    #[serde(default)]
+    pub department: Option<String>,
     /// SHA-256 (hex) of each API token this identity may use. Tokens themselves are never
     /// written to configuration.
     #[serde(default)]

@@ -16,12 +16,20 @@ pub const DEMO_TARGET_SCRIPT: &str = include_str!("demo/demo-target.sh");
 pub const DEMO_POLICY_TESTS: &str = include_str!("demo/demo-tests.toml");
 
 /// The sample identities: name, kind, owner, groups.
-const IDENTITIES: [(&str, &str, Option<&str>, &[&str]); 5] = [
-    ("alice", "human", None, &["requesters"]),
-    ("bob", "human", None, &["approvers"]),
-    ("admin", "human", None, &["admins", "approvers"]),
-    ("ci-deployer", "workload", Some("alice"), &["workloads"]),
-    ("support-bot", "agent", Some("alice"), &["agents"]),
+/// The demo's identities: name, kind, owner, groups, and manager (bob reports to alice, so
+/// `managers-approve-their-reports` lets alice approve bob's requests).
+const IDENTITIES: [(&str, &str, Option<&str>, &[&str], Option<&str>); 5] = [
+    ("alice", "human", None, &["requesters"], None),
+    ("bob", "human", None, &["approvers"], Some("alice")),
+    ("admin", "human", None, &["admins", "approvers"], None),
+    (
+        "ci-deployer",
+        "workload",
+        Some("alice"),
+        &["workloads"],
+        None,
+    ),
+    ("support-bot", "agent", Some("alice"), &["agents"], None),
 ];
 
 /// What was written.
@@ -146,13 +154,14 @@ pub fn write_layout(dir: &Path, listen: SocketAddr, demo: bool) -> io::Result<Wr
     let access_file = dir.join("access.txt");
     let mut tokens = Vec::new();
     let mut identities = String::new();
-    for (name, kind, owner, groups) in IDENTITIES {
+    for (name, kind, owner, groups, manager) in IDENTITIES {
         let token = new_token().map_err(|e| io::Error::other(e.to_string()))?;
         identities.push_str(&format!(
-            "\n[[identities]]\nname = {}\nkind = {}\n{}groups = [{}]\ntoken_sha256 = [{}]\n",
+            "\n[[identities]]\nname = {}\nkind = {}\n{}{}groups = [{}]\ntoken_sha256 = [{}]\n",
             toml_str(name),
             toml_str(kind),
             owner.map_or_else(String::new, |o| format!("owner = {}\n", toml_str(o))),
+            manager.map_or_else(String::new, |m| format!("manager = {}\n", toml_str(m))),
             groups
                 .iter()
                 .map(|g| toml_str(g))

@@ -234,6 +234,8 @@ mod tests {
             owner: None,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             status: PrincipalStatus::Active,
+            manager: None,
+            department: None,
         };
         Catalog::new(
             vec![p("alice", &[]), p("bob", &["sre"])],

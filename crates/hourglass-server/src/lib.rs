@@ -176,6 +176,8 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
                     owner: id.owner.clone(),
                     groups: id.groups.clone(),
                     status: id.status,
+                    manager: id.manager.clone(),
+                    department: id.department.clone(),
                 };
                 declared.push(hourglass_core::engine::Declared {
                     principal: principal.clone(),

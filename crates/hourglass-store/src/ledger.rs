@@ -370,6 +370,20 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn directory_reports(
+        &self,
+        manager_id: &str,
+    ) -> Result<Vec<hourglass_core::directory::DirectoryEntry>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM directory WHERE kind = 'user' AND manager_id = $1 ORDER BY id",
+                manager_id
+            ),
+            crate::rows::directory_from,
+        )
+        .await
+    }
+
     async fn list_directory(
         &self,
         kind: hourglass_core::directory::DirectoryKind,

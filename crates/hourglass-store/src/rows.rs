@@ -257,6 +257,8 @@ pub(crate) fn identity_from(row: &impl Cols) -> Result<Identity> {
             owner: get(row, "owner")?,
             groups: serde_json::from_str(&groups).map_err(|_| corrupt("groups", &groups))?,
             status: PrincipalStatus::parse(&st).ok_or_else(|| corrupt("identity status", &st))?,
+            manager: get(row, "manager")?,
+            department: get(row, "department")?,
         },
         origin: Origin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
         created_at: ts(get(row, "created_at")?),
@@ -355,6 +357,7 @@ pub(crate) fn directory_from(row: &impl Cols) -> Result<hourglass_core::director
         name: get(row, "name")?,
         external_id: get(row, "external_id")?,
         principal: principal.map(principal_id).transpose()?,
+        manager: get(row, "manager_id")?,
         resource: serde_json::from_str(&resource)
             .map_err(|_| corrupt("directory resource", &resource))?,
         created_at: ts(get(row, "created_at")?),

@@ -522,14 +522,15 @@ fn identity(i: &Identity) -> Result<Stmt> {
     let p = &i.principal;
     let sql = if i.version == 0 {
         "INSERT INTO identities (kind, owner, groups, status, status_reason, origin, created_at,
-           last_seen_at, status_set_by, sign_in_subject, id, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1)"
+           last_seen_at, status_set_by, sign_in_subject, manager, department, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)"
     } else {
         "UPDATE identities SET kind = $1, owner = $2, groups = $3, status = $4, status_reason = $5,
            origin = $6, created_at = $7,
            last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) >= COALESCE($8, 0) THEN last_seen_at ELSE $8 END,
-           status_set_by = $9, sign_in_subject = $10, version = version + 1
-         WHERE id = $11 AND version = $12"
+           status_set_by = $9, sign_in_subject = $10, manager = $11, department = $12,
+           version = version + 1
+         WHERE id = $13 AND version = $14"
     };
     Ok(versioned(stmt!(
         sql,
@@ -543,6 +544,8 @@ fn identity(i: &Identity) -> Result<Stmt> {
         i.last_seen_at,
         i.status_set_by.as_ref().map(json).transpose()?,
         &i.sign_in_subject,
+        &p.manager,
+        &p.department,
         p.id.as_str(),
         i.version,
     )))
@@ -550,13 +553,13 @@ fn identity(i: &Identity) -> Result<Stmt> {
 
 fn directory(d: &hourglass_core::directory::DirectoryEntry) -> Result<Stmt> {
     let sql = if d.version == 0 {
-        "INSERT INTO directory (name, name_key, external_id, principal, resource, created_at,
-           updated_at, kind, id, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
+        "INSERT INTO directory (name, name_key, external_id, principal, manager_id, resource,
+           created_at, updated_at, kind, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)"
     } else {
         "UPDATE directory SET name = $1, name_key = $2, external_id = $3, principal = $4,
-           resource = $5, created_at = $6, updated_at = $7, version = version + 1
-         WHERE kind = $8 AND id = $9 AND version = $10"
+           manager_id = $5, resource = $6, created_at = $7, updated_at = $8, version = version + 1
+         WHERE kind = $9 AND id = $10 AND version = $11"
     };
     Ok(versioned(stmt!(
         sql,
@@ -564,6 +567,7 @@ fn directory(d: &hourglass_core::directory::DirectoryEntry) -> Result<Stmt> {
         hourglass_core::directory::DirectoryEntry::name_key(&d.name),
         &d.external_id,
         d.principal.as_ref().map(|p| p.as_str().to_owned()),
+        &d.manager,
         json(&d.resource)?,
         d.created_at,
         d.updated_at,

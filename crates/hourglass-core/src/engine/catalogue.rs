@@ -185,6 +185,8 @@ impl Engine {
                     owner: None,
                     groups: Vec::new(),
                     status: crate::catalog::PrincipalStatus::Active,
+                    manager: None,
+                    department: None,
                 });
             }
             out.push(Explained {

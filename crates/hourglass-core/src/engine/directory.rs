@@ -82,6 +82,10 @@ pub struct DirectoryWrite {
     pub active: bool,
     /// Groups: the members' directory ids.
     pub members: Vec<String>,
+    /// Users: the manager's directory id.
+    pub manager: Option<String>,
+    /// Users: the department.
+    pub department: Option<String>,
 }
 
 /// The members' ids a group resource lists.
@@ -139,6 +143,40 @@ impl Engine {
         }
     }
 
+    /// The principal name of the directory user `manager` (none if there is no such user: a
+    /// directory names a manager by the id Hourglass gave them, so they exist first).
+    async fn manager_name(&self, manager: Option<&str>) -> Result<Option<String>> {
+        let Some(id) = manager else { return Ok(None) };
+        Ok(self
+            .store
+            .get_directory(DirectoryKind::User, id)
+            .await?
+            .and_then(|m| m.principal)
+            .map(|p| p.to_string()))
+    }
+
+    /// Sets the manager of `manager_id`'s reports to `name`, into `commit`.
+    async fn reports_into(
+        &self,
+        manager_id: &str,
+        name: Option<&str>,
+        commit: &mut Commit,
+    ) -> Result<()> {
+        for r in self.store.directory_reports(manager_id).await? {
+            let Some(p) = &r.principal else { continue };
+            if commit.identities.iter().any(|i| i.id() == p) {
+                continue;
+            }
+            if let Some(mut i) = self.store.get_identity(p).await?
+                && i.principal.manager.as_deref() != name
+            {
+                i.principal.manager = name.map(str::to_owned);
+                commit.identities.push(i);
+            }
+        }
+        Ok(())
+    }
+
     /// The directory's groups that list `user` as a member, by name.
     fn groups_of(user: &str, groups: &[DirectoryEntry]) -> Vec<String> {
         let mut out: Vec<String> = groups
@@ -168,7 +206,8 @@ impl Engine {
             }
             let now = self.clock.now();
             let id = crate::id::directory_id(now)?;
-            let groups = Self::groups_of(&id, &self.store.list_directory(DirectoryKind::Group).await?);
+            // A fresh id is in no group yet.
+            let groups = Vec::new();
             let existing = self.store.get_identity(&principal).await?;
             let mut commit = Commit::default();
             let adopted = existing.is_some();
@@ -196,6 +235,8 @@ impl Engine {
                         owner: None,
                         groups: Vec::new(),
                         status: PrincipalStatus::Active,
+                        manager: None,
+                        department: None,
                     },
                     origin: Origin::Directory,
                     created_at: now,
@@ -207,6 +248,8 @@ impl Engine {
                 },
             };
             identity.principal.groups = groups;
+            identity.principal.manager = self.manager_name(w.manager.as_deref()).await?;
+            identity.principal.department.clone_from(&w.department);
             let mut stripped = (0, 0, 0);
             if !w.active && identity.principal.status == PrincipalStatus::Active {
                 stripped = self
@@ -219,6 +262,7 @@ impl Engine {
                 name: w.name.clone(),
                 external_id: w.external_id.clone(),
                 principal: Some(principal.clone()),
+                manager: w.manager.clone(),
                 resource: w.resource.clone(),
                 created_at: now,
                 updated_at: now,
@@ -303,6 +347,8 @@ impl Engine {
             let mut stripped = (0, 0, 0);
             if let Some(mut identity) = self.store.get_identity(&principal).await? {
                 let before = identity.clone();
+                identity.principal.manager = self.manager_name(w.manager.as_deref()).await?;
+                identity.principal.department.clone_from(&w.department);
                 let status = identity.principal.status;
                 if !w.active && status == PrincipalStatus::Active {
                     let leave = self.settings.directory.on_deactivate;
@@ -353,6 +399,7 @@ impl Engine {
             let entry = DirectoryEntry {
                 name: w.name.clone(),
                 external_id: w.external_id.clone(),
+                manager: w.manager.clone(),
                 resource: w.resource.clone(),
                 updated_at: now,
                 ..old
@@ -421,6 +468,8 @@ impl Engine {
                     }
                 }
             }
+            // Their reports have no manager in Hourglass until the directory names another.
+            self.reports_into(id, None, &mut commit).await?;
             commit.audit.push(ev);
             commit
                 .directory_removed
@@ -494,6 +543,7 @@ impl Engine {
                 name: w.name.clone(),
                 external_id: w.external_id.clone(),
                 principal: None,
+                manager: None,
                 resource: w.resource.clone(),
                 created_at: now,
                 updated_at: now,

@@ -479,6 +479,8 @@ mod tests {
                 owner: None,
                 groups: Vec::new(),
                 status: PrincipalStatus::Active,
+                manager: None,
+                department: None,
             },
             facts: WorkloadToken {
                 issuer: "idp".into(),

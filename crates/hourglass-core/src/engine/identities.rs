@@ -163,6 +163,8 @@ impl Engine {
                         if i.principal.kind != p.kind
                             || i.principal.owner != p.owner
                             || i.principal.groups != p.groups
+                            || i.principal.manager != p.manager
+                            || i.principal.department != p.department
                             || i.origin != Origin::Config
                             || stricter(p.status, i.principal.status) =>
                     {
@@ -170,6 +172,8 @@ impl Engine {
                         changed.principal.kind = p.kind;
                         changed.principal.owner.clone_from(&p.owner);
                         changed.principal.groups.clone_from(&p.groups);
+                        changed.principal.manager.clone_from(&p.manager);
+                        changed.principal.department.clone_from(&p.department);
                         changed.origin = Origin::Config;
                         // Configuration may suspend or offboard; it never lifts a status set
                         // through the API (an offboarded identity stays offboarded).
@@ -394,6 +398,8 @@ impl Engine {
                 owner: owner.clone(),
                 groups: groups.clone(),
                 status: PrincipalStatus::Active,
+                manager: None,
+                department: None,
             },
             origin: Origin::Api,
             created_at: now,

@@ -424,6 +424,8 @@ impl Engine {
                         owner: None,
                         groups: groups.clone(),
                         status: PrincipalStatus::Active,
+                        manager: None,
+                        department: None,
                     },
                     origin: Origin::SignIn,
                     created_at: now,

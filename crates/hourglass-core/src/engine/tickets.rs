@@ -586,6 +586,8 @@ mod tests {
             owner: None,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             status: PrincipalStatus::Active,
+            manager: None,
+            department: None,
         }
     }
 

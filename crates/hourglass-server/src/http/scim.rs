@@ -352,12 +352,23 @@ fn user_write(v: &Value) -> Result<DirectoryWrite, ScimError> {
             "a User is at most 64 KiB",
         ));
     }
+    let ext = kept.get(ENTERPRISE_SCHEMA);
+    let manager = ext
+        .and_then(|e| e.pointer("/manager/value"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let department = ext
+        .and_then(|e| e.get("department"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(DirectoryWrite {
         name: user_name,
         external_id: text(v, "externalId", 256)?,
         resource: Value::Object(kept),
         active,
         members: Vec::new(),
+        manager,
+        department,
     })
 }
 
@@ -429,6 +440,8 @@ fn group_write(v: &Value) -> Result<DirectoryWrite, ScimError> {
         resource: json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": kept_members}),
         active: true,
         members,
+        manager: None,
+        department: None,
     })
 }
 

@@ -19,6 +19,7 @@ fn entry(kind: DirectoryKind, id: &str, name: &str, principal: Option<&str>) -> 
         name: name.into(),
         external_id: Some(format!("ext-{id}")),
         principal: principal.map(|p| PrincipalId::new(p).unwrap()),
+        manager: principal.map(|_| "boss-1".into()),
         resource: json!({"userName": name, "name": {"givenName": "Ålice"}, "active": true}),
         created_at: t(1_000),
         updated_at: t(1_000),

@@ -20,6 +20,8 @@ pub(super) fn identity(name: &str, at: i64) -> Identity {
             owner: Some("alice".into()),
             groups: vec!["workloads".into(), "ci".into()],
             status: PrincipalStatus::Active,
+            manager: Some("bob".into()),
+            department: Some("SRE".into()),
         },
         origin: Origin::Api,
         created_at: t(at),

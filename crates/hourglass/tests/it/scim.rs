@@ -442,6 +442,79 @@ async fn entra_id_provisions_with_its_own_habits() {
     assert!(
         only.get("userName").is_some() && only.get("id").is_some() && only.get("emails").is_none()
     );
+    // Policy sees the directory: as erin's manager, dana approves erin's request
+    // (`managers-approve-their-reports`), though dana is no approver.
+    let group = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "requesters", "members": [{"value": erin_id}]})),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.body);
+    let admin = s.client("admin");
+    let erin = as_person(&s, &admin.create_key("erin", None).await.unwrap().secret);
+    let dana = as_person(&s, &admin.create_key("dana", None).await.unwrap().secret);
+    let r = erin
+        .create_request(&ask("demo/ops-admin", "30m", "rotate keys"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, "pending");
+    let approved = dana.approve(&r.id, None).await.unwrap();
+    assert_ne!(approved.state, "pending", "{approved:?}");
+    // A manager is named by the id Hourglass gave them; one that names nobody is no manager.
+    let fay = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(
+                json!({"schemas": [USER, ENTERPRISE], "userName": "fay@example.com",
+                        ENTERPRISE: {"manager": {"value": "no-such-user"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(fay.status, StatusCode::CREATED, "{}", fay.body);
+    let store = s.store().unwrap();
+    let manager_of = |name: &'static str| async move {
+        store
+            .get_identity(&hourglass_core::id::PrincipalId::new(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .principal
+            .manager
+    };
+    assert_eq!(manager_of("fay").await, None);
+    assert_eq!(manager_of("erin").await.as_deref(), Some("dana"));
+    let gus = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"schemas": [USER], "userName": "gus@example.com"})),
+        )
+        .await;
+    let gus_id = gus.body["id"].as_str().unwrap().to_owned();
+    let fay_id = fay.body["id"].as_str().unwrap().to_owned();
+    let set = scim
+        .call(
+            Method::PATCH,
+            &format!("/Users/{fay_id}"),
+            Some(json!({"schemas": [PATCH], "Operations": [
+                {"op": "replace", "path": format!("{ENTERPRISE}:manager"), "value": {"value": gus_id}}
+            ]})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(manager_of("fay").await.as_deref(), Some("gus"));
+    // gus leaves: fay has no manager in Hourglass until the directory names another.
+    assert_eq!(
+        scim.call(Method::DELETE, &format!("/Users/{gus_id}"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(manager_of("fay").await, None);
+
     // Entra ID deactivates with a string.
     let off = scim
         .call(
