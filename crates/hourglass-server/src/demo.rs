@@ -16,9 +16,18 @@ pub const DEMO_TARGET_SCRIPT: &str = include_str!("demo/demo-target.sh");
 pub const DEMO_POLICY_TESTS: &str = include_str!("demo/demo-tests.toml");
 
 /// The sample identities: name, kind, owner, groups.
-/// The demo's identities: name, kind, owner, groups, and manager (bob reports to alice, so
-/// `managers-approve-their-reports` lets alice approve bob's requests).
-const IDENTITIES: [(&str, &str, Option<&str>, &[&str], Option<&str>); 5] = [
+/// One demo identity: name, kind, owner, groups, and manager.
+type DemoIdentity = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
+/// The demo's identities (bob reports to alice, so `managers-approve-their-reports` lets alice
+/// approve bob's requests).
+const IDENTITIES: [DemoIdentity; 5] = [
     ("alice", "human", None, &["requesters"], None),
     ("bob", "human", None, &["approvers"], Some("alice")),
     ("admin", "human", None, &["admins", "approvers"], None),
