@@ -96,12 +96,14 @@ error_codes! {
     DenyReasonInvalid = "deny.reason_invalid", status: [400];
     /// A reason is required to deny.
     DenyReasonMissing = "deny.reason_missing", status: [400];
-    /// No user or group … in the directory.
-    DirectoryNotFound = "directory.not_found", status: [404];
     /// A member … is no user of the directory.
     DirectoryMemberUnknown = "directory.member_unknown", status: [400];
     /// … is taken (names are unique without regard to case).
     DirectoryNameTaken = "directory.name_taken", status: [409];
+    /// No user or group … in the directory.
+    DirectoryNotFound = "directory.not_found", status: [404];
+    /// Group … owns …: removing or renaming it would leave them with no owner.
+    DirectoryOwnerGroup = "directory.owner_group", status: [409];
     /// … cannot be this user's principal (a workload, an agent, an offboarded identity, or another user's).
     DirectoryPrincipalTaken = "directory.principal_taken", status: [409];
     /// The entry is at version …, not the one given (If-Match).

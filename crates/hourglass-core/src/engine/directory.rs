@@ -484,23 +484,49 @@ impl Engine {
         Ok(())
     }
 
-    /// Checks that every member is a user of the directory.
+    /// Checks that every member is a user of the directory; answers each with its principal.
     async fn check_members(&self, members: &[String]) -> Result<Vec<(String, PrincipalId)>> {
-        let users = self.store.list_directory(DirectoryKind::User).await?;
         let mut out = Vec::with_capacity(members.len());
         for m in members {
-            let Some(u) = users.iter().find(|u| &u.id == m) else {
+            let Some(u) = self.store.get_directory(DirectoryKind::User, m).await? else {
                 return Err(Error::invalid(
                     ErrorCode::DirectoryMemberUnknown,
                     "members",
                     format!("member {m} is no user of the directory"),
                 ));
             };
-            if let Some(p) = &u.principal {
-                out.push((m.clone(), p.clone()));
+            if let Some(p) = u.principal {
+                out.push((m.clone(), p));
             }
         }
         Ok(out)
+    }
+
+    /// Refuses to remove or rename a group that owns workloads or agents: they would be left
+    /// with no owner. Their owner must change first.
+    async fn check_not_an_owner(&self, group: &str, what: &str) -> Result<()> {
+        let owned: Vec<String> = self
+            .store
+            .list_identities()
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.principal.kind != PrincipalKind::Human
+                    && i.principal.status != PrincipalStatus::Offboarded
+                    && i.principal.owner.as_deref() == Some(group)
+            })
+            .map(|i| i.principal.id.to_string())
+            .collect();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        Err(Error::conflict(
+            ErrorCode::DirectoryOwnerGroup,
+            format!(
+                "group {group} owns {}: {what} it would leave them with no owner; give them another owner first",
+                owned.join(", ")
+            ),
+        ))
     }
 
     /// Sets the groups of each principal in `users` from `groups` (the directory's groups as
@@ -582,6 +608,9 @@ impl Engine {
             check_version(&old, if_version)?;
             self.name_free(DirectoryKind::Group, &w.name, Some(id))
                 .await?;
+            if old.name != w.name {
+                self.check_not_an_owner(&old.name, "renaming").await?;
+            }
             let new_members = self.check_members(&w.members).await?;
             let old_members = self
                 .check_members(&members_of(&old.resource))
@@ -655,6 +684,7 @@ impl Engine {
         let (lost, name) = retry_on_conflict(|| async {
             let old = self.directory_entry(DirectoryKind::Group, id).await?;
             check_version(&old, if_version)?;
+            self.check_not_an_owner(&old.name, "deleting").await?;
             let members = self
                 .check_members(&members_of(&old.resource))
                 .await

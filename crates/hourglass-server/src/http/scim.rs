@@ -86,6 +86,9 @@ fn from_engine(e: &Error) -> ScimError {
         Error::Conflict { code, message } if *code == ErrorCode::DirectoryVersionMismatch => {
             ScimError::status(412, message.clone())
         }
+        Error::Conflict { code, message } if *code == ErrorCode::DirectoryOwnerGroup => {
+            ScimError::bad(ScimType::Mutability, message.clone())
+        }
         Error::Conflict { message, .. } => ScimError::status(409, message.clone()),
         Error::Invalid { message, .. } => ScimError::bad(ScimType::InvalidValue, message.clone()),
         Error::Forbidden { message, .. } => ScimError::status(403, message.clone()),

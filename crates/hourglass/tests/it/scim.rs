@@ -100,6 +100,11 @@ name = "okta-scim"
 kind = "workload"
 owner = "admin"
 token_sha256 = ["{hash}"]
+
+[[identities]]
+name = "nightly-job"
+kind = "workload"
+owner = "platform"
 "#
         )
     })
@@ -559,6 +564,15 @@ async fn bad_input_is_a_scim_error_and_changes_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
+    let platform = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "platform"})),
+        )
+        .await;
+    assert_eq!(platform.status, StatusCode::CREATED);
+    let pid = platform.body["id"].as_str().unwrap().to_owned();
     let before = audit_len(&s).await;
 
     // Who may call.
@@ -693,6 +707,26 @@ async fn bad_input_is_a_scim_error_and_changes_nothing() {
             .await,
         400,
         Some("noTarget"),
+    );
+    // A group that owns a workload is neither deleted nor renamed: it would leave the
+    // workload with no owner.
+    scim_error(
+        &scim
+            .call(Method::DELETE, &format!("/Groups/{pid}"), None)
+            .await,
+        400,
+        Some("mutability"),
+    );
+    scim_error(
+        &scim
+            .call(
+                Method::PATCH,
+                &format!("/Groups/{pid}"),
+                Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "platform-team"}]})),
+            )
+            .await,
+        400,
+        Some("mutability"),
     );
     scim_error(
         &scim.call(Method::GET, "/Users/no-such-id", None).await,
