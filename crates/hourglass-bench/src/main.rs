@@ -4,6 +4,7 @@
 
 mod audit;
 mod decide;
+mod directory;
 mod exchange;
 mod expiry;
 mod harness;
@@ -41,6 +42,10 @@ enum Scenario {
     /// The web app's inbox with 1,000 pending requests and its catalogue with 1,000
     /// entitlements, p50 and p99, next to the API listing and a 10-entitlement catalogue.
     Web,
+    /// An identity provider's first sync through SCIM (10,000 users, 1,000 groups), a PATCH
+    /// adding 1,000 members against 1,000 PATCHes of one, and the lookup by name against a
+    /// filter that reads every user.
+    Directory,
     /// Every scenario above.
     All,
 }
@@ -132,6 +137,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Web) {
         web::run(pick(50, 1_000), pick(8, 40)).await?;
+    }
+    if want(Scenario::Directory) {
+        directory::run(pick(200, 10_000), pick(100, 1_000)).await?;
     }
     if want(Scenario::Postgres) {
         postgres::run(16, pick(3, 40), pick(300, 5_000)).await?;

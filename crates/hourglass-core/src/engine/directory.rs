@@ -128,6 +128,15 @@ impl Engine {
             .ok_or_else(|| not_found(kind, id))
     }
 
+    /// The entry of a kind with this name (without regard to case), if any: an index lookup.
+    pub async fn directory_named(
+        &self,
+        kind: DirectoryKind,
+        name: &str,
+    ) -> Result<Option<DirectoryEntry>> {
+        self.store.find_directory_name(kind, name).await
+    }
+
     /// Every entry of a kind, oldest first.
     pub async fn directory_entries(&self, kind: DirectoryKind) -> Result<Vec<DirectoryEntry>> {
         self.store.list_directory(kind).await
@@ -175,18 +184,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// The directory's groups that list `user` as a member, by name.
-    fn groups_of(user: &str, groups: &[DirectoryEntry]) -> Vec<String> {
-        let mut out: Vec<String> = groups
-            .iter()
-            .filter(|g| members_of(&g.resource).iter().any(|m| m == user))
-            .map(|g| g.name.clone())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
     }
 
     /// Creates a user, and the human principal it is (or adopts the existing one).
@@ -529,24 +526,36 @@ impl Engine {
         ))
     }
 
-    /// Sets the groups of each principal in `users` from `groups` (the directory's groups as
-    /// they will be), into `commit`.
+    /// Takes group `remove` from, and gives group `add` to, each principal in `users`, into
+    /// `commit`.
     async fn regroup_into(
         &self,
         users: &[(String, PrincipalId)],
-        groups: &[DirectoryEntry],
+        remove: Option<&str>,
+        add: Option<&str>,
         commit: &mut Commit,
     ) -> Result<()> {
-        for (user, principal) in users {
-            if commit.identities.iter().any(|i| i.id() == principal) {
-                continue;
-            }
-            let Some(mut identity) = self.store.get_identity(principal).await? else {
-                continue;
+        for (_, principal) in users {
+            let taken = commit.identities.iter().position(|i| i.id() == principal);
+            let mut identity = match taken {
+                Some(at) => commit.identities.remove(at),
+                None => match self.store.get_identity(principal).await? {
+                    Some(i) => i,
+                    None => continue,
+                },
             };
-            let now = Self::groups_of(user, groups);
-            if identity.principal.groups != now {
-                identity.principal.groups = now;
+            let before = identity.principal.groups.clone();
+            let groups = &mut identity.principal.groups;
+            if let Some(r) = remove {
+                groups.retain(|g| g != r);
+            }
+            if let Some(a) = add
+                && !groups.iter().any(|g| g == a)
+            {
+                groups.push(a.to_owned());
+            }
+            groups.sort();
+            if taken.is_some() || *groups != before {
                 commit.identities.push(identity);
             }
         }
@@ -575,10 +584,9 @@ impl Engine {
                 updated_at: now,
                 version: 0,
             };
-            let mut groups = self.store.list_directory(DirectoryKind::Group).await?;
-            groups.push(entry.clone());
             let mut commit = Commit::default();
-            self.regroup_into(&members, &groups, &mut commit).await?;
+            self.regroup_into(&members, None, Some(&entry.name), &mut commit)
+                .await?;
             commit.audit.push(
                 AuditRecord::new(now, actor, EventKind::DirectoryGroupCreated, &entry.id)
                     .with("name", &entry.name)
@@ -611,11 +619,22 @@ impl Engine {
             if old.name != w.name {
                 self.check_not_an_owner(&old.name, "renaming").await?;
             }
-            let new_members = self.check_members(&w.members).await?;
-            let old_members = self
-                .check_members(&members_of(&old.resource))
-                .await
-                .unwrap_or_default();
+            // Only who came and went is read (and who came is checked): a PATCH adding one
+            // member costs one lookup, however large the group.
+            let old_ids = members_of(&old.resource);
+            let came: Vec<String> = w
+                .members
+                .iter()
+                .filter(|m| !old_ids.contains(m))
+                .cloned()
+                .collect();
+            let went: Vec<String> = old_ids
+                .iter()
+                .filter(|m| !w.members.contains(m))
+                .cloned()
+                .collect();
+            let added = self.check_members(&came).await?;
+            let removed = self.check_members(&went).await.unwrap_or_default();
             let now = self.clock.now();
             let entry = DirectoryEntry {
                 name: w.name.clone(),
@@ -624,28 +643,25 @@ impl Engine {
                 updated_at: now,
                 ..old.clone()
             };
-            let mut groups = self.store.list_directory(DirectoryKind::Group).await?;
-            for g in groups.iter_mut().filter(|g| g.id == id) {
-                *g = entry.clone();
-            }
-            let added: Vec<_> = new_members
-                .iter()
-                .filter(|m| !old_members.contains(m))
-                .cloned()
-                .collect();
-            let removed: Vec<_> = old_members
-                .iter()
-                .filter(|m| !new_members.contains(m))
-                .cloned()
-                .collect();
-            // A rename reaches every member; otherwise only those who came or went.
-            let touched: Vec<_> = if old.name == w.name {
-                added.iter().chain(&removed).cloned().collect()
-            } else {
-                new_members.iter().chain(&removed).cloned().collect()
-            };
             let mut commit = Commit::default();
-            self.regroup_into(&touched, &groups, &mut commit).await?;
+            self.regroup_into(&removed, Some(&old.name), None, &mut commit)
+                .await?;
+            self.regroup_into(&added, Some(&old.name), Some(&w.name), &mut commit)
+                .await?;
+            let mut lost: Vec<PrincipalId> = removed.iter().map(|(_, p)| p.clone()).collect();
+            if old.name != w.name {
+                // A rename reaches everyone who stays, and each loses the old name.
+                let stayed: Vec<String> = w
+                    .members
+                    .iter()
+                    .filter(|m| old_ids.contains(m))
+                    .cloned()
+                    .collect();
+                let stayed = self.check_members(&stayed).await.unwrap_or_default();
+                self.regroup_into(&stayed, Some(&old.name), Some(&w.name), &mut commit)
+                    .await?;
+                lost.extend(stayed.into_iter().map(|(_, p)| p));
+            }
             let mut ev = AuditRecord::new(now, actor, EventKind::DirectoryGroupUpdated, id)
                 .with("name", &w.name)
                 .with("added", added.len())
@@ -656,11 +672,6 @@ impl Engine {
             commit.audit.push(ev);
             commit.directory.push(entry.clone());
             self.commit(commit).await?;
-            let lost: Vec<PrincipalId> = if old.name == w.name {
-                removed.into_iter().map(|(_, p)| p).collect()
-            } else {
-                old_members.into_iter().map(|(_, p)| p).collect()
-            };
             Ok((
                 DirectoryEntry {
                     version: entry.version + 1,
@@ -690,15 +701,9 @@ impl Engine {
                 .await
                 .unwrap_or_default();
             let now = self.clock.now();
-            let groups: Vec<DirectoryEntry> = self
-                .store
-                .list_directory(DirectoryKind::Group)
-                .await?
-                .into_iter()
-                .filter(|g| g.id != id)
-                .collect();
             let mut commit = Commit::default();
-            self.regroup_into(&members, &groups, &mut commit).await?;
+            self.regroup_into(&members, Some(&old.name), None, &mut commit)
+                .await?;
             commit.audit.push(
                 AuditRecord::new(now, actor, EventKind::DirectoryGroupDeleted, id)
                     .with("name", &old.name)

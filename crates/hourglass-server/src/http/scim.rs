@@ -496,6 +496,31 @@ fn param<'a>(q: &'a std::collections::BTreeMap<String, String>, key: &str) -> Op
         .map(|(_, v)| v.as_str())
 }
 
+/// The name a filter asks for exactly (`userName eq "…"` for users, `displayName eq "…"` for
+/// groups), if that is all it asks.
+fn by_name(f: &Filter, kind: DirectoryKind) -> Option<&str> {
+    let attr = match kind {
+        DirectoryKind::User => "userName",
+        DirectoryKind::Group => "displayName",
+    };
+    match f {
+        Filter::Compare {
+            path,
+            op: scim::filter::CompareOp::Eq,
+            value: Value::String(v),
+        } if path.sub.is_none()
+            && path.name.eq_ignore_ascii_case(attr)
+            && path
+                .uri
+                .as_deref()
+                .is_none_or(|u| u.eq_ignore_ascii_case(core_of(kind))) =>
+        {
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
 /// `GET /scim/v2/{Users|Groups}`.
 pub async fn list(
     State(app): State<Shared>,
@@ -524,13 +549,24 @@ pub async fn list(
         }
         let base = base_url(&app, &headers);
         let core = core_of(kind);
+        // The lookup clients make before every create (`userName eq "…"`, `displayName eq
+        // "…"`) is an index lookup; any other filter reads every entry.
+        let candidates = match filter.as_ref().and_then(|f| by_name(f, kind)) {
+            Some(name) => app
+                .engine
+                .directory_named(kind, name)
+                .await
+                .map_err(|e| from_engine(&e))?
+                .into_iter()
+                .collect(),
+            None => app
+                .engine
+                .directory_entries(kind)
+                .await
+                .map_err(|e| from_engine(&e))?,
+        };
         let mut all = Vec::new();
-        for e in app
-            .engine
-            .directory_entries(kind)
-            .await
-            .map_err(|e| from_engine(&e))?
-        {
+        for e in candidates {
             let r = resource(&e, &base);
             if match &filter {
                 Some(f) => f.matches(&r, core, &CASE_EXACT)?,

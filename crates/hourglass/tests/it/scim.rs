@@ -520,6 +520,25 @@ async fn entra_id_provisions_with_its_own_habits() {
     );
     assert_eq!(manager_of("fay").await, None);
 
+    // A group renamed in the directory is renamed in its members' principals.
+    let gid = group.body["id"].as_str().unwrap().to_owned();
+    let renamed = scim
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "displayName", "value": "sre-requesters"}]})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let groups_of = store
+        .get_identity(&hourglass_core::id::PrincipalId::new("erin").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .principal
+        .groups;
+    assert_eq!(groups_of, ["sre-requesters"]);
+
     // Entra ID deactivates with a string.
     let off = scim
         .call(
