@@ -463,6 +463,27 @@ fn principal_for(app: &Shared, user_name: &str) -> Result<PrincipalId, ScimError
     })
 }
 
+/// The provisioner and the resource type of a request to `/scim/v2/{Users|Groups}…`, or the
+/// answer that refuses it.
+async fn open(
+    app: &Shared,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(String, DirectoryKind), Response> {
+    let actor = provisioner(app, headers).await?;
+    let kind = kind_of(path)
+        .ok_or_else(|| error(&ScimError::status(404, format!("no resource type {path}"))))?;
+    Ok((actor, kind))
+}
+
+/// An entry as the answer to a replacement or a patch: 200, the resource, its ETag.
+fn answer(app: &Shared, headers: &HeaderMap, e: &DirectoryEntry) -> Response {
+    with_etag(
+        scim_response(StatusCode::OK, &resource(e, &base_url(app, headers))),
+        e.version,
+    )
+}
+
 fn kind_of(path: &str) -> Option<DirectoryKind> {
     match path {
         "Users" => Some(DirectoryKind::User),
@@ -528,11 +549,9 @@ pub async fn list(
     Query(q): Query<std::collections::BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
-        return r;
-    }
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
+    let kind = match open(&app, &headers, &path).await {
+        Ok((_, kind)) => kind,
+        Err(r) => return r,
     };
     let result = async {
         let filter = param(&q, "filter").map(Filter::parse).transpose()?;
@@ -600,11 +619,9 @@ pub async fn get_one(
     Query(q): Query<std::collections::BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
-        return r;
-    }
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
+    let kind = match open(&app, &headers, &path).await {
+        Ok((_, kind)) => kind,
+        Err(r) => return r,
     };
     match app.engine.directory_entry(kind, &id).await {
         Ok(e) => {
@@ -631,12 +648,9 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let actor = match provisioner(&app, &headers).await {
-        Ok(a) => a,
+    let (actor, kind) = match open(&app, &headers, &path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
     };
     let result = async {
         let v = read_json(&body)?;
@@ -701,12 +715,9 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let actor = match provisioner(&app, &headers).await {
-        Ok(a) => a,
+    let (actor, kind) = match open(&app, &headers, &path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
     };
     let result = async {
         let v = read_json(&body)?;
@@ -714,10 +725,7 @@ pub async fn replace(
     }
     .await;
     match result {
-        Ok(e) => with_etag(
-            scim_response(StatusCode::OK, &resource(&e, &base_url(&app, &headers))),
-            e.version,
-        ),
+        Ok(e) => answer(&app, &headers, &e),
         Err(e) => error(&e),
     }
 }
@@ -731,12 +739,9 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let actor = match provisioner(&app, &headers).await {
-        Ok(a) => a,
+    let (actor, kind) = match open(&app, &headers, &path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
     };
     let result = async {
         let ops = PatchRequest::parse(&read_json(&body)?)?;
@@ -769,10 +774,7 @@ pub async fn patch(
     }
     .await;
     match result {
-        Ok(e) => with_etag(
-            scim_response(StatusCode::OK, &resource(&e, &base_url(&app, &headers))),
-            e.version,
-        ),
+        Ok(e) => answer(&app, &headers, &e),
         Err(e) => error(&e),
     }
 }
@@ -783,12 +785,9 @@ pub async fn delete(
     Path((path, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let actor = match provisioner(&app, &headers).await {
-        Ok(a) => a,
+    let (actor, kind) = match open(&app, &headers, &path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(kind) = kind_of(&path) else {
-        return error(&ScimError::status(404, format!("no resource type {path}")));
     };
     let result = async {
         let version = if_match(&headers)?;

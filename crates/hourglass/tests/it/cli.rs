@@ -32,7 +32,7 @@ fn init_writes_a_configuration_that_validates_and_prints_tokens_once() {
     );
     let cfg = target.join("hourglass.toml");
     let (ok, out) = run(&["policy", "validate", "--config", cfg.to_str().unwrap()]);
-    assert!(ok && out.contains("ok: 17 policies"), "{out}");
+    assert!(ok && out.contains("ok: 18 policies"), "{out}");
     let (ok, out) = run(&["init", target.to_str().unwrap()]);
     assert!(!ok && out.contains("not overwriting"), "{out}");
 
@@ -92,7 +92,7 @@ fn policy_test_checks_cases_and_auto_approval_coverage() {
     let (ok, out) = run(&["policy", "test", "--config", cfg]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("29 passed, 0 failed, 0 untested auto-approval paths"),
+        out.contains("31 passed, 0 failed, 0 untested auto-approval paths"),
         "{out}"
     );
 

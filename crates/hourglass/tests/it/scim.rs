@@ -767,3 +767,102 @@ async fn bad_input_is_a_scim_error_and_changes_nothing() {
     assert_eq!(now.body["name"]["givenName"], "Alice");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_the_directory_manages_is_no_longer_changed_from_the_file() {
+    use hourglass_core::{Clock, Timestamp, id::PrincipalId};
+    let dir = tempfile::tempdir().unwrap();
+    let w = hourglass_server::demo::write_layout(dir.path(), "127.0.0.1:0".parse().unwrap(), false)
+        .unwrap();
+    let token = hourglass_server::auth::new_token().unwrap();
+    let text = format!(
+        "{}\n[scim]\nprovisioners = [\"okta-scim\"]\nemail_domain = \"example.com\"\n\n[[identities]]\nname = \"okta-scim\"\nkind = \"workload\"\nowner = \"admin\"\ntoken_sha256 = [\"{}\"]\n",
+        std::fs::read_to_string(&w.config).unwrap(),
+        hourglass_server::auth::token_hash(&token)
+    );
+    std::fs::write(&w.config, &text).unwrap();
+    let clock = hourglass_testkit::ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let start = || async {
+        let config = hourglass_server::config::Config::load(&w.config, Vec::new()).unwrap();
+        hourglass_server::start(
+            config,
+            std::sync::Arc::clone(&clock) as std::sync::Arc<dyn Clock>,
+        )
+        .await
+        .unwrap()
+    };
+    let running = start().await;
+    let scim = Scim {
+        base: format!("http://{}", running.addr),
+        token,
+        http: reqwest::Client::new(),
+    };
+    // The directory takes alice over (declared in the file) and puts her in sre.
+    let alice = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("alice@example.com", "Alice")),
+        )
+        .await;
+    assert_eq!(alice.status, StatusCode::CREATED, "{}", alice.body);
+    let sre = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "sre", "members": [{"value": alice.body["id"]}]})),
+        )
+        .await;
+    assert_eq!(sre.status, StatusCode::CREATED, "{}", sre.body);
+    let events = running.store().audit_after(0, 10_000).await.unwrap();
+    let created = events
+        .iter()
+        .find(|e| e.record.action == "directory.user_created")
+        .unwrap();
+    assert!(
+        created
+            .record
+            .details
+            .iter()
+            .any(|(k, v)| k == "adopted" && v == "true"),
+        "{:?}",
+        created.record.details
+    );
+    running.stop().await;
+
+    // The file now says other things of alice and of bob; only bob's change is taken.
+    let changed = text
+        .replace(
+            "name = \"alice\"\nkind = \"human\"\ngroups = [\"requesters\"]",
+            "name = \"alice\"\nkind = \"human\"\ngroups = [\"admins\"]",
+        )
+        .replace(
+            "name = \"bob\"\nkind = \"human\"\nmanager = \"alice\"\ngroups = [\"approvers\"]",
+            "name = \"bob\"\nkind = \"human\"\nmanager = \"alice\"\ngroups = [\"approvers\", \"sre\"]",
+        );
+    assert_ne!(changed, text, "the test edits what the file says");
+    assert!(
+        changed.contains("groups = [\"admins\"]") && changed.contains("\"approvers\", \"sre\"")
+    );
+    std::fs::write(&w.config, changed).unwrap();
+    let running = start().await;
+    let groups = |name: &'static str| {
+        let store = std::sync::Arc::clone(running.store());
+        async move {
+            store
+                .get_identity(&PrincipalId::new(name).unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .principal
+                .groups
+        }
+    };
+    assert_eq!(
+        groups("alice").await,
+        ["sre"],
+        "the directory's, not the file's"
+    );
+    assert_eq!(groups("bob").await, ["approvers", "sre"], "the file's");
+    running.stop().await;
+}
