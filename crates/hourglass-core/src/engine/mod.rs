@@ -86,6 +86,10 @@ pub struct Caller {
     pub source_ip: Option<String>,
 }
 
+/// The rule that refuses agents every decision that is not asking for themselves, named as
+/// the determining policy of such a refusal.
+pub const AGENTS_NEVER_DECIDE: &str = "hourglass:agents-never-decide";
+
 /// Per-principal quotas (per-entitlement ones live on the entitlement).
 #[derive(Debug, Clone, Copy)]
 pub struct Quotas {
@@ -319,6 +323,22 @@ impl Engine {
         resource: Resource<'_>,
         context: &DecisionContext,
     ) -> Result<Decision> {
+        // Agents ask; they never decide. Whatever a policy set permits, an agent does not
+        // approve or deny, break glass, or administer (see and revoke others' access, manage
+        // identities, read the audit): on every path, since every path asks here.
+        if principal.kind == crate::catalog::PrincipalKind::Agent
+            && matches!(
+                action,
+                Action::Approve | Action::BreakGlass | Action::Administer
+            )
+        {
+            return Ok(Decision {
+                allowed: false,
+                policy_ids: vec![AGENTS_NEVER_DECIDE.to_owned()],
+                policy_hash: self.policy().policy_hash(),
+                errors: Vec::new(),
+            });
+        }
         crate::policy::decide_with_members(
             self.policy().as_ref(),
             PolicyQuery {
