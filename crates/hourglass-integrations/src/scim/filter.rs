@@ -34,12 +34,13 @@ impl AttrPath {
                 format!("{s:?} is not an attribute path"),
             )
         };
-        let (uri, rest) = if s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") {
-            let i = s.rfind(':').ok_or_else(bad)?;
-            (Some(s[..i].to_owned()), &s[i + 1..])
-        } else {
-            (None, s)
-        };
+        let (uri, rest) =
+            if s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
+                let i = s.rfind(':').ok_or_else(bad)?;
+                (Some(s[..i].to_owned()), &s[i + 1..])
+            } else {
+                (None, s)
+            };
         let (name, sub) = match rest.split_once('.') {
             Some((n, sub)) => (n, Some(sub)),
             None => (rest, None),
@@ -602,6 +603,49 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, parsing answers (a filter or an `invalidFilter`), and a
+        /// parsed filter evaluates without panicking.
+        #[test]
+        fn any_text_parses_or_is_refused_and_never_panics(text in "\\PC{0,200}") {
+            if let Ok(f) = Filter::parse(&text) {
+                let _ = f.matches(&alice(), USER, &["id"]);
+            } else {
+                proptest::prop_assert_eq!(
+                    Filter::parse(&text).unwrap_err().scim_type,
+                    Some(ScimType::InvalidFilter)
+                );
+            }
+        }
+
+        /// Filters built from the grammar's own pieces always parse, however deep and mixed.
+        #[test]
+        fn grammatical_filters_parse(
+            attrs in proptest::collection::vec("(userName|name\\.givenName|emails|active|meta\\.lastModified)", 1..6),
+            ops in proptest::collection::vec("(eq|ne|co|sw|ew|gt|ge|lt|le|pr)", 6),
+            joins in proptest::collection::vec("(and|or)", 6),
+            nots in proptest::collection::vec(proptest::bool::ANY, 6),
+        ) {
+            let mut f = String::new();
+            for (i, a) in attrs.iter().enumerate() {
+                if i > 0 {
+                    f.push_str(&format!(" {} ", joins[i]));
+                }
+                let cmp = if ops[i] == "pr" {
+                    format!("{a} pr")
+                } else {
+                    format!("{a} {} \"x{i}\"", ops[i])
+                };
+                if nots[i] {
+                    f.push_str(&format!("not ({cmp})"));
+                } else {
+                    f.push_str(&format!("({cmp})"));
+                }
+            }
+            proptest::prop_assert!(Filter::parse(&f).is_ok(), "{}", f);
+        }
+    }
+
     #[test]
     fn malformed_filters_are_invalid_filter_errors() {
         for f in [
@@ -623,6 +667,9 @@ mod tests {
             let e = Filter::parse(f).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f:?}");
         }
+        // Found by the property test below: a multi-byte character where "urn:" would end.
+        assert!(Filter::parse("ab\u{e9} eq 1").is_err());
+        assert!(AttrPath::parse("urn\u{e9}x").is_err());
         let deep = format!("{}active eq true{}", "(".repeat(40), ")".repeat(40));
         assert!(Filter::parse(&deep).unwrap_err().detail.contains("deeper"));
         let long = format!(r#"userName eq "{}""#, "a".repeat(MAX_LEN));

@@ -554,6 +554,33 @@ mod tests {
         assert_eq!(u["emails"], json!([{"value": "a@z", "type": "work"}]));
     }
 
+    proptest::proptest! {
+        /// Any operation list parses or is refused with a SCIM error, and applying what parses
+        /// never panics.
+        #[test]
+        fn any_operations_parse_or_are_refused_and_never_panic(
+            ops in proptest::collection::vec(
+                ("(add|Remove|REPLACE|move)", proptest::option::of("\\PC{0,40}"), proptest::option::of("\\PC{0,20}")),
+                0..8,
+            )
+        ) {
+            let ops: Vec<Value> = ops
+                .into_iter()
+                .map(|(op, path, value)| {
+                    let mut o = json!({"op": op});
+                    if let Some(p) = path { o["path"] = json!(p); }
+                    if let Some(v) = value { o["value"] = json!(v); }
+                    o
+                })
+                .collect();
+            let body = json!({"schemas": [PATCH_SCHEMA], "Operations": ops});
+            if let Ok(req) = PatchRequest::parse(&body) {
+                let mut u = json!({"userName": "a", "emails": [{"value": "a@x", "type": "work"}], "members": [{"value": "1"}]});
+                let _ = req.apply(&mut u, USER_SCHEMA, &["id"]);
+            }
+        }
+    }
+
     #[test]
     fn malformed_requests_are_scim_errors() {
         let bad = |body: Value, t: ScimType| {
