@@ -268,6 +268,32 @@ pub struct WhoAmI {
     pub groups: Vec<String>,
 }
 
+/// `GET /v1/catalogue`: one thing the caller may ask for now, and what would happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OfferView {
+    /// The entitlement (`target/name`) or profile.
+    pub name: String,
+    /// `entitlement` or `profile`.
+    pub kind: String,
+    pub description: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub risk: String,
+    pub default_duration: String,
+    pub max_duration: String,
+    /// What asking would do: `at_once` (approved by policy for up to `auto_up_to`),
+    /// `needs_approval`, or `needs_ticket` (policy permits asking only with an open ticket).
+    pub outcome: String,
+    /// Approved at once by policy for durations up to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_up_to: Option<String>,
+    /// Distinct approvals needed when it is not approved at once.
+    pub approvals_required: u32,
+    /// Policy permits break-glass for it.
+    pub break_glass: bool,
+    /// The request needs the person's SSH public key.
+    pub needs_public_key: bool,
+}
+
 /// One difference between a target and the ledger, found by the reconciler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DriftView {

@@ -385,6 +385,11 @@ impl Client {
     pub async fn jwks(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/.well-known/jwks.json").await
     }
+    /// What the caller may ask for now, and what asking would do.
+    pub async fn catalogue(&self) -> Result<Vec<hourglass_api::OfferView>, ClientError> {
+        let l: List<hourglass_api::OfferView> = self.get("/v1/catalogue").await?;
+        Ok(l.items)
+    }
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.get("/v1/whoami").await
     }

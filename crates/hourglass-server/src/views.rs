@@ -225,3 +225,27 @@ pub fn inventory(
 ) -> hourglass_api::IdentityView {
     identity(&e.identity, &e.keys, &e.live_grants, e.owner_status, now)
 }
+
+/// What a caller may ask for, and what asking would do.
+pub fn offer(o: hourglass_core::engine::Offer) -> hourglass_api::OfferView {
+    let outcome = if o.needs_ticket {
+        "needs_ticket"
+    } else if o.auto_up_to.is_some() {
+        "at_once"
+    } else {
+        "needs_approval"
+    };
+    hourglass_api::OfferView {
+        name: o.name,
+        kind: if o.profile { "profile" } else { "entitlement" }.to_owned(),
+        description: o.description,
+        risk: o.risk.as_str().to_owned(),
+        default_duration: o.default_duration.to_string(),
+        max_duration: o.max_duration.to_string(),
+        outcome: outcome.to_owned(),
+        auto_up_to: o.auto_up_to.map(|d| d.to_string()),
+        approvals_required: o.approvals_required,
+        break_glass: o.break_glass,
+        needs_public_key: o.needs_public_key,
+    }
+}

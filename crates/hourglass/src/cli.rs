@@ -138,6 +138,9 @@ enum Command {
         #[command(subcommand)]
         command: crate::identity_cmd::IdentityCommand,
     },
+    /// An MCP server over stdio, for an agent host on this machine: the agent asks, watches
+    /// and releases its access with tools, as itself (HOURGLASS_TOKEN: the agent's API key).
+    Mcp,
     /// API keys: create (shown once), rotate, revoke.
     Key {
         #[command(subcommand)]
@@ -531,6 +534,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Mcp => crate::mcp::serve_stdio(client(&cli)?)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Key { command } => {
             crate::identity_cmd::key(&client(&cli)?, cli.output == Output::Json, command.clone())
                 .await

@@ -2,6 +2,7 @@
 
 mod cli;
 mod identity_cmd;
+mod mcp;
 mod policy_cmd;
 mod serve;
 

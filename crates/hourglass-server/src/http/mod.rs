@@ -64,6 +64,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/grants/{id}/extend", post(extend))
         .route("/v1/grants/{id}/credential", get(credential))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/catalogue", get(catalogue))
         .route("/v1/audit", get(audit))
         .route("/v1/admin/reconcile", post(reconcile))
         .route("/v1/admin/policies/reload", post(admin::reload_policies))
@@ -781,6 +782,17 @@ async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/catalogue", responses((status = 200, description = "What the caller may ask for now, and what asking would do", body = List<hourglass_api::OfferView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
+async fn catalogue(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<List<hourglass_api::OfferView>>> {
+    let offers = app.engine.catalogue(&caller).await?;
+    Ok(Json(List {
+        items: offers.into_iter().map(views::offer).collect(),
+    }))
+}
+
 #[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer, a worker is down, or this replica's policy set is not the one in force", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<Shared>) -> Response {
     let down = app.supervisor.down();
@@ -870,7 +882,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -15,6 +15,7 @@ mod fakes;
 mod identities;
 mod invariants;
 mod lifecycle;
+mod mcp;
 mod notifications;
 mod oidc;
 mod oncall;
