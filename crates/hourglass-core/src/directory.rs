@@ -62,3 +62,41 @@ impl DirectoryEntry {
         name.to_lowercase()
     }
 }
+
+/// What happens to a person the directory deactivates or deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Leave {
+    /// Suspended: cannot act; the directory or an administrator may activate them again.
+    #[default]
+    Suspend,
+    /// Offboarded for good.
+    Offboard,
+}
+
+impl Leave {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leave::Suspend => "suspend",
+            Leave::Offboard => "offboard",
+        }
+    }
+}
+
+/// How the directory's changes act on principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorySettings {
+    pub on_deactivate: Leave,
+    pub on_delete: Leave,
+    /// A member who loses a group also loses live grants policy no longer permits.
+    pub revoke_on_eligibility_loss: bool,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        DirectorySettings {
+            on_deactivate: Leave::Suspend,
+            on_delete: Leave::Offboard,
+            revoke_on_eligibility_loss: false,
+        }
+    }
+}

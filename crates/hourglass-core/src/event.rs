@@ -177,8 +177,11 @@ event_kinds! {
     IdentityDeclared = "identity.declared", details: ["kind", "owner"];
     /// A declared identity changed in the configuration.
     IdentityUpdated = "identity.updated", details: ["kind", "owner", "groups", "status"];
-    /// An identity was suspended: its keys and sessions stop working, its grants end.
-    IdentitySuspended = "identity.suspended", details: ["authority", "reason"];
+    /// An identity was suspended: its keys and sessions stop working; an agent's grants are
+    /// revoked and its open requests cancelled in the same commit (a workload's run out).
+    IdentitySuspended = "identity.suspended", details: [
+        "authority", "reason", "grants_revoked", "requests_cancelled",
+    ];
     /// A suspended identity was resumed (nothing it held comes back).
     IdentityResumed = "identity.resumed", details: ["authority", "reason"];
     /// An identity was offboarded for good.

@@ -519,12 +519,26 @@ impl Engine {
             if let Some(r) = reason {
                 ev = ev.with("reason", r);
             }
-            self.commit(Commit {
-                identities: vec![changed.clone()],
-                audit: vec![ev],
-                ..Commit::default()
-            })
-            .await?;
+            let mut commit = Commit::default();
+            // An agent suspended stops at once: every grant it holds is revoked and every open
+            // request cancelled, in this commit (the kill switch). Its keys stop working while
+            // it is suspended, and work again if it is resumed.
+            if !active && identity.principal.kind == PrincipalKind::Agent {
+                let why = format!("agent {} suspended by {}", identity.id(), caller.principal.id);
+                let (grants, requests, _) = self
+                    .strip_into(identity.id(), caller.principal.id.as_str(), &why, None, now, &mut commit)
+                    .await?;
+                ev = ev
+                    .with("grants_revoked", grants.len())
+                    .with("requests_cancelled", requests.len());
+            }
+            commit.identities.push(changed.clone());
+            commit.audit.push(ev);
+            let revoked = commit.jobs.len();
+            self.commit(commit).await?;
+            if revoked > 0 {
+                self.wake.jobs_changed();
+            }
             changed.version += 1;
             Ok(changed)
         })
@@ -561,7 +575,14 @@ impl Engine {
             };
             let why = format!("identity {id} offboarded by {actor}: {reason}");
             let stripped = self
-                .strip_into(&id, actor, &why, "identity offboarded", now, &mut commit)
+                .strip_into(
+                    &id,
+                    actor,
+                    &why,
+                    Some("identity offboarded"),
+                    now,
+                    &mut commit,
+                )
                 .await?;
             out.grants_revoked = stripped.0;
             out.requests_cancelled = stripped.1;
@@ -613,14 +634,14 @@ impl Engine {
     }
 
     /// Adds to `commit` the end of everything `id` holds: its live grants revoked, its open
-    /// requests cancelled and its keys revoked, each audited (`why` for grants and requests,
-    /// `key_reason` for keys). Answers what it ended.
+    /// requests cancelled and (with `key_reason`) its keys revoked, each audited (`why` for
+    /// grants and requests). Answers what it ended.
     pub(super) async fn strip_into(
         &self,
         id: &PrincipalId,
         actor: &str,
         why: &str,
-        key_reason: &str,
+        key_reason: Option<&str>,
         now: crate::Timestamp,
         commit: &mut Commit,
     ) -> Result<(Vec<GrantId>, Vec<RequestId>, Vec<KeyId>)> {
@@ -657,6 +678,9 @@ impl Engine {
                 commit.audit.push(ev.record(now));
             }
         }
+        let Some(key_reason) = key_reason else {
+            return Ok((grants, requests, keys));
+        };
         for k in self.store.list_keys(Some(id)).await? {
             if k.revoked_at.is_none() {
                 keys.push(k.id.clone());

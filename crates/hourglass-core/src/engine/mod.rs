@@ -34,8 +34,9 @@ use std::{
     sync::{Arc, PoisonError, RwLock},
 };
 
+pub use crate::directory::{DirectorySettings, Leave};
 pub use catalogue::{Explained, Offer};
-pub use directory::{DirectorySettings, DirectoryWrite, Leave, members_of};
+pub use directory::{DirectoryWrite, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
 pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};

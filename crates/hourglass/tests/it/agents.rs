@@ -192,3 +192,103 @@ async fn an_agent_never_approves_denies_breaks_glass_or_administers_whatever_pol
     );
     s.stop().await;
 }
+
+/// `support-bot` may read logs at once for 15 minutes, and ask for ops-admin.
+const ASKS: &str = r#"
+@id("support-bot-asks")
+permit (
+  principal == Hourglass::Principal::"support-bot",
+  action == Hourglass::Action::"Request",
+  resource is Hourglass::Entitlement
+)
+when { resource.target == "demo" };
+
+@id("support-bot-reads-logs-at-once")
+permit (
+  principal == Hourglass::Principal::"support-bot",
+  action == Hourglass::Action::"AutoApprove",
+  resource == Hourglass::Entitlement::"demo/read-logs"
+)
+when { context.duration_secs <= 900 };
+"#;
+
+#[tokio::test]
+async fn suspending_an_agent_ends_everything_it_holds_in_one_commit() {
+    let s = spawn_server_with(|dir, text| {
+        std::fs::write(dir.join("policies/asks.cedar"), ASKS).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    let (bot, alice) = (s.client("support-bot"), s.client("alice"));
+    let logs = bot
+        .create_request(&ask("demo/read-logs", "10m", "summarise the logs"))
+        .await
+        .unwrap();
+    let grant = logs.grants.clone().unwrap()[0].id.clone();
+    assert!(
+        hourglass_testkit::eventually(|| async { s.access().contains(&grant) }).await,
+        "granted in the target"
+    );
+    let waiting = bot
+        .create_request(&ask("demo/ops-admin", "30m", "restart the service"))
+        .await
+        .unwrap();
+    assert_eq!(waiting.state, "pending");
+
+    // Its owner pulls the kill switch.
+    let before = audit_len(&s).await;
+    alice
+        .identity_status::<serde_json::Value>(
+            "support-bot",
+            "suspend",
+            Some("it misbehaved".into()),
+        )
+        .await
+        .unwrap();
+    let events = s
+        .store()
+        .unwrap()
+        .audit_after(before as u64, 100)
+        .await
+        .unwrap();
+    let suspended = events
+        .iter()
+        .find(|e| e.record.action == "identity.suspended")
+        .unwrap();
+    assert!(
+        suspended
+            .record
+            .details
+            .contains(&("grants_revoked".into(), "1".into()))
+    );
+    assert!(
+        suspended
+            .record
+            .details
+            .contains(&("requests_cancelled".into(), "1".into()))
+    );
+    // The grant's revocation and the request's cancellation are audited with it.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.record.action == "grant.revoke_requested" && e.record.subject == grant)
+    );
+    assert_eq!(
+        s.client("admin").get_request(&waiting.id).await.unwrap().state,
+        "cancelled"
+    );
+    assert!(
+        hourglass_testkit::eventually(|| async { !s.access().contains(&grant) }).await,
+        "gone from the target"
+    );
+    // It cannot act; resumed, it holds nothing.
+    assert!(bot.whoami().await.is_err());
+    alice
+        .identity_status::<serde_json::Value>("support-bot", "resume", Some("fixed".into()))
+        .await
+        .unwrap();
+    assert_eq!(bot.whoami().await.unwrap().principal, "support-bot");
+    assert!(bot.list_grants(Some("active")).await.unwrap().is_empty());
+    s.stop().await;
+}
