@@ -275,7 +275,11 @@ async fn suspending_an_agent_ends_everything_it_holds_in_one_commit() {
             .any(|e| e.record.action == "grant.revoke_requested" && e.record.subject == grant)
     );
     assert_eq!(
-        s.client("admin").get_request(&waiting.id).await.unwrap().state,
+        s.client("admin")
+            .get_request(&waiting.id)
+            .await
+            .unwrap()
+            .state,
         "cancelled"
     );
     assert!(
