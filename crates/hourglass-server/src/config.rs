@@ -563,6 +563,12 @@ pub struct QuotaSection {
     /// Requests one principal may make in an hour.
     #[serde(default = "default_requests_per_hour")]
     pub max_requests_per_hour_per_principal: u32,
+    /// Grants one agent may hold at once (never more than a principal's limit).
+    #[serde(default = "default_agent_live_grants")]
+    pub max_live_grants_per_agent: u32,
+    /// Requests one agent may make in an hour (never more than a principal's limit).
+    #[serde(default = "default_agent_requests_per_hour")]
+    pub max_requests_per_hour_per_agent: u32,
 }
 
 impl Default for QuotaSection {
@@ -570,8 +576,17 @@ impl Default for QuotaSection {
         QuotaSection {
             max_live_grants_per_principal: default_live_grants(),
             max_requests_per_hour_per_principal: default_requests_per_hour(),
+            max_live_grants_per_agent: default_agent_live_grants(),
+            max_requests_per_hour_per_agent: default_agent_requests_per_hour(),
         }
     }
+}
+
+fn default_agent_live_grants() -> u32 {
+    5
+}
+fn default_agent_requests_per_hour() -> u32 {
+    20
 }
 
 fn default_live_grants() -> u32 {

@@ -499,6 +499,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         quotas: hourglass_core::engine::Quotas {
             principal_live_grants: config.quotas.max_live_grants_per_principal,
             principal_requests_per_hour: config.quotas.max_requests_per_hour_per_principal,
+            agent_live_grants: config.quotas.max_live_grants_per_agent,
+            agent_requests_per_hour: config.quotas.max_requests_per_hour_per_agent,
         },
         backoff: Backoff {
             base_ms: s.retry_base.as_secs() * 1000,

@@ -115,11 +115,15 @@ impl Engine {
         ent: &Entitlement,
         now: Timestamp,
     ) -> Result<()> {
-        let q = self.settings.quotas;
+        let (live_max, requests_max) = self.settings.quotas.for_kind(principal.kind);
+        let who = match principal.kind {
+            crate::catalog::PrincipalKind::Agent => "an agent",
+            _ => "anyone",
+        };
         // Counting past the largest limit tells nothing more.
         let cap = [
-            Some(q.principal_live_grants),
-            Some(q.principal_requests_per_hour),
+            Some(live_max),
+            Some(requests_max),
             ent.max_live_grants,
             ent.max_requests_per_hour,
         ]
@@ -132,21 +136,21 @@ impl Engine {
             .usage(&principal.id, &ent.id, now.plus_millis(-HOUR_MS), cap)
             .await?;
         let over = |used: u64, max: u32| used >= u64::from(max);
-        if over(u.principal_live_grants, q.principal_live_grants) {
+        if over(u.principal_live_grants, live_max) {
             return Err(Error::limited(
                 crate::ErrorCode::QuotaPrincipalGrants,
                 format!(
-                    "{} already holds {} grants, the most allowed at once; let one end or revoke one",
-                    principal.id, q.principal_live_grants
+                    "{} already holds {live_max} grants, the most {who} may hold at once; let one end or revoke one",
+                    principal.id
                 ),
             ));
         }
-        if over(u.principal_requests, q.principal_requests_per_hour) {
+        if over(u.principal_requests, requests_max) {
             return Err(Error::limited(
                 crate::ErrorCode::QuotaPrincipalRequests,
                 format!(
-                    "{} made {} requests in the last hour, the most allowed; try again later",
-                    principal.id, q.principal_requests_per_hour
+                    "{} made {requests_max} requests in the last hour, the most {who} may make; try again later",
+                    principal.id
                 ),
             ));
         }

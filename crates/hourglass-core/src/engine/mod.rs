@@ -98,6 +98,10 @@ pub struct Quotas {
     pub principal_live_grants: u32,
     /// Requests one principal may make in an hour.
     pub principal_requests_per_hour: u32,
+    /// Grants one agent may hold at once (an agent asks in loops: its own, tighter limits).
+    pub agent_live_grants: u32,
+    /// Requests one agent may make in an hour.
+    pub agent_requests_per_hour: u32,
 }
 
 impl Default for Quotas {
@@ -105,6 +109,22 @@ impl Default for Quotas {
         Quotas {
             principal_live_grants: 25,
             principal_requests_per_hour: 60,
+            agent_live_grants: 5,
+            agent_requests_per_hour: 20,
+        }
+    }
+}
+
+impl Quotas {
+    /// The limits that apply to `kind`: (live grants, requests an hour).
+    pub fn for_kind(&self, kind: crate::catalog::PrincipalKind) -> (u32, u32) {
+        match kind {
+            crate::catalog::PrincipalKind::Agent => (
+                self.agent_live_grants.min(self.principal_live_grants),
+                self.agent_requests_per_hour
+                    .min(self.principal_requests_per_hour),
+            ),
+            _ => (self.principal_live_grants, self.principal_requests_per_hour),
         }
     }
 }

@@ -296,3 +296,49 @@ async fn suspending_an_agent_ends_everything_it_holds_in_one_commit() {
     assert!(bot.list_grants(Some("active")).await.unwrap().is_empty());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_has_its_own_tighter_quotas() {
+    let s = spawn_server_with(|dir, text| {
+        std::fs::write(dir.join("policies/asks.cedar"), ASKS).unwrap();
+        format!("{text}\n[quotas]\nmax_requests_per_hour_per_agent = 2\n")
+    })
+    .await
+    .unwrap();
+    let bot = s.client("support-bot");
+    bot.create_request(&ask("demo/read-logs", "10m", "one"))
+        .await
+        .unwrap();
+    let two = bot
+        .create_request(&ask("demo/ops-admin", "10m", "two"))
+        .await
+        .unwrap();
+    // Withdrawn, it still counts among the requests of the hour.
+    bot.cancel(&two.id).await.unwrap();
+    let before = audit_len(&s).await;
+    let p = problem(
+        bot.create_request(&ask("demo/ops-admin", "10m", "three"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (p.status, p.code.as_str()),
+        (429, "quota.principal_requests")
+    );
+    assert!(p.detail.contains("the most an agent may make"), "{p:?}");
+    assert_eq!(
+        audit_len(&s).await,
+        before,
+        "a refusal by quota writes nothing"
+    );
+    // People keep theirs (60 an hour by default).
+    let alice = s.client("alice");
+    for reason in ["one", "two", "three"] {
+        let r = alice
+            .create_request(&ask("demo/ops-admin", "10m", reason))
+            .await
+            .unwrap();
+        alice.cancel(&r.id).await.unwrap();
+    }
+    s.stop().await;
+}
