@@ -110,32 +110,35 @@ pub fn webhook_body(id: &str, m: &Message) -> Value {
     v
 }
 
+/// Posts JSON; a 2xx is delivered. A 429 is waited out within `max_wait` (the notifier's
+/// timeout), then retried later by the notification backoff.
 async fn post(
     client: &reqwest::Client,
     url: &str,
     body: Vec<u8>,
     headers: &[(&str, String)],
+    max_wait: Duration,
 ) -> Result<(), String> {
-    let mut req = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.send().await.map_err(|e| {
-        if e.is_timeout() {
-            "the receiver did not answer in time".to_owned()
-        } else {
-            // Without the URL: a Slack webhook URL is itself a secret.
-            format!("the receiver could not be reached: {}", e.without_url())
-        }
-    })?;
-    let status = resp.status();
-    if status.is_success() {
+    let answer = crate::http::send(
+        || {
+            let mut req = client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            req
+        },
+        max_wait,
+    )
+    .await
+    // Never the URL: a Slack webhook URL is itself a secret.
+    .map_err(|e| format!("the receiver: {e}"))?;
+    if answer.status.is_success() {
         Ok(())
     } else {
-        Err(format!("the receiver answered HTTP {status}"))
+        Err(format!("the receiver answered HTTP {}", answer.status))
     }
 }
 
@@ -144,6 +147,7 @@ pub struct SlackNotifier {
     name: String,
     url: SecretString,
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl SlackNotifier {
@@ -160,6 +164,7 @@ impl SlackNotifier {
             name: name.to_owned(),
             url,
             client: outbound::client(allow_private, timeout)?,
+            timeout,
         })
     }
 }
@@ -176,9 +181,15 @@ impl Notifier for SlackNotifier {
         _earlier: &[String],
     ) -> Result<Option<String>, String> {
         let body = serde_json::to_vec(&slack_blocks(m)).map_err(|e| e.to_string())?;
-        post(&self.client, self.url.expose_secret(), body, &[])
-            .await
-            .map(|()| None)
+        post(
+            &self.client,
+            self.url.expose_secret(),
+            body,
+            &[],
+            self.timeout,
+        )
+        .await
+        .map(|()| None)
     }
 }
 
@@ -188,6 +199,7 @@ pub struct WebhookNotifier {
     url: String,
     secret: SecretSlice<u8>,
     client: reqwest::Client,
+    timeout: Duration,
     clock: std::sync::Arc<dyn hourglass_core::Clock>,
 }
 
@@ -206,6 +218,7 @@ impl WebhookNotifier {
             url: url.to_owned(),
             secret,
             client: outbound::client(allow_private, timeout)?,
+            timeout,
             clock,
         })
     }
@@ -234,6 +247,7 @@ impl Notifier for WebhookNotifier {
                 (webhook::SIGNATURE_HEADER, sig),
                 (webhook::IDEMPOTENCY_HEADER, id.to_owned()),
             ],
+            self.timeout,
         )
         .await
         .map(|()| None)
