@@ -148,6 +148,21 @@ impl Engine {
         Ok(())
     }
 
+    /// The entry a replacement changes: there, at the version given (if one is), and its new
+    /// name free.
+    async fn to_replace(
+        &self,
+        kind: DirectoryKind,
+        id: &str,
+        if_version: Option<i64>,
+        name: &str,
+    ) -> Result<DirectoryEntry> {
+        let old = self.directory_entry(kind, id).await?;
+        check_version(&old, if_version)?;
+        self.name_free(kind, name, Some(id)).await?;
+        Ok(old)
+    }
+
     /// Creates a user, and the human principal it is (or adopts the existing one).
     pub async fn directory_create_user(
         &self,
@@ -293,9 +308,8 @@ impl Engine {
         w: DirectoryWrite,
     ) -> Result<DirectoryEntry> {
         let (entry, stripped) = retry_on_conflict(|| async {
-            let old = self.directory_entry(DirectoryKind::User, id).await?;
-            check_version(&old, if_version)?;
-            self.name_free(DirectoryKind::User, &w.name, Some(id))
+            let old = self
+                .to_replace(DirectoryKind::User, id, if_version, &w.name)
                 .await?;
             let principal = old
                 .principal
@@ -574,9 +588,8 @@ impl Engine {
         w: DirectoryWrite,
     ) -> Result<DirectoryEntry> {
         let (entry, lost) = retry_on_conflict(|| async {
-            let old = self.directory_entry(DirectoryKind::Group, id).await?;
-            check_version(&old, if_version)?;
-            self.name_free(DirectoryKind::Group, &w.name, Some(id))
+            let old = self
+                .to_replace(DirectoryKind::Group, id, if_version, &w.name)
                 .await?;
             if old.name != w.name {
                 self.check_not_an_owner(&old.name, "renaming").await?;

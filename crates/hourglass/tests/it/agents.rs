@@ -193,8 +193,9 @@ async fn an_agent_never_approves_denies_breaks_glass_or_administers_whatever_pol
     s.stop().await;
 }
 
-/// `support-bot` may read logs at once for 15 minutes, and ask for ops-admin.
-const ASKS: &str = r#"
+/// `support-bot` may read logs at once for 15 minutes, and ask for ops-admin (a person
+/// approves).
+pub(crate) const ASKS: &str = r#"
 @id("support-bot-asks")
 permit (
   principal == Hourglass::Principal::"support-bot",

@@ -5,26 +5,6 @@
 use hourglass_testkit::{TestServer, eventually, spawn_server_with};
 use serde_json::{Value, json};
 
-/// What the demo lets `support-bot` do, for these tests: read logs at once for 15 minutes, and
-/// ask for ops-admin (a person approves).
-const AGENT_POLICY: &str = r#"
-@id("support-bot-asks")
-permit (
-  principal == Hourglass::Principal::"support-bot",
-  action == Hourglass::Action::"Request",
-  resource is Hourglass::Entitlement
-)
-when { resource.target == "demo" };
-
-@id("support-bot-reads-logs-at-once")
-permit (
-  principal == Hourglass::Principal::"support-bot",
-  action == Hourglass::Action::"AutoApprove",
-  resource == Hourglass::Entitlement::"demo/read-logs"
-)
-when { context.duration_secs <= 900 };
-"#;
-
 fn client_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp")
 }
@@ -109,7 +89,7 @@ async fn drive(s: &TestServer, identity: &str, plan: &Value) -> Value {
 #[tokio::test]
 async fn an_agent_asks_watches_and_releases_through_mcp_and_cannot_decide() {
     let s = spawn_server_with(|dir, text| {
-        std::fs::write(dir.join("policies/agent.cedar"), AGENT_POLICY).unwrap();
+        std::fs::write(dir.join("policies/agent.cedar"), crate::agents::ASKS).unwrap();
         text
     })
     .await
