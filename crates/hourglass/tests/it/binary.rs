@@ -65,13 +65,17 @@ pub fn setup() -> Setup {
     let target = dir.path().join("targets/demo-target.sh");
     let wrapper = dir.path().join("targets/crashy.sh");
     // Kills the server (its parent) before or after the real target acts, once per marker file.
+    // The server being killed is remembered (`killed`, holding its pid) before the marker goes,
+    // and checked after the marker, so that another call it started at the same moment (two
+    // grants due together) acts no more either; a restarted server has another pid.
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\nd={d}\nop=$1\n\
-             if [ -f \"$d/crash-$op-before\" ]; then rm -f \"$d/crash-$op-before\"; kill -9 $PPID; exit 1; fi\n\
+             if [ -f \"$d/crash-$op-before\" ]; then echo $PPID > \"$d/killed\"; rm -f \"$d/crash-$op-before\"; kill -9 $PPID; exit 1; fi\n\
+             if [ \"$(cat \"$d/killed\" 2>/dev/null)\" = \"$PPID\" ]; then exit 1; fi\n\
              {t} \"$@\" || exit $?\n\
-             if [ -f \"$d/crash-$op-after\" ]; then rm -f \"$d/crash-$op-after\"; kill -9 $PPID; exit 1; fi\n\
+             if [ -f \"$d/crash-$op-after\" ]; then echo $PPID > \"$d/killed\"; rm -f \"$d/crash-$op-after\"; kill -9 $PPID; exit 1; fi\n\
              if [ \"$op\" = grant ] && [ -f \"$d/credential\" ]; then printf '{{\"handle\": {{\"via\": \"wrapper\"}}, \"credential\": \"%s\"}}' \"$(cat \"$d/credential\")\"; fi\n",
             d = dir.path().display(),
             t = target.display()
