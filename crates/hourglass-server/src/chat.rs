@@ -779,11 +779,16 @@ impl Notifier for SlackChat {
             | NotifyEvent::RequestExpired => {
                 // Every message with the request's buttons shows how it ended.
                 let msg = slack::request_message(&self.card(m, state_of(m.event)));
-                for (c, ts) in posted {
-                    self.api
-                        .update(c, ts, &msg)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                // The channel's post must be updated (an error retries the delivery); a copy
+                // that cannot be (a direct message deleted) is logged and left.
+                for (i, (c, ts)) in posted.into_iter().enumerate() {
+                    match self.api.update(c, ts, &msg).await {
+                        Ok(()) => {}
+                        Err(e) if i == 0 => return Err(e.to_string()),
+                        Err(e) => {
+                            warn!(chat = %self.name, error = %e, "a copy of a request's message could not be updated");
+                        }
+                    }
                 }
                 self.tell(m, false, None).await?;
                 Ok(None)

@@ -57,11 +57,15 @@ impl Source {
             .filter(|(_, p)| p.as_str() == who)
             .map(|(e, _)| e.clone())
             .collect();
-        if who.contains('@') {
-            out.push(who.to_ascii_lowercase());
-        } else if let Some(d) = &self.email_domain {
-            out.push(format!("{who}@{d}").to_ascii_lowercase());
-        }
+        let fallback = if who.contains('@') {
+            Some(who.to_ascii_lowercase())
+        } else {
+            self.email_domain
+                .as_ref()
+                .map(|d| format!("{who}@{d}").to_ascii_lowercase())
+        };
+        // An address `users` maps is that principal's, not whoever it looks like.
+        out.extend(fallback.filter(|a| !self.users.contains_key(a)));
         out
     }
 
@@ -406,6 +410,30 @@ users = { "Carol@Elsewhere.example" = "carol" }
         assert!(b.on_call(&p("alice"), at));
         assert!(b.on_call(&p("carol"), at.plus_millis(299_999)));
         assert!(!b.on_call(&p("bob"), at));
+        // alice@example.com is hers by the domain; an address `users` maps is not.
+        {
+            let mut a = b.sources[0].answer.lock().unwrap();
+            a.emails = ["carol@elsewhere.example"].map(String::from).into();
+        }
+        let (mapped, _) = board(
+            r#"
+[[oncall]]
+name = "pd"
+kind = "pagerduty"
+token = { file = "pd.token" }
+schedules = ["PSCH001"]
+email_domain = "example.com"
+users = { "alice@example.com" = "bob" }
+"#,
+        )
+        .unwrap();
+        {
+            let mut a = mapped.sources[0].answer.lock().unwrap();
+            a.emails = ["alice@example.com"].map(String::from).into();
+            a.read_at = Some(at);
+        }
+        assert!(mapped.on_call(&p("bob"), at));
+        assert!(!mapped.on_call(&p("alice"), at), "the address is bob's");
         // Past its ttl, with no newer answer: nobody.
         assert!(!b.on_call(&p("alice"), at.plus_millis(300_000)));
         assert_eq!(

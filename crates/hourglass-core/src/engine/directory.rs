@@ -351,13 +351,9 @@ impl Engine {
                             .with("principal", &principal)
                             .with("status", "active"),
                     );
-                } else if w.active && status == PrincipalStatus::Offboarded {
-                    commit.audit.push(
-                        AuditRecord::new(now, actor, EventKind::DirectoryUserReactivated, id)
-                            .with("principal", &principal)
-                            .with("status", "offboarded"),
-                    );
                 }
+                // An offboarded person stays offboarded whatever `active` says: nothing to
+                // record but the update below.
                 if identity != before {
                     commit.identities.push(identity);
                 }
@@ -469,6 +465,23 @@ impl Engine {
                 ));
             };
             if let Some(p) = u.principal {
+                out.push((m.clone(), p));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The principals of the directory users `ids` that still exist (a member deleted
+    /// meanwhile is skipped); a store error is an error.
+    async fn principals_of(&self, ids: &[String]) -> Result<Vec<(String, PrincipalId)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for m in ids {
+            if let Some(p) = self
+                .store
+                .get_directory(DirectoryKind::User, m)
+                .await?
+                .and_then(|u| u.principal)
+            {
                 out.push((m.clone(), p));
             }
         }
@@ -609,7 +622,7 @@ impl Engine {
                 .cloned()
                 .collect();
             let added = self.check_members(&came).await?;
-            let removed = self.check_members(&went).await.unwrap_or_default();
+            let removed = self.principals_of(&went).await?;
             let now = self.clock.now();
             let entry = DirectoryEntry {
                 name: w.name.clone(),
@@ -632,7 +645,7 @@ impl Engine {
                     .filter(|m| old_ids.contains(m))
                     .cloned()
                     .collect();
-                let stayed = self.check_members(&stayed).await.unwrap_or_default();
+                let stayed = self.principals_of(&stayed).await?;
                 self.regroup_into(&stayed, Some(&old.name), Some(&w.name), &mut commit)
                     .await?;
                 lost.extend(stayed.into_iter().map(|(_, p)| p));
@@ -656,7 +669,7 @@ impl Engine {
             ))
         })
         .await?;
-        self.eligibility_lost(actor, &lost, &entry.name).await?;
+        self.eligibility_lost(actor, &lost, &entry.name).await;
         Ok(entry)
     }
 
@@ -671,10 +684,7 @@ impl Engine {
             let old = self.directory_entry(DirectoryKind::Group, id).await?;
             check_version(&old, if_version)?;
             self.check_not_an_owner(&old.name, "deleting").await?;
-            let members = self
-                .check_members(&members_of(&old.resource))
-                .await
-                .unwrap_or_default();
+            let members = self.principals_of(&members_of(&old.resource)).await?;
             let now = self.clock.now();
             let mut commit = Commit::default();
             self.regroup_into(&members, Some(&old.name), None, &mut commit)
@@ -694,18 +704,24 @@ impl Engine {
             ))
         })
         .await?;
-        self.eligibility_lost(actor, &lost, &name).await
+        self.eligibility_lost(actor, &lost, &name).await;
+        Ok(())
     }
 
     /// People who lost group `group`: their pending requests that policy no longer permits are
     /// cancelled; with `revoke_on_eligibility_loss`, so are live grants it no longer permits.
-    async fn eligibility_lost(
-        &self,
-        actor: &str,
-        people: &[PrincipalId],
-        group: &str,
-    ) -> Result<()> {
+    async fn eligibility_lost(&self, actor: &str, people: &[PrincipalId], group: &str) {
         for p in people {
+            // The directory's change stands; a check that fails here is logged, and the next
+            // reload or re-check of these requests catches it.
+            if let Err(e) = self.person_lost_group(actor, p, group).await {
+                warn!(principal = %p, %group, error = %e, "requests not checked again after a group loss");
+            }
+        }
+    }
+
+    async fn person_lost_group(&self, actor: &str, p: &PrincipalId, group: &str) -> Result<()> {
+        {
             let pending = self
                 .store
                 .list_requests(&RequestFilter {

@@ -504,10 +504,13 @@ impl Engine {
             NotifyEvent::RequestReminder | NotifyEvent::RequestEscalated
         ) && let Some(rid) = m.request_id.as_deref()
         {
+            // A store that does not answer is no reason to drop the message: the error
+            // leaves it leased, and it is delivered when the lease runs out.
             return Ok(match self.load_request(rid).await {
                 Ok(r) if r.state == RequestState::Pending => None,
                 Ok(r) => Some(format!("request {rid} is {}", r.state.as_str())),
-                Err(_) => Some(format!("request {rid} is gone")),
+                Err(crate::Error::NotFound { .. }) => Some(format!("request {rid} is gone")),
+                Err(e) => return Err(e),
             });
         }
         let Some(gid) = m.grant_id.as_deref() else {
@@ -548,7 +551,9 @@ impl Engine {
         };
         match self.store.notifications_about(request).await {
             Ok(mut all) => {
-                all.sort_by_key(|e| e.created_at);
+                // The request's first post first (a pending and an escalated message are
+                // queued in the same commit, at the same moment).
+                all.sort_by_key(|e| (e.message.event != NotifyEvent::RequestPending, e.created_at));
                 all.into_iter()
                     .filter(|e| {
                         e.notifier == n.notifier
