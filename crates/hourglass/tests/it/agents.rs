@@ -307,9 +307,18 @@ async fn an_agent_has_its_own_tighter_quotas() {
     .await
     .unwrap();
     let bot = s.client("support-bot");
-    bot.create_request(&ask("demo/read-logs", "10m", "one"))
+    let one = bot
+        .create_request(&ask("demo/read-logs", "10m", "one"))
         .await
         .unwrap();
+    // Its grant is provisioned in the background: wait, so that the count below is still.
+    let grant = one.grants.clone().unwrap()[0].id.clone();
+    assert!(
+        hourglass_testkit::eventually(|| async {
+            bot.get_grant(&grant).await.unwrap().state == "active"
+        })
+        .await
+    );
     let two = bot
         .create_request(&ask("demo/ops-admin", "10m", "two"))
         .await
