@@ -266,6 +266,9 @@ pub struct WhoAmI {
     pub principal: String,
     pub kind: String,
     pub groups: Vec<String>,
+    /// The person an agent acts for (its token's `act` delegation), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<String>,
 }
 
 /// `GET /v1/catalogue`: one thing the caller may ask for now, and what would happen.
@@ -292,6 +295,64 @@ pub struct OfferView {
     pub break_glass: bool,
     /// The request needs the person's SSH public key.
     pub needs_public_key: bool,
+}
+
+/// `POST /v1/explain`: what asking for something would do for the caller, and why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainBody {
+    /// The entitlement (`target/name`) or profile.
+    pub access: String,
+    /// As in a request; the default duration when absent.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// A ticket reference, taken as open and assigned to the caller.
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+/// One policy decision: allowed or not, and the policies that determined it (empty for a
+/// default deny).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    pub allowed: bool,
+    pub policy_ids: Vec<String>,
+}
+
+/// The answer of `POST /v1/explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExplainView {
+    pub access: String,
+    pub duration: String,
+    pub max_duration: String,
+    /// `at_once`, `needs_approval`, `needs_ticket` or `refused`.
+    pub outcome: String,
+    /// Why, in one sentence.
+    pub detail: String,
+    /// Policy's `Request` (may ask at all).
+    pub eligible: DecisionView,
+    /// Policy's `AutoApprove` (granted without a person).
+    pub auto_approve: DecisionView,
+    pub approvals_required: u32,
+    /// The policy set the decisions were made under.
+    pub policy_hash: String,
+}
+
+/// `POST /v1/agents/tool-calls`: an agent host's record of one MCP tool call
+/// (`agent.tool_called`; `hourglass mcp` sends one per call). Never arguments or secrets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallBody {
+    /// One of the MCP tools; ignored when `outcome` is `unknown`.
+    pub tool: String,
+    /// `ok`, `refused`, `invalid` or `unknown`.
+    pub outcome: String,
+    /// The refusal's code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The request or grant the call touched.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// One difference between a target and the ledger, found by the reconciler.

@@ -122,6 +122,7 @@ async fn raw_parts(idp: &DevIssuer, raw_commit: f64, n: usize) -> Result<()> {
         audience: vec!["hourglass".into()],
         delegation_audience: Vec::new(),
         api_audience: Vec::new(),
+        mcp_audience: Vec::new(),
         algorithms: vec![hourglass_tokens::parse_algorithm("EdDSA").map_err(anyhow::Error::msg)?],
         skew_secs: 60,
         rules: vec![Rule {

@@ -390,6 +390,37 @@ impl Client {
         let l: List<hourglass_api::OfferView> = self.get("/v1/catalogue").await?;
         Ok(l.items)
     }
+    /// What asking for something would do for the caller now, and why (`POST /v1/explain`).
+    pub async fn explain(
+        &self,
+        body: &hourglass_api::ExplainBody,
+    ) -> Result<hourglass_api::ExplainView, ClientError> {
+        self.post("/v1/explain", body).await
+    }
+    /// Records one MCP tool call of this agent (`POST /v1/agents/tool-calls`).
+    pub async fn tool_called(&self, body: &hourglass_api::ToolCallBody) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/agents/tool-calls", self.base))
+            .json(body);
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await?;
+        Err(match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => ClientError::Problem(Box::new(p)),
+            Err(_) => ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        })
+    }
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.get("/v1/whoami").await
     }

@@ -62,6 +62,10 @@ error_codes! {
     ApprovalSeparationOfDuties = "approval.separation_of_duties", status: [403];
     /// Deciding on requests for … needs a sign-in with a second factor; sign in again with one.
     ApprovalStepUpRequired = "approval.step_up_required", status: [403];
+    /// Only agents record MCP tool calls.
+    AgentOnly = "agent.only", status: [403];
+    /// A tool call record names no known tool, outcome or subject.
+    AgentToolCallInvalid = "agent.tool_call_invalid", status: [400];
     /// Needs Administer on every entitlement.
     AuditNotAllowed = "audit.not_allowed", status: [403];
     /// Sign-in is posted from this server's own page only.
@@ -76,6 +80,8 @@ error_codes! {
     AuthTokenUsed = "auth.token_used", status: [401];
     /// The token is not valid.
     AuthInvalid = "auth.invalid", status: [401];
+    /// The MCP endpoint serves agents: an agent's API key or token, or a person's token whose `act` names the agent.
+    AuthNotAnAgent = "auth.not_an_agent", status: [403];
     /// Send Authorization: Bearer <token>, or sign in.
     AuthMissing = "auth.missing", status: [401];
     /// Not signed in (no live session cookie)

@@ -188,6 +188,11 @@ event_kinds! {
     IdentityOffboarded = "identity.offboarded", details: [
         "reason", "grants_revoked", "keys_revoked", "requests_cancelled",
     ];
+    /// An agent called an MCP tool: which, how it ended (`ok`, `refused` with the code,
+    /// `invalid` arguments, `unknown` tool), over which transport (`http` seen by the server,
+    /// `stdio` reported by the agent host), and the request or grant it touched. Never the
+    /// arguments or a credential.
+    AgentToolCalled = "agent.tool_called", details: ["tool", "outcome", "code", "via", "for"];
     /// The directory (SCIM) created a user; the principal it is was created or adopted.
     DirectoryUserCreated = "directory.user_created", details: ["name", "principal", "active", "adopted"];
     /// The directory changed a user's attributes.

@@ -311,6 +311,7 @@ impl SlackChat {
             // A click in Slack is no second factor.
             mfa: false,
             source_ip: None,
+            on_behalf_of: None,
         })
     }
 

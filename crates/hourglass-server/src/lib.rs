@@ -12,6 +12,7 @@ pub mod demo;
 pub mod facts;
 mod http;
 pub mod integrations;
+pub mod mcp;
 pub mod metrics;
 mod oidc;
 pub mod oncall;
@@ -47,8 +48,9 @@ pub struct App {
     engine: Arc<Engine>,
     /// The SCIM service provider's settings.
     scim: config::ScimSection,
-    /// The server's address as clients reach it, for SCIM's `meta.location`.
-    scim_base: Option<String>,
+    /// The server's address as clients reach it (`notifications.public_url`): SCIM's
+    /// `meta.location`, the MCP resource.
+    public_base: Option<String>,
     metrics: Arc<Metrics>,
     overdue_after_ms: i64,
     ssh: BTreeMap<TargetId, Arc<SshConnector>>,
@@ -591,7 +593,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         ticket_hooks,
         chats,
         scim: config.scim.clone(),
-        scim_base: config
+        public_base: config
             .notifications
             .public_url
             .as_ref()

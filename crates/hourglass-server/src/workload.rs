@@ -57,6 +57,7 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
         for (name, list) in [
             ("delegation_audience", &c.delegation_audience),
             ("api_audience", &c.api_audience),
+            ("mcp_audience", &c.mcp_audience),
         ] {
             if list.iter().any(|a| a.trim().is_empty()) {
                 bad(format!("{name}: no empty audience"));
@@ -66,6 +67,7 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
             ("audience", &c.audience),
             ("delegation_audience", &c.delegation_audience),
             ("api_audience", &c.api_audience),
+            ("mcp_audience", &c.mcp_audience),
         ];
         for (i, (a_name, a)) in uses.iter().enumerate() {
             for (b_name, b) in &uses[i + 1..] {
@@ -112,6 +114,7 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
                 audience: c.audience.clone(),
                 delegation_audience: c.delegation_audience.clone(),
                 api_audience: c.api_audience.clone(),
+                mcp_audience: c.mcp_audience.clone(),
                 algorithms,
                 skew_secs: c.clock_skew.as_secs(),
                 rules,

@@ -12,7 +12,9 @@
 //! Audiences keep the uses of a token apart ([`Purpose`]): `audience` for token exchange,
 //! `delegation_audience` for a token a person obtained to hand to an agent (it is exchanged only
 //! together with that agent's own token), and `api_audience` for a person's token that is an API
-//! bearer. An issuer with no `api_audience` never authenticates API calls. A token without a
+//! bearer. An issuer with no `api_audience` never authenticates API calls; `mcp_audience` (the
+//! MCP endpoint's resource identifier, RFC 8707) for an agent's token, or a person's token whose
+//! `act` names the agent acting for them, presented to `/mcp`. A token without a
 //! `jti` is identified by a digest of its signing input, never of the whole token: an ECDSA
 //! signature has two valid forms, so the same token could otherwise be presented twice.
 
@@ -78,6 +80,9 @@ pub struct IssuerSpec {
     /// Accepted as an API bearer (`Authorization: Bearer`) for people; empty means the issuer's
     /// tokens never authenticate API calls. Disjoint from the others.
     pub api_audience: Vec<String>,
+    /// Accepted as a bearer at the MCP endpoint (`/mcp`): an agent's own token, or a person's
+    /// whose `act` names the agent acting for them. Disjoint from the others.
+    pub mcp_audience: Vec<String>,
     pub algorithms: Vec<Algorithm>,
     pub skew_secs: u64,
     pub rules: Vec<Rule>,
@@ -90,6 +95,8 @@ pub enum Purpose {
     Exchange,
     /// `Authorization: Bearer` on the API: `api_audience` only.
     ApiBearer,
+    /// `Authorization: Bearer` at the MCP endpoint: `mcp_audience` only.
+    McpBearer,
 }
 
 /// The `may_act` claim (RFC 8693 §4.4): who the subject allows to act for it.
@@ -131,6 +138,8 @@ pub struct Verified {
     pub claims: BTreeMap<String, String>,
     /// The `act` claim, for tokens that already carry a delegation.
     pub act: Option<Value>,
+    /// The principal the issuer's rules map the current actor (the outermost `act`) to.
+    pub actor: Option<String>,
     /// The `may_act` claim: the actor the subject consents to.
     pub may_act: Option<MayAct>,
     /// Whether it was issued for delegation (its audience is a `delegation_audience`).
@@ -230,6 +239,19 @@ impl Issuers {
         })
     }
 
+    /// The issuers (`iss`) whose tokens the MCP endpoint accepts (those with an
+    /// `mcp_audience`), sorted.
+    pub fn mcp_issuers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_iss
+            .values()
+            .filter(|t| !t.spec.mcp_audience.is_empty())
+            .map(|t| t.spec.issuer.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_iss.is_empty()
     }
@@ -303,6 +325,14 @@ impl Issuers {
         }
     }
 
+    /// The first rule whose claims all match `strings`.
+    fn rule_for<'a>(t: &'a Trusted, strings: &BTreeMap<String, String>) -> Option<&'a Rule> {
+        t.spec
+            .rules
+            .iter()
+            .find(|r| r.claims.iter().all(|(k, v)| strings.get(k) == Some(v)))
+    }
+
     /// Verifies `token` for `purpose` at `now_secs` (the caller's clock) and maps it to a
     /// principal.
     pub async fn verify(
@@ -355,14 +385,16 @@ impl Issuers {
                 .cloned()
                 .collect(),
             Purpose::ApiBearer => t.spec.api_audience.clone(),
+            Purpose::McpBearer => t.spec.mcp_audience.clone(),
         };
         if audiences.is_empty() {
+            let which = match purpose {
+                Purpose::McpBearer => "MCP bearer tokens (no mcp_audience)",
+                _ => "API bearer tokens (no api_audience)",
+            };
             return Err(Refusal::new(
                 "token.not_api_bearer",
-                format!(
-                    "issuer {} does not sign API bearer tokens (no api_audience)",
-                    t.spec.name
-                ),
+                format!("issuer {} does not sign {which}", t.spec.name),
             ));
         }
         let kid = header.get("kid").and_then(Value::as_str);
@@ -448,20 +480,15 @@ impl Issuers {
             .filter_map(|(k, v)| claim_string(v).map(|s| (k.clone(), s)))
             .collect();
         let subject = strings.get("sub").cloned().unwrap_or_default();
-        let rule = t
-            .spec
-            .rules
-            .iter()
-            .find(|r| r.claims.iter().all(|(k, v)| strings.get(k) == Some(v)))
-            .ok_or_else(|| {
-                Refusal::new(
-                    "token.unmapped",
-                    format!(
-                        "no mapping of issuer {} matches subject {subject:?}",
-                        t.spec.name
-                    ),
-                )
-            })?;
+        let rule = Self::rule_for(t, &strings).ok_or_else(|| {
+            Refusal::new(
+                "token.unmapped",
+                format!(
+                    "no mapping of issuer {} matches subject {subject:?}",
+                    t.spec.name
+                ),
+            )
+        })?;
         let jti = match strings.get("jti") {
             Some(j) if !j.is_empty() => j.clone(),
             // The signing input, not the token: (r, s) and (r, n - s) both verify for ECDSA.
@@ -482,7 +509,20 @@ impl Issuers {
                 iss: m.get("iss").and_then(Value::as_str).map(str::to_owned),
             })
         });
+        // The current actor (RFC 8693 §4.1: the outermost `act`), mapped by the same rules as a
+        // token's own claims.
+        let actor = claims
+            .get("act")
+            .and_then(Value::as_object)
+            .and_then(|act| {
+                let strings: BTreeMap<String, String> = act
+                    .iter()
+                    .filter_map(|(k, v)| claim_string(v).map(|s| (k.clone(), s)))
+                    .collect();
+                Self::rule_for(t, &strings).map(|r| r.principal.clone())
+            });
         Ok(Verified {
+            actor,
             issuer_name: t.spec.name.clone(),
             issuer: t.spec.issuer.clone(),
             subject,
@@ -589,6 +629,7 @@ mod tests {
             audience: vec!["hourglass".into()],
             delegation_audience: vec![],
             api_audience: vec![],
+            mcp_audience: vec![],
             algorithms: vec![
                 parse_algorithm("RS256").unwrap(),
                 parse_algorithm("ES256").unwrap(),
@@ -725,6 +766,7 @@ mod tests {
             audience: vec!["hourglass".into()],
             delegation_audience: vec!["hourglass-delegation".into()],
             api_audience: vec!["hourglass-api".into()],
+            mcp_audience: vec![],
             algorithms: vec![parse_algorithm("ES256").unwrap()],
             skew_secs: 0,
             rules: vec![Rule {

@@ -91,6 +91,7 @@ impl Engine {
                 principal: current,
                 mfa: false,
                 source_ip: None,
+                on_behalf_of: None,
             };
             if let Some((_, step_up)) = self.may_decide(&caller, &req, &mut people).await? {
                 out.push((p.id.clone(), step_up));

@@ -7,6 +7,7 @@
 //! connector except the job execution in [`jobs`], which only workers run.
 
 mod admission;
+mod agents;
 mod catalogue;
 mod credentials;
 mod directory;
@@ -35,6 +36,7 @@ use std::{
 };
 
 pub use crate::directory::{DirectorySettings, Leave};
+pub use agents::{Explanation, TOOLS, ToolCall, ToolOutcome};
 pub use catalogue::{Explained, Offer};
 pub use directory::{DirectoryWrite, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
@@ -85,6 +87,9 @@ pub struct Caller {
     /// Whether the authentication included a second factor.
     pub mfa: bool,
     pub source_ip: Option<String>,
+    /// The person an agent acts for (a token whose `act` names the agent): what it asks is
+    /// asked for them, judged for both, and shown as "agent for person".
+    pub on_behalf_of: Option<Principal>,
 }
 
 /// The rule that refuses agents every decision that is not asking for themselves, named as

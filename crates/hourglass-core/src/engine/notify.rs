@@ -397,7 +397,8 @@ impl Engine {
                 | EventKind::KeyDeclared
                 | EventKind::KeyRotated
                 | EventKind::KeyRevoked
-                | EventKind::AuditRefusalsSuppressed => {}
+                | EventKind::AuditRefusalsSuppressed
+                | EventKind::AgentToolCalled => {}
             }
         }
         out

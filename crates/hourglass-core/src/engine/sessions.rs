@@ -139,6 +139,7 @@ impl Engine {
             principal,
             mfa: t.mfa,
             source_ip,
+            on_behalf_of: None,
         }))
     }
 
@@ -514,6 +515,7 @@ impl Engine {
                 principal,
                 mfa: session.mfa,
                 source_ip,
+                on_behalf_of: None,
             },
             session,
         )))

@@ -37,13 +37,13 @@ pub struct NewRequest {
     pub starts_at: Option<String>,
 }
 
-struct Checked<'a> {
-    resource: Resource<'a>,
-    duration: GrantDuration,
-    starts_at: Option<Timestamp>,
-    reason: String,
-    ticket: Option<String>,
-    public_key: Option<String>,
+pub(super) struct Checked<'a> {
+    pub(super) resource: Resource<'a>,
+    pub(super) duration: GrantDuration,
+    pub(super) starts_at: Option<Timestamp>,
+    pub(super) reason: String,
+    pub(super) ticket: Option<String>,
+    pub(super) public_key: Option<String>,
 }
 
 const MAX_PUBLIC_KEY: usize = 16_384;
@@ -53,7 +53,7 @@ const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3_600_000;
 const START_SKEW_MS: i64 = 60_000;
 
 impl Engine {
-    fn check_new(&self, new: &NewRequest, now: Timestamp) -> Result<Checked<'_>> {
+    pub(super) fn check_new(&self, new: &NewRequest, now: Timestamp) -> Result<Checked<'_>> {
         // An entitlement, or a task profile.
         let resource = self.resource_named(&new.entitlement).ok_or_else(|| {
             Error::invalid(

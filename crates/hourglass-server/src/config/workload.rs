@@ -68,6 +68,12 @@ pub struct IssuerConfig {
     /// delegation is never a session. Workloads and agents never use this path.
     #[serde(default)]
     pub api_audience: Vec<String>,
+    /// Opt-in: audiences of tokens presented at the MCP endpoint (`/mcp`), by convention its
+    /// URL (`https://hourglass.example.com/mcp`, RFC 8707): an agent's own token, or a
+    /// person's whose `act` claim names the agent acting for them. Listed in the endpoint's
+    /// protected-resource metadata (RFC 9728). Distinct from the other audiences.
+    #[serde(default)]
+    pub mcp_audience: Vec<String>,
     /// Accepted signature algorithms. Asymmetric only: `none` and `HS*` are refused.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,

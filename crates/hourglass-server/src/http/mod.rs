@@ -6,6 +6,7 @@ mod app;
 mod app_admin;
 mod events;
 mod identities;
+mod mcp;
 mod reviews;
 mod scim;
 mod slack;
@@ -168,7 +169,8 @@ pub fn router(app: Shared) -> Router {
             post(tickets::source_event),
         )
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
-    api.layer(RequestBodyLimitLayer::new(64 * 1024))
+    api.merge(mcp::routes(&app))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
         .merge(ticket_events)
         .merge(scim)
         .merge(chat.layer(RequestBodyLimitLayer::new(1024 * 1024)))
@@ -341,6 +343,7 @@ impl FromRequestParts<Shared> for Authed {
             principal,
             mfa: false,
             source_ip,
+            on_behalf_of: None,
         }))
     }
 }
@@ -443,10 +446,20 @@ async fn create_request(
     Authed(caller): Authed,
     Body(body): Body<CreateRequest>,
 ) -> ApiResult<Response> {
+    let view = submit(&app, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Asks for access as `caller` (the API and the MCP tools), counted in the metrics.
+pub(crate) async fn submit(
+    app: &App,
+    caller: &Caller,
+    body: CreateRequest,
+) -> ApiResult<RequestView> {
     let result = app
         .engine
         .submit(
-            &caller,
+            caller,
             NewRequest {
                 entitlement: body.entitlement,
                 duration: body.duration,
@@ -476,8 +489,8 @@ async fn create_request(
             (false, true) => "auto_approved",
             (false, false) => "pending",
         });
-    let details = app.engine.request_details(&caller, r.id.as_str()).await?;
-    Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
+    let details = app.engine.request_details(caller, r.id.as_str()).await?;
+    Ok(views::details(&details))
 }
 
 #[utoipa::path(get, path = "/v1/requests", params(("state" = Option<String>, Query, description = "pending|approved|fulfilled|denied|cancelled|expired|failed"), ("limit" = Option<u32>, Query, description = "1-500, default 100")), responses((status = 200, description = "Requests the caller may see, newest first", body = List<RequestView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
@@ -774,12 +787,18 @@ async fn ssh_krl(State(app): State<Shared>, uri: axum::http::Uri) -> ApiResult<R
 
 #[utoipa::path(get, path = "/v1/whoami", responses((status = 200, description = "The caller", body = WhoAmI), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn whoami(Authed(caller): Authed) -> Json<WhoAmI> {
-    let p = caller.principal;
-    Json(WhoAmI {
+    Json(who(&caller))
+}
+
+/// Who the caller is, as `whoami` says.
+fn who(caller: &Caller) -> WhoAmI {
+    let p = &caller.principal;
+    WhoAmI {
         principal: p.id.to_string(),
         kind: p.kind.as_str().to_owned(),
-        groups: p.groups,
-    })
+        groups: p.groups.clone(),
+        acting_for: caller.on_behalf_of.as_ref().map(|o| o.id.to_string()),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/catalogue", responses((status = 200, description = "What the caller may ask for now, and what asking would do", body = List<hourglass_api::OfferView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
@@ -882,7 +901,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -413,6 +413,7 @@ async fn wait_for_credential(
         principal: holder.clone(),
         mfa: false,
         source_ip: None,
+        on_behalf_of: None,
     };
     let poll = async {
         loop {

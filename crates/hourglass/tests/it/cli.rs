@@ -313,6 +313,7 @@ fn mint_token_signs_only_for_an_issuer_whose_key_is_here() {
         audience: vec!["hourglass".into()],
         delegation_audience: Vec::new(),
         api_audience: Vec::new(),
+        mcp_audience: Vec::new(),
         algorithms: vec![hourglass_tokens::parse_algorithm("EdDSA").unwrap()],
         skew_secs: 0,
         rules: vec![hourglass_tokens::Rule {

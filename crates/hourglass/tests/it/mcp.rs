@@ -111,6 +111,7 @@ async fn an_agent_asks_watches_and_releases_through_mcp_and_cannot_decide() {
     assert_eq!(
         report["tools"],
         json!([
+            "explain",
             "list_access",
             "my_grants",
             "release_access",

@@ -1,0 +1,341 @@
+//! What agents do besides asking: every MCP tool call recorded (`agent.tool_called`), and the
+//! explanation of what asking for something would do, and why, for the caller itself.
+//!
+//! The MCP tools themselves live in the server; they call the same use cases as the API, so a
+//! tool decides nothing the API would not. These are the two things only tools need.
+
+use super::{Caller, Engine, NewRequest};
+use crate::{
+    Error, GrantDuration, Result,
+    audit::AuditRecord,
+    catalog::PrincipalKind,
+    policy::{Action, Decision, TicketFacts},
+    store::Commit,
+};
+
+/// The MCP tools, by name: a record names one of them or none.
+pub const TOOLS: [&str; 7] = [
+    "whoami",
+    "list_access",
+    "request_access",
+    "request_status",
+    "my_grants",
+    "release_access",
+    "explain",
+];
+
+/// How one tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolOutcome {
+    /// It did what was asked.
+    Ok,
+    /// The server refused it (the code says why).
+    Refused,
+    /// Its arguments did not fit the tool's schema.
+    Invalid,
+    /// There is no such tool.
+    Unknown,
+}
+
+impl ToolOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ToolOutcome::Ok => "ok",
+            ToolOutcome::Refused => "refused",
+            ToolOutcome::Invalid => "invalid",
+            ToolOutcome::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ToolOutcome::Ok,
+            ToolOutcome::Refused,
+            ToolOutcome::Invalid,
+            ToolOutcome::Unknown,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// One tool call, as recorded.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// The tool's name; an unknown tool is recorded as `unknown` with its name dropped (it is
+    /// whatever the agent sent).
+    pub tool: String,
+    pub outcome: ToolOutcome,
+    /// The refusal's code.
+    pub code: Option<String>,
+    /// The request or grant the call touched.
+    pub subject: Option<String>,
+    /// `http` (the server's own endpoint) or `stdio` (reported by `hourglass mcp`).
+    pub via: &'static str,
+}
+
+/// What asking for something would do for the caller now, and why.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The entitlement or profile, by name.
+    pub access: String,
+    pub duration: GrantDuration,
+    pub max_duration: GrantDuration,
+    /// The outcome: asking is refused, needs a ticket, needs approval, or is approved at once.
+    pub outcome: &'static str,
+    /// One sentence for the agent (and a person reading its transcript).
+    pub detail: String,
+    /// `Request` as asked (with the ticket, if one was given).
+    pub eligible: Decision,
+    /// `AutoApprove` as asked.
+    pub auto_approve: Decision,
+    pub approvals_required: u32,
+}
+
+/// A valid tool-call code or subject: short, printable, no spaces.
+fn token_like(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+}
+
+impl Engine {
+    /// The caller at the MCP endpoint for a bearer that stands for `principal` (an API key's
+    /// owner, or a token's mapped subject) with `actor` (its `act`, mapped): an active agent on
+    /// its own, or an active agent acting for an active person. Anything else is refused
+    /// (`Err` with the code and a reason safe to show), whatever the token says.
+    pub async fn mcp_caller(
+        &self,
+        principal: &str,
+        actor: Option<&str>,
+        source_ip: Option<String>,
+    ) -> Result<std::result::Result<Caller, (crate::ErrorCode, &'static str)>> {
+        let active = |p: Option<crate::catalog::Principal>| {
+            p.filter(|p| p.status == crate::catalog::PrincipalStatus::Active)
+        };
+        let lookup = |name: &str| {
+            let id = crate::id::PrincipalId::new(name.to_owned());
+            async move {
+                match id {
+                    Ok(id) => self.principal(&id).await,
+                    Err(_) => Ok(None),
+                }
+            }
+        };
+        let Some(subject) = active(lookup(principal).await?) else {
+            return Ok(Err((
+                crate::ErrorCode::AuthInvalid,
+                "the token is not valid",
+            )));
+        };
+        let not_agent = (
+            crate::ErrorCode::AuthNotAnAgent,
+            "the MCP endpoint serves agents: an agent's API key or token, or a person's token whose act names the agent",
+        );
+        let (agent, person) = match actor {
+            None => (subject, None),
+            Some(a) => {
+                if subject.kind != PrincipalKind::Human {
+                    return Ok(Err(not_agent));
+                }
+                let Some(agent) = active(lookup(a).await?) else {
+                    return Ok(Err((
+                        crate::ErrorCode::AuthInvalid,
+                        "the token's act names no active identity",
+                    )));
+                };
+                (agent, Some(subject))
+            }
+        };
+        if agent.kind != PrincipalKind::Agent {
+            return Ok(Err(not_agent));
+        }
+        self.store.touch(&agent.id, None, self.clock.now()).await?;
+        Ok(Ok(Caller {
+            principal: agent,
+            mfa: false,
+            source_ip,
+            on_behalf_of: person,
+        }))
+    }
+
+    /// Records one MCP tool call by the agent `caller` (`agent.tool_called`), in its own commit.
+    /// Nobody else records tool calls; a record with an unknown tool, or a code or subject that
+    /// is not an id, is refused and changes nothing.
+    pub async fn tool_called(&self, caller: &Caller, call: ToolCall) -> Result<()> {
+        if caller.principal.kind != PrincipalKind::Agent {
+            return Err(Error::forbidden(
+                crate::ErrorCode::AgentOnly,
+                format!(
+                    "{} is not an agent: only agents record tool calls",
+                    caller.principal.id
+                ),
+            ));
+        }
+        let invalid = |field: &'static str, m: &str| {
+            Error::invalid(crate::ErrorCode::AgentToolCallInvalid, field, m.to_owned())
+        };
+        let tool = match call.outcome {
+            ToolOutcome::Unknown => "unknown",
+            _ if TOOLS.contains(&call.tool.as_str()) => call.tool.as_str(),
+            _ => return Err(invalid("tool", "not one of the MCP tools")),
+        };
+        if call.code.as_deref().is_some_and(|c| !token_like(c, 64)) {
+            return Err(invalid("code", "not an error code"));
+        }
+        if call.subject.as_deref().is_some_and(|s| !token_like(s, 64)) {
+            return Err(invalid("subject", "not a request or grant id"));
+        }
+        let now = self.clock.now();
+        let mut ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            crate::event::EventKind::AgentToolCalled,
+            call.subject
+                .as_deref()
+                .unwrap_or(caller.principal.id.as_str()),
+        )
+        .with("tool", tool)
+        .with("outcome", call.outcome.as_str())
+        .with("via", call.via);
+        if let Some(c) = &call.code {
+            ev = ev.with("code", c);
+        }
+        if let Some(p) = &caller.on_behalf_of {
+            ev = ev.with("for", p.id.as_str());
+        }
+        self.commit(Commit {
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// What asking for `access` (for `duration`, with `ticket`) would do for `caller` now, and
+    /// why: the same checks as a request, then policy's `Request` and `AutoApprove`, without
+    /// writing anything. A ticket is taken as open and assigned to the caller (its real state
+    /// is checked when asking). Input a request would refuse is refused the same way.
+    pub async fn explain_ask(
+        &self,
+        caller: &Caller,
+        access: &str,
+        duration: Option<String>,
+        ticket: Option<String>,
+    ) -> Result<Explanation> {
+        let now = self.clock.now();
+        let checked = self.check_new(
+            &NewRequest {
+                entitlement: access.to_owned(),
+                duration,
+                reason: "explain".into(),
+                ticket,
+                ..NewRequest::default()
+            },
+            now,
+        )?;
+        let resource = checked.resource;
+        let (subject, actor) = match &caller.on_behalf_of {
+            Some(p) => (p, Some(&caller.principal)),
+            None => (&caller.principal, None),
+        };
+        let facts = |reference: &str| TicketFacts {
+            reference: reference.to_owned(),
+            status: Some("open".into()),
+            assignee: Some(subject.id.to_string()),
+            priority: None,
+            source: None,
+            verified: true,
+        };
+        let mut ctx = self.context(
+            Some(caller),
+            &subject.id,
+            checked.duration,
+            checked.ticket.as_deref().map(facts).as_ref(),
+            now,
+        );
+        ctx.actor = actor.cloned();
+        let decide = |action: Action, ctx: &crate::policy::DecisionContext| -> Result<Decision> {
+            let mut d = self.decide(action, subject, resource, ctx)?;
+            if let Some(a) = actor {
+                // The agent is judged on its own too: both must allow.
+                let mut own = ctx.clone();
+                own.actor = None;
+                let mine = self.decide(action, a, resource, &own)?;
+                if !mine.allowed {
+                    d = mine;
+                }
+            }
+            Ok(d)
+        };
+        let eligible = decide(Action::Request, &ctx)?;
+        let auto_approve = decide(Action::AutoApprove, &ctx)?;
+        let who = match actor {
+            Some(a) => format!("{a} for {subject}", a = a.id, subject = subject.id),
+            None => subject.id.to_string(),
+        };
+        let (outcome, detail) = if eligible.allowed {
+            if auto_approve.allowed {
+                (
+                    "at_once",
+                    format!(
+                        "policy approves {} for {who} at once for {}",
+                        resource.name(),
+                        checked.duration
+                    ),
+                )
+            } else {
+                (
+                    "needs_approval",
+                    format!(
+                        "{who} may ask for {}; {} approval(s) by people are needed (no AutoApprove policy lets {} through)",
+                        resource.name(),
+                        resource.approvals_required(),
+                        checked.duration
+                    ),
+                )
+            }
+        } else {
+            let mut with = ctx.clone();
+            with.ticket = Some(facts("TICKET-1"));
+            if checked.ticket.is_none() && decide(Action::Request, &with)?.allowed {
+                (
+                    "needs_ticket",
+                    format!(
+                        "{who} may ask for {} only with an open ticket",
+                        resource.name()
+                    ),
+                )
+            } else if eligible.policy_ids.is_empty() {
+                (
+                    "refused",
+                    format!(
+                        "no policy lets {who} ask for {} for {}",
+                        resource.name(),
+                        checked.duration
+                    ),
+                )
+            } else {
+                (
+                    "refused",
+                    format!(
+                        "{who} may not ask for {}: forbidden by {}",
+                        resource.name(),
+                        eligible.policy_ids.join(", ")
+                    ),
+                )
+            }
+        };
+        Ok(Explanation {
+            access: resource.name().to_owned(),
+            duration: checked.duration,
+            max_duration: resource.max_duration(),
+            outcome,
+            detail,
+            eligible,
+            auto_approve,
+            approvals_required: resource.approvals_required(),
+        })
+    }
+}

@@ -1,0 +1,401 @@
+//! MCP over streamable HTTP at `/mcp`, authorized as the MCP specification says: a bearer
+//! token on every request (no sessions, no cookies), refused with `401` and a
+//! `WWW-Authenticate` that points at the protected-resource metadata (RFC 9728,
+//! `/.well-known/oauth-protected-resource/mcp`), which names the issuers whose tokens are
+//! accepted (those with an `mcp_audience`). Accepted: an agent's Hourglass API key; an agent's
+//! token from such an issuer; a person's token from one whose `act` claim names the agent
+//! acting for them (the agent then asks for that person). Anything else is refused: the
+//! endpoint serves agents. Requests that carry an `Origin` (a browser's) are refused.
+//!
+//! Also the two API operations only tools need: `POST /v1/explain` and
+//! `POST /v1/agents/tool-calls` (the record `hourglass mcp` sends per call).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use hourglass_api::{
+    CreateRequest, DecisionView, ExplainBody, ExplainView, GrantView, OfferView, Problem,
+    RequestView, ToolCallBody, WhoAmI,
+};
+use hourglass_core::{
+    Error, ErrorCode,
+    engine::{Caller, ToolCall, ToolOutcome},
+    grant::GrantState,
+};
+use hourglass_tokens::Purpose;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
+        ServerConfig,
+    },
+    service::RequestContext,
+    transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::never::NeverSessionManager,
+    },
+};
+
+use super::{ApiResult, Authed, Body, Shared, submit};
+use crate::{
+    App,
+    mcp::{Desk, Progress, run_tool, server_config, tools},
+    problem::{ApiError, problem, problem_of},
+    views,
+};
+
+/// The path of the metadata document for `/mcp` (RFC 9728 §3.1: the resource's path appended
+/// to the well-known prefix).
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+
+/// The routes: `/mcp` behind its own authentication, the metadata, and the two API operations.
+pub(super) fn routes(app: &Shared) -> Router<Shared> {
+    let factory = {
+        let app = Arc::clone(app);
+        move || {
+            Ok(McpHttp {
+                app: Arc::clone(&app),
+            })
+        }
+    };
+    let config = StreamableHttpServerConfig::default()
+        // Every request carries its bearer and is judged on its own.
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        // A bearer token is not sent by a browser that DNS rebinding tricked; any Host will
+        // do. A browser's request (it carries Origin) is refused.
+        .disable_allowed_hosts()
+        .enforce_origin_validation();
+    let service =
+        StreamableHttpService::new(factory, Arc::new(NeverSessionManager::default()), config);
+    Router::new()
+        .route_service("/mcp", service)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(app),
+            authenticate,
+        ))
+        .route(METADATA_PATH, get(metadata))
+        .route("/.well-known/oauth-protected-resource", get(metadata))
+        .route("/v1/explain", post(explain))
+        .route("/v1/agents/tool-calls", post(tool_called))
+}
+
+/// The agent a request to `/mcp` was authenticated as.
+#[derive(Clone)]
+struct McpCaller(Caller);
+
+/// The server's address as clients reach it.
+fn base(app: &App, headers: &HeaderMap) -> String {
+    app.public_base.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    })
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): the resource, the
+/// authorization servers whose tokens it accepts, and how to send them.
+async fn metadata(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base(&app, &headers);
+    let mut resp = Json(serde_json::json!({
+        "resource": format!("{base}/mcp"),
+        "authorization_servers": app.workload.issuers.mcp_issuers(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Hourglass",
+        "resource_documentation": "https://hourglass.dev/docs/agents",
+    }))
+    .into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    resp
+}
+
+/// Authenticates a request to `/mcp` (see the module's documentation); the agent goes into
+/// the request's extensions, where the tools find it.
+async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
+    let metadata_url = format!("{}{METADATA_PATH}", base(&app, req.headers()));
+    let refuse = |status: StatusCode, code: ErrorCode, detail: &str, error: Option<&str>| {
+        let mut r = problem(status, code, detail, None);
+        let mut challenge = format!("Bearer resource_metadata=\"{metadata_url}\"");
+        if let Some(e) = error {
+            challenge.push_str(&format!(", error=\"{e}\""));
+        }
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    };
+    let source_ip = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_owned);
+    let Some(token) = token else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::AuthMissing,
+            "send Authorization: Bearer <token>: an agent's API key, or a token for this resource",
+            None,
+        );
+    };
+    let caller = if token.matches('.').count() == 2 && !app.workload.issuers.is_empty() {
+        let now = app.engine.clock().now().unix_millis() / 1000;
+        let v = match app
+            .workload
+            .issuers
+            .verify(&token, now, Purpose::McpBearer)
+            .await
+        {
+            Ok(v) => v,
+            Err(r) => {
+                tracing::info!(code = r.code, reason = %r.reason, "MCP bearer token refused");
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::AuthInvalid,
+                    "the token is not valid for this resource",
+                    Some("invalid_token"),
+                );
+            }
+        };
+        match app
+            .engine
+            .mcp_caller(&v.principal, v.actor.as_deref(), source_ip)
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err((code, detail))) => {
+                tracing::info!(code = code.as_str(), issuer = %v.issuer_name, subject = %v.subject, "MCP bearer token refused");
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    code,
+                    detail,
+                    Some("insufficient_scope"),
+                );
+            }
+            Err(e) => return ApiError(e).into_response(),
+        }
+    } else {
+        match app.engine.authenticate_key(&token).await {
+            Ok(Some(p)) => match app.engine.mcp_caller(p.id.as_str(), None, source_ip).await {
+                Ok(Ok(c)) => c,
+                Ok(Err((code, detail))) => {
+                    return refuse(StatusCode::FORBIDDEN, code, detail, None);
+                }
+                Err(e) => return ApiError(e).into_response(),
+            },
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::AuthInvalid,
+                    "the token is not valid",
+                    Some("invalid_token"),
+                );
+            }
+            Err(e) => return ApiError(e).into_response(),
+        }
+    };
+    req.extensions_mut().insert(McpCaller(caller));
+    next.run(req).await
+}
+
+/// The MCP server of `/mcp`: one per request, acting as the agent the request carries.
+struct McpHttp {
+    app: Shared,
+}
+
+impl McpHttp {
+    fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+        ctx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<McpCaller>())
+            .map(|c| c.0.clone())
+            .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))
+    }
+}
+
+impl ServerHandler for McpHttp {
+    fn get_info(&self) -> ServerConfig {
+        server_config()
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let desk = EngineDesk {
+            app: Arc::clone(&self.app),
+            caller: Self::caller(&context)?,
+        };
+        let progress = Progress {
+            token: context.meta.get_progress_token(),
+            peer: context.peer.clone(),
+        };
+        run_tool(&desk, &request.name, request.arguments, &progress)
+            .await
+            .map(Into::into)
+    }
+}
+
+/// The tools' way in on the server: the engine, as the agent.
+struct EngineDesk {
+    app: Shared,
+    caller: Caller,
+}
+
+fn p(e: impl Into<ApiError>) -> Problem {
+    problem_of(e.into().0).1
+}
+
+#[async_trait]
+impl Desk for EngineDesk {
+    async fn whoami(&self) -> Result<WhoAmI, Problem> {
+        Ok(super::who(&self.caller))
+    }
+
+    async fn catalogue(&self) -> Result<Vec<OfferView>, Problem> {
+        let offers = self.app.engine.catalogue(&self.caller).await.map_err(p)?;
+        Ok(offers.into_iter().map(views::offer).collect())
+    }
+
+    async fn ask(&self, body: CreateRequest) -> Result<RequestView, Problem> {
+        submit(&self.app, &self.caller, body).await.map_err(p)
+    }
+
+    async fn request(&self, id: &str) -> Result<RequestView, Problem> {
+        let d = self
+            .app
+            .engine
+            .request_details(&self.caller, id)
+            .await
+            .map_err(p)?;
+        Ok(views::details(&d))
+    }
+
+    async fn grants(&self, state: &str) -> Result<Vec<GrantView>, Problem> {
+        let g = self
+            .app
+            .engine
+            .list_grants(&self.caller, GrantState::parse(state), 100)
+            .await
+            .map_err(p)?;
+        Ok(g.iter().map(views::grant).collect())
+    }
+
+    async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem> {
+        let g = self
+            .app
+            .engine
+            .revoke(&self.caller, grant, Some(reason))
+            .await
+            .map_err(p)?;
+        Ok(views::grant(&g))
+    }
+
+    async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem> {
+        explained(&self.app, &self.caller, body).await.map_err(p)
+    }
+
+    async fn tool_called(&self, call: ToolCallBody) -> Result<(), Problem> {
+        record(&self.app, &self.caller, call, "http")
+            .await
+            .map_err(p)
+    }
+}
+
+async fn explained(app: &App, caller: &Caller, body: ExplainBody) -> ApiResult<ExplainView> {
+    let e = app
+        .engine
+        .explain_ask(caller, &body.access, body.duration, body.ticket)
+        .await?;
+    let view = |d: &hourglass_core::policy::Decision| DecisionView {
+        allowed: d.allowed,
+        policy_ids: d.policy_ids.clone(),
+    };
+    Ok(ExplainView {
+        access: e.access,
+        duration: e.duration.to_string(),
+        max_duration: e.max_duration.to_string(),
+        outcome: e.outcome.to_owned(),
+        detail: e.detail,
+        eligible: view(&e.eligible),
+        auto_approve: view(&e.auto_approve),
+        approvals_required: e.approvals_required,
+        policy_hash: e.eligible.policy_hash.clone(),
+    })
+}
+
+async fn record(
+    app: &App,
+    caller: &Caller,
+    call: ToolCallBody,
+    via: &'static str,
+) -> ApiResult<()> {
+    let outcome = ToolOutcome::parse(&call.outcome).ok_or_else(|| {
+        Error::invalid(
+            ErrorCode::AgentToolCallInvalid,
+            "outcome",
+            "one of ok, refused, invalid, unknown",
+        )
+    })?;
+    app.engine
+        .tool_called(
+            caller,
+            ToolCall {
+                tool: call.tool,
+                outcome,
+                code: call.code,
+                subject: call.subject,
+                via,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/explain", request_body = ExplainBody, responses((status = 200, description = "What asking would do for the caller now, and the policies that decide it; nothing is written", body = ExplainView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn explain(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Body(body): Body<ExplainBody>,
+) -> ApiResult<Json<ExplainView>> {
+    Ok(Json(explained(&app, &caller, body).await?))
+}
+
+#[utoipa::path(post, path = "/v1/agents/tool-calls", request_body = ToolCallBody, responses((status = 204, description = "Recorded (`agent.tool_called`, via stdio)"), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not an agent", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn tool_called(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Body(body): Body<ToolCallBody>,
+) -> ApiResult<StatusCode> {
+    record(&app, &caller, body, "stdio").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
