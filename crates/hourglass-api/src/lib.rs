@@ -104,6 +104,10 @@ pub struct ApprovalView {
 pub struct RequestView {
     pub id: String,
     pub requester: String,
+    /// The agents that asked for the requester, outermost first (`support-bot` in "support-bot
+    /// for alice"); absent when the requester asked themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acting: Vec<String>,
     /// The entitlement or profile asked for.
     pub entitlement: String,
     #[serde(default = "entitlement_kind")]

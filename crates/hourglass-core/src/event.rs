@@ -70,12 +70,12 @@ event_kinds! {
     RequestCreated = "request.created", details: [
         "entitlement", "profile", "extends", "by", "new_expires_at", "duration", "reason",
         "eligible_by", "policy_hash", "ticket", "ticket_source", "ticket_status",
-        "ticket_assignee", "ticket_unchecked", "break_glass", "starts_at",
+        "ticket_assignee", "ticket_unchecked", "break_glass", "starts_at", "act",
     ];
     /// A request was refused before it existed: not eligible, or policy said no. Nothing else
     /// changed. The subject is what was asked for.
     RequestRefused = "request.refused", details: [
-        "action", "policy_ids", "policy_hash", "duration", "source_ip", "budget",
+        "action", "policy_ids", "policy_hash", "duration", "source_ip", "budget", "act",
     ];
     /// One approver said yes (a quorum may need more). The subject is the request.
     ApprovalRecorded = "approval.recorded", details: [

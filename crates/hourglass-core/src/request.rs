@@ -53,8 +53,9 @@ pub struct Request {
     pub starts_at: Option<Timestamp>,
     /// For an extension: the active grant to lengthen by `duration` (judged by `Extend`).
     pub extends: Option<GrantId>,
-    /// For a token exchange with delegation: the agents acting for the requester, the one that
-    /// asked first (RFC 8693 `act` chain, outermost actor first). Empty when nobody delegated.
+    /// The agents acting for the requester (a token exchange with delegation, or an agent
+    /// asking through MCP with a person's delegated token), outermost actor first (RFC 8693
+    /// `act` chain). Empty when nobody delegated.
     pub actors: Vec<PrincipalId>,
     /// For a token exchange: the verified token facts it was judged on (and the acting agent's),
     /// so that re-checks at activation and policy reload ask `Exchange` with the same facts.
@@ -102,6 +103,17 @@ pub enum RequestCommand {
 }
 
 impl Request {
+    /// Who asked, as people read it: `alice`, or `support-bot for alice` when an agent asked
+    /// for alice.
+    pub fn who(&self) -> String {
+        if self.actors.is_empty() {
+            self.requester.to_string()
+        } else {
+            let agents: Vec<&str> = self.actors.iter().map(PrincipalId::as_str).collect();
+            format!("{} for {}", agents.join(" for "), self.requester)
+        }
+    }
+
     /// Applies a command, returning the new request and what happened (its audit record is
     /// [`Event::record`] at `at`), or why not.
     pub fn apply(&self, cmd: RequestCommand, at: Timestamp) -> Result<(Request, Event)> {

@@ -225,12 +225,14 @@ pub(crate) fn context(ctx: &DecisionContext, action: Action) -> Result<Context> 
         let rec = RestrictedExpression::new_record(fields)
             .map_err(|e| internal("token")(e.to_string()))?;
         pairs.push(("token".into(), rec));
-        if let Some(a) = &ctx.actor {
-            pairs.push((
-                "actor".into(),
-                RestrictedExpression::new_entity_uid(principal_uid(a)?),
-            ));
-        }
+    }
+    if action != Action::Approve
+        && let Some(a) = &ctx.actor
+    {
+        pairs.push((
+            "actor".into(),
+            RestrictedExpression::new_entity_uid(principal_uid(a)?),
+        ));
     }
     // `Request::new` checks the context against the schema.
     Context::from_pairs(pairs).map_err(|e| internal("context")(e.to_string()))

@@ -797,6 +797,15 @@ async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Who asked: `alice`, or `support-bot for alice` when an agent asked for alice.
+fn who(r: &RequestView) -> String {
+    if r.acting.is_empty() {
+        r.requester.clone()
+    } else {
+        format!("{} for {}", r.acting.join(" for "), r.requester)
+    }
+}
+
 fn print_request(cli: &Cli, r: &RequestView) {
     if cli.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
@@ -808,7 +817,7 @@ fn print_request(cli: &Cli, r: &RequestView) {
         shown(r.state.as_str()),
         shown(&r.entitlement),
         shown(&r.duration),
-        shown(&r.requester),
+        shown(&who(r)),
         if r.break_glass {
             "  BREAK-GLASS (alerted; a review is open)"
         } else {
@@ -854,7 +863,7 @@ fn print_requests(cli: &Cli, items: &[RequestView]) -> Result<ExitCode> {
             "{:<36} {:<10} {:<10} {:<24} {:<8} {:<25} {:<36} {}",
             shown(&r.id),
             shown(r.state.as_str()),
-            shown(&r.requester),
+            shown(&who(r)),
             shown(&r.entitlement),
             shown(&r.duration),
             r.starts_at.as_deref().map_or("when approved".into(), shown),

@@ -248,26 +248,15 @@ impl Engine {
             source: None,
             verified: true,
         };
-        let mut ctx = self.context(
+        let ctx = self.context(
             Some(caller),
             &subject.id,
             checked.duration,
             checked.ticket.as_deref().map(facts).as_ref(),
             now,
         );
-        ctx.actor = actor.cloned();
-        let decide = |action: Action, ctx: &crate::policy::DecisionContext| -> Result<Decision> {
-            let mut d = self.decide(action, subject, resource, ctx)?;
-            if let Some(a) = actor {
-                // The agent is judged on its own too: both must allow.
-                let mut own = ctx.clone();
-                own.actor = None;
-                let mine = self.decide(action, a, resource, &own)?;
-                if !mine.allowed {
-                    d = mine;
-                }
-            }
-            Ok(d)
+        let decide = |action: Action, ctx: &crate::policy::DecisionContext| {
+            self.decide_for(action, subject, actor, resource, ctx)
         };
         let eligible = decide(Action::Request, &ctx)?;
         let auto_approve = decide(Action::AutoApprove, &ctx)?;

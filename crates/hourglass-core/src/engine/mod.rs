@@ -92,6 +92,13 @@ pub struct Caller {
     pub on_behalf_of: Option<Principal>,
 }
 
+impl Caller {
+    /// Whether the caller answers for `id`: it is `id`, or it is an agent acting for `id`.
+    pub fn answers_for(&self, id: &PrincipalId) -> bool {
+        self.principal.id == *id || self.on_behalf_of.as_ref().is_some_and(|p| p.id == *id)
+    }
+}
+
 /// The rule that refuses agents every decision that is not asking for themselves, named as
 /// the determining policy of such a refusal.
 pub const AGENTS_NEVER_DECIDE: &str = "hourglass:agents-never-decide";
@@ -324,6 +331,16 @@ impl Engine {
         if let Some(x) = &req.exchange {
             return self.still_exchangeable(req, x, &p, resource, ctx).await;
         }
+        // An agent that asked for someone must still be there, and still be allowed.
+        let actor = match req.actors.first() {
+            None => None,
+            Some(a) => match self.principal(a).await? {
+                Some(agent) if agent.status == crate::catalog::PrincipalStatus::Active => {
+                    Some(agent)
+                }
+                _ => return Ok(false),
+            },
+        };
         let action = match &req.extends {
             Some(gid) => {
                 let Some(g) = self.store.get_grant(gid).await? else {
@@ -337,7 +354,37 @@ impl Engine {
             None if req.break_glass => Action::BreakGlass,
             None => Action::Request,
         };
-        Ok(self.decide(action, &p, resource, &ctx)?.allowed)
+        Ok(self
+            .decide_for(action, &p, actor.as_ref(), resource, &ctx)?
+            .allowed)
+    }
+
+    /// A decision for `subject` with `actor` (an agent) acting for it: the subject judged with
+    /// the agent in `context.actor`, and the agent on its own; both must allow. The refusing
+    /// decision when one refuses, else both sets of determining policies.
+    fn decide_for(
+        &self,
+        action: Action,
+        subject: &Principal,
+        actor: Option<&Principal>,
+        resource: Resource<'_>,
+        context: &DecisionContext,
+    ) -> Result<Decision> {
+        let mut ctx = context.clone();
+        ctx.actor = actor.cloned();
+        let mut d = self.decide(action, subject, resource, &ctx)?;
+        let Some(agent) = actor else { return Ok(d) };
+        if !d.allowed {
+            return Ok(d);
+        }
+        ctx.actor = None;
+        let own = self.decide(action, agent, resource, &ctx)?;
+        if !own.allowed {
+            return Ok(own);
+        }
+        d.policy_ids.extend(own.policy_ids);
+        d.errors.extend(own.errors);
+        Ok(d)
     }
 
     /// A policy decision; a profile is judged on each of its entitlements too

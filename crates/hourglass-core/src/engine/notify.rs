@@ -178,7 +178,9 @@ impl Engine {
                 after,
                 format!(
                     "Reminder: {} has waited {after} for a decision on {} for {}",
-                    r.requester, r.access, r.duration
+                    r.who(),
+                    r.access,
+                    r.duration
                 ),
                 Vec::new(),
             );
@@ -188,8 +190,10 @@ impl Engine {
                 NotifyEvent::RequestEscalated,
                 after,
                 format!(
-                    "Escalated: {}'s request for {} for {} has waited {after} and nobody has decided",
-                    r.requester, r.access, r.duration
+                    "Escalated: the request of {} for {} for {} has waited {after} and nobody has decided",
+                    r.who(),
+                    r.access,
+                    r.duration
                 ),
                 rule.to.clone(),
             );
@@ -213,7 +217,9 @@ impl Engine {
                     if let Some(r) = request(sub).filter(|r| r.state == RequestState::Pending) {
                         let title = format!(
                             "{} asks for {} for {}: approval needed",
-                            r.requester, r.access, r.duration
+                            r.who(),
+                            r.access,
+                            r.duration
                         );
                         let mut m = about_request(base(NotifyEvent::RequestPending, title, at), r);
                         m.link = s

@@ -83,7 +83,7 @@ impl Engine {
         cache: &mut VisibilityCache,
         now: Timestamp,
     ) -> Result<bool> {
-        if &caller.principal.id == requester {
+        if caller.answers_for(requester) {
             return Ok(true);
         }
         let key = (requester.clone(), access.clone());

@@ -382,7 +382,7 @@ impl Engine {
         retry_on_conflict(move || async move {
             let req = self.visible_request(caller, id).await?;
             let now = self.clock.now();
-            let own = caller.principal.id == req.requester;
+            let own = caller.answers_for(&req.requester);
             if !own {
                 let resource = self.resource_of(&req.access)?;
                 if !self.may_administer(&caller.principal, resource, now)? {
@@ -440,7 +440,7 @@ impl Engine {
             // One the caller may not see is "not found": a stranger learns nothing of it.
             let grant = self.grant(caller, id).await?;
             let now = self.clock.now();
-            if caller.principal.id != grant.principal {
+            if !caller.answers_for(&grant.principal) {
                 let ent = self.entitlement_of(&grant.entitlement)?;
                 if !self.may_administer(&caller.principal, Resource::Entitlement(ent), now)? {
                     return Err(Error::forbidden(

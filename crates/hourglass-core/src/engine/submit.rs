@@ -193,7 +193,23 @@ impl Engine {
     pub async fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request> {
         let now = self.clock.now();
         let checked = self.check_new(&new, now)?;
-        let principal = &caller.principal;
+        // An agent acting for a person asks for that person: the request is theirs, with the
+        // agent recorded as acting, and policy judges both.
+        let (principal, actor) = match &caller.on_behalf_of {
+            Some(person) => (person, Some(&caller.principal)),
+            None => (&caller.principal, None),
+        };
+        if new.break_glass
+            && let Some(agent) = actor
+        {
+            return Err(Error::forbidden(
+                crate::ErrorCode::RequestBreakGlassNotAllowed,
+                format!(
+                    "{} is an agent: it never breaks glass, also not for {}",
+                    agent.id, principal.id
+                ),
+            ));
+        }
         let resource = checked.resource;
         let start = checked.starts_at.unwrap_or(now);
         let end = start.plus(checked.duration);
@@ -221,23 +237,24 @@ impl Engine {
         } else {
             Action::Request
         };
-        let eligible = self.decide(gate, principal, resource, &ctx)?;
+        let eligible = self.decide_for(gate, principal, actor, resource, &ctx)?;
         if !eligible.allowed {
-            warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
-            self.record_refusal(
-                AuditRecord::new(
-                    now,
-                    principal.id.as_str(),
-                    crate::event::EventKind::RequestRefused,
-                    resource.name(),
-                )
-                .with("action", gate.as_str())
-                .with("policy_ids", eligible.policy_ids.join(","))
-                .with("policy_hash", &eligible.policy_hash)
-                .with("duration", checked.duration),
-                caller.source_ip.as_deref(),
+            let mut refused = AuditRecord::new(
+                now,
+                principal.id.as_str(),
+                crate::event::EventKind::RequestRefused,
+                resource.name(),
             )
-            .await?;
+            .with("action", gate.as_str())
+            .with("policy_ids", eligible.policy_ids.join(","))
+            .with("policy_hash", &eligible.policy_hash)
+            .with("duration", checked.duration);
+            if let Some(a) = actor {
+                refused = refused.with("act", a.id.as_str());
+            }
+            warn!(policy_ids = ?eligible.policy_ids, break_glass = new.break_glass, "request refused: not eligible");
+            self.record_refusal(refused, caller.source_ip.as_deref())
+                .await?;
             return Err(if new.break_glass {
                 Error::forbidden(
                     crate::ErrorCode::RequestBreakGlassNotAllowed,
@@ -252,7 +269,10 @@ impl Engine {
                     crate::ErrorCode::RequestNotEligible,
                     format!(
                         "{} is not eligible for {} (policy)",
-                        principal.id,
+                        match actor {
+                            Some(a) => format!("{} for {}", a.id, principal.id),
+                            None => principal.id.to_string(),
+                        },
                         resource.name()
                     ),
                 )
@@ -282,7 +302,7 @@ impl Engine {
             source_ip: caller.source_ip.clone(),
             starts_at: checked.starts_at,
             extends: None,
-            actors: Vec::new(),
+            actors: actor.map(|a| vec![a.id.clone()]).unwrap_or_default(),
             exchange: None,
             ticket_facts: ticket.facts.clone(),
             version: 0,
@@ -298,6 +318,9 @@ impl Engine {
         .with("reason", &request.reason)
         .with("eligible_by", eligible.policy_ids.join(","))
         .with("policy_hash", &eligible.policy_hash);
+        if let Some(a) = actor {
+            created = created.with("act", a.id.as_str());
+        }
         if let Some(t) = &request.ticket {
             created = created.with("ticket", t);
         }
@@ -340,7 +363,7 @@ impl Engine {
             // The ticket could not be checked: only people may let this through.
             None
         } else {
-            let auto = self.decide(Action::AutoApprove, principal, resource, &ctx)?;
+            let auto = self.decide_for(Action::AutoApprove, principal, actor, resource, &ctx)?;
             auto.allowed.then_some((ApprovalVia::Policy, auto))
         };
         let result = if let Some((via, decision)) = pass {

@@ -756,7 +756,7 @@ pub(super) async fn inbox(State(app): State<Shared>, p: Person) -> Response {
         .into_iter()
         .map(|(r, risk, step_up)| InboxRow {
             id: r.id.to_string(),
-            requester: r.requester.to_string(),
+            requester: r.who(),
             entitlement: r.access.to_string(),
             duration: duration(r.duration),
             risk: format!("{risk:?}").to_lowercase(),
@@ -917,7 +917,7 @@ async fn entry_page(
     let r = &e.request;
     let view = EntryView {
         id: r.id.to_string(),
-        requester: r.requester.to_string(),
+        requester: r.who(),
         entitlement: r.access.to_string(),
         risk: format!("{:?}", e.risk).to_lowercase(),
         duration: duration(r.duration),

@@ -177,6 +177,16 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
                 );
             }
         };
+        if v.act.is_some() && v.actor.is_none() {
+            // A delegation to someone the issuer's rules do not name is no delegation at all;
+            // never the person's own token instead.
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::AuthInvalid,
+                "the token's act names no identity this issuer maps",
+                Some("invalid_token"),
+            );
+        }
         match app
             .engine
             .mcp_caller(&v.principal, v.actor.as_deref(), source_ip)
@@ -185,12 +195,21 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
             Ok(Ok(c)) => c,
             Ok(Err((code, detail))) => {
                 tracing::info!(code = code.as_str(), issuer = %v.issuer_name, subject = %v.subject, "MCP bearer token refused");
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    code,
-                    detail,
-                    Some("insufficient_scope"),
-                );
+                return if code == ErrorCode::AuthInvalid {
+                    refuse(
+                        StatusCode::UNAUTHORIZED,
+                        code,
+                        detail,
+                        Some("invalid_token"),
+                    )
+                } else {
+                    refuse(
+                        StatusCode::FORBIDDEN,
+                        code,
+                        detail,
+                        Some("insufficient_scope"),
+                    )
+                };
             }
             Err(e) => return ApiError(e).into_response(),
         }
@@ -199,7 +218,12 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
             Ok(Some(p)) => match app.engine.mcp_caller(p.id.as_str(), None, source_ip).await {
                 Ok(Ok(c)) => c,
                 Ok(Err((code, detail))) => {
-                    return refuse(StatusCode::FORBIDDEN, code, detail, None);
+                    let status = if code == ErrorCode::AuthInvalid {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::FORBIDDEN
+                    };
+                    return refuse(status, code, detail, None);
                 }
                 Err(e) => return ApiError(e).into_response(),
             },
