@@ -31,6 +31,11 @@ pub struct CreateRequest {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The task the access is for: an id the asker gives (`INC-7-triage`; letters, digits and
+    /// `._:/-`, at most 128). An agent names its ticket or its task; every grant of a task can
+    /// be released together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// The requester's public key (one OpenSSH line, `ssh-ed25519 AAAA…`), for entitlements
     /// whose connector certifies a key (SSH certificates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +109,9 @@ pub struct ApprovalView {
 pub struct RequestView {
     pub id: String,
     pub requester: String,
+    /// The task it belongs to, when the asker gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// The agents that asked for the requester, outermost first (`support-bot` in "support-bot
     /// for alice"); absent when the requester asked themselves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -340,6 +348,17 @@ pub struct ExplainView {
     pub approvals_required: u32,
     /// The policy set the decisions were made under.
     pub policy_hash: String,
+}
+
+/// `POST /v1/tasks/release`: end every live grant of a task that is the caller's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseTaskBody {
+    /// The task id its requests named.
+    pub task: String,
+    /// Why it ends (`task done`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// `POST /v1/agents/tool-calls`: an agent host's record of one MCP tool call

@@ -71,6 +71,7 @@ pub async fn seed_active(
                 actors: Vec::new(),
                 exchange: None,
                 ticket_facts: None,
+                task: None,
                 version: 0,
             };
             let grant = Grant {

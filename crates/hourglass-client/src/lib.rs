@@ -397,6 +397,23 @@ impl Client {
     ) -> Result<hourglass_api::ExplainView, ClientError> {
         self.post("/v1/explain", body).await
     }
+    /// Ends every live grant of `task` that is the caller's (`POST /v1/tasks/release`).
+    pub async fn release_task(
+        &self,
+        task: &str,
+        reason: Option<String>,
+    ) -> Result<Vec<GrantView>, ClientError> {
+        let l: List<GrantView> = self
+            .post(
+                "/v1/tasks/release",
+                &hourglass_api::ReleaseTaskBody {
+                    task: task.to_owned(),
+                    reason,
+                },
+            )
+            .await?;
+        Ok(l.items)
+    }
     /// Records one MCP tool call of this agent (`POST /v1/agents/tool-calls`).
     pub async fn tool_called(&self, body: &hourglass_api::ToolCallBody) -> Result<(), ClientError> {
         let req = self

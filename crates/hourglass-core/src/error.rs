@@ -296,6 +296,12 @@ error_codes! {
     RequestStartsAtTooFar = "request.starts_at_too_far", status: [400];
     /// A ticket reference is at most … printable characters.
     RequestTicketInvalid = "request.ticket_invalid", status: [400];
+    /// A task id is at most 128 letters, digits and ._:/-.
+    RequestTaskInvalid = "request.task_invalid", status: [400];
+    /// An agent names the ticket or the task the access is for.
+    RequestTaskRequired = "request.task_required", status: [400];
+    /// No live grant of this task is the caller's to release.
+    TaskNotFound = "task.not_found", status: [404];
     /// Review … is already closed.
     ReviewClosed = "review.closed", status: [409];
     /// Review.not_found.

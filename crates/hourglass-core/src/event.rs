@@ -70,7 +70,7 @@ event_kinds! {
     RequestCreated = "request.created", details: [
         "entitlement", "profile", "extends", "by", "new_expires_at", "duration", "reason",
         "eligible_by", "policy_hash", "ticket", "ticket_source", "ticket_status",
-        "ticket_assignee", "ticket_unchecked", "break_glass", "starts_at", "act",
+        "ticket_assignee", "ticket_unchecked", "break_glass", "starts_at", "act", "task",
     ];
     /// A request was refused before it existed: not eligible, or policy said no. Nothing else
     /// changed. The subject is what was asked for.

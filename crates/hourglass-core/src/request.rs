@@ -53,6 +53,10 @@ pub struct Request {
     pub starts_at: Option<Timestamp>,
     /// For an extension: the active grant to lengthen by `duration` (judged by `Extend`).
     pub extends: Option<GrantId>,
+    /// The task the request belongs to: an id the asker gave (an agent's unit of work, say
+    /// `INC-7-triage`); every grant of the task ends together when the agent releases it. An
+    /// agent's request names its ticket or its task.
+    pub task: Option<String>,
     /// The agents acting for the requester (a token exchange with delegation, or an agent
     /// asking through MCP with a person's delegated token), outermost actor first (RFC 8693
     /// `act` chain). Empty when nobody delegated.
@@ -284,6 +288,7 @@ mod tests {
             actors: Vec::new(),
             exchange: None,
             ticket_facts: None,
+            task: None,
             version: 1,
         }
     }

@@ -59,6 +59,7 @@ fn request(n: u8) -> Request {
         actors: Vec::new(),
         exchange: None,
         ticket_facts: None,
+        task: None,
         version: 1,
     }
 }

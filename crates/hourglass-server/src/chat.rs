@@ -533,6 +533,7 @@ impl SlackChat {
                             duration,
                             reason: value("reason"),
                             ticket,
+                            task: None,
                             public_key: None,
                             break_glass: false,
                             starts_at: None,

@@ -38,6 +38,8 @@ pub trait Desk: Send + Sync {
     /// The caller's grants in `state` (`active`, `provisioning`).
     async fn grants(&self, state: &str) -> Result<Vec<GrantView>, Problem>;
     async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem>;
+    /// Ends every live grant of the task that is the caller's.
+    async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem>;
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem>;
     /// Records the call (`agent.tool_called`).
     async fn tool_called(&self, call: ToolCallBody) -> Result<(), Problem>;
@@ -79,6 +81,7 @@ pub fn tools() -> Vec<Tool> {
     };
     let mut request_props = ask("");
     request_props["reason"] = json!({"type": "string", "minLength": 1, "description": "What the access is for, for the people who review it."});
+    request_props["task"] = json!({"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,128}$", "description": "An id for the piece of work this access is for (`INC-7-triage`), when there is no ticket: every grant of the task can be released together. An agent gives a ticket or a task."});
     vec![
         Tool::new(
             "whoami",
@@ -99,8 +102,8 @@ pub fn tools() -> Vec<Tool> {
              duration such as `15m` or `1h`, with the reason (what the task is) and, where policy \
              wants one, a ticket. Answers the request: `fulfilled` (access granted now), \
              `pending` (waiting for a person: call request_status), or an error saying why it \
-             was refused (call explain to learn more). Ask only for what the current task \
-             needs, for as short as it needs.",
+             was refused (call explain to learn more). Name the ticket or a task id the work \
+             is for. Ask only for what the current task needs, for as short as it needs.",
             schema(json!({
                 "type": "object",
                 "properties": request_props,
@@ -133,15 +136,16 @@ pub fn tools() -> Vec<Tool> {
         ),
         Tool::new(
             "release_access",
-            "End one of this agent's grants now, when the task is done: the access is revoked in \
-             the target. Release as soon as the work is finished.",
+            "End access now, when the work is done: one grant (`grant_id`), or every grant of a \
+             task (`task`, as request_access named it). The access is revoked in the target. \
+             Release as soon as the work is finished.",
             schema(json!({
                 "type": "object",
                 "properties": {
                     "grant_id": {"type": "string", "minLength": 1, "description": "The grant to end (`grt_…`), from my_grants or request_status."},
+                    "task": {"type": "string", "minLength": 1, "description": "The task whose grants all end."},
                     "reason": {"type": "string", "description": "Why it ends (`task done`)."}
                 },
-                "required": ["grant_id"],
                 "additionalProperties": false
             })),
         ),
@@ -181,6 +185,8 @@ struct RequestArgs {
     reason: String,
     #[serde(default)]
     ticket: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,7 +200,10 @@ struct StatusArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReleaseArgs {
-    grant_id: String,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
     #[serde(default)]
     reason: Option<String>,
 }
@@ -362,6 +371,7 @@ async fn dispatch<D: Desk + ?Sized>(
                 duration: a.duration,
                 reason: a.reason,
                 ticket: a.ticket,
+                task: a.task,
                 ..CreateRequest::default()
             };
             done(desk.ask(body).await.map(|r| {
@@ -400,13 +410,28 @@ async fn dispatch<D: Desk + ?Sized>(
         "release_access" => {
             let a: ReleaseArgs = args(name, given)?;
             let why = a.reason.unwrap_or_else(|| "released by the agent".into());
-            done(desk.release(&a.grant_id, why).await.map(|g| {
-                (
-                    format!("grant {} is {}", g.id, g.state.as_str()),
-                    to_value(&g),
-                    Some(g.id.clone()),
-                )
-            }))
+            match (a.grant_id, a.task) {
+                (Some(grant), None) => done(desk.release(&grant, why).await.map(|g| {
+                    (
+                        format!("grant {} is {}", g.id, g.state.as_str()),
+                        to_value(&g),
+                        Some(g.id.clone()),
+                    )
+                })),
+                (None, Some(task)) => done(desk.release_task(&task, why).await.map(|g| {
+                    (
+                        format!("{} grants of task {task} are ending", g.len()),
+                        json!({"grants": g}),
+                        None,
+                    )
+                })),
+                _ => {
+                    return Err(ErrorData::invalid_params(
+                        "release_access: give grant_id or task, one of them",
+                        None,
+                    ));
+                }
+            }
         }
         "explain" => {
             let a: ExplainArgs = args(name, given)?;

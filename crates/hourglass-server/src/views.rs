@@ -49,6 +49,7 @@ pub fn request(r: &Request) -> RequestView {
         id: r.id.to_string(),
         requester: r.requester.to_string(),
         acting: r.actors.iter().map(ToString::to_string).collect(),
+        task: r.task.clone(),
         entitlement: r.access.name().to_owned(),
         kind: access_kind(&r.access),
         duration: r.duration.to_string(),

@@ -121,6 +121,7 @@ fn request(at: i64) -> Request {
         actors: Vec::new(),
         exchange: None,
         ticket_facts: None,
+        task: None,
         version: 0,
     }
 }

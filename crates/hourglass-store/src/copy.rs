@@ -139,6 +139,7 @@ const TABLES: &[Table] = &[
             ("actor", Text),
             ("exchange", Text),
             ("ticket_facts", Text),
+            ("task", Text),
             ("version", Int),
         ],
     },

@@ -118,6 +118,11 @@ pub(crate) fn migrator() -> Migrator {
             "directory",
             include_str!("../migrations/postgres/0008_directory.sql"),
         ),
+        step(
+            9,
+            "request_task",
+            include_str!("../migrations/postgres/0009_request_task.sql"),
+        ),
     ])
 }
 

@@ -104,6 +104,7 @@ pub(crate) fn request_from(row: &impl Cols) -> Result<Request> {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         },
+        task: get(row, "task")?,
         ticket_facts: match get::<Option<String>>(row, "ticket_facts")? {
             Some(text) => {
                 Some(serde_json::from_str(&text).map_err(|_| corrupt("ticket facts", &text))?)

@@ -337,15 +337,16 @@ fn request(r: &Request) -> Result<Stmt> {
     let sql = if r.version == 0 {
         "INSERT INTO requests (requester, access_kind, entitlement, duration_secs, reason, ticket, state, state_reason,
            created_at, updated_at, decide_by, policy_hash, grant_id, public_key, break_glass, mfa,
-           source_ip, starts_at, extends, actor, exchange, ticket_facts, id, version)
+           source_ip, starts_at, extends, actor, exchange, ticket_facts, task, id, version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-           $21, $22, $23, 1)"
+           $21, $22, $23, $24, 1)"
     } else {
         "UPDATE requests SET requester = $1, access_kind = $2, entitlement = $3, duration_secs = $4, reason = $5,
            ticket = $6, state = $7, state_reason = $8, created_at = $9, updated_at = $10, decide_by = $11,
            policy_hash = $12, grant_id = $13, public_key = $14, break_glass = $15, mfa = $16, source_ip = $17,
-           starts_at = $18, extends = $19, actor = $20, exchange = $21, ticket_facts = $22, version = version + 1
-         WHERE id = $23 AND version = $24"
+           starts_at = $18, extends = $19, actor = $20, exchange = $21, ticket_facts = $22, task = $23,
+           version = version + 1
+         WHERE id = $24 AND version = $25"
     };
     Ok(versioned(stmt!(
         sql,
@@ -371,6 +372,7 @@ fn request(r: &Request) -> Result<Stmt> {
         actor_chain(&r.actors),
         r.exchange.as_ref().map(json).transpose()?,
         r.ticket_facts.as_ref().map(json).transpose()?,
+        &r.task,
         r.id.as_str(),
         r.version,
     )))

@@ -106,6 +106,11 @@ fn migrator() -> Migrator {
             "directory",
             include_str!("../migrations/sqlite/0012_directory.sql"),
         ),
+        step(
+            13,
+            "request_task",
+            include_str!("../migrations/sqlite/0013_request_task.sql"),
+        ),
     ])
 }
 

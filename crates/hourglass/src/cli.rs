@@ -66,6 +66,10 @@ enum Command {
         reason: String,
         #[arg(long)]
         ticket: Option<String>,
+        /// The task the access is for (an id of your choosing; an agent names its ticket or
+        /// its task).
+        #[arg(long)]
+        task: Option<String>,
         /// A public key file (`~/.ssh/id_ed25519.pub`) for entitlements that certify a key.
         #[arg(long)]
         public_key_file: Option<PathBuf>,
@@ -354,6 +358,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             reason,
             ticket,
+            task,
             public_key_file,
             wait,
             break_glass,
@@ -374,6 +379,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 duration: duration.clone(),
                 reason: reason.clone(),
                 ticket: ticket.clone(),
+                task: task.clone(),
                 public_key,
                 break_glass: *break_glass,
                 starts_at: starts_at.clone(),

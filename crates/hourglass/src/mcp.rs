@@ -59,6 +59,9 @@ impl Desk for ApiDesk {
     async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem> {
         self.0.revoke(grant, Some(reason)).await.map_err(p)
     }
+    async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem> {
+        self.0.release_task(task, Some(reason)).await.map_err(p)
+    }
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem> {
         self.0.explain(&body).await.map_err(p)
     }

@@ -4,11 +4,16 @@
 //! The MCP tools themselves live in the server; they call the same use cases as the API, so a
 //! tool decides nothing the API would not. These are the two things only tools need.
 
-use super::{Caller, Engine, NewRequest};
+use std::collections::HashSet;
+
+use super::{
+    Caller, Engine, NewRequest, requests::MAX_REASON, retry_on_conflict, submit::valid_task,
+};
 use crate::{
     Error, GrantDuration, Result,
     audit::AuditRecord,
     catalog::PrincipalKind,
+    grant::{Grant, GrantState},
     policy::{Action, Decision, TicketFacts},
     store::Commit,
 };
@@ -158,6 +163,80 @@ impl Engine {
             source_ip,
             on_behalf_of: person,
         }))
+    }
+
+    /// Ends, in one commit, every live grant of the task `task` that is the caller's (its own,
+    /// or asked by this agent for the person it acts for): when an agent's work is done, all
+    /// the access it took for it goes at once. Nothing to release is `task.not_found`.
+    pub async fn release_task(
+        &self,
+        caller: &Caller,
+        task: &str,
+        reason: Option<String>,
+    ) -> Result<Vec<Grant>> {
+        let task = task.trim();
+        if !valid_task(task) {
+            return Err(Error::invalid(
+                crate::ErrorCode::RequestTaskInvalid,
+                "task",
+                "a task id is at most 128 letters, digits and ._:/-",
+            ));
+        }
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if let Some(r) = &reason {
+            crate::text::check(r, MAX_REASON)
+                .map_err(|m| Error::invalid(crate::ErrorCode::RevokeReasonInvalid, "reason", m))?;
+        }
+        let why =
+            reason.unwrap_or_else(|| format!("task {task} released by {}", caller.principal.id));
+        let why = &why;
+        let out = retry_on_conflict(move || async move {
+            let now = self.clock.now();
+            let mut live = Vec::new();
+            for state in [GrantState::Provisioning, GrantState::Active] {
+                live.extend(self.list_grants(caller, Some(state), 500).await?);
+            }
+            let mut requests = HashSet::new();
+            let mut commit = Commit::default();
+            let mut out = Vec::new();
+            for g in live.iter().filter(|g| caller.answers_for(&g.principal)) {
+                // A profile's grants share their request and end together.
+                if !requests.insert(g.request_id.clone()) {
+                    continue;
+                }
+                let Some(req) = self.store.get_request(&g.request_id).await? else {
+                    continue;
+                };
+                let asked_by_caller = req.requester == caller.principal.id
+                    || req.actors.contains(&caller.principal.id);
+                if req.task.as_deref() != Some(task) || !asked_by_caller {
+                    continue;
+                }
+                out.push(
+                    self.revoke_together_into(
+                        g,
+                        caller.principal.id.as_str(),
+                        why,
+                        now,
+                        &mut commit,
+                    )
+                    .await?,
+                );
+            }
+            if out.is_empty() {
+                return Err(Error::not_found(
+                    crate::ErrorCode::TaskNotFound,
+                    format!("no live grant of task {task} is yours to release"),
+                ));
+            }
+            self.commit(commit).await?;
+            Ok(out)
+        })
+        .await?;
+        self.wake.jobs_changed();
+        Ok(out)
     }
 
     /// Records one MCP tool call by the agent `caller` (`agent.tool_called`), in its own commit.

@@ -378,6 +378,7 @@ impl Engine {
                     actor_token: x.actor.as_ref().map(|a| a.facts.clone()),
                 }),
                 ticket_facts: ticket_facts.clone(),
+                task: None,
                 version: 0,
             };
             let mut ev = AuditRecord::new(now, subject.id.as_str(), crate::event::EventKind::TokenExchanged, request.id.as_str())

@@ -182,6 +182,7 @@ impl Engine {
             actors: Vec::new(),
             exchange: None,
             ticket_facts: ticket.facts.clone(),
+            task: None,
             version: 0,
         };
         let mut created = AuditRecord::new(

@@ -20,6 +20,15 @@ use crate::{
 use super::requests::MAX_REASON;
 
 const MAX_TICKET: usize = 128;
+const MAX_TASK: usize = 128;
+
+/// A task id: 1 to 128 letters, digits and `._:/-`.
+pub(super) fn valid_task(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TASK
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-'))
+}
 
 /// What a client asks for.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +38,8 @@ pub struct NewRequest {
     pub duration: Option<String>,
     pub reason: String,
     pub ticket: Option<String>,
+    /// The task it is for (an id the asker gives); an agent names its ticket or its task.
+    pub task: Option<String>,
     /// A public key (OpenSSH format) for connectors that certify one.
     pub public_key: Option<String>,
     /// An emergency: granted at once where `BreakGlass` permits, capped, alerted and reviewed.
@@ -43,6 +54,7 @@ pub(super) struct Checked<'a> {
     pub(super) starts_at: Option<Timestamp>,
     pub(super) reason: String,
     pub(super) ticket: Option<String>,
+    pub(super) task: Option<String>,
     pub(super) public_key: Option<String>,
 }
 
@@ -157,6 +169,16 @@ impl Engine {
                 format!("a ticket reference is at most {MAX_TICKET} printable characters"),
             ));
         }
+        let task = new.task.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if let Some(t) = task
+            && !valid_task(t)
+        {
+            return Err(Error::invalid(
+                crate::ErrorCode::RequestTaskInvalid,
+                "task",
+                format!("a task id is at most {MAX_TASK} letters, digits and ._:/-"),
+            ));
+        }
         let public_key = new
             .public_key
             .as_deref()
@@ -184,6 +206,7 @@ impl Engine {
             starts_at,
             reason,
             ticket: ticket.map(str::to_owned),
+            task: task.map(str::to_owned),
             public_key: public_key.map(str::to_owned),
         })
     }
@@ -207,6 +230,20 @@ impl Engine {
                 format!(
                     "{} is an agent: it never breaks glass, also not for {}",
                     agent.id, principal.id
+                ),
+            ));
+        }
+        // An agent's access is bound to the work it is for: its ticket, or a task it names.
+        if caller.principal.kind == crate::catalog::PrincipalKind::Agent
+            && checked.ticket.is_none()
+            && checked.task.is_none()
+        {
+            return Err(Error::invalid(
+                crate::ErrorCode::RequestTaskRequired,
+                "task",
+                format!(
+                    "{} is an agent: name the ticket or the task (an id of your choosing) the access is for",
+                    caller.principal.id
                 ),
             ));
         }
@@ -305,6 +342,7 @@ impl Engine {
             actors: actor.map(|a| vec![a.id.clone()]).unwrap_or_default(),
             exchange: None,
             ticket_facts: ticket.facts.clone(),
+            task: checked.task,
             version: 0,
         };
         let mut created = AuditRecord::new(
@@ -320,6 +358,9 @@ impl Engine {
         .with("policy_hash", &eligible.policy_hash);
         if let Some(a) = actor {
             created = created.with("act", a.id.as_str());
+        }
+        if let Some(t) = &request.task {
+            created = created.with("task", t);
         }
         if let Some(t) = &request.ticket {
             created = created.with("ticket", t);

@@ -458,6 +458,7 @@ pub(super) async fn ask(
                     duration: non_empty(filled.duration.clone()),
                     reason: filled.reason.clone(),
                     ticket: non_empty(filled.ticket.clone()),
+                    task: None,
                     public_key: non_empty(filled.public_key.clone()),
                     break_glass: filled.break_glass,
                     starts_at: non_empty(filled.starts_at.clone()),

@@ -22,8 +22,8 @@ use axum::{
     routing::{get, post},
 };
 use hourglass_api::{
-    CreateRequest, DecisionView, ExplainBody, ExplainView, GrantView, OfferView, Problem,
-    RequestView, ToolCallBody, WhoAmI,
+    CreateRequest, DecisionView, ExplainBody, ExplainView, GrantView, List, OfferView, Problem,
+    ReleaseTaskBody, RequestView, ToolCallBody, WhoAmI,
 };
 use hourglass_core::{
     Error, ErrorCode,
@@ -85,6 +85,7 @@ pub(super) fn routes(app: &Shared) -> Router<Shared> {
         .route(METADATA_PATH, get(metadata))
         .route("/.well-known/oauth-protected-resource", get(metadata))
         .route("/v1/explain", post(explain))
+        .route("/v1/tasks/release", post(release_task))
         .route("/v1/agents/tool-calls", post(tool_called))
 }
 
@@ -344,6 +345,16 @@ impl Desk for EngineDesk {
         Ok(views::grant(&g))
     }
 
+    async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem> {
+        let g = self
+            .app
+            .engine
+            .release_task(&self.caller, task, Some(reason))
+            .await
+            .map_err(p)?;
+        Ok(g.iter().map(views::grant).collect())
+    }
+
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem> {
         explained(&self.app, &self.caller, body).await.map_err(p)
     }
@@ -422,4 +433,19 @@ pub(super) async fn tool_called(
 ) -> ApiResult<StatusCode> {
     record(&app, &caller, body, "stdio").await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/tasks/release", request_body = ReleaseTaskBody, responses((status = 200, description = "Every live grant of the task that was the caller's, now revoking (in one commit)", body = List<GrantView>), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No live grant of the task is the caller's", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn release_task(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Body(body): Body<ReleaseTaskBody>,
+) -> ApiResult<Json<List<GrantView>>> {
+    let g = app
+        .engine
+        .release_task(&caller, &body.task, body.reason)
+        .await?;
+    Ok(Json(List {
+        items: g.iter().map(views::grant).collect(),
+    }))
 }

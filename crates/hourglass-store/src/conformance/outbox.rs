@@ -82,9 +82,10 @@ async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
     // A fulfilled request whose grants ended binds nothing more.
     assert!(s.requests_with_ticket("HD-2", 10).await.unwrap().is_empty());
 
-    // Ticket facts survive the round trip.
+    // Ticket facts and the task survive the round trip.
     let mut facts = request(40);
     facts.ticket = Some("HD-4".into());
+    facts.task = Some("INC-4-triage".into());
     facts.ticket_facts = Some(hourglass_core::policy::TicketFacts {
         reference: "HD-4".into(),
         status: Some("In Progress".into()),
@@ -102,6 +103,7 @@ async fn tickets_find_their_bound_requests_and_live_access(s: &Fresh) {
     .unwrap();
     let back = s.get_request(&facts.id).await.unwrap().unwrap();
     assert_eq!(back.ticket_facts, facts.ticket_facts);
+    assert_eq!(back.task.as_deref(), Some("INC-4-triage"));
 }
 
 async fn webhook_ticket_state_is_remembered_per_source(s: &Fresh) {

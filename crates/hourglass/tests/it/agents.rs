@@ -57,6 +57,12 @@ allow_private = true
     .unwrap()
 }
 
+/// An agent's ask, bound to a task as an agent's must be.
+pub(crate) fn for_task(mut r: hourglass_api::CreateRequest) -> hourglass_api::CreateRequest {
+    r.task = Some("INC-7-triage".into());
+    r
+}
+
 #[tokio::test]
 async fn an_agent_never_approves_denies_breaks_glass_or_administers_whatever_policy_says() {
     let api = SlackApi::start(&[]).await;
@@ -95,6 +101,7 @@ async fn an_agent_never_approves_denies_breaks_glass_or_administers_whatever_pol
     );
     let mut glass = ask("demo/ops-admin", "15m", "an emergency, allegedly");
     glass.break_glass = true;
+    glass.task = Some("INC-7".into());
     let p = problem(bot.create_request(&glass).await.unwrap_err());
     assert_eq!(p.status, 403, "{p:?}");
     assert_eq!(
@@ -111,7 +118,11 @@ async fn an_agent_never_approves_denies_breaks_glass_or_administers_whatever_pol
     );
     // What it may do: ask for itself.
     let own = bot
-        .create_request(&ask("demo/read-logs", "10m", "summarise the logs"))
+        .create_request(&for_task(ask(
+            "demo/read-logs",
+            "10m",
+            "summarise the logs",
+        )))
         .await
         .unwrap();
     assert_ne!(own.state, "pending");
@@ -223,7 +234,11 @@ async fn suspending_an_agent_ends_everything_it_holds_in_one_commit() {
     .unwrap();
     let (bot, alice) = (s.client("support-bot"), s.client("alice"));
     let logs = bot
-        .create_request(&ask("demo/read-logs", "10m", "summarise the logs"))
+        .create_request(&for_task(ask(
+            "demo/read-logs",
+            "10m",
+            "summarise the logs",
+        )))
         .await
         .unwrap();
     let grant = logs.grants.clone().unwrap()[0].id.clone();
@@ -232,7 +247,11 @@ async fn suspending_an_agent_ends_everything_it_holds_in_one_commit() {
         "granted in the target"
     );
     let waiting = bot
-        .create_request(&ask("demo/ops-admin", "30m", "restart the service"))
+        .create_request(&for_task(ask(
+            "demo/ops-admin",
+            "30m",
+            "restart the service",
+        )))
         .await
         .unwrap();
     assert_eq!(waiting.state, "pending");
@@ -308,7 +327,7 @@ async fn an_agent_has_its_own_tighter_quotas() {
     .unwrap();
     let bot = s.client("support-bot");
     let one = bot
-        .create_request(&ask("demo/read-logs", "10m", "one"))
+        .create_request(&for_task(ask("demo/read-logs", "10m", "one")))
         .await
         .unwrap();
     // Its grant is provisioned in the background: wait, so that the count below is still.
@@ -320,14 +339,14 @@ async fn an_agent_has_its_own_tighter_quotas() {
         .await
     );
     let two = bot
-        .create_request(&ask("demo/ops-admin", "10m", "two"))
+        .create_request(&for_task(ask("demo/ops-admin", "10m", "two")))
         .await
         .unwrap();
     // Withdrawn, it still counts among the requests of the hour.
     bot.cancel(&two.id).await.unwrap();
     let before = audit_len(&s).await;
     let p = problem(
-        bot.create_request(&ask("demo/ops-admin", "10m", "three"))
+        bot.create_request(&for_task(ask("demo/ops-admin", "10m", "three")))
             .await
             .unwrap_err(),
     );

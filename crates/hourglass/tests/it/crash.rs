@@ -42,6 +42,7 @@ async fn killed(child: &mut Child) {
 
 fn read_logs() -> CreateRequest {
     CreateRequest {
+        task: None,
         entitlement: "demo/read-logs".into(),
         duration: Some("1m".into()),
         reason: "crash test".into(),
@@ -203,6 +204,7 @@ permit (
         let answered = answered.clone();
         clients.spawn(async move {
             let ask = CreateRequest {
+                task: None,
                 entitlement: "demo/ops-admin".into(),
                 duration: Some("30m".into()),
                 reason: "batch test".into(),

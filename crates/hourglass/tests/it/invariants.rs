@@ -20,6 +20,7 @@ async fn run_case(quorum: u32, approvers: Vec<usize>) -> Result<(), TestCaseErro
     .await
     .unwrap();
     let req = CreateRequest {
+        task: None,
         entitlement: "demo/ops-admin".into(),
         duration: Some("10m".into()),
         reason: "p".into(),
@@ -79,6 +80,7 @@ async fn an_undecided_request_expires_at_its_deadline() {
         .unwrap();
     let alice = s.client("alice");
     let req = CreateRequest {
+        task: None,
         entitlement: "demo/ops-admin".into(),
         duration: Some("10m".into()),
         reason: "later".into(),
@@ -111,6 +113,7 @@ async fn simultaneous_approvals_both_count_and_open_one_grant() {
         .await
         .unwrap();
     let req = CreateRequest {
+        task: None,
         entitlement: "demo/ops-admin".into(),
         duration: Some("10m".into()),
         reason: "race".into(),
@@ -223,6 +226,7 @@ async fn run_random_policies(
     .unwrap();
     let forbids = |a: &str| policies.iter().any(|p| p.forbids_all(a));
     let req = CreateRequest {
+        task: None,
         entitlement: "demo/ops-admin".into(),
         duration: Some(format!("{minutes}m")),
         reason: "p".into(),

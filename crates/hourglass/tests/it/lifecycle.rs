@@ -11,6 +11,7 @@ pub(crate) fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
         duration: Some(dur.into()),
         reason: reason.into(),
         ticket: None,
+        task: None,
         public_key: None,
         break_glass: false,
         starts_at: None,

@@ -121,10 +121,10 @@ async fn an_agent_asks_watches_and_releases_through_mcp_and_cannot_decide() {
     let plan = json!([
         ["whoami", {}],
         ["list_access", {}],
-        ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "summarise the error logs for INC-7"}],
+        ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "summarise the error logs for INC-7", "task": "INC-7"}],
         ["my_grants", {}],
-        ["request_access", {"access": "demo/ops-admin", "duration": "30m", "reason": injection}],
-        ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "again"}],
+        ["request_access", {"access": "demo/ops-admin", "duration": "30m", "reason": injection, "task": "INC-7"}],
+        ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "again", "task": "INC-7"}],
         ["request_access", {"access": "demo/read-logs", "duration": 5, "reason": "wrong type"}],
         ["approve", {"request_id": "req_x"}],
     ]);
@@ -324,9 +324,9 @@ async fn an_agent_uses_the_mcp_endpoint_with_its_key_and_every_call_is_recorded(
         &key,
         &json!([
             ["whoami", {}],
-            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "summarise INC-7"}],
-            ["request_access", {"access": "demo/ops-admin", "duration": "30m", "reason": injection}],
-            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": injection}],
+            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "summarise INC-7", "task": "INC-7"}],
+            ["request_access", {"access": "demo/ops-admin", "duration": "30m", "reason": injection, "task": "INC-7"}],
+            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": injection, "task": "INC-7"}],
             ["explain", {"access": "demo/ops-admin"}],
             ["explain", {"access": "tokens/deploy-api"}],
             ["explain", {"access": "demo/read-logs", "duration": "9h"}],
@@ -383,7 +383,13 @@ async fn an_agent_uses_the_mcp_endpoint_with_its_key_and_every_call_is_recorded(
         &s,
         &Via::Http,
         &key,
-        &json!([["request_status", {"request_id": pending, "wait_seconds": 2}]]),
+        &json!([
+            ["request_status", {"request_id": pending, "wait_seconds": 2}],
+            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "no task"}],
+            ["release_access", {"task": "INC-7", "reason": "done"}],
+            ["release_access", {"task": "INC-7"}],
+            ["release_access", {}],
+        ]),
     )
     .await;
     let call = &report["calls"][0];
@@ -393,11 +399,35 @@ async fn an_agent_uses_the_mcp_endpoint_with_its_key_and_every_call_is_recorded(
         "no progress while waiting: {call}"
     );
     assert!(call["text"][0].as_str().unwrap().contains("still pending"));
+    // An agent's access is bound to its work: a ticket or a task, and the task ends together.
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(
+        calls[1]["structured"]["code"], "request.task_required",
+        "{}",
+        calls[1]
+    );
+    assert_eq!(calls[2]["isError"], false, "{}", calls[2]);
+    let ended = calls[2]["structured"]["grants"].as_array().unwrap();
+    assert_eq!(ended.len(), 1, "{}", calls[2]);
+    assert_eq!(ended[0]["state"], "revoking");
+    assert_eq!(
+        calls[3]["structured"]["code"], "task.not_found",
+        "{}",
+        calls[3]
+    );
+    assert!(
+        calls[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("grant_id or task"),
+        "{}",
+        calls[4]
+    );
 
     // Every call recorded over HTTP: the tool, its outcome and code, never what was asked.
     let audit = s.store().unwrap().audit_after(0, 10_000).await.unwrap();
     let recorded = tool_calls(&audit);
-    assert_eq!(recorded.len(), 9, "{recorded:?}");
+    assert_eq!(recorded.len(), 13, "{recorded:?}");
     let detail = |d: &Vec<(String, String)>, k: &str| {
         d.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     };
@@ -487,9 +517,9 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
         &delegated,
         &json!([
             ["whoami", {}],
-            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "read alice's failing job logs"}],
-            ["request_access", {"access": "demo/ops-admin", "duration": "1h", "reason": "restart"}],
-            ["request_access", {"access": "demo/ops-admin", "duration": "10m", "reason": "restart the stuck job"}],
+            ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": "read alice's failing job logs", "task": "INC-7"}],
+            ["request_access", {"access": "demo/ops-admin", "duration": "1h", "reason": "restart", "task": "INC-7"}],
+            ["request_access", {"access": "demo/ops-admin", "duration": "10m", "reason": "restart the stuck job", "task": "INC-7"}],
             ["explain", {"access": "demo/ops-admin", "duration": "1h"}],
             ["my_grants", {}],
             ["explain", {"access": "demo/read-logs", "duration": "30m"}],

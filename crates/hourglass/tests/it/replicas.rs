@@ -250,6 +250,7 @@ fn client_on(bases: &Bases, token: &str, turn: usize) -> Option<Client> {
 
 fn read_logs() -> CreateRequest {
     CreateRequest {
+        task: None,
         entitlement: "demo/read-logs".into(),
         duration: Some("10m".into()),
         reason: "replica test".into(),
@@ -407,6 +408,7 @@ params = { principals = ["deploy"] }
     // The revocation.
     let r = a
         .create_request(&CreateRequest {
+            task: None,
             entitlement: "ssh/login".into(),
             public_key: Some(user_key.trim().to_owned()),
             ..read_logs()

@@ -21,6 +21,7 @@ async fn an_issued_credential_is_shown_once_and_stored_nowhere() {
     std::fs::write(&s.config, config).unwrap();
     let (mut server, alice, base) = s.start_at().await;
     let req = CreateRequest {
+        task: None,
         entitlement: "demo/read-logs".into(),
         duration: Some("10m".into()),
         reason: "secret test".into(),

@@ -27,6 +27,7 @@ when { resource.target == "pg" || resource.target == "saas" || resource.target =
 
 fn ask(ent: &str, dur: &str) -> CreateRequest {
     CreateRequest {
+        task: None,
         entitlement: ent.into(),
         duration: Some(dur.into()),
         reason: "target test".into(),

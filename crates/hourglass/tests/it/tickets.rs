@@ -20,6 +20,7 @@ pub(crate) const HOOK_SECRET: &str = "jira-webhook-secret-0123456789abcdef";
 
 fn ask(ent: &str, ticket: &str) -> CreateRequest {
     CreateRequest {
+        task: None,
         entitlement: ent.into(),
         duration: Some("30m".into()),
         reason: "helpdesk work".into(),
