@@ -8,6 +8,7 @@ mod directory;
 mod exchange;
 mod expiry;
 mod harness;
+mod mcp;
 mod notify;
 mod policy;
 mod postgres;
@@ -46,6 +47,9 @@ enum Scenario {
     /// adding 1,000 members against 1,000 PATCHes of one, and the lookup by name against a
     /// filter that reads every user.
     Directory,
+    /// Agents asking for an auto-approved entitlement through the MCP endpoint, side by side
+    /// with the same request over the API, 1 and 8 agents.
+    Mcp,
     /// Every scenario above.
     All,
 }
@@ -137,6 +141,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Web) {
         web::run(pick(50, 1_000), pick(8, 40)).await?;
+    }
+    if want(Scenario::Mcp) {
+        mcp::run(&[1, 8], pick(3, 200)).await?;
     }
     if want(Scenario::Directory) {
         directory::run(pick(200, 10_000), pick(100, 1_000)).await?;
