@@ -350,6 +350,21 @@ pub struct ExplainView {
     pub policy_hash: String,
 }
 
+/// `POST /v1/grants/{id}/token`: an Hourglass access token for an active grant on a `token`
+/// target, signed now, valid until the grant ends (`act` names the agent that asked for the
+/// holder). Verified offline against `/.well-known/jwks.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GrantTokenView {
+    pub grant_id: String,
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// When it stops being valid: the grant's end.
+    pub expires_at: String,
+    /// Its `aud`: the service that accepts it.
+    pub audience: String,
+}
+
 /// `POST /v1/tasks/release`: end every live grant of a task that is the caller's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

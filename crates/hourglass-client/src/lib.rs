@@ -397,6 +397,14 @@ impl Client {
     ) -> Result<hourglass_api::ExplainView, ClientError> {
         self.post("/v1/explain", body).await
     }
+    /// An access token for the caller's active grant `id` on a `token` target.
+    pub async fn grant_token(
+        &self,
+        id: &str,
+    ) -> Result<hourglass_api::GrantTokenView, ClientError> {
+        self.post(&format!("/v1/grants/{id}/token"), &serde_json::json!({}))
+            .await
+    }
     /// Ends every live grant of `task` that is the caller's (`POST /v1/tasks/release`).
     pub async fn release_task(
         &self,

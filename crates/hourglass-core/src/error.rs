@@ -302,6 +302,10 @@ error_codes! {
     RequestTaskRequired = "request.task_required", status: [400];
     /// No live grant of this task is the caller's to release.
     TaskNotFound = "task.not_found", status: [404];
+    /// Tokens are signed only for the holder's own active grant on a `token` target.
+    TokenNotAllowed = "token.not_allowed", status: [403];
+    /// This grant's target issues no tokens.
+    TokenNotATokenTarget = "token.not_a_token_target", status: [409];
     /// Review … is already closed.
     ReviewClosed = "review.closed", status: [409];
     /// Review.not_found.

@@ -153,6 +153,9 @@ event_kinds! {
         "entitlement", "issuer", "subject", "jti", "duration", "policy_ids", "policy_hash",
         "claim.*", "act", "actor_issuer", "actor_jti", "actor_policy_ids", "ticket",
     ];
+    /// Hourglass signed an access token for an active grant on a `token` target at its
+    /// holder's ask (an agent's `get_token`). The subject is the grant; never the token itself.
+    TokenIssued = "token.issued", details: ["jti", "audience", "expires_at", "act"];
     /// An identity token was refused (invalid, replayed, unmapped).
     TokenRefused = "token.refused", details: ["code", "reason", "issuer", "source_ip", "budget"];
     /// A valid identity token asked for what policy refuses.

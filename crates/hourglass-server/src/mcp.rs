@@ -14,8 +14,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_api::{
-    CreateRequest, ExplainBody, ExplainView, GrantView, OfferView, Problem, RequestView,
-    ToolCallBody, WhoAmI,
+    CreateRequest, ExplainBody, ExplainView, GrantTokenView, GrantView, OfferView, Problem,
+    RequestView, ToolCallBody, WhoAmI,
 };
 use rmcp::{
     ErrorData, Peer, RoleServer,
@@ -40,6 +40,8 @@ pub trait Desk: Send + Sync {
     async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem>;
     /// Ends every live grant of the task that is the caller's.
     async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem>;
+    /// An access token for the caller's active grant on a `token` target.
+    async fn token(&self, grant: &str) -> Result<GrantTokenView, Problem>;
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem>;
     /// Records the call (`agent.tool_called`).
     async fn tool_called(&self, call: ToolCallBody) -> Result<(), Problem>;
@@ -150,6 +152,19 @@ pub fn tools() -> Vec<Tool> {
             })),
         ),
         Tool::new(
+            "get_token",
+            "An access token for one of this agent's active grants whose target accepts \
+             Hourglass tokens (an API that verifies them against Hourglass's published keys): \
+             signed now, valid until the grant ends, naming this agent in `act` when it acts \
+             for a person. Send it as `Authorization: Bearer` to that API only; never show it.",
+            schema(json!({
+                "type": "object",
+                "properties": {"grant_id": {"type": "string", "minLength": 1, "description": "The active grant (`grt_…`) on a token target."}},
+                "required": ["grant_id"],
+                "additionalProperties": false
+            })),
+        ),
+        Tool::new(
             "explain",
             "What asking for an entitlement or profile would do for this agent now, and why: \
              `at_once`, `needs_approval`, `needs_ticket` or `refused`, with the policies that \
@@ -206,6 +221,12 @@ struct ReleaseArgs {
     task: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenArgs {
+    grant_id: String,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +453,19 @@ async fn dispatch<D: Desk + ?Sized>(
                     ));
                 }
             }
+        }
+        "get_token" => {
+            let a: TokenArgs = args(name, given)?;
+            done(desk.token(&a.grant_id).await.map(|t| {
+                (
+                    format!(
+                        "a token for {} until {} (in structured content)",
+                        t.audience, t.expires_at
+                    ),
+                    to_value(&t),
+                    Some(t.grant_id.clone()),
+                )
+            }))
         }
         "explain" => {
             let a: ExplainArgs = args(name, given)?;

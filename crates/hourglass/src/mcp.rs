@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use hourglass_api::{
-    CreateRequest, ExplainBody, ExplainView, GrantView, OfferView, Problem, RequestView,
-    ToolCallBody, WhoAmI,
+    CreateRequest, ExplainBody, ExplainView, GrantTokenView, GrantView, OfferView, Problem,
+    RequestView, ToolCallBody, WhoAmI,
 };
 use hourglass_client::{Client, ClientError};
 use hourglass_server::mcp::{Desk, Progress, problem, run_tool, server_config, tools};
@@ -61,6 +61,9 @@ impl Desk for ApiDesk {
     }
     async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem> {
         self.0.release_task(task, Some(reason)).await.map_err(p)
+    }
+    async fn token(&self, grant: &str) -> Result<GrantTokenView, Problem> {
+        self.0.grant_token(grant).await.map_err(p)
     }
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem> {
         self.0.explain(&body).await.map_err(p)

@@ -19,13 +19,14 @@ use crate::{
 };
 
 /// The MCP tools, by name: a record names one of them or none.
-pub const TOOLS: [&str; 7] = [
+pub const TOOLS: [&str; 8] = [
     "whoami",
     "list_access",
     "request_access",
     "request_status",
     "my_grants",
     "release_access",
+    "get_token",
     "explain",
 ];
 
@@ -237,6 +238,83 @@ impl Engine {
         .await?;
         self.wake.jobs_changed();
         Ok(out)
+    }
+
+    /// Records, in its own commit, that an access token is being signed for the active grant
+    /// `id` on a `token` target (`token.issued`): only for its holder, or the agent that asked
+    /// for it. Returns the grant, its request (whose actors the token's `act` names) and the
+    /// token's fresh `jti`; the server signs it, valid until the grant ends.
+    pub async fn grant_token(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Grant, crate::request::Request, String)> {
+        let grant = self.grant(caller, id).await?;
+        if !caller.answers_for(&grant.principal) {
+            return Err(Error::forbidden(
+                crate::ErrorCode::TokenNotAllowed,
+                format!("grant {} is not {}'s", grant.id, caller.principal.id),
+            ));
+        }
+        let request = self
+            .store
+            .get_request(&grant.request_id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("grant {} has no request", grant.id)))?;
+        if grant.principal != caller.principal.id && !request.actors.contains(&caller.principal.id)
+        {
+            return Err(Error::forbidden(
+                crate::ErrorCode::TokenNotAllowed,
+                format!("{} did not ask for grant {}", caller.principal.id, grant.id),
+            ));
+        }
+        let ent = self.entitlement_of(&grant.entitlement)?;
+        if self
+            .catalog
+            .target(&ent.target)
+            .is_none_or(|t| t.connector != super::TOKEN_CONNECTOR)
+        {
+            return Err(Error::conflict(
+                crate::ErrorCode::TokenNotATokenTarget,
+                format!(
+                    "{}'s target issues no tokens: its access is in the target itself",
+                    grant.entitlement
+                ),
+            ));
+        }
+        if grant.state != GrantState::Active {
+            return Err(Error::conflict(
+                crate::ErrorCode::GrantNotActive,
+                format!("grant {} is {}", grant.id, grant.state.as_str()),
+            ));
+        }
+        let now = self.clock.now();
+        let jti = format!("{}.{}", grant.id, crate::id::random_hex::<8>()?);
+        let mut ev = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            crate::event::EventKind::TokenIssued,
+            grant.id.as_str(),
+        )
+        .with("jti", &jti)
+        .with("expires_at", grant.expires_at);
+        if let Some(aud) = ent
+            .params
+            .get("audience")
+            .and_then(serde_json::Value::as_str)
+        {
+            ev = ev.with("audience", aud);
+        }
+        if !request.actors.is_empty() {
+            let actors: Vec<&str> = request.actors.iter().map(|a| a.as_str()).collect();
+            ev = ev.with("act", actors.join(","));
+        }
+        self.commit(Commit {
+            audit: vec![ev],
+            ..Commit::default()
+        })
+        .await?;
+        Ok((grant, request, jti))
     }
 
     /// Records one MCP tool call by the agent `caller` (`agent.tool_called`), in its own commit.

@@ -378,6 +378,7 @@ impl Engine {
                 | EventKind::TicketClosed
                 | EventKind::TicketReopened
                 | EventKind::TokenExchanged
+                | EventKind::TokenIssued
                 | EventKind::TokenRefused
                 | EventKind::ExchangeRefused
                 | EventKind::SessionStarted

@@ -15,15 +15,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use hourglass_api::{
-    CreateRequest, DecisionView, ExplainBody, ExplainView, GrantView, List, OfferView, Problem,
-    ReleaseTaskBody, RequestView, ToolCallBody, WhoAmI,
+    CreateRequest, DecisionView, ExplainBody, ExplainView, GrantTokenView, GrantView, List,
+    OfferView, Problem, ReleaseTaskBody, RequestView, ToolCallBody, WhoAmI,
 };
 use hourglass_core::{
     Error, ErrorCode,
@@ -86,6 +86,7 @@ pub(super) fn routes(app: &Shared) -> Router<Shared> {
         .route("/.well-known/oauth-protected-resource", get(metadata))
         .route("/v1/explain", post(explain))
         .route("/v1/tasks/release", post(release_task))
+        .route("/v1/grants/{id}/token", post(grant_token))
         .route("/v1/agents/tool-calls", post(tool_called))
 }
 
@@ -355,6 +356,10 @@ impl Desk for EngineDesk {
         Ok(g.iter().map(views::grant).collect())
     }
 
+    async fn token(&self, grant: &str) -> Result<GrantTokenView, Problem> {
+        signed(&self.app, &self.caller, grant).await.map_err(p)
+    }
+
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem> {
         explained(&self.app, &self.caller, body).await.map_err(p)
     }
@@ -448,4 +453,47 @@ pub(super) async fn release_task(
     Ok(Json(List {
         items: g.iter().map(views::grant).collect(),
     }))
+}
+
+/// Signs an access token for `caller`'s active grant `id` on a `token` target, once the engine
+/// recorded it.
+async fn signed(app: &App, caller: &Caller, id: &str) -> ApiResult<GrantTokenView> {
+    let Some(signer) = app.workload.signer.as_ref() else {
+        return Err(ApiError(Error::conflict(
+            ErrorCode::TokenNotATokenTarget,
+            "this server has no signing key: it issues no tokens",
+        )));
+    };
+    let (grant, request, jti) = app.engine.grant_token(caller, id).await?;
+    let holder = app
+        .engine
+        .principal(&grant.principal)
+        .await?
+        .map_or("human", |p| p.kind.as_str());
+    let now = app.engine.clock().now();
+    let claims =
+        super::token::access_token_claims(app, signer, &grant, &request.actors, holder, &jti, now);
+    let audience = claims["aud"].as_str().unwrap_or_default().to_owned();
+    let (access_token, _kid) = signer
+        .sign(&claims, now.unix_millis() / 1000)
+        .map_err(|e| ApiError(Error::internal(format!("signing: {e}"))))?;
+    Ok(GrantTokenView {
+        grant_id: grant.id.to_string(),
+        access_token,
+        token_type: "Bearer".into(),
+        expires_at: grant.expires_at.to_string(),
+        audience,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/token", params(("id" = String, Path, description = "prefixed id")), responses((status = 200, description = "An access token for the caller's active grant on a token target, valid until the grant ends (never stored; `token.issued` records its jti)", body = GrantTokenView), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not the caller's grant", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to the caller)", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not active, or its target issues no tokens", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn grant_token(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let mut resp = Json(signed(&app, &caller, &id).await?).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }

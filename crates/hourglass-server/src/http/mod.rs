@@ -902,7 +902,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, readyz, metrics),
+    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -333,39 +333,15 @@ pub(super) async fn exchange(
                 "no signing key",
             );
         };
-        let params = app
-            .engine
-            .catalog()
-            .entitlement(&grant.entitlement)
-            .map(|e| e.params.clone())
-            .unwrap_or(Value::Null);
-        let mut claims = json!({
-            "iss": signer.issuer(),
-            "sub": grant.principal.as_str(),
-            "aud": hourglass_connectors::token::audience(&params).unwrap_or(grant.entitlement.as_str()),
-            "iat": now.unix_millis() / 1000,
-            "nbf": now.unix_millis() / 1000,
-            "exp": grant.expires_at.unix_millis() / 1000,
-            "jti": grant.id.as_str(),
-            "grant_id": grant.id.as_str(),
-            "entitlement": grant.entitlement.as_str(),
-            "principal_kind": holder.kind.as_str(),
-        });
-        if let Some(scope) = hourglass_connectors::token::scope(&params) {
-            claims["scope"] = json!(scope);
-        }
-        // RFC 8693 §4.1: the current actor outermost, earlier ones nested inside.
-        let mut act: Option<Value> = None;
-        for a in out.request.actors.iter().rev() {
-            let mut this = json!({ "sub": a.as_str() });
-            if let Some(inner) = act.take() {
-                this["act"] = inner;
-            }
-            act = Some(this);
-        }
-        if let Some(a) = act {
-            claims["act"] = a;
-        }
+        let claims = access_token_claims(
+            &app,
+            signer,
+            grant,
+            &out.request.actors,
+            holder.kind.as_str(),
+            grant.id.as_str(),
+            now,
+        );
         match signer.sign(&claims, now.unix_millis() / 1000) {
             Ok((t, _kid)) => (t, JWT_TYPE, "Bearer"),
             Err(e) => {
@@ -465,4 +441,51 @@ async fn wait_for_credential(
             ))
         }
     }
+}
+
+/// The claims of an Hourglass access token for `grant` (a `token` target's): `sub` the holder,
+/// `aud` the entitlement's audience, valid until the grant ends, `act` naming the agents that
+/// asked for the holder (RFC 8693 §4.1: the current actor outermost, earlier ones inside).
+pub(super) fn access_token_claims(
+    app: &crate::App,
+    signer: &hourglass_tokens::Signer,
+    grant: &hourglass_core::grant::Grant,
+    actors: &[hourglass_core::id::PrincipalId],
+    holder_kind: &str,
+    jti: &str,
+    now: hourglass_core::Timestamp,
+) -> Value {
+    let params = app
+        .engine
+        .catalog()
+        .entitlement(&grant.entitlement)
+        .map(|e| e.params.clone())
+        .unwrap_or(Value::Null);
+    let mut claims = json!({
+        "iss": signer.issuer(),
+        "sub": grant.principal.as_str(),
+        "aud": hourglass_connectors::token::audience(&params).unwrap_or(grant.entitlement.as_str()),
+        "iat": now.unix_millis() / 1000,
+        "nbf": now.unix_millis() / 1000,
+        "exp": grant.expires_at.unix_millis() / 1000,
+        "jti": jti,
+        "grant_id": grant.id.as_str(),
+        "entitlement": grant.entitlement.as_str(),
+        "principal_kind": holder_kind,
+    });
+    if let Some(scope) = hourglass_connectors::token::scope(&params) {
+        claims["scope"] = json!(scope);
+    }
+    let mut act: Option<Value> = None;
+    for a in actors.iter().rev() {
+        let mut this = json!({ "sub": a.as_str() });
+        if let Some(inner) = act.take() {
+            this["act"] = inner;
+        }
+        act = Some(this);
+    }
+    if let Some(a) = act {
+        claims["act"] = a;
+    }
+    claims
 }

@@ -135,6 +135,7 @@ async fn an_agent_asks_watches_and_releases_through_mcp_and_cannot_decide() {
         report["tools"],
         json!([
             "explain",
+            "get_token",
             "list_access",
             "my_grants",
             "release_access",
@@ -242,6 +243,14 @@ forbid (
   resource == Hourglass::Entitlement::"demo/ops-admin"
 )
 when { context has actor && context.duration_secs > 1800 };
+
+@id("deploy-tokens-for-support-bot-and-alice")
+permit (
+  principal,
+  action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
+  resource == Hourglass::Entitlement::"tokens/deploy-api"
+)
+when { [Hourglass::Principal::"support-bot", Hourglass::Principal::"alice"].contains(principal) };
 "#;
 
 /// A server trusting the issuer `idp` for the MCP endpoint, with the agent policy.
@@ -328,7 +337,7 @@ async fn an_agent_uses_the_mcp_endpoint_with_its_key_and_every_call_is_recorded(
             ["request_access", {"access": "demo/ops-admin", "duration": "30m", "reason": injection, "task": "INC-7"}],
             ["request_access", {"access": "demo/read-logs", "duration": "10m", "reason": injection, "task": "INC-7"}],
             ["explain", {"access": "demo/ops-admin"}],
-            ["explain", {"access": "tokens/deploy-api"}],
+            ["explain", {"access": "incident/triage"}],
             ["explain", {"access": "demo/read-logs", "duration": "9h"}],
             ["approve", {"request_id": "req_x"}],
         ]),
@@ -362,7 +371,7 @@ async fn an_agent_uses_the_mcp_endpoint_with_its_key_and_every_call_is_recorded(
         calls[5]["structured"]["detail"]
             .as_str()
             .unwrap()
-            .contains("no policy lets support-bot ask for tokens/deploy-api"),
+            .contains("no policy lets support-bot ask for incident/triage"),
         "{}",
         calls[5]
     );
@@ -523,6 +532,7 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
             ["explain", {"access": "demo/ops-admin", "duration": "1h"}],
             ["my_grants", {}],
             ["explain", {"access": "demo/read-logs", "duration": "30m"}],
+            ["request_access", {"access": "tokens/deploy-api", "duration": "5m", "reason": "deploy the fix", "task": "INC-7"}],
         ]),
     )
     .await;
@@ -600,19 +610,76 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
             .all(|d| d.contains(&("for".into(), "alice".into())))
     );
 
-    // The agent releases the grant it asked for alice; the access goes.
+    // A token for the API the task needs: alice's, with the agent in `act`; none for a grant
+    // whose target issues no tokens.
+    let deploy = calls[7]["structured"]["grants"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = s.client("admin");
+    assert!(
+        eventually(|| async { admin.get_grant(&deploy).await.unwrap().state == "active" }).await
+    );
     let report = drive_with(
         &s,
         &Via::Http,
         &delegated,
-        &json!([["release_access", {"grant_id": grant, "reason": "done"}]]),
+        &json!([
+            ["get_token", {"grant_id": deploy}],
+            ["get_token", {"grant_id": grant}],
+            ["release_access", {"grant_id": grant, "reason": "done"}],
+        ]),
     )
     .await;
+    let calls = report["calls"].as_array().unwrap();
+    let jwt = calls[0]["structured"]["access_token"].as_str().unwrap();
+    let payload: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwt.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
-        report["calls"][0]["isError"], false,
-        "{}",
-        report["calls"][0]
+        (&payload["sub"], &payload["aud"], &payload["act"]),
+        (
+            &json!("alice"),
+            &json!("deploy-api"),
+            &json!({"sub": "support-bot"})
+        ),
+        "{payload}"
     );
+    assert_eq!(payload["grant_id"], deploy.as_str());
+    assert!(
+        !calls[0]["text"][0].as_str().unwrap().contains(jwt),
+        "the token is in the text"
+    );
+    assert_eq!(
+        calls[1]["structured"]["code"], "token.not_a_token_target",
+        "{}",
+        calls[1]
+    );
+    // The issue is recorded by its jti, never the token.
+    let audit = s.store().unwrap().audit_after(0, 10_000).await.unwrap();
+    let issued = audit
+        .iter()
+        .find(|e| e.record.action == "token.issued")
+        .unwrap();
+    assert_eq!(issued.record.subject, deploy);
+    assert!(
+        issued
+            .record
+            .details
+            .contains(&("jti".into(), payload["jti"].as_str().unwrap().to_owned()))
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|e| format!("{:?}", e.record).contains(jwt))
+    );
+    // The agent releases the grant it asked for alice; the access goes.
+    assert_eq!(calls[2]["isError"], false, "{}", calls[2]);
     assert!(eventually(|| async { !s.access().contains(&grant) }).await);
 
     // A delegation only to an agent: act naming a person, or no such identity, is refused.
