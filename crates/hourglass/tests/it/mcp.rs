@@ -588,6 +588,18 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
         (seen.requester.as_str(), seen.acting.clone()),
         ("alice", vec!["support-bot".to_owned()])
     );
+    let out = tokio::process::Command::new(crate::binary::BIN)
+        .args(["requests", "--pending"])
+        .env("HOURGLASS_SERVER", format!("http://{}", s.addr))
+        .env("HOURGLASS_TOKEN", token_of(&s, "bob"))
+        .output()
+        .await
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(&pending_id) && listed.contains("support-bot for alice"),
+        "{listed}"
+    );
     let bob = crate::app::Browser::sign_in(&s, "bob").await;
     let (_, inbox) = bob.get("/inbox").await;
     assert!(inbox.contains("support-bot for alice"), "{inbox}");
