@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_core::connector::{
-    Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned,
+    Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned, RevocationProof,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -266,6 +266,22 @@ impl Connector for ExecConnector {
                     "exec inspect: expected `present` or `absent` on stdout",
                 )),
             },
+        }
+    }
+
+    async fn prove_revoked(&self, spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        if self.config.inspect.is_none() {
+            return Ok(RevocationProof::Unprovable {
+                why: "the exec target has no inspect command: its revoke command's success is all there is".into(),
+            });
+        }
+        match self.inspect(spec).await? {
+            Presence::Absent => Ok(RevocationProof::Verified {
+                checked: "the inspect command answers absent".into(),
+            }),
+            Presence::Present => Err(ConnectorError::new(
+                "the inspect command still answers present after the revoke command succeeded",
+            )),
         }
     }
 

@@ -18,7 +18,10 @@ use std::{collections::BTreeMap, path::PathBuf, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_core::{
-    connector::{Connector, ConnectorError, GrantSpec, Holding, Managed, Presence, Provisioned},
+    connector::{
+        Connector, ConnectorError, GrantSpec, Holding, Managed, Presence, Provisioned,
+        RevocationProof,
+    },
     id::GrantId,
 };
 use secrecy::SecretString;
@@ -601,6 +604,47 @@ impl Connector for PostgresConnector {
                 )))
             }
             Err(e) => Err(db_err(e)),
+        }
+    }
+
+    /// The role (or the membership) is gone, and, for a login role, no session of it is left
+    /// (its backends were terminated; a terminated backend takes a moment to leave
+    /// `pg_stat_activity`, so this looks again for up to two seconds).
+    async fn prove_revoked(&self, spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        if self.inspect(spec).await? == Presence::Present {
+            return Err(ConnectorError::new(
+                "the role or membership is still present after its revocation",
+            ));
+        }
+        match Self::mode_of(spec)? {
+            Mode::Membership => Ok(RevocationProof::Verified {
+                checked: "the membership is gone (pg_auth_members)".into(),
+            }),
+            Mode::Login => {
+                let role = self.role_name(&spec.grant_id);
+                let mut open = 0;
+                for _ in 0..20 {
+                    open = sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE usename = $1",
+                    )
+                    .bind(&role)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                    if open == 0 {
+                        return Ok(RevocationProof::Verified {
+                            checked: format!(
+                                "role {role} is gone (pg_roles) and has no session (pg_stat_activity)"
+                            ),
+                        });
+                    }
+                    // Polling the target, not an expiry.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(ConnectorError::new(format!(
+                    "{open} sessions of role {role} are still open after its revocation"
+                )))
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use hourglass_core::connector::{
-    Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned,
+    Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned, RevocationProof,
 };
 
 /// Parameters of a token entitlement.
@@ -42,6 +42,12 @@ impl Connector for TokenConnector {
         Err(ConnectorError::new(
             "a token target cannot be inspected: its tokens are verified offline and end at their exp",
         ))
+    }
+
+    async fn prove_revoked(&self, _spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        Ok(RevocationProof::Unprovable {
+            why: "a token target's tokens are verified offline: no new token is signed for the grant, but one already handed out stays valid until its exp (at most the entitlement's maximum)".into(),
+        })
     }
 
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError> {

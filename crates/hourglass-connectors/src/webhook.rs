@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use hourglass_core::{
     Clock,
-    connector::{Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned},
+    connector::{
+        Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned, RevocationProof,
+    },
 };
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,11 @@ pub struct WebhookConfig {
     /// Whether the receiver answers `discover` calls.
     #[serde(default)]
     pub discover: bool,
+    /// Whether the receiver answers `inspect` truthfully enough to prove a revocation: after
+    /// each revoke Hourglass asks it, and a grant is `revoked` only when it answers absent.
+    /// Off (the default): the event says the revocation is unprovable.
+    #[serde(default)]
+    pub verify_revocation: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -172,6 +179,7 @@ pub struct WebhookConnector {
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
     discover: bool,
+    verify_revocation: bool,
 }
 
 impl std::fmt::Debug for WebhookConnector {
@@ -206,6 +214,7 @@ impl WebhookConnector {
                     client,
                     clock,
                     discover: cfg.discover,
+                    verify_revocation: cfg.verify_revocation,
                 })
             }
             _ => Err(problems),
@@ -329,6 +338,22 @@ impl Connector for WebhookConnector {
         } else {
             Presence::Absent
         })
+    }
+
+    async fn prove_revoked(&self, spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        if !self.verify_revocation {
+            return Ok(RevocationProof::Unprovable {
+                why: "a webhook target only says it took the revocation (set verify_revocation to have it inspected)".into(),
+            });
+        }
+        match self.inspect(spec).await? {
+            Presence::Absent => Ok(RevocationProof::Verified {
+                checked: "the receiver's inspect answers absent".into(),
+            }),
+            Presence::Present => Err(ConnectorError::new(
+                "the receiver's inspect still answers present after the revocation",
+            )),
+        }
     }
 
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError> {

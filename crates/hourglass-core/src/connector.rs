@@ -49,6 +49,16 @@ pub enum Presence {
     Absent,
 }
 
+/// What a connector could establish after a revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationProof {
+    /// The target was asked again and the access is gone (and live sessions ended, where the
+    /// target has them); `checked` says what was looked at.
+    Verified { checked: String },
+    /// The target cannot be asked; `why` says so (a webhook, tokens verified offline).
+    Unprovable { why: String },
+}
+
 /// Someone who holds a privilege in a target right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holding {
@@ -103,6 +113,20 @@ pub trait Connector: Send + Sync {
     }
     /// Whether the access exists now.
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError>;
+
+    /// After a revocation: proof that the access is gone. A grant becomes `revoked` only on
+    /// `Ok`; an error (the access is still there, or the target could not be asked) keeps it
+    /// `revoking`, and the revocation is tried again. The default asks [`Connector::inspect`].
+    async fn prove_revoked(&self, spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        match self.inspect(spec).await? {
+            Presence::Absent => Ok(RevocationProof::Verified {
+                checked: "the access is absent from the target (inspect)".into(),
+            }),
+            Presence::Present => Err(ConnectorError::new(
+                "the access is still present in the target after its revocation",
+            )),
+        }
+    }
     /// Who holds privilege in the target now.
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError>;
 

@@ -124,6 +124,12 @@ event_kinds! {
     GrantExtendFailed = "grant.extend_failed", details: ["attempt", "error", "retry_at"];
     /// Revocation at the target failed and will be retried (the grant stays `revoking`).
     GrantRevokeFailed = "grant.revoke_failed", details: ["attempt", "error", "retry_at"];
+    /// After a revocation, what proves the access is gone (`proof = verified`, with what was
+    /// `checked`), or that the target cannot prove it (`proof = unprovable`, with `why`). A grant
+    /// is `revoked` only in the commit that carries this record.
+    GrantRevocationVerified = "grant.revocation_verified", details: [
+        "proof", "checked", "why", "lag_ms",
+    ];
     /// Access was taken without approval; a review is open.
     BreakGlassActivated = "break_glass.activated", details: [
         "severity", "grant", "entitlement", "profile", "duration", "reason", "review",

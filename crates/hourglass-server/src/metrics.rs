@@ -32,6 +32,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     jobs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     retries: Mutex<BTreeMap<&'static str, u64>>,
+    proofs: Mutex<BTreeMap<&'static str, u64>>,
     lag: Mutex<Histogram>,
     http_errors: AtomicU64,
     drift: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -88,6 +89,11 @@ impl Metrics {
     /// A failed connector call that will be retried.
     pub fn retry(&self, action: &'static str) {
         bump(&self.retries, action);
+    }
+
+    /// A finished revocation, by its proof (`verified`, `unprovable`).
+    pub fn revocation_proof(&self, proof: &'static str) {
+        bump(&self.proofs, proof);
     }
 
     /// Time from a revocation being due to the target confirming it.
@@ -226,6 +232,18 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP hourglass_revocations_total Finished revocations by their proof: verified (the target asked again says the access is gone) or unprovable (the target cannot be asked).\n# TYPE hourglass_revocations_total counter"
+        );
+        for (k, v) in self
+            .proofs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "hourglass_revocations_total{{proof=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
             "# HELP hourglass_jobs_total Job runs by action and outcome.\n# TYPE hourglass_jobs_total counter"
         );
         for ((a, o), v) in self
@@ -242,7 +260,7 @@ impl Metrics {
         let h = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = writeln!(
             out,
-            "# HELP hourglass_revocation_lag_seconds From a revocation being due to the target confirming it.\n# TYPE hourglass_revocation_lag_seconds histogram"
+            "# HELP hourglass_revocation_lag_seconds From a revocation being due to its proof (the target confirming the access is gone).\n# TYPE hourglass_revocation_lag_seconds histogram"
         );
         for (i, bound) in LAG_BUCKETS.iter().enumerate() {
             let _ = writeln!(

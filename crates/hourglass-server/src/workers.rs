@@ -340,8 +340,9 @@ fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
     let name = match outcome {
         JobOutcome::Activated => "activated",
         JobOutcome::Extended => "extended",
-        JobOutcome::Revoked { lag_ms } => {
+        JobOutcome::Revoked { lag_ms, proven } => {
             metrics.revocation_lag(*lag_ms as f64 / 1000.0);
+            metrics.revocation_proof(if *proven { "verified" } else { "unprovable" });
             "revoked"
         }
         JobOutcome::Retry { .. } => {

@@ -1,7 +1,7 @@
 //! Against the local PostgreSQL server, each test in a fresh database (see hourglass-testdb).
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use hourglass_core::connector::{Connector, Managed, Presence};
+use hourglass_core::connector::{Connector, Managed, Presence, RevocationProof};
 use hourglass_testdb::TestDb;
 use secrecy::ExposeSecret;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -158,6 +158,13 @@ async fn login_role_has_exactly_the_granted_privilege_until_revoked() {
     assert!(PgConnection::connect(&url).await.is_err());
     assert!(!role_exists(&mut a, &role).await);
     assert_eq!(pg.inspect(&s).await.unwrap(), Presence::Absent);
+    // The proof: the role is gone and none of its sessions is left.
+    match pg.prove_revoked(&s).await.unwrap() {
+        RevocationProof::Verified { checked } => {
+            assert!(checked.contains("pg_stat_activity"), "{checked}");
+        }
+        other => panic!("not proven: {other:?}"),
+    }
     pg.revoke(&s).await.unwrap();
     // Nothing to extend once the role is gone: an error, retried and audited by the engine.
     let e = pg.extend(&s).await.unwrap_err();

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::{Router, body::Bytes, http::HeaderMap, http::StatusCode, routing::post};
-use hourglass_core::connector::{Connector, Presence};
+use hourglass_core::connector::{Connector, Presence, RevocationProof};
 use secrecy::ExposeSecret;
 
 use super::*;
@@ -69,6 +69,7 @@ fn config(dir: &tempfile::TempDir, url: &str) -> WebhookConfig {
         timeout_secs: 5,
         allow_private: true,
         discover: true,
+        verify_revocation: false,
     }
 }
 
@@ -85,6 +86,29 @@ fn saas(op: &str) -> (StatusCode, String) {
             r#"{"holdings": [{"holder": "root", "privilege": "owner"}]}"#.into(),
         ),
     }
+}
+
+/// Without `verify_revocation` a webhook's revocation is unprovable, and says so without a
+/// call; with it, the receiver is asked, and an access it still reports is no revocation.
+#[tokio::test]
+async fn a_webhook_proves_a_revocation_only_when_it_answers_inspect() {
+    let now = wall_clock();
+    let (url, seen) = receiver(now.unix_millis() / 1000, saas).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec("alice", "saas/admin", serde_json::json!({}), 30);
+    let plain = WebhookConnector::new(&config(&dir, &url), FixedClock::at(now)).unwrap();
+    assert!(matches!(
+        plain.prove_revoked(&s).await.unwrap(),
+        RevocationProof::Unprovable { .. }
+    ));
+    assert!(seen.lock().unwrap().is_empty(), "nothing asked");
+    let mut cfg = config(&dir, &url);
+    cfg.verify_revocation = true;
+    let checked = WebhookConnector::new(&cfg, FixedClock::at(now)).unwrap();
+    // The receiver still reports the access present.
+    let e = checked.prove_revoked(&s).await.unwrap_err();
+    assert!(e.message.contains("still answers present"), "{e}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use tracing::{info, instrument, warn};
 use super::{Engine, retry_on_conflict};
 use crate::{
     Error, Result, Timestamp,
-    connector::GrantSpec,
+    connector::{GrantSpec, RevocationProof},
     grant::{Grant, GrantCommand, GrantState},
     job::{Job, JobAction},
     request::RequestCommand,
@@ -28,8 +28,9 @@ pub enum JobOutcome {
     Activated,
     /// An extension's new end is in the target too.
     Extended,
-    /// Revoked (or cleaned up) and confirmed by the target; `lag_ms` past the moment it was due.
-    Revoked { lag_ms: i64 },
+    /// Revoked and proven gone (or, for a target that cannot prove it, confirmed); `lag_ms`
+    /// past the moment it was due.
+    Revoked { lag_ms: i64, proven: bool },
     /// The connector failed; the job runs again at `retry_at`.
     Retry {
         attempt: u32,
@@ -467,25 +468,54 @@ impl Engine {
                 .await;
         };
         let spec = self.spec(&grant).await?;
-        match connector.revoke(&spec).await {
-            Ok(()) => {
-                let now = self.clock.now();
-                let (done, ev) = grant.apply(GrantCommand::ConfirmRevoked, now)?;
-                let lag_ms = now.millis_since(grant.revoke_due_at.unwrap_or(now)).max(0);
-                let commit = Commit {
-                    jobs: vec![JobChange::Complete {
-                        grant_id: grant.id.clone(),
-                        action: JobAction::Revoke,
-                        lease_token: token.to_owned(),
-                    }],
-                    grants: vec![done],
-                    audit: vec![ev.record(now).with("attempt", job.attempts + 1)],
-                    ..Commit::default()
-                };
-                self.finish(commit, JobOutcome::Revoked { lag_ms }).await
-            }
-            Err(e) => self.retry(job, &grant, token, e.message).await,
+        if let Err(e) = connector.revoke(&spec).await {
+            return self.retry(job, &grant, token, e.message).await;
         }
+        // Revoked only on proof: the target asked again says the access is gone.
+        let proof = match connector.prove_revoked(&spec).await {
+            Ok(p) => p,
+            Err(e) => {
+                return self
+                    .retry(
+                        job,
+                        &grant,
+                        token,
+                        format!("the revocation is not proven: {}", e.message),
+                    )
+                    .await;
+            }
+        };
+        let now = self.clock.now();
+        let (done, ev) = grant.apply(GrantCommand::ConfirmRevoked, now)?;
+        let lag_ms = now.millis_since(grant.revoke_due_at.unwrap_or(now)).max(0);
+        let verified = crate::audit::AuditRecord::new(
+            now,
+            "system",
+            crate::event::EventKind::GrantRevocationVerified,
+            grant.id.as_str(),
+        )
+        .with("lag_ms", lag_ms);
+        let (verified, proven) = match proof {
+            RevocationProof::Verified { checked } => (
+                verified.with("proof", "verified").with("checked", checked),
+                true,
+            ),
+            RevocationProof::Unprovable { why } => {
+                (verified.with("proof", "unprovable").with("why", why), false)
+            }
+        };
+        let commit = Commit {
+            jobs: vec![JobChange::Complete {
+                grant_id: grant.id.clone(),
+                action: JobAction::Revoke,
+                lease_token: token.to_owned(),
+            }],
+            grants: vec![done],
+            audit: vec![ev.record(now).with("attempt", job.attempts + 1), verified],
+            ..Commit::default()
+        };
+        self.finish(commit, JobOutcome::Revoked { lag_ms, proven })
+            .await
     }
 
     pub(super) async fn retry(

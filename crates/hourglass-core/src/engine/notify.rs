@@ -379,6 +379,7 @@ impl Engine {
                 | EventKind::TicketReopened
                 | EventKind::TokenExchanged
                 | EventKind::TokenIssued
+                | EventKind::GrantRevocationVerified
                 | EventKind::TokenRefused
                 | EventKind::ExchangeRefused
                 | EventKind::SessionStarted

@@ -109,11 +109,12 @@ async fn auto_approved_grant_appears_and_is_revoked_at_expiry() {
             "grant.created",
             "grant.activated",
             "grant.expired",
-            "grant.revoked"
+            "grant.revoked",
+            "grant.revocation_verified"
         ]
     );
     let after = u64::try_from(declared + 5).unwrap();
-    assert_eq!(s.client("admin").audit(after).await.unwrap().len(), 2);
+    assert_eq!(s.client("admin").audit(after).await.unwrap().len(), 3);
     let p = problem(alice.audit(0).await.unwrap_err());
     assert_eq!((p.status, p.code.as_str()), (403, "audit.not_allowed"));
     s.stop().await;
@@ -345,6 +346,91 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
             .record
             .details
             .contains(&("attempt".into(), "4".into()))
+    );
+    chain_ok(&s).await;
+    s.stop().await;
+}
+
+/// A revocation the target does not carry out is not a revocation: while the target, asked
+/// again, still has the access, the grant stays `revoking`, the revocation is retried and
+/// counted, and it becomes `revoked` only with the proof, which the audit records.
+#[tokio::test]
+async fn a_revocation_is_revoked_only_when_the_target_proves_the_access_gone() {
+    let s = spawn_server(|c| c.replace(r#", "revoke"]"#, r#", "revoke-lying"]"#))
+        .await
+        .unwrap();
+    let script = s.dir.path().join("targets/demo-target.sh");
+    let original = std::fs::read_to_string(&script).unwrap();
+    let counter = s.dir.path().join("revoke-attempts");
+    // Says it revoked, twice, and did nothing; then does it.
+    let lying = original.replace(
+        "case \"$op\" in",
+        &format!(
+            "if [ \"$op\" = revoke-lying ]; then n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; \
+             if [ $n -le 2 ]; then exit 0; fi; op=revoke; fi\ncase \"$op\" in",
+            c = counter.display()
+        ),
+    );
+    std::fs::write(&script, lying).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("demo/read-logs", "1m", "x"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { s.access().contains(&gid) }).await);
+    s.clock.advance_ms(60_000);
+    for attempt in 1..=2 {
+        assert!(
+            eventually(|| async {
+                alice.metrics().await.unwrap().contains(&format!(
+                    "hourglass_job_retries_total{{action=\"revoke\"}} {attempt}"
+                ))
+            })
+            .await
+        );
+        assert_eq!(alice.get_grant(&gid).await.unwrap().state, "revoking");
+        assert!(s.access().contains(&gid), "the target still has it");
+        s.clock.advance_ms(1_000 << attempt);
+    }
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    assert!(!s.access().contains(&gid));
+    let events = s.store().unwrap().audit_after(0, 1_000).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.record.action == "grant.revoke_failed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.record.details.iter().any(|(k, v)| k == "error"
+                && v.contains("not proven")
+                && v.contains("still answers present")))
+    );
+    let proof = events
+        .iter()
+        .position(|e| e.record.action == "grant.revocation_verified")
+        .unwrap();
+    let revoked = events
+        .iter()
+        .position(|e| e.record.action == "grant.revoked")
+        .unwrap();
+    assert_eq!(events[proof].seq, events[revoked].seq + 1, "one commit");
+    let d = &events[proof].record.details;
+    assert!(d.contains(&("proof".into(), "verified".into())), "{d:?}");
+    assert!(d.contains(&(
+        "checked".into(),
+        "the inspect command answers absent".into()
+    )));
+    assert!(
+        alice
+            .metrics()
+            .await
+            .unwrap()
+            .contains("hourglass_revocations_total{proof=\"verified\"} 1")
     );
     chain_ok(&s).await;
     s.stop().await;

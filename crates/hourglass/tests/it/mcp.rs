@@ -640,6 +640,7 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
             ["get_token", {"grant_id": deploy}],
             ["get_token", {"grant_id": grant}],
             ["release_access", {"grant_id": grant, "reason": "done"}],
+            ["release_access", {"grant_id": deploy, "reason": "deployed"}],
         ]),
     )
     .await;
@@ -693,6 +694,26 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
     // The agent releases the grant it asked for alice; the access goes.
     assert_eq!(calls[2]["isError"], false, "{}", calls[2]);
     assert!(eventually(|| async { !s.access().contains(&grant) }).await);
+    // Each revocation says what proves it: the demo target asked again, or, for tokens
+    // verified offline, that it cannot be proven.
+    for (g, proof) in [(&grant, "verified"), (&deploy, "unprovable")] {
+        assert!(
+            eventually(|| async { admin.get_grant(g).await.unwrap().state == "revoked" }).await
+        );
+        let audit = s.store().unwrap().audit_after(0, 10_000).await.unwrap();
+        let verified = audit
+            .iter()
+            .find(|e| e.record.action == "grant.revocation_verified" && &e.record.subject == g)
+            .unwrap();
+        assert!(
+            verified
+                .record
+                .details
+                .contains(&("proof".into(), proof.into())),
+            "{:?}",
+            verified.record
+        );
+    }
 
     // A delegation only to an agent: act naming a person, or no such identity, is refused.
     for (act, code) in [("alice", "auth.not_an_agent"), ("nobody", "auth.invalid")] {
