@@ -8,6 +8,7 @@ pub mod exec;
 pub mod mysql;
 pub mod outbound;
 pub mod postgres;
+pub mod redis;
 pub mod secret;
 pub mod ssh;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub mod webhook;
 pub use exec::{ExecConfig, ExecConnector};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
+pub use redis::{RedisConfig, RedisConnector};
 pub use ssh::{SshConfig, SshConnector};
 pub use token::TokenConnector;
 pub use webhook::{WebhookConfig, WebhookConnector};

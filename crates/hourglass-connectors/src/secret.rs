@@ -10,7 +10,7 @@ use hourglass_core::connector::ConnectorError;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], ConnectorError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], ConnectorError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)
         .map_err(|e| ConnectorError::new(format!("the OS random source failed: {e}")))?;

@@ -514,8 +514,8 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
-    /// The connector kind: `exec`, `postgres`, `mysql`, `ssh` or `webhook`; its settings
-    /// are in the table of the same name.
+    /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `ssh`, `webhook` or `token`;
+    /// its settings are in the table of the same name.
     pub connector: String,
     #[serde(default)]
     pub exec: Option<ExecConfig>,
@@ -523,6 +523,8 @@ pub struct TargetConfig {
     pub postgres: Option<PostgresConfig>,
     #[serde(default)]
     pub mysql: Option<MysqlConfig>,
+    #[serde(default)]
+    pub redis: Option<hourglass_connectors::RedisConfig>,
     #[serde(default)]
     pub ssh: Option<SshConfig>,
     #[serde(default)]

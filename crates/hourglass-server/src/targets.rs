@@ -32,7 +32,7 @@ impl hourglass_connectors::ssh::RevocationList for LedgerRevocations {
     }
 }
 
-const KINDS: &str = "exec, postgres, mysql, ssh, webhook, token";
+const KINDS: &str = "exec, postgres, mysql, redis, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.
 fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
@@ -54,6 +54,7 @@ pub fn build(
         ("exec", t.exec.is_some()),
         ("postgres", t.postgres.is_some()),
         ("mysql", t.mysql.is_some()),
+        ("redis", t.redis.is_some()),
         ("ssh", t.ssh.is_some()),
         ("webhook", t.webhook.is_some()),
     ];
@@ -110,6 +111,12 @@ pub fn build(
             MysqlConnector::new(my.clone(), &params_of(config, &t.name))
                 .map(|c| plain(Arc::new(c)))
                 .map_err(|p| prefixed("mysql", p))
+        }
+        "redis" => {
+            let r = t.redis.as_ref().ok_or_else(missing)?;
+            hourglass_connectors::RedisConnector::new(r, &params_of(config, &t.name))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("redis", p))
         }
         "ssh" => {
             let ssh = t.ssh.as_ref().ok_or_else(missing)?;

@@ -1,5 +1,5 @@
 //! Real targets through the whole server: the local PostgreSQL (behind a proxy the test can
-//! take down) and a local webhook receiver.
+//! take down), the local Redis, and a local webhook receiver.
 
 use std::{
     net::SocketAddr,
@@ -375,6 +375,91 @@ async fn an_ssh_grant_needs_a_public_key_and_an_early_revocation_is_served_in_th
     assert_eq!(
         (p.status, p.code.as_str()),
         (404, "credential.not_available")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_grant_is_an_acl_user_whose_revocation_is_proven() {
+    let prefix = format!("hg_it{}_", std::process::id());
+    let p = prefix.clone();
+    let s = spawn_server_with(move |dir, text| {
+        let prefix = &p;
+        std::fs::write(
+            dir.join("policies/cache.cedar"),
+            r#"
+@id("requesters-read-cache-auto")
+permit (
+  principal in Hourglass::Group::"requesters",
+  action in [Hourglass::Action::"Request", Hourglass::Action::"AutoApprove"],
+  resource == Hourglass::Entitlement::"cache/read"
+);
+"#,
+        )
+        .unwrap();
+        format!(
+            "{text}\n[[targets]]\nname = \"cache\"\nconnector = \"redis\"\n\
+             redis = {{ url = \"redis://127.0.0.1:6379\", prefix = \"{prefix}\" }}\n\n\
+             [[entitlements]]\nname = \"cache/read\"\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n\
+             params = {{ rules = [\"~orders:*\", \"+@read\"] }}\n"
+        )
+    })
+    .await
+    .unwrap();
+    let alice = s.client("alice");
+    let r = alice
+        .create_request(&ask("cache/read", "10m"))
+        .await
+        .unwrap();
+    let gid = r.grant_id.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "active" }).await);
+    let url = alice.credential(&gid).await.unwrap().credential;
+    let mut session = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let none: Option<String> = redis::cmd("GET")
+        .arg("orders:1")
+        .query_async(&mut session)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(
+        redis::cmd("GET")
+            .arg("users:1")
+            .query_async::<Option<String>>(&mut session)
+            .await
+            .is_err(),
+        "outside its key pattern"
+    );
+
+    alice.revoke(&gid, None).await.unwrap();
+    assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
+    assert!(
+        redis::cmd("PING")
+            .query_async::<String>(&mut session)
+            .await
+            .is_err(),
+        "the session outlived the revocation"
+    );
+    let audit = s.store().unwrap().audit_after(0, 10_000).await.unwrap();
+    let proof = audit
+        .iter()
+        .find(|e| e.record.action == "grant.revocation_verified" && e.record.subject == gid)
+        .unwrap();
+    assert!(
+        proof
+            .record
+            .details
+            .contains(&("proof".into(), "verified".into()))
+    );
+    assert!(
+        proof
+            .record
+            .details
+            .iter()
+            .any(|(k, v)| k == "checked" && v.contains(&format!("{prefix}{gid}")))
     );
     s.stop().await;
 }
