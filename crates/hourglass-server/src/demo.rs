@@ -289,6 +289,18 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "1h"
 # params = {{ privileges = ["SELECT"], on = "app.*" }}
 ##
+## Redis: an ACL user with the listed rules, its connections killed and the user deleted at the end.
+# [[targets]]
+# name = "cache"
+# connector = "redis"
+# redis = {{ url = "redis://127.0.0.1:6379", prefix = "hg_" }}
+#
+# [[entitlements]]
+# name = "cache/read-orders"
+# default_duration = "15m"
+# max_duration = "1h"
+# params = {{ rules = ["~orders:*", "+@read"] }}
+##
 ## SSH certificates from the CA key written beside this file (ssh/ca, ssh/ca.pub for sshd's
 ## TrustedUserCAKeys); early revocations go to ssh/revoked.krl (sshd's RevokedKeys).
 # [[targets]]
@@ -410,7 +422,10 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
         let checked = crate::check(&config, &clock).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["demo", "maria", "pg", "saas", "ssh", "tokens"]);
+        assert_eq!(
+            names,
+            ["cache", "demo", "maria", "pg", "saas", "ssh", "tokens"]
+        );
         let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
         assert_eq!(notifiers, ["approvers", "requesters", "security"]);
         assert!(checked.integrations.tickets.find("HD-1").is_some());
@@ -429,7 +444,13 @@ mod tests {
                 .clone()
         };
         let (alice, bob) = (who("alice"), who("bob"));
-        for name in ["pg/read-all", "maria/read-app", "ssh/deploy", "saas/admin"] {
+        for name in [
+            "pg/read-all",
+            "maria/read-app",
+            "cache/read-orders",
+            "ssh/deploy",
+            "saas/admin",
+        ] {
             let ent = checked
                 .catalog
                 .entitlement(&hourglass_core::id::EntitlementId::new(name).unwrap())
