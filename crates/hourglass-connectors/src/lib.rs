@@ -3,6 +3,7 @@
 //! Every connector implements [`hourglass_core::connector::Connector`]: idempotent operations
 //! keyed by the grant id, called only by workers from persisted jobs.
 
+pub mod aws;
 mod db;
 pub mod exec;
 pub mod mysql;
@@ -16,6 +17,7 @@ mod testutil;
 pub mod token;
 pub mod webhook;
 
+pub use aws::{AwsConfig, AwsConnector};
 pub use exec::{ExecConfig, ExecConnector};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};

@@ -514,7 +514,7 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
-    /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `ssh`, `webhook` or `token`;
+    /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `aws`, `ssh`, `webhook` or `token`;
     /// its settings are in the table of the same name.
     pub connector: String,
     #[serde(default)]
@@ -525,6 +525,8 @@ pub struct TargetConfig {
     pub mysql: Option<MysqlConfig>,
     #[serde(default)]
     pub redis: Option<hourglass_connectors::RedisConfig>,
+    #[serde(default)]
+    pub aws: Option<hourglass_connectors::AwsConfig>,
     #[serde(default)]
     pub ssh: Option<SshConfig>,
     #[serde(default)]

@@ -301,6 +301,19 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "1h"
 # params = {{ rules = ["~orders:*", "+@read"] }}
 ##
+## AWS: STS credentials for a role, no longer than the grant; revoked by an inline deny on the
+## role for that session (credentials from the environment or ~/.aws/credentials).
+# [[targets]]
+# name = "aws"
+# connector = "aws"
+# aws = {{ region = "eu-west-1" }}
+#
+# [[entitlements]]
+# name = "aws/ops"
+# default_duration = "30m"
+# max_duration = "1h"
+# params = {{ role_arn = "arn:aws:iam::123456789012:role/ops", max_session_secs = 3600 }}
+##
 ## SSH certificates from the CA key written beside this file (ssh/ca, ssh/ca.pub for sshd's
 ## TrustedUserCAKeys); early revocations go to ssh/revoked.krl (sshd's RevokedKeys).
 # [[targets]]
@@ -424,7 +437,9 @@ mod tests {
         let names: Vec<&str> = checked.connectors.keys().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
-            ["cache", "demo", "maria", "pg", "saas", "ssh", "tokens"]
+            [
+                "aws", "cache", "demo", "maria", "pg", "saas", "ssh", "tokens"
+            ]
         );
         let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
         assert_eq!(notifiers, ["approvers", "requesters", "security"]);
@@ -448,6 +463,7 @@ mod tests {
             "pg/read-all",
             "maria/read-app",
             "cache/read-orders",
+            "aws/ops",
             "ssh/deploy",
             "saas/admin",
         ] {

@@ -32,7 +32,7 @@ impl hourglass_connectors::ssh::RevocationList for LedgerRevocations {
     }
 }
 
-const KINDS: &str = "exec, postgres, mysql, redis, ssh, webhook, token";
+const KINDS: &str = "exec, postgres, mysql, redis, aws, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.
 fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
@@ -55,6 +55,7 @@ pub fn build(
         ("postgres", t.postgres.is_some()),
         ("mysql", t.mysql.is_some()),
         ("redis", t.redis.is_some()),
+        ("aws", t.aws.is_some()),
         ("ssh", t.ssh.is_some()),
         ("webhook", t.webhook.is_some()),
     ];
@@ -117,6 +118,16 @@ pub fn build(
             hourglass_connectors::RedisConnector::new(r, &params_of(config, &t.name))
                 .map(|c| plain(Arc::new(c)))
                 .map_err(|p| prefixed("redis", p))
+        }
+        "aws" => {
+            let a = t.aws.as_ref().ok_or_else(missing)?;
+            hourglass_connectors::AwsConnector::new(
+                a,
+                &params_of(config, &t.name),
+                Arc::clone(clock),
+            )
+            .map(|c| plain(Arc::new(c)))
+            .map_err(|p| prefixed("aws", p))
         }
         "ssh" => {
             let ssh = t.ssh.as_ref().ok_or_else(missing)?;

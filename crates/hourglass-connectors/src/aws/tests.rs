@@ -1,0 +1,261 @@
+//! Against `moto` in server mode (PyPI `moto[server]`, pinned by `tests/moto/requirements.txt`,
+//! installed by `.ci/run` into `tests/moto/.venv`), which speaks IAM, STS and SSO Admin over
+//! AWS's own wire protocols. Each test starts its own server on a free port.
+
+use std::{path::PathBuf, sync::Arc};
+
+use hourglass_core::connector::{Connector, Presence, RevocationProof};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::{AwsConfig, AwsConnector, REVOKE_POLICY, kind, tag};
+use crate::testutil::{FixedClock, spec, wall_clock};
+
+/// A moto server of this test's own, stopped when dropped.
+struct Moto {
+    _child: tokio::process::Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+async fn moto() -> Option<Moto> {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/moto/.venv/bin/moto_server");
+    if !bin.exists() {
+        let how = "python3 -m venv crates/hourglass-connectors/tests/moto/.venv && crates/hourglass-connectors/tests/moto/.venv/bin/pip install -r crates/hourglass-connectors/tests/moto/requirements.txt";
+        if std::env::var_os("CI").is_some() {
+            panic!("moto is not installed and CI is set: {how}");
+        }
+        eprintln!("skipping: moto is not installed ({how})");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // AWS's managed policies (AdministratorAccess) exist, as in a real account.
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("credentials"),
+                "[default]\naws_access_key_id = AKIDTESTING\naws_secret_access_key = testing\n",
+            )
+            .unwrap();
+            return Some(Moto {
+                _child: child,
+                url,
+                dir,
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("moto did not start on {url}");
+}
+
+fn config(m: &Moto) -> AwsConfig {
+    AwsConfig {
+        region: "us-east-1".into(),
+        endpoint_url: Some(m.url.clone()),
+        allow_private: true,
+        profile: None,
+        credentials_file: Some(m.dir.path().join("credentials")),
+        instance_arn: None,
+        users: Default::default(),
+        timeout_secs: 10,
+        settle_secs: 10,
+    }
+}
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+
+#[tokio::test]
+async fn a_role_session_lasts_no_longer_than_the_grant_and_its_revocation_denies_it() {
+    let Some(m) = moto().await else { return };
+    let clock = FixedClock::at(wall_clock());
+    let ops = json!({"role_arn": "arn:aws:iam::123456789012:role/ops", "max_session_secs": 3600});
+    let aws = AwsConnector::new(
+        &config(&m),
+        std::slice::from_ref(&ops),
+        Arc::clone(&clock) as _,
+    )
+    .unwrap();
+    aws.query(
+        "iam",
+        "CreateRole",
+        &[("RoleName", "ops"), ("AssumeRolePolicyDocument", TRUST)],
+    )
+    .await
+    .unwrap();
+
+    let s = spec("ci-deployer", "aws/ops", ops.clone(), 30);
+    let out = aws.grant(&s).await.unwrap();
+    let cred: Value = serde_json::from_str(out.credential.unwrap().expose_secret()).unwrap();
+    assert!(
+        cred["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
+        "{cred}"
+    );
+    assert!(cred["SessionToken"].as_str().is_some_and(|t| !t.is_empty()));
+    let handle = out.handle.unwrap();
+    assert_eq!(handle["session"], s.grant_id.as_str());
+    assert!(
+        handle["assumed_role_id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", s.grant_id))
+    );
+    // The session is no longer than the grant (30 minutes, within the role's hour).
+    let expires =
+        hourglass_core::Timestamp::parse_rfc3339(cred["Expiration"].as_str().unwrap()).unwrap();
+    let secs = expires.millis_since(clock.0.lock().unwrap().to_owned()) / 1000;
+    assert!((1_700..=1_800).contains(&secs), "{secs}");
+
+    assert_eq!(aws.inspect(&s).await.unwrap(), Presence::Present);
+    assert!(
+        aws.prove_revoked(&s).await.is_err(),
+        "nothing denies it yet"
+    );
+    aws.revoke(&s).await.unwrap();
+    aws.revoke(&s).await.unwrap(); // idempotent: one statement
+    let statements = aws.revocations("ops").await.unwrap();
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let st = &statements[0];
+    assert_eq!(st["Effect"], "Deny");
+    assert_eq!(st["Action"], "*");
+    assert_eq!(
+        st["Condition"]["StringLike"]["aws:userid"],
+        format!("*:{}", s.grant_id)
+    );
+    assert!(st["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string());
+    assert_eq!(aws.inspect(&s).await.unwrap(), Presence::Absent);
+    match aws.prove_revoked(&s).await.unwrap() {
+        RevocationProof::Verified { checked } => {
+            assert!(
+                checked.contains(REVOKE_POLICY) && checked.contains(s.grant_id.as_str()),
+                "{checked}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Another grant's revocation adds its own statement; once the first session could no
+    // longer be alive (the role's maximum later), its statement is dropped.
+    let t = spec("ci-deployer", "aws/ops", ops.clone(), 30);
+    aws.grant(&t).await.unwrap();
+    aws.revoke(&t).await.unwrap();
+    assert_eq!(aws.revocations("ops").await.unwrap().len(), 2);
+    let later = clock.0.lock().unwrap().plus_millis((3_600 + 301) * 1000);
+    clock.set(later);
+    let u = spec("ci-deployer", "aws/ops", ops, 30);
+    aws.revoke(&u).await.unwrap();
+    let left = aws.revocations("ops").await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        left[0]["Condition"]["StringLike"]["aws:userid"],
+        format!("*:{}", u.grant_id)
+    );
+}
+
+#[tokio::test]
+async fn an_identity_center_assignment_is_made_and_removed_and_admins_are_discovered() {
+    let Some(m) = moto().await else { return };
+    let clock = FixedClock::at(wall_clock());
+    let probe = AwsConnector::new(&config(&m), &[], Arc::clone(&clock) as _).unwrap();
+    let instances = probe.sso("ListInstances", json!({})).await.unwrap();
+    let instance = instances["Instances"][0]["InstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ps = probe
+        .sso(
+            "CreatePermissionSet",
+            json!({"InstanceArn": instance, "Name": "Admin"}),
+        )
+        .await
+        .unwrap()["PermissionSet"]["PermissionSetArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let params = json!({"permission_set_arn": ps, "account_id": "111111111111"});
+    let mut cfg = config(&m);
+    cfg.instance_arn = Some(instance);
+    cfg.users.insert("alice".into(), "u-alice".into());
+    let aws =
+        AwsConnector::new(&cfg, std::slice::from_ref(&params), Arc::clone(&clock) as _).unwrap();
+    let s = spec("alice", "aws/admin", params.clone(), 30);
+    assert_eq!(aws.inspect(&s).await.unwrap(), Presence::Absent);
+    let out = aws.grant(&s).await.unwrap();
+    assert!(
+        out.credential.is_none(),
+        "people sign in through the portal"
+    );
+    assert_eq!(aws.inspect(&s).await.unwrap(), Presence::Present);
+    assert!(aws.prove_revoked(&s).await.is_err());
+    aws.revoke(&s).await.unwrap();
+    assert_eq!(aws.inspect(&s).await.unwrap(), Presence::Absent);
+    assert!(matches!(
+        aws.prove_revoked(&s).await.unwrap(),
+        RevocationProof::Verified { .. }
+    ));
+    // Someone with no Identity Center user id is refused, naming them.
+    let bob = spec("bob", "aws/admin", params, 30);
+    let e = aws.grant(&bob).await.unwrap_err();
+    assert!(
+        e.message.contains("bob has no Identity Center user id"),
+        "{e}"
+    );
+
+    // Standing privilege: who holds AdministratorAccess.
+    aws.query("iam", "CreateUser", &[("UserName", "root-ish")])
+        .await
+        .unwrap();
+    aws.query(
+        "iam",
+        "AttachUserPolicy",
+        &[
+            ("UserName", "root-ish"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/AdministratorAccess"),
+        ],
+    )
+    .await
+    .unwrap();
+    let found = aws.discover().await.unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|h| h.holder == "user/root-ish" && h.privilege == "AdministratorAccess"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn parameters_name_one_kind_of_access_and_xml_answers_are_read() {
+    assert!(kind(&json!({"role_arn": "arn:aws:iam::123456789012:role/path/ops"})).is_ok());
+    for bad in [
+        json!({}),
+        json!({"role_arn": "ops"}),
+        json!({"role_arn": "arn:aws:iam::123456789012:role/ops", "account_id": "111111111111"}),
+        json!({"permission_set_arn": "arn:aws:sso:::permissionSet/ssoins-1/ps-1", "account_id": "12"}),
+        json!({"role_arn": "arn:aws:iam::123456789012:role/ops", "max_session_secs": 60}),
+    ] {
+        assert!(kind(&bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        tag(
+            "<A><Code>NoSuchEntity</Code><Message>a &amp; b</Message></A>",
+            "Message"
+        )
+        .as_deref(),
+        Some("a & b")
+    );
+}
