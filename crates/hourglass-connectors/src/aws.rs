@@ -756,6 +756,8 @@ impl Connector for AwsConnector {
             for m in members(&xml, list) {
                 if let Some(n) = tag(&m, name) {
                     out.push(Holding {
+                        principal: None,
+                        entitlement: None,
                         holder: format!("{kind}/{n}"),
                         privilege: "AdministratorAccess".into(),
                         grant_id: None,

@@ -302,6 +302,8 @@ impl Connector for ExecConnector {
                     .ok_or_else(|| ConnectorError::new("exec discover: missing \"holder\""))?;
                 let grant_id = holder.strip_prefix("hg_").map(|rest| format!("grt_{rest}"));
                 Ok(Holding {
+                    principal: None,
+                    entitlement: None,
                     privilege: field("privilege").unwrap_or_default(),
                     holder,
                     grant_id,

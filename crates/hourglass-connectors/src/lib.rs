@@ -6,6 +6,7 @@
 pub mod aws;
 mod db;
 pub mod exec;
+pub mod idp;
 pub mod mysql;
 pub mod outbound;
 pub mod postgres;
@@ -19,6 +20,7 @@ pub mod webhook;
 
 pub use aws::{AwsConfig, AwsConnector};
 pub use exec::{ExecConfig, ExecConnector};
+pub use idp::{EntraConfig, GoogleConfig, GroupConnector, OktaConfig};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};
 pub use redis::{RedisConfig, RedisConnector};

@@ -351,6 +351,8 @@ impl Connector for MysqlConnector {
         for (grantee, privilege) in global {
             if privilege == "SUPER" || privs.contains(privilege.as_str()) {
                 out.push(Holding {
+                    principal: None,
+                    entitlement: None,
                     grant_id: grant_of(&grantee),
                     holder: grantee,
                     privilege: format!("{privilege} ON *.*"),
@@ -367,6 +369,8 @@ impl Connector for MysqlConnector {
         for (grantee, db, privilege) in schema {
             if self.privileged.contains(&(privilege.clone(), db.clone())) {
                 out.push(Holding {
+                    principal: None,
+                    entitlement: None,
                     grant_id: grant_of(&grantee),
                     holder: grantee,
                     privilege: format!("{privilege} ON {db}.*"),
@@ -385,6 +389,8 @@ impl Connector for MysqlConnector {
                 if self.roles.contains(&role) {
                     let grantee = format!("'{user}'@'{host}'");
                     out.push(Holding {
+                        principal: None,
+                        entitlement: None,
                         grant_id: grant_of(&grantee),
                         holder: grantee,
                         privilege: format!("role {role}"),

@@ -709,6 +709,8 @@ impl Connector for PostgresConnector {
                     .map(str::to_owned)
                     .or_else(|| jit.get(&(holder.clone(), privilege.clone())).cloned());
                 Ok(Holding {
+                    principal: None,
+                    entitlement: None,
                     holder,
                     privilege,
                     grant_id,

@@ -333,6 +333,8 @@ impl Connector for RedisConnector {
                 let name = acl.split_whitespace().nth(1)?;
                 let rule = privileged(acl)?;
                 Some(Holding {
+                    principal: None,
+                    entitlement: None,
                     holder: name.to_owned(),
                     privilege: rule.to_owned(),
                     grant_id: name.strip_prefix(&self.prefix).map(str::to_owned),

@@ -370,6 +370,8 @@ impl Connector for WebhookConnector {
         Ok(a.holdings
             .into_iter()
             .map(|h| Holding {
+                principal: None,
+                entitlement: None,
                 holder: h.holder,
                 privilege: h.privilege,
                 grant_id: h.grant_id,

@@ -66,6 +66,11 @@ pub struct Holding {
     pub privilege: String,
     /// The grant id, if the name carries Hourglass's prefix.
     pub grant_id: Option<String>,
+    /// The principal the holder is, where the target can tell (a directory member's sign-in
+    /// name mapped back), and the entitlement the privilege is: a live grant of that
+    /// entitlement to that principal explains the holding.
+    pub principal: Option<String>,
+    pub entitlement: Option<String>,
 }
 
 /// Something a connector created in its target, found by its name prefix: what the

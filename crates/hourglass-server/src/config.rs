@@ -514,7 +514,8 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
-    /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `aws`, `ssh`, `webhook` or `token`;
+    /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `aws`, `okta`, `entra`,
+    /// `google`, `ssh`, `webhook` or `token`;
     /// its settings are in the table of the same name.
     pub connector: String,
     #[serde(default)]
@@ -527,6 +528,12 @@ pub struct TargetConfig {
     pub redis: Option<hourglass_connectors::RedisConfig>,
     #[serde(default)]
     pub aws: Option<hourglass_connectors::AwsConfig>,
+    #[serde(default)]
+    pub okta: Option<hourglass_connectors::OktaConfig>,
+    #[serde(default)]
+    pub entra: Option<hourglass_connectors::EntraConfig>,
+    #[serde(default)]
+    pub google: Option<hourglass_connectors::GoogleConfig>,
     #[serde(default)]
     pub ssh: Option<SshConfig>,
     #[serde(default)]
@@ -734,6 +741,21 @@ impl Config {
             }
             if let Some(hook) = &mut t.webhook {
                 hook.secret_file.as_mut().map(resolve);
+            }
+            if let Some(r) = &mut t.redis {
+                r.password_file.as_mut().map(resolve);
+            }
+            if let Some(a) = &mut t.aws {
+                a.credentials_file.as_mut().map(resolve);
+            }
+            if let Some(o) = &mut t.okta {
+                o.token_file.as_mut().map(resolve);
+            }
+            if let Some(e) = &mut t.entra {
+                e.client_secret_file.as_mut().map(resolve);
+            }
+            if let Some(g) = &mut t.google {
+                resolve(&mut g.service_account_file);
             }
             if let Some(exec) = &mut t.exec {
                 exec.workdir.as_mut().map(resolve);

@@ -314,6 +314,18 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "1h"
 # params = {{ role_arn = "arn:aws:iam::123456789012:role/ops", max_session_secs = 3600 }}
 ##
+## An Okta group as the grant: the person is a member for the window (entra and google alike).
+# [[targets]]
+# name = "okta"
+# connector = "okta"
+# okta = {{ url = "https://example.okta.com", token_file = "okta.token", email_domain = "example.com" }}
+#
+# [[entitlements]]
+# name = "okta/prod-admins"
+# default_duration = "1h"
+# max_duration = "4h"
+# params = {{ group = "00g1prodadmins" }}
+##
 ## SSH certificates from the CA key written beside this file (ssh/ca, ssh/ca.pub for sshd's
 ## TrustedUserCAKeys); early revocations go to ssh/revoked.krl (sshd's RevokedKeys).
 # [[targets]]
@@ -409,6 +421,7 @@ mod tests {
                 "https://hooks.slack.com/services/T0/B1/y",
             ),
             ("smtp.password", "smtp-password"),
+            ("okta.token", "okta-api-token"),
         ] {
             std::fs::write(dir.path().join(file), text).unwrap();
         }
@@ -438,7 +451,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "aws", "cache", "demo", "maria", "pg", "saas", "ssh", "tokens"
+                "aws", "cache", "demo", "maria", "okta", "pg", "saas", "ssh", "tokens"
             ]
         );
         let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
@@ -464,6 +477,7 @@ mod tests {
             "maria/read-app",
             "cache/read-orders",
             "aws/ops",
+            "okta/prod-admins",
             "ssh/deploy",
             "saas/admin",
         ] {

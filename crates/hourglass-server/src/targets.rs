@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use hourglass_connectors::{
-    ExecConnector, MysqlConnector, PostgresConnector, SshConnector, WebhookConnector,
+    ExecConnector, GroupConnector, MysqlConnector, PostgresConnector, SshConnector,
+    WebhookConnector,
 };
 use hourglass_core::{Clock, connector::Connector};
 
@@ -32,7 +33,7 @@ impl hourglass_connectors::ssh::RevocationList for LedgerRevocations {
     }
 }
 
-const KINDS: &str = "exec, postgres, mysql, redis, aws, ssh, webhook, token";
+const KINDS: &str = "exec, postgres, mysql, redis, aws, okta, entra, google, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.
 fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
@@ -41,6 +42,21 @@ fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
         .iter()
         .filter(|e| e.name.split_once('/').is_some_and(|(t, _)| t == name))
         .map(|e| serde_json::to_value(&e.params).unwrap_or(serde_json::Value::Null))
+        .collect()
+}
+
+/// The entitlements on target `name`, with their parameters.
+fn named_params_of(config: &Config, name: &str) -> Vec<(String, serde_json::Value)> {
+    config
+        .entitlements
+        .iter()
+        .filter(|e| e.name.split_once('/').is_some_and(|(t, _)| t == name))
+        .map(|e| {
+            (
+                e.name.clone(),
+                serde_json::to_value(&e.params).unwrap_or(serde_json::Value::Null),
+            )
+        })
         .collect()
 }
 
@@ -56,6 +72,9 @@ pub fn build(
         ("mysql", t.mysql.is_some()),
         ("redis", t.redis.is_some()),
         ("aws", t.aws.is_some()),
+        ("okta", t.okta.is_some()),
+        ("entra", t.entra.is_some()),
+        ("google", t.google.is_some()),
         ("ssh", t.ssh.is_some()),
         ("webhook", t.webhook.is_some()),
     ];
@@ -128,6 +147,24 @@ pub fn build(
             )
             .map(|c| plain(Arc::new(c)))
             .map_err(|p| prefixed("aws", p))
+        }
+        "okta" => {
+            let c = t.okta.as_ref().ok_or_else(missing)?;
+            GroupConnector::okta(c, &named_params_of(config, &t.name), Arc::clone(clock))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("okta", p))
+        }
+        "entra" => {
+            let c = t.entra.as_ref().ok_or_else(missing)?;
+            GroupConnector::entra(c, &named_params_of(config, &t.name), Arc::clone(clock))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("entra", p))
+        }
+        "google" => {
+            let c = t.google.as_ref().ok_or_else(missing)?;
+            GroupConnector::google(c, &named_params_of(config, &t.name), Arc::clone(clock))
+                .map(|c| plain(Arc::new(c)))
+                .map_err(|p| prefixed("google", p))
         }
         "ssh" => {
             let ssh = t.ssh.as_ref().ok_or_else(missing)?;

@@ -297,13 +297,40 @@ impl Engine {
                 error: None,
             };
             for h in holdings {
-                let explained = match h.grant_id.as_deref().and_then(GrantId::parse) {
-                    Some(id) => self
+                let explained = match (
+                    h.grant_id.as_deref().and_then(GrantId::parse),
+                    h.principal.as_deref().map(crate::id::PrincipalId::new),
+                    &h.entitlement,
+                ) {
+                    (Some(id), _, _) => self
                         .store
                         .get_grant(&id)
                         .await?
                         .is_some_and(|g| live(g.state)),
-                    None => false,
+                    // A holding the target cannot tag: a live grant of that entitlement to that
+                    // principal explains it (a directory group's member).
+                    (None, Some(Ok(who)), Some(ent)) => {
+                        let mut found = false;
+                        for state in [
+                            GrantState::Provisioning,
+                            GrantState::Active,
+                            GrantState::Revoking,
+                        ] {
+                            found |= self
+                                .store
+                                .list_grants(&crate::store::GrantFilter {
+                                    state: Some(state),
+                                    principal: Some(who.clone()),
+                                    before: None,
+                                    limit: 500,
+                                })
+                                .await?
+                                .iter()
+                                .any(|g| g.entitlement.as_str() == ent);
+                        }
+                        found
+                    }
+                    _ => false,
                 };
                 if explained {
                     entry.just_in_time += 1;
