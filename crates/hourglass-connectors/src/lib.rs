@@ -6,6 +6,7 @@
 pub mod aws;
 mod db;
 pub mod exec;
+pub mod github;
 pub mod idp;
 pub mod mysql;
 pub mod outbound;
@@ -20,6 +21,7 @@ pub mod webhook;
 
 pub use aws::{AwsConfig, AwsConnector};
 pub use exec::{ExecConfig, ExecConnector};
+pub use github::{GithubConfig, GithubConnector};
 pub use idp::{EntraConfig, GoogleConfig, GroupConnector, OktaConfig};
 pub use mysql::{MysqlConfig, MysqlConnector};
 pub use postgres::{PostgresConfig, PostgresConnector};

@@ -515,7 +515,7 @@ pub struct IdentityConfig {
 pub struct TargetConfig {
     pub name: String,
     /// The connector kind: `exec`, `postgres`, `mysql`, `redis`, `aws`, `okta`, `entra`,
-    /// `google`, `ssh`, `webhook` or `token`;
+    /// `google`, `github`, `ssh`, `webhook` or `token`;
     /// its settings are in the table of the same name.
     pub connector: String,
     #[serde(default)]
@@ -534,6 +534,8 @@ pub struct TargetConfig {
     pub entra: Option<hourglass_connectors::EntraConfig>,
     #[serde(default)]
     pub google: Option<hourglass_connectors::GoogleConfig>,
+    #[serde(default)]
+    pub github: Option<hourglass_connectors::GithubConfig>,
     #[serde(default)]
     pub ssh: Option<SshConfig>,
     #[serde(default)]
@@ -756,6 +758,9 @@ impl Config {
             }
             if let Some(g) = &mut t.google {
                 resolve(&mut g.service_account_file);
+            }
+            if let Some(g) = &mut t.github {
+                resolve(&mut g.private_key_file);
             }
             if let Some(exec) = &mut t.exec {
                 exec.workdir.as_mut().map(resolve);

@@ -326,6 +326,18 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "4h"
 # params = {{ group = "00g1prodadmins" }}
 ##
+## GitHub through a GitHub App installed on the organisation: team membership for the window.
+# [[targets]]
+# name = "github"
+# connector = "github"
+# github = {{ org = "acme", app_id = "123456", installation_id = "7654321", private_key_file = "github-app.pem", users = {{ alice = "alice-gh", bob = "bob-gh" }} }}
+#
+# [[entitlements]]
+# name = "github/oncall"
+# default_duration = "4h"
+# max_duration = "12h"
+# params = {{ team = "oncall" }}
+##
 ## SSH certificates from the CA key written beside this file (ssh/ca, ssh/ca.pub for sshd's
 ## TrustedUserCAKeys); early revocations go to ssh/revoked.krl (sshd's RevokedKeys).
 # [[targets]]
@@ -425,6 +437,18 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(file), text).unwrap();
         }
+        // The GitHub App's key, as GitHub hands it out (PKCS#8 PEM here).
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der =
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).unwrap();
+        std::fs::write(
+            dir.path().join("github-app.pem"),
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der.as_ref())
+            ),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&w.config).unwrap();
         let mut inside = false;
         let mut out = String::new();
@@ -451,7 +475,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "aws", "cache", "demo", "maria", "okta", "pg", "saas", "ssh", "tokens"
+                "aws", "cache", "demo", "github", "maria", "okta", "pg", "saas", "ssh", "tokens"
             ]
         );
         let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
@@ -478,6 +502,7 @@ mod tests {
             "cache/read-orders",
             "aws/ops",
             "okta/prod-admins",
+            "github/oncall",
             "ssh/deploy",
             "saas/admin",
         ] {

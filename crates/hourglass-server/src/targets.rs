@@ -33,7 +33,8 @@ impl hourglass_connectors::ssh::RevocationList for LedgerRevocations {
     }
 }
 
-const KINDS: &str = "exec, postgres, mysql, redis, aws, okta, entra, google, ssh, webhook, token";
+const KINDS: &str =
+    "exec, postgres, mysql, redis, aws, okta, entra, google, github, ssh, webhook, token";
 
 /// The parameters of the entitlements on target `name`.
 fn params_of(config: &Config, name: &str) -> Vec<serde_json::Value> {
@@ -75,6 +76,7 @@ pub fn build(
         ("okta", t.okta.is_some()),
         ("entra", t.entra.is_some()),
         ("google", t.google.is_some()),
+        ("github", t.github.is_some()),
         ("ssh", t.ssh.is_some()),
         ("webhook", t.webhook.is_some()),
     ];
@@ -165,6 +167,16 @@ pub fn build(
             GroupConnector::google(c, &named_params_of(config, &t.name), Arc::clone(clock))
                 .map(|c| plain(Arc::new(c)))
                 .map_err(|p| prefixed("google", p))
+        }
+        "github" => {
+            let c = t.github.as_ref().ok_or_else(missing)?;
+            hourglass_connectors::GithubConnector::new(
+                c,
+                &named_params_of(config, &t.name),
+                Arc::clone(clock),
+            )
+            .map(|c| plain(Arc::new(c)))
+            .map_err(|p| prefixed("github", p))
         }
         "ssh" => {
             let ssh = t.ssh.as_ref().ok_or_else(missing)?;
