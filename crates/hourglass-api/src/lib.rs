@@ -365,6 +365,28 @@ pub struct GrantTokenView {
     pub audience: String,
 }
 
+/// One overdue revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OverdueView {
+    pub grant_id: String,
+    pub principal: String,
+    pub entitlement: String,
+    /// When it was due.
+    pub due_at: String,
+    /// How long past due, in seconds.
+    pub overdue_secs: i64,
+}
+
+/// `GET /v1/reports/revocation-debt`: one target's revocation debt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevocationDebtView {
+    pub target: String,
+    /// Revocations due longer than `server.overdue_after` ago and not yet proven.
+    pub overdue: Vec<OverdueView>,
+    /// Leftovers the last reconciliation found and could not remove.
+    pub leftovers: u64,
+}
+
 /// `POST /v1/tasks/release`: end every live grant of a task that is the caller's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -271,6 +271,15 @@ impl Client {
             .await
     }
     /// Standing privilege per target (administrators of every entitlement only).
+    /// Revocation debt per target (administrators of every entitlement only).
+    pub async fn revocation_debt(
+        &self,
+    ) -> Result<Vec<hourglass_api::RevocationDebtView>, ClientError> {
+        Ok(self
+            .get::<List<hourglass_api::RevocationDebtView>>("/v1/reports/revocation-debt")
+            .await?
+            .items)
+    }
     pub async fn standing(&self) -> Result<Vec<hourglass_api::TargetStandingView>, ClientError> {
         Ok(self
             .get::<List<hourglass_api::TargetStandingView>>("/v1/reports/standing")

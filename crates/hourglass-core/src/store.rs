@@ -361,6 +361,9 @@ pub trait Store: Send + Sync {
     async fn audit_head_seq(&self) -> Result<u64>;
 
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
+
+    /// Revoking grants whose revocation was due before `before`, the longest overdue first.
+    async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>>;
     /// Takes the turn at the periodic `task` for `owner` until `until`, unless another owner
     /// holds it past `now`; whether `owner` has it. (One replica a period reconciles.)
     async fn take_turn(

@@ -33,6 +33,8 @@ pub struct Metrics {
     jobs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     retries: Mutex<BTreeMap<&'static str, u64>>,
     proofs: Mutex<BTreeMap<&'static str, u64>>,
+    /// Leftovers the last reconciliation of each target found and could not remove.
+    leftovers: Mutex<BTreeMap<String, u64>>,
     lag: Mutex<Histogram>,
     http_errors: AtomicU64,
     drift: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -89,6 +91,49 @@ impl Metrics {
     /// A failed connector call that will be retried.
     pub fn retry(&self, action: &'static str) {
         bump(&self.retries, action);
+    }
+
+    /// What the last reconciliation of `target` left in it: leftovers it found and could not
+    /// remove.
+    pub fn leftovers(&self, target: &str, n: u64) {
+        self.leftovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_owned(), n);
+    }
+
+    /// Leftovers per target as the last reconciliations left them.
+    pub fn leftovers_by_target(&self) -> BTreeMap<String, u64> {
+        self.leftovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Revocation debt per target: overdue revocations (counted from the store now) and
+    /// leftovers (as the last reconciliation left them).
+    pub fn render_debt(&self, overdue: &BTreeMap<String, u64>) -> String {
+        let mut out = String::from(
+            "# HELP hourglass_revocation_debt Revocation debt per target: overdue revocations (due, not yet proven) and leftovers the last reconciliation could not remove.\n# TYPE hourglass_revocation_debt gauge\n",
+        );
+        let leftovers = self.leftovers_by_target();
+        let targets: std::collections::BTreeSet<&String> =
+            overdue.keys().chain(leftovers.keys()).collect();
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "hourglass_revocation_debt{{target=\"{}\",kind=\"overdue\"}} {}",
+                label(t),
+                overdue.get(t).copied().unwrap_or(0)
+            );
+            let _ = writeln!(
+                out,
+                "hourglass_revocation_debt{{target=\"{}\",kind=\"leftover\"}} {}",
+                label(t),
+                leftovers.get(t).copied().unwrap_or(0)
+            );
+        }
+        out
     }
 
     /// A finished revocation, by its proof (`verified`, `unprovable`).
@@ -438,6 +483,46 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Debt per target: overdue from the store, leftovers as the last reconciliation of each
+    /// checked target left them (a removed leftover is no debt; a later clean run clears it).
+    #[test]
+    fn revocation_debt_counts_what_the_last_reconciliation_could_not_remove() {
+        use hourglass_core::engine::{Drift, DriftKind, ReconcileReport};
+        let m = Metrics::default();
+        let drift = |name: &str, removed: bool| Drift {
+            target: "pg".into(),
+            kind: DriftKind::Leftover,
+            name: name.into(),
+            grant_id: "grt_x".into(),
+            ledger_state: None,
+            removed,
+            error: (!removed).then(|| "permission denied".to_owned()),
+        };
+        let report = ReconcileReport {
+            targets_checked: vec!["pg".into(), "demo".into()],
+            drift: vec![drift("hg_a", true), drift("hg_b", false)],
+            errors: Vec::new(),
+        };
+        crate::workers::record_reconcile(&m, &report);
+        let overdue: BTreeMap<String, u64> = [("demo".to_owned(), 2), ("pg".to_owned(), 0)].into();
+        let text = m.render_debt(&overdue);
+        assert!(
+            text.contains("hourglass_revocation_debt{target=\"pg\",kind=\"leftover\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("hourglass_revocation_debt{target=\"demo\",kind=\"overdue\"} 2"));
+        assert!(text.contains("hourglass_revocation_debt{target=\"demo\",kind=\"leftover\"} 0"));
+        let clean = ReconcileReport {
+            targets_checked: vec!["pg".into()],
+            ..ReconcileReport::default()
+        };
+        crate::workers::record_reconcile(&m, &clean);
+        assert!(
+            m.render_debt(&overdue)
+                .contains("hourglass_revocation_debt{target=\"pg\",kind=\"leftover\"} 0")
+        );
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -358,6 +358,14 @@ fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
 
 /// Counts a reconciliation's findings.
 pub fn record_reconcile(metrics: &Metrics, report: &ReconcileReport) {
+    for t in &report.targets_checked {
+        let left = report
+            .drift
+            .iter()
+            .filter(|d| &d.target == t && matches!(d.kind, DriftKind::Leftover) && !d.removed)
+            .count();
+        metrics.leftovers(t, left as u64);
+    }
     for d in &report.drift {
         let kind = match d.kind {
             DriftKind::Leftover => "leftover",

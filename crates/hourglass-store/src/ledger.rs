@@ -865,6 +865,19 @@ impl<B: Backend> Store for SqlStore<B> {
         count(&row, "seq")
     }
 
+    async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM grants WHERE state = 'revoking' AND revoke_due_at < $1
+                   ORDER BY revoke_due_at, id LIMIT $2",
+                before,
+                limit,
+            ),
+            grant_from,
+        )
+        .await
+    }
+
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts> {
         let row = self
             .first(stmt!(

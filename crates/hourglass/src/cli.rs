@@ -216,6 +216,8 @@ enum ReviewCommand {
 enum ReportCommand {
     /// Privilege held in each target outside any grant: the list to convert to JIT.
     Standing,
+    /// Revocation debt per target: overdue revocations and leftovers not removed.
+    RevocationDebt,
     /// Machine identity hygiene: no or departed owner, keys due for rotation, idle identities.
     Identities {
         /// Flag identities that have not authenticated for this many days.
@@ -575,6 +577,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ],
             )
             .await
+        }
+        Command::Report {
+            command: ReportCommand::RevocationDebt,
+        } => {
+            let debt = client(&cli)?.revocation_debt().await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&debt)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<16} {:>8} {:>10}", "TARGET", "OVERDUE", "LEFTOVERS");
+            for t in &debt {
+                println!(
+                    "{:<16} {:>8} {:>10}",
+                    shown(&t.target),
+                    t.overdue.len(),
+                    t.leftovers
+                );
+                for o in &t.overdue {
+                    println!(
+                        "  {} {} {} due {} ({}s overdue)",
+                        o.grant_id,
+                        shown(&o.principal),
+                        shown(&o.entitlement),
+                        o.due_at,
+                        o.overdue_secs
+                    );
+                }
+            }
+            // Debt is a finding: a script can alert on the exit code.
+            Ok(
+                if debt
+                    .iter()
+                    .all(|t| t.overdue.is_empty() && t.leftovers == 0)
+                {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Report {
             command: ReportCommand::Identities { unused_days },

@@ -274,6 +274,20 @@ impl Engine {
     }
 
     /// Standing privilege per target: what `discover` finds that no live grant explains.
+    /// Revocation debt: grants whose revocation is overdue (due before `before` and not yet
+    /// proven), the longest overdue first, at most `limit`. Administrators of everything only.
+    pub async fn overdue_revocations(
+        &self,
+        caller: &Caller,
+        before: crate::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::grant::Grant>> {
+        self.require_admin_of_all(caller, crate::ErrorCode::ReportNotAllowed)?;
+        self.store
+            .overdue_revocations(before, limit.clamp(1, 1_000))
+            .await
+    }
+
     pub async fn standing(&self, caller: &Caller) -> Result<Vec<TargetStanding>> {
         self.require_admin_of_all(caller, crate::ErrorCode::ReportNotAllowed)?;
         let mut out = Vec::new();

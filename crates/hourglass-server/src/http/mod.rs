@@ -70,6 +70,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/admin/reconcile", post(reconcile))
         .route("/v1/admin/policies/reload", post(admin::reload_policies))
         .route("/v1/reports/standing", get(standing))
+        .route("/v1/reports/revocation-debt", get(revocation_debt))
         .route("/v1/ssh/krl", get(ssh_krl))
         .route(
             "/v1/identities",
@@ -851,6 +852,48 @@ async fn readyz(State(app): State<Shared>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/v1/reports/revocation-debt", responses((status = 200, description = "Per target: revocations overdue (due longer than server.overdue_after ago and not yet proven), longest first, and leftovers the last reconciliation could not remove", body = List<hourglass_api::RevocationDebtView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
+async fn revocation_debt(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<List<hourglass_api::RevocationDebtView>>> {
+    let now = app.engine.clock().now();
+    let grants = app
+        .engine
+        .overdue_revocations(&caller, now.plus_millis(-app.overdue_after_ms), 1_000)
+        .await?;
+    let leftovers = app.metrics.leftovers_by_target();
+    let mut by_target: std::collections::BTreeMap<String, hourglass_api::RevocationDebtView> = app
+        .engine
+        .catalog()
+        .targets()
+        .map(|t| {
+            let name = t.id.to_string();
+            let view = hourglass_api::RevocationDebtView {
+                target: name.clone(),
+                overdue: Vec::new(),
+                leftovers: leftovers.get(&name).copied().unwrap_or(0),
+            };
+            (name, view)
+        })
+        .collect();
+    for g in grants {
+        let due = g.revoke_due_at.unwrap_or(now);
+        if let Some(v) = by_target.get_mut(g.target.as_str()) {
+            v.overdue.push(hourglass_api::OverdueView {
+                grant_id: g.id.to_string(),
+                principal: g.principal.to_string(),
+                entitlement: g.entitlement.to_string(),
+                due_at: due.to_string(),
+                overdue_secs: now.millis_since(due) / 1000,
+            });
+        }
+    }
+    Ok(Json(List {
+        items: by_target.into_values().collect(),
+    }))
+}
+
 #[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
     let now = app.engine.clock().now();
@@ -862,6 +905,20 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
     let queues = app.engine.store().notification_stats().await?;
     let writes = app.engine.store().write_stats();
     let mut text = app.metrics.render(counts, &queues, writes);
+    let mut overdue = std::collections::BTreeMap::new();
+    for g in app
+        .engine
+        .store()
+        .overdue_revocations(now.plus_millis(-app.overdue_after_ms), 10_000)
+        .await?
+    {
+        *overdue.entry(g.target.to_string()).or_insert(0) += 1;
+    }
+    // Every target appears, at zero when it owes nothing.
+    for t in app.engine.catalog().targets() {
+        overdue.entry(t.id.to_string()).or_insert(0);
+    }
+    text.push_str(&app.metrics.render_debt(&overdue));
     let board = app.facts.board();
     if !board.is_empty() {
         text.push_str(&app.metrics.render_oncall(&board.status(now)));
@@ -902,7 +959,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
+    paths(revocation_debt, create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -356,9 +356,12 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
 /// counted, and it becomes `revoked` only with the proof, which the audit records.
 #[tokio::test]
 async fn a_revocation_is_revoked_only_when_the_target_proves_the_access_gone() {
-    let s = spawn_server(|c| c.replace(r#", "revoke"]"#, r#", "revoke-lying"]"#))
-        .await
-        .unwrap();
+    let s = spawn_server(|c| {
+        c.replace(r#", "revoke"]"#, r#", "revoke-lying"]"#)
+            .replace("demo = false", "demo = false\noverdue_after = \"1s\"")
+    })
+    .await
+    .unwrap();
     let script = s.dir.path().join("targets/demo-target.sh");
     let original = std::fs::read_to_string(&script).unwrap();
     let counter = s.dir.path().join("revoke-attempts");
@@ -393,6 +396,27 @@ async fn a_revocation_is_revoked_only_when_the_target_proves_the_access_gone() {
         );
         assert_eq!(alice.get_grant(&gid).await.unwrap().state, "revoking");
         assert!(s.access().contains(&gid), "the target still has it");
+        if attempt == 2 {
+            // Two seconds past due (over `overdue_after`): revocation debt, in the metrics
+            // and the report.
+            let m = alice.metrics().await.unwrap();
+            assert!(
+                m.contains("hourglass_revocation_debt{target=\"demo\",kind=\"overdue\"} 1"),
+                "{m}"
+            );
+            let debt = s.client("admin").revocation_debt().await.unwrap();
+            let demo = debt.iter().find(|t| t.target == "demo").unwrap();
+            assert_eq!(demo.overdue.len(), 1, "{debt:?}");
+            assert_eq!(
+                (
+                    demo.overdue[0].grant_id.as_str(),
+                    demo.overdue[0].overdue_secs
+                ),
+                (gid.as_str(), 2)
+            );
+            let p = problem(alice.revocation_debt().await.unwrap_err());
+            assert_eq!(p.code, "report.not_allowed");
+        }
         s.clock.advance_ms(1_000 << attempt);
     }
     assert!(eventually(|| async { alice.get_grant(&gid).await.unwrap().state == "revoked" }).await);
@@ -431,6 +455,13 @@ async fn a_revocation_is_revoked_only_when_the_target_proves_the_access_gone() {
             .await
             .unwrap()
             .contains("hourglass_revocations_total{proof=\"verified\"} 1")
+    );
+    assert!(
+        alice
+            .metrics()
+            .await
+            .unwrap()
+            .contains("hourglass_revocation_debt{target=\"demo\",kind=\"overdue\"} 0")
     );
     chain_ok(&s).await;
     s.stop().await;
