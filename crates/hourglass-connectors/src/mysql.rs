@@ -14,7 +14,10 @@ use std::{collections::BTreeSet, path::PathBuf, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use hourglass_core::{
-    connector::{Connector, ConnectorError, GrantSpec, Holding, Managed, Presence, Provisioned},
+    connector::{
+        Connector, ConnectorError, GrantSpec, Holding, Managed, Presence, Provisioned,
+        RevocationProof,
+    },
     id::GrantId,
 };
 use secrecy::SecretString;
@@ -311,6 +314,39 @@ impl Connector for MysqlConnector {
             .to_owned();
         self.drop_account(&self.user_of(&spec.grant_id), &host)
             .await
+    }
+
+    /// The account is gone and no connection of it is left (a killed connection takes a
+    /// moment to leave the process list, so this looks again for up to two seconds).
+    async fn prove_revoked(&self, spec: &GrantSpec) -> Result<RevocationProof, ConnectorError> {
+        let user = self.user_of(&spec.grant_id);
+        if self.exists(&user, &self.cfg.account_host).await? {
+            return Err(ConnectorError::new(format!(
+                "account {user} still exists after its revocation"
+            )));
+        }
+        let mut open = 0;
+        for _ in 0..20 {
+            open = sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+            )
+            .bind(&user)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+            if open == 0 {
+                return Ok(RevocationProof::Verified {
+                    checked: format!(
+                        "account {user} is gone (mysql.user) and has no connection (PROCESSLIST)"
+                    ),
+                });
+            }
+            // Polling the target, not an expiry.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ConnectorError::new(format!(
+            "{open} connections of {user} are still open after its revocation"
+        )))
     }
 
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {

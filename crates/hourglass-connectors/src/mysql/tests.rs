@@ -1,6 +1,6 @@
 //! Against the local MariaDB server, each test in a fresh database (see hourglass-testdb).
 
-use hourglass_core::connector::{Connector, Presence};
+use hourglass_core::connector::{Connector, Presence, RevocationProof};
 use hourglass_testdb::TestDb;
 use secrecy::ExposeSecret;
 use sqlx::{AssertSqlSafe, Connection, MySqlConnection};
@@ -107,6 +107,12 @@ async fn account_has_exactly_the_granted_privilege_until_revoked() {
     assert!(MySqlConnection::connect(&url).await.is_err());
     assert!(!user_exists(&mut a, &user).await);
     assert_eq!(my.inspect(&s).await.unwrap(), Presence::Absent);
+    match my.prove_revoked(&s).await.unwrap() {
+        RevocationProof::Verified { checked } => {
+            assert!(checked.contains("PROCESSLIST"), "{checked}")
+        }
+        other => panic!("not proven: {other:?}"),
+    }
     my.revoke(&s).await.unwrap();
 }
 
