@@ -326,6 +326,30 @@ params = {{ audience = "deploy-api", scope = "deploy" }}
 # max_duration = "4h"
 # params = {{ group = "00g1prodadmins" }}
 ##
+## The same with Microsoft Entra ID (Graph, an app registration's client credentials) …
+# [[targets]]
+# name = "entra"
+# connector = "entra"
+# entra = {{ tenant = "contoso.onmicrosoft.com", client_id = "00000000-0000-0000-0000-000000000000", client_secret_file = "entra.secret", email_domain = "example.com" }}
+#
+# [[entitlements]]
+# name = "entra/sql-admins"
+# default_duration = "1h"
+# max_duration = "4h"
+# params = {{ group = "6f1c0b2a-3d4e-4f50-8a9b-0c1d2e3f4a5b" }}
+##
+## … and with Google Workspace (a service account with domain-wide delegation).
+# [[targets]]
+# name = "google"
+# connector = "google"
+# google = {{ service_account_file = "google-sa.json", subject = "admin@example.com", email_domain = "example.com" }}
+#
+# [[entitlements]]
+# name = "google/billing-admins"
+# default_duration = "1h"
+# max_duration = "4h"
+# params = {{ group = "billing-admins@example.com" }}
+##
 ## GitHub through a GitHub App installed on the organisation: team membership for the window.
 # [[targets]]
 # name = "github"
@@ -449,6 +473,19 @@ mod tests {
             ),
         )
         .unwrap();
+        std::fs::write(dir.path().join("entra.secret"), "entra-client-secret").unwrap();
+        let pem = std::fs::read_to_string(dir.path().join("github-app.pem")).unwrap();
+        std::fs::write(
+            dir.path().join("google-sa.json"),
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "hourglass@example.iam.gserviceaccount.com",
+                "private_key": pem,
+                "token_uri": "https://oauth2.googleapis.com/token"
+            })
+            .to_string(),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&w.config).unwrap();
         let mut inside = false;
         let mut out = String::new();
@@ -475,7 +512,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "aws", "cache", "demo", "github", "maria", "okta", "pg", "saas", "ssh", "tokens"
+                "aws", "cache", "demo", "entra", "github", "google", "maria", "okta", "pg", "saas",
+                "ssh", "tokens"
             ]
         );
         let notifiers: Vec<&String> = checked.integrations.notifiers.keys().collect();
@@ -502,6 +540,8 @@ mod tests {
             "cache/read-orders",
             "aws/ops",
             "okta/prod-admins",
+            "entra/sql-admins",
+            "google/billing-admins",
             "github/oncall",
             "ssh/deploy",
             "saas/admin",

@@ -140,7 +140,7 @@ async fn break_glass_is_immediate_capped_alerted_and_reviewed_by_someone_else() 
 /// The demo policy that makes requesters eligible, narrowed to `pg` only: demo requests are no
 /// longer permitted.
 fn without_demo_eligibility(policies: &str) -> String {
-    let old = r#"when { ["demo", "pg", "maria", "cache", "aws", "okta", "github", "ssh", "saas"].contains(resource.target) };"#;
+    let old = r#"when { ["demo", "pg", "maria", "cache", "aws", "okta", "entra", "google", "github", "ssh", "saas"].contains(resource.target) };"#;
     assert!(
         policies.contains(old),
         "the demo's eligibility policy changed"
