@@ -14,11 +14,13 @@
 //!   way; the proof is its absence from `ListAccountAssignments`.
 //!
 //! Requests are signed with SigV4 (`aws-sigv4`) on the engine's clock and sent with the shared
-//! HTTP client. Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), else the shared credentials file (the
-//! target's `credentials_file`, `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`; profile
-//! `AWS_PROFILE`, the target's `profile`, or `default`). Instance and container roles (IMDS,
-//! ECS) are not read yet.
+//! HTTP client. Credentials come from the standard chain, first that has them: the environment
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); web identity
+//! (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, through `AssumeRoleWithWebIdentity`); the
+//! shared credentials file (the target's `credentials_file`, `AWS_SHARED_CREDENTIALS_FILE` or
+//! `~/.aws/credentials`; profile `AWS_PROFILE`, the target's `profile`, or `default`); the
+//! container endpoint (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`/`_FULL_URI`); the instance's
+//! metadata (IMDSv2). Fetched credentials are kept until five minutes before they expire.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
@@ -62,6 +64,21 @@ pub struct AwsConfig {
     /// `~/.aws/credentials`).
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// Where credentials come from: `chain` (the default: environment, web identity, the
+    /// shared file, the container's endpoint, the instance's metadata, first that has them),
+    /// or one of `environment`, `web_identity`, `file`, `ecs`, `imds`.
+    #[serde(default)]
+    pub credential_source: CredentialSource,
+    /// Web identity (EKS IRSA and the like): the token file and the role; default
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`.
+    #[serde(default)]
+    pub web_identity_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub web_identity_role_arn: Option<String>,
+    /// The instance metadata service (IMDSv2); default `AWS_EC2_METADATA_SERVICE_ENDPOINT`,
+    /// else `http://169.254.169.254`.
+    #[serde(default)]
+    pub imds_endpoint: Option<String>,
     /// The Identity Center instance (`arn:aws:sso:::instance/ssoins-…`), for account assignments.
     #[serde(default)]
     pub instance_arn: Option<String>,
@@ -78,6 +95,53 @@ pub struct AwsConfig {
 
 fn default_settle() -> u64 {
     60
+}
+
+/// Where an `aws` target's credentials come from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    #[default]
+    Chain,
+    Environment,
+    WebIdentity,
+    File,
+    Ecs,
+    Imds,
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// Keys from the environment.
+fn from_env() -> Option<Credentials> {
+    let (id, secret) = (env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?);
+    Some(Credentials::new(
+        id,
+        secret,
+        env("AWS_SESSION_TOKEN"),
+        None,
+        "environment",
+    ))
+}
+
+/// Credentials JSON as the container endpoint and IMDS answer them.
+fn from_json(v: &Value, source: &'static str) -> Option<(Credentials, Option<Timestamp>)> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let creds = Credentials::new(
+        s("AccessKeyId")?,
+        s("SecretAccessKey")?,
+        s("Token"),
+        None,
+        source,
+    );
+    Some((
+        creds,
+        s("Expiration")
+            .as_deref()
+            .and_then(Timestamp::parse_rfc3339),
+    ))
 }
 
 /// An entitlement's parameters on an `aws` target: one of the two kinds.
@@ -165,32 +229,23 @@ fn members(xml: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Keys from the environment, else the shared credentials file.
-fn credentials(profile: Option<&str>, file: Option<&PathBuf>) -> Result<Credentials, String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        return Ok(Credentials::new(
-            id,
-            secret,
-            env("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        ));
-    }
-    let file = file
+/// Keys from the shared credentials file; `None` when there is no file.
+fn from_file(profile: Option<&str>, file: Option<&PathBuf>) -> Result<Option<Credentials>, String> {
+    let Some(file) = file
         .cloned()
         .or_else(|| env("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from))
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))
-        .ok_or("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a credentials file")?;
+    else {
+        return Ok(None);
+    };
     let profile = env("AWS_PROFILE")
         .or(profile.map(str::to_owned))
         .unwrap_or_else(|| "default".into());
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        format!(
-            "no AWS credentials in the environment, and {}: {e}",
-            file.display()
-        )
-    })?;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
     let mut section = String::new();
     let mut keys = BTreeMap::new();
     for line in text.lines().map(str::trim) {
@@ -206,13 +261,13 @@ fn credentials(profile: Option<&str>, file: Option<&PathBuf>) -> Result<Credenti
         keys.remove("aws_access_key_id"),
         keys.remove("aws_secret_access_key"),
     ) {
-        (Some(id), Some(secret)) => Ok(Credentials::new(
+        (Some(id), Some(secret)) => Ok(Some(Credentials::new(
             id,
             secret,
             keys.remove("aws_session_token"),
             None,
             "shared credentials file",
-        )),
+        ))),
         _ => Err(format!("{}: profile {profile} has no keys", file.display())),
     }
 }
@@ -221,8 +276,12 @@ fn credentials(profile: Option<&str>, file: Option<&PathBuf>) -> Result<Credenti
 pub struct AwsConnector {
     cfg: AwsConfig,
     http: reqwest::Client,
+    /// For the container and instance metadata endpoints (link-local, trusted, quick).
+    meta: reqwest::Client,
     clock: Arc<dyn Clock>,
     users: BTreeMap<String, String>,
+    /// Credentials fetched from an endpoint, until five minutes before they expire.
+    creds: tokio::sync::Mutex<Option<(Credentials, Option<Timestamp>)>>,
 }
 
 impl std::fmt::Debug for AwsConnector {
@@ -289,12 +348,222 @@ impl AwsConnector {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let meta = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| vec![format!("metadata client: {e}")])?;
         Ok(AwsConnector {
             users: cfg.users.clone(),
             cfg: cfg.clone(),
             http,
+            meta,
             clock,
+            creds: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The credentials to sign with, from the configured source (see [`CredentialSource`]).
+    async fn credentials(&self) -> Result<Credentials, ConnectorError> {
+        use CredentialSource as S;
+        let src = self.cfg.credential_source;
+        let err = |m: String| ConnectorError::new(format!("aws credentials: {m}"));
+        if matches!(src, S::Chain | S::Environment) {
+            if let Some(c) = from_env() {
+                return Ok(c);
+            }
+            if src == S::Environment {
+                return Err(err(
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into(),
+                ));
+            }
+        }
+        let now = self.clock.now();
+        {
+            let cached = self.creds.lock().await;
+            if let Some((c, until)) = cached.as_ref()
+                && until.is_none_or(|u| u.plus_millis(-300_000) > now)
+            {
+                return Ok(c.clone());
+            }
+        }
+        let token_file = self
+            .cfg
+            .web_identity_token_file
+            .clone()
+            .or_else(|| env("AWS_WEB_IDENTITY_TOKEN_FILE").map(PathBuf::from));
+        let role = self
+            .cfg
+            .web_identity_role_arn
+            .clone()
+            .or_else(|| env("AWS_ROLE_ARN"));
+        let fetched = match (src, token_file, role) {
+            (S::Chain | S::WebIdentity, Some(file), Some(role)) => {
+                self.web_identity(&file, &role).await?
+            }
+            (S::WebIdentity, _, _) => {
+                return Err(err("no web identity token file and role".into()));
+            }
+            _ => {
+                if matches!(src, S::Chain | S::File)
+                    && let Some(c) = from_file(
+                        self.cfg.profile.as_deref(),
+                        self.cfg.credentials_file.as_ref(),
+                    )
+                    .map_err(err)?
+                {
+                    return Ok(c);
+                }
+                if src == S::File {
+                    return Err(err("no shared credentials file".into()));
+                }
+                let ecs = env("AWS_CONTAINER_CREDENTIALS_FULL_URI").or_else(|| {
+                    env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                        .map(|p| format!("http://169.254.170.2{p}"))
+                });
+                match (src, ecs) {
+                    (S::Chain | S::Ecs, Some(url)) => self.container(&url).await?,
+                    (S::Ecs, None) => return Err(err("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is not set".into())),
+                    _ if src == S::Chain && env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) => {
+                        return Err(err("none in the environment, web identity, the shared file or the container, and instance metadata is disabled".into()));
+                    }
+                    _ => self.imds().await.map_err(|e| {
+                        err(format!("none in the environment, web identity, the shared file or the container; instance metadata: {}", e.message))
+                    })?,
+                }
+            }
+        };
+        let creds = fetched.0.clone();
+        *self.creds.lock().await = Some(fetched);
+        Ok(creds)
+    }
+
+    /// `AssumeRoleWithWebIdentity` (unsigned), with the token read from `file`.
+    async fn web_identity(
+        &self,
+        file: &PathBuf,
+        role: &str,
+    ) -> Result<(Credentials, Option<Timestamp>), ConnectorError> {
+        let token = std::fs::read_to_string(file).map_err(|e| {
+            ConnectorError::new(format!("aws web identity: {}: {e}", file.display()))
+        })?;
+        let body = {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            f.append_pair("Action", "AssumeRoleWithWebIdentity")
+                .append_pair("Version", "2011-06-15")
+                .append_pair("RoleArn", role)
+                .append_pair("RoleSessionName", "hourglass")
+                .append_pair("WebIdentityToken", token.trim());
+            f.finish()
+        };
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint("sts")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::new(format!("aws web identity: {}", e.without_url())))?;
+        let status = resp.status();
+        let xml = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(aws_err("AssumeRoleWithWebIdentity", status, &xml));
+        }
+        let f = |n: &str| {
+            tag(&xml, n).ok_or_else(|| ConnectorError::new(format!("aws web identity: no {n}")))
+        };
+        Ok((
+            Credentials::new(
+                f("AccessKeyId")?,
+                f("SecretAccessKey")?,
+                Some(f("SessionToken")?),
+                None,
+                "web identity",
+            ),
+            tag(&xml, "Expiration")
+                .as_deref()
+                .and_then(Timestamp::parse_rfc3339),
+        ))
+    }
+
+    /// The container credentials endpoint (ECS, EKS Pod Identity).
+    async fn container(
+        &self,
+        url: &str,
+    ) -> Result<(Credentials, Option<Timestamp>), ConnectorError> {
+        let mut req = self.meta.get(url);
+        let auth = env("AWS_CONTAINER_AUTHORIZATION_TOKEN").or_else(|| {
+            env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .map(|t| t.trim().to_owned())
+        });
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let v: Value = req
+            .send()
+            .await
+            .map_err(|e| {
+                ConnectorError::new(format!("aws container credentials: {}", e.without_url()))
+            })?
+            .json()
+            .await
+            .map_err(|_| ConnectorError::new("aws container credentials: not JSON"))?;
+        from_json(&v, "container")
+            .ok_or_else(|| ConnectorError::new("aws container credentials: no keys in the answer"))
+    }
+
+    /// The instance's role credentials through IMDSv2 (a session token first).
+    async fn imds(&self) -> Result<(Credentials, Option<Timestamp>), ConnectorError> {
+        let base = self
+            .cfg
+            .imds_endpoint
+            .clone()
+            .or_else(|| env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
+            .unwrap_or_else(|| "http://169.254.169.254".into());
+        let base = base.trim_end_matches('/');
+        let failed = |e: reqwest::Error| ConnectorError::new(format!("IMDS: {}", e.without_url()));
+        let token = self
+            .meta
+            .put(format!("{base}/latest/api/token"))
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+            .send()
+            .await
+            .map_err(failed)?
+            .error_for_status()
+            .map_err(failed)?
+            .text()
+            .await
+            .map_err(failed)?;
+        let get = |path: String| {
+            self.meta
+                .get(format!(
+                    "{base}/latest/meta-data/iam/security-credentials/{path}"
+                ))
+                .header("x-aws-ec2-metadata-token", token.trim())
+                .send()
+        };
+        let role = get(String::new())
+            .await
+            .map_err(failed)?
+            .error_for_status()
+            .map_err(failed)?
+            .text()
+            .await
+            .map_err(failed)?;
+        let role = role.lines().next().unwrap_or_default().trim().to_owned();
+        if role.is_empty() {
+            return Err(ConnectorError::new("IMDS: the instance has no role"));
+        }
+        let v: Value = get(role)
+            .await
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(|_| ConnectorError::new("IMDS: not JSON"))?;
+        from_json(&v, "instance metadata")
+            .ok_or_else(|| ConnectorError::new("IMDS: no keys in the answer"))
     }
 
     fn endpoint(&self, service: &str) -> String {
@@ -315,11 +584,7 @@ impl AwsConnector {
         body: String,
     ) -> Result<String, ConnectorError> {
         let url = format!("{}/", self.endpoint(service));
-        let creds = credentials(
-            self.cfg.profile.as_deref(),
-            self.cfg.credentials_file.as_ref(),
-        )
-        .map_err(ConnectorError::new)?;
+        let creds = self.credentials().await?;
         let identity = creds.into();
         let millis = u64::try_from(self.clock.now().unix_millis()).unwrap_or(0);
         let time = std::time::UNIX_EPOCH + Duration::from_millis(millis);

@@ -8,7 +8,7 @@ use hourglass_core::connector::{Connector, Presence, RevocationProof};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::{AwsConfig, AwsConnector, REVOKE_POLICY, kind, tag};
+use super::{AwsConfig, AwsConnector, CredentialSource, REVOKE_POLICY, kind, tag};
 use crate::testutil::{FixedClock, spec, wall_clock};
 
 /// A moto server of this test's own, stopped when dropped.
@@ -70,6 +70,10 @@ fn config(m: &Moto) -> AwsConfig {
         allow_private: true,
         profile: None,
         credentials_file: Some(m.dir.path().join("credentials")),
+        credential_source: CredentialSource::File,
+        web_identity_token_file: None,
+        web_identity_role_arn: None,
+        imds_endpoint: None,
         instance_arn: None,
         users: Default::default(),
         timeout_secs: 10,
@@ -257,5 +261,115 @@ fn parameters_name_one_kind_of_access_and_xml_answers_are_read() {
         )
         .as_deref(),
         Some("a & b")
+    );
+}
+
+/// A local instance metadata service (IMDSv2): a session token first, then the role's keys.
+async fn imds(calls: Arc<std::sync::atomic::AtomicU32>) -> String {
+    use axum::{
+        Router,
+        http::{HeaderMap, StatusCode},
+        routing::{get, put},
+    };
+    let app = Router::new()
+        .route(
+            "/latest/api/token",
+            put(|h: HeaderMap| async move {
+                if h.contains_key("x-aws-ec2-metadata-token-ttl-seconds") {
+                    (StatusCode::OK, "imds-session".to_owned())
+                } else {
+                    (StatusCode::BAD_REQUEST, String::new())
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/",
+            get(|h: HeaderMap| async move {
+                if h.get("x-aws-ec2-metadata-token")
+                    .is_some_and(|v| v == "imds-session")
+                {
+                    (StatusCode::OK, "hourglass-node\n".to_owned())
+                } else {
+                    (StatusCode::UNAUTHORIZED, String::new())
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/hourglass-node",
+            get(move |h: HeaderMap| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if h.get("x-aws-ec2-metadata-token")
+                        .is_none_or(|v| v != "imds-session")
+                    {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    (
+                        StatusCode::OK,
+                        json!({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAIMDS",
+                               "SecretAccessKey": "imds-secret", "Token": "imds-token",
+                               "Expiration": "2099-01-01T00:00:00Z"})
+                        .to_string(),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn credentials_come_from_instance_metadata_or_web_identity_and_are_kept() {
+    let Some(m) = moto().await else { return };
+    let clock = FixedClock::at(wall_clock());
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut cfg = config(&m);
+    cfg.credential_source = CredentialSource::Imds;
+    cfg.imds_endpoint = Some(imds(Arc::clone(&calls)).await);
+    let aws = AwsConnector::new(&cfg, &[], Arc::clone(&clock) as _).unwrap();
+    for n in ["a", "b"] {
+        aws.query("iam", "CreateUser", &[("UserName", n)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once, kept until it nears its expiry"
+    );
+
+    // Web identity: the token file exchanged at STS for the role's keys.
+    let token = m.dir.path().join("web-identity");
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6aGcifQ.c2ln",
+    )
+    .unwrap();
+    let mut cfg = config(&m);
+    cfg.credential_source = CredentialSource::WebIdentity;
+    cfg.web_identity_token_file = Some(token);
+    cfg.web_identity_role_arn = Some("arn:aws:iam::123456789012:role/hourglass".into());
+    let aws = AwsConnector::new(&cfg, &[], Arc::clone(&clock) as _).unwrap();
+    aws.query("iam", "CreateUser", &[("UserName", "c")])
+        .await
+        .unwrap();
+    let cached = aws.creds.lock().await.clone().unwrap();
+    assert!(
+        cached.0.session_token().is_some_and(|t| !t.is_empty()),
+        "STS keys with a session token"
+    );
+    assert!(cached.1.is_some(), "with their expiry");
+
+    // A source that has nothing says so.
+    let mut cfg = config(&m);
+    cfg.credential_source = CredentialSource::WebIdentity;
+    let aws = AwsConnector::new(&cfg, &[], Arc::clone(&clock) as _).unwrap();
+    let e = aws.query("iam", "ListUsers", &[]).await.unwrap_err();
+    assert!(
+        e.message.contains("no web identity token file and role"),
+        "{e}"
     );
 }
