@@ -37,3 +37,22 @@ pub(crate) fn credential_url(
     };
     format!("{scheme}://{user}:{password}@{host}:{port}/{db}")
 }
+
+/// Counts sessions with `count` until none is left, looking again every 100 ms for up to two
+/// seconds (a terminated session takes a moment to leave the server's list); the last count.
+pub(crate) async fn sessions_left<F, Fut, E>(mut count: F) -> Result<i64, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, E>>,
+{
+    let mut open = count().await?;
+    for _ in 0..20 {
+        if open == 0 {
+            break;
+        }
+        // Polling the target, not an expiry.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        open = count().await?;
+    }
+    Ok(open)
+}

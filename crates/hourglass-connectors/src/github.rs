@@ -20,15 +20,15 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hourglass_core::{
     Clock, Timestamp,
     connector::{Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned},
 };
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::rest::{TokenCache, next_link, rate_limit_wait, rs256, rsa_key, seg};
 
 /// Configuration of a `github` target.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -94,24 +94,13 @@ fn kind(params: &Value) -> Result<Kind, String> {
     }
 }
 
-/// A PEM key's DER: PKCS#8 as is; PKCS#1 (`BEGIN RSA PRIVATE KEY`) as aws-lc-rs reads it.
-fn rsa_key(pem: &str) -> Result<aws_lc_rs::signature::RsaKeyPair, String> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|_| "private_key_file: not PEM".to_owned())?;
-    aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&der)
-        .or_else(|_| aws_lc_rs::signature::RsaKeyPair::from_der(&der))
-        .map_err(|_| "private_key_file: not an RSA private key".to_owned())
-}
-
 /// A connector for one GitHub organisation.
 pub struct GithubConnector {
     cfg: GithubConfig,
     key: aws_lc_rs::signature::RsaKeyPair,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
-    token: tokio::sync::Mutex<Option<(SecretString, Timestamp)>>,
+    token: TokenCache,
     /// The entitlements: (name, parameters).
     entitlements: Vec<(String, Value)>,
 }
@@ -124,12 +113,6 @@ impl std::fmt::Debug for GithubConnector {
     }
 }
 
-fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
 impl GithubConnector {
     pub fn new(
         cfg: &GithubConfig,
@@ -139,7 +122,7 @@ impl GithubConnector {
         let mut problems = Vec::new();
         let key = std::fs::read_to_string(&cfg.private_key_file)
             .map_err(|e| format!("private_key_file: {}: {e}", cfg.private_key_file.display()))
-            .and_then(|pem| rsa_key(&pem))
+            .and_then(|pem| rsa_key(&pem).map_err(|e| format!("private_key_file: {e}")))
             .map_err(|e| problems.push(e))
             .ok();
         if let Err(e) = crate::outbound::check_url(&cfg.api_url, cfg.allow_private) {
@@ -164,7 +147,7 @@ impl GithubConnector {
                 key,
                 http,
                 clock,
-                token: tokio::sync::Mutex::new(None),
+                token: TokenCache::default(),
                 entitlements: entitlements.to_vec(),
             }),
             _ => Err(problems),
@@ -194,63 +177,52 @@ impl GithubConnector {
     /// The App's JWT (RS256, ten minutes at most, a minute back for clock drift).
     fn app_jwt(&self) -> Result<String, ConnectorError> {
         let now = self.clock.now().unix_millis() / 1000;
-        let header = B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-        let claims = B64
-            .encode(json!({"iat": now - 60, "exp": now + 540, "iss": self.cfg.app_id}).to_string());
-        let input = format!("{header}.{claims}");
-        let mut sig = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                input.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| ConnectorError::new("github: signing the App's JWT failed"))?;
-        Ok(format!("{input}.{}", B64.encode(sig)))
+        rs256(
+            &self.key,
+            &json!({"iat": now - 60, "exp": now + 540, "iss": self.cfg.app_id}),
+        )
     }
 
     /// The installation token, fetched when there is none or it is about to expire.
     async fn token(&self) -> Result<String, ConnectorError> {
         let now = self.clock.now();
-        let mut cached = self.token.lock().await;
-        if let Some((t, until)) = cached.as_ref()
-            && *until > now
-        {
-            return Ok(t.expose_secret().to_owned());
-        }
-        let url = format!(
-            "{}/app/installations/{}/access_tokens",
-            self.cfg.api_url,
-            seg(&self.cfg.installation_id)
-        );
-        let resp = self
-            .http
-            .post(&url)
-            .header("authorization", format!("Bearer {}", self.app_jwt()?))
-            .header("accept", "application/vnd.github+json")
-            .header("user-agent", "hourglass")
-            .header("x-github-api-version", "2022-11-28")
-            .send()
+        self.token
+            .get(now, || async {
+                let url = format!(
+                    "{}/app/installations/{}/access_tokens",
+                    self.cfg.api_url,
+                    seg(&self.cfg.installation_id)
+                );
+                let resp = self
+                    .http
+                    .post(&url)
+                    .header("authorization", format!("Bearer {}", self.app_jwt()?))
+                    .header("accept", "application/vnd.github+json")
+                    .header("user-agent", "hourglass")
+                    .header("x-github-api-version", "2022-11-28")
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConnectorError::new(format!(
+                            "github installation token: {}",
+                            e.without_url()
+                        ))
+                    })?;
+                let status = resp.status();
+                let v: Value = resp.json().await.unwrap_or(Value::Null);
+                let Some(t) = v["token"].as_str().filter(|_| status.is_success()) else {
+                    return Err(ConnectorError::new(format!(
+                        "github installation token: {status} {}",
+                        v["message"].as_str().unwrap_or("")
+                    )));
+                };
+                let expires = v["expires_at"]
+                    .as_str()
+                    .and_then(Timestamp::parse_rfc3339)
+                    .unwrap_or(now.plus_millis(3_600_000));
+                Ok((t.to_owned(), expires))
+            })
             .await
-            .map_err(|e| {
-                ConnectorError::new(format!("github installation token: {}", e.without_url()))
-            })?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        let Some(t) = v["token"].as_str().filter(|_| status.is_success()) else {
-            return Err(ConnectorError::new(format!(
-                "github installation token: {status} {}",
-                v["message"].as_str().unwrap_or("")
-            )));
-        };
-        let until = v["expires_at"]
-            .as_str()
-            .and_then(Timestamp::parse_rfc3339)
-            .unwrap_or(now.plus_millis(3_600_000))
-            .plus_millis(-60_000);
-        *cached = Some((SecretString::from(t.to_owned()), until));
-        Ok(t.to_owned())
     }
 
     /// One API call: status, `Link` header, JSON answer. Rate limits are waited out twice.
@@ -292,18 +264,9 @@ impl GithubConnector {
                     && (header("x-ratelimit-remaining").as_deref() == Some("0")
                         || header("retry-after").is_some()));
             if limited && attempt < 2 {
-                let now = self.clock.now().unix_millis() / 1000;
-                let wait = header("retry-after")
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .or_else(|| {
-                        header("x-ratelimit-reset")
-                            .and_then(|v| v.parse::<i64>().ok())
-                            .map(|r| r - now)
-                    })
-                    .unwrap_or(1)
-                    .clamp(0, 5);
+                let wait = rate_limit_wait(resp.headers(), self.clock.now().unix_millis() / 1000);
                 // Waiting out GitHub's rate limit, not an expiry.
-                tokio::time::sleep(Duration::from_secs(u64::try_from(wait).unwrap_or(1))).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
             let link = header("link");
@@ -334,11 +297,7 @@ impl GithubConnector {
                 return Err(Self::failed("list", status, &v));
             }
             out.extend(v.as_array().cloned().unwrap_or_default());
-            next = link.and_then(|l| {
-                l.split(',')
-                    .find(|x| x.contains("rel=\"next\""))
-                    .and_then(|x| Some(x.split_once('<')?.1.split_once('>')?.0.to_owned()))
-            });
+            next = next_link(link.as_deref());
         }
         Ok(out)
     }

@@ -14,15 +14,16 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hourglass_core::{
-    Clock, Timestamp,
+    Clock,
     connector::{Connector, ConnectorError, GrantSpec, Holding, Presence, Provisioned},
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::rest::{TokenCache, next_link, rate_limit_wait, rs256, rsa_key, seg};
 
 /// What every IdP target has: who people are there, and how calls go out.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -155,7 +156,7 @@ pub struct GroupConnector {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     /// An access token and when it stops being used (Entra, Google).
-    token: tokio::sync::Mutex<Option<(SecretString, Timestamp)>>,
+    token: TokenCache,
     /// The entitlements' groups: (entitlement, group).
     groups: Vec<(String, String)>,
 }
@@ -174,13 +175,6 @@ fn group(params: &Value) -> Result<String, String> {
         Some(g) if !g.is_empty() && !g.contains(['/', '?', '#', ' ']) => Ok(g.to_owned()),
         _ => Err("params.group: the group's id (Okta `00g…`, an Entra object id, a Google group email or id)".into()),
     }
-}
-
-/// `%`-encodes one path segment.
-fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 impl GroupConnector {
@@ -217,7 +211,7 @@ impl GroupConnector {
             people: people.clone(),
             http,
             clock,
-            token: tokio::sync::Mutex::new(None),
+            token: TokenCache::default(),
             groups,
         })
     }
@@ -301,14 +295,8 @@ impl GroupConnector {
                 .map(str::to_owned)
                 .ok_or_else(|| vec![format!("service_account_file: no {k}")])
         };
-        let pem = field("private_key")?;
-        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(der.trim())
-            .map_err(|_| vec!["service_account_file: private_key is not PEM".to_owned()])?;
-        let rsa = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&der).map_err(|_| {
-            vec!["service_account_file: private_key is not an RSA PKCS#8 key".to_owned()]
-        })?;
+        let rsa = rsa_key(&field("private_key")?)
+            .map_err(|e| vec![format!("service_account_file: private_key: {e}")])?;
         let token_url = cfg
             .token_url
             .clone()
@@ -373,12 +361,6 @@ impl GroupConnector {
     /// A bearer for Entra or Google, fetched when there is none or it is about to expire.
     async fn bearer(&self) -> Result<String, ConnectorError> {
         let now = self.clock.now();
-        let mut cached = self.token.lock().await;
-        if let Some((t, until)) = cached.as_ref()
-            && *until > now
-        {
-            return Ok(t.expose_secret().to_owned());
-        }
         let (url, form) = match &self.api {
             Api::Okta { token, .. } => return Ok(token.expose_secret().to_owned()),
             Api::Entra {
@@ -404,17 +386,10 @@ impl GroupConnector {
                 ..
             } => {
                 let iat = now.unix_millis() / 1000;
-                let header = B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-                let claims = B64.encode(json!({"iss": account, "sub": subject, "scope": GOOGLE_SCOPE, "aud": token_url, "iat": iat, "exp": iat + 3600}).to_string());
-                let input = format!("{header}.{claims}");
-                let mut sig = vec![0; key.public_modulus_len()];
-                key.sign(
-                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                    &aws_lc_rs::rand::SystemRandom::new(),
-                    input.as_bytes(),
-                    &mut sig,
-                )
-                .map_err(|_| ConnectorError::new("google: signing the token request failed"))?;
+                let assertion = rs256(
+                    key,
+                    &json!({"iss": account, "sub": subject, "scope": GOOGLE_SCOPE, "aud": token_url, "iat": iat, "exp": iat + 3600}),
+                )?;
                 (
                     token_url.clone(),
                     vec![
@@ -422,47 +397,46 @@ impl GroupConnector {
                             "grant_type",
                             "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
                         ),
-                        ("assertion", format!("{input}.{}", B64.encode(sig))),
+                        ("assertion", assertion),
                     ],
                 )
             }
         };
-        let body = {
-            let mut f = url::form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &form {
-                f.append_pair(k, v);
-            }
-            f.finish()
-        };
-        let resp = self
-            .http
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
+        self.token
+            .get(now, || async {
+                let body = {
+                    let mut f = url::form_urlencoded::Serializer::new(String::new());
+                    for (k, v) in &form {
+                        f.append_pair(k, v);
+                    }
+                    f.finish()
+                };
+                let resp = self
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConnectorError::new(format!("{} token: {}", self.kind, e.without_url()))
+                    })?;
+                let status = resp.status();
+                let v: Value = resp.json().await.unwrap_or(Value::Null);
+                let Some(t) = v["access_token"].as_str().filter(|_| status.is_success()) else {
+                    return Err(ConnectorError::new(format!(
+                        "{} token: {status}: {}",
+                        self.kind,
+                        v["error_description"]
+                            .as_str()
+                            .or(v["error"].as_str())
+                            .unwrap_or("no token")
+                    )));
+                };
+                let secs = v["expires_in"].as_i64().unwrap_or(3600).max(120);
+                Ok((t.to_owned(), now.plus_millis(secs * 1000)))
+            })
             .await
-            .map_err(|e| {
-                ConnectorError::new(format!("{} token: {}", self.kind, e.without_url()))
-            })?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        let Some(t) = v["access_token"].as_str().filter(|_| status.is_success()) else {
-            return Err(ConnectorError::new(format!(
-                "{} token: {status}: {}",
-                self.kind,
-                v["error_description"]
-                    .as_str()
-                    .or(v["error"].as_str())
-                    .unwrap_or("no token")
-            )));
-        };
-        // Used until a minute before it expires.
-        let secs = v["expires_in"].as_i64().unwrap_or(3600).max(120) - 60;
-        *cached = Some((
-            SecretString::from(t.to_owned()),
-            now.plus_millis(secs * 1000),
-        ));
-        Ok(t.to_owned())
     }
 
     /// One call: the status, the `Link` header and the JSON answer. A `429` is waited out
@@ -499,18 +473,9 @@ impl GroupConnector {
                     .map(str::to_owned)
             };
             if status == StatusCode::TOO_MANY_REQUESTS && attempt < 2 {
-                let now = self.clock.now().unix_millis() / 1000;
-                let wait = header("retry-after")
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-                    .or_else(|| {
-                        header("x-rate-limit-reset")
-                            .and_then(|v| v.trim().parse::<i64>().ok())
-                            .map(|reset| reset - now)
-                    })
-                    .unwrap_or(1)
-                    .clamp(0, 5);
+                let wait = rate_limit_wait(resp.headers(), self.clock.now().unix_millis() / 1000);
                 // Waiting out the directory's rate limit, not an expiry.
-                tokio::time::sleep(Duration::from_secs(u64::try_from(wait).unwrap_or(1))).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
             let link = header("link");
@@ -654,11 +619,7 @@ impl GroupConnector {
                             .filter_map(|u| u["profile"]["login"].as_str().map(str::to_owned)),
                     );
                     // `Link: <…>; rel="next"`.
-                    link.and_then(|l| {
-                        l.split(',')
-                            .find(|p| p.contains("rel=\"next\""))
-                            .and_then(|p| Some(p.split_once('<')?.1.split_once('>')?.0.to_owned()))
-                    })
+                    next_link(link.as_deref())
                 }
                 Api::Entra { .. } => {
                     out.extend(

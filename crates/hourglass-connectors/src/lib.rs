@@ -12,6 +12,7 @@ pub mod mysql;
 pub mod outbound;
 pub mod postgres;
 pub mod redis;
+mod rest;
 pub mod secret;
 pub mod ssh;
 #[cfg(test)]

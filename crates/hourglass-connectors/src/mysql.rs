@@ -325,28 +325,24 @@ impl Connector for MysqlConnector {
                 "account {user} still exists after its revocation"
             )));
         }
-        let mut open = 0;
-        for _ in 0..20 {
-            open = sqlx::query_scalar::<_, i64>(
+        let open = crate::db::sessions_left(|| {
+            sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
             )
             .bind(&user)
             .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-            if open == 0 {
-                return Ok(RevocationProof::Verified {
-                    checked: format!(
-                        "account {user} is gone (mysql.user) and has no connection (PROCESSLIST)"
-                    ),
-                });
-            }
-            // Polling the target, not an expiry.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        match open.map_err(db_err)? {
+            0 => Ok(RevocationProof::Verified {
+                checked: format!(
+                    "account {user} is gone (mysql.user) and has no connection (PROCESSLIST)"
+                ),
+            }),
+            n => Err(ConnectorError::new(format!(
+                "{n} connections of {user} are still open after its revocation"
+            ))),
         }
-        Err(ConnectorError::new(format!(
-            "{open} connections of {user} are still open after its revocation"
-        )))
     }
 
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {

@@ -622,28 +622,26 @@ impl Connector for PostgresConnector {
             }),
             Mode::Login => {
                 let role = self.role_name(&spec.grant_id);
-                let mut open = 0;
-                for _ in 0..20 {
-                    open = sqlx::query_scalar::<_, i64>(
+                let open = crate::db::sessions_left(|| {
+                    sqlx::query_scalar::<_, i64>(
                         "SELECT COUNT(*) FROM pg_stat_activity WHERE usename = $1",
                     )
                     .bind(&role)
                     .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err)?;
-                    if open == 0 {
-                        return Ok(RevocationProof::Verified {
-                            checked: format!(
-                                "role {role} is gone (pg_roles) and has no session (pg_stat_activity)"
-                            ),
-                        });
-                    }
-                    // Polling the target, not an expiry.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                })
+                .await
+                .map_err(db_err)?;
+                if open == 0 {
+                    Ok(RevocationProof::Verified {
+                        checked: format!(
+                            "role {role} is gone (pg_roles) and has no session (pg_stat_activity)"
+                        ),
+                    })
+                } else {
+                    Err(ConnectorError::new(format!(
+                        "{open} sessions of role {role} are still open after its revocation"
+                    )))
                 }
-                Err(ConnectorError::new(format!(
-                    "{open} sessions of role {role} are still open after its revocation"
-                )))
             }
         }
     }
