@@ -18,11 +18,13 @@ use hourglass_api::{
     RequestView, ToolCallBody, WhoAmI,
 };
 use rmcp::{
-    ErrorData, Peer, RoleServer,
+    ErrorData, Peer, RoleServer, ServerHandler,
     model::{
-        CallToolResult, ContentBlock, Implementation, JsonObject, ProgressNotificationParam,
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
         ProgressToken, ServerCapabilities, ServerConfig, Tool,
     },
+    service::RequestContext,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,6 +47,45 @@ pub trait Desk: Send + Sync {
     async fn explain(&self, body: ExplainBody) -> Result<ExplainView, Problem>;
     /// Records the call (`agent.tool_called`).
     async fn tool_called(&self, call: ToolCallBody) -> Result<(), Problem>;
+}
+
+/// Where each tool call finds its desk: the stdio server has one agent, the HTTP endpoint the
+/// agent each request authenticated as.
+pub trait DeskSource: Send + Sync + 'static {
+    type Desk: Desk;
+    fn desk(&self, context: &RequestContext<RoleServer>) -> Result<Self::Desk, ErrorData>;
+}
+
+/// The MCP server over a [`DeskSource`]: the same tools on either transport.
+pub struct McpServer<S>(pub S);
+
+impl<S: DeskSource> ServerHandler for McpServer<S> {
+    fn get_info(&self) -> ServerConfig {
+        server_config()
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let desk = self.0.desk(&context)?;
+        let progress = Progress {
+            token: context.meta.get_progress_token(),
+            peer: context.peer.clone(),
+        };
+        run_tool(&desk, &request.name, request.arguments, &progress)
+            .await
+            .map(Into::into)
+    }
 }
 
 /// A problem made here (the desk could not be reached, say).

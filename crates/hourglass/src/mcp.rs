@@ -10,23 +10,16 @@ use hourglass_api::{
     RequestView, ToolCallBody, WhoAmI,
 };
 use hourglass_client::{Client, ClientError};
-use hourglass_server::mcp::{Desk, Progress, problem, run_tool, server_config, tools};
-use rmcp::{
-    ErrorData, RoleServer, ServerHandler, ServiceExt,
-    model::{
-        CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
-        ServerConfig,
-    },
-    service::RequestContext,
-};
+use hourglass_server::mcp::{Desk, DeskSource, McpServer, problem};
+use rmcp::{ErrorData, RoleServer, ServiceExt, service::RequestContext};
 
-/// The MCP server: the tools, over an API client acting as the agent.
+/// The stdio server's one agent: an API client with its key.
 pub struct HourglassMcp {
-    desk: ApiDesk,
+    client: Client,
 }
 
 /// The tools' way in over the API.
-struct ApiDesk(Client);
+pub struct ApiDesk(Client);
 
 fn p(e: ClientError) -> Problem {
     match e {
@@ -73,45 +66,17 @@ impl Desk for ApiDesk {
     }
 }
 
-impl HourglassMcp {
-    pub fn new(client: Client) -> Self {
-        HourglassMcp {
-            desk: ApiDesk(client),
-        }
-    }
-}
+impl DeskSource for HourglassMcp {
+    type Desk = ApiDesk;
 
-impl ServerHandler for HourglassMcp {
-    fn get_info(&self) -> ServerConfig {
-        server_config()
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let progress = Progress {
-            token: context.meta.get_progress_token(),
-            peer: context.peer.clone(),
-        };
-        run_tool(&self.desk, &request.name, request.arguments, &progress)
-            .await
-            .map(Into::into)
+    fn desk(&self, _context: &RequestContext<RoleServer>) -> Result<ApiDesk, ErrorData> {
+        Ok(ApiDesk(self.client.clone()))
     }
 }
 
 /// Serves MCP on stdin and stdout until the host closes them.
 pub async fn serve_stdio(client: Client) -> anyhow::Result<()> {
-    let service = HourglassMcp::new(client)
+    let service = McpServer(HourglassMcp { client })
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| anyhow::anyhow!("MCP: {e}"))?;

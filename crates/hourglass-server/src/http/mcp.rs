@@ -32,11 +32,7 @@ use hourglass_core::{
 };
 use hourglass_tokens::Purpose;
 use rmcp::{
-    ErrorData, RoleServer, ServerHandler,
-    model::{
-        CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams,
-        ServerConfig,
-    },
+    ErrorData, RoleServer,
     service::RequestContext,
     transport::{
         StreamableHttpServerConfig, StreamableHttpService,
@@ -47,7 +43,7 @@ use rmcp::{
 use super::{ApiResult, Authed, Body, Shared, submit};
 use crate::{
     App,
-    mcp::{Desk, Progress, run_tool, server_config, tools},
+    mcp::{Desk, DeskSource, McpServer},
     problem::{ApiError, problem, problem_of},
     views,
 };
@@ -61,9 +57,9 @@ pub(super) fn routes(app: &Shared) -> Router<Shared> {
     let factory = {
         let app = Arc::clone(app);
         move || {
-            Ok(McpHttp {
+            Ok(McpServer(McpHttp {
                 app: Arc::clone(&app),
-            })
+            }))
         }
     };
     let config = StreamableHttpServerConfig::default()
@@ -94,21 +90,10 @@ pub(super) fn routes(app: &Shared) -> Router<Shared> {
 #[derive(Clone)]
 struct McpCaller(Caller);
 
-/// The server's address as clients reach it.
-fn base(app: &App, headers: &HeaderMap) -> String {
-    app.public_base.clone().unwrap_or_else(|| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    })
-}
-
 /// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728): the resource, the
 /// authorization servers whose tokens it accepts, and how to send them.
 async fn metadata(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let base = base(&app, &headers);
+    let base = super::public_base(&app, &headers);
     let mut resp = Json(serde_json::json!({
         "resource": format!("{base}/mcp"),
         "authorization_servers": app.workload.issuers.mcp_issuers(),
@@ -127,7 +112,7 @@ async fn metadata(State(app): State<Shared>, headers: HeaderMap) -> Response {
 /// Authenticates a request to `/mcp` (see the module's documentation); the agent goes into
 /// the request's extensions, where the tools find it.
 async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
-    let metadata_url = format!("{}{METADATA_PATH}", base(&app, req.headers()));
+    let metadata_url = format!("{}{METADATA_PATH}", super::public_base(&app, req.headers()));
     let refuse = |status: StatusCode, code: ErrorCode, detail: &str, error: Option<&str>| {
         let mut r = problem(status, code, detail, None);
         let mut challenge = format!("Bearer resource_metadata=\"{metadata_url}\"");
@@ -244,50 +229,25 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
     next.run(req).await
 }
 
-/// The MCP server of `/mcp`: one per request, acting as the agent the request carries.
+/// The desks of `/mcp`: the engine, as the agent each request authenticated as.
 struct McpHttp {
     app: Shared,
 }
 
-impl McpHttp {
-    fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
-        ctx.extensions
+impl DeskSource for McpHttp {
+    type Desk = EngineDesk;
+
+    fn desk(&self, ctx: &RequestContext<RoleServer>) -> Result<EngineDesk, ErrorData> {
+        let caller = ctx
+            .extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<McpCaller>())
             .map(|c| c.0.clone())
-            .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))
-    }
-}
-
-impl ServerHandler for McpHttp {
-    fn get_info(&self) -> ServerConfig {
-        server_config()
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let desk = EngineDesk {
+            .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))?;
+        Ok(EngineDesk {
             app: Arc::clone(&self.app),
-            caller: Self::caller(&context)?,
-        };
-        let progress = Progress {
-            token: context.meta.get_progress_token(),
-            peer: context.peer.clone(),
-        };
-        run_tool(&desk, &request.name, request.arguments, &progress)
-            .await
-            .map(Into::into)
+            caller,
+        })
     }
 }
 

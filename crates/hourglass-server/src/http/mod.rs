@@ -235,6 +235,18 @@ async fn request_id(State(app): State<Shared>, mut req: Request, next: Next) -> 
     resp
 }
 
+/// The server's address as clients reach it: `notifications.public_url`, else this request's
+/// `Host` (SCIM's `meta.location`, the MCP resource).
+pub(crate) fn public_base(app: &App, headers: &HeaderMap) -> String {
+    app.public_base.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    })
+}
+
 /// The authenticated caller.
 pub struct Authed(pub Caller);
 

@@ -149,13 +149,7 @@ async fn provisioner(app: &Shared, headers: &HeaderMap) -> Result<String, Respon
 }
 
 fn base_url(app: &Shared, headers: &HeaderMap) -> String {
-    app.public_base.clone().unwrap_or_else(|| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    })
+    super::public_base(app, headers)
 }
 
 fn etag(version: i64) -> String {
