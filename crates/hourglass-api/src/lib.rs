@@ -365,6 +365,53 @@ pub struct GrantTokenView {
     pub audience: String,
 }
 
+/// One line of an elevated state's story: one audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoryLineView {
+    pub seq: u64,
+    pub at: String,
+    pub action: String,
+    pub actor: String,
+    pub subject: String,
+    /// Ordered key/value pairs, as the audit records them.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub details: Vec<(String, String)>,
+}
+
+/// One elevated state: a grant while it was active, and why it existed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ElevationView {
+    pub grant_id: String,
+    pub principal: String,
+    pub entitlement: String,
+    pub target: String,
+    pub request_id: String,
+    /// The agents that asked for the principal, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acting: Vec<String>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    pub break_glass: bool,
+    /// When the access was confirmed in the target.
+    pub active_from: String,
+    /// When its revocation was proven (absent: still elevated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    pub story: Vec<StoryLineView>,
+}
+
+/// `GET /v1/why`: every elevated state in scope, each with its story, and the chain head that
+/// covers every line (`hourglass audit verify` checks them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhyView {
+    pub head_seq: u64,
+    pub head_hash: String,
+    pub elevated: Vec<ElevationView>,
+}
+
 /// One overdue revocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OverdueView {

@@ -271,6 +271,15 @@ impl Client {
             .await
     }
     /// Standing privilege per target (administrators of every entitlement only).
+    /// Every elevated state in scope with its story (`GET /v1/why`); `query` holds the
+    /// parameters (`principal`, `target`, `entitlement`, `at` or `from`/`to`).
+    pub async fn why(&self, query: &[(&str, &str)]) -> Result<hourglass_api::WhyView, ClientError> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query {
+            q.append_pair(k, v);
+        }
+        self.get(&format!("/v1/why?{}", q.finish())).await
+    }
     /// Revocation debt per target (administrators of every entitlement only).
     pub async fn revocation_debt(
         &self,

@@ -306,6 +306,10 @@ error_codes! {
     TokenNotAllowed = "token.not_allowed", status: [403];
     /// This grant's target issues no tokens.
     TokenNotATokenTarget = "token.not_a_token_target", status: [409];
+    /// Only administrators of every entitlement, or a person about themselves, ask why someone was elevated.
+    WhyNotAllowed = "why.not_allowed", status: [403];
+    /// A time or range of `why` is not valid.
+    WhyRangeInvalid = "why.range_invalid", status: [400];
     /// Review … is already closed.
     ReviewClosed = "review.closed", status: [409];
     /// Review.not_found.

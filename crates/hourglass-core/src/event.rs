@@ -79,7 +79,7 @@ event_kinds! {
     ];
     /// One approver said yes (a quorum may need more). The subject is the request.
     ApprovalRecorded = "approval.recorded", details: [
-        "verdict", "count", "required", "policy_ids", "policy_hash", "comment",
+        "verdict", "count", "required", "policy_ids", "policy_hash", "comment", "mfa",
     ];
     /// The request has its approvals (a person's quorum, policy, or break-glass).
     RequestApproved = "request.approved", details: [

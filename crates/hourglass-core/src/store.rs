@@ -171,6 +171,17 @@ pub struct Usage {
     pub entitlement_requests: u64,
 }
 
+/// Which elevated states to find.
+#[derive(Debug, Clone)]
+pub struct ElevatedScope {
+    pub principal: Option<PrincipalId>,
+    pub target: Option<TargetId>,
+    pub entitlement: Option<EntitlementId>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub limit: u32,
+}
+
 /// Counts for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GrantCounts {
@@ -361,6 +372,16 @@ pub trait Store: Send + Sync {
     async fn audit_head_seq(&self) -> Result<u64>;
 
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
+
+    /// Grants that were elevated (active, from `activated_at` until `ended_at`) at some moment
+    /// of `[from, to)`, by whom and where if given, in the order they became active.
+    async fn elevated(&self, scope: &ElevatedScope) -> Result<Vec<Grant>>;
+
+    /// Every audit event about `subject` (a request, a grant), in order.
+    async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEvent>>;
+
+    /// The requests that asked to extend `grant`.
+    async fn extensions_of(&self, grant: &GrantId) -> Result<Vec<Request>>;
 
     /// Revoking grants whose revocation was due before `before`, the longest overdue first.
     async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>>;

@@ -251,3 +251,52 @@ pub fn offer(o: hourglass_core::engine::Offer) -> hourglass_api::OfferView {
         needs_public_key: o.needs_public_key,
     }
 }
+
+/// The answer of "why was anyone elevated", for the wire.
+pub fn why(a: &hourglass_core::engine::WhyAnswer) -> hourglass_api::WhyView {
+    hourglass_api::WhyView {
+        head_seq: a.head_seq,
+        head_hash: a.head_hash.clone(),
+        elevated: a
+            .elevations
+            .iter()
+            .map(|e| {
+                let g = &e.grant;
+                hourglass_api::ElevationView {
+                    grant_id: g.id.to_string(),
+                    principal: g.principal.to_string(),
+                    entitlement: g.entitlement.to_string(),
+                    target: g.target.to_string(),
+                    request_id: g.request_id.to_string(),
+                    acting: e
+                        .request
+                        .iter()
+                        .flat_map(|r| r.actors.iter().map(ToString::to_string))
+                        .collect(),
+                    reason: e
+                        .request
+                        .as_ref()
+                        .map(|r| r.reason.clone())
+                        .unwrap_or_default(),
+                    ticket: e.request.as_ref().and_then(|r| r.ticket.clone()),
+                    break_glass: g.break_glass,
+                    active_from: g.activated_at.map(|t| t.to_string()).unwrap_or_default(),
+                    active_until: g.ended_at.map(|t| t.to_string()),
+                    end_reason: g.end_reason.clone(),
+                    story: e
+                        .story
+                        .iter()
+                        .map(|ev| hourglass_api::StoryLineView {
+                            seq: ev.seq,
+                            at: ev.record.at.to_string(),
+                            action: ev.record.action.clone(),
+                            actor: ev.record.actor.clone(),
+                            subject: ev.record.subject.clone(),
+                            details: ev.record.details.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}

@@ -20,8 +20,8 @@ use hourglass_core::{
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
     store::{
-        Commit, GrantCounts, GrantFilter, PolicyInForce, RequestFilter, ReviewFilter, Store, Usage,
-        WriteStats,
+        Commit, ElevatedScope, GrantCounts, GrantFilter, PolicyInForce, RequestFilter,
+        ReviewFilter, Store, Usage, WriteStats,
     },
     ticket::Ticket,
 };
@@ -863,6 +863,48 @@ impl<B: Backend> Store for SqlStore<B> {
             ))
             .await?;
         count(&row, "seq")
+    }
+
+    async fn elevated(&self, scope: &ElevatedScope) -> Result<Vec<Grant>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM grants WHERE activated_at IS NOT NULL AND activated_at < $1
+                   AND (ended_at IS NULL OR ended_at > $2)
+                   AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR target = $4)
+                   AND ($5 IS NULL OR entitlement = $5)
+                 ORDER BY activated_at, id LIMIT $6",
+                scope.to,
+                scope.from,
+                scope.principal.as_ref().map(PrincipalId::as_str),
+                scope.target.as_ref().map(TargetId::as_str),
+                scope.entitlement.as_ref().map(EntitlementId::as_str),
+                scope.limit,
+            ),
+            grant_from,
+        )
+        .await
+    }
+
+    async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEvent>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM audit_events WHERE subject = $1 ORDER BY seq",
+                subject,
+            ),
+            audit_from,
+        )
+        .await
+    }
+
+    async fn extensions_of(&self, grant: &GrantId) -> Result<Vec<Request>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM requests WHERE extends = $1 ORDER BY created_at, id",
+                grant.as_str(),
+            ),
+            request_from,
+        )
+        .await
     }
 
     async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>> {

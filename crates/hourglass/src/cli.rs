@@ -179,6 +179,24 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Why was anyone elevated: every elevated state in scope with its story from the audit
+    /// chain (request, policy, approvals, provisioning, extensions, revocation and its proof).
+    Why {
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        entitlement: Option<String>,
+        /// A moment (RFC 3339)…
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        at: Option<String>,
+        /// …or a range.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -577,6 +595,80 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ],
             )
             .await
+        }
+        Command::Why {
+            principal,
+            target,
+            entitlement,
+            at,
+            from,
+            to,
+        } => {
+            let mut q: Vec<(&str, &str)> = Vec::new();
+            for (k, v) in [
+                ("principal", principal),
+                ("target", target),
+                ("entitlement", entitlement),
+                ("at", at),
+                ("from", from),
+                ("to", to),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v.as_str()));
+                }
+            }
+            let w = client(&cli)?.why(&q).await?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&w)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if w.elevated.is_empty() {
+                println!("no elevated state in scope");
+            }
+            for e in &w.elevated {
+                let who = if e.acting.is_empty() {
+                    shown(&e.principal)
+                } else {
+                    format!("{} for {}", e.acting.join(" for "), shown(&e.principal))
+                };
+                println!(
+                    "{} {who} {} on {}: active {} until {}{}",
+                    e.grant_id,
+                    shown(&e.entitlement),
+                    shown(&e.target),
+                    e.active_from,
+                    e.active_until.as_deref().unwrap_or("now"),
+                    if e.break_glass { "  BREAK-GLASS" } else { "" }
+                );
+                println!(
+                    "  reason: {}{}",
+                    shown(&e.reason),
+                    e.ticket
+                        .as_deref()
+                        .map(|t| format!(" (ticket {})", shown(t)))
+                        .unwrap_or_default()
+                );
+                for l in &e.story {
+                    let details: Vec<String> = l
+                        .details
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", shown(v)))
+                        .collect();
+                    println!(
+                        "  #{:<6} {} {:<28} by {:<12} {}",
+                        l.seq,
+                        l.at,
+                        l.action,
+                        shown(&l.actor),
+                        details.join(" ")
+                    );
+                }
+            }
+            println!(
+                "chain head #{} {}: `hourglass audit verify` checks every line above",
+                w.head_seq, w.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Report {
             command: ReportCommand::RevocationDebt,

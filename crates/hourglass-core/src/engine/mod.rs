@@ -29,6 +29,7 @@ mod reviews;
 mod sessions;
 mod submit;
 mod tickets;
+mod why;
 
 use std::{
     collections::BTreeMap,
@@ -54,6 +55,7 @@ pub use requests::RequestDetails;
 pub use sessions::{BearerToken, SignIn, SignInOutcome, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
+pub use why::{Elevation, MAX_ELEVATIONS, WhyAnswer, WhyQuestion};
 
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,

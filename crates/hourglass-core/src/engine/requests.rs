@@ -269,7 +269,8 @@ impl Engine {
             .with("count", count)
             .with("required", quorum)
             .with("policy_ids", decision.policy_ids.join(","))
-            .with("policy_hash", &decision.policy_hash);
+            .with("policy_hash", &decision.policy_hash)
+            .with("mfa", caller.mfa);
             if let Some(c) = &comment {
                 ev = ev.with("comment", c);
             }

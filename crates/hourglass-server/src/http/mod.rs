@@ -71,6 +71,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/admin/policies/reload", post(admin::reload_policies))
         .route("/v1/reports/standing", get(standing))
         .route("/v1/reports/revocation-debt", get(revocation_debt))
+        .route("/v1/why", get(why))
         .route("/v1/ssh/krl", get(ssh_krl))
         .route(
             "/v1/identities",
@@ -864,6 +865,66 @@ async fn readyz(State(app): State<Shared>) -> Response {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhyQuery {
+    principal: Option<String>,
+    target: Option<String>,
+    entitlement: Option<String>,
+    at: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/why", params(("principal" = Option<String>, Query, description = "whose elevations"), ("target" = Option<String>, Query, description = "on which target"), ("entitlement" = Option<String>, Query, description = "of which entitlement"), ("at" = Option<String>, Query, description = "a moment (RFC 3339)"), ("from" = Option<String>, Query, description = "or a range's start (RFC 3339)"), ("to" = Option<String>, Query, description = "and its end (RFC 3339, at most 400 days later)")), responses((status = 200, description = "Every elevated state in scope with its story from the audit chain, and the chain head that covers it", body = hourglass_api::WhyView), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed (administrators of everything, or a person about themselves)", body = Problem, content_type = "application/problem+json")))]
+async fn why(
+    State(app): State<Shared>,
+    Authed(caller): Authed,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<hourglass_api::WhyView>> {
+    let q: WhyQuery = query(uri.query())?;
+    let time =
+        |v: Option<String>, field: &'static str| -> ApiResult<Option<hourglass_core::Timestamp>> {
+            match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => hourglass_core::Timestamp::parse_rfc3339(s)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError(Error::invalid(
+                            hourglass_core::ErrorCode::WhyRangeInvalid,
+                            field,
+                            format!("{s:?} is not an RFC 3339 time"),
+                        ))
+                    }),
+            }
+        };
+    let (from, to) = match (time(q.at, "at")?, time(q.from, "from")?, time(q.to, "to")?) {
+        (Some(at), None, None) => (Some(at), None),
+        (None, from, to) => (from, to),
+        _ => {
+            return Err(ApiError(Error::invalid(
+                hourglass_core::ErrorCode::WhyRangeInvalid,
+                "at",
+                "give at, or from and to, not both",
+            )));
+        }
+    };
+    let answer = app
+        .engine
+        .why(
+            &caller,
+            hourglass_core::engine::WhyQuestion {
+                principal: q.principal,
+                target: q.target,
+                entitlement: q.entitlement,
+                from,
+                to,
+            },
+        )
+        .await?;
+    Ok(Json(views::why(&answer)))
+}
+
 #[utoipa::path(get, path = "/v1/reports/revocation-debt", responses((status = 200, description = "Per target: revocations overdue (due longer than server.overdue_after ago and not yet proven), longest first, and leftovers the last reconciliation could not remove", body = List<hourglass_api::RevocationDebtView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn revocation_debt(
     State(app): State<Shared>,
@@ -971,7 +1032,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(revocation_debt, create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
+    paths(why, revocation_debt, create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

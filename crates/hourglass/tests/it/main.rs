@@ -29,4 +29,5 @@ mod slack;
 mod targets;
 mod tickets;
 mod web;
+mod why;
 mod workload;
