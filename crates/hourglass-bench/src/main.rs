@@ -15,6 +15,7 @@ mod postgres;
 mod startup;
 mod stats;
 mod web;
+mod why;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,9 @@ enum Scenario {
     /// Agents asking for an auto-approved entitlement through the MCP endpoint, side by side
     /// with the same request over the API, 1 and 8 agents.
     Mcp,
+    /// "Why was anyone elevated?" over a year of history (1,000,000 audit events), next to a
+    /// scan of the audit.
+    Why,
     /// Every scenario above.
     All,
 }
@@ -144,6 +148,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if want(Scenario::Mcp) {
         mcp::run(&[1, 8], pick(3, 200)).await?;
+    }
+    if want(Scenario::Why) {
+        why::run(pick(20_000, 1_000_000), pick(20, 200)).await?;
     }
     if want(Scenario::Directory) {
         directory::run(pick(200, 10_000), pick(100, 1_000)).await?;

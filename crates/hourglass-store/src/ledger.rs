@@ -866,23 +866,36 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn elevated(&self, scope: &ElevatedScope) -> Result<Vec<Grant>> {
-        self.list(
-            stmt!(
-                "SELECT * FROM grants WHERE activated_at IS NOT NULL AND activated_at < $1
-                   AND (ended_at IS NULL OR ended_at > $2)
-                   AND ($3 IS NULL OR principal = $3) AND ($4 IS NULL OR target = $4)
-                   AND ($5 IS NULL OR entitlement = $5)
+        let target = scope.target.as_ref().map(TargetId::as_str);
+        let entitlement = scope.entitlement.as_ref().map(EntitlementId::as_str);
+        // With a person, their grants by activation (an index); `? IS NULL OR principal = ?`
+        // would keep either database from using it.
+        let stmt = match &scope.principal {
+            Some(p) => stmt!(
+                "SELECT * FROM grants WHERE principal = $1 AND activated_at IS NOT NULL
+                   AND activated_at < $2 AND (ended_at IS NULL OR ended_at > $3)
+                   AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR entitlement = $5)
                  ORDER BY activated_at, id LIMIT $6",
+                p.as_str(),
                 scope.to,
                 scope.from,
-                scope.principal.as_ref().map(PrincipalId::as_str),
-                scope.target.as_ref().map(TargetId::as_str),
-                scope.entitlement.as_ref().map(EntitlementId::as_str),
+                target,
+                entitlement,
                 scope.limit,
             ),
-            grant_from,
-        )
-        .await
+            None => stmt!(
+                "SELECT * FROM grants WHERE activated_at IS NOT NULL AND activated_at < $1
+                   AND (ended_at IS NULL OR ended_at > $2)
+                   AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR entitlement = $4)
+                 ORDER BY activated_at, id LIMIT $5",
+                scope.to,
+                scope.from,
+                target,
+                entitlement,
+                scope.limit,
+            ),
+        };
+        self.list(stmt, grant_from).await
     }
 
     async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEvent>> {
