@@ -543,6 +543,81 @@ pub(super) async fn explain(
     )
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct WhyPageQuery {
+    #[serde(default)]
+    principal: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_why.html")]
+pub(super) struct WhyPage {
+    chrome: Chrome,
+    section: &'static str,
+    principal: String,
+    target: String,
+    at: String,
+    error: Option<String>,
+    answer: Option<hourglass_api::WhyView>,
+}
+
+/// `GET /admin/why?principal=…&target=…&at=…`: every elevated state at that moment, with its
+/// story from the audit chain.
+pub(super) async fn why(
+    State(app): State<Shared>,
+    Query(q): Query<WhyPageQuery>,
+    Admin(p): Admin,
+) -> Response {
+    let (mut answer, mut error) = (None, None);
+    let mut status = StatusCode::OK;
+    if !q.at.trim().is_empty() {
+        let question = hourglass_core::Timestamp::parse_rfc3339(q.at.trim())
+            .ok_or_else(|| {
+                Error::invalid(
+                    hourglass_core::ErrorCode::WhyRangeInvalid,
+                    "at",
+                    format!("{:?} is not an RFC 3339 time", q.at),
+                )
+            })
+            .map(|at| hourglass_core::engine::WhyQuestion {
+                principal: Some(q.principal.clone()).filter(|s| !s.trim().is_empty()),
+                target: Some(q.target.clone()).filter(|s| !s.trim().is_empty()),
+                entitlement: None,
+                from: Some(at),
+                to: None,
+            });
+        let result = match question {
+            Ok(question) => app.engine.why(&p.caller, question).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(w) => answer = Some(crate::views::why(&w)),
+            Err(e @ Error::Invalid { .. }) => {
+                status = StatusCode::BAD_REQUEST;
+                error = Some(e.to_string());
+            }
+            Err(e) => return super::ApiError(e).into_response(),
+        }
+    }
+    let chrome = app.chrome(&p, "Why elevated", "admin", false).await;
+    render(
+        status,
+        &WhyPage {
+            chrome,
+            section: "why",
+            principal: q.principal,
+            target: q.target,
+            at: q.at,
+            error,
+            answer,
+        },
+    )
+}
+
 super::app::pages!(
     AuditPage,
     GrantsPage,
@@ -550,4 +625,5 @@ super::app::pages!(
     KeyPage,
     ReportsPage,
     ExplainPage,
+    WhyPage,
 );

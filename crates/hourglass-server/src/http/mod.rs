@@ -125,6 +125,7 @@ pub fn router(app: Shared) -> Router {
         )
         .route("/admin/reports", get(app_admin::reports))
         .route("/admin/explain", get(app_admin::explain))
+        .route("/admin/why", get(app_admin::why))
         .route("/static/app.css", get(app::css))
         .route("/static/app.js", get(app::js))
         .route("/healthz", get(|| async { "ok" }))

@@ -8,12 +8,18 @@ use crate::lifecycle::{ask, problem};
 
 #[tokio::test]
 async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
-    let s = spawn_server(|c| c).await.unwrap();
+    let s = spawn_server(|c| format!("{c}\n[web]\ndemo_sign_in = true\n"))
+        .await
+        .unwrap();
     let (alice, bob, admin) = (s.client("alice"), s.client("bob"), s.client("admin"));
     let before = s.clock.now();
     s.clock.advance_ms(60_000);
     let r = alice
-        .create_request(&ask("demo/ops-admin", "30m", "restart the stuck worker"))
+        .create_request(&ask(
+            "demo/ops-admin",
+            "30m",
+            "restart the <b>stuck</b> worker",
+        ))
         .await
         .unwrap();
     bob.approve(&r.id, Some("go ahead".into())).await.unwrap();
@@ -37,7 +43,11 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
             e.reason.as_str(),
             e.entitlement.as_str()
         ),
-        (gid.as_str(), "restart the stuck worker", "demo/ops-admin")
+        (
+            gid.as_str(),
+            "restart the <b>stuck</b> worker",
+            "demo/ops-admin"
+        )
     );
     assert!(e.active_until.is_some());
     let actions: Vec<&str> = e.story.iter().map(|l| l.action.as_str()).collect();
@@ -112,6 +122,29 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
         ("why.range_invalid", Some("at"))
     );
 
+    // The web app shows it to administrators, everything people wrote as text.
+    let page = crate::app::Browser::sign_in(&s, "admin")
+        .await
+        .get(&format!("/admin/why?principal=alice&at={during}"))
+        .await;
+    assert_eq!(page.0, reqwest::StatusCode::OK);
+    assert!(
+        page.1.contains(&gid) && page.1.contains("approval.recorded"),
+        "{}",
+        page.1
+    );
+    assert!(page.1.contains("&#60;b&#62;stuck&#60;/b&#62;") && !page.1.contains("<b>stuck"));
+    assert!(page.1.contains("the chain head #"), "{}", page.1);
+    let (status, _) = crate::app::Browser::sign_in(&s, "alice")
+        .await
+        .get(&format!("/admin/why?principal=alice&at={during}"))
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::FORBIDDEN,
+        "the page is for administrators"
+    );
+
     // The CLI tells the same story, with the sequence numbers and the head.
     let out = tokio::process::Command::new(crate::binary::BIN)
         .args(["why", "--principal", "alice", "--at", &during])
@@ -135,7 +168,7 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("chain head #{}", w.head_seq)),
+        text.contains("chain head #") && text.contains("audit verify"),
         "{text}"
     );
     s.stop().await;
