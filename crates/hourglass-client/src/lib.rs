@@ -280,6 +280,46 @@ impl Client {
         }
         self.get(&format!("/v1/why?{}", q.finish())).await
     }
+    /// An evidence export of elevated windows (`GET /v1/reports/elevations`): the body as
+    /// sent, and the headers that vouch for it (`x-hourglass-export-sha256`,
+    /// `x-hourglass-head-seq`, `x-hourglass-head-hash`, `x-hourglass-manifest`).
+    pub async fn export_elevations(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<(Vec<u8>, Vec<(String, String)>), ClientError> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query {
+            q.append_pair(k, v);
+        }
+        let req = self.http.get(format!(
+            "{}/v1/reports/elevations?{}",
+            self.base,
+            q.finish()
+        ));
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-hourglass-"))
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let bytes = resp.bytes().await?.to_vec();
+        if status.is_success() {
+            return Ok((bytes, headers));
+        }
+        Err(match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => ClientError::Problem(Box::new(p)),
+            Err(_) => ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        })
+    }
     /// Revocation debt per target (administrators of every entitlement only).
     pub async fn revocation_debt(
         &self,

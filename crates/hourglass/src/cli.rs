@@ -236,6 +236,25 @@ enum ReportCommand {
     Standing,
     /// Revocation debt per target: overdue revocations and leftovers not removed.
     RevocationDebt,
+    /// Evidence: every elevated window of a period, as JSON or CSV, written to FILE with its
+    /// signed manifest beside it (FILE.manifest.jwt).
+    Elevations {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        entitlement: Option<String>,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Machine identity hygiene: no or departed owner, keys due for rotation, idle identities.
     Identities {
         /// Flag identities that have not authenticated for this many days.
@@ -667,6 +686,53 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "chain head #{} {}: `hourglass audit verify` checks every line above",
                 w.head_seq, w.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            command:
+                ReportCommand::Elevations {
+                    from,
+                    to,
+                    principal,
+                    target,
+                    entitlement,
+                    format,
+                    out,
+                },
+        } => {
+            let mut q: Vec<(&str, &str)> = vec![("from", from), ("to", to), ("format", format)];
+            for (k, v) in [
+                ("principal", principal),
+                ("target", target),
+                ("entitlement", entitlement),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v.as_str()));
+                }
+            }
+            let (body, headers) = client(&cli)?.export_elevations(&q).await?;
+            std::fs::write(out, &body).with_context(|| format!("writing {}", out.display()))?;
+            let header = |k: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let manifest = header("x-hourglass-manifest");
+            if !manifest.is_empty() {
+                let path = PathBuf::from(format!("{}.manifest.jwt", out.display()));
+                std::fs::write(&path, format!("{manifest}\n"))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("manifest: {}", path.display());
+            }
+            println!(
+                "{}: sha256 {}, read under chain head #{} {}",
+                out.display(),
+                header("x-hourglass-export-sha256"),
+                header("x-hourglass-head-seq"),
+                header("x-hourglass-head-hash")
             );
             Ok(ExitCode::SUCCESS)
         }

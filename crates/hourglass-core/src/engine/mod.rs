@@ -55,7 +55,7 @@ pub use requests::RequestDetails;
 pub use sessions::{BearerToken, SignIn, SignInOutcome, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
-pub use why::{Elevation, MAX_ELEVATIONS, WhyAnswer, WhyQuestion};
+pub use why::{Elevation, MAX_ELEVATIONS, MAX_EXPORT, WhyAnswer, WhyQuestion, Window, Windows};
 
 use crate::{
     Clock, Error, GrantDuration, Result, Timestamp,

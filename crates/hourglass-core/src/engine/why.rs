@@ -20,6 +20,24 @@ use crate::{
 const MAX_RANGE_MS: i64 = 400 * 86_400_000;
 /// The most elevated states one answer holds.
 pub const MAX_ELEVATIONS: u32 = 500;
+/// The most elevated windows one export holds.
+pub const MAX_EXPORT: u32 = 50_000;
+
+/// One elevated window for an evidence export: the grant, its request and its approvals.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub grant: Grant,
+    pub request: Option<Request>,
+    pub approvals: Vec<crate::request::Approval>,
+}
+
+/// An export's windows, with the chain head they were read under.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub windows: Vec<Window>,
+    pub head_seq: u64,
+    pub head_hash: String,
+}
 
 /// What to explain.
 #[derive(Debug, Clone, Default)]
@@ -50,13 +68,29 @@ pub struct WhyAnswer {
 }
 
 impl Engine {
-    /// Every elevated state in scope, with its story (see the module). Administrators of every
-    /// entitlement may ask about anyone; a person about themselves.
-    pub async fn why(&self, caller: &Caller, q: WhyQuestion) -> Result<WhyAnswer> {
-        let own = q.principal.as_deref().map(str::trim) == Some(caller.principal.id.as_str());
-        if !own {
-            self.require_admin_of_all(caller, crate::ErrorCode::WhyNotAllowed)?;
+    /// The elevated windows in scope, for an evidence export (administrators of everything).
+    pub async fn elevated_windows(&self, caller: &Caller, q: WhyQuestion) -> Result<Windows> {
+        self.require_admin_of_all(caller, crate::ErrorCode::WhyNotAllowed)?;
+        let (scope, head_seq, head_hash) = self.scope(q, MAX_EXPORT).await?;
+        let mut windows = Vec::new();
+        for grant in self.store.elevated(&scope).await? {
+            let request = self.store.get_request(&grant.request_id).await?;
+            let approvals = self.store.list_approvals(&grant.request_id).await?;
+            windows.push(Window {
+                grant,
+                request,
+                approvals,
+            });
         }
+        Ok(Windows {
+            windows,
+            head_seq,
+            head_hash,
+        })
+    }
+
+    /// The checked scope of a question, and the chain head it is read under.
+    async fn scope(&self, q: WhyQuestion, limit: u32) -> Result<(ElevatedScope, u64, String)> {
         let range = |m: &str| Error::invalid(crate::ErrorCode::WhyRangeInvalid, "from", m);
         let (from, to) = match (q.from, q.to) {
             (Some(f), Some(t)) => (f, t),
@@ -104,17 +138,29 @@ impl Engine {
                 .map(|e| e.hash)
                 .unwrap_or_default(),
         };
-        let grants = self
-            .store
-            .elevated(&ElevatedScope {
+        Ok((
+            ElevatedScope {
                 principal,
                 target,
                 entitlement,
                 from,
                 to,
-                limit: MAX_ELEVATIONS,
-            })
-            .await?;
+                limit,
+            },
+            head_seq,
+            head_hash,
+        ))
+    }
+
+    /// Every elevated state in scope, with its story (see the module). Administrators of every
+    /// entitlement may ask about anyone; a person about themselves.
+    pub async fn why(&self, caller: &Caller, q: WhyQuestion) -> Result<WhyAnswer> {
+        let own = q.principal.as_deref().map(str::trim) == Some(caller.principal.id.as_str());
+        if !own {
+            self.require_admin_of_all(caller, crate::ErrorCode::WhyNotAllowed)?;
+        }
+        let (scope, head_seq, head_hash) = self.scope(q, MAX_ELEVATIONS).await?;
+        let grants = self.store.elevated(&scope).await?;
         let mut elevations = Vec::with_capacity(grants.len());
         for grant in grants {
             let request = self.store.get_request(&grant.request_id).await?;

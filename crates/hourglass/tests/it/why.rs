@@ -122,6 +122,94 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
         ("why.range_invalid", Some("at"))
     );
 
+    // Evidence: the period's windows as JSON and CSV, each with its digest, the head it was
+    // read under, and a manifest signed with Hourglass's key.
+    let logs = alice
+        .create_request(&ask(
+            "demo/read-logs",
+            "10m",
+            "=HYPERLINK(\"x\"),\"quoted\"",
+        ))
+        .await
+        .unwrap();
+    let logs_grant = logs.grant_id.unwrap();
+    assert!(
+        eventually(|| async { alice.get_grant(&logs_grant).await.unwrap().state == "active" })
+            .await
+    );
+    let (from, to) = (
+        before.to_string(),
+        s.clock.now().plus_millis(60_000).to_string(),
+    );
+    let jwks: serde_json::Value = reqwest::get(format!("http://{}/.well-known/jwks.json", s.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for format in ["json", "csv"] {
+        let (body, headers) = admin
+            .export_elevations(&[
+                ("from", from.as_str()),
+                ("to", to.as_str()),
+                ("format", format),
+            ])
+            .await
+            .unwrap();
+        let header = |k: &str| headers.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        assert_eq!(header("x-hourglass-export-sha256"), digest);
+        let now = s.clock.now().unix_millis() / 1000;
+        let claims =
+            crate::workload::verify_independently(&header("x-hourglass-manifest"), &jwks, now)
+                .unwrap();
+        assert_eq!(claims["sha256"], digest.as_str());
+        assert_eq!(claims["rows"], 2);
+        assert_eq!(
+            claims["head_seq"].to_string(),
+            header("x-hourglass-head-seq")
+        );
+        let text = String::from_utf8(body).unwrap();
+        if format == "csv" {
+            let mut lines = text.lines();
+            assert!(
+                lines
+                    .next()
+                    .unwrap()
+                    .starts_with("grant_id,principal,acting,entitlement")
+            );
+            assert!(text.contains(&gid) && text.contains("bob"), "{text}");
+            // A reason that a spreadsheet would run is written as text, quotes doubled.
+            assert!(
+                text.contains("\"'=HYPERLINK(\"\"x\"\"),\"\"quoted\"\"\""),
+                "{text}"
+            );
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let items = v["items"].as_array().unwrap();
+            let ops = items
+                .iter()
+                .find(|i| i["grant_id"] == gid.as_str())
+                .unwrap();
+            assert_eq!(
+                (ops["approved_via"].as_str(), ops["approvers"].as_str()),
+                (Some("human"), Some("bob"))
+            );
+            let read = items
+                .iter()
+                .find(|i| i["grant_id"] == logs_grant.as_str())
+                .unwrap();
+            assert_eq!(read["approved_via"], "policy");
+        }
+    }
+    let p = problem(
+        alice
+            .export_elevations(&[("from", from.as_str()), ("to", to.as_str())])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(p.code, "why.not_allowed");
+
     // The web app shows it to administrators, everything people wrote as text.
     let page = crate::app::Browser::sign_in(&s, "admin")
         .await

@@ -193,7 +193,7 @@ fn b64d(s: &str) -> Vec<u8> {
 
 /// Verifies an Hourglass access token with ed25519-dalek (not the server's JWT library)
 /// against a JWKS document, at `now`. Returns the claims, or why it fails.
-fn verify_independently(token: &str, jwks: &Value, now: i64) -> Result<Value, String> {
+pub(crate) fn verify_independently(token: &str, jwks: &Value, now: i64) -> Result<Value, String> {
     let parts: Vec<&str> = token.split('.').collect();
     let [h, p, sig] = parts.as_slice() else {
         return Err("not a JWS".into());
