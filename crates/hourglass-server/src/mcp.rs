@@ -37,8 +37,9 @@ pub trait Desk: Send + Sync {
     async fn catalogue(&self) -> Result<Vec<OfferView>, Problem>;
     async fn ask(&self, body: CreateRequest) -> Result<RequestView, Problem>;
     async fn request(&self, id: &str) -> Result<RequestView, Problem>;
-    /// The caller's grants in `state` (`active`, `provisioning`).
-    async fn grants(&self, state: &str) -> Result<Vec<GrantView>, Problem>;
+    /// The caller's grants, newest first (one listing, so that none is missed while it moves
+    /// from one state to the next).
+    async fn grants(&self) -> Result<Vec<GrantView>, Problem>;
     async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem>;
     /// Ends every live grant of the task that is the caller's.
     async fn release_task(&self, task: &str, reason: String) -> Result<Vec<GrantView>, Problem>;
@@ -456,13 +457,13 @@ async fn dispatch<D: Desk + ?Sized>(
         }
         "my_grants" => {
             let NoArgs {} = args(name, given)?;
-            let mut live = Vec::new();
-            for state in ["active", "provisioning"] {
-                match desk.grants(state).await {
-                    Ok(g) => live.extend(g),
-                    Err(p) => return Ok(done(Err(p))),
-                }
-            }
+            let live: Vec<GrantView> = match desk.grants().await {
+                Ok(g) => g
+                    .into_iter()
+                    .filter(|g| matches!(g.state.as_str(), "provisioning" | "active"))
+                    .collect(),
+                Err(p) => return Ok(done(Err(p))),
+            };
             done(Ok((
                 format!("{} live grants", live.len()),
                 json!({"grants": live}),

@@ -46,8 +46,8 @@ impl Desk for ApiDesk {
     async fn request(&self, id: &str) -> Result<RequestView, Problem> {
         self.0.get_request(id).await.map_err(p)
     }
-    async fn grants(&self, state: &str) -> Result<Vec<GrantView>, Problem> {
-        self.0.list_grants(Some(state)).await.map_err(p)
+    async fn grants(&self) -> Result<Vec<GrantView>, Problem> {
+        self.0.list_grants(None).await.map_err(p)
     }
     async fn release(&self, grant: &str, reason: String) -> Result<GrantView, Problem> {
         self.0.revoke(grant, Some(reason)).await.map_err(p)

@@ -28,7 +28,6 @@ use hourglass_api::{
 use hourglass_core::{
     Error, ErrorCode,
     engine::{Caller, ToolCall, ToolOutcome},
-    grant::GrantState,
 };
 use hourglass_tokens::Purpose;
 use rmcp::{
@@ -286,11 +285,11 @@ impl Desk for EngineDesk {
         Ok(views::details(&d))
     }
 
-    async fn grants(&self, state: &str) -> Result<Vec<GrantView>, Problem> {
+    async fn grants(&self) -> Result<Vec<GrantView>, Problem> {
         let g = self
             .app
             .engine
-            .list_grants(&self.caller, GrantState::parse(state), 100)
+            .list_grants(&self.caller, None, 200)
             .await
             .map_err(p)?;
         Ok(g.iter().map(views::grant).collect())
