@@ -383,6 +383,9 @@ pub trait Store: Send + Sync {
     /// The requests that asked to extend `grant`.
     async fn extensions_of(&self, grant: &GrantId) -> Result<Vec<Request>>;
 
+    /// How many revocations due before `before` are still not proven, by target.
+    async fn overdue_by_target(&self, before: Timestamp) -> Result<Vec<(TargetId, u64)>>;
+
     /// Revoking grants whose revocation was due before `before`, the longest overdue first.
     async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>>;
     /// Takes the turn at the periodic `task` for `owner` until `until`, unless another owner

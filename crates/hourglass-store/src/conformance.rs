@@ -7,7 +7,7 @@ use hourglass_core::{
     id::{AccessId, EntitlementId, GrantId, PrincipalId, RequestId, TargetId},
     job::JobAction,
     request::{Request, RequestState},
-    store::{Commit, GrantFilter, JobChange, Store},
+    store::{Commit, ElevatedScope, GrantFilter, JobChange, Store},
 };
 
 use crate::{PgStore, PoolOptions, SqliteStore};
@@ -525,6 +525,80 @@ async fn counts_include_overdue_revocations(s: &Fresh) {
     assert_eq!((c.revoking, c.overdue, c.active), (1, 1, 0));
 }
 
+async fn elevated_windows_overdue_revocations_and_stories_are_found_by_their_indexes(s: &Fresh) {
+    // Alice: active 10 → 2_000 (ended), then 3_000 → (still); Bob: overdue since 5_000.
+    let (r1, r2) = (request(10), request(3_000));
+    let mut ended = grant(&r1, 2_000);
+    ended.state = GrantState::Revoked;
+    ended.ended_at = Some(t(2_000));
+    let live = grant(&r2, 9_000);
+    let mut rb = request(20);
+    rb.requester = PrincipalId::new("bob").unwrap();
+    let mut overdue = grant(&rb, 5_000);
+    overdue.state = GrantState::Revoking;
+    overdue.revoke_due_at = Some(t(5_000));
+    let mut ext = request(3_100);
+    ext.extends = Some(live.id.clone());
+    let mut story = AuditRecord::with_action(t(2), "alice", "request.created", r1.id.as_str());
+    story = story.with("reason", "r");
+    s.commit(Commit {
+        requests: vec![r1.clone(), r2.clone(), rb],
+        grants: vec![ended.clone(), live.clone(), overdue.clone()],
+        audit: vec![story, ev("unrelated")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    s.commit(Commit {
+        requests: vec![ext.clone()],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let scope = |who: Option<&str>, from: i64, to: i64| ElevatedScope {
+        principal: who.map(|w| PrincipalId::new(w).unwrap()),
+        target: None,
+        entitlement: None,
+        from: t(from),
+        to: t(to),
+        limit: 100,
+    };
+    let ids = |g: Vec<Grant>| g.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s
+            .elevated(&scope(Some("alice"), 1_000, 1_001))
+            .await
+            .unwrap()),
+        [ended.id.clone()]
+    );
+    assert!(
+        s.elevated(&scope(Some("alice"), 2_500, 2_600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(s.elevated(&scope(Some("alice"), 0, 10_000)).await.unwrap()),
+        [ended.id.clone(), live.id.clone()]
+    );
+    assert_eq!(s.elevated(&scope(None, 0, 10_000)).await.unwrap().len(), 3);
+    let by_target = s.overdue_by_target(t(6_000)).await.unwrap();
+    assert_eq!(by_target, [(TargetId::new("demo").unwrap(), 1)]);
+    assert!(s.overdue_by_target(t(4_000)).await.unwrap().is_empty());
+    assert_eq!(
+        ids(s.overdue_revocations(t(6_000), 10).await.unwrap()),
+        [overdue.id]
+    );
+    let told = s.audit_of(r1.id.as_str()).await.unwrap();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].record.action, "request.created");
+    let exts = s.extensions_of(&live.id).await.unwrap();
+    assert_eq!(
+        exts.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        [ext.id]
+    );
+}
+
 async fn reviews_round_trip_list_by_state_and_detect_concurrent_closes(s: &Fresh) {
     use hourglass_core::{
         review::{Review, ReviewId, ReviewState},
@@ -680,6 +754,7 @@ contract! {
     release_all_leases_makes_jobs_due_again,
     the_audit_chain_verifies_and_is_append_only,
     counts_include_overdue_revocations,
+    elevated_windows_overdue_revocations_and_stories_are_found_by_their_indexes,
     reviews_round_trip_list_by_state_and_detect_concurrent_closes,
     admission_reads_find_live_access_pending_requests_and_usage,
     one_owner_at_a_time_holds_a_periodic_turn,

@@ -920,6 +920,24 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn overdue_by_target(&self, before: Timestamp) -> Result<Vec<(TargetId, u64)>> {
+        self.list(
+            stmt!(
+                "SELECT target, COUNT(*) AS overdue FROM grants
+                  WHERE state = 'revoking' AND revoke_due_at < $1 GROUP BY target ORDER BY target",
+                before,
+            ),
+            |row| {
+                let t: String = get(row, "target")?;
+                Ok((
+                    TargetId::new(t).map_err(Error::internal)?,
+                    count(row, "overdue")?,
+                ))
+            },
+        )
+        .await
+    }
+
     async fn overdue_revocations(&self, before: Timestamp, limit: u32) -> Result<Vec<Grant>> {
         self.list(
             stmt!(

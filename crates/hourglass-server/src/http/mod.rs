@@ -1183,15 +1183,14 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
     let queues = app.engine.store().notification_stats().await?;
     let writes = app.engine.store().write_stats();
     let mut text = app.metrics.render(counts, &queues, writes);
-    let mut overdue = std::collections::BTreeMap::new();
-    for g in app
+    let mut overdue: std::collections::BTreeMap<String, u64> = app
         .engine
         .store()
-        .overdue_revocations(now.plus_millis(-app.overdue_after_ms), 10_000)
+        .overdue_by_target(now.plus_millis(-app.overdue_after_ms))
         .await?
-    {
-        *overdue.entry(g.target.to_string()).or_insert(0) += 1;
-    }
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect();
     // Every target appears, at zero when it owes nothing.
     for t in app.engine.catalog().targets() {
         overdue.entry(t.id.to_string()).or_insert(0);
