@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::rest::{TokenCache, next_link, rate_limit_wait, rs256, rsa_key, seg};
+use crate::rest::{Answer, TokenCache, next_link, rs256, rsa_key, seg, send};
 
 /// Configuration of a `github` target.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -225,59 +225,36 @@ impl GithubConnector {
             .await
     }
 
-    /// One API call: status, `Link` header, JSON answer. Rate limits are waited out twice.
+    /// One API call: status, `Link` header, JSON answer (rate limits waited out).
     async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<(StatusCode, Option<String>, Value), ConnectorError> {
+    ) -> Result<Answer, ConnectorError> {
         let token = self.token().await?;
         let url = if path.starts_with("http") {
             path.to_owned()
         } else {
             format!("{}{path}", self.cfg.api_url)
         };
-        for attempt in 0..3 {
-            let mut req = self
+        let make = || {
+            let req = self
                 .http
                 .request(method.clone(), &url)
                 .header("authorization", format!("Bearer {token}"))
                 .header("accept", "application/vnd.github+json")
                 .header("user-agent", "hourglass")
                 .header("x-github-api-version", "2022-11-28");
-            if let Some(b) = &body {
-                req = req.json(b);
+            match &body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let resp = req.send().await.map_err(|e| {
-                ConnectorError::new(format!("github {method}: {}", e.without_url()))
-            })?;
-            let status = resp.status();
-            let header = |n: &str| {
-                resp.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let limited = status == StatusCode::TOO_MANY_REQUESTS
-                || (status == StatusCode::FORBIDDEN
-                    && (header("x-ratelimit-remaining").as_deref() == Some("0")
-                        || header("retry-after").is_some()));
-            if limited && attempt < 2 {
-                let wait = rate_limit_wait(resp.headers(), self.clock.now().unix_millis() / 1000);
-                // Waiting out GitHub's rate limit, not an expiry.
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            let link = header("link");
-            let text = resp.text().await.unwrap_or_default();
-            return Ok((
-                status,
-                link,
-                serde_json::from_str(&text).unwrap_or(Value::Null),
-            ));
-        }
-        Err(ConnectorError::new("github: still rate-limited"))
+        };
+        send(&format!("github {method}"), make, || {
+            self.clock.now().unix_millis() / 1000
+        })
+        .await
     }
 
     fn failed(what: &str, status: StatusCode, v: &Value) -> ConnectorError {

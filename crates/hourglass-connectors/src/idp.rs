@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::rest::{TokenCache, next_link, rate_limit_wait, rs256, rsa_key, seg};
+use crate::rest::{Answer, TokenCache, next_link, rs256, rsa_key, seg, send};
 
 /// What every IdP target has: who people are there, and how calls go out.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -439,54 +439,34 @@ impl GroupConnector {
             .await
     }
 
-    /// One call: the status, the `Link` header and the JSON answer. A `429` is waited out
-    /// twice at most (a few seconds each).
+    /// One call: the status, the `Link` header and the JSON answer (rate limits waited out).
     async fn call(
         &self,
         method: Method,
         url: &str,
         body: Option<Value>,
-    ) -> Result<(StatusCode, Option<String>, Value), ConnectorError> {
+    ) -> Result<Answer, ConnectorError> {
         let bearer = self.bearer().await?;
         let scheme = if matches!(self.api, Api::Okta { .. }) {
             "SSWS"
         } else {
             "Bearer"
         };
-        for attempt in 0..3 {
-            let mut req = self
+        let make = || {
+            let req = self
                 .http
                 .request(method.clone(), url)
                 .header("authorization", format!("{scheme} {bearer}"))
                 .header("accept", "application/json");
-            if let Some(b) = &body {
-                req = req.json(b);
+            match &body {
+                Some(b) => req.json(b),
+                None => req,
             }
-            let resp = req.send().await.map_err(|e| {
-                ConnectorError::new(format!("{} {method}: {}", self.kind, e.without_url()))
-            })?;
-            let status = resp.status();
-            let header = |n: &str| {
-                resp.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            if status == StatusCode::TOO_MANY_REQUESTS && attempt < 2 {
-                let wait = rate_limit_wait(resp.headers(), self.clock.now().unix_millis() / 1000);
-                // Waiting out the directory's rate limit, not an expiry.
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            let link = header("link");
-            let text = resp.text().await.unwrap_or_default();
-            let v = serde_json::from_str(&text).unwrap_or(Value::Null);
-            return Ok((status, link, v));
-        }
-        Err(ConnectorError::new(format!(
-            "{}: still rate-limited",
-            self.kind
-        )))
+        };
+        send(&format!("{} {method}", self.kind), make, || {
+            self.clock.now().unix_millis() / 1000
+        })
+        .await
     }
 
     fn failed(&self, what: &str, status: StatusCode, v: &Value) -> ConnectorError {

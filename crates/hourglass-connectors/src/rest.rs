@@ -78,6 +78,50 @@ pub(crate) fn rate_limit_wait(headers: &HeaderMap, now_secs: i64) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(1))
 }
 
+/// An answer: its status, its `Link` header, and its body as JSON (`null` if it is not).
+pub(crate) type Answer = (reqwest::StatusCode, Option<String>, Value);
+
+/// Sends the request `make` builds; a rate-limited answer (`429`, or `403` with
+/// `x-ratelimit-remaining: 0` or a `Retry-After`) is waited out twice, a few seconds each, then
+/// reported. `what` names the API in errors; `now_secs` is the caller's clock.
+pub(crate) async fn send(
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    now_secs: impl Fn() -> i64,
+) -> Result<Answer, ConnectorError> {
+    use reqwest::StatusCode;
+    for attempt in 0..3 {
+        let resp = make()
+            .send()
+            .await
+            .map_err(|e| ConnectorError::new(format!("{what}: {}", e.without_url())))?;
+        let status = resp.status();
+        let headers = resp.headers();
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (headers
+                    .get("x-ratelimit-remaining")
+                    .is_some_and(|v| v == "0")
+                    || headers.contains_key("retry-after")));
+        if limited && attempt < 2 {
+            // Waiting out the API's rate limit, not an expiry.
+            tokio::time::sleep(rate_limit_wait(headers, now_secs())).await;
+            continue;
+        }
+        let link = headers
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await.unwrap_or_default();
+        return Ok((
+            status,
+            link,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        ));
+    }
+    Err(ConnectorError::new(format!("{what}: still rate-limited")))
+}
+
 /// An access token, kept until a minute before it expires.
 #[derive(Default)]
 pub(crate) struct TokenCache(tokio::sync::Mutex<Option<(SecretString, Timestamp)>>);

@@ -9,6 +9,7 @@ mod chat;
 pub mod clock;
 pub mod config;
 pub mod demo;
+mod evidence;
 pub mod facts;
 mod http;
 pub mod integrations;

@@ -938,41 +938,6 @@ struct ExportQuery {
     format: Option<String>,
 }
 
-/// The columns of an elevation export, in order.
-const EXPORT_COLUMNS: [&str; 16] = [
-    "grant_id",
-    "principal",
-    "acting",
-    "entitlement",
-    "target",
-    "requested_at",
-    "reason",
-    "ticket",
-    "approved_via",
-    "approvers",
-    "break_glass",
-    "active_from",
-    "active_until",
-    "end_reason",
-    "revoke_due_at",
-    "revocation_lag_ms",
-];
-
-/// One CSV field: quoted when it must be, and never read as a formula by a spreadsheet
-/// (a leading `= + - @` gets a `'`).
-fn csv_field(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_owned()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
 #[utoipa::path(get, path = "/v1/reports/elevations", params(("from" = String, Query, description = "the period's start (RFC 3339)"), ("to" = String, Query, description = "its end (RFC 3339, at most 400 days later)"), ("principal" = Option<String>, Query, description = "whose"), ("target" = Option<String>, Query, description = "where"), ("entitlement" = Option<String>, Query, description = "which"), ("format" = Option<String>, Query, description = "json (default) or csv")), responses((status = 200, description = "Evidence: every elevated window of the period in scope. Headers: x-hourglass-export-sha256 (of the body), x-hourglass-head-seq and x-hourglass-head-hash (the chain head it was read under), x-hourglass-manifest (all of it in a JWT signed with Hourglass's key, verified against /.well-known/jwks.json)"), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn elevations(
     State(app): State<Shared>,
@@ -1017,115 +982,30 @@ async fn elevations(
             },
         )
         .await?;
-    let rows: Vec<Vec<String>> = w
-        .windows
-        .iter()
-        .map(|x| {
-            let g = &x.grant;
-            let r = x.request.as_ref();
-            let humans: Vec<&str> = x
-                .approvals
-                .iter()
-                .filter(|a| a.approver != "policy")
-                .map(|a| a.approver.as_str())
-                .collect();
-            let via = x.approvals.first().map_or("unknown", |a| a.via.as_str());
-            vec![
-                g.id.to_string(),
-                g.principal.to_string(),
-                r.map(|r| {
-                    r.actors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(";")
-                })
-                .unwrap_or_default(),
-                g.entitlement.to_string(),
-                g.target.to_string(),
-                r.map(|r| r.created_at.to_string()).unwrap_or_default(),
-                r.map(|r| r.reason.clone()).unwrap_or_default(),
-                r.and_then(|r| r.ticket.clone()).unwrap_or_default(),
-                if g.break_glass {
-                    "break_glass".to_owned()
-                } else {
-                    via.to_owned()
-                },
-                humans.join(";"),
-                g.break_glass.to_string(),
-                g.activated_at.map(|t| t.to_string()).unwrap_or_default(),
-                g.ended_at.map(|t| t.to_string()).unwrap_or_default(),
-                g.end_reason.clone().unwrap_or_default(),
-                g.revoke_due_at.map(|t| t.to_string()).unwrap_or_default(),
-                match (g.revoke_due_at, g.ended_at) {
-                    (Some(due), Some(end)) => end.millis_since(due).max(0).to_string(),
-                    _ => String::new(),
-                },
-            ]
-        })
-        .collect();
-    let (body, content_type) = if csv {
-        let mut out = EXPORT_COLUMNS.join(",");
-        out.push_str("\r\n");
-        for row in &rows {
-            let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&fields.join(","));
-            out.push_str("\r\n");
-        }
-        (out.into_bytes(), "text/csv; charset=utf-8")
-    } else {
-        let items: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|row| {
-                serde_json::Value::Object(
-                    EXPORT_COLUMNS
-                        .iter()
-                        .zip(row)
-                        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
-                        .collect(),
-                )
-            })
-            .collect();
-        (
-            serde_json::to_vec(&serde_json::json!({ "items": items }))
-                .map_err(|e| ApiError(Error::internal(e.to_string())))?,
-            "application/json",
-        )
+    let now = app.engine.clock().now();
+    let scope = crate::evidence::Scope {
+        from,
+        to,
+        principal: q.principal,
+        target: q.target,
+        entitlement: q.entitlement,
     };
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-    let mut resp = (StatusCode::OK, body).into_response();
+    let e = crate::evidence::export(&w, &scope, csv, app.workload.signer.as_deref(), now)
+        .map_err(|e| ApiError(Error::internal(e)))?;
+    let mut resp = (StatusCode::OK, e.body).into_response();
     let h = resp.headers_mut();
     let put = |h: &mut HeaderMap, k: &'static str, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.insert(k, v);
         }
     };
-    put(h, "content-type", content_type);
+    put(h, "content-type", e.content_type);
     put(h, "cache-control", "no-store");
-    put(h, "x-hourglass-export-sha256", &digest);
+    put(h, "x-hourglass-export-sha256", &e.sha256);
     put(h, "x-hourglass-head-seq", &w.head_seq.to_string());
     put(h, "x-hourglass-head-hash", &w.head_hash);
-    if let Some(signer) = app.workload.signer.as_ref() {
-        let now = app.engine.clock().now().unix_millis() / 1000;
-        let claims = serde_json::json!({
-            "iss": signer.issuer(),
-            "typ": "hourglass-export",
-            "sub": "elevations",
-            "iat": now,
-            "exp": now + 10 * 365 * 86_400,
-            "sha256": digest,
-            "format": if csv { "csv" } else { "json" },
-            "rows": rows.len(),
-            "from": from.to_string(),
-            "to": to.to_string(),
-            "scope": {"principal": q.principal, "target": q.target, "entitlement": q.entitlement},
-            "head_seq": w.head_seq,
-            "head_hash": w.head_hash,
-        });
-        match signer.sign(&claims, now) {
-            Ok((jwt, _)) => put(h, "x-hourglass-manifest", &jwt),
-            Err(e) => tracing::error!(error = %e, "signing an export manifest failed"),
-        }
+    if let Some(m) = &e.manifest {
+        put(h, "x-hourglass-manifest", m);
     }
     Ok(resp)
 }

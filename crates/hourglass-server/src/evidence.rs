@@ -1,0 +1,180 @@
+//! Evidence an auditor accepts: the elevated windows of a period as JSON or CSV, with the
+//! SHA-256 of exactly what was sent, the chain head it was read under, and a manifest of both
+//! signed with Hourglass's key (verified offline against `/.well-known/jwks.json`).
+
+use hourglass_core::{Timestamp, engine::Windows};
+use hourglass_tokens::Signer;
+
+/// What an export covers.
+pub(crate) struct Scope {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub principal: Option<String>,
+    pub target: Option<String>,
+    pub entitlement: Option<String>,
+}
+
+/// An export, ready to send.
+pub(crate) struct Export {
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    /// Hex SHA-256 of `body`.
+    pub sha256: String,
+    /// The signed manifest, when this server signs tokens.
+    pub manifest: Option<String>,
+}
+
+/// The columns of an elevation export, in order.
+const EXPORT_COLUMNS: [&str; 16] = [
+    "grant_id",
+    "principal",
+    "acting",
+    "entitlement",
+    "target",
+    "requested_at",
+    "reason",
+    "ticket",
+    "approved_via",
+    "approvers",
+    "break_glass",
+    "active_from",
+    "active_until",
+    "end_reason",
+    "revoke_due_at",
+    "revocation_lag_ms",
+];
+
+/// One CSV field: quoted when it must be, and never read as a formula by a spreadsheet
+/// (a leading `= + - @` gets a `'`).
+fn csv_field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+/// Builds the export of `w` (CSV when `csv`), and its manifest when there is a `signer`.
+pub(crate) fn export(
+    w: &Windows,
+    scope: &Scope,
+    csv: bool,
+    signer: Option<&Signer>,
+    now: Timestamp,
+) -> Result<Export, String> {
+    let rows: Vec<Vec<String>> = w
+        .windows
+        .iter()
+        .map(|x| {
+            let g = &x.grant;
+            let r = x.request.as_ref();
+            let humans: Vec<&str> = x
+                .approvals
+                .iter()
+                .filter(|a| a.approver != "policy")
+                .map(|a| a.approver.as_str())
+                .collect();
+            let via = x.approvals.first().map_or("unknown", |a| a.via.as_str());
+            vec![
+                g.id.to_string(),
+                g.principal.to_string(),
+                r.map(|r| {
+                    r.actors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(";")
+                })
+                .unwrap_or_default(),
+                g.entitlement.to_string(),
+                g.target.to_string(),
+                r.map(|r| r.created_at.to_string()).unwrap_or_default(),
+                r.map(|r| r.reason.clone()).unwrap_or_default(),
+                r.and_then(|r| r.ticket.clone()).unwrap_or_default(),
+                if g.break_glass {
+                    "break_glass".to_owned()
+                } else {
+                    via.to_owned()
+                },
+                humans.join(";"),
+                g.break_glass.to_string(),
+                g.activated_at.map(|t| t.to_string()).unwrap_or_default(),
+                g.ended_at.map(|t| t.to_string()).unwrap_or_default(),
+                g.end_reason.clone().unwrap_or_default(),
+                g.revoke_due_at.map(|t| t.to_string()).unwrap_or_default(),
+                match (g.revoke_due_at, g.ended_at) {
+                    (Some(due), Some(end)) => end.millis_since(due).max(0).to_string(),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let (body, content_type) = if csv {
+        let mut out = EXPORT_COLUMNS.join(",");
+        out.push_str("\r\n");
+        for row in &rows {
+            let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&fields.join(","));
+            out.push_str("\r\n");
+        }
+        (out.into_bytes(), "text/csv; charset=utf-8")
+    } else {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::Value::Object(
+                    EXPORT_COLUMNS
+                        .iter()
+                        .zip(row)
+                        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+                        .collect(),
+                )
+            })
+            .collect();
+        (
+            serde_json::to_vec(&serde_json::json!({ "items": items }))
+                .map_err(|e| e.to_string())?,
+            "application/json",
+        )
+    };
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let manifest = match signer {
+        None => None,
+        Some(signer) => {
+            let now = now.unix_millis() / 1000;
+            let claims = serde_json::json!({
+                "iss": signer.issuer(),
+                "typ": "hourglass-export",
+                "sub": "elevations",
+                "iat": now,
+                "exp": now + 10 * 365 * 86_400,
+                "sha256": sha256,
+                "format": if csv { "csv" } else { "json" },
+                "rows": rows.len(),
+                "from": scope.from.to_string(),
+                "to": scope.to.to_string(),
+                "scope": {"principal": scope.principal, "target": scope.target, "entitlement": scope.entitlement},
+                "head_seq": w.head_seq,
+                "head_hash": w.head_hash,
+            });
+            match signer.sign(&claims, now) {
+                Ok((jwt, _)) => Some(jwt),
+                Err(e) => {
+                    tracing::error!(error = %e, "signing an export manifest failed");
+                    None
+                }
+            }
+        }
+    };
+    Ok(Export {
+        body,
+        content_type,
+        sha256,
+        manifest,
+    })
+}
