@@ -313,7 +313,19 @@ fn aws_err(op: &str, status: reqwest::StatusCode, body: &str) -> ConnectorError 
             })
         })
         .unwrap_or_default();
-    ConnectorError::new(format!("aws {op}: {code}: {message}"))
+    // Some services put the canonical request (with the session token) into a signature
+    // error's message: keep only its first line, and nothing of a canonical request.
+    let message: String = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("The Canonical String")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    ConnectorError::new(format!("aws {op}: {code}: {}", message.trim()))
 }
 
 impl AwsConnector {

@@ -166,6 +166,14 @@ impl GithubConnector {
             })
     }
 
+    /// The login a grant used (recorded in its handle), else the mapping now.
+    fn login_of(&self, spec: &GrantSpec) -> Result<String, ConnectorError> {
+        match spec.handle.as_ref().and_then(|h| h["login"].as_str()) {
+            Some(l) => Ok(l.to_owned()),
+            None => self.login(spec.principal.as_str()).map(str::to_owned),
+        }
+    }
+
     fn principal_of(&self, login: &str) -> Option<String> {
         self.cfg
             .users
@@ -356,7 +364,9 @@ impl Connector for GithubConnector {
                     )
                     .await?;
                 ok_or(s, "organisation role", &v, false)?;
-                json!({"login": login, "restore": before.filter(|r| r != "admin").unwrap_or_else(|| "none".into())})
+                // An owner before stays one (`restore = admin`): the grant added nothing, and
+                // its end takes nothing away; that owner is standing privilege, for discovery.
+                json!({"login": login, "restore": before.unwrap_or_else(|| "none".into())})
             }
         };
         Ok(Provisioned {
@@ -366,7 +376,7 @@ impl Connector for GithubConnector {
     }
 
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {
-        let login = self.login(spec.principal.as_str())?.to_owned();
+        let login = self.login_of(spec)?;
         let org = seg(&self.cfg.org);
         match kind(&spec.params).map_err(ConnectorError::new)? {
             Kind::Team(t) => {
@@ -407,7 +417,7 @@ impl Connector for GithubConnector {
                 let (s, _, v) = if restore == "none" {
                     self.call(Method::DELETE, &path, None).await?
                 } else {
-                    self.call(Method::PUT, &path, Some(json!({"role": "member"})))
+                    self.call(Method::PUT, &path, Some(json!({"role": restore})))
                         .await?
                 };
                 ok_or(s, "organisation role", &v, true)
@@ -416,7 +426,7 @@ impl Connector for GithubConnector {
     }
 
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {
-        let login = self.login(spec.principal.as_str())?.to_owned();
+        let login = self.login_of(spec)?;
         let org = seg(&self.cfg.org);
         let present = match kind(&spec.params).map_err(ConnectorError::new)? {
             Kind::Team(t) => {
@@ -457,6 +467,12 @@ impl Connector for GithubConnector {
                     None => false,
                 };
                 collaborator || invited
+            }
+            // An owner before the grant: the grant's own elevation is what is judged.
+            Kind::OrgAdmin
+                if spec.handle.as_ref().and_then(|h| h["restore"].as_str()) == Some("admin") =>
+            {
+                false
             }
             Kind::OrgAdmin => self.org_role(&login).await?.as_deref() == Some("admin"),
         };

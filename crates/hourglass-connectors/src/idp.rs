@@ -343,6 +343,15 @@ impl GroupConnector {
         }
     }
 
+    /// Who a grant made a member: the name recorded when it was granted (so that a changed
+    /// mapping never points revocation at someone else), else the mapping now.
+    fn member_of(&self, spec: &GrantSpec) -> Result<String, ConnectorError> {
+        match spec.handle.as_ref().and_then(|h| h["member"].as_str()) {
+            Some(m) => Ok(m.to_owned()),
+            None => self.login(spec.principal.as_str()),
+        }
+    }
+
     /// The principal a member's sign-in name maps back to, if any.
     fn principal_of(&self, login: &str) -> Option<String> {
         if let Some((p, _)) = self
@@ -674,21 +683,16 @@ impl Connector for GroupConnector {
 
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {
         let g = group(&spec.params).map_err(ConnectorError::new)?;
-        self.remove(&g, &self.login(spec.principal.as_str())?).await
+        self.remove(&g, &self.member_of(spec)?).await
     }
 
     async fn inspect(&self, spec: &GrantSpec) -> Result<Presence, ConnectorError> {
         let g = group(&spec.params).map_err(ConnectorError::new)?;
-        Ok(
-            if self
-                .is_member(&g, &self.login(spec.principal.as_str())?)
-                .await?
-            {
-                Presence::Present
-            } else {
-                Presence::Absent
-            },
-        )
+        Ok(if self.is_member(&g, &self.member_of(spec)?).await? {
+            Presence::Present
+        } else {
+            Presence::Absent
+        })
     }
 
     /// Every member of the entitlements' groups, with the principal each maps back to and the

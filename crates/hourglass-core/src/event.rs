@@ -199,9 +199,9 @@ event_kinds! {
     ];
     /// An agent called an MCP tool: which, how it ended (`ok`, `refused` with the code,
     /// `invalid` arguments, `unknown` tool), over which transport (`http` seen by the server,
-    /// `stdio` reported by the agent host), and the request or grant it touched. Never the
+    /// `stdio` reported by the agent host), and the request or grant it touched (`about`; the subject is the agent). Never the
     /// arguments or a credential.
-    AgentToolCalled = "agent.tool_called", details: ["tool", "outcome", "code", "via", "for"];
+    AgentToolCalled = "agent.tool_called", details: ["tool", "outcome", "code", "via", "for", "about"];
     /// The directory (SCIM) created a user; the principal it is was created or adopted.
     DirectoryUserCreated = "directory.user_created", details: ["name", "principal", "active", "adopted"];
     /// The directory changed a user's attributes.

@@ -101,6 +101,9 @@ async fn a_role_session_lasts_no_longer_than_the_grant_and_its_revocation_denies
     )
     .await
     .unwrap();
+    // The first IAM call loads AWS's managed policies, which takes moto a while: the grant
+    // starts now.
+    clock.set(wall_clock());
 
     let s = spec("ci-deployer", "aws/ops", ops.clone(), 30);
     let out = aws.grant(&s).await.unwrap();

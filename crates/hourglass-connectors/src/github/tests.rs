@@ -469,6 +469,15 @@ async fn team_repository_and_owner_access_come_and_go_for_the_window() {
     gh.revoke(&x).await.unwrap();
     assert!(!state.lock().unwrap().members.contains_key("bob-gh"));
     assert_eq!(gh.inspect(&x).await.unwrap(), Presence::Absent);
+    // An owner already: the window's end takes nothing away from her.
+    let mut c = spec("carol", "github/owner", ents[2].1.clone(), 30);
+    c.handle = gh.grant(&c).await.unwrap().handle;
+    gh.revoke(&c).await.unwrap();
+    assert_eq!(state.lock().unwrap().members["carol-gh"], "admin");
+    assert!(matches!(
+        gh.prove_revoked(&c).await.unwrap(),
+        hourglass_core::connector::RevocationProof::Verified { .. }
+    ));
 }
 
 #[tokio::test]

@@ -349,15 +349,18 @@ impl Engine {
             now,
             caller.principal.id.as_str(),
             crate::event::EventKind::AgentToolCalled,
-            call.subject
-                .as_deref()
-                .unwrap_or(caller.principal.id.as_str()),
+            // The agent itself: what it says it touched is a detail, never another record's
+            // subject (an agent must not write into someone's story).
+            caller.principal.id.as_str(),
         )
         .with("tool", tool)
         .with("outcome", call.outcome.as_str())
         .with("via", call.via);
         if let Some(c) = &call.code {
             ev = ev.with("code", c);
+        }
+        if let Some(about) = &call.subject {
+            ev = ev.with("about", about);
         }
         if let Some(p) = &caller.on_behalf_of {
             ev = ev.with("for", p.id.as_str());

@@ -383,7 +383,10 @@ impl Engine {
         retry_on_conflict(move || async move {
             let req = self.visible_request(caller, id).await?;
             let now = self.clock.now();
-            let own = caller.answers_for(&req.requester);
+            // An agent acting for someone cancels only what it asked for them.
+            let own = caller.principal.id == req.requester
+                || (caller.answers_for(&req.requester)
+                    && req.actors.contains(&caller.principal.id));
             if !own {
                 let resource = self.resource_of(&req.access)?;
                 if !self.may_administer(&caller.principal, resource, now)? {
@@ -441,7 +444,14 @@ impl Engine {
             // One the caller may not see is "not found": a stranger learns nothing of it.
             let grant = self.grant(caller, id).await?;
             let now = self.clock.now();
-            if !caller.answers_for(&grant.principal) {
+            let asked = caller.principal.id == grant.principal
+                || (caller.answers_for(&grant.principal)
+                    && self
+                        .store
+                        .get_request(&grant.request_id)
+                        .await?
+                        .is_some_and(|r| r.actors.contains(&caller.principal.id)));
+            if !asked {
                 let ent = self.entitlement_of(&grant.entitlement)?;
                 if !self.may_administer(&caller.principal, Resource::Entitlement(ent), now)? {
                     return Err(Error::forbidden(

@@ -432,6 +432,11 @@ async fn signed(app: &App, caller: &Caller, id: &str) -> ApiResult<GrantTokenVie
     let now = app.engine.clock().now();
     let claims =
         super::token::access_token_claims(app, signer, &grant, &request.actors, holder, &jti, now);
+    // A handed-out token cannot be called back: it lives 15 minutes at most (the agent asks
+    // again while the grant lasts).
+    let exp = grant.expires_at.min(now.plus_millis(15 * 60_000));
+    let mut claims = claims;
+    claims["exp"] = serde_json::json!(exp.unix_millis() / 1000);
     let audience = claims["aud"].as_str().unwrap_or_default().to_owned();
     let (access_token, _kid) = signer
         .sign(&claims, now.unix_millis() / 1000)
@@ -440,7 +445,7 @@ async fn signed(app: &App, caller: &Caller, id: &str) -> ApiResult<GrantTokenVie
         grant_id: grant.id.to_string(),
         access_token,
         token_type: "Bearer".into(),
-        expires_at: grant.expires_at.to_string(),
+        expires_at: exp.to_string(),
         audience,
     })
 }

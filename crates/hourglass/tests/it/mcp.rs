@@ -227,6 +227,33 @@ async fn an_agent_asks_watches_and_releases_through_mcp_and_cannot_decide() {
                 && e.record.subject == grant
                 && e.record.actor == "support-bot")
     );
+    // `hourglass mcp` reported every call (ten in two sessions), as the agent, about what it
+    // touched, never in someone else's story.
+    let stdio: Vec<_> = audit
+        .iter()
+        .filter(|e| e.record.action == "agent.tool_called")
+        .collect();
+    assert_eq!(stdio.len(), 10);
+    assert!(stdio.iter().all(|e| e.record.subject == "support-bot"
+        && e.record.details.contains(&("via".into(), "stdio".into()))));
+    assert!(
+        stdio
+            .iter()
+            .any(|e| e.record.details.contains(&("about".into(), grant.clone())))
+    );
+    // Nobody else writes tool calls.
+    let p = crate::lifecycle::problem(
+        s.client("alice")
+            .tool_called(&hourglass_api::ToolCallBody {
+                tool: "whoami".into(),
+                outcome: "ok".into(),
+                code: None,
+                subject: None,
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((p.status, p.code.as_str()), (403, "agent.only"));
     s.stop().await;
 }
 
@@ -616,8 +643,10 @@ async fn an_agent_with_a_persons_delegated_token_asks_for_them_and_is_shown_as_a
             .details
             .contains(&("act".into(), "support-bot".into()))
     );
+    let recorded = tool_calls(&audit);
+    assert_eq!(recorded.len(), 8, "{recorded:?}");
     assert!(
-        tool_calls(&audit)
+        recorded
             .iter()
             .all(|d| d.contains(&("for".into(), "alice".into())))
     );
