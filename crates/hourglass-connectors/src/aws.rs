@@ -5,8 +5,9 @@
 //!   within AWS's 15-minute minimum and the role's maximum). AWS cannot revoke a session, so
 //!   revocation does what AWS documents for it: an inline policy on the role denies every action
 //!   to sessions of that name issued before the revocation (`aws:userid` ending in the session
-//!   name, `aws:TokenIssueTime` before now). The proof reads that policy back. Its statements are
-//!   dropped once the sessions they cut off would have expired anyway.
+//!   name, `aws:TokenIssueTime` before now), one policy a grant (`HourglassRevokedSessions-<grant>`)
+//!   so that two revocations never write over each other. The proof reads it back. Policies are
+//!   dropped once the sessions they cut off would have expired anyway (AWS's 12-hour maximum).
 //! - **IAM Identity Center account assignments** (`params.permission_set_arn`,
 //!   `params.account_id`): the person (their Identity Center user id, from the target's `users`)
 //!   is assigned the permission set in the account for the window, through the SSO Admin API,
@@ -829,13 +830,17 @@ impl AwsConnector {
         }
     }
 
-    /// The revocation policy's statements on `role`, or none.
-    async fn revocations(&self, role: &str) -> Result<Vec<Value>, ConnectorError> {
+    /// The statements of the inline policy `policy` on `role`, or none.
+    async fn policy_statements(
+        &self,
+        role: &str,
+        policy: &str,
+    ) -> Result<Vec<Value>, ConnectorError> {
         let xml = match self
             .query(
                 "iam",
                 "GetRolePolicy",
-                &[("RoleName", role), ("PolicyName", REVOKE_POLICY)],
+                &[("RoleName", role), ("PolicyName", policy)],
             )
             .await
         {
@@ -849,12 +854,78 @@ impl AwsConnector {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let v: Value = serde_json::from_str(&doc).map_err(|_| {
-            ConnectorError::new(format!(
-                "aws GetRolePolicy: {REVOKE_POLICY} on {role} is not JSON"
-            ))
+            ConnectorError::new(format!("aws GetRolePolicy: {policy} on {role} is not JSON"))
         })?;
         Ok(v["Statement"].as_array().cloned().unwrap_or_default())
     }
+
+    /// The revocation policies on `role` (one a grant), by name.
+    async fn revocation_policies(&self, role: &str) -> Result<Vec<String>, ConnectorError> {
+        let xml = self
+            .query("iam", "ListRolePolicies", &[("RoleName", role)])
+            .await?;
+        Ok(members(&xml, "PolicyNames")
+            .into_iter()
+            .filter(|p| p.starts_with(REVOKE_POLICY))
+            .collect())
+    }
+
+    /// Every revocation statement on `role`.
+    #[cfg(test)]
+    async fn revocations(&self, role: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        for p in self.revocation_policies(role).await? {
+            out.extend(self.policy_statements(role, &p).await?);
+        }
+        Ok(out)
+    }
+
+    /// Drops the revocation policies on `role` whose sessions have all expired (AWS's longest
+    /// role session, plus five minutes, after the revocation), other than `keep`. A failure
+    /// leaves them for the next revocation: it never fails this one.
+    async fn prune(&self, role: &str, keep: &str) {
+        let now = self.clock.now();
+        let policies = match self.revocation_policies(role).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(role, error = %e.message, "listing revocation policies failed");
+                return;
+            }
+        };
+        for p in policies.into_iter().filter(|p| p != keep) {
+            let old = match self.policy_statements(role, &p).await {
+                Ok(st) => st.iter().all(|s| {
+                    s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+                        .as_str()
+                        .and_then(Timestamp::parse_rfc3339)
+                        .is_some_and(|issued| {
+                            now.millis_since(issued) > (MAX_SESSION_SECS + 300) * 1000
+                        })
+                }),
+                Err(_) => false,
+            };
+            if old
+                && let Err(e) = self
+                    .query(
+                        "iam",
+                        "DeleteRolePolicy",
+                        &[("RoleName", role), ("PolicyName", &p)],
+                    )
+                    .await
+                && !e.message.contains("NoSuchEntity")
+            {
+                tracing::warn!(role, policy = %p, error = %e.message, "dropping an expired revocation failed");
+            }
+        }
+    }
+}
+
+/// AWS's longest role session.
+const MAX_SESSION_SECS: i64 = 43_200;
+
+/// The inline policy that holds one grant's revocation.
+fn policy_name(spec: &GrantSpec) -> String {
+    format!("{REVOKE_POLICY}-{}", spec.grant_id)
 }
 
 /// The statement id of a grant's revocation (`Sid` is alphanumeric).
@@ -914,41 +985,36 @@ impl Connector for AwsConnector {
 
     async fn revoke(&self, spec: &GrantSpec) -> Result<(), ConnectorError> {
         match kind(&spec.params).map_err(ConnectorError::new)? {
-            Kind::Role { name, max, .. } => {
+            Kind::Role { name, .. } => {
+                // One policy per revoked grant: two revocations on the same role never write
+                // over each other.
                 let now = self.clock.now();
-                let mut statements = self.revocations(&name).await?;
-                // Statements whose sessions have all expired cut off nothing any more.
-                statements.retain(|s| {
-                    s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-                        .as_str()
-                        .and_then(Timestamp::parse_rfc3339)
-                        .is_none_or(|issued| now.millis_since(issued) < (max + 300) * 1000)
-                });
-                let id = sid(spec);
-                if !statements.iter().any(|s| s["Sid"] == id.as_str()) {
-                    statements.push(json!({
-                        "Sid": id,
-                        "Effect": "Deny",
-                        "Action": "*",
-                        "Resource": "*",
-                        "Condition": {
-                            "StringLike": {"aws:userid": format!("*:{}", spec.grant_id.as_str())},
-                            "DateLessThan": {"aws:TokenIssueTime": now.to_string()},
-                        },
-                    }));
+                let policy = policy_name(spec);
+                let doc = json!({"Version": "2012-10-17", "Statement": [{
+                    "Sid": sid(spec),
+                    "Effect": "Deny",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringLike": {"aws:userid": format!("*:{}", spec.grant_id.as_str())},
+                        "DateLessThan": {"aws:TokenIssueTime": now.to_string()},
+                    },
+                }]})
+                .to_string();
+                if self.policy_statements(&name, &policy).await?.is_empty() {
+                    self.query(
+                        "iam",
+                        "PutRolePolicy",
+                        &[
+                            ("RoleName", &name),
+                            ("PolicyName", &policy),
+                            ("PolicyDocument", &doc),
+                        ],
+                    )
+                    .await?;
                 }
-                let doc = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
-                self.query(
-                    "iam",
-                    "PutRolePolicy",
-                    &[
-                        ("RoleName", &name),
-                        ("PolicyName", REVOKE_POLICY),
-                        ("PolicyDocument", &doc),
-                    ],
-                )
-                .await
-                .map(drop)
+                self.prune(&name, &policy).await;
+                Ok(())
             }
             Kind::Assignment { .. } => self.assignment(spec, false).await,
         }
@@ -958,7 +1024,7 @@ impl Connector for AwsConnector {
         match kind(&spec.params).map_err(ConnectorError::new)? {
             Kind::Role { name, .. } => {
                 let cut = self
-                    .revocations(&name)
+                    .policy_statements(&name, &policy_name(spec))
                     .await?
                     .iter()
                     .any(|s| s["Sid"] == sid(spec).as_str());
@@ -983,14 +1049,15 @@ impl Connector for AwsConnector {
             Kind::Role { name, .. } => {
                 let id = sid(spec);
                 let found = self
-                    .revocations(&name)
+                    .policy_statements(&name, &policy_name(spec))
                     .await?
                     .into_iter()
                     .find(|s| s["Sid"] == id.as_str());
                 match found {
                     Some(s) if s["Effect"] == "Deny" => Ok(RevocationProof::Verified {
                         checked: format!(
-                            "role {name}'s inline policy {REVOKE_POLICY} denies every action to sessions named {} issued before {} (GetRolePolicy)",
+                            "role {name}'s inline policy {} denies every action to sessions named {} issued before {} (GetRolePolicy)",
+                            policy_name(spec),
                             spec.grant_id,
                             s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
                                 .as_str()

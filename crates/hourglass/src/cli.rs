@@ -740,9 +740,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: ReportCommand::RevocationDebt,
         } => {
             let debt = client(&cli)?.revocation_debt().await?;
+            let owed = debt
+                .iter()
+                .any(|t| !t.overdue.is_empty() || t.leftovers > 0);
+            // Debt is a finding, in either format: a script can alert on the exit code.
+            let code = if owed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
             if cli.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&debt)?);
-                return Ok(ExitCode::SUCCESS);
+                return Ok(code);
             }
             println!("{:<16} {:>8} {:>10}", "TARGET", "OVERDUE", "LEFTOVERS");
             for t in &debt {
@@ -763,17 +772,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
-            // Debt is a finding: a script can alert on the exit code.
-            Ok(
-                if debt
-                    .iter()
-                    .all(|t| t.overdue.is_empty() && t.leftovers == 0)
-                {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                },
-            )
+            Ok(code)
         }
         Command::Report {
             command: ReportCommand::Identities { unused_days },

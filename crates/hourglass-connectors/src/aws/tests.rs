@@ -161,7 +161,9 @@ async fn a_role_session_lasts_no_longer_than_the_grant_and_its_revocation_denies
     aws.grant(&t).await.unwrap();
     aws.revoke(&t).await.unwrap();
     assert_eq!(aws.revocations("ops").await.unwrap().len(), 2);
-    let later = clock.0.lock().unwrap().plus_millis((3_600 + 301) * 1000);
+    // Each revocation is its own policy; once AWS's longest session (12 hours) is over, the
+    // earlier ones are dropped.
+    let later = clock.0.lock().unwrap().plus_millis((43_200 + 301) * 1000);
     clock.set(later);
     let u = spec("ci-deployer", "aws/ops", ops, 30);
     aws.revoke(&u).await.unwrap();
