@@ -123,6 +123,55 @@ fn decisions_name_their_policies_and_hash() {
 }
 
 #[test]
+fn the_directorys_department_and_manager_reach_policy() {
+    let p = load(
+        r#"
+@id("sre-department-may-request")
+permit(principal, action == Hourglass::Action::"Request", resource)
+when { principal has department && principal.department == "sre" };
+
+@id("managers-approve-their-reports")
+permit(principal, action == Hourglass::Action::"Approve", resource)
+when { context has requester && context.requester has manager
+       && context.requester.manager == principal.name };
+"#,
+    );
+    let logs = entitlement("demo/read-logs", &[]);
+    let ask = |who: &Principal, action: Action, context: &DecisionContext| {
+        p.decide(PolicyQuery {
+            action,
+            principal: who,
+            resource: Resource::Entitlement(&logs),
+            context,
+        })
+        .unwrap()
+    };
+    let mut sre = principal("carol", &[]);
+    sre.department = Some("sre".into());
+    sre.manager = Some("alice".into());
+    let mut sales = principal("dave", &[]);
+    sales.department = Some("sales".into());
+    let nobody = principal("erin", &[]);
+    let d = ask(&sre, Action::Request, &ctx(60));
+    assert!(d.allowed);
+    assert_eq!(d.policy_ids, ["sre-department-may-request"]);
+    assert!(!ask(&sales, Action::Request, &ctx(60)).allowed);
+    assert!(
+        !ask(&nobody, Action::Request, &ctx(60)).allowed,
+        "no department, no match"
+    );
+    let mut approving = ctx(60);
+    approving.requester = Some(sre.clone());
+    assert!(ask(&principal("alice", &[]), Action::Approve, &approving).allowed);
+    assert!(!ask(&principal("bob", &[]), Action::Approve, &approving).allowed);
+    approving.requester = Some(sales);
+    assert!(
+        !ask(&principal("alice", &[]), Action::Approve, &approving).allowed,
+        "dave has no manager"
+    );
+}
+
+#[test]
 fn forbid_wins_and_is_named() {
     let p = load(DEMO);
     let mut bot = principal("support-bot", &["approvers"]);

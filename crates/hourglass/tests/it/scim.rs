@@ -86,6 +86,11 @@ fn scim_error(a: &Answer, status: u16, scim_type: Option<&str>) {
 }
 
 async fn server() -> (TestServer, Scim) {
+    server_with("").await
+}
+
+/// A server whose `[scim]` section also says `settings` (lines of TOML).
+async fn server_with(settings: &'static str) -> (TestServer, Scim) {
     let token = hourglass_server::auth::new_token().unwrap();
     let hash = hourglass_server::auth::token_hash(&token);
     let s = spawn_server_with(move |_dir, text| {
@@ -94,6 +99,7 @@ async fn server() -> (TestServer, Scim) {
 [scim]
 provisioners = ["okta-scim"]
 email_domain = "example.com"
+{settings}
 
 [[identities]]
 name = "okta-scim"
@@ -865,4 +871,153 @@ async fn a_person_the_directory_manages_is_no_longer_changed_from_the_file() {
     );
     assert_eq!(groups("bob").await, ["approvers", "sre"], "the file's");
     running.stop().await;
+}
+
+#[tokio::test]
+async fn the_leaving_settings_are_followed_and_no_push_brings_access_back() {
+    let (s, scim) = server_with(
+        "on_deactivate = \"offboard\"\non_delete = \"suspend\"\nrevoke_on_eligibility_loss = true",
+    )
+    .await;
+    let admin = s.client("admin");
+    let created = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("carol@example.com", "Carol")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let carol_id = created.body["id"].as_str().unwrap().to_owned();
+    let group = scim
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "requesters", "members": [{"value": carol_id}]})),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.body);
+    let gid = group.body["id"].as_str().unwrap().to_owned();
+    let read = |path: String| {
+        let scim = &scim;
+        async move { scim.call(Method::GET, &path, None).await.body }
+    };
+    let user_before = read(format!("/Users/{carol_id}")).await;
+    let group_before = read(format!("/Groups/{gid}")).await;
+
+    // A grant lives and ends; what SCIM reads is the same throughout (JIT never leaks into the
+    // directory's groups).
+    let key = admin.create_key("carol", None).await.unwrap();
+    let carol = as_person(&s, &key.secret);
+    let first = carol
+        .create_request(&ask("demo/read-logs", "30m", "look at the logs"))
+        .await
+        .unwrap();
+    let first = first.grants.clone().unwrap()[0].id.clone();
+    assert!(
+        eventually(|| async { admin.get_grant(&first).await.unwrap().state == "active" }).await
+    );
+    assert_eq!(read(format!("/Users/{carol_id}")).await, user_before);
+    assert_eq!(read(format!("/Groups/{gid}")).await, group_before);
+    s.clock.advance_ms(31 * 60_000);
+    assert!(
+        eventually(|| async { admin.get_grant(&first).await.unwrap().state == "revoked" }).await
+    );
+    assert_eq!(read(format!("/Groups/{gid}")).await, group_before);
+
+    // Okta pushes the same user and group again (PUT and a group replace, as a full sync does):
+    // the expired grant stays ended, nothing new is granted, and a live grant is not extended.
+    let second = carol
+        .create_request(&ask("demo/read-logs", "30m", "look again"))
+        .await
+        .unwrap();
+    let second = second.grants.clone().unwrap()[0].id.clone();
+    assert!(
+        eventually(|| async { admin.get_grant(&second).await.unwrap().state == "active" }).await
+    );
+    let ends = admin.get_grant(&second).await.unwrap().expires_at;
+    let grants_before = admin.list_grants(None).await.unwrap().len();
+    let mut again = okta_user("carol@example.com", "Carol");
+    again["id"] = json!(carol_id);
+    let put = scim
+        .call(Method::PUT, &format!("/Users/{carol_id}"), Some(again))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let replace = scim
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [PATCH], "Operations": [
+                {"op": "replace", "value": {"id": gid, "displayName": "requesters", "members": [{"value": carol_id}]}}
+            ]})),
+        )
+        .await;
+    assert_eq!(replace.status, StatusCode::OK, "{}", replace.body);
+    assert_eq!(admin.get_grant(&first).await.unwrap().state, "revoked");
+    let second_now = admin.get_grant(&second).await.unwrap();
+    assert_eq!(second_now.state, "active");
+    assert_eq!(second_now.expires_at, ends, "a push extends nothing");
+    assert_eq!(admin.list_grants(None).await.unwrap().len(), grants_before);
+
+    // revoke_on_eligibility_loss: leaving the group that permitted the grant ends it now.
+    let out = scim
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [PATCH], "Operations": [
+                {"op": "remove", "path": format!("members[value eq \"{carol_id}\"]")}
+            ]})),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert_eq!(out.body["members"], json!([]));
+    assert!(
+        eventually(|| async { admin.get_grant(&second).await.unwrap().state == "revoked" }).await
+    );
+
+    // on_deactivate = "offboard": deactivated is offboarded, for good.
+    let off = scim
+        .call(
+            Method::PATCH,
+            &format!("/Users/{carol_id}"),
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]})),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    assert_eq!(person(&s, "carol").await.1, "offboarded");
+
+    // on_delete = "suspend": a deleted person holding a grant loses it and is suspended.
+    let dave = scim
+        .call(
+            Method::POST,
+            "/Users",
+            Some(okta_user("dave@example.com", "Dave")),
+        )
+        .await;
+    let dave_id = dave.body["id"].as_str().unwrap().to_owned();
+    scim.call(
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(json!({"schemas": [PATCH], "Operations": [
+            {"op": "add", "path": "members", "value": [{"value": dave_id}]}
+        ]})),
+    )
+    .await;
+    let key = admin.create_key("dave", None).await.unwrap();
+    let held = as_person(&s, &key.secret)
+        .create_request(&ask("demo/read-logs", "30m", "logs"))
+        .await
+        .unwrap();
+    let held = held.grants.clone().unwrap()[0].id.clone();
+    assert!(eventually(|| async { admin.get_grant(&held).await.unwrap().state == "active" }).await);
+    let gone = scim
+        .call(Method::DELETE, &format!("/Users/{dave_id}"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(person(&s, "dave").await.1, "suspended");
+    assert!(
+        eventually(|| async { admin.get_grant(&held).await.unwrap().state == "revoked" }).await
+    );
+    assert!(!s.access().contains(&held));
+    s.stop().await;
 }
