@@ -30,11 +30,16 @@ bot_token = {{ file = "slack.token" }}
 signing_secret = {{ file = "slack.secret" }}
 team_id = "T0001"
 channel = "C0APPROVERS"
-users = {{ U0BOB = "bob" }}
+users = {{ U0BOB = "bob", U0CAROL = "carol" }}
 email_domain = "example.com"
 api_url = "{url}"
 allow_private = true
 max_retry_wait = "5s"
+
+[[identities]]
+name = "carol"
+kind = "human"
+groups = ["requesters"]
 "#
         )
     })
@@ -629,4 +634,104 @@ async fn a_grants_holder_extends_and_releases_it_from_slack() {
         })
         .await
     );
+}
+
+/// Whether alice eventually gets a direct message containing every one of `texts`.
+async fn dm_to_alice(api: &SlackApi, texts: &[&str]) -> bool {
+    eventually(|| async {
+        api.calls("chat.postMessage")
+            .iter()
+            .any(|c| c["channel"] == "U0ALICE" && texts.iter().all(|t| c.to_string().contains(t)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_requester_hears_every_step_and_someone_who_may_not_approve_is_told_so() {
+    use hourglass_api::GrantState;
+    let api = SlackApi::start(&emails()).await;
+    let s = server(&api, None).await;
+    let (id, ts) = pending(&s, &api).await;
+
+    // carol is a person Hourglass knows, but no policy lets her approve: she is told, only she,
+    // and nothing changes.
+    assert_eq!(
+        send(
+            &s,
+            &click("U0CAROL", slack::APPROVE, &id, &ts, "1800000002.000001")
+        )
+        .await
+        .status(),
+        200
+    );
+    assert!(told(&api, "U0CAROL", "Not approved").await);
+    assert_eq!(approvals(&s, &id).await, 0);
+    assert_eq!(state(&s, &id).await, RequestState::Pending);
+    assert_eq!(updates_saying(&api, &ts, "Approved"), 0);
+
+    // Approved elsewhere: alice hears that the access is hers, with a link to reveal it (never
+    // the credential), then that it ends soon, with Extend and Release.
+    s.client("bob").approve(&id, None).await.unwrap();
+    let alice = s.client("alice");
+    let grant = {
+        let mut found = None;
+        for _ in 0..500 {
+            if let Some(g) = alice.get_request(&id).await.unwrap().grant_id
+                && alice.get_grant(&g).await.unwrap().state == GrantState::Active
+            {
+                found = Some(g);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        found.expect("the grant did not become active")
+    };
+    assert!(
+        dm_to_alice(
+            &api,
+            &[
+                "now holds demo/ops-admin",
+                "https://hourglass.example.com/mine"
+            ]
+        )
+        .await
+    );
+    // The warning comes 10 minutes before the end of the 30 minutes.
+    s.clock.advance_ms(20 * 60_000 + 1_000);
+    assert!(dm_to_alice(&api, &["ends at", slack::EXTEND, slack::RELEASE]).await);
+
+    // Slack refuses every call now (429): the revocation is on time all the same, and alice
+    // hears of it once Slack answers again.
+    api.rate_limit(u32::MAX);
+    s.clock.advance_ms(10 * 60_000);
+    assert!(
+        eventually(|| async {
+            alice.get_grant(&grant).await.unwrap().state == GrantState::Revoked
+        })
+        .await,
+        "a rate-limited Slack held up a revocation"
+    );
+    assert!(!s.access().contains(&grant));
+    api.rate_limit(0);
+    let told_revoked = || async {
+        api.calls("chat.postMessage")
+            .iter()
+            .any(|c| c["channel"] == "U0ALICE" && c.to_string().contains("is revoked"))
+    };
+    let mut heard = false;
+    for _ in 0..30 {
+        // Deliveries are retried on Hourglass's clock.
+        s.clock.advance_ms(60_000);
+        if eventually(told_revoked).await {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "alice never heard of the revocation");
+
+    // A request nobody decides expires at its deadline, and alice is told.
+    let (late, _) = pending(&s, &api).await;
+    s.clock.advance_ms(24 * 3_600_000 + 1_000);
+    assert!(eventually(|| async { state(&s, &late).await == RequestState::Expired }).await);
+    assert!(dm_to_alice(&api, &["expired: nobody decided"]).await);
 }
