@@ -152,3 +152,51 @@ wire_enum! {
         Offboarded = "offboarded",
     }
 }
+
+wire_enum! {
+    /// What an access review covers.
+    CampaignScope {
+        /// Who may ask for what (policy over the identities).
+        Eligibility = "eligibility",
+        /// Privilege held in targets outside any live grant.
+        Standing = "standing",
+        /// Workloads and agents: their owners and keys.
+        Identities = "identities",
+    }
+}
+
+wire_enum! {
+    /// What happens at the deadline to an item nobody decided.
+    DefaultAction {
+        Keep = "keep",
+        Remove = "remove",
+    }
+}
+
+wire_enum! {
+    /// Where an access review is.
+    CampaignState {
+        Open = "open",
+        Closed = "closed",
+    }
+}
+
+wire_enum! {
+    /// A reviewer's decision on one item.
+    ItemDecision {
+        Keep = "keep",
+        Remove = "remove",
+        /// Standing privilege becomes just-in-time: removed, and the person made eligible.
+        Convert = "convert",
+    }
+}
+
+wire_enum! {
+    /// The target work a decision queued.
+    ItemWork {
+        None = "none",
+        Pending = "pending",
+        Done = "done",
+        Failed = "failed",
+    }
+}

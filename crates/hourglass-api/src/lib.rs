@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 mod enums;
 mod identity;
 pub use enums::{
-    AccessKind, ApprovalVia, GrantState, PrincipalKind, PrincipalStatus, RequestState, ReviewState,
-    Verdict,
+    AccessKind, ApprovalVia, CampaignScope, CampaignState, DefaultAction, GrantState, ItemDecision,
+    ItemWork, PrincipalKind, PrincipalStatus, RequestState, ReviewState, Verdict,
 };
 pub use identity::{
     CreateIdentity, CreateKey, IdentityFinding, IdentityReport, IdentityStatusBody, IdentityView,
@@ -198,6 +198,104 @@ pub struct ReviewView {
     pub closed_at: Option<String>,
     pub closed_by: Option<String>,
     pub comment: Option<String>,
+}
+
+/// `POST /v1/campaigns`: start an access review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartCampaign {
+    /// 1-200 characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    pub scope: CampaignScope,
+    /// `manager`, `owner`, `administrators` or `group:<name>`; the administrators review what
+    /// the rule gives nobody for.
+    #[schema(example = "manager")]
+    pub reviewers: String,
+    pub default_action: DefaultAction,
+    /// From now to the deadline: 1h to 366d (`14d`).
+    #[schema(example = "14d")]
+    pub duration: String,
+    /// Reviewers with undecided items are reminded this long before the deadline (`3d`).
+    #[serde(default)]
+    pub remind_before: Option<String>,
+}
+
+/// How far an access review has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignProgress {
+    pub total: u64,
+    pub decided: u64,
+    pub keep: u64,
+    pub remove: u64,
+    pub convert: u64,
+    /// Decided by the deadline's default action.
+    pub by_default: u64,
+    /// Removals of standing privilege queued or being retried in their targets.
+    pub work_pending: u64,
+    /// Removals given up: to be done by hand.
+    pub work_failed: u64,
+}
+
+/// An access review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    pub scope: CampaignScope,
+    pub reviewers: String,
+    pub default_action: DefaultAction,
+    pub state: CampaignState,
+    pub created_by: String,
+    pub created_at: String,
+    pub deadline: String,
+    pub remind_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub progress: Option<CampaignProgress>,
+}
+
+/// One item of an access review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignItemView {
+    pub id: String,
+    pub campaign: String,
+    pub kind: CampaignScope,
+    /// Who may ask, who holds, or the identity itself.
+    pub principal: Option<String>,
+    /// The entitlement or profile.
+    pub access: Option<String>,
+    pub target: Option<String>,
+    pub holder: Option<String>,
+    pub privilege: Option<String>,
+    /// `person:<name>`, `group:<name>` or `administrators`.
+    pub reviewer: String,
+    pub decision: Option<ItemDecision>,
+    /// A principal, or `deadline`.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub note: Option<String>,
+    pub work: ItemWork,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// `GET /v1/campaigns/{id}`: the campaign and a page of its items (the caller's own, for a
+/// reviewer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignDetails {
+    pub campaign: CampaignView,
+    pub items: Vec<CampaignItemView>,
+}
+
+/// `POST /v1/campaigns/items/{id}/decide`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideItem {
+    pub decision: ItemDecision,
+    /// Up to 2,000 characters.
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub note: Option<String>,
 }
 
 /// `POST /v1/admin/policies/reload`: what changed.

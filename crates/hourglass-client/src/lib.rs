@@ -247,6 +247,54 @@ impl Client {
             .await?
             .items)
     }
+    /// Starts an access review (administrators of every entitlement).
+    pub async fn start_campaign(
+        &self,
+        body: &hourglass_api::StartCampaign,
+    ) -> Result<hourglass_api::CampaignView, ClientError> {
+        self.post("/v1/campaigns", body).await
+    }
+    /// Every access review with its progress, newest first.
+    pub async fn campaigns(&self) -> Result<Vec<hourglass_api::CampaignView>, ClientError> {
+        Ok(self
+            .get::<List<hourglass_api::CampaignView>>("/v1/campaigns")
+            .await?
+            .items)
+    }
+    /// One access review and a page of its items (after the item id given).
+    pub async fn campaign(
+        &self,
+        id: &str,
+        after: Option<&str>,
+    ) -> Result<hourglass_api::CampaignDetails, ClientError> {
+        let q = after.map_or_else(String::new, |a| format!("?after={a}"));
+        self.get(&format!("/v1/campaigns/{id}{q}")).await
+    }
+    /// Open access reviews with items waiting for the caller.
+    pub async fn my_campaign_items(
+        &self,
+    ) -> Result<Vec<hourglass_api::CampaignDetails>, ClientError> {
+        Ok(self
+            .get::<List<hourglass_api::CampaignDetails>>("/v1/campaigns/mine")
+            .await?
+            .items)
+    }
+    /// Decides one item of an access review.
+    pub async fn decide_item(
+        &self,
+        id: &str,
+        decision: hourglass_api::ItemDecision,
+        note: Option<&str>,
+    ) -> Result<hourglass_api::CampaignItemView, ClientError> {
+        self.post(
+            &format!("/v1/campaigns/items/{id}/decide"),
+            &hourglass_api::DecideItem {
+                decision,
+                note: note.map(str::to_owned),
+            },
+        )
+        .await
+    }
     /// Closes a break-glass review with a comment.
     pub async fn close_review(
         &self,

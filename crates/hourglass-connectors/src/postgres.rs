@@ -706,8 +706,16 @@ impl Connector for PostgresConnector {
                     .filter(|g| GrantId::parse(g).is_some())
                     .map(str::to_owned)
                     .or_else(|| jit.get(&(holder.clone(), privilege.clone())).cloned());
+                // A login mapped under `logins` is that principal's; any other role may be a
+                // person's own role named after them (the engine keeps only known principals).
+                let principal = self
+                    .cfg
+                    .logins
+                    .iter()
+                    .find(|(_, role)| **role == holder)
+                    .map_or_else(|| holder.clone(), |(p, _)| p.clone());
                 Ok(Holding {
-                    principal: None,
+                    principal: Some(principal),
                     entitlement: None,
                     holder,
                     privilege,
@@ -719,6 +727,56 @@ impl Connector for PostgresConnector {
 
     fn check_params(&self, params_value: &serde_json::Value) -> Vec<String> {
         params(params_value).err().into_iter().collect()
+    }
+
+    /// A standing membership is revoked (unless a live grant holds the same membership: then
+    /// it is no longer kept at that grant's end); standing `SUPERUSER` is taken away with
+    /// `NOSUPERUSER`.
+    async fn remove_standing(&self, holding: &Holding) -> Result<(), ConnectorError> {
+        let member = quote_ident(&holding.holder, '"')?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if holding.privilege == "SUPERUSER" {
+            Self::exec(&mut tx, format!("ALTER ROLE {member} NOSUPERUSER")).await?;
+            return tx.commit().await.map_err(db_err);
+        }
+        if !self.privileged.contains(&holding.privilege) {
+            return Err(ConnectorError::new(format!(
+                "postgres: {:?} is not a privileged role of this target",
+                holding.privilege
+            )));
+        }
+        let mut held_by_grant = false;
+        if self.bookkeeping_exists().await? {
+            let s = self.schema()?;
+            Self::lock_pair(&mut tx, &holding.holder, &holding.privilege).await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {s}.preexisting WHERE member = $1 AND role = $2"
+            )))
+            .bind(&holding.holder)
+            .bind(&holding.privilege)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            held_by_grant = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.memberships WHERE member = $1 AND role = $2)"
+            )))
+            .bind(&holding.holder)
+            .bind(&holding.privilege)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        if !held_by_grant && Self::is_member(&mut tx, &holding.holder, &holding.privilege).await? {
+            Self::exec(
+                &mut tx,
+                format!(
+                    "REVOKE {} FROM {member}",
+                    quote_ident(&holding.privilege, '"')?
+                ),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     async fn managed(&self) -> Result<Option<Vec<Managed>>, ConnectorError> {

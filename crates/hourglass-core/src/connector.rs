@@ -135,6 +135,16 @@ pub trait Connector: Send + Sync {
     /// Who holds privilege in the target now.
     async fn discover(&self) -> Result<Vec<Holding>, ConnectorError>;
 
+    /// Takes away standing privilege an access review removed (a holding
+    /// [`Connector::discover`] found). Idempotent: a holding already gone is success. The
+    /// default refuses, naming why: the reviewer's decision stands and shows as failed work,
+    /// to be done by hand.
+    async fn remove_standing(&self, _holding: &Holding) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(
+            "this target's connector cannot remove standing privilege; remove it by hand",
+        ))
+    }
+
     /// Checks an entitlement's connector parameters at start-up; each problem names its key.
     fn check_params(&self, _params: &serde_json::Value) -> Vec<String> {
         Vec::new()

@@ -310,6 +310,26 @@ error_codes! {
     WhyNotAllowed = "why.not_allowed", status: [403];
     /// A time or range of `why` is not valid.
     WhyRangeInvalid = "why.range_invalid", status: [400];
+    /// Campaign … is closed: its items can no longer be decided.
+    CampaignClosed = "campaign.closed", status: [409];
+    /// A decision this item cannot take (convert is for standing privilege whose holder and entitlement are known).
+    CampaignDecisionInvalid = "campaign.decision_invalid", status: [400];
+    /// A campaign's name, scope, reviewers, default action, deadline or reminder is not valid.
+    CampaignInvalid = "campaign.invalid", status: [400];
+    /// Item … is already decided.
+    CampaignItemDecided = "campaign.item_decided", status: [409];
+    /// No campaign item ….
+    CampaignItemNotFound = "campaign.item_not_found", status: [404];
+    /// Only the item's reviewer (or an administrator of every entitlement) decides it.
+    CampaignItemNotYours = "campaign.item_not_yours", status: [403];
+    /// Only administrators of every entitlement start, list and follow campaigns.
+    CampaignNotAllowed = "campaign.not_allowed", status: [403];
+    /// No campaign ….
+    CampaignNotFound = "campaign.not_found", status: [404];
+    /// Nobody reviews their own access.
+    CampaignSelfReview = "campaign.self_review", status: [403];
+    /// A campaign would have more items than one campaign may hold.
+    CampaignTooLarge = "campaign.too_large", status: [400];
     /// Review … is already closed.
     ReviewClosed = "review.closed", status: [409];
     /// Review.not_found.

@@ -138,6 +138,36 @@ event_kinds! {
     ReviewOpened = "review.opened", details: ["request", "grant", "principal"];
     /// A reviewer closed a review with an outcome.
     ReviewClosed = "review.closed", details: ["request", "grant", "principal", "comment"];
+    /// An access review started. The subject is the campaign.
+    CampaignStarted = "campaign.started", details: [
+        "name", "scope", "reviewers", "default_action", "deadline", "items", "unreachable",
+    ];
+    /// A reviewer (or the deadline's default action) decided one item. The subject is the item.
+    CampaignItemDecided = "campaign.item_decided", details: [
+        "campaign", "kind", "decision", "principal", "access", "target", "holder", "privilege",
+        "reviewer", "by_default", "note",
+    ];
+    /// Reviewers with undecided items were reminded. The subject is the campaign.
+    CampaignReminded = "campaign.reminded", details: ["reviewer", "undecided", "deadline"];
+    /// A campaign closed at its deadline. The subject is the campaign.
+    CampaignClosed = "campaign.closed", details: [
+        "total", "keep", "remove", "convert", "by_default",
+    ];
+    /// A review made a person eligible to ask for an entitlement. The subject is the person.
+    EligibilityAdded = "eligibility.added", details: ["access", "item", "campaign"];
+    /// A review took away a person's eligibility: their next request is refused. The subject is
+    /// the person.
+    EligibilityRemoved = "eligibility.removed", details: ["access", "item", "campaign"];
+    /// Standing privilege a review removed is gone from the target (discovery no longer finds
+    /// it). The subject is the item.
+    StandingRemoved = "standing.removed", details: [
+        "campaign", "target", "holder", "privilege", "attempt", "checked",
+    ];
+    /// Removing standing privilege failed; it is tried again (`retry_at`) or given up. The
+    /// subject is the item.
+    StandingRemoveFailed = "standing.remove_failed", details: [
+        "campaign", "target", "holder", "privilege", "attempt", "error", "retry_at",
+    ];
     /// The reconciler found access the ledger does not explain, or access missing.
     ReconcileDrift = "reconcile.drift", details: [
         "target", "kind", "name", "ledger_state", "remedy",

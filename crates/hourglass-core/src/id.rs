@@ -92,6 +92,16 @@ prefixed_id!(
     "rev_"
 );
 prefixed_id!(
+    /// An access review campaign, `cmp_…`.
+    CampaignId,
+    "cmp_"
+);
+prefixed_id!(
+    /// One item of an access review, `itm_…`.
+    CampaignItemId,
+    "itm_"
+);
+prefixed_id!(
     /// A notification in the delivery queue, `ntf_…`.
     NotificationId,
     "ntf_"

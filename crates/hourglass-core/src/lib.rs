@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod campaign;
 pub mod catalog;
 pub mod clock;
 pub mod connector;

@@ -53,10 +53,13 @@ pub enum NotifyEvent {
     /// Reconciliation found access that should not exist, or missing access.
     #[serde(rename = "drift")]
     Drift,
+    /// An access review's items still wait for their reviewer (to the reviewer, where a person).
+    #[serde(rename = "campaign.reminder")]
+    CampaignReminder,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 13] = [
+    pub const ALL: [NotifyEvent; 14] = [
         NotifyEvent::RequestPending,
         NotifyEvent::RequestApproved,
         NotifyEvent::RequestDenied,
@@ -70,6 +73,7 @@ impl NotifyEvent {
         NotifyEvent::RevocationOverdue,
         NotifyEvent::BreakGlass,
         NotifyEvent::Drift,
+        NotifyEvent::CampaignReminder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +91,7 @@ impl NotifyEvent {
             NotifyEvent::RevocationOverdue => "revocation.overdue",
             NotifyEvent::BreakGlass => "break_glass",
             NotifyEvent::Drift => "drift",
+            NotifyEvent::CampaignReminder => "campaign.reminder",
         }
     }
 
@@ -104,6 +109,7 @@ impl NotifyEvent {
             | NotifyEvent::RequestEscalated => Severity::Warning,
             NotifyEvent::RequestPending
             | NotifyEvent::RequestReminder
+            | NotifyEvent::CampaignReminder
             | NotifyEvent::RequestApproved
             | NotifyEvent::RequestCancelled
             | NotifyEvent::GrantActive

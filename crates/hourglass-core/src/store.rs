@@ -96,6 +96,13 @@ pub struct Commit {
     pub directory: Vec<crate::directory::DirectoryEntry>,
     /// Directory entries deleted, if still at the version given.
     pub directory_removed: Vec<(crate::directory::DirectoryKind, String, i64)>,
+    /// Access review campaigns: inserted when `version == 0`, else updated if still at
+    /// `version`.
+    pub campaigns: Vec<crate::campaign::Campaign>,
+    /// Campaign items: inserted when `version == 0`, else updated if still at `version`.
+    pub campaign_items: Vec<crate::campaign::CampaignItem>,
+    /// Reviewed eligibility, replacing what the ledger held for the same principal and access.
+    pub eligibility: Vec<crate::campaign::EligibilityEntry>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -116,6 +123,9 @@ impl Commit {
             && self.credentials.is_empty()
             && self.directory.is_empty()
             && self.directory_removed.is_empty()
+            && self.campaigns.is_empty()
+            && self.campaign_items.is_empty()
+            && self.eligibility.is_empty()
             && self.policy.is_none()
             && self.audit.is_empty()
     }
@@ -155,6 +165,19 @@ pub struct GrantFilter {
 pub struct ReviewFilter {
     pub state: Option<ReviewState>,
     pub before: Option<ReviewId>,
+    pub limit: u32,
+}
+
+/// Which campaign items to list, by id.
+#[derive(Debug, Clone)]
+pub struct ItemFilter {
+    pub campaign: crate::id::CampaignId,
+    /// Only items nobody has decided yet.
+    pub undecided: bool,
+    /// Only items of this reviewer.
+    pub reviewer: Option<crate::campaign::Reviewer>,
+    /// Only ids greater than this (the next page).
+    pub after: Option<crate::id::CampaignItemId>,
     pub limit: u32,
 }
 
@@ -231,6 +254,42 @@ pub trait Store: Send + Sync {
         cap: u64,
     ) -> Result<Usage>;
     async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
+
+    async fn get_campaign(
+        &self,
+        id: &crate::id::CampaignId,
+    ) -> Result<Option<crate::campaign::Campaign>>;
+    /// Campaigns, newest first; only those in `state` if given.
+    async fn list_campaigns(
+        &self,
+        state: Option<crate::campaign::CampaignState>,
+        limit: u32,
+    ) -> Result<Vec<crate::campaign::Campaign>>;
+    async fn get_campaign_item(
+        &self,
+        id: &crate::id::CampaignItemId,
+    ) -> Result<Option<crate::campaign::CampaignItem>>;
+    /// A campaign's items in id order, one page.
+    async fn campaign_items(
+        &self,
+        filter: &ItemFilter,
+    ) -> Result<Vec<crate::campaign::CampaignItem>>;
+    /// Counts of a campaign's items by decision and work (one grouped query).
+    async fn campaign_progress(
+        &self,
+        id: &crate::id::CampaignId,
+    ) -> Result<crate::campaign::Progress>;
+    /// Items whose target work is pending and due at `now`, oldest first.
+    async fn due_campaign_work(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::campaign::CampaignItem>>;
+    /// What reviews decided about one principal's eligibility.
+    async fn eligibility_of(
+        &self,
+        principal: &PrincipalId,
+    ) -> Result<Vec<crate::campaign::EligibilityEntry>>;
 
     async fn get_identity(&self, id: &PrincipalId) -> Result<Option<Identity>>;
     /// Every identity, by name (the inventory: people and machines, not grants).

@@ -49,7 +49,8 @@ fn resolves(event: NotifyEvent) -> bool {
         | NotifyEvent::GrantRevoked
         | NotifyEvent::RevocationOverdue
         | NotifyEvent::BreakGlass
-        | NotifyEvent::Drift => false,
+        | NotifyEvent::Drift
+        | NotifyEvent::CampaignReminder => false,
     }
 }
 

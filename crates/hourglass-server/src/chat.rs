@@ -807,6 +807,11 @@ impl Notifier for SlackChat {
                 self.tell(m, false, None).await?;
                 Ok(None)
             }
+            // A reviewer who is a person hears directly, with the link to their items.
+            NotifyEvent::CampaignReminder => {
+                self.tell(m, false, m.link.clone()).await?;
+                Ok(None)
+            }
             NotifyEvent::BreakGlass | NotifyEvent::RevocationOverdue | NotifyEvent::Drift => {
                 let Some(channel) = &self.alerts else {
                     return Ok(None);

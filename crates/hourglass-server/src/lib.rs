@@ -693,6 +693,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             },
         )
     });
+    let reviews = {
+        let (engine, wake, stop) = (Arc::clone(&engine), Arc::clone(&wake), stop_rx.clone());
+        sup.supervise(
+            "campaigns",
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+            move || workers::campaigns(Arc::clone(&engine), Arc::clone(&wake), stop.clone()),
+        )
+    };
     let notifier = {
         let (engine, m, stop) = (Arc::clone(&engine), Arc::clone(&metrics), stop_rx.clone());
         sup.supervise(
@@ -709,7 +718,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             },
         )
     };
-    let mut tasks = vec![server, sched, runner, notifier];
+    let mut tasks = vec![server, sched, runner, reviews, notifier];
     let board = Arc::clone(app.facts.board());
     if !board.is_empty() {
         let (clock, m, stop) = (

@@ -300,3 +300,91 @@ pub fn why(a: &hourglass_core::engine::WhyAnswer) -> hourglass_api::WhyView {
             .collect(),
     }
 }
+
+/// An access review as the API shows it.
+pub fn campaign(
+    c: &hourglass_core::campaign::Campaign,
+    p: Option<&hourglass_core::campaign::Progress>,
+) -> api::CampaignView {
+    use hourglass_core::campaign::{CampaignState, DefaultAction};
+    api::CampaignView {
+        id: c.id.to_string(),
+        name: c.name.clone(),
+        scope: campaign_scope(c.scope),
+        reviewers: c.reviewers.to_string(),
+        default_action: match c.default_action {
+            DefaultAction::Keep => api::DefaultAction::Keep,
+            DefaultAction::Remove => api::DefaultAction::Remove,
+        },
+        state: match c.state {
+            CampaignState::Open => api::CampaignState::Open,
+            CampaignState::Closed => api::CampaignState::Closed,
+        },
+        created_by: c.created_by.clone(),
+        created_at: c.created_at.to_string(),
+        deadline: c.deadline.to_string(),
+        remind_at: c.remind_at.map(|t| t.to_string()),
+        closed_at: c.closed_at.map(|t| t.to_string()),
+        progress: p.map(|p| api::CampaignProgress {
+            total: p.total,
+            decided: p.decided,
+            keep: p.keep,
+            remove: p.remove,
+            convert: p.convert,
+            by_default: p.by_default,
+            work_pending: p.work_pending,
+            work_failed: p.work_failed,
+        }),
+    }
+}
+
+fn campaign_scope(s: hourglass_core::campaign::CampaignScope) -> api::CampaignScope {
+    use hourglass_core::campaign::CampaignScope;
+    match s {
+        CampaignScope::Eligibility => api::CampaignScope::Eligibility,
+        CampaignScope::Standing => api::CampaignScope::Standing,
+        CampaignScope::Identities => api::CampaignScope::Identities,
+    }
+}
+
+/// The wire decision in the engine's terms.
+pub fn item_decision(d: api::ItemDecision) -> hourglass_core::campaign::ItemDecision {
+    use hourglass_core::campaign::ItemDecision;
+    match d {
+        api::ItemDecision::Keep => ItemDecision::Keep,
+        api::ItemDecision::Remove => ItemDecision::Remove,
+        api::ItemDecision::Convert => ItemDecision::Convert,
+    }
+}
+
+/// One item of an access review as the API shows it.
+pub fn campaign_item(i: &hourglass_core::campaign::CampaignItem) -> api::CampaignItemView {
+    use hourglass_core::campaign::{ItemDecision, Work};
+    api::CampaignItemView {
+        id: i.id.to_string(),
+        campaign: i.campaign.to_string(),
+        kind: campaign_scope(i.kind),
+        principal: i.principal.as_ref().map(ToString::to_string),
+        access: i.access.clone(),
+        target: i.target.clone(),
+        holder: i.holder.clone(),
+        privilege: i.privilege.clone(),
+        reviewer: i.reviewer.to_string(),
+        decision: i.decision.map(|d| match d {
+            ItemDecision::Keep => api::ItemDecision::Keep,
+            ItemDecision::Remove => api::ItemDecision::Remove,
+            ItemDecision::Convert => api::ItemDecision::Convert,
+        }),
+        decided_by: i.decided_by.clone(),
+        decided_at: i.decided_at.map(|t| t.to_string()),
+        note: i.note.clone(),
+        work: match i.work {
+            Work::None => api::ItemWork::None,
+            Work::Pending => api::ItemWork::Pending,
+            Work::Done => api::ItemWork::Done,
+            Work::Failed => api::ItemWork::Failed,
+        },
+        attempts: i.attempts,
+        last_error: i.last_error.clone(),
+    }
+}

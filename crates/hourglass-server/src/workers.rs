@@ -118,6 +118,8 @@ pub struct Wakeups {
     pub policy: Notify,
     /// Work was scheduled (a revocation among it, perhaps): SSH CAs rewrite their KRL files.
     pub krl: Notify,
+    /// An access review started or queued target work.
+    pub campaigns: Notify,
     /// On a shared store, the longest a worker sleeps before it looks again, in case a wake-up
     /// from another replica was lost. Real time, not the engine clock.
     pub poll: Option<std::time::Duration>,
@@ -136,6 +138,50 @@ impl hourglass_core::engine::Wake for Wakeups {
     }
     fn policy_changed(&self) {
         self.policy.notify_one();
+    }
+    fn campaigns_changed(&self) {
+        self.campaigns.notify_one();
+    }
+}
+
+/// Access reviews: reminders and deadlines of open campaigns, and the target work their
+/// removals queued, each at its moment.
+pub async fn campaigns(engine: Arc<Engine>, wake: Arc<Wakeups>, mut stop: watch::Receiver<bool>) {
+    let clock = Arc::clone(engine.clock());
+    loop {
+        let pass = async {
+            engine.campaign_tick().await?;
+            let worked = engine.run_campaign_work().await?;
+            if worked > 0 {
+                // More may be due at once.
+                return Ok(Some(clock.now()));
+            }
+            let (a, b) = (
+                engine.next_campaign_moment().await?,
+                engine.next_campaign_work().await?,
+            );
+            Ok::<_, hourglass_core::Error>(match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+        };
+        let next = match pass.await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "access review pass failed; retrying");
+                retry_at(clock.as_ref())
+            }
+        };
+        if !sleep_until_or(
+            clock.as_ref(),
+            next,
+            (&wake.campaigns, wake.poll),
+            &mut stop,
+        )
+        .await
+        {
+            return;
+        }
     }
 }
 

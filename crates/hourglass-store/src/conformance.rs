@@ -12,6 +12,7 @@ use hourglass_core::{
 
 use crate::{PgStore, PoolOptions, SqliteStore};
 
+mod campaigns;
 mod copy;
 mod directory;
 mod identity;

@@ -8,11 +8,13 @@ use async_trait::async_trait;
 use hourglass_core::{
     Error, Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
+    campaign::{Campaign, CampaignItem, CampaignState, EligibilityEntry, Progress},
     credential::SealedCredential,
     engine::Wake,
     grant::{Grant, GrantState},
     id::{
-        AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId, TargetId,
+        AccessId, CampaignId, CampaignItemId, EntitlementId, GrantId, KeyId, NotificationId,
+        PrincipalId, RequestId, TargetId,
     },
     identity::{ApiKey, Identity},
     job::Job,
@@ -20,7 +22,7 @@ use hourglass_core::{
     request::{Approval, Request, RequestState},
     review::{Review, ReviewId, ReviewState},
     store::{
-        Commit, ElevatedScope, GrantCounts, GrantFilter, PolicyInForce, RequestFilter,
+        Commit, ElevatedScope, GrantCounts, GrantFilter, ItemFilter, PolicyInForce, RequestFilter,
         ReviewFilter, Store, Usage, WriteStats,
     },
     ticket::Ticket,
@@ -229,6 +231,118 @@ impl<B: Backend> Store for SqlStore<B> {
                 f.limit,
             ),
             review_from,
+        )
+        .await
+    }
+
+    async fn get_campaign(&self, id: &CampaignId) -> Result<Option<Campaign>> {
+        self.opt(
+            stmt!("SELECT * FROM campaigns WHERE id = $1", id.as_str()),
+            campaign_from,
+        )
+        .await
+    }
+
+    async fn list_campaigns(
+        &self,
+        state: Option<CampaignState>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM campaigns WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
+                state.map(CampaignState::as_str),
+                limit,
+            ),
+            campaign_from,
+        )
+        .await
+    }
+
+    async fn get_campaign_item(&self, id: &CampaignItemId) -> Result<Option<CampaignItem>> {
+        self.opt(
+            stmt!("SELECT * FROM campaign_items WHERE id = $1", id.as_str()),
+            campaign_item_from,
+        )
+        .await
+    }
+
+    async fn campaign_items(&self, f: &ItemFilter) -> Result<Vec<CampaignItem>> {
+        // `id > COALESCE($n, '')` (every id sorts after '') keeps the page a range of the
+        // index; with a reviewer, that reviewer's index (`$n IS NULL OR reviewer = $n` would
+        // keep either database from using it).
+        let after = f.after.as_ref().map(CampaignItemId::as_str);
+        let stmt = match &f.reviewer {
+            Some(r) => stmt!(
+                "SELECT * FROM campaign_items WHERE campaign = $1 AND reviewer = $2
+                   AND id > COALESCE($3, '') AND (NOT $4 OR decision IS NULL)
+                 ORDER BY id LIMIT $5",
+                f.campaign.as_str(),
+                String::from(r.clone()),
+                after,
+                f.undecided,
+                f.limit,
+            ),
+            None => stmt!(
+                "SELECT * FROM campaign_items WHERE campaign = $1
+                   AND id > COALESCE($2, '') AND (NOT $3 OR decision IS NULL)
+                 ORDER BY id LIMIT $4",
+                f.campaign.as_str(),
+                after,
+                f.undecided,
+                f.limit,
+            ),
+        };
+        self.list(stmt, campaign_item_from).await
+    }
+
+    async fn campaign_progress(&self, id: &CampaignId) -> Result<Progress> {
+        let row = self
+            .first(stmt!(
+                "SELECT COUNT(*) AS total,
+                        COUNT(decision) AS decided,
+                        COUNT(CASE WHEN decision = 'keep' THEN 1 END) AS keep,
+                        COUNT(CASE WHEN decision = 'remove' THEN 1 END) AS remove,
+                        COUNT(CASE WHEN decision = 'convert' THEN 1 END) AS convert,
+                        COUNT(CASE WHEN decided_by = 'deadline' THEN 1 END) AS by_default,
+                        COUNT(CASE WHEN work = 'pending' THEN 1 END) AS work_pending,
+                        COUNT(CASE WHEN work = 'failed' THEN 1 END) AS work_failed
+                   FROM campaign_items WHERE campaign = $1",
+                id.as_str(),
+            ))
+            .await?;
+        Ok(Progress {
+            total: count(&row, "total")?,
+            decided: count(&row, "decided")?,
+            keep: count(&row, "keep")?,
+            remove: count(&row, "remove")?,
+            convert: count(&row, "convert")?,
+            by_default: count(&row, "by_default")?,
+            work_pending: count(&row, "work_pending")?,
+            work_failed: count(&row, "work_failed")?,
+        })
+    }
+
+    async fn due_campaign_work(&self, now: Timestamp, limit: u32) -> Result<Vec<CampaignItem>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM campaign_items WHERE work = 'pending' AND run_at <= $1
+                 ORDER BY run_at, id LIMIT $2",
+                now,
+                limit,
+            ),
+            campaign_item_from,
+        )
+        .await
+    }
+
+    async fn eligibility_of(&self, principal: &PrincipalId) -> Result<Vec<EligibilityEntry>> {
+        self.list(
+            stmt!(
+                "SELECT * FROM eligibility WHERE principal = $1 ORDER BY access",
+                principal.as_str(),
+            ),
+            eligibility_from,
         )
         .await
     }

@@ -123,6 +123,11 @@ pub(crate) fn migrator() -> Migrator {
             "request_task",
             include_str!("../migrations/postgres/0009_request_task.sql"),
         ),
+        step(
+            10,
+            "campaigns",
+            include_str!("../migrations/postgres/0010_campaigns.sql"),
+        ),
     ])
 }
 

@@ -4,10 +4,15 @@
 use hourglass_core::{
     Error, GrantDuration, Result, Timestamp,
     audit::{AuditEvent, AuditRecord},
+    campaign::{
+        Campaign, CampaignItem, CampaignScope, CampaignState, DefaultAction, Effect,
+        EligibilityEntry, ItemDecision, Reviewer, ReviewerRule, Work,
+    },
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     grant::{Grant, GrantState},
     id::{
-        AccessId, EntitlementId, GrantId, KeyId, NotificationId, PrincipalId, RequestId, TargetId,
+        AccessId, CampaignId, CampaignItemId, EntitlementId, GrantId, KeyId, NotificationId,
+        PrincipalId, RequestId, TargetId,
     },
     identity::{ApiKey, Identity, Origin},
     job::{Job, JobAction, Lease},
@@ -364,5 +369,88 @@ pub(crate) fn directory_from(row: &impl Cols) -> Result<hourglass_core::director
         created_at: ts(get(row, "created_at")?),
         updated_at: ts(get(row, "updated_at")?),
         version: get(row, "version")?,
+    })
+}
+
+/// A text column that must hold one of an enum's words.
+fn word<T>(row: &impl Cols, col: &str, what: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let s: String = get(row, col)?;
+    parse(&s).ok_or_else(|| corrupt(what, &s))
+}
+
+/// A count the domain keeps as `u32`.
+fn small_count(row: &impl Cols, col: &str, what: &str) -> Result<u32> {
+    let n: i64 = get(row, col)?;
+    u32::try_from(n).map_err(|_| corrupt(what, &n.to_string()))
+}
+
+pub(crate) fn campaign_from(row: &impl Cols) -> Result<Campaign> {
+    let id: String = get(row, "id")?;
+    let reviewers: String = get(row, "reviewers")?;
+    Ok(Campaign {
+        id: CampaignId::parse(&id).ok_or_else(|| corrupt("campaign id", &id))?,
+        name: get(row, "name")?,
+        scope: word(row, "scope", "campaign scope", CampaignScope::parse)?,
+        reviewers: ReviewerRule::parse(&reviewers)
+            .map_err(|_| corrupt("campaign reviewers", &reviewers))?,
+        default_action: word(
+            row,
+            "default_action",
+            "default action",
+            DefaultAction::parse,
+        )?,
+        state: word(row, "state", "campaign state", CampaignState::parse)?,
+        created_by: get(row, "created_by")?,
+        created_at: ts(get(row, "created_at")?),
+        deadline: ts(get(row, "deadline")?),
+        remind_at: opt_ts(get(row, "remind_at")?),
+        reminded: get(row, "reminded")?,
+        closed_at: opt_ts(get(row, "closed_at")?),
+        items: small_count(row, "items", "campaign items")?,
+        version: get(row, "version")?,
+    })
+}
+
+pub(crate) fn campaign_item_from(row: &impl Cols) -> Result<CampaignItem> {
+    let id: String = get(row, "id")?;
+    let campaign: String = get(row, "campaign")?;
+    let principal: Option<String> = get(row, "principal")?;
+    let reviewer: String = get(row, "reviewer")?;
+    let decision: Option<String> = get(row, "decision")?;
+    Ok(CampaignItem {
+        id: CampaignItemId::parse(&id).ok_or_else(|| corrupt("campaign item id", &id))?,
+        campaign: CampaignId::parse(&campaign).ok_or_else(|| corrupt("campaign id", &campaign))?,
+        kind: word(row, "kind", "campaign item kind", CampaignScope::parse)?,
+        principal: principal
+            .map(|p| PrincipalId::new(&p).map_err(|_| corrupt("principal", &p)))
+            .transpose()?,
+        access: get(row, "access")?,
+        target: get(row, "target")?,
+        holder: get(row, "holder")?,
+        privilege: get(row, "privilege")?,
+        reviewer: Reviewer::parse(&reviewer).ok_or_else(|| corrupt("reviewer", &reviewer))?,
+        decision: decision
+            .map(|d| ItemDecision::parse(&d).ok_or_else(|| corrupt("item decision", &d)))
+            .transpose()?,
+        decided_by: get(row, "decided_by")?,
+        decided_at: opt_ts(get(row, "decided_at")?),
+        note: get(row, "note")?,
+        work: word(row, "work", "item work", Work::parse)?,
+        run_at: opt_ts(get(row, "run_at")?),
+        attempts: small_count(row, "attempts", "item attempts")?,
+        last_error: get(row, "last_error")?,
+        version: get(row, "version")?,
+    })
+}
+
+pub(crate) fn eligibility_from(row: &impl Cols) -> Result<EligibilityEntry> {
+    let principal: String = get(row, "principal")?;
+    let item: String = get(row, "item")?;
+    Ok(EligibilityEntry {
+        principal: PrincipalId::new(&principal).map_err(|_| corrupt("principal", &principal))?,
+        access: get(row, "access")?,
+        effect: word(row, "effect", "eligibility effect", Effect::parse)?,
+        item: CampaignItemId::parse(&item).ok_or_else(|| corrupt("campaign item id", &item))?,
+        at: ts(get(row, "at")?),
     })
 }

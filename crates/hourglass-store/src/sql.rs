@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use hourglass_core::{
     Error, Result, Timestamp,
     audit::{AuditRecord, chain_hash},
+    campaign::{Campaign, CampaignItem, ItemDecision},
     grant::Grant,
     id::{GrantId, KeyId, PrincipalId},
     identity::{ApiKey, Identity, TokenUse},
@@ -292,6 +293,25 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     for r in &c.reviews {
         steps.push(Step::one(review(r)));
     }
+    // Campaigns before the items that name them, items before the eligibility they decided.
+    for k in &c.campaigns {
+        steps.push(Step::one(campaign(k)));
+    }
+    for i in &c.campaign_items {
+        steps.push(Step::one(campaign_item(i)));
+    }
+    for e in &c.eligibility {
+        steps.push(Step::any(stmt!(
+            "INSERT INTO eligibility (principal, access, effect, item, at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (principal, access) DO UPDATE SET effect = excluded.effect,
+               item = excluded.item, at = excluded.at",
+            e.principal.as_str(),
+            e.access.as_str(),
+            e.effect.as_str(),
+            e.item.as_str(),
+            e.at,
+        )));
+    }
     for n in &c.notifications {
         steps.push(Step::any(notification(n)?));
     }
@@ -440,6 +460,72 @@ fn review(r: &Review) -> Stmt {
         &r.comment,
         r.id.as_str(),
         r.version,
+    ))
+}
+
+fn campaign(k: &Campaign) -> Stmt {
+    let sql = if k.version == 0 {
+        "INSERT INTO campaigns (name, scope, reviewers, default_action, state, created_by, created_at,
+           deadline, remind_at, reminded, closed_at, items, id, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)"
+    } else {
+        "UPDATE campaigns SET name = $1, scope = $2, reviewers = $3, default_action = $4, state = $5,
+           created_by = $6, created_at = $7, deadline = $8, remind_at = $9, reminded = $10,
+           closed_at = $11, items = $12, version = version + 1
+         WHERE id = $13 AND version = $14"
+    };
+    versioned(stmt!(
+        sql,
+        k.name.as_str(),
+        k.scope.as_str(),
+        String::from(k.reviewers.clone()),
+        k.default_action.as_str(),
+        k.state.as_str(),
+        k.created_by.as_str(),
+        k.created_at,
+        k.deadline,
+        k.remind_at,
+        k.reminded,
+        k.closed_at,
+        k.items,
+        k.id.as_str(),
+        k.version,
+    ))
+}
+
+fn campaign_item(i: &CampaignItem) -> Stmt {
+    let sql = if i.version == 0 {
+        "INSERT INTO campaign_items (campaign, kind, principal, access, target, holder, privilege,
+           reviewer, decision, decided_by, decided_at, note, work, run_at, attempts, last_error, id,
+           version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)"
+    } else {
+        "UPDATE campaign_items SET campaign = $1, kind = $2, principal = $3, access = $4, target = $5,
+           holder = $6, privilege = $7, reviewer = $8, decision = $9, decided_by = $10,
+           decided_at = $11, note = $12, work = $13, run_at = $14, attempts = $15, last_error = $16,
+           version = version + 1
+         WHERE id = $17 AND version = $18"
+    };
+    versioned(stmt!(
+        sql,
+        i.campaign.as_str(),
+        i.kind.as_str(),
+        i.principal.as_ref().map(PrincipalId::as_str),
+        &i.access,
+        &i.target,
+        &i.holder,
+        &i.privilege,
+        String::from(i.reviewer.clone()),
+        i.decision.map(ItemDecision::as_str),
+        &i.decided_by,
+        i.decided_at,
+        &i.note,
+        i.work.as_str(),
+        i.run_at,
+        i.attempts,
+        &i.last_error,
+        i.id.as_str(),
+        i.version,
     ))
 }
 

@@ -111,6 +111,11 @@ fn migrator() -> Migrator {
             "request_task",
             include_str!("../migrations/sqlite/0013_request_task.sql"),
         ),
+        step(
+            14,
+            "campaigns",
+            include_str!("../migrations/sqlite/0014_campaigns.sql"),
+        ),
     ])
 }
 

@@ -128,6 +128,11 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Access reviews: start one, follow it, decide what waits for you.
+    Campaign {
+        #[command(subcommand)]
+        command: crate::campaign_cmd::CampaignCommand,
+    },
     /// A break-glass review.
     Review {
         #[command(subcommand)]
@@ -570,6 +575,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Identities => {
             crate::identity_cmd::identities(&client(&cli)?, cli.output == Output::Json).await
+        }
+        Command::Campaign { command } => {
+            crate::campaign_cmd::campaign(
+                &client(&cli)?,
+                cli.output == Output::Json,
+                command.clone(),
+            )
+            .await
         }
         Command::Identity { command } => {
             crate::identity_cmd::identity(

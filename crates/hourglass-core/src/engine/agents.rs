@@ -415,8 +415,9 @@ impl Engine {
             checked.ticket.as_deref().map(facts).as_ref(),
             now,
         );
+        let reviewed = self.reviewed(&subject.id).await?;
         let decide = |action: Action, ctx: &crate::policy::DecisionContext| {
-            self.decide_for(action, subject, actor, resource, ctx)
+            self.decide_for(action, subject, actor, resource, ctx, &reviewed)
         };
         let eligible = decide(Action::Request, &ctx)?;
         let auto_approve = decide(Action::AutoApprove, &ctx)?;

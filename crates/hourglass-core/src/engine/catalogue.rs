@@ -71,6 +71,7 @@ impl Engine {
             source: None,
             verified: true,
         };
+        let reviewed = self.reviewed(&caller.principal.id).await?;
         let mut out = Vec::new();
         let resources = self
             .catalog
@@ -86,9 +87,12 @@ impl Engine {
                 now,
             );
             let at = |ctx: &DecisionContext, action: Action| -> Result<bool> {
-                Ok(self
-                    .decide(action, &caller.principal, resource, ctx)?
-                    .allowed)
+                let d = self.decide(action, &caller.principal, resource, ctx)?;
+                Ok(if action == Action::Request {
+                    self.with_reviews(&reviewed, resource, d).allowed
+                } else {
+                    d.allowed
+                })
             };
             let (ctx, needs_ticket) = if at(&base, Action::Request)? {
                 (base, false)

@@ -8,6 +8,7 @@
 
 mod admission;
 mod agents;
+mod campaigns;
 mod catalogue;
 mod credentials;
 mod directory;
@@ -38,6 +39,7 @@ use std::{
 
 pub use crate::directory::{DirectorySettings, Leave};
 pub use agents::{Explanation, TOOLS, ToolCall, ToolOutcome};
+pub use campaigns::{CampaignStatus, DEADLINE, MAX_ITEMS, NewCampaign};
 pub use catalogue::{Explained, Offer};
 pub use directory::{DirectoryWrite, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
@@ -80,6 +82,8 @@ pub trait Wake: Send + Sync {
     fn notifications_changed(&self) {}
     /// Another process put a different policy set in force.
     fn policy_changed(&self) {}
+    /// An access review started, or queued target work.
+    fn campaigns_changed(&self) {}
 }
 
 /// Who is calling, as authenticated by the server.
@@ -356,9 +360,35 @@ impl Engine {
             None if req.break_glass => Action::BreakGlass,
             None => Action::Request,
         };
+        let reviewed = self.reviewed(&p.id).await?;
         Ok(self
-            .decide_for(action, &p, actor.as_ref(), resource, &ctx)?
+            .decide_for(action, &p, actor.as_ref(), resource, &ctx, &reviewed)?
             .allowed)
+    }
+
+    /// What access reviews decided about `who`'s eligibility (consulted at every `Request`).
+    pub(super) async fn reviewed(&self, who: &PrincipalId) -> Result<crate::campaign::Reviewed> {
+        Ok(crate::campaign::Reviewed {
+            entries: self.store.eligibility_of(who).await?,
+        })
+    }
+
+    /// A `Request` decision with what reviews decided applied: a removal refuses; an addition
+    /// permits where policy had no permit and no `forbid`.
+    fn with_reviews(
+        &self,
+        reviewed: &crate::campaign::Reviewed,
+        resource: Resource<'_>,
+        d: Decision,
+    ) -> Decision {
+        if reviewed.entries.is_empty() {
+            return d;
+        }
+        let mut names = vec![resource.name()];
+        if let Resource::Profile(_) = resource {
+            names.extend(self.members(resource).iter().map(|e| e.id.as_str()));
+        }
+        reviewed.apply(&names, d)
     }
 
     /// A decision for `subject` with `actor` (an agent) acting for it: the subject judged with
@@ -371,10 +401,14 @@ impl Engine {
         actor: Option<&Principal>,
         resource: Resource<'_>,
         context: &DecisionContext,
+        reviewed: &crate::campaign::Reviewed,
     ) -> Result<Decision> {
         let mut ctx = context.clone();
         ctx.actor = actor.cloned();
         let mut d = self.decide(action, subject, resource, &ctx)?;
+        if action == Action::Request {
+            d = self.with_reviews(reviewed, resource, d);
+        }
         let Some(agent) = actor else { return Ok(d) };
         if !d.allowed {
             return Ok(d);

@@ -359,8 +359,37 @@ impl Engine {
                     m.details.clone_from(&ev.details);
                     out.push(Planned::now(m, at, format!("drift:{target}:{name}:{kind}")));
                 }
+                EventKind::CampaignReminded => {
+                    let reviewer = detail(ev, "reviewer").unwrap_or("administrators");
+                    let title = format!(
+                        "access review {sub}: {} items wait for {reviewer}'s decision by {}",
+                        detail(ev, "undecided").unwrap_or("?"),
+                        detail(ev, "deadline").unwrap_or("?"),
+                    );
+                    let mut m = base(NotifyEvent::CampaignReminder, title, at);
+                    // A person hears directly; a group or the administrators, wherever
+                    // reminders are routed.
+                    m.principal = reviewer.strip_prefix("person:").map(str::to_owned);
+                    m.link = s
+                        .public_url
+                        .as_deref()
+                        .map(|u| format!("{}/reviews/{sub}", u.trim_end_matches('/')));
+                    m.details.clone_from(&ev.details);
+                    out.push(Planned::now(
+                        m,
+                        at,
+                        format!("campaign.reminder:{sub}:{reviewer}"),
+                    ));
+                }
                 // Nobody is told of these (the audit log and metrics are where they show).
-                EventKind::RequestRefused
+                EventKind::CampaignStarted
+                | EventKind::CampaignItemDecided
+                | EventKind::CampaignClosed
+                | EventKind::EligibilityAdded
+                | EventKind::EligibilityRemoved
+                | EventKind::StandingRemoved
+                | EventKind::StandingRemoveFailed
+                | EventKind::RequestRefused
                 | EventKind::ApprovalRecorded
                 | EventKind::RequestFulfilled
                 | EventKind::RequestFailed

@@ -66,6 +66,12 @@ pub struct ReconcileReport {
 pub struct Standing {
     pub holder: String,
     pub privilege: String,
+    /// The principal the holder is, where the target can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The entitlement the privilege is, where the target can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
 }
 
 /// One target's standing privilege.
@@ -352,6 +358,8 @@ impl Engine {
                     entry.standing.push(Standing {
                         holder: h.holder,
                         privilege: h.privilege,
+                        principal: h.principal,
+                        entitlement: h.entitlement,
                     });
                 }
             }

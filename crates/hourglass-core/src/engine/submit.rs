@@ -274,7 +274,8 @@ impl Engine {
         } else {
             Action::Request
         };
-        let eligible = self.decide_for(gate, principal, actor, resource, &ctx)?;
+        let reviewed = self.reviewed(&principal.id).await?;
+        let eligible = self.decide_for(gate, principal, actor, resource, &ctx, &reviewed)?;
         if !eligible.allowed {
             let mut refused = AuditRecord::new(
                 now,
@@ -404,7 +405,14 @@ impl Engine {
             // The ticket could not be checked: only people may let this through.
             None
         } else {
-            let auto = self.decide_for(Action::AutoApprove, principal, actor, resource, &ctx)?;
+            let auto = self.decide_for(
+                Action::AutoApprove,
+                principal,
+                actor,
+                resource,
+                &ctx,
+                &crate::campaign::Reviewed::default(),
+            )?;
             auto.allowed.then_some((ApprovalVia::Policy, auto))
         };
         let result = if let Some((via, decision)) = pass {

@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod app_admin;
+mod campaigns;
 mod events;
 mod identities;
 mod mcp;
@@ -87,6 +88,10 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/keys/{id}/rotate", post(identities::rotate_key))
         .route("/v1/keys/{id}/revoke", post(identities::revoke_key))
         .route("/v1/reports/identities", get(identities::identity_report))
+        .route("/v1/campaigns", get(campaigns::list).post(campaigns::start))
+        .route("/v1/campaigns/mine", get(campaigns::mine))
+        .route("/v1/campaigns/{id}", get(campaigns::details))
+        .route("/v1/campaigns/items/{id}/decide", post(campaigns::decide))
         .route("/v1/reviews", get(reviews::list_reviews))
         .route("/v1/reviews/{id}/close", post(reviews::close_review))
         .route(
@@ -1116,7 +1121,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Hourglass", description = "Just-in-time privileged access broker. Errors are application/problem+json with a stable `code` and the offending `field`."),
-    paths(why, elevations, revocation_debt, create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
+    paths(why, elevations, revocation_debt, create_request, list_requests, get_request, approve, deny, cancel, list_grants, get_grant, revoke, extend, credential, audit, reconcile, standing, ssh_krl, reviews::list_reviews, reviews::close_review, campaigns::start, campaigns::list, campaigns::mine, campaigns::details, campaigns::decide, identities::list_identities, identities::create_identity, identities::suspend, identities::resume, identities::offboard, identities::create_key, identities::rotate_key, identities::revoke_key, identities::identity_report, token::exchange, token::jwks, tickets::generic_event, tickets::source_event, tickets::reopen, web::session, events::events, admin::reload_policies, whoami, catalogue, mcp::explain, mcp::tool_called, mcp::release_task, mcp::grant_token, readyz, metrics),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

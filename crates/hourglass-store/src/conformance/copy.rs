@@ -4,6 +4,8 @@
 use hourglass_core::{
     Error,
     audit::ChainVerifier,
+    campaign::{Campaign, CampaignItem, Effect, EligibilityEntry},
+    id::PrincipalId,
     identity::TokenUse,
     job::JobAction,
     request::RequestState,
@@ -11,7 +13,9 @@ use hourglass_core::{
     ticket::Ticket,
 };
 
-use super::{ev, grant, identity::identity, identity::key, outbox::notification, request, t};
+use super::{
+    campaigns, ev, grant, identity::identity, identity::key, outbox::notification, request, t,
+};
 use crate::{PgStore, PoolOptions, SqliteStore, copy};
 
 async fn chain_of(s: &dyn Store) -> (u64, String) {
@@ -85,11 +89,29 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
     })
     .await
     .unwrap();
+    let review = campaigns::campaign(1);
+    let reviewed = campaigns::item(1, 1);
+    let eligibility = EligibilityEntry {
+        principal: PrincipalId::new("alice").unwrap(),
+        access: "pg/read".into(),
+        effect: Effect::Removed,
+        item: reviewed.id.clone(),
+        at: t(6),
+    };
+    src.commit(Commit {
+        campaigns: vec![review.clone()],
+        campaign_items: vec![reviewed.clone()],
+        eligibility: vec![eligibility.clone()],
+        audit: vec![ev("campaign started")],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
     let before = chain_of(&src).await;
     src.close().await;
 
     let report = copy(&from, &db.url).await.unwrap();
-    assert_eq!(report.audit_events, 4);
+    assert_eq!(report.audit_events, 5);
     assert_eq!(report.head_hash, before.1);
     let counted = |table: &str| {
         report
@@ -101,6 +123,9 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
     assert_eq!(counted("requests"), Some(2));
     assert_eq!(counted("grants"), Some(1));
     assert_eq!(counted("notifications"), Some(1));
+    assert_eq!(counted("campaigns"), Some(1));
+    assert_eq!(counted("campaign_items"), Some(1));
+    assert_eq!(counted("eligibility"), Some(1));
 
     let dst = PgStore::open(&db.url, &PoolOptions::default())
         .await
@@ -126,6 +151,24 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
         Some(ticket)
     );
     assert_eq!(dst.next_notification_at().await.unwrap(), Some(t(30)));
+    assert_eq!(
+        dst.get_campaign(&review.id).await.unwrap(),
+        Some(Campaign {
+            version: 1,
+            ..review
+        })
+    );
+    assert_eq!(
+        dst.get_campaign_item(&reviewed.id).await.unwrap(),
+        Some(CampaignItem {
+            version: 1,
+            ..reviewed
+        })
+    );
+    assert_eq!(
+        dst.eligibility_of(&eligibility.principal).await.unwrap(),
+        [eligibility]
+    );
     assert_eq!(chain_of(&dst).await, before);
 
     // The chain goes on from the copied head.
@@ -135,7 +178,7 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
     })
     .await
     .unwrap();
-    assert_eq!(chain_of(&dst).await.0, 5);
+    assert_eq!(chain_of(&dst).await.0, 6);
 
     // A second copy into the same database is refused and changes nothing.
     let err = copy(&from, &db.url).await.unwrap_err();
@@ -143,6 +186,6 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
         matches!(&err, Error::Internal(m) if m.contains("not empty")),
         "{err:?}"
     );
-    assert_eq!(chain_of(&dst).await.0, 5);
+    assert_eq!(chain_of(&dst).await.0, 6);
     dst.close().await;
 }

@@ -8,6 +8,7 @@ mod agents;
 mod app;
 mod binary;
 mod browser;
+mod campaigns;
 mod cli;
 #[cfg(feature = "test-clock")]
 mod crash;
