@@ -23,7 +23,7 @@ const SCANNED: u64 = 2_000;
 
 /// An administrator (of every entitlement) on a page, as an extractor; anyone else gets the
 /// page that says they are not one.
-pub(super) struct Admin(Person);
+pub(super) struct Admin(pub(super) Person);
 
 impl FromRequestParts<Shared> for Admin {
     type Rejection = Response;

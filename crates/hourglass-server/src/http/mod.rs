@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod app_admin;
+mod app_reviews;
 mod campaigns;
 mod events;
 mod identities;
@@ -132,6 +133,13 @@ pub fn router(app: Shared) -> Router {
         .route("/admin/reports", get(app_admin::reports))
         .route("/admin/explain", get(app_admin::explain))
         .route("/admin/why", get(app_admin::why))
+        .route(
+            "/admin/campaigns",
+            get(app_reviews::campaigns).post(app_reviews::start),
+        )
+        .route("/reviews", get(app_reviews::mine))
+        .route("/reviews/{id}", get(app_reviews::campaign))
+        .route("/reviews/items/{id}", post(app_reviews::decide))
         .route("/static/app.css", get(app::css))
         .route("/static/app.js", get(app::js))
         .route("/healthz", get(|| async { "ok" }))

@@ -585,3 +585,99 @@ async fn standing_pg_read_all_data_is_converted_to_just_in_time_through_the_post
         .await
         .ok();
 }
+
+#[tokio::test]
+async fn campaigns_are_started_followed_and_decided_in_the_web_app() {
+    use crate::app::Browser;
+    let s = spawn_server_with(|_, text| format!("{text}\n[web]\ndemo_sign_in = true\n"))
+        .await
+        .unwrap();
+    let admin = Browser::sign_in(&s, "admin").await;
+    let alice = Browser::sign_in(&s, "alice").await;
+
+    // Only administrators see the page and start campaigns; a form without its CSRF token
+    // starts nothing.
+    assert_eq!(alice.get("/admin/campaigns").await.0, 403);
+    let form = [
+        ("name", "Agents <b>Q1</b>"),
+        ("scope", "identities"),
+        ("reviewers", "owner"),
+        ("duration", "7d"),
+        ("remind_before", "1d"),
+        ("default_action", "remove"),
+    ];
+    assert_eq!(
+        admin.post("/admin/campaigns", &form, false).await.status(),
+        403
+    );
+    assert_eq!(
+        alice.post("/admin/campaigns", &form, true).await.status(),
+        400
+    );
+    assert!(s.client("admin").campaigns().await.unwrap().is_empty());
+    let bad = admin
+        .post(
+            "/admin/campaigns",
+            &[("name", "x"), ("reviewers", "boss"), ("duration", "7d")],
+            true,
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("reviewers must be"));
+    assert_eq!(
+        admin.post("/admin/campaigns", &form, true).await.status(),
+        303
+    );
+    let (status, page) = admin.get("/admin/campaigns").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Agents &#60;b&#62;Q1&#60;/b&#62;"),
+        "the name is shown as text"
+    );
+    let c = &s.client("admin").campaigns().await.unwrap()[0];
+    assert!(page.contains(&format!("/reviews/{}", c.id)));
+
+    // alice owns the support agent: it waits for her at /reviews, and she removes it.
+    let (status, page) = alice.get("/reviews").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("support-bot") && page.contains("ci-deployer"),
+        "{page}"
+    );
+    let bot = items(&s, &c.id)
+        .await
+        .into_iter()
+        .find(|i| i.principal.as_deref() == Some("support-bot"))
+        .unwrap();
+    let path = format!("/reviews/items/{}", bot.id);
+    assert_eq!(
+        alice
+            .post(&path, &[("decision", "remove")], false)
+            .await
+            .status(),
+        403,
+        "no CSRF token, nothing decided"
+    );
+    assert!(items(&s, &c.id).await.iter().all(|i| i.decision.is_none()));
+    let back = format!("/reviews/{}", c.id);
+    let done = alice
+        .post(
+            &path,
+            &[
+                ("decision", "remove"),
+                ("note", "pilot over"),
+                ("back", &back),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()["location"].to_str().unwrap(), back);
+    let (_, page) = alice.get(&back).await;
+    assert!(page.contains("remove by alice: pilot over"), "{page}");
+    // Deciding it again says why not, and changes nothing.
+    let again = alice.post(&path, &[("decision", "keep")], true).await;
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("already decided"));
+    s.stop().await;
+}
