@@ -54,6 +54,14 @@ macro_rules! prefixed_id {
                 Ok(Self(format!("{}{}", $prefix, ordered_id(at)?)))
             }
 
+            /// The id ordered by `at` whose other bits are `bits`: the same on every replica
+            /// that computes it (a scheduled campaign's, so that only one starts it).
+            pub fn derived(at: Timestamp, bits: [u8; 10]) -> Self {
+                let millis = u64::try_from(at.unix_millis()).unwrap_or(0);
+                let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid();
+                Self(format!("{}{}", $prefix, uuid.simple()))
+            }
+
             /// Parses an id given by a client or read back from the store.
             pub fn parse(s: &str) -> Option<Self> {
                 let body = s.strip_prefix($prefix)?;

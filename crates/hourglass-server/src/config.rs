@@ -78,9 +78,41 @@ pub struct Config {
     pub scim: ScimSection,
     #[serde(default)]
     pub web: WebSection,
+    /// Access reviews started on a schedule (`[[campaigns]]`, `docs/reviews.md`).
+    #[serde(default)]
+    pub campaigns: Vec<CampaignConfig>,
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[[campaigns]]`: an access review started once in every period of `every`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    pub name: String,
+    /// `eligibility`, `standing` or `identities`.
+    pub scope: String,
+    /// `manager`, `owner`, `administrators` or `group:<name>`.
+    #[serde(default = "default_reviewers")]
+    pub reviewers: String,
+    /// What undecided items become at the deadline: `keep` or `remove`.
+    #[serde(default = "default_campaign_action")]
+    pub default_action: String,
+    /// How often one starts (`90d`); periods are counted from the Unix epoch.
+    pub every: GrantDuration,
+    /// From its start to its deadline (`14d`); at most `every`.
+    pub duration: GrantDuration,
+    /// Reviewers with undecided items are reminded this long before the deadline.
+    #[serde(default)]
+    pub remind_before: Option<GrantDuration>,
+}
+
+fn default_reviewers() -> String {
+    "manager".into()
+}
+fn default_campaign_action() -> String {
+    "keep".into()
 }
 
 /// What happens to a person the directory deactivates or deletes.

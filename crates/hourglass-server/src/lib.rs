@@ -107,6 +107,71 @@ pub struct Checked {
     pub integrations: integrations::Integrations,
     /// Single sign-on (`[web.oidc]`), if configured.
     pub oidc: Option<oidc::OidcSettings>,
+    /// `[[campaigns]]`.
+    pub campaigns: Vec<hourglass_core::engine::ScheduledCampaign>,
+}
+
+/// `[[campaigns]]`, checked: each problem names its key.
+fn scheduled_campaigns(
+    config: &Config,
+    problems: &mut Vec<String>,
+) -> Vec<hourglass_core::engine::ScheduledCampaign> {
+    use hourglass_core::campaign::{CampaignScope, DefaultAction, ReviewerRule};
+    let file = config.file_name();
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, c) in config.campaigns.iter().enumerate() {
+        let key = format!("{file}: campaigns[{i}]");
+        let before = problems.len();
+        if c.name.trim().is_empty() || !names.insert(c.name.trim().to_owned()) {
+            problems.push(format!("{key}.name: give each campaign its own name"));
+        }
+        let scope = CampaignScope::parse(&c.scope);
+        if scope.is_none() {
+            problems.push(format!(
+                "{key}.scope: {:?}: use eligibility, standing or identities",
+                c.scope
+            ));
+        }
+        let reviewers = ReviewerRule::parse(&c.reviewers)
+            .map_err(|e| problems.push(format!("{key}.reviewers: {e}")))
+            .ok();
+        let default_action = DefaultAction::parse(&c.default_action);
+        if default_action.is_none() {
+            problems.push(format!(
+                "{key}.default_action: {:?}: use keep or remove",
+                c.default_action
+            ));
+        }
+        if c.duration.as_secs() < 3600 || c.duration > c.every {
+            problems.push(format!(
+                "{key}.duration: at least 1h, and no longer than every"
+            ));
+        }
+        if c.remind_before
+            .is_some_and(|r| r.as_secs() == 0 || r >= c.duration)
+        {
+            problems.push(format!(
+                "{key}.remind_before: after the start and before the deadline"
+            ));
+        }
+        if let (Some(scope), Some(reviewers), Some(default_action), true) =
+            (scope, reviewers, default_action, problems.len() == before)
+        {
+            out.push(hourglass_core::engine::ScheduledCampaign {
+                every: c.every,
+                campaign: hourglass_core::engine::NewCampaign {
+                    name: c.name.trim().to_owned(),
+                    scope,
+                    reviewers,
+                    default_action,
+                    duration: c.duration,
+                    remind_before: c.remind_before,
+                },
+            });
+        }
+    }
+    out
 }
 
 /// Validates a configuration completely (identities, targets, entitlements, policies) without
@@ -155,6 +220,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
             problems.push(format!("{file}: store.{key}: at least 1s"));
         }
     }
+    let campaigns = scheduled_campaigns(config, &mut problems);
     let mut principals = Vec::new();
     let mut declared = Vec::new();
     let mut hashes = std::collections::BTreeSet::new();
@@ -341,6 +407,7 @@ pub fn check(config: &Config, clock: &Arc<dyn Clock>) -> Result<Checked, StartEr
                 declared,
                 integrations,
                 oidc,
+                campaigns,
             })
         }
         (c, p, _, _) => {
@@ -486,6 +553,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
         None => None,
     };
     let settings = EngineSettings {
+        scheduled_campaigns: checked.campaigns.clone(),
         directory: hourglass_core::engine::DirectorySettings {
             on_deactivate: config.scim.on_deactivate.into(),
             on_delete: config.scim.on_delete.into(),

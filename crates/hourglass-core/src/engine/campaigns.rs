@@ -49,6 +49,37 @@ pub struct NewCampaign {
     pub remind_before: Option<GrantDuration>,
 }
 
+/// An access review started once in every period of `every` (periods counted from the Unix
+/// epoch), by the first replica to look in that period.
+#[derive(Debug, Clone)]
+pub struct ScheduledCampaign {
+    pub every: GrantDuration,
+    pub campaign: NewCampaign,
+}
+
+impl ScheduledCampaign {
+    /// The period `at` falls in, and when the next one starts.
+    fn period(&self, at: Timestamp) -> (i64, Timestamp) {
+        let every = self.every.as_millis().max(1);
+        let n = at.unix_millis().div_euclid(every);
+        (
+            n,
+            Timestamp::from_unix_millis((n + 1).saturating_mul(every)),
+        )
+    }
+
+    /// The campaign's id in period `n`: ordered by the period's start, and the same on every
+    /// replica, so only one starts it.
+    fn id(&self, n: i64) -> CampaignId {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{n}", self.campaign.name).as_bytes());
+        let mut bits = [0u8; 10];
+        bits.copy_from_slice(&digest[..10]);
+        let start = Timestamp::from_unix_millis(n.saturating_mul(self.every.as_millis().max(1)));
+        CampaignId::derived(start, bits)
+    }
+}
+
 /// A campaign with how far it has come.
 #[derive(Debug, Clone)]
 pub struct CampaignStatus {
@@ -70,6 +101,47 @@ impl Engine {
     #[instrument(skip_all, fields(principal = %caller.principal.id))]
     pub async fn start_campaign(&self, caller: &Caller, new: NewCampaign) -> Result<Campaign> {
         self.require_admin_of_all(caller, crate::ErrorCode::CampaignNotAllowed)?;
+        let now = self.clock.now();
+        self.open_campaign(
+            caller.principal.id.as_str(),
+            CampaignId::generate(now)?,
+            new,
+        )
+        .await
+    }
+
+    /// Starts the scheduled campaigns not yet started in their current period; returns how
+    /// many it started. Another replica that started one first wins (the id is the period's).
+    pub async fn start_scheduled_campaigns(&self) -> Result<usize> {
+        let mut started = 0;
+        for s in &self.settings.scheduled_campaigns {
+            let (n, _) = s.period(self.clock.now());
+            let id = s.id(n);
+            if self.store.get_campaign(&id).await?.is_some() {
+                continue;
+            }
+            match self.open_campaign("schedule", id, s.campaign.clone()).await {
+                Ok(_) => started += 1,
+                Err(Error::StoreConflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(started)
+    }
+
+    /// When the next scheduled period starts, if any campaign is scheduled.
+    fn next_scheduled(&self) -> Option<Timestamp> {
+        let now = self.clock.now();
+        self.settings
+            .scheduled_campaigns
+            .iter()
+            .map(|s| s.period(now).1)
+            .min()
+    }
+
+    /// Checks `new`, enumerates its items and commits the campaign under `id`, started by
+    /// `by` (a principal, or `schedule`).
+    async fn open_campaign(&self, by: &str, id: CampaignId, new: NewCampaign) -> Result<Campaign> {
         let name = new.name.trim().to_owned();
         if name.is_empty() {
             return Err(Error::invalid(
@@ -103,7 +175,7 @@ impl Engine {
             CampaignScope::Eligibility => {
                 (self.eligibility_drafts(&identities, now).await?, Vec::new())
             }
-            CampaignScope::Standing => self.standing_drafts(caller, &identities).await?,
+            CampaignScope::Standing => self.standing_drafts(&identities).await?,
             CampaignScope::Identities => (self.identity_drafts(&identities).await?, Vec::new()),
         };
         if drafts.len() > MAX_ITEMS {
@@ -120,7 +192,6 @@ impl Engine {
             .iter()
             .map(|i| (i.principal.id.as_str(), &i.principal))
             .collect();
-        let id = CampaignId::generate(now)?;
         let mut items = Vec::with_capacity(drafts.len());
         for d in drafts {
             let reviewer = reviewer_for(&new.reviewers, d.principal.as_ref(), &known);
@@ -154,7 +225,7 @@ impl Engine {
             reviewers: new.reviewers,
             default_action: new.default_action,
             state: CampaignState::Open,
-            created_by: caller.principal.id.to_string(),
+            created_by: by.to_owned(),
             created_at: now,
             deadline,
             remind_at: new
@@ -165,18 +236,13 @@ impl Engine {
             items: u32::try_from(items.len()).unwrap_or(u32::MAX),
             version: 0,
         };
-        let mut started = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            EventKind::CampaignStarted,
-            id.as_str(),
-        )
-        .with("name", &campaign.name)
-        .with("scope", campaign.scope.as_str())
-        .with("reviewers", campaign.reviewers.to_string())
-        .with("default_action", campaign.default_action.as_str())
-        .with("deadline", deadline)
-        .with("items", items.len());
+        let mut started = AuditRecord::new(now, by, EventKind::CampaignStarted, id.as_str())
+            .with("name", &campaign.name)
+            .with("scope", campaign.scope.as_str())
+            .with("reviewers", campaign.reviewers.to_string())
+            .with("default_action", campaign.default_action.as_str())
+            .with("deadline", deadline)
+            .with("items", items.len());
         if !unreachable.is_empty() {
             started = started.with("unreachable", unreachable.join(","));
         }
@@ -246,18 +312,14 @@ impl Engine {
     }
 
     /// Standing privilege discovery finds now; the targets that could not be asked.
-    async fn standing_drafts(
-        &self,
-        caller: &Caller,
-        identities: &[Identity],
-    ) -> Result<(Vec<Draft>, Vec<String>)> {
+    async fn standing_drafts(&self, identities: &[Identity]) -> Result<(Vec<Draft>, Vec<String>)> {
         let by_name: HashMap<&str, &Principal> = identities
             .iter()
             .map(|i| (i.principal.id.as_str(), &i.principal))
             .collect();
         let mut out = Vec::new();
         let mut unreachable = Vec::new();
-        for t in self.standing(caller).await? {
+        for t in self.standing_now().await? {
             if let Some(e) = &t.error {
                 warn!(target = %t.target, error = %e, "an access review could not ask a target what it holds");
                 unreachable.push(t.target.clone());
@@ -672,6 +734,7 @@ impl Engine {
     /// Reminders and deadlines of open campaigns, as of now. Returns how many items the
     /// deadline decided.
     pub async fn campaign_tick(&self) -> Result<usize> {
+        self.start_scheduled_campaigns().await?;
         let now = self.clock.now();
         let mut decided = 0;
         for c in self
@@ -699,6 +762,7 @@ impl Engine {
                 Some(r) if !c.reminded => r.min(c.deadline),
                 _ => c.deadline,
             })
+            .chain(self.next_scheduled())
             .min())
     }
 

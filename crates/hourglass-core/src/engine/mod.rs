@@ -39,7 +39,7 @@ use std::{
 
 pub use crate::directory::{DirectorySettings, Leave};
 pub use agents::{Explanation, TOOLS, ToolCall, ToolOutcome};
-pub use campaigns::{CampaignStatus, DEADLINE, MAX_ITEMS, NewCampaign};
+pub use campaigns::{CampaignStatus, DEADLINE, MAX_ITEMS, NewCampaign, ScheduledCampaign};
 pub use catalogue::{Explained, Offer};
 pub use directory::{DirectoryWrite, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
@@ -173,6 +173,8 @@ pub struct EngineSettings {
     pub sessions: crate::session::SessionSettings,
     /// How the directory's changes act on principals.
     pub directory: DirectorySettings,
+    /// Access reviews started on a schedule (`[[campaigns]]`).
+    pub scheduled_campaigns: Vec<campaigns::ScheduledCampaign>,
 }
 
 impl Default for EngineSettings {
@@ -190,6 +192,7 @@ impl Default for EngineSettings {
             notify: crate::notify::NotifySettings::default(),
             sessions: crate::session::SessionSettings::default(),
             directory: DirectorySettings::default(),
+            scheduled_campaigns: Vec::new(),
         }
     }
 }

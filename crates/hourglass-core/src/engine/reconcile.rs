@@ -296,6 +296,11 @@ impl Engine {
 
     pub async fn standing(&self, caller: &Caller) -> Result<Vec<TargetStanding>> {
         self.require_admin_of_all(caller, crate::ErrorCode::ReportNotAllowed)?;
+        self.standing_now().await
+    }
+
+    /// Standing privilege in every target, asked now (callers check who may see it).
+    pub(super) async fn standing_now(&self) -> Result<Vec<TargetStanding>> {
         let mut out = Vec::new();
         for (target, connector) in &self.connectors {
             let holdings = match connector.discover().await {

@@ -681,3 +681,55 @@ async fn campaigns_are_started_followed_and_decided_in_the_web_app() {
     assert!(again.text().await.unwrap().contains("already decided"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_campaign_starts_once_a_period_and_a_bad_schedule_names_its_key() {
+    let err = spawn_server_with(|_, text| {
+        format!(
+            "{text}\n[[campaigns]]\nname = \"q\"\nscope = \"everything\"\nreviewers = \"boss\"\nevery = \"90d\"\nduration = \"100d\"\n"
+        )
+    })
+    .await
+    .err()
+    .expect("a bad schedule is refused at start")
+    .to_string();
+    for key in [
+        "campaigns[0].scope",
+        "campaigns[0].reviewers",
+        "campaigns[0].duration",
+    ] {
+        assert!(err.contains(key), "{key} in {err}");
+    }
+
+    let s = spawn_server_with(|_, text| {
+        format!(
+            "{text}\n[[campaigns]]\nname = \"Agents, every quarter\"\nscope = \"identities\"\nreviewers = \"owner\"\nevery = \"90d\"\nduration = \"14d\"\nremind_before = \"3d\"\n"
+        )
+    })
+    .await
+    .unwrap();
+    let admin = s.client("admin");
+    assert!(eventually(|| async { admin.campaigns().await.unwrap().len() == 1 }).await);
+    let first = admin.campaigns().await.unwrap().remove(0);
+    assert_eq!(
+        (first.created_by.as_str(), first.name.as_str()),
+        ("schedule", "Agents, every quarter")
+    );
+    assert!(first.progress.unwrap().total >= 2, "{first:?}");
+    // Later in the same period: still one. Past its deadline it closes (default keep).
+    s.clock.advance_ms(15 * 86_400_000);
+    assert!(
+        eventually(|| async {
+            admin.campaigns().await.unwrap()[0].state == hourglass_api::CampaignState::Closed
+        })
+        .await
+    );
+    assert_eq!(admin.campaigns().await.unwrap().len(), 1);
+    // The next period starts the next one.
+    s.clock.advance_ms(90 * 86_400_000);
+    assert!(eventually(|| async { admin.campaigns().await.unwrap().len() == 2 }).await);
+    let all = admin.campaigns().await.unwrap();
+    assert_eq!(all[0].state, hourglass_api::CampaignState::Open);
+    assert_ne!(all[0].id, all[1].id);
+    s.stop().await;
+}
