@@ -2,8 +2,35 @@
 //! SHA-256 of exactly what was sent, the chain head it was read under, and a manifest of both
 //! signed with Hourglass's key (verified offline against `/.well-known/jwks.json`).
 
-use hourglass_core::{Timestamp, engine::Windows};
+use hourglass_core::{Error, Timestamp, engine::Caller, engine::Windows};
 use hourglass_tokens::Signer;
+
+/// What an export is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Csv,
+    /// The printable report ([`crate::report`]).
+    Html,
+}
+
+impl Format {
+    pub(crate) fn parse(s: Option<&str>) -> Option<Self> {
+        match s {
+            None | Some("json") => Some(Format::Json),
+            Some("csv") => Some(Format::Csv),
+            Some("html") => Some(Format::Html),
+            Some(_) => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Html => "html",
+        }
+    }
+}
 
 /// What an export covers.
 pub(crate) struct Scope {
@@ -59,8 +86,158 @@ fn csv_field(v: &str) -> String {
     }
 }
 
+/// The elevated windows of `scope` as `format`, read for `caller` now, with the digest and the
+/// signed manifest: what `GET /v1/reports/elevations` and the web app's report send.
+pub(crate) async fn build(
+    app: &crate::App,
+    caller: &Caller,
+    scope: &Scope,
+    format: Format,
+) -> Result<(Windows, Export), Error> {
+    let w = app
+        .engine
+        .elevated_windows(
+            caller,
+            hourglass_core::engine::WhyQuestion {
+                principal: scope.principal.clone(),
+                target: scope.target.clone(),
+                entitlement: scope.entitlement.clone(),
+                from: Some(scope.from),
+                to: Some(scope.to),
+            },
+        )
+        .await?;
+    let now = app.engine.clock().now();
+    let signer = app.workload.signer.as_deref();
+    let json = export(&w, scope, false, signer, now).map_err(Error::internal)?;
+    let e = match format {
+        Format::Json => json,
+        Format::Csv => export(&w, scope, true, signer, now).map_err(Error::internal)?,
+        Format::Html => {
+            let extras = report_extras(app, caller, scope, json, now).await?;
+            let html = crate::report::render(&w, scope, extras, now).map_err(Error::internal)?;
+            let body = html.into_bytes();
+            let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+            let manifest = signer
+                .and_then(|s| manifest(s, &sha256, Format::Html, w.windows.len(), scope, &w, now));
+            Export {
+                body,
+                content_type: "text/html; charset=utf-8",
+                sha256,
+                manifest,
+            }
+        }
+    };
+    Ok((w, e))
+}
+
+/// What the printable report shows besides the windows: standing privilege as discovery finds
+/// it now, revocations overdue now, the break-glass reviews, the command, and `json`'s digest
+/// and manifest.
+async fn report_extras(
+    app: &crate::App,
+    caller: &Caller,
+    scope: &Scope,
+    json: Export,
+    now: Timestamp,
+) -> Result<crate::report::Extras, Error> {
+    let standing = app
+        .engine
+        .standing(caller)
+        .await?
+        .into_iter()
+        .filter(|t| scope.target.as_ref().is_none_or(|s| *s == t.target))
+        .map(|t| (t.target, t.just_in_time, t.standing.len(), t.error))
+        .collect();
+    let overdue = app
+        .engine
+        .overdue_revocations(caller, now.plus_millis(-app.overdue_after_ms), 1_000)
+        .await?
+        .into_iter()
+        .filter(|g| {
+            scope
+                .principal
+                .as_ref()
+                .is_none_or(|p| g.principal.as_str() == p)
+                && scope.target.as_ref().is_none_or(|t| g.target.as_str() == t)
+                && scope
+                    .entitlement
+                    .as_ref()
+                    .is_none_or(|e| g.entitlement.as_str() == e)
+        })
+        .map(|g| {
+            (
+                g.id.to_string(),
+                g.principal.to_string(),
+                g.entitlement.to_string(),
+                g.revoke_due_at.map(|t| t.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let reviews = app.engine.list_reviews(caller, None, 500).await?;
+    let mut command = format!(
+        "hourglass report elevations --from {} --to {}",
+        scope.from, scope.to
+    );
+    for (k, v) in [
+        ("principal", &scope.principal),
+        ("target", &scope.target),
+        ("entitlement", &scope.entitlement),
+    ] {
+        if let Some(v) = v {
+            command.push_str(&format!(" --{k} {v}"));
+        }
+    }
+    command.push_str(" --format html --out report.html");
+    Ok(crate::report::Extras {
+        standing,
+        overdue,
+        reviews,
+        by: caller.principal.id.to_string(),
+        command,
+        manifest: json.manifest,
+        export_sha256: json.sha256,
+    })
+}
+
+/// A manifest of an export: its digest, format, row count, period, scope and chain head, in a
+/// JWT signed with Hourglass's key.
+fn manifest(
+    signer: &Signer,
+    sha256: &str,
+    format: Format,
+    rows: usize,
+    scope: &Scope,
+    w: &Windows,
+    now: Timestamp,
+) -> Option<String> {
+    let now = now.unix_millis() / 1000;
+    let claims = serde_json::json!({
+        "iss": signer.issuer(),
+        "typ": "hourglass-export",
+        "sub": "elevations",
+        "iat": now,
+        "exp": now + 10 * 365 * 86_400,
+        "sha256": sha256,
+        "format": format.as_str(),
+        "rows": rows,
+        "from": scope.from.to_string(),
+        "to": scope.to.to_string(),
+        "scope": {"principal": scope.principal, "target": scope.target, "entitlement": scope.entitlement},
+        "head_seq": w.head_seq,
+        "head_hash": w.head_hash,
+    });
+    match signer.sign(&claims, now) {
+        Ok((jwt, _)) => Some(jwt),
+        Err(e) => {
+            tracing::error!(error = %e, "signing an export manifest failed");
+            None
+        }
+    }
+}
+
 /// Builds the export of `w` (CSV when `csv`), and its manifest when there is a `signer`.
-pub(crate) fn export(
+fn export(
     w: &Windows,
     scope: &Scope,
     csv: bool,
@@ -143,34 +320,8 @@ pub(crate) fn export(
         )
     };
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-    let manifest = match signer {
-        None => None,
-        Some(signer) => {
-            let now = now.unix_millis() / 1000;
-            let claims = serde_json::json!({
-                "iss": signer.issuer(),
-                "typ": "hourglass-export",
-                "sub": "elevations",
-                "iat": now,
-                "exp": now + 10 * 365 * 86_400,
-                "sha256": sha256,
-                "format": if csv { "csv" } else { "json" },
-                "rows": rows.len(),
-                "from": scope.from.to_string(),
-                "to": scope.to.to_string(),
-                "scope": {"principal": scope.principal, "target": scope.target, "entitlement": scope.entitlement},
-                "head_seq": w.head_seq,
-                "head_hash": w.head_hash,
-            });
-            match signer.sign(&claims, now) {
-                Ok((jwt, _)) => Some(jwt),
-                Err(e) => {
-                    tracing::error!(error = %e, "signing an export manifest failed");
-                    None
-                }
-            }
-        }
-    };
+    let format = if csv { Format::Csv } else { Format::Json };
+    let manifest = signer.and_then(|s| manifest(s, &sha256, format, rows.len(), scope, w, now));
     Ok(Export {
         body,
         content_type,

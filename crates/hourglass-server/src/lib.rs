@@ -19,6 +19,7 @@ mod oidc;
 pub mod oncall;
 mod problem;
 mod reload;
+mod report;
 mod seal;
 mod targets;
 mod views;

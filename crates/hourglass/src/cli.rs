@@ -254,7 +254,7 @@ enum ReportCommand {
         target: Option<String>,
         #[arg(long)]
         entitlement: Option<String>,
-        /// json or csv.
+        /// json, csv, or html (the printable report with charts).
         #[arg(long, default_value = "json")]
         format: String,
         #[arg(long)]

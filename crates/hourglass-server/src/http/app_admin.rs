@@ -482,6 +482,50 @@ pub(super) async fn reports(State(app): State<Shared>, Admin(p): Admin) -> Respo
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct EvidenceQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// `GET /admin/reports/evidence?from=YYYY-MM-DD&to=YYYY-MM-DD`: the printable evidence report
+/// of the days from `from` up to and including `to` (UTC).
+pub(super) async fn evidence(
+    State(app): State<Shared>,
+    Admin(p): Admin,
+    Query(q): Query<EvidenceQuery>,
+) -> Response {
+    let day = |s: &str, field: &'static str, next: bool| {
+        Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", s.trim()))
+            .map(|t| if next { t.plus_millis(86_400_000) } else { t })
+            .ok_or_else(|| {
+                Error::invalid(
+                    hourglass_core::ErrorCode::WhyRangeInvalid,
+                    field,
+                    "a day such as 2026-10-01",
+                )
+            })
+    };
+    let scope = match (day(&q.from, "from", false), day(&q.to, "to", true)) {
+        (Ok(from), Ok(to)) => crate::evidence::Scope {
+            from,
+            to,
+            principal: None,
+            target: None,
+            entitlement: None,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            return done(&app, &p, Err(e), "/admin/reports", "admin").await;
+        }
+    };
+    match crate::evidence::build(&app, &p.caller, &scope, crate::evidence::Format::Html).await {
+        Ok((w, e)) => super::export_response(&w, e),
+        Err(e) => done(&app, &p, Err(e), "/admin/reports", "admin").await,
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct ExplainQuery {
     #[serde(default)]
     principal: String,

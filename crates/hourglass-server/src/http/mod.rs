@@ -131,6 +131,7 @@ pub fn router(app: Shared) -> Router {
             post(app_admin::identity_status),
         )
         .route("/admin/reports", get(app_admin::reports))
+        .route("/admin/reports/evidence", get(app_admin::evidence))
         .route("/admin/explain", get(app_admin::explain))
         .route("/admin/why", get(app_admin::why))
         .route(
@@ -951,24 +952,20 @@ struct ExportQuery {
     format: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/reports/elevations", params(("from" = String, Query, description = "the period's start (RFC 3339)"), ("to" = String, Query, description = "its end (RFC 3339, at most 400 days later)"), ("principal" = Option<String>, Query, description = "whose"), ("target" = Option<String>, Query, description = "where"), ("entitlement" = Option<String>, Query, description = "which"), ("format" = Option<String>, Query, description = "json (default) or csv")), responses((status = 200, description = "Evidence: every elevated window of the period in scope. Headers: x-hourglass-export-sha256 (of the body), x-hourglass-head-seq and x-hourglass-head-hash (the chain head it was read under), x-hourglass-manifest (all of it in a JWT signed with Hourglass's key, verified against /.well-known/jwks.json)"), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/reports/elevations", params(("from" = String, Query, description = "the period's start (RFC 3339)"), ("to" = String, Query, description = "its end (RFC 3339, at most 400 days later)"), ("principal" = Option<String>, Query, description = "whose"), ("target" = Option<String>, Query, description = "where"), ("entitlement" = Option<String>, Query, description = "which"), ("format" = Option<String>, Query, description = "json (default), csv, or html: the printable report with charts (privileged hours per person, target and day, JIT against standing privilege, time to revoke, overdue revocations, break-glass and reviews, automatic approvals per policy) ending with the chain head, the command and the JSON export's signed manifest")), responses((status = 200, description = "Evidence: every elevated window of the period in scope. Headers: x-hourglass-export-sha256 (of the body), x-hourglass-head-seq and x-hourglass-head-hash (the chain head it was read under), x-hourglass-manifest (all of it in a JWT signed with Hourglass's key, verified against /.well-known/jwks.json)"), (status = 400, description = "Bad input, naming the field; nothing changed", body = Problem, content_type = "application/problem+json"), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]
 async fn elevations(
     State(app): State<Shared>,
     Authed(caller): Authed,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let q: ExportQuery = query(uri.query())?;
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(ApiError(Error::invalid(
-                hourglass_core::ErrorCode::WhyRangeInvalid,
-                "format",
-                "json or csv",
-            )));
-        }
-    };
+    let format = crate::evidence::Format::parse(q.format.as_deref()).ok_or_else(|| {
+        ApiError(Error::invalid(
+            hourglass_core::ErrorCode::WhyRangeInvalid,
+            "format",
+            "json, csv or html",
+        ))
+    })?;
     let time = |v: &Option<String>, field: &'static str| -> ApiResult<hourglass_core::Timestamp> {
         v.as_deref()
             .map(str::trim)
@@ -981,30 +978,24 @@ async fn elevations(
                 ))
             })
     };
-    let (from, to) = (time(&q.from, "from")?, time(&q.to, "to")?);
-    let w = app
-        .engine
-        .elevated_windows(
-            &caller,
-            hourglass_core::engine::WhyQuestion {
-                principal: q.principal.clone(),
-                target: q.target.clone(),
-                entitlement: q.entitlement.clone(),
-                from: Some(from),
-                to: Some(to),
-            },
-        )
-        .await?;
-    let now = app.engine.clock().now();
     let scope = crate::evidence::Scope {
-        from,
-        to,
+        from: time(&q.from, "from")?,
+        to: time(&q.to, "to")?,
         principal: q.principal,
         target: q.target,
         entitlement: q.entitlement,
     };
-    let e = crate::evidence::export(&w, &scope, csv, app.workload.signer.as_deref(), now)
-        .map_err(|e| ApiError(Error::internal(e)))?;
+    let (w, e) = crate::evidence::build(&app, &caller, &scope, format).await?;
+    Ok(export_response(&w, e))
+}
+
+/// An export with its digest, chain head and manifest in headers. The printable report is a
+/// page that runs nothing: its CSP allows only its own inline style.
+pub(crate) fn export_response(
+    w: &hourglass_core::engine::Windows,
+    e: crate::evidence::Export,
+) -> Response {
+    let html = e.content_type.starts_with("text/html");
     let mut resp = (StatusCode::OK, e.body).into_response();
     let h = resp.headers_mut();
     let put = |h: &mut HeaderMap, k: &'static str, v: &str| {
@@ -1020,7 +1011,15 @@ async fn elevations(
     if let Some(m) = &e.manifest {
         put(h, "x-hourglass-manifest", m);
     }
-    Ok(resp)
+    if html {
+        put(
+            h,
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        );
+        put(h, "x-content-type-options", "nosniff");
+    }
+    resp
 }
 
 #[utoipa::path(get, path = "/v1/reports/revocation-debt", responses((status = 200, description = "Per target: revocations overdue (due longer than server.overdue_after ago and not yet proven), longest first, and leftovers the last reconciliation could not remove", body = List<hourglass_api::RevocationDebtView>), (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json")))]

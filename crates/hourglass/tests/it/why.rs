@@ -261,3 +261,241 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
     );
     s.stop().await;
 }
+
+/// The grant of request `id` once it is active.
+async fn active_grant(c: &hourglass_client::Client, id: &str) -> String {
+    assert!(
+        eventually(|| async {
+            match c.get_request(id).await.unwrap().grant_id {
+                Some(g) => c.get_grant(&g).await.unwrap().state == "active",
+                None => false,
+            }
+        })
+        .await
+    );
+    c.get_request(id).await.unwrap().grant_id.unwrap()
+}
+
+#[tokio::test]
+async fn the_printable_report_adds_up_the_period_and_ends_with_what_an_auditor_checks() {
+    let s = spawn_server(|c| format!("{c}\n[web]\ndemo_sign_in = true\n"))
+        .await
+        .unwrap();
+    let (alice, bob, admin) = (s.client("alice"), s.client("bob"), s.client("admin"));
+    let start = s.clock.now();
+    let ended = |c: &hourglass_client::Client, g: String| {
+        let c = c.clone();
+        async move {
+            assert!(
+                eventually(|| async { c.get_grant(&g).await.unwrap().state == "revoked" }).await
+            );
+        }
+    };
+    // Half an hour of logs, approved by policy.
+    let logs = alice
+        .create_request(&ask("demo/read-logs", "30m", "logs"))
+        .await
+        .unwrap();
+    let logs = active_grant(&alice, &logs.id).await;
+    s.clock.advance_ms(30 * 60_000);
+    ended(&alice, logs).await;
+    // An hour of ops-admin, approved by bob.
+    let ops = alice
+        .create_request(&ask("demo/ops-admin", "1h", "restart"))
+        .await
+        .unwrap();
+    bob.approve(&ops.id, None).await.unwrap();
+    let ops = active_grant(&alice, &ops.id).await;
+    s.clock.advance_ms(60 * 60_000);
+    ended(&alice, ops).await;
+    // Half an hour of break-glass, reviewed by bob; its reason is markup.
+    let mut glass = ask("demo/ops-admin", "30m", "<script>alert(1)</script>");
+    glass.break_glass = true;
+    let glass = alice.create_request(&glass).await.unwrap();
+    let glass_grant = active_grant(&alice, &glass.id).await;
+    let review = bob.list_reviews(Some("open")).await.unwrap()[0].id.clone();
+    bob.close_review(&review, "checked the incident")
+        .await
+        .unwrap();
+    s.clock.advance_ms(30 * 60_000);
+    ended(&alice, glass_grant.clone()).await;
+
+    let (from, to) = (
+        start.to_string(),
+        s.clock.now().plus_millis(60_000).to_string(),
+    );
+    let q = [
+        ("from", from.as_str()),
+        ("to", to.as_str()),
+        ("format", "html"),
+    ];
+    let p = problem(alice.export_elevations(&q).await.unwrap_err());
+    assert_eq!(p.code, "why.not_allowed");
+    let (json, json_headers) = admin
+        .export_elevations(&[("from", from.as_str()), ("to", to.as_str())])
+        .await
+        .unwrap();
+    let (body, headers) = admin.export_elevations(&q).await.unwrap();
+    let header =
+        |h: &[(String, String)], k: &str| h.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let html = String::from_utf8(body.clone()).unwrap();
+
+    // The figures: two hours for alice, all on the demo target; one approval of each kind.
+    assert!(
+        html.contains("<strong>3</strong>elevated windows"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<strong>2.0 h</strong>privileged time"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<th scope="row">alice</th><td class="num">2.0 h</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<th scope="row">demo</th><td class="num">2.0 h</td>"#),
+        "{html}"
+    );
+    for via in ["policy", "human", "break_glass"] {
+        assert!(
+            html.contains(&format!(
+                r#"<th scope="row">{via}</th><td class="num">1 (33%)</td>"#
+            )),
+            "{via}: {html}"
+        );
+    }
+    assert!(
+        html.contains("<code>read-logs-auto-approve-1h</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("reviewed by bob: checked the incident"),
+        "{html}"
+    );
+    assert!(
+        html.contains("3 revocations proven after they were due"),
+        "{html}"
+    );
+    assert!(html.contains("<svg") && html.contains("<rect"), "a chart");
+    // What people typed is text; the page runs nothing.
+    assert!(!html.contains("<script>alert") && html.contains("&#60;script&#62;alert(1)"));
+    assert!(!html.contains("<script"), "no script at all");
+    // It ends with the head, the command and the JSON export's digest and signed manifest.
+    let head = header(&headers, "x-hourglass-head-hash");
+    assert_eq!(head, header(&json_headers, "x-hourglass-head-hash"));
+    assert!(
+        html.contains(&format!("hash <code>{head}</code>")),
+        "{html}"
+    );
+    assert!(
+        html.contains("hourglass report elevations --from"),
+        "{html}"
+    );
+    let json_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json));
+    assert!(html.contains(&json_digest), "the JSON export's digest");
+    let jwks: serde_json::Value = reqwest::get(format!("http://{}/.well-known/jwks.json", s.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = s.clock.now().unix_millis() / 1000;
+    let embedded = html
+        .split(r#"<p class="mono">"#)
+        .nth(1)
+        .and_then(|t| t.split("</p>").next())
+        .unwrap();
+    let claims = crate::workload::verify_independently(embedded, &jwks, now).unwrap();
+    assert_eq!(
+        (claims["sha256"].as_str(), claims["format"].as_str()),
+        (Some(json_digest.as_str()), Some("json"))
+    );
+    // The page itself has its own digest and manifest.
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    assert_eq!(header(&headers, "x-hourglass-export-sha256"), digest);
+    let claims = crate::workload::verify_independently(
+        &header(&headers, "x-hourglass-manifest"),
+        &jwks,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        (claims["sha256"].as_str(), claims["format"].as_str()),
+        (Some(digest.as_str()), Some("html"))
+    );
+
+    // The served page may run nothing.
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/reports/elevations?from={from}&to={to}&format=html",
+            s.addr
+        ))
+        .bearer_auth(&s.tokens.iter().find(|(n, _)| n == "admin").unwrap().1)
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script"),
+        "{csp}"
+    );
+
+    // The CLI writes the report and its manifest beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("report.html");
+    let out = tokio::process::Command::new(crate::binary::BIN)
+        .args([
+            "report",
+            "elevations",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "html",
+            "--out",
+        ])
+        .arg(&out_file)
+        .env("HOURGLASS_SERVER", format!("http://{}", s.addr))
+        .env(
+            "HOURGLASS_TOKEN",
+            &s.tokens.iter().find(|(n, _)| n == "admin").unwrap().1,
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read(&out_file).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("report.html.manifest.jwt")).unwrap();
+    let claims = crate::workload::verify_independently(manifest.trim(), &jwks, now).unwrap();
+    assert_eq!(
+        claims["sha256"].as_str().unwrap(),
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&written))
+    );
+
+    // The web app makes it from two days, for administrators only.
+    let day = from.get(..10).unwrap().to_owned();
+    let (status, page) = crate::app::Browser::sign_in(&s, "admin")
+        .await
+        .get(&format!("/admin/reports/evidence?from={day}&to={day}"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(
+        page.contains("Evidence report") && page.contains(&glass_grant),
+        "{page}"
+    );
+    let (status, _) = crate::app::Browser::sign_in(&s, "alice")
+        .await
+        .get(&format!("/admin/reports/evidence?from={day}&to={day}"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    s.stop().await;
+}
