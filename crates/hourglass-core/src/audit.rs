@@ -107,6 +107,18 @@ pub fn chain_hash(seq: u64, record: &AuditRecord, prev_hash: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// Where the live chain resumes after events were moved to an archive
+/// (`hourglass audit archive`): events `first_seq..=through_seq` are in the archive whose event
+/// lines hash to `events_sha256`, the last of them hashing to `through_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub first_seq: u64,
+    pub through_seq: u64,
+    pub through_hash: String,
+    pub archived_at: Timestamp,
+    pub events_sha256: String,
+}
+
 /// Where verification stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
@@ -133,6 +145,21 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that continues after event `seq`, whose hash was `hash` (an archive's last
+    /// event, or a checkpoint's).
+    pub fn after(seq: u64, hash: &str) -> Self {
+        ChainVerifier {
+            next_seq: seq + 1,
+            prev_hash: hash.to_owned(),
+            checked: 0,
+        }
+    }
+
+    /// The next sequence number it expects.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Checks the next event; the first failure names its sequence number.
     pub fn check(&mut self, e: &AuditEvent) -> Result<(), ChainBreak> {
         let fail = |reason: String| ChainBreak { seq: e.seq, reason };

@@ -66,6 +66,8 @@ error_codes! {
     AgentOnly = "agent.only", status: [403];
     /// A tool call record names no known tool, outcome or subject.
     AgentToolCallInvalid = "agent.tool_call_invalid", status: [400];
+    /// The archive checkpoint does not continue the live chain: a gap, the head event, or a hash that is not the chain's.
+    AuditArchiveInvalid = "audit.archive_invalid", status: [400];
     /// Needs Administer on every entitlement.
     AuditNotAllowed = "audit.not_allowed", status: [403];
     /// Sign-in is posted from this server's own page only.

@@ -174,6 +174,11 @@ event_kinds! {
     ];
     /// The reconciler could not remove access it found.
     ReconcileRemoveFailed = "reconcile.remove_failed", details: ["target", "name", "error"];
+    /// Old events were moved to a signed archive (`hourglass audit archive`); the live chain
+    /// continues after `through_seq`. The subject is the archive's digest.
+    AuditArchived = "audit.archived", details: [
+        "first_seq", "through_seq", "through_hash", "events", "file",
+    ];
     /// A policy set was put in force (a reload, or a start with other files).
     PolicyReloaded = "policy.reloaded", details: ["old_hash", "new_hash", "changed", "on"];
     /// A ticket source reported a ticket's state. The subject is the ticket reference.

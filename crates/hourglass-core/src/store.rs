@@ -103,6 +103,8 @@ pub struct Commit {
     pub campaign_items: Vec<crate::campaign::CampaignItem>,
     /// Reviewed eligibility, replacing what the ledger held for the same principal and access.
     pub eligibility: Vec<crate::campaign::EligibilityEntry>,
+    /// An archive checkpoint to record ([`Store::archive_audit`] writes it, with its record).
+    pub archive: Option<crate::audit::Checkpoint>,
     pub audit: Vec<AuditRecord>,
 }
 
@@ -126,6 +128,7 @@ impl Commit {
             && self.campaigns.is_empty()
             && self.campaign_items.is_empty()
             && self.eligibility.is_empty()
+            && self.archive.is_none()
             && self.policy.is_none()
             && self.audit.is_empty()
     }
@@ -429,6 +432,17 @@ pub trait Store: Send + Sync {
     async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>>;
     /// The last audit sequence number (0 when the log is empty).
     async fn audit_head_seq(&self) -> Result<u64>;
+    /// The latest archive checkpoint: the live chain continues after it.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>>;
+    /// Records `checkpoint` with its audit `record` (`audit.archived`) in one transaction, then
+    /// deletes the live events it covers (`seq <= through_seq`) in chunks. The head event is
+    /// never archived: a checkpoint at or past the head is refused (`Invalid`), as is one that
+    /// is not after the latest checkpoint. Returns how many events were deleted.
+    async fn archive_audit(
+        &self,
+        checkpoint: &crate::audit::Checkpoint,
+        record: AuditRecord,
+    ) -> Result<u64>;
 
     async fn grant_counts(&self, overdue_before: Timestamp) -> Result<GrantCounts>;
 
@@ -517,9 +531,16 @@ pub async fn verify_chain(
     crate::audit::ChainVerifier,
     Option<crate::audit::ChainBreak>,
 )> {
-    let mut v = crate::audit::ChainVerifier::default();
+    let checkpoint = store.audit_checkpoint().await?;
+    let (mut v, since) = match &checkpoint {
+        Some(c) => (
+            crate::audit::ChainVerifier::after(c.through_seq, &c.through_hash),
+            c.through_seq,
+        ),
+        None => (crate::audit::ChainVerifier::default(), 0),
+    };
     let mut broken = None;
-    walk_audit::<crate::Error>(store, 0, |e| match v.check(&e) {
+    walk_audit::<crate::Error>(store, since, |e| match v.check(&e) {
         Ok(()) => Ok(true),
         Err(b) => {
             broken = Some(b);

@@ -12,6 +12,7 @@ use hourglass_core::{
 
 use crate::{PgStore, PoolOptions, SqliteStore};
 
+mod archive;
 mod campaigns;
 mod copy;
 mod directory;
@@ -981,4 +982,14 @@ async fn one_owner_at_a_time_holds_a_periodic_turn(s: &Fresh) {
             .unwrap()
     );
     assert_eq!(audit_len(s).await, 0, "turns are bookkeeping, not audited");
+}
+
+/// The audit record an archive is recorded with.
+pub(crate) fn archived() -> hourglass_core::audit::AuditRecord {
+    hourglass_core::audit::AuditRecord::new(
+        t(5_000),
+        "system",
+        hourglass_core::event::EventKind::AuditArchived,
+        "archive",
+    )
 }

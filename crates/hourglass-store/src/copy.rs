@@ -5,14 +5,14 @@
 //! their references need, in batches of one transaction each; an extension's reference to the
 //! grant it extends is set once the grants are there. The audit events keep their sequence
 //! numbers and hashes, so the copied chain is the same chain: it is walked and checked on
-//! arrival, and its head must equal the source's. A copy that fails part-way leaves a partial
+//! arrival, and its head must equal the source's. Checkpoints of archived events are copied
+//! too, and both chains are walked from the latest one. A copy that fails part-way leaves a partial
 //! destination, which the next attempt refuses (it is not empty): drop it and copy again.
 
 use std::borrow::Cow;
 
 use hourglass_core::{
     Error, Result,
-    audit::ChainVerifier,
     store::{Store, verify_chain},
 };
 
@@ -323,6 +323,18 @@ const TABLES: &[Table] = &[
             ("receipt", Text),
         ],
     },
+    // Before the events: the checkpoints of archived events, where the live chain resumes.
+    Table {
+        name: "audit_archives",
+        order: "through_seq",
+        cols: &[
+            ("through_seq", Int),
+            ("first_seq", Int),
+            ("through_hash", Text),
+            ("archived_at", Int),
+            ("events_sha256", Text),
+        ],
+    },
     Table {
         name: "audit_events",
         order: "seq",
@@ -506,12 +518,9 @@ async fn verify<S: Backend, D: Backend>(
             b.seq, b.reason
         )));
     }
-    let mut at_src = ChainVerifier::default();
-    hourglass_core::store::walk_audit::<Error>(src, 0, |e| {
-        // The source is read as it is; a break there shows as a different head below.
-        Ok(at_src.check(&e).is_ok())
-    })
-    .await?;
+    // Both resume after their latest checkpoint (copied with the rest). The source is read as
+    // it is: a break there stops its walk, and shows as a different head below.
+    let (at_src, _) = verify_chain(src).await?;
     if at_src.checked() != at_dst.checked() || at_src.head_hash() != at_dst.head_hash() {
         return Err(Error::internal(format!(
             "the copied audit chain differs from the source's: {} events ending {} there, {} ending {} here",

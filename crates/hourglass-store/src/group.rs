@@ -1,7 +1,7 @@
 //! Group commit: the writes that are waiting share one durable transaction.
 //!
-//! A caller queues its write (a commit's steps and audit records, a single statement, or a
-//! claim) and waits. A drainer, started when the queue goes from idle to busy and ending when it
+//! A caller queues its write (a commit's steps and audit records, a single statement,
+//! maintenance steps without records, or a claim) and waits. A drainer, started when the queue goes from idle to busy and ending when it
 //! is empty again, takes every write that is waiting (up to `max_batch`, 256 by default) and runs them in one
 //! transaction, each inside its own savepoint: a write that conflicts or fails is rolled back to
 //! its savepoint and fails alone, the others go on. The audit records of the writes that
@@ -51,6 +51,9 @@ pub(crate) enum Op {
     },
     /// One statement; answers the rows it changed.
     Run(Stmt),
+    /// Steps with no audit records (maintenance: archiving audit events); answers the rows
+    /// each step changed. A step expecting one row that changes none fails them all.
+    Steps(Vec<Step>),
     /// A statement that changes rows and returns them (`DELETE … RETURNING`).
     Take(Stmt),
     /// Optionally `before`, then `pick` (ids in a column `id`), then `lease(id)` for each.
@@ -66,6 +69,8 @@ pub(crate) enum Done<R> {
     /// The last audit sequence number written, if the commit had records.
     Written(Option<u64>),
     Ran(u64),
+    /// The rows each step of [`Op::Steps`] changed.
+    Changed(Vec<u64>),
     Claimed(Vec<R>),
 }
 
@@ -194,6 +199,13 @@ impl<B: Begin> Group<B> {
             _ => Err(Error::internal(
                 "store: a statement answered as something else",
             )),
+        }
+    }
+
+    pub(crate) async fn steps(&self, steps: Vec<Step>) -> Result<Vec<u64>> {
+        match self.submit(Op::Steps(steps)).await? {
+            Done::Changed(n) => Ok(n),
+            _ => Err(Error::internal("store: steps answered as something else")),
         }
     }
 
@@ -375,15 +387,9 @@ async fn isolated<T: Tx>(
 
 async fn apply<T: Tx>(tx: &mut T, op: &Op) -> Result<Done<T::Row>> {
     match op {
-        Op::Write { steps, .. } => {
-            for step in steps {
-                if tx.exec(&step.stmt).await? != 1 && step.expect == Expect::One {
-                    return Err(Error::StoreConflict);
-                }
-            }
-            Ok(Done::Written(None))
-        }
+        Op::Write { steps, .. } => run_steps(tx, steps).await.map(|_| Done::Written(None)),
         Op::Run(s) => tx.exec(s).await.map(Done::Ran),
+        Op::Steps(steps) => run_steps(tx, steps).await.map(Done::Changed),
         Op::Take(stmt) => tx.rows(stmt).await.map(Done::Claimed),
         Op::Claim {
             before,
@@ -402,6 +408,20 @@ async fn apply<T: Tx>(tx: &mut T, op: &Op) -> Result<Done<T::Row>> {
             Ok(Done::Claimed(out))
         }
     }
+}
+
+/// Runs `steps` in order; the rows each changed. One expecting a row that changes none is a
+/// conflict.
+async fn run_steps<T: Tx>(tx: &mut T, steps: &[Step]) -> Result<Vec<u64>> {
+    let mut changed = Vec::with_capacity(steps.len());
+    for step in steps {
+        let n = tx.exec(&step.stmt).await?;
+        if n != 1 && step.expect == Expect::One {
+            return Err(Error::StoreConflict);
+        }
+        changed.push(n);
+    }
+    Ok(changed)
 }
 
 /// Appends the audit records of the writes that succeeded, in queue order, after reading (or
@@ -502,6 +522,7 @@ mod tests {
             out.push(match a.await.unwrap() {
                 Ok(Done::Written(last)) => Ok(last),
                 Ok(Done::Ran(n)) => Ok(Some(n)),
+                Ok(Done::Changed(n)) => Ok(Some(n.iter().sum())),
                 Ok(Done::Claimed(rows)) => Ok(Some(rows.len() as u64)),
                 Err(e) => Err(e),
             });

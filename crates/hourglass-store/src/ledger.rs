@@ -7,7 +7,7 @@ use std::{borrow::Cow, sync::Arc};
 use async_trait::async_trait;
 use hourglass_core::{
     Error, Result, Timestamp,
-    audit::{AuditEvent, AuditRecord},
+    audit::{AuditEvent, AuditRecord, Checkpoint},
     campaign::{Campaign, CampaignItem, CampaignState, EligibilityEntry, Progress},
     credential::SealedCredential,
     engine::Wake,
@@ -78,6 +78,10 @@ pub trait Backend: Send + Sync + 'static + std::fmt::Debug {
         audit: Vec<AuditRecord>,
         wakes: Wakes,
     ) -> Result<Option<u64>>;
+    /// Runs `steps` in one transaction of the group writer, with no audit records; the rows
+    /// each changed. A step expecting one row that changes none fails them all with a conflict.
+    #[doc(hidden)]
+    async fn steps(&self, steps: Vec<Step>) -> Result<Vec<u64>>;
     /// In one transaction: `before`, then `pick` (ids, in a column `id`), then `lease(id)` for
     /// each, returning the leased rows.
     #[doc(hidden)]
@@ -959,9 +963,13 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<AuditEvent>> {
+        // The live chain starts after the latest checkpoint, even while an archive is still
+        // deleting the events it covers.
         self.list(
             stmt!(
-                "SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT * FROM audit_events WHERE seq > $1 AND seq > COALESCE(
+                   (SELECT MAX(through_seq) FROM audit_archives), 0)
+                 ORDER BY seq LIMIT $2",
                 cap(after),
                 limit,
             ),
@@ -973,10 +981,23 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn audit_head_seq(&self) -> Result<u64> {
         let row = self
             .first(stmt!(
-                "SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_events"
+                "SELECT COALESCE(MAX(seq), (SELECT MAX(through_seq) FROM audit_archives), 0) AS seq
+                 FROM audit_events"
             ))
             .await?;
         count(&row, "seq")
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        crate::archive::latest(self).await
+    }
+
+    async fn archive_audit(
+        &self,
+        checkpoint: &Checkpoint,
+        record: hourglass_core::audit::AuditRecord,
+    ) -> Result<u64> {
+        crate::archive::archive(self, checkpoint, record).await
     }
 
     async fn elevated(&self, scope: &ElevatedScope) -> Result<Vec<Grant>> {
@@ -1015,7 +1036,9 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn audit_of(&self, subject: &str) -> Result<Vec<AuditEvent>> {
         self.list(
             stmt!(
-                "SELECT * FROM audit_events WHERE subject = $1 ORDER BY seq",
+                "SELECT * FROM audit_events WHERE subject = $1 AND seq > COALESCE(
+                   (SELECT MAX(through_seq) FROM audit_archives), 0)
+                 ORDER BY seq",
                 subject,
             ),
             audit_from,

@@ -5,6 +5,7 @@
 //! errors stay private here and map to `hourglass_core::Error` at the port. The audit chain is
 //! extended inside the same transaction as the change it records.
 
+mod archive;
 mod copy;
 mod error;
 mod group;

@@ -128,6 +128,11 @@ pub(crate) fn migrator() -> Migrator {
             "campaigns",
             include_str!("../migrations/postgres/0010_campaigns.sql"),
         ),
+        step(
+            11,
+            "audit_archives",
+            include_str!("../migrations/postgres/0011_audit_archives.sql"),
+        ),
     ])
 }
 
@@ -288,8 +293,11 @@ impl Backend for PgDb {
 
     async fn imported(&self) -> Result<()> {
         self.run(stmt!(
-            "UPDATE audit_head SET seq = COALESCE((SELECT MAX(seq) FROM audit_events), 0),
-               hash = (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1)
+            "UPDATE audit_head SET
+               seq = COALESCE((SELECT MAX(seq) FROM audit_events),
+                 (SELECT MAX(through_seq) FROM audit_archives), 0),
+               hash = COALESCE((SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1),
+                 (SELECT through_hash FROM audit_archives ORDER BY through_seq DESC LIMIT 1))
              WHERE id = 1"
         ))
         .await
@@ -315,6 +323,10 @@ impl Backend for PgDb {
 
     async fn claim(&self, before: Option<Stmt>, pick: Stmt, lease: Lease) -> Result<Vec<PgRow>> {
         self.group.claim(before, pick, lease).await
+    }
+
+    async fn steps(&self, steps: Vec<Step>) -> Result<Vec<u64>> {
+        self.group.steps(steps).await
     }
 
     async fn take(&self, stmt: Stmt) -> Result<Vec<PgRow>> {

@@ -3,7 +3,7 @@
 
 use hourglass_core::{
     Error, GrantDuration, Result, Timestamp,
-    audit::{AuditEvent, AuditRecord},
+    audit::{AuditEvent, AuditRecord, Checkpoint},
     campaign::{
         Campaign, CampaignItem, CampaignScope, CampaignState, DefaultAction, Effect,
         EligibilityEntry, ItemDecision, Reviewer, ReviewerRule, Work,
@@ -244,6 +244,20 @@ pub(crate) fn audit_from(row: &impl Cols) -> Result<AuditEvent> {
         },
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+    })
+}
+
+pub(crate) fn checkpoint_from(row: &impl Cols) -> Result<Checkpoint> {
+    let seq = |col: &str| -> Result<u64> {
+        let v: i64 = get(row, col)?;
+        u64::try_from(v).map_err(|_| corrupt("audit checkpoint seq", &v.to_string()))
+    };
+    Ok(Checkpoint {
+        first_seq: seq("first_seq")?,
+        through_seq: seq("through_seq")?,
+        through_hash: get(row, "through_hash")?,
+        archived_at: ts(get(row, "archived_at")?),
+        events_sha256: get(row, "events_sha256")?,
     })
 }
 

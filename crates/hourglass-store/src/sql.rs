@@ -230,6 +230,9 @@ fn actor_chain(actors: &[PrincipalId]) -> Option<String> {
 /// identities before the keys and requests that name them, requests before their grants.
 pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
+    if let Some(a) = &c.archive {
+        steps.push(Step::one(crate::archive::record(a)));
+    }
     for i in &c.identities {
         steps.push(Step::one(identity(i)?));
     }

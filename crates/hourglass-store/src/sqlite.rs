@@ -116,6 +116,11 @@ fn migrator() -> Migrator {
             "campaigns",
             include_str!("../migrations/sqlite/0014_campaigns.sql"),
         ),
+        step(
+            15,
+            "audit_archives",
+            include_str!("../migrations/sqlite/0015_audit_archives.sql"),
+        ),
     ])
 }
 
@@ -258,11 +263,21 @@ impl Tx for WriteTx {
     async fn head(&mut self) -> Result<(u64, String)> {
         // One write transaction at a time (the writer pool has one connection): the head read
         // here stays the head until this transaction commits.
-        let head = self
+        let mut head = self
             .rows(&stmt!(
                 "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
             ))
             .await?;
+        if head.is_empty() {
+            // No live event: the chain goes on from the latest checkpoint, if any (an archive
+            // keeps the head live, so only a database put together otherwise gets here).
+            head = self
+                .rows(&stmt!(
+                    "SELECT through_seq AS seq, through_hash AS hash FROM audit_archives
+                     ORDER BY through_seq DESC LIMIT 1"
+                ))
+                .await?;
+        }
         match head.first() {
             Some(row) => Ok((
                 u64::try_from(get::<i64>(row, "seq")?).unwrap_or(0),
@@ -320,6 +335,10 @@ impl Backend for SqliteDb {
         lease: Lease,
     ) -> Result<Vec<SqliteRow>> {
         self.group.claim(before, pick, lease).await
+    }
+
+    async fn steps(&self, steps: Vec<Step>) -> Result<Vec<u64>> {
+        self.group.steps(steps).await
     }
 
     async fn take(&self, stmt: Stmt) -> Result<Vec<SqliteRow>> {

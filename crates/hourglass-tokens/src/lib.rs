@@ -10,4 +10,4 @@ pub use dev::DevIssuer;
 pub use issuer::{
     IssuerSpec, Issuers, JwksSource, MayAct, Purpose, Refusal, Rule, Verified, parse_algorithm,
 };
-pub use signer::{Rotation, Signer};
+pub use signer::{Rotation, Signer, verify_own};

@@ -332,3 +332,61 @@ mod tests {
         }
     }
 }
+
+/// Verifies an EdDSA compact JWS made by [`Signer::sign`] against a JWKS such as
+/// [`Signer::jwks`] (by its `kid`); returns its claims. Expiry is the caller's to judge: an
+/// archive's manifest is checked years after it was signed.
+pub fn verify_own(token: &str, jwks: &Value) -> Result<Value, String> {
+    use base64::Engine as _;
+    let d = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| "not base64url".to_owned())
+    };
+    let mut parts = token.trim().split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a compact JWS".into());
+    };
+    let header: Value = serde_json::from_slice(&d(h)?).map_err(|_| "a header that is not JSON")?;
+    if header["alg"] != "EdDSA" {
+        return Err("not signed with EdDSA".into());
+    }
+    let kid = header["kid"].as_str().ok_or("no kid")?;
+    let jwk = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+        .ok_or_else(|| format!("key {kid} is not in the key set"))?;
+    if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
+        return Err(format!("key {kid} is not an Ed25519 key"));
+    }
+    let x = d(jwk["x"].as_str().ok_or("a key without x")?)?;
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &x)
+        .verify(format!("{h}.{p}").as_bytes(), &d(sig)?)
+        .map_err(|_| "the signature does not verify".to_owned())?;
+    serde_json::from_slice(&d(p)?).map_err(|_| "claims that are not JSON".to_owned())
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_token_verifies_and_a_changed_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            rotate_every_secs: 86_400,
+            retire_after_secs: 172_800,
+        };
+        let s = Signer::open(dir.path(), "https://hg.example", rotation, 1_000).unwrap();
+        let (t, _) = s.sign(&json!({"a": 1}), 1_000).unwrap();
+        assert_eq!(verify_own(&t, &s.jwks()).unwrap()["a"], 1);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let other = b64(json!({"a": 2}).to_string().as_bytes());
+        parts[1] = &other;
+        assert!(verify_own(&parts.join("."), &s.jwks()).is_err());
+        assert!(verify_own(&t, &json!({"keys": []})).is_err());
+        assert!(verify_own("a.b", &s.jwks()).is_err());
+    }
+}

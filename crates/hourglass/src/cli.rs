@@ -274,6 +274,22 @@ enum AuditCommand {
     Verify {
         #[arg(long, default_value = "hourglass.toml")]
         config: PathBuf,
+        /// Archives made by `audit archive`, oldest first: checked with the live chain.
+        #[arg(long = "archive")]
+        archives: Vec<PathBuf>,
+    },
+    /// Move events older than --before to a signed archive file (JSON lines) and out of the
+    /// store; the live chain continues from a checkpoint, and `audit verify --archive` checks
+    /// both together. The head event always stays.
+    Archive {
+        #[arg(long, default_value = "hourglass.toml")]
+        config: PathBuf,
+        /// Archive events recorded before this moment (RFC 3339).
+        #[arg(long)]
+        before: String,
+        /// The archive file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write events as JSON lines (offline, from the store).
     Export {
@@ -861,8 +877,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: StoreCommand::Copy { from, to },
         } => store_copy(&cli, from, to).await,
         Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => audit_verify(config).await,
+            command: AuditCommand::Verify { config, archives },
+        } => crate::audit_cmd::verify(config, archives).await,
+        Command::Audit {
+            command:
+                AuditCommand::Archive {
+                    config,
+                    before,
+                    out,
+                },
+        } => crate::audit_cmd::archive(config, before, out).await,
         Command::Audit {
             command: AuditCommand::Export { config, since },
         } => audit_export(config, *since).await,
@@ -980,28 +1004,6 @@ async fn for_each_event(
 ) -> Result<()> {
     let store = open_offline(config).await?;
     hourglass_core::store::walk_audit(store.as_ref(), since, each).await
-}
-
-async fn audit_verify(config: &std::path::Path) -> Result<ExitCode> {
-    let store = open_offline(config).await?;
-    let (v, broken) = hourglass_core::store::verify_chain(store.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the audit log: {e:?}"))?;
-    if let Some(b) = broken {
-        println!(
-            "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
-            b.seq,
-            b.reason,
-            v.checked()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    println!(
-        "audit chain ok: {} events, head {}",
-        v.checked(),
-        v.head_hash()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit_export(config: &std::path::Path, since: u64) -> Result<ExitCode> {

@@ -1,5 +1,6 @@
 //! `hourglass`: the server (`serve`) and the client commands, in one binary.
 
+mod audit_cmd;
 mod campaign_cmd;
 mod cli;
 mod identity_cmd;

@@ -382,7 +382,8 @@ impl Engine {
                     ));
                 }
                 // Nobody is told of these (the audit log and metrics are where they show).
-                EventKind::CampaignStarted
+                EventKind::AuditArchived
+                | EventKind::CampaignStarted
                 | EventKind::CampaignItemDecided
                 | EventKind::CampaignClosed
                 | EventKind::EligibilityAdded

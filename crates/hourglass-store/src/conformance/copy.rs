@@ -189,3 +189,113 @@ async fn a_sqlite_store_moves_to_postgres_whole_and_verified() {
     assert_eq!(chain_of(&dst).await.0, 6);
     dst.close().await;
 }
+
+/// Copies a SQLite store whose chain starts after a checkpoint into `to`; the copy carries the
+/// checkpoint, verifies from it and goes on from the head.
+async fn an_archived_chain_copies_from_its_checkpoint(to: &str) {
+    use hourglass_core::{audit::Checkpoint, store::verify_chain};
+
+    let dir = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", dir.path().join("src.db").display());
+    let src = SqliteStore::open(&from).await.unwrap();
+    for i in 0..6 {
+        src.commit(Commit {
+            audit: vec![ev(&format!("e{i}"))],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    }
+    let all = src.audit_after(0, 100).await.unwrap();
+    let checkpoints = [(1, 2), (3, 4)].map(|(first, through): (u64, u64)| Checkpoint {
+        first_seq: first,
+        through_seq: through,
+        through_hash: all[usize::try_from(through).unwrap() - 1].hash.clone(),
+        archived_at: t(100),
+        events_sha256: "f".repeat(64),
+    });
+    for c in &checkpoints {
+        src.archive_audit(c, crate::conformance::archived())
+            .await
+            .unwrap();
+    }
+    // Each archive's record chained on at the head: 7, then 8.
+    let live = src.audit_after(0, 100).await.unwrap();
+    assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6, 7, 8]);
+    assert_eq!(live[..2], all[4..]);
+    for (e, prev) in live[2..].iter().zip(&live[1..]) {
+        assert_eq!(e.record, crate::conformance::archived());
+        assert_eq!(e.prev_hash, prev.hash);
+    }
+    src.close().await;
+
+    let report = copy(&from, to).await.unwrap();
+    assert_eq!(report.audit_events, 4);
+    assert_eq!(report.head_hash, live[3].hash);
+    assert!(report.tables.contains(&("audit_archives".to_owned(), 2)));
+    assert!(report.tables.contains(&("audit_events".to_owned(), 4)));
+
+    let dst = crate::open(to, &PoolOptions::default()).await.unwrap();
+    assert_eq!(
+        dst.audit_checkpoint().await.unwrap(),
+        Some(checkpoints[1].clone())
+    );
+    assert_eq!(dst.audit_after(0, 100).await.unwrap(), live);
+    assert_eq!(dst.audit_head_seq().await.unwrap(), 8);
+    assert_eq!(
+        dst.commit(Commit {
+            audit: vec![ev("after the move")],
+            ..Commit::default()
+        })
+        .await
+        .unwrap(),
+        Some(9)
+    );
+    let (v, broken) = verify_chain(&*dst).await.unwrap();
+    assert_eq!((broken, v.checked()), (None, 5));
+    // The copy goes on being archived where the source left off.
+    let live = dst.audit_after(0, 100).await.unwrap();
+    let next = Checkpoint {
+        first_seq: 5,
+        through_seq: 6,
+        through_hash: live[1].hash.clone(),
+        archived_at: t(200),
+        events_sha256: "f".repeat(64),
+    };
+    assert_eq!(
+        dst.archive_audit(&next, crate::conformance::archived())
+            .await
+            .unwrap(),
+        2
+    );
+    let after = dst.audit_after(0, 100).await.unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [7, 8, 9, 10]
+    );
+    assert_eq!(after[..3], live[2..]);
+    assert_eq!(after[3].record, crate::conformance::archived());
+    let (v, broken) = verify_chain(&*dst).await.unwrap();
+    assert_eq!(
+        (broken, v.checked(), v.head_hash()),
+        (None, 4, after[3].hash.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_archived_chain_copies_to_sqlite_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    an_archived_chain_copies_from_its_checkpoint(&format!(
+        "sqlite://{}",
+        dir.path().join("dst.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn an_archived_chain_copies_to_postgres_from_its_checkpoint() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    an_archived_chain_copies_from_its_checkpoint(&db.url).await;
+}

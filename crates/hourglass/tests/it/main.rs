@@ -6,6 +6,7 @@
 
 mod agents;
 mod app;
+mod archive;
 mod binary;
 mod browser;
 mod campaigns;

@@ -1,0 +1,399 @@
+//! `hourglass audit archive` and `hourglass audit verify`: old events moved to a signed archive
+//! file, and the chain checked across archives and the live store.
+//!
+//! An archive is JSON lines: a first line with the manifest (a JWT signed with Hourglass's
+//! Ed25519 key: the sequence range, the hash before the first event and of the last, the count
+//! and the SHA-256 of the event lines) and the public key that signed it; then one event per
+//! line, exactly as the chain holds it. The store keeps a checkpoint (the last archived
+//! sequence number and its hash) and the live chain continues from it.
+
+use std::{
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result, bail};
+use hourglass_core::{
+    Clock, Timestamp,
+    audit::{AuditEvent, ChainVerifier, Checkpoint, GENESIS_HASH},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const FORMAT: u64 = 1;
+
+/// The signer and key set of the deployment configured in `config`.
+fn signer(
+    config: &hourglass_server::config::Config,
+) -> Result<std::sync::Arc<hourglass_tokens::Signer>> {
+    let now = hourglass_server::clock::SystemClock.now().unix_millis() / 1000;
+    let w = hourglass_server::workload::build(
+        config,
+        now,
+        &hourglass_server::workload::token_issuer(config),
+    )
+    .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?;
+    w.signer.context(
+        "an archive is signed with Hourglass's key: set [tokens] key_dir (the directory the server signs with)",
+    )
+}
+
+/// Moves every event before `before` (all but the head) to `out`, signed, then deletes them
+/// from the store, leaving a checkpoint the live chain continues from.
+pub async fn archive(config_path: &Path, before: &str, out: &Path) -> Result<ExitCode> {
+    let before = Timestamp::parse_rfc3339(before.trim())
+        .with_context(|| format!("--before {before:?} is not an RFC 3339 time"))?;
+    if out.exists() {
+        bail!("{} exists: an archive is never overwritten", out.display());
+    }
+    let config = crate::cli::load_config(config_path)?;
+    let signer = signer(&config)?;
+    let store = hourglass_store::open(
+        &config.store.url,
+        &hourglass_store::PoolOptions {
+            max_connections: 2,
+            migrate: false,
+            ..hourglass_store::PoolOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))?;
+    let head = store
+        .audit_head_seq()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let checkpoint = store
+        .audit_checkpoint()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (mut v, since, prev_hash) = match &checkpoint {
+        Some(c) => (
+            ChainVerifier::after(c.through_seq, &c.through_hash),
+            c.through_seq,
+            c.through_hash.clone(),
+        ),
+        None => (ChainVerifier::default(), 0, GENESIS_HASH.to_owned()),
+    };
+    // Read and check the events to archive: the chain must be whole up to there.
+    let tmp = out.with_extension("partial");
+    let mut events = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    let mut digest = Sha256::new();
+    let mut last: Option<(u64, String)> = None;
+    let mut count = 0u64;
+    let mut broken = None;
+    hourglass_core::store::walk_audit::<anyhow::Error>(store.as_ref(), since, |e| {
+        if e.seq >= head || e.record.at >= before {
+            return Ok(false);
+        }
+        if let Err(b) = v.check(&e) {
+            broken = Some(b);
+            return Ok(false);
+        }
+        let line = format!("{}\n", serde_json::to_string(&e)?);
+        digest.update(line.as_bytes());
+        events.write_all(line.as_bytes())?;
+        last = Some((e.seq, e.hash.clone()));
+        count += 1;
+        Ok(true)
+    })
+    .await?;
+    events.flush()?;
+    drop(events);
+    if let Some(b) = broken {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "the audit chain is broken at sequence {}: {}; nothing archived",
+            b.seq,
+            b.reason
+        );
+    }
+    let Some((through_seq, through_hash)) = last else {
+        let _ = std::fs::remove_file(&tmp);
+        println!("nothing to archive: no event before {before} (the head event always stays)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let first_seq = since + 1;
+    let events_sha256 = hex::encode(digest.finalize());
+    let now = hourglass_server::clock::SystemClock.now();
+    let (manifest, kid) = signer
+        .sign(
+            &json!({
+                "iss": signer.issuer(),
+                "typ": "hourglass-audit-archive",
+                "iat": now.unix_millis() / 1000,
+                "format": FORMAT,
+                "first_seq": first_seq,
+                "through_seq": through_seq,
+                "prev_hash": prev_hash,
+                "through_hash": through_hash,
+                "events": count,
+                "events_sha256": events_sha256,
+                "before": before.to_string(),
+            }),
+            now.unix_millis() / 1000,
+        )
+        .context("signing the archive's manifest")?;
+    let jwk = signer.jwks()["keys"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["kid"] == kid.as_str()).cloned())
+        .unwrap_or(Value::Null);
+    // The file: the manifest line, then the events; written whole and synced before anything
+    // leaves the store.
+    {
+        let mut f =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        writeln!(
+            f,
+            "{}",
+            json!({"hourglass_audit_archive": FORMAT, "manifest": manifest, "jwk": jwk})
+        )?;
+        std::io::copy(&mut std::fs::File::open(&tmp)?, &mut f)?;
+        f.sync_all()?;
+    }
+    std::fs::remove_file(&tmp)?;
+    let file = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let record = hourglass_core::audit::AuditRecord::new(
+        now,
+        "system",
+        hourglass_core::event::EventKind::AuditArchived,
+        &events_sha256,
+    )
+    .with("first_seq", first_seq)
+    .with("through_seq", through_seq)
+    .with("through_hash", &through_hash)
+    .with("events", count)
+    .with("file", &file);
+    let deleted = store
+        .archive_audit(
+            &Checkpoint {
+                first_seq,
+                through_seq,
+                through_hash: through_hash.clone(),
+                archived_at: now,
+                events_sha256: events_sha256.clone(),
+            },
+            record,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the archive in the store: {e}"))?;
+    println!(
+        "archived events {first_seq}..{through_seq} ({count}; {deleted} removed from the store) to {}; the live chain continues after {through_seq} (hash {through_hash})",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an archive says of itself, once checked.
+struct Checked {
+    first_seq: u64,
+    through_seq: u64,
+    through_hash: String,
+    events: u64,
+    signed: String,
+}
+
+/// Reads and checks one archive continuing `v`: the manifest's signature (against the key
+/// directory's keys, or the key it carries when that key has been retired), the digest and
+/// count of its event lines, and the hash chain.
+fn check_archive(path: &Path, v: &mut ChainVerifier, keys: &Value) -> Result<Checked> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut lines = std::io::BufReader::new(f).lines();
+    let head: Value = serde_json::from_str(&lines.next().context("an empty file is no archive")??)
+        .context("the first line is not an archive's manifest")?;
+    if head["hourglass_audit_archive"] != FORMAT {
+        bail!("{} is not an Hourglass audit archive", path.display());
+    }
+    let token = head["manifest"].as_str().context("no manifest")?;
+    let (claims, signed) = match hourglass_tokens::verify_own(token, keys) {
+        Ok(c) => (c, "signed by a key of this deployment".to_owned()),
+        Err(_) => {
+            let own = json!({"keys": [head["jwk"].clone()]});
+            let c = hourglass_tokens::verify_own(token, &own)
+                .map_err(|e| anyhow::anyhow!("the manifest's signature: {e}"))?;
+            (
+                c,
+                format!(
+                    "signed by key {} (no longer in the key directory: compare it with a saved JWKS)",
+                    head["jwk"]["kid"].as_str().unwrap_or("?")
+                ),
+            )
+        }
+    };
+    if claims["typ"] != "hourglass-audit-archive" {
+        bail!("the manifest is not an audit archive's");
+    }
+    let num = |k: &str| {
+        claims[k]
+            .as_u64()
+            .with_context(|| format!("the manifest has no {k}"))
+    };
+    let text = |k: &str| {
+        claims[k]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("the manifest has no {k}"))
+    };
+    let (first_seq, through_seq, events) = (num("first_seq")?, num("through_seq")?, num("events")?);
+    if first_seq != v.next_seq() {
+        bail!(
+            "{} starts at {first_seq}, but the chain continues at {}",
+            path.display(),
+            v.next_seq()
+        );
+    }
+    if text("prev_hash")? != v.head_hash() {
+        bail!("{} does not continue the chain before it", path.display());
+    }
+    let mut digest = Sha256::new();
+    let mut n = 0u64;
+    for line in lines {
+        let line = line?;
+        digest.update(line.as_bytes());
+        digest.update(b"\n");
+        let e: AuditEvent = serde_json::from_str(&line)
+            .with_context(|| format!("{}: event line {} is not an event", path.display(), n + 1))?;
+        v.check(&e).map_err(|b| {
+            anyhow::anyhow!(
+                "{}: the chain is broken at sequence {}: {}",
+                path.display(),
+                b.seq,
+                b.reason
+            )
+        })?;
+        n += 1;
+    }
+    if hex::encode(digest.finalize()) != text("events_sha256")? || n != events {
+        bail!(
+            "{}: the event lines are not the ones the manifest signed",
+            path.display()
+        );
+    }
+    if v.head_hash() != text("through_hash")? || v.next_seq() != through_seq + 1 {
+        bail!(
+            "{}: the last event is not the one the manifest names",
+            path.display()
+        );
+    }
+    Ok(Checked {
+        first_seq,
+        through_seq,
+        through_hash: text("through_hash")?,
+        events,
+        signed,
+    })
+}
+
+/// Checks the whole chain: the archives given, in order, then the live store from where they
+/// end (which must be the store's checkpoint).
+pub async fn verify(config_path: &Path, archives: &[PathBuf]) -> Result<ExitCode> {
+    let config = crate::cli::load_config(config_path)?;
+    let store = hourglass_store::open_read_only(&config.store.url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))?;
+    let checkpoint = store
+        .audit_checkpoint()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    if archives.is_empty() {
+        let (v, broken) = hourglass_core::store::verify_chain(store.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the audit log: {e:?}"))?;
+        if let Some(b) = broken {
+            println!(
+                "audit chain BROKEN at sequence {}: {} ({} events verified before it)",
+                b.seq,
+                b.reason,
+                v.checked()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        match checkpoint {
+            Some(c) => println!(
+                "audit chain ok: {} live events after the archived {}..{} (hash {}), head {}; give the archives (--archive) to check those too",
+                v.checked(),
+                1,
+                c.through_seq,
+                c.through_hash,
+                v.head_hash()
+            ),
+            None => println!(
+                "audit chain ok: {} events, head {}",
+                v.checked(),
+                v.head_hash()
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keys = signer(&config)
+        .map(|s| s.jwks())
+        .unwrap_or_else(|_| json!({"keys": []}));
+    let mut v = ChainVerifier::default();
+    let mut archived = 0;
+    for path in archives {
+        match check_archive(path, &mut v, &keys) {
+            Ok(c) => {
+                println!(
+                    "archive {} ok: events {}..{} ({}), last hash {}; {}",
+                    path.display(),
+                    c.first_seq,
+                    c.through_seq,
+                    c.events,
+                    c.through_hash,
+                    c.signed
+                );
+                archived += c.events;
+            }
+            Err(e) => {
+                println!("audit chain BROKEN: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    match &checkpoint {
+        Some(c) if c.through_seq + 1 == v.next_seq() && c.through_hash == v.head_hash() => {}
+        Some(c) => {
+            println!(
+                "audit chain BROKEN: the archives end at {} but the store's checkpoint is {} (hash {}); give every archive, oldest first",
+                v.next_seq() - 1,
+                c.through_seq,
+                c.through_hash
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        None => {
+            println!(
+                "audit chain BROKEN: the store has no checkpoint, so these archives are not its past"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let since = v.next_seq() - 1;
+    let mut broken = None;
+    hourglass_core::store::walk_audit::<anyhow::Error>(store.as_ref(), since, |e| {
+        match v.check(&e) {
+            Ok(()) => Ok(true),
+            Err(b) => {
+                broken = Some(b);
+                Ok(false)
+            }
+        }
+    })
+    .await?;
+    if let Some(b) = broken {
+        println!("audit chain BROKEN at sequence {}: {}", b.seq, b.reason);
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "audit chain ok: {} events ({archived} archived, {} live), head {}",
+        v.checked(),
+        v.checked() - archived,
+        v.head_hash()
+    );
+    Ok(ExitCode::SUCCESS)
+}
