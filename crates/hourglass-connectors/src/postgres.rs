@@ -706,16 +706,16 @@ impl Connector for PostgresConnector {
                     .filter(|g| GrantId::parse(g).is_some())
                     .map(str::to_owned)
                     .or_else(|| jit.get(&(holder.clone(), privilege.clone())).cloned());
-                // A login mapped under `logins` is that principal's; any other role may be a
-                // person's own role named after them (the engine keeps only known principals).
+                // A role is a principal's only where `logins` says so: a role that happens to
+                // share a principal's name is not that person.
                 let principal = self
                     .cfg
                     .logins
                     .iter()
                     .find(|(_, role)| **role == holder)
-                    .map_or_else(|| holder.clone(), |(p, _)| p.clone());
+                    .map(|(p, _)| p.clone());
                 Ok(Holding {
-                    principal: Some(principal),
+                    principal,
                     entitlement: None,
                     holder,
                     privilege,
@@ -735,6 +735,21 @@ impl Connector for PostgresConnector {
     async fn remove_standing(&self, holding: &Holding) -> Result<(), ConnectorError> {
         let member = quote_ident(&holding.holder, '"')?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Hourglass's own connection role, and the bootstrap superuser, are never taken away:
+        // without them no grant could be revoked.
+        let own: bool = sqlx::query_scalar(
+            "SELECT $1 = current_user OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1 AND oid = 10)",
+        )
+        .bind(&holding.holder)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if own {
+            return Err(ConnectorError::new(format!(
+                "postgres: {:?} is the role Hourglass connects as (or the bootstrap superuser); it is not removed",
+                holding.holder
+            )));
+        }
         if holding.privilege == "SUPERUSER" {
             Self::exec(&mut tx, format!("ALTER ROLE {member} NOSUPERUSER")).await?;
             return tx.commit().await.map_err(db_err);

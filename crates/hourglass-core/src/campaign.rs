@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Error, Result, Timestamp,
     id::{CampaignId, CampaignItemId, PrincipalId},
-    policy::Decision,
+    policy::{Action, Decision},
 };
 
 macro_rules! word_enum {
@@ -341,18 +341,34 @@ pub struct Reviewed {
 }
 
 impl Reviewed {
-    fn find(&self, access: &str, effect: Effect) -> Option<&EligibilityEntry> {
+    fn find(&self, who: &PrincipalId, access: &str, effect: Effect) -> Option<&EligibilityEntry> {
         self.entries
             .iter()
-            .find(|e| e.access == access && e.effect == effect)
+            .find(|e| e.principal == *who && e.access == access && e.effect == effect)
     }
 
-    /// A `Request` decision with the reviews applied. `names` is the resource's name first,
-    /// then, for a profile, its entitlements'. A removal of any of them refuses, whatever
-    /// policy said; an addition of the resource itself permits where policy only had no permit
-    /// (a default deny: no determining policy, no error), never where a `forbid` refused.
-    pub fn apply(&self, names: &[&str], d: Decision) -> Decision {
-        if let Some(e) = names.iter().find_map(|n| self.find(n, Effect::Removed)) {
+    /// A decision of `action` for `who` with the reviews applied. `names` is the resource's
+    /// name first, then, for a profile, its entitlements'. A removal of any of them refuses
+    /// asking, breaking glass and extending, whatever policy said; an addition of the resource
+    /// itself permits asking (only) where policy had no permit (a default deny: no determining
+    /// policy, no error), never where a `forbid` refused.
+    pub fn apply(
+        &self,
+        action: Action,
+        who: &PrincipalId,
+        names: &[&str],
+        d: Decision,
+    ) -> Decision {
+        if !matches!(
+            action,
+            Action::Request | Action::BreakGlass | Action::Extend
+        ) {
+            return d;
+        }
+        if let Some(e) = names
+            .iter()
+            .find_map(|n| self.find(who, n, Effect::Removed))
+        {
             return Decision {
                 allowed: false,
                 policy_ids: vec![policy_id(&e.item)],
@@ -360,10 +376,11 @@ impl Reviewed {
                 errors: Vec::new(),
             };
         }
-        if !d.allowed
+        if action == Action::Request
+            && !d.allowed
             && d.policy_ids.is_empty()
             && d.errors.is_empty()
-            && let Some(e) = names.first().and_then(|n| self.find(n, Effect::Added))
+            && let Some(e) = names.first().and_then(|n| self.find(who, n, Effect::Added))
         {
             return Decision {
                 allowed: true,
@@ -404,7 +421,13 @@ mod tests {
         let r = Reviewed {
             entries: vec![entry("pg/read", Effect::Removed)],
         };
-        let d = r.apply(&["pg/read"], decision(true, &["requesters"]));
+        let alice = PrincipalId::new("alice").unwrap();
+        let d = r.apply(
+            Action::Request,
+            &alice,
+            &["pg/read"],
+            decision(true, &["requesters"]),
+        );
         assert!(!d.allowed);
         assert_eq!(
             d.policy_ids,
@@ -412,10 +435,45 @@ mod tests {
         );
         // A profile holding a removed entitlement is refused too.
         assert!(
-            !r.apply(&["ops/bundle", "pg/read"], decision(true, &["p"]))
+            !r.apply(
+                Action::Request,
+                &alice,
+                &["ops/bundle", "pg/read"],
+                decision(true, &["p"])
+            )
+            .allowed
+        );
+        assert!(
+            r.apply(
+                Action::Request,
+                &alice,
+                &["pg/write"],
+                decision(true, &["p"])
+            )
+            .allowed
+        );
+        // Breaking glass and extending are refused too; approving is not the person's.
+        for action in [Action::BreakGlass, Action::Extend] {
+            assert!(
+                !r.apply(action, &alice, &["pg/read"], decision(true, &["p"]))
+                    .allowed
+            );
+        }
+        assert!(
+            r.apply(
+                Action::Approve,
+                &alice,
+                &["pg/read"],
+                decision(true, &["p"])
+            )
+            .allowed
+        );
+        // Someone else's entry is not alice's.
+        let bob = PrincipalId::new("bob").unwrap();
+        assert!(
+            r.apply(Action::Request, &bob, &["pg/read"], decision(true, &["p"]))
                 .allowed
         );
-        assert!(r.apply(&["pg/write"], decision(true, &["p"])).allowed);
     }
 
     #[test]
@@ -423,18 +481,38 @@ mod tests {
         let r = Reviewed {
             entries: vec![entry("pg/read", Effect::Added)],
         };
-        assert!(r.apply(&["pg/read"], decision(false, &[])).allowed);
-        let forbidden = r.apply(&["pg/read"], decision(false, &["freeze"]));
+        let alice = PrincipalId::new("alice").unwrap();
+        let ask = |names: &[&str], d| r.apply(Action::Request, &alice, names, d);
+        assert!(ask(&["pg/read"], decision(false, &[])).allowed);
+        assert!(
+            !r.apply(
+                Action::BreakGlass,
+                &alice,
+                &["pg/read"],
+                decision(false, &[])
+            )
+            .allowed,
+            "an addition is asking only"
+        );
+        assert!(
+            !r.apply(
+                Action::Request,
+                &PrincipalId::new("bob").unwrap(),
+                &["pg/read"],
+                decision(false, &[])
+            )
+            .allowed
+        );
+        let forbidden = ask(&["pg/read"], decision(false, &["freeze"]));
         assert!(!forbidden.allowed, "a forbid still refuses");
         assert_eq!(forbidden.policy_ids, ["freeze"]);
         let mut broken = decision(false, &[]);
         broken.errors.push("evaluation error".into());
-        assert!(!r.apply(&["pg/read"], broken).allowed);
-        assert!(!r.apply(&["pg/write"], decision(false, &[])).allowed);
+        assert!(!ask(&["pg/read"], broken).allowed);
+        assert!(!ask(&["pg/write"], decision(false, &[])).allowed);
         // Policy's own permit stays named as it was.
         assert_eq!(
-            r.apply(&["pg/read"], decision(true, &["requesters"]))
-                .policy_ids,
+            ask(&["pg/read"], decision(true, &["requesters"])).policy_ids,
             ["requesters"]
         );
     }

@@ -185,6 +185,15 @@ async fn report_extras(
         ("entitlement", &scope.entitlement),
     ] {
         if let Some(v) = v {
+            // Quoted for a shell unless it is plainly safe.
+            let safe = v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/:@-".contains(&b));
+            let v = if safe {
+                v.clone()
+            } else {
+                format!("'{}'", v.replace('\'', "'\\''"))
+            };
             command.push_str(&format!(" --{k} {v}"));
         }
     }

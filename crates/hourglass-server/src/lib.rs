@@ -126,6 +126,8 @@ fn scheduled_campaigns(
         let before = problems.len();
         if c.name.trim().is_empty() || !names.insert(c.name.trim().to_owned()) {
             problems.push(format!("{key}.name: give each campaign its own name"));
+        } else if let Err(m) = hourglass_core::text::check(c.name.trim(), 200) {
+            problems.push(format!("{key}.name: {m}"));
         }
         let scope = CampaignScope::parse(&c.scope);
         if scope.is_none() {
@@ -144,9 +146,12 @@ fn scheduled_campaigns(
                 c.default_action
             ));
         }
-        if c.duration.as_secs() < 3600 || c.duration > c.every {
+        if c.duration.as_secs() < 3600
+            || c.duration > c.every
+            || c.duration.as_secs() > 366 * 86_400
+        {
             problems.push(format!(
-                "{key}.duration: at least 1h, and no longer than every"
+                "{key}.duration: at least 1h, at most 366d, and no longer than every"
             ));
         }
         if c.remind_before

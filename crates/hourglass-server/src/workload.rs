@@ -130,7 +130,7 @@ pub fn issuer_specs(config: &Config) -> Result<Vec<IssuerSpec>, Vec<String>> {
 
 /// Where the signing keys live: `[tokens] key_dir`, else beside the SQLite database, else
 /// beside the configuration file.
-pub(crate) fn key_dir(config: &Config) -> Option<PathBuf> {
+pub fn key_dir(config: &Config) -> Option<PathBuf> {
     if let Some(d) = &config.tokens.key_dir {
         return Some(d.clone());
     }
@@ -152,6 +152,19 @@ pub(crate) fn key_dir(config: &Config) -> Option<PathBuf> {
             .unwrap_or(std::path::Path::new("."))
             .join("signing-keys")
     })
+}
+
+/// The signer of the key directory for documents that need one whatever else is configured
+/// (an audit archive's manifest): opened, and rotated as due, like the server's.
+pub fn archive_signer(config: &Config, now_secs: i64) -> Result<Signer, String> {
+    let dir = key_dir(config)
+        .ok_or("tokens.key_dir: required (the store is not a SQLite file to put it beside)")?;
+    let rotation = Rotation {
+        rotate_every_secs: i64::try_from(config.tokens.rotate_every.as_secs()).unwrap_or(i64::MAX),
+        retire_after_secs: i64::try_from(config.tokens.retire_after.as_secs()).unwrap_or(i64::MAX),
+    };
+    Signer::open(&dir, &token_issuer(config), rotation, now_secs)
+        .map_err(|e| format!("tokens.key_dir {}: {e}", dir.display()))
 }
 
 /// The `iss` of Hourglass access tokens.

@@ -984,12 +984,17 @@ async fn one_owner_at_a_time_holds_a_periodic_turn(s: &Fresh) {
     assert_eq!(audit_len(s).await, 0, "turns are bookkeeping, not audited");
 }
 
-/// The audit record an archive is recorded with.
-pub(crate) fn archived() -> hourglass_core::audit::AuditRecord {
+/// The audit record an archive is recorded with (`hourglass audit archive` writes the same).
+pub(crate) fn archived(
+    c: &hourglass_core::audit::Checkpoint,
+) -> hourglass_core::audit::AuditRecord {
     hourglass_core::audit::AuditRecord::new(
         t(5_000),
         "system",
         hourglass_core::event::EventKind::AuditArchived,
-        "archive",
+        &c.events_sha256,
     )
+    .with("first_seq", c.first_seq)
+    .with("through_seq", c.through_seq)
+    .with("through_hash", &c.through_hash)
 }

@@ -68,6 +68,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The public keys (JWKS) of the key directory `dir` as they are, read without creating,
+/// rotating or retiring anything (offline checks).
+pub fn published(dir: &Path) -> io::Result<Value> {
+    let keys = scan(dir)?;
+    Ok(json!({
+        "keys": keys.iter().map(|k| json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "alg": "EdDSA",
+            "use": "sig",
+            "kid": k.kid,
+            "x": b64(k.pair.public_key().as_ref()),
+        })).collect::<Vec<_>>()
+    }))
+}
+
 /// The keys in `dir`, oldest first.
 fn scan(dir: &Path) -> io::Result<Vec<Key>> {
     let mut keys = Vec::new();

@@ -23,20 +23,31 @@ use sha2::{Digest, Sha256};
 
 const FORMAT: u64 = 1;
 
-/// The signer and key set of the deployment configured in `config`.
-fn signer(
-    config: &hourglass_server::config::Config,
-) -> Result<std::sync::Arc<hourglass_tokens::Signer>> {
+/// The signer of the deployment configured in `config` (its key directory).
+fn signer(config: &hourglass_server::config::Config) -> Result<hourglass_tokens::Signer> {
     let now = hourglass_server::clock::SystemClock.now().unix_millis() / 1000;
-    let w = hourglass_server::workload::build(
-        config,
-        now,
-        &hourglass_server::workload::token_issuer(config),
-    )
-    .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?;
-    w.signer.context(
-        "an archive is signed with Hourglass's key: set [tokens] key_dir (the directory the server signs with)",
-    )
+    hourglass_server::workload::archive_signer(config, now).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The keys an archive's manifest may be signed with: the key directory's, read as they are,
+/// and those of a saved JWKS (`--jwks`: keys retired since). Never the key a file carries.
+fn trusted_keys(config: &hourglass_server::config::Config, saved: Option<&Path>) -> Result<Value> {
+    let mut keys = Vec::new();
+    if let Some(dir) = hourglass_server::workload::key_dir(config)
+        && dir.is_dir()
+        && let Ok(v) = hourglass_tokens::signer::published(&dir)
+    {
+        keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
+    }
+    if let Some(path) = saved {
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a JWKS", path.display()))?;
+        keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
+    }
+    Ok(json!({ "keys": keys }))
 }
 
 /// Moves every event before `before` (all but the head) to `out`, signed, then deletes them
@@ -75,11 +86,23 @@ pub async fn archive(config_path: &Path, before: &str, out: &Path) -> Result<Exi
         ),
         None => (ChainVerifier::default(), 0, GENESIS_HASH.to_owned()),
     };
-    // Read and check the events to archive: the chain must be whole up to there.
-    let tmp = out.with_extension("partial");
-    let mut events = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-    );
+    // Read and check the events to archive: the chain must be whole up to there. Nothing is
+    // written over: the working files are new, named after the archive.
+    let with = |suffix: &str| {
+        let mut name = out.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let tmp = with(".events.partial");
+    let partial = with(".partial");
+    let create = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .with_context(|| format!("creating {}", p.display()))
+    };
+    let mut events = std::io::BufWriter::new(create(&tmp)?);
     let mut digest = Sha256::new();
     let mut last: Option<(u64, String)> = None;
     let mut count = 0u64;
@@ -141,10 +164,9 @@ pub async fn archive(config_path: &Path, before: &str, out: &Path) -> Result<Exi
         .and_then(|k| k.iter().find(|k| k["kid"] == kid.as_str()).cloned())
         .unwrap_or(Value::Null);
     // The file: the manifest line, then the events; written whole and synced before anything
-    // leaves the store.
+    // leaves the store, and given its name only once the store has recorded it.
     {
-        let mut f =
-            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut f = create(&partial)?;
         writeln!(
             f,
             "{}",
@@ -169,7 +191,7 @@ pub async fn archive(config_path: &Path, before: &str, out: &Path) -> Result<Exi
     .with("through_hash", &through_hash)
     .with("events", count)
     .with("file", &file);
-    let deleted = store
+    let deleted = match store
         .archive_audit(
             &Checkpoint {
                 first_seq,
@@ -181,7 +203,15 @@ pub async fn archive(config_path: &Path, before: &str, out: &Path) -> Result<Exi
             record,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("recording the archive in the store: {e}"))?;
+    {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            bail!("recording the archive in the store: {e}; nothing archived");
+        }
+    };
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("naming {} (the store has recorded it)", partial.display()))?;
     println!(
         "archived events {first_seq}..{through_seq} ({count}; {deleted} removed from the store) to {}; the live chain continues after {through_seq} (hash {through_hash})",
         out.display()
@@ -210,21 +240,17 @@ fn check_archive(path: &Path, v: &mut ChainVerifier, keys: &Value) -> Result<Che
         bail!("{} is not an Hourglass audit archive", path.display());
     }
     let token = head["manifest"].as_str().context("no manifest")?;
-    let (claims, signed) = match hourglass_tokens::verify_own(token, keys) {
-        Ok(c) => (c, "signed by a key of this deployment".to_owned()),
-        Err(_) => {
-            let own = json!({"keys": [head["jwk"].clone()]});
-            let c = hourglass_tokens::verify_own(token, &own)
-                .map_err(|e| anyhow::anyhow!("the manifest's signature: {e}"))?;
-            (
-                c,
-                format!(
-                    "signed by key {} (no longer in the key directory: compare it with a saved JWKS)",
-                    head["jwk"]["kid"].as_str().unwrap_or("?")
-                ),
-            )
-        }
-    };
+    // Only keys this deployment trusts count; the key the file carries is for reading only.
+    let claims = hourglass_tokens::verify_own(token, keys).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the manifest's signature: {e} (a key retired since must come from a saved JWKS: --jwks)",
+            path.display()
+        )
+    })?;
+    let signed = format!(
+        "signed by key {}",
+        head["jwk"]["kid"].as_str().unwrap_or("?")
+    );
     if claims["typ"] != "hourglass-audit-archive" {
         bail!("the manifest is not an audit archive's");
     }
@@ -291,7 +317,11 @@ fn check_archive(path: &Path, v: &mut ChainVerifier, keys: &Value) -> Result<Che
 
 /// Checks the whole chain: the archives given, in order, then the live store from where they
 /// end (which must be the store's checkpoint).
-pub async fn verify(config_path: &Path, archives: &[PathBuf]) -> Result<ExitCode> {
+pub async fn verify(
+    config_path: &Path,
+    archives: &[PathBuf],
+    jwks: Option<&Path>,
+) -> Result<ExitCode> {
     let config = crate::cli::load_config(config_path)?;
     let store = hourglass_store::open_read_only(&config.store.url)
         .await
@@ -330,9 +360,7 @@ pub async fn verify(config_path: &Path, archives: &[PathBuf]) -> Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let keys = signer(&config)
-        .map(|s| s.jwks())
-        .unwrap_or_else(|_| json!({"keys": []}));
+    let keys = trusted_keys(&config, jwks)?;
     let mut v = ChainVerifier::default();
     let mut archived = 0;
     for path in archives {

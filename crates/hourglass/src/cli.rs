@@ -277,6 +277,10 @@ enum AuditCommand {
         /// Archives made by `audit archive`, oldest first: checked with the live chain.
         #[arg(long = "archive")]
         archives: Vec<PathBuf>,
+        /// A saved copy of `/.well-known/jwks.json`, for archives signed by keys retired since
+        /// (the key directory's own keys are always trusted).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
     },
     /// Move events older than --before to a signed archive file (JSON lines) and out of the
     /// store; the live chain continues from a checkpoint, and `audit verify --archive` checks
@@ -877,8 +881,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: StoreCommand::Copy { from, to },
         } => store_copy(&cli, from, to).await,
         Command::Audit {
-            command: AuditCommand::Verify { config, archives },
-        } => crate::audit_cmd::verify(config, archives).await,
+            command:
+                AuditCommand::Verify {
+                    config,
+                    archives,
+                    jwks,
+                },
+        } => crate::audit_cmd::verify(config, archives, jwks.as_deref()).await,
         Command::Audit {
             command:
                 AuditCommand::Archive {

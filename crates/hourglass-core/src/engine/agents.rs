@@ -415,7 +415,7 @@ impl Engine {
             checked.ticket.as_deref().map(facts).as_ref(),
             now,
         );
-        let reviewed = self.reviewed(&subject.id).await?;
+        let reviewed = self.reviewed_with(&subject.id, actor).await?;
         let decide = |action: Action, ctx: &crate::policy::DecisionContext| {
             self.decide_for(action, subject, actor, resource, ctx, &reviewed)
         };

@@ -123,7 +123,11 @@ impl Engine {
             match self.open_campaign("schedule", id, s.campaign.clone()).await {
                 Ok(_) => started += 1,
                 Err(Error::StoreConflict) => {}
-                Err(e) => return Err(e),
+                // One schedule that cannot start (too many items, a store error) is logged and
+                // tried again at the next pass; it stops no other campaign's work.
+                Err(e) => {
+                    warn!(campaign = %s.campaign.name, error = %e, "a scheduled access review could not start");
+                }
             }
         }
         Ok(started)
@@ -284,7 +288,9 @@ impl Engine {
                 let mut ctx = self.context(None, &p.id, resource.default_duration(), None, now);
                 let may = |ctx: &crate::policy::DecisionContext| -> Result<bool> {
                     let d = self.decide(Action::Request, p, resource, ctx)?;
-                    Ok(self.with_reviews(&reviewed, resource, d).allowed)
+                    Ok(self
+                        .with_reviews(Action::Request, &p.id, &reviewed, resource, d)
+                        .allowed)
                 };
                 let allowed = may(&ctx)? || {
                     ctx.ticket = Some(TicketFacts {
@@ -431,7 +437,16 @@ impl Engine {
         let cid = CampaignId::parse(id).ok_or_else(not_found)?;
         let campaign = self.store.get_campaign(&cid).await?.ok_or_else(not_found)?;
         let limit = limit.clamp(1, 1_000);
-        let after = after.and_then(CampaignItemId::parse);
+        let after = match after.map(str::trim).filter(|a| !a.is_empty()) {
+            None => None,
+            Some(a) => Some(CampaignItemId::parse(a).ok_or_else(|| {
+                Error::invalid(
+                    crate::ErrorCode::CampaignInvalid,
+                    "after",
+                    "an item id (itm_…)",
+                )
+            })?),
+        };
         let admin = self.is_admin_of_all(caller);
         let items = if admin {
             self.store
@@ -507,7 +522,7 @@ impl Engine {
     /// The reviewer names that are the caller: themselves, their groups, and the
     /// administrators if they are one. An agent reviews nothing.
     fn reviewer_names(&self, caller: &Caller) -> Vec<Reviewer> {
-        if caller.principal.kind == PrincipalKind::Agent {
+        if caller.principal.kind != PrincipalKind::Human || caller.on_behalf_of.is_some() {
             return Vec::new();
         }
         let mut out = vec![Reviewer::Person(caller.principal.id.clone())];
@@ -545,16 +560,18 @@ impl Engine {
             let admin = mine.contains(&Reviewer::Administrators);
             if !admin && !mine.contains(&item.reviewer) {
                 // Someone else's item: as if it did not exist, unless they may see the campaign.
-                return Err(if caller.principal.kind == PrincipalKind::Agent {
+                return Err(if caller.principal.kind != PrincipalKind::Human {
                     Error::forbidden(
                         crate::ErrorCode::CampaignItemNotYours,
-                        "agents never decide access reviews",
+                        "only people decide access reviews, never workloads or agents",
                     )
                 } else {
                     not_found()
                 });
             }
-            if item.principal.as_ref() == Some(&caller.principal.id) {
+            if item.principal.as_ref() == Some(&caller.principal.id)
+                || item.holder.as_deref() == Some(caller.principal.id.as_str())
+            {
                 return Err(Error::forbidden(
                     crate::ErrorCode::CampaignSelfReview,
                     format!("{} may not review their own access", caller.principal.id),
@@ -565,10 +582,11 @@ impl Engine {
                 .get_campaign(&item.campaign)
                 .await?
                 .ok_or_else(|| Error::internal("a campaign item without its campaign"))?;
-            if campaign.state == CampaignState::Closed {
+            let now = self.clock.now();
+            if campaign.state == CampaignState::Closed || campaign.deadline <= now {
                 return Err(Error::conflict(
                     crate::ErrorCode::CampaignClosed,
-                    format!("campaign {} is closed", campaign.id),
+                    format!("campaign {} is closed (its deadline was {})", campaign.id, campaign.deadline),
                 ));
             }
             if let Some(d) = item.decision {
@@ -584,7 +602,6 @@ impl Engine {
                     "convert is for standing privilege whose holder is a known principal and whose entitlement is known",
                 ));
             }
-            let now = self.clock.now();
             let mut commit = Commit::default();
             let decided = self
                 .decide_into(
@@ -742,10 +759,16 @@ impl Engine {
             .list_campaigns(Some(CampaignState::Open), 1_000)
             .await?
         {
-            if c.deadline <= now {
-                decided += self.close_at_deadline(&c.id).await?;
+            let done = if c.deadline <= now {
+                self.close_at_deadline(&c.id).await.map(|n| decided += n)
             } else if !c.reminded && c.remind_at.is_some_and(|r| r <= now) {
-                self.remind(&c.id).await?;
+                self.remind(&c.id).await
+            } else {
+                Ok(())
+            };
+            // One campaign that fails is logged and tried again; the others go on.
+            if let Err(e) = done {
+                warn!(campaign = %c.id, error = %e, "an access review's reminder or deadline failed; retrying");
             }
         }
         Ok(decided)
@@ -888,13 +911,12 @@ impl Engine {
     /// Runs due target work (standing privilege a review removed): the connector removes it,
     /// discovery checks it is gone. Returns how many items were worked on.
     pub async fn run_campaign_work(&self) -> Result<usize> {
-        let now = self.clock.now();
-        let due = self.store.due_campaign_work(now, 20).await?;
+        let due = self.store.due_campaign_work(self.clock.now(), 20).await?;
         let mut worked = 0;
         for item in due {
-            // Claim it for a lease: another worker that read it too loses the race.
+            // Claim it for a lease from now: another worker that read it too loses the race.
             let claimed = CampaignItem {
-                run_at: Some(now.plus_millis(WORK_LEASE_MS)),
+                run_at: Some(self.clock.now().plus_millis(WORK_LEASE_MS)),
                 ..item.clone()
             };
             match self
@@ -1010,7 +1032,7 @@ impl Engine {
             .await
             .map_err(|e| format!("removed, but discovery could not check: {}", e.message))?
             .iter()
-            .any(|h| h.holder == *holder && h.privilege == *privilege);
+            .any(|h| h.holder == *holder && h.privilege == *privilege && h.grant_id.is_none());
         if still {
             return Err(format!(
                 "{holder} still holds {privilege} in {target} after its removal"

@@ -88,11 +88,9 @@ impl Engine {
             );
             let at = |ctx: &DecisionContext, action: Action| -> Result<bool> {
                 let d = self.decide(action, &caller.principal, resource, ctx)?;
-                Ok(if action == Action::Request {
-                    self.with_reviews(&reviewed, resource, d).allowed
-                } else {
-                    d.allowed
-                })
+                Ok(self
+                    .with_reviews(action, &caller.principal.id, &reviewed, resource, d)
+                    .allowed)
             };
             let (ctx, needs_ticket) = if at(&base, Action::Request)? {
                 (base, false)
@@ -175,6 +173,7 @@ impl Engine {
             )
         })?;
         let now = self.clock.now();
+        let reviewed = self.reviewed(&p.id).await?;
         let mut out = Vec::new();
         // Exchange is judged on a presented token's facts, which an explanation has none of.
         for action in Action::ALL.into_iter().filter(|a| *a != Action::Exchange) {
@@ -195,7 +194,13 @@ impl Engine {
             }
             out.push(Explained {
                 action,
-                decision: self.decide(action, &p, resource, &ctx)?,
+                decision: self.with_reviews(
+                    action,
+                    &p.id,
+                    &reviewed,
+                    resource,
+                    self.decide(action, &p, resource, &ctx)?,
+                ),
             });
         }
         Ok(out)

@@ -151,7 +151,14 @@ impl Engine {
             now,
         );
         ctx.break_glass = grant.break_glass;
-        let eligible = self.decide(Action::Extend, principal, Resource::Entitlement(ent), &ctx)?;
+        let reviewed = self.reviewed(&principal.id).await?;
+        let eligible = self.with_reviews(
+            Action::Extend,
+            &principal.id,
+            &reviewed,
+            Resource::Entitlement(ent),
+            self.decide(Action::Extend, principal, Resource::Entitlement(ent), &ctx)?,
+        );
         if !eligible.allowed {
             return Err(Error::forbidden(
                 crate::ErrorCode::ExtendNotEligible,

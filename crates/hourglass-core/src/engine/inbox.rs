@@ -206,7 +206,10 @@ impl Engine {
                 } else {
                     Action::Request
                 };
-                self.decide(action, p, resource, &ctx)?.policy_ids
+                let reviewed = self.reviewed(&p.id).await?;
+                let d = self.decide(action, p, resource, &ctx)?;
+                self.with_reviews(action, &p.id, &reviewed, resource, d)
+                    .policy_ids
             }
             None => Vec::new(),
         };

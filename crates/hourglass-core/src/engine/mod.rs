@@ -363,7 +363,7 @@ impl Engine {
             None if req.break_glass => Action::BreakGlass,
             None => Action::Request,
         };
-        let reviewed = self.reviewed(&p.id).await?;
+        let reviewed = self.reviewed_with(&p.id, actor.as_ref()).await?;
         Ok(self
             .decide_for(action, &p, actor.as_ref(), resource, &ctx, &reviewed)?
             .allowed)
@@ -376,10 +376,26 @@ impl Engine {
         })
     }
 
-    /// A `Request` decision with what reviews decided applied: a removal refuses; an addition
-    /// permits where policy had no permit and no `forbid`.
+    /// What reviews decided about `who` and the agent acting for them, if any.
+    pub(super) async fn reviewed_with(
+        &self,
+        who: &PrincipalId,
+        actor: Option<&Principal>,
+    ) -> Result<crate::campaign::Reviewed> {
+        let mut r = self.reviewed(who).await?;
+        if let Some(a) = actor {
+            r.entries.extend(self.store.eligibility_of(&a.id).await?);
+        }
+        Ok(r)
+    }
+
+    /// A decision of `action` for `who` with what reviews decided applied
+    /// ([`crate::campaign::Reviewed::apply`]): a removal refuses asking, breaking glass and
+    /// extending; an addition permits asking where policy had no permit and no `forbid`.
     fn with_reviews(
         &self,
+        action: Action,
+        who: &PrincipalId,
         reviewed: &crate::campaign::Reviewed,
         resource: Resource<'_>,
         d: Decision,
@@ -391,7 +407,7 @@ impl Engine {
         if let Resource::Profile(_) = resource {
             names.extend(self.members(resource).iter().map(|e| e.id.as_str()));
         }
-        reviewed.apply(&names, d)
+        reviewed.apply(action, who, &names, d)
     }
 
     /// A decision for `subject` with `actor` (an agent) acting for it: the subject judged with
@@ -408,16 +424,15 @@ impl Engine {
     ) -> Result<Decision> {
         let mut ctx = context.clone();
         ctx.actor = actor.cloned();
-        let mut d = self.decide(action, subject, resource, &ctx)?;
-        if action == Action::Request {
-            d = self.with_reviews(reviewed, resource, d);
-        }
+        let d = self.decide(action, subject, resource, &ctx)?;
+        let mut d = self.with_reviews(action, &subject.id, reviewed, resource, d);
         let Some(agent) = actor else { return Ok(d) };
         if !d.allowed {
             return Ok(d);
         }
         ctx.actor = None;
         let own = self.decide(action, agent, resource, &ctx)?;
+        let own = self.with_reviews(action, &agent.id, reviewed, resource, own);
         if !own.allowed {
             return Ok(own);
         }

@@ -274,7 +274,7 @@ impl Engine {
         } else {
             Action::Request
         };
-        let reviewed = self.reviewed(&principal.id).await?;
+        let reviewed = self.reviewed_with(&principal.id, actor).await?;
         let eligible = self.decide_for(gate, principal, actor, resource, &ctx, &reviewed)?;
         if !eligible.allowed {
             let mut refused = AuditRecord::new(

@@ -230,17 +230,24 @@ pub(super) async fn start(
     State(app): State<Shared>,
     Posted { person: p, form: f }: Posted,
 ) -> Response {
+    let bad = |field: &'static str, what: &str| {
+        hourglass_core::Error::invalid(hourglass_core::ErrorCode::CampaignInvalid, field, what)
+    };
+    let scope = hourglass_api::CampaignScope::parse(&text(&f, "scope"))
+        .ok_or_else(|| bad("scope", "choose eligibility, standing or identities"));
+    let default_action = hourglass_api::DefaultAction::parse(&text(&f, "default_action"))
+        .ok_or_else(|| bad("default_action", "choose keep or remove"));
+    let (scope, default_action) = match (scope, default_action) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            return done(&app, &p, Err(e), "/admin/campaigns", "admin").await;
+        }
+    };
     let body = hourglass_api::StartCampaign {
         name: text(&f, "name"),
-        scope: match hourglass_api::CampaignScope::parse(&text(&f, "scope")) {
-            Some(s) => s,
-            None => hourglass_api::CampaignScope::Eligibility,
-        },
+        scope,
         reviewers: text(&f, "reviewers"),
-        default_action: match hourglass_api::DefaultAction::parse(&text(&f, "default_action")) {
-            Some(d) => d,
-            None => hourglass_api::DefaultAction::Keep,
-        },
+        default_action,
         duration: text(&f, "duration"),
         remind_before: Some(text(&f, "remind_before")),
     };

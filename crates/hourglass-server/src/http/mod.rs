@@ -978,12 +978,13 @@ async fn elevations(
                 ))
             })
     };
+    let given = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let scope = crate::evidence::Scope {
         from: time(&q.from, "from")?,
         to: time(&q.to, "to")?,
-        principal: q.principal,
-        target: q.target,
-        entitlement: q.entitlement,
+        principal: given(q.principal),
+        target: given(q.target),
+        entitlement: given(q.entitlement),
     };
     let (w, e) = crate::evidence::build(&app, &caller, &scope, format).await?;
     Ok(export_response(&w, e))

@@ -45,12 +45,13 @@ fn seqs(events: &[AuditEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
 
-/// `live` is `before` and then, chained onto its last event, an archive's record at `head`.
-fn ends_with_the_record(live: &[AuditEvent], before: &[AuditEvent], head: u64) {
+/// `live` is `before` and then, chained onto its last event, the record of archive `c` at
+/// `head`.
+fn ends_with_the_record(live: &[AuditEvent], before: &[AuditEvent], head: u64, c: &Checkpoint) {
     let (record, rest) = live.split_last().expect("a live event");
     assert_eq!(rest, before);
     assert_eq!(record.seq, head);
-    assert_eq!(record.record, archived());
+    assert_eq!(record.record, archived(c));
     assert_eq!(
         record.prev_hash,
         before.last().expect("an event before it").hash
@@ -76,8 +77,8 @@ fn is_refused(r: &Result<u64>) -> bool {
 
 async fn archive_by(s: &Fresh, c: &Checkpoint, chunk: u64) -> Result<u64> {
     match s {
-        Fresh::Sqlite(store, _) => crate::archive::archive_by(store, c, archived(), chunk).await,
-        Fresh::Postgres(store, _) => crate::archive::archive_by(store, c, archived(), chunk).await,
+        Fresh::Sqlite(store, _) => crate::archive::archive_by(store, c, archived(c), chunk).await,
+        Fresh::Postgres(store, _) => crate::archive::archive_by(store, c, archived(c), chunk).await,
     }
 }
 
@@ -95,19 +96,19 @@ async fn archiving_a_prefix_moves_it_out_of_the_live_chain(s: &Fresh) {
     assert_eq!(seqs(&all), (1..=10).collect::<Vec<_>>());
     assert_eq!(s.audit_checkpoint().await.unwrap(), None);
     let c = checkpoint(&all, 1, 4);
-    assert_eq!(s.archive_audit(&c, archived()).await.unwrap(), 4);
+    assert_eq!(s.archive_audit(&c, archived(&c)).await.unwrap(), 4);
 
     assert_eq!(s.audit_checkpoint().await.unwrap(), Some(c.clone()));
     // The covered events are gone; the archive's record chained on at the head, 11.
     let live = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&live), (5..=11).collect::<Vec<_>>());
-    ends_with_the_record(&live, &all[4..], 11);
+    ends_with_the_record(&live, &all[4..], 11, &c);
     assert_eq!(
         seqs(&s.audit_after(6, 100).await.unwrap()),
         [7, 8, 9, 10, 11]
     );
     assert_eq!(s.audit_of("s").await.unwrap(), all[4..]);
-    assert_eq!(s.audit_of("archive").await.unwrap(), live[6..]);
+    assert_eq!(s.audit_of(&c.events_sha256).await.unwrap(), live[6..]);
     assert_eq!(s.audit_head_seq().await.unwrap(), 11);
     assert_eq!(verified(s).await, (7, live[6].hash.clone()));
 
@@ -126,11 +127,11 @@ async fn archiving_a_prefix_moves_it_out_of_the_live_chain(s: &Fresh) {
 
 async fn events_no_checkpoint_covers_stay_append_only(s: &Fresh) {
     let all = events(s, 5).await;
-    s.archive_audit(&checkpoint(&all, 1, 4), archived())
+    s.archive_audit(&checkpoint(&all, 1, 4), archived(&checkpoint(&all, 1, 4)))
         .await
         .unwrap();
     let live = s.audit_after(0, 100).await.unwrap();
-    ends_with_the_record(&live, &all[4..], 11);
+    ends_with_the_record(&live, &all[4..], 11, &checkpoint(&all, 1, 4));
     for sql in [
         "DELETE FROM audit_events WHERE seq = 5",
         "DELETE FROM audit_events WHERE seq = 10",
@@ -164,7 +165,7 @@ async fn events_no_checkpoint_covers_stay_append_only(s: &Fresh) {
     assert_eq!(s.audit_after(0, 100).await.unwrap(), live);
     assert_eq!(s.audit_of("s").await.unwrap(), all[4..]);
     assert_eq!(
-        s.archive_audit(&checkpoint(&all, 5, 6), archived())
+        s.archive_audit(&checkpoint(&all, 5, 6), archived(&checkpoint(&all, 5, 6)))
             .await
             .unwrap(),
         3,
@@ -172,7 +173,7 @@ async fn events_no_checkpoint_covers_stay_append_only(s: &Fresh) {
     );
     let after = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&after), (7..=12).collect::<Vec<_>>());
-    ends_with_the_record(&after, &live[2..], 12);
+    ends_with_the_record(&after, &live[2..], 12, &checkpoint(&all, 5, 6));
     assert_eq!(verified(s).await, (6, after[5].hash.clone()));
     s.raw(
         "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash)
@@ -216,7 +217,7 @@ async fn a_checkpoint_that_does_not_continue_the_chain_is_refused_and_changes_no
             "another event's hash",
         ),
     ] {
-        let r = s.archive_audit(&c, archived()).await;
+        let r = s.archive_audit(&c, archived(&c)).await;
         assert!(is_refused(&r), "{why}: {r:?}");
     }
     assert_eq!(s.audit_checkpoint().await.unwrap(), None);
@@ -224,11 +225,11 @@ async fn a_checkpoint_that_does_not_continue_the_chain_is_refused_and_changes_no
     assert_eq!(s.audit_head_seq().await.unwrap(), 12);
 
     let first = checkpoint(&all, 1, 5);
-    assert_eq!(s.archive_audit(&first, archived()).await.unwrap(), 5);
+    assert_eq!(s.archive_audit(&first, archived(&first)).await.unwrap(), 5);
     // Its record is the head now, 13: the one before it, 12, may be archived from here on.
     let live = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&live), (6..=13).collect::<Vec<_>>());
-    ends_with_the_record(&live, &all[5..], 13);
+    ends_with_the_record(&live, &all[5..], 13, &first);
     for (c, why) in [
         (checkpoint(&all, 7, 9), "a gap after the latest"),
         (checkpoint(&all, 5, 9), "an overlap with the latest"),
@@ -257,7 +258,7 @@ async fn a_checkpoint_that_does_not_continue_the_chain_is_refused_and_changes_no
             "another event's hash",
         ),
     ] {
-        let r = s.archive_audit(&c, archived()).await;
+        let r = s.archive_audit(&c, archived(&c)).await;
         assert!(is_refused(&r), "{why}: {r:?}");
     }
     assert_eq!(s.audit_checkpoint().await.unwrap(), Some(first.clone()));
@@ -279,7 +280,7 @@ async fn a_checkpoint_that_does_not_continue_the_chain_is_refused_and_changes_no
         let with_its_record = s
             .commit(Commit {
                 archive: Some(c.clone()),
-                audit: vec![archived()],
+                audit: vec![archived(&c)],
                 ..Commit::default()
             })
             .await;
@@ -302,25 +303,25 @@ async fn a_second_archive_continues_the_first_in_chunks(s: &Fresh) {
     );
     let live = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&live), (8..=21).collect::<Vec<_>>());
-    ends_with_the_record(&live, &all[7..], 21);
+    ends_with_the_record(&live, &all[7..], 21, &first);
 
     let second = checkpoint(&all, 8, 17);
     assert_eq!(archive_by(s, &second, 4).await.unwrap(), 10);
-    assert_eq!(s.audit_checkpoint().await.unwrap(), Some(second));
+    assert_eq!(s.audit_checkpoint().await.unwrap(), Some(second.clone()));
     let live = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&live), [18, 19, 20, 21, 22]);
     assert_eq!(live[..3], all[17..]);
-    assert_eq!(live[3].record, archived());
-    ends_with_the_record(&live, &live[..4], 22);
+    assert_eq!(live[3].record, archived(&first));
+    ends_with_the_record(&live, &live[..4], 22, &second);
     assert_eq!(verified(s).await, (5, live[4].hash.clone()));
 
     // Through the event just before the head: that head and the new record stay live.
     let third = checkpoint(&live, 18, 21);
-    assert_eq!(s.archive_audit(&third, archived()).await.unwrap(), 4);
-    assert_eq!(s.audit_checkpoint().await.unwrap(), Some(third));
+    assert_eq!(s.archive_audit(&third, archived(&third)).await.unwrap(), 4);
+    assert_eq!(s.audit_checkpoint().await.unwrap(), Some(third.clone()));
     let after = s.audit_after(0, 100).await.unwrap();
     assert_eq!(seqs(&after), [22, 23]);
-    ends_with_the_record(&after, &live[4..], 23);
+    ends_with_the_record(&after, &live[4..], 23, &third);
     assert_eq!(verified(s).await, (2, after[1].hash.clone()));
     assert_eq!(s.audit_head_seq().await.unwrap(), 23);
     let last = s
@@ -339,4 +340,23 @@ contract! {
     events_no_checkpoint_covers_stay_append_only,
     a_checkpoint_that_does_not_continue_the_chain_is_refused_and_changes_nothing,
     a_second_archive_continues_the_first_in_chunks,
+    a_checkpoint_without_its_archived_event_breaks_verification,
+}
+
+/// A checkpoint inserted by hand, and the events before it deleted, is found out: no
+/// `audit.archived` event vouches for it.
+async fn a_checkpoint_without_its_archived_event_breaks_verification(s: &Fresh) {
+    events(s, 5).await;
+    s.raw(
+        "INSERT INTO audit_archives (through_seq, first_seq, through_hash, archived_at, events_sha256)
+         SELECT seq, 1, hash, 1, 'forged' FROM audit_events WHERE seq = 4",
+    )
+    .await
+    .unwrap();
+    s.raw("DELETE FROM audit_events WHERE seq <= 4")
+        .await
+        .unwrap();
+    let (_, broken) = verify_chain(&**s).await.unwrap();
+    let b = broken.expect("the forged checkpoint is found out");
+    assert!(b.reason.contains("no audit.archived event"), "{b:?}");
 }

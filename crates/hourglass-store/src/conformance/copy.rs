@@ -215,7 +215,7 @@ async fn an_archived_chain_copies_from_its_checkpoint(to: &str) {
         events_sha256: "f".repeat(64),
     });
     for c in &checkpoints {
-        src.archive_audit(c, crate::conformance::archived())
+        src.archive_audit(c, crate::conformance::archived(c))
             .await
             .unwrap();
     }
@@ -223,8 +223,8 @@ async fn an_archived_chain_copies_from_its_checkpoint(to: &str) {
     let live = src.audit_after(0, 100).await.unwrap();
     assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6, 7, 8]);
     assert_eq!(live[..2], all[4..]);
-    for (e, prev) in live[2..].iter().zip(&live[1..]) {
-        assert_eq!(e.record, crate::conformance::archived());
+    for ((e, prev), c) in live[2..].iter().zip(&live[1..]).zip(&checkpoints) {
+        assert_eq!(e.record, crate::conformance::archived(c));
         assert_eq!(e.prev_hash, prev.hash);
     }
     src.close().await;
@@ -263,7 +263,7 @@ async fn an_archived_chain_copies_from_its_checkpoint(to: &str) {
         events_sha256: "f".repeat(64),
     };
     assert_eq!(
-        dst.archive_audit(&next, crate::conformance::archived())
+        dst.archive_audit(&next, crate::conformance::archived(&next))
             .await
             .unwrap(),
         2
@@ -274,7 +274,7 @@ async fn an_archived_chain_copies_from_its_checkpoint(to: &str) {
         [7, 8, 9, 10]
     );
     assert_eq!(after[..3], live[2..]);
-    assert_eq!(after[3].record, crate::conformance::archived());
+    assert_eq!(after[3].record, crate::conformance::archived(&next));
     let (v, broken) = verify_chain(&*dst).await.unwrap();
     assert_eq!(
         (broken, v.checked(), v.head_hash()),

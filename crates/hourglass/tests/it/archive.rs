@@ -134,6 +134,67 @@ async fn old_events_move_to_a_signed_archive_that_verify_checks_with_the_live_ch
     let (ok, text) = verify(&s, &[&resigned]).await;
     assert!(!ok && text.contains("BROKEN"), "an event left out: {text}");
 
+    // The same events under a manifest signed with another key (whatever key the file carries)
+    // are not this deployment's archive; a saved JWKS given with --jwks is what vouches for a
+    // key that is not in the key directory.
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = hourglass_tokens::Signer::open(
+        foreign_dir.path(),
+        "https://elsewhere.example",
+        hourglass_tokens::Rotation {
+            rotate_every_secs: 86_400,
+            retire_after_secs: 86_400,
+        },
+        1_000,
+    )
+    .unwrap();
+    let mut head: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    let payload = head["manifest"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let (token, kid) = foreign.sign(&claims, 1_000).unwrap();
+    head["manifest"] = token.into();
+    head["jwk"] = foreign.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap()
+        .clone();
+    let resigned_elsewhere = dir.path().join("elsewhere.jsonl");
+    let body: Vec<&str> = lines.lines().skip(1).collect();
+    std::fs::write(
+        &resigned_elsewhere,
+        format!("{head}\n{}\n", body.join("\n")),
+    )
+    .unwrap();
+    let (ok, text) = verify(&s, &[&resigned_elsewhere]).await;
+    assert!(!ok && text.contains("signature"), "{text}");
+    let saved = dir.path().join("elsewhere-jwks.json");
+    std::fs::write(&saved, foreign.jwks().to_string()).unwrap();
+    let (ok, text) = cli(
+        &s,
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            resigned_elsewhere.to_str().unwrap(),
+            "--jwks",
+            saved.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "a key the operator vouches for is trusted: {text}");
+
     // The server goes on; a second archive continues the first.
     s.clock.advance_ms(86_400_000);
     a_grant(&s).await;
