@@ -315,9 +315,132 @@ fn check_archive(path: &Path, v: &mut ChainVerifier, keys: &Value) -> Result<Che
     })
 }
 
+/// An evidence export to check with the chain: the file, and its manifest (by default the file
+/// the CLI wrote beside it, `FILE.manifest.jwt`).
+pub struct ExportCheck<'a> {
+    pub file: &'a Path,
+    pub manifest: Option<&'a Path>,
+}
+
+/// Checks the chain (as [`verify_chain`]) and then an evidence export against it: the
+/// manifest's signature with trusted keys, the file's SHA-256, and that the chain holds the
+/// manifest's head (sequence and hash).
+pub async fn verify(
+    config_path: &Path,
+    archives: &[PathBuf],
+    jwks: Option<&Path>,
+    export: Option<ExportCheck<'_>>,
+) -> Result<ExitCode> {
+    let chain = verify_chain(config_path, archives, jwks).await?;
+    let Some(x) = export else {
+        return Ok(chain);
+    };
+    if chain != ExitCode::SUCCESS {
+        println!("export not checked: the chain is not whole");
+        return Ok(chain);
+    }
+    let config = crate::cli::load_config(config_path)?;
+    let keys = trusted_keys(&config, jwks)?;
+    let manifest_path = x.manifest.map_or_else(
+        || {
+            let mut n = x.file.as_os_str().to_owned();
+            n.push(".manifest.jwt");
+            PathBuf::from(n)
+        },
+        Path::to_path_buf,
+    );
+    let token = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let claims = match hourglass_tokens::verify_own(token.trim(), &keys) {
+        Ok(c) if c["typ"] == "hourglass-export" => c,
+        Ok(_) => {
+            println!(
+                "export BROKEN: {} is not an export's manifest",
+                manifest_path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            println!(
+                "export BROKEN: the manifest's signature: {e} (a key retired since must come from a saved JWKS: --jwks)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let body = std::fs::read(x.file).with_context(|| format!("reading {}", x.file.display()))?;
+    let digest = hex::encode(Sha256::digest(&body));
+    if claims["sha256"].as_str() != Some(digest.as_str()) {
+        println!(
+            "export BROKEN: {} is not the file the manifest signed (SHA-256 {digest})",
+            x.file.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let (Some(seq), Some(hash)) = (claims["head_seq"].as_u64(), claims["head_hash"].as_str())
+    else {
+        println!("export BROKEN: the manifest names no chain head");
+        return Ok(ExitCode::FAILURE);
+    };
+    let found = chain_hash_at(&config, archives, seq).await?;
+    match found {
+        Some(h) if h == hash => {
+            println!(
+                "export {} ok: {} rows, {} to {}, SHA-256 {digest}, signed; its head (sequence {seq}, hash {hash}) is in the verified chain",
+                x.file.display(),
+                claims["rows"],
+                claims["from"].as_str().unwrap_or("?"),
+                claims["to"].as_str().unwrap_or("?"),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(h) => {
+            println!(
+                "export BROKEN: the chain's event {seq} has hash {h}, not the manifest's {hash}"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!(
+                "export not checked: event {seq} is neither live nor in the archives given (--archive)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The hash of event `seq`, from the live store or the archives (both already verified).
+async fn chain_hash_at(
+    config: &hourglass_server::config::Config,
+    archives: &[PathBuf],
+    seq: u64,
+) -> Result<Option<String>> {
+    let store = hourglass_store::open_read_only(&config.store.url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store: {e:?}"))?;
+    if let Some(e) = store
+        .audit_after(seq.saturating_sub(1), 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .find(|e| e.seq == seq)
+    {
+        return Ok(Some(e.hash));
+    }
+    for path in archives {
+        let f = std::fs::File::open(path)?;
+        for line in std::io::BufReader::new(f).lines().skip(1) {
+            let e: AuditEvent = serde_json::from_str(&line?)?;
+            if e.seq == seq {
+                return Ok(Some(e.hash));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Checks the whole chain: the archives given, in order, then the live store from where they
 /// end (which must be the store's checkpoint).
-pub async fn verify(
+async fn verify_chain(
     config_path: &Path,
     archives: &[PathBuf],
     jwks: Option<&Path>,

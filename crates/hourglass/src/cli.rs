@@ -277,10 +277,17 @@ enum AuditCommand {
         /// Archives made by `audit archive`, oldest first: checked with the live chain.
         #[arg(long = "archive")]
         archives: Vec<PathBuf>,
-        /// A saved copy of `/.well-known/jwks.json`, for archives signed by keys retired since
-        /// (the key directory's own keys are always trusted).
+        /// A saved copy of `/.well-known/jwks.json`, for archives and exports signed by keys
+        /// retired since (the key directory's own keys are always trusted).
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// An evidence export (`report elevations --out FILE`) to check against the chain: its
+        /// manifest's signature, its SHA-256, and that the chain holds its head.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The export's manifest (default: FILE.manifest.jwt beside it).
+        #[arg(long, requires = "export")]
+        manifest: Option<PathBuf>,
     },
     /// Move events older than --before to a signed archive file (JSON lines) and out of the
     /// store; the live chain continues from a checkpoint, and `audit verify --archive` checks
@@ -886,8 +893,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     config,
                     archives,
                     jwks,
+                    export,
+                    manifest,
                 },
-        } => crate::audit_cmd::verify(config, archives, jwks.as_deref()).await,
+        } => {
+            crate::audit_cmd::verify(
+                config,
+                archives,
+                jwks.as_deref(),
+                export.as_deref().map(|file| crate::audit_cmd::ExportCheck {
+                    file,
+                    manifest: manifest.as_deref(),
+                }),
+            )
+            .await
+        }
         Command::Audit {
             command:
                 AuditCommand::Archive {

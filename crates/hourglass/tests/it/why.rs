@@ -477,6 +477,38 @@ async fn the_printable_report_adds_up_the_period_and_ends_with_what_an_auditor_c
         claims["sha256"].as_str().unwrap(),
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&written))
     );
+    // `audit verify` checks the export offline against the chain: signature, digest, head.
+    let verify = |file: std::path::PathBuf| {
+        let config = s.config.clone();
+        async move {
+            let out = tokio::process::Command::new(crate::binary::BIN)
+                .args(["audit", "verify", "--config"])
+                .arg(&config)
+                .arg("--export")
+                .arg(&file)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    let (ok, text) = verify(out_file.clone()).await;
+    assert!(ok && text.contains("is in the verified chain"), "{text}");
+    let changed = dir.path().join("changed.html");
+    std::fs::write(&changed, [written.as_slice(), b" "].concat()).unwrap();
+    std::fs::copy(
+        dir.path().join("report.html.manifest.jwt"),
+        dir.path().join("changed.html.manifest.jwt"),
+    )
+    .unwrap();
+    let (ok, text) = verify(changed).await;
+    assert!(
+        !ok && text.contains("not the file the manifest signed"),
+        "{text}"
+    );
 
     // The web app makes it from two days, for administrators only.
     let day = from.get(..10).unwrap().to_owned();
