@@ -32,14 +32,7 @@ impl Format {
     }
 }
 
-/// What an export covers.
-pub(crate) struct Scope {
-    pub from: Timestamp,
-    pub to: Timestamp,
-    pub principal: Option<String>,
-    pub target: Option<String>,
-    pub entitlement: Option<String>,
-}
+pub(crate) use crate::report::Scope;
 
 /// An export, ready to send.
 pub(crate) struct Export {

@@ -10,6 +10,15 @@ use std::collections::BTreeMap;
 use askama::Template;
 use hourglass_core::{Timestamp, engine::Window, review::Review};
 
+/// What an export covers.
+pub(crate) struct Scope {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub principal: Option<String>,
+    pub target: Option<String>,
+    pub entitlement: Option<String>,
+}
+
 /// What the report is made from, besides the windows.
 pub(crate) struct Extras {
     /// Per target: (target, holdings explained by live grants, standing holdings, error).
@@ -250,7 +259,7 @@ pub(crate) struct ReportPage {
 /// The report's HTML.
 pub(crate) fn render(
     windows: &hourglass_core::engine::Windows,
-    scope: &crate::evidence::Scope,
+    scope: &Scope,
     extras: Extras,
     now: Timestamp,
 ) -> Result<String, String> {

@@ -77,24 +77,6 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// Records `c`, if the chain still is as [`check`] saw it: it starts right after the latest
-/// checkpoint, ends at a live event with its hash, and leaves at least that event's successor
-/// live. Changes one row, or none.
-pub(crate) fn record(c: &Checkpoint) -> Stmt {
-    stmt!(
-        "INSERT INTO audit_archives (through_seq, first_seq, through_hash, archived_at, events_sha256)
-         SELECT $1, $2, $3, $4, $5
-         WHERE $2 = 1 + COALESCE((SELECT MAX(through_seq) FROM audit_archives), 0)
-           AND EXISTS (SELECT 1 FROM audit_events WHERE seq = $1 AND hash = $3)
-           AND EXISTS (SELECT 1 FROM audit_events WHERE seq > $1)",
-        seq(c.through_seq),
-        seq(c.first_seq),
-        c.through_hash.as_str(),
-        c.archived_at,
-        c.events_sha256.as_str(),
-    )
-}
-
 /// Deletes the live events up to `through` (the triggers refuse any a checkpoint does not
 /// cover).
 fn delete_through(through: u64) -> Stmt {
@@ -116,13 +98,20 @@ pub(crate) async fn latest<B: Backend>(s: &SqlStore<B>) -> Result<Option<Checkpo
     .transpose()
 }
 
-/// Records `c` and deletes the events it covers; how many were deleted.
-pub(crate) async fn archive<B: Backend>(
-    s: &SqlStore<B>,
-    c: &Checkpoint,
-    record: hourglass_core::audit::AuditRecord,
-) -> Result<u64> {
-    archive_by(s, c, record, CHUNK).await
+impl<B: Backend> SqlStore<B> {
+    /// The latest checkpoint ([`latest`]).
+    pub(crate) async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        latest(self).await
+    }
+
+    /// Records `c` and deletes the events it covers; how many were deleted.
+    pub(crate) async fn archive(
+        &self,
+        c: &Checkpoint,
+        record: hourglass_core::audit::AuditRecord,
+    ) -> Result<u64> {
+        archive_by(self, c, record, CHUNK).await
+    }
 }
 
 /// [`archive`], deleting at most `chunk` events per transaction.

@@ -989,7 +989,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn audit_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        crate::archive::latest(self).await
+        self.checkpoint().await
     }
 
     async fn archive_audit(
@@ -997,7 +997,7 @@ impl<B: Backend> Store for SqlStore<B> {
         checkpoint: &Checkpoint,
         record: hourglass_core::audit::AuditRecord,
     ) -> Result<u64> {
-        crate::archive::archive(self, checkpoint, record).await
+        self.archive(checkpoint, record).await
     }
 
     async fn elevated(&self, scope: &ElevatedScope) -> Result<Vec<Grant>> {

@@ -231,7 +231,7 @@ fn actor_chain(actors: &[PrincipalId]) -> Option<String> {
 pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
     if let Some(a) = &c.archive {
-        steps.push(Step::one(crate::archive::record(a)));
+        steps.push(Step::one(archive_checkpoint(a)));
     }
     for i in &c.identities {
         steps.push(Step::one(identity(i)?));
@@ -810,4 +810,22 @@ pub(crate) fn audit_appends<'a>(
     }
     flush(&mut rows, &mut out);
     Ok((out, seq, prev))
+}
+
+/// Records `c`, if the chain still is as `archive::check` saw it: it starts right after the latest
+/// checkpoint, ends at a live event with its hash, and leaves at least that event's successor
+/// live. Changes one row, or none.
+pub(crate) fn archive_checkpoint(c: &hourglass_core::audit::Checkpoint) -> Stmt {
+    stmt!(
+        "INSERT INTO audit_archives (through_seq, first_seq, through_hash, archived_at, events_sha256)
+         SELECT $1, $2, $3, $4, $5
+         WHERE $2 = 1 + COALESCE((SELECT MAX(through_seq) FROM audit_archives), 0)
+           AND EXISTS (SELECT 1 FROM audit_events WHERE seq = $1 AND hash = $3)
+           AND EXISTS (SELECT 1 FROM audit_events WHERE seq > $1)",
+        i64::try_from(c.through_seq).unwrap_or(i64::MAX),
+        i64::try_from(c.first_seq).unwrap_or(i64::MAX),
+        c.through_hash.as_str(),
+        c.archived_at,
+        c.events_sha256.as_str(),
+    )
 }

@@ -84,7 +84,7 @@ async fn archive_by(s: &Fresh, c: &Checkpoint, chunk: u64) -> Result<u64> {
 
 /// The checkpoint's insert alone, with its guard but without the reads and checks before it.
 async fn record_only(s: &Fresh, c: &Checkpoint) -> Result<Vec<u64>> {
-    let steps = vec![Step::one(crate::archive::record(c))];
+    let steps = vec![Step::one(crate::sql::archive_checkpoint(c))];
     match s {
         Fresh::Sqlite(store, _) => store.0.steps(steps).await,
         Fresh::Postgres(store, _) => store.0.steps(steps).await,
