@@ -276,7 +276,7 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
     wait_for(&b, "main h1").await;
 
     // alice's page shows the grant active, without a reload.
-    let release = wait_for(&a, "form[action$='/release'] button").await;
+    wait_for(&a, "form[action$='/release'] button").await;
     let mark = a
         .execute("return window.hourglassMark;", vec![])
         .await
@@ -294,7 +294,12 @@ async fn alice_asks_bob_approves_and_alices_page_follows_without_a_reload() {
     accessible(&a, "mine on a phone").await;
     shot(&a, "7-phone").await;
     a.set_window_size(1200, 900).await.unwrap();
-    release.click().await.unwrap();
+    // Found again: the live page may have redrawn the grant since (a later event about it).
+    wait_for(&a, "form[action$='/release'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     assert!(
         eventually(|| async {
             let page = a.source().await.unwrap();
