@@ -89,13 +89,15 @@ pub struct AwsConfig {
     /// Seconds before a call is abandoned (default 10).
     #[serde(default = "crate::db::default_timeout")]
     pub timeout_secs: u64,
-    /// Seconds to wait for an assignment's provisioning to settle (default 60).
+    /// Seconds to wait for an assignment's provisioning to settle (default 20; with the
+    /// timeout, at most half of `server.job_lease`: a call must end inside its job's lease; an
+    /// assignment not settled by then is looked at again at the job's next attempt).
     #[serde(default = "default_settle")]
     pub settle_secs: u64,
 }
 
 fn default_settle() -> u64 {
-    60
+    20
 }
 
 /// Where an `aws` target's credentials come from.
@@ -711,7 +713,8 @@ impl AwsConnector {
             })
     }
 
-    /// Waits for an assignment request to settle (`SUCCEEDED`), polling its status.
+    /// Waits for an assignment request to settle (`SUCCEEDED`), polling its status every second
+    /// for at most `settle_secs` of wall time (each call bounded by the timeout).
     async fn settle(
         &self,
         describe: &str,
@@ -720,7 +723,9 @@ impl AwsConnector {
         request_id: &str,
     ) -> Result<(), ConnectorError> {
         let instance = self.cfg.instance_arn.clone().unwrap_or_default();
-        for _ in 0..self.cfg.settle_secs.max(1) {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.cfg.settle_secs.max(1));
+        while tokio::time::Instant::now() < deadline {
             let v = self
                 .sso(
                     describe,

@@ -142,6 +142,19 @@ pub fn build(
         }
         "aws" => {
             let a = t.aws.as_ref().ok_or_else(missing)?;
+            // A job's connector call must end well inside its lease, or another worker takes
+            // the job over while this one still waits for AWS to settle.
+            let lease = config.server.job_lease.as_secs();
+            if a.settle_secs
+                .saturating_add(a.timeout_secs)
+                .saturating_mul(2)
+                > lease
+            {
+                return Err(vec![format!(
+                    "aws.settle_secs: {} s of settling plus the {} s timeout must stay under half of server.job_lease ({lease} s): lower settle_secs or raise job_lease",
+                    a.settle_secs, a.timeout_secs
+                )]);
+            }
             hourglass_connectors::AwsConnector::new(
                 a,
                 &params_of(config, &t.name),

@@ -463,3 +463,27 @@ permit (
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_aws_target_that_could_outwait_its_job_lease_is_refused_at_start() {
+    let err = spawn_server_with(|_, text| {
+        format!(
+            "{text}\n[[targets]]\nname = \"aws\"\nconnector = \"aws\"\naws = {{ region = \"eu-west-1\", settle_secs = 60 }}\n"
+        )
+    })
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("aws.settle_secs") && err.contains("job_lease"),
+        "{err}"
+    );
+    // The defaults fit the default lease.
+    let s = spawn_server_with(|_, text| {
+        format!("{text}\n[[targets]]\nname = \"aws\"\nconnector = \"aws\"\naws = {{ region = \"eu-west-1\" }}\n")
+    })
+    .await
+    .unwrap();
+    s.stop().await;
+}
