@@ -532,20 +532,32 @@ pub async fn verify_chain(
     Option<crate::audit::ChainBreak>,
 )> {
     let checkpoint = store.audit_checkpoint().await?;
-    let (mut v, since) = match &checkpoint {
-        Some(c) => (
-            crate::audit::ChainVerifier::after(c.through_seq, &c.through_hash),
-            c.through_seq,
-        ),
-        None => (crate::audit::ChainVerifier::default(), 0),
+    let v = match &checkpoint {
+        Some(c) => crate::audit::ChainVerifier::after(c.through_seq, &c.through_hash),
+        None => crate::audit::ChainVerifier::default(),
     };
+    verify_live(store, v, checkpoint.as_ref()).await
+}
+
+/// Walks the live chain from where `v` expects the next event (after the archives it has
+/// already checked, or the checkpoint), checking each link and that `checkpoint`, if any, is
+/// vouched for by its `audit.archived` event.
+pub async fn verify_live(
+    store: &dyn Store,
+    mut v: crate::audit::ChainVerifier,
+    checkpoint: Option<&crate::audit::Checkpoint>,
+) -> crate::Result<(
+    crate::audit::ChainVerifier,
+    Option<crate::audit::ChainBreak>,
+)> {
+    let since = v.next_seq() - 1;
     let mut broken = None;
     // The latest checkpoint was recorded with its `audit.archived` event, which is always live
     // (an archive never takes the head, and its own event is appended after it): a checkpoint
     // without one was inserted by hand, and the events before it deleted without an archive.
     let mut vouched = checkpoint.is_none();
     walk_audit::<crate::Error>(store, since, |e| {
-        if let Some(c) = &checkpoint
+        if let Some(c) = checkpoint
             && e.record.action == crate::event::EventKind::AuditArchived.as_str()
             && e.record.subject == c.events_sha256
             && e.record
@@ -570,7 +582,7 @@ pub async fn verify_chain(
     .await?;
     if broken.is_none()
         && !vouched
-        && let Some(c) = &checkpoint
+        && let Some(c) = checkpoint
     {
         broken = Some(crate::audit::ChainBreak {
             seq: c.through_seq + 1,

@@ -228,9 +228,9 @@ struct Checked {
     signed: String,
 }
 
-/// Reads and checks one archive continuing `v`: the manifest's signature (against the key
-/// directory's keys, or the key it carries when that key has been retired), the digest and
-/// count of its event lines, and the hash chain.
+/// Reads and checks one archive continuing `v`: the manifest's signature (against trusted
+/// keys only: the key directory's and a saved JWKS, never the key the file carries), the
+/// digest and count of its event lines, and the hash chain.
 fn check_archive(path: &Path, v: &mut ChainVerifier, keys: &Value) -> Result<Checked> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = std::io::BufReader::new(f).lines();
@@ -524,18 +524,10 @@ async fn verify_chain(
             return Ok(ExitCode::FAILURE);
         }
     }
-    let since = v.next_seq() - 1;
-    let mut broken = None;
-    hourglass_core::store::walk_audit::<anyhow::Error>(store.as_ref(), since, |e| {
-        match v.check(&e) {
-            Ok(()) => Ok(true),
-            Err(b) => {
-                broken = Some(b);
-                Ok(false)
-            }
-        }
-    })
-    .await?;
+    // The live chain, and the checkpoint's own `audit.archived` event in it.
+    let (v, broken) = hourglass_core::store::verify_live(store.as_ref(), v, checkpoint.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the audit log: {e:?}"))?;
     if let Some(b) = broken {
         println!("audit chain BROKEN at sequence {}: {}", b.seq, b.reason);
         return Ok(ExitCode::FAILURE);

@@ -241,8 +241,8 @@ enum ReportCommand {
     Standing,
     /// Revocation debt per target: overdue revocations and leftovers not removed.
     RevocationDebt,
-    /// Evidence: every elevated window of a period, as JSON or CSV, written to FILE with its
-    /// signed manifest beside it (FILE.manifest.jwt).
+    /// Evidence: every elevated window of a period, as JSON or CSV, or the printable HTML
+    /// report, written to FILE with its signed manifest beside it (FILE.manifest.jwt).
     Elevations {
         #[arg(long)]
         from: String,

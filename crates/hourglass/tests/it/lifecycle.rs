@@ -35,6 +35,20 @@ pub(crate) async fn chain_ok(s: &TestServer) -> u64 {
     v.checked()
 }
 
+/// The grant of request `id` once it is active.
+pub(crate) async fn active_grant(c: &hourglass_client::Client, id: &str) -> String {
+    assert!(
+        eventually(|| async {
+            match c.get_request(id).await.unwrap().grant_id {
+                Some(g) => c.get_grant(&g).await.unwrap().state == "active",
+                None => false,
+            }
+        })
+        .await
+    );
+    c.get_request(id).await.unwrap().grant_id.unwrap()
+}
+
 pub(crate) fn problem(e: ClientError) -> hourglass_api::Problem {
     match e {
         ClientError::Problem(p) => *p,

@@ -985,6 +985,19 @@ async fn the_leaving_settings_are_followed_and_no_push_brings_access_back() {
         .await;
     assert_eq!(off.status, StatusCode::OK, "{}", off.body);
     assert_eq!(person(&s, "carol").await.1, "offboarded");
+    let back = scim
+        .call(
+            Method::PATCH,
+            &format!("/Users/{carol_id}"),
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": true}]})),
+        )
+        .await;
+    assert!(
+        back.status.is_success() || back.status.is_client_error(),
+        "{}",
+        back.body
+    );
+    assert_eq!(person(&s, "carol").await.1, "offboarded", "for good");
 
     // on_delete = "suspend": a deleted person holding a grant loses it and is suspended.
     let dave = scim

@@ -546,19 +546,7 @@ async fn a_grants_holder_extends_and_releases_it_from_slack() {
     let (id, ts) = pending(&s, &api).await;
     s.client("bob").approve(&id, None).await.unwrap();
     let alice = s.client("alice");
-    let grant = {
-        let mut found = None;
-        for _ in 0..500 {
-            if let Some(g) = alice.get_request(&id).await.unwrap().grant_id
-                && alice.get_grant(&g).await.unwrap().state == GrantState::Active
-            {
-                found = Some(g);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        found.expect("the grant did not become active")
-    };
+    let grant = crate::lifecycle::active_grant(&alice, &id).await;
     // Extend opens a form; a duration that is not one is refused in it, then the corrected form
     // asks for the extension.
     let extend = json!({
@@ -673,19 +661,7 @@ async fn the_requester_hears_every_step_and_someone_who_may_not_approve_is_told_
     // the credential), then that it ends soon, with Extend and Release.
     s.client("bob").approve(&id, None).await.unwrap();
     let alice = s.client("alice");
-    let grant = {
-        let mut found = None;
-        for _ in 0..500 {
-            if let Some(g) = alice.get_request(&id).await.unwrap().grant_id
-                && alice.get_grant(&g).await.unwrap().state == GrantState::Active
-            {
-                found = Some(g);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        found.expect("the grant did not become active")
-    };
+    let grant = crate::lifecycle::active_grant(&alice, &id).await;
     assert!(
         dm_to_alice(
             &api,
@@ -696,7 +672,12 @@ async fn the_requester_hears_every_step_and_someone_who_may_not_approve_is_told_
         )
         .await
     );
-    // The warning comes 10 minutes before the end of the 30 minutes.
+    // The warning comes 10 minutes before the end of the 30 minutes, not before.
+    assert!(
+        !api.calls("chat.postMessage")
+            .iter()
+            .any(|c| c["channel"] == "U0ALICE" && c.to_string().contains("ends at"))
+    );
     s.clock.advance_ms(20 * 60_000 + 1_000);
     assert!(dm_to_alice(&api, &["ends at", slack::EXTEND, slack::RELEASE]).await);
 

@@ -4,7 +4,7 @@
 use hourglass_core::Clock;
 use hourglass_testkit::{eventually, spawn_server};
 
-use crate::lifecycle::{ask, problem};
+use crate::lifecycle::{active_grant, ask, problem};
 
 #[tokio::test]
 async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
@@ -262,20 +262,6 @@ async fn the_story_of_an_elevation_comes_from_the_chain_with_its_head() {
     s.stop().await;
 }
 
-/// The grant of request `id` once it is active.
-async fn active_grant(c: &hourglass_client::Client, id: &str) -> String {
-    assert!(
-        eventually(|| async {
-            match c.get_request(id).await.unwrap().grant_id {
-                Some(g) => c.get_grant(&g).await.unwrap().state == "active",
-                None => false,
-            }
-        })
-        .await
-    );
-    c.get_request(id).await.unwrap().grant_id.unwrap()
-}
-
 #[tokio::test]
 async fn the_printable_report_adds_up_the_period_and_ends_with_what_an_auditor_checks() {
     let s = spawn_server(|c| format!("{c}\n[web]\ndemo_sign_in = true\n"))
@@ -374,7 +360,11 @@ async fn the_printable_report_adds_up_the_period_and_ends_with_what_an_auditor_c
         "{html}"
     );
     assert!(html.contains("3 revocations proven: median"), "{html}");
-    assert!(html.contains("<svg") && html.contains("<rect"), "a chart");
+    // The chart: one day, its column the tallest (180 of 200 units), labelled with its hours.
+    assert!(
+        html.contains(r#"height="180""#) && html.contains(": 2.0 h</title>"),
+        "a chart: {html}"
+    );
     // What people typed is text; the page runs nothing.
     assert!(!html.contains("<script>alert") && html.contains("&#60;script&#62;alert(1)"));
     assert!(!html.contains("<script"), "no script at all");
