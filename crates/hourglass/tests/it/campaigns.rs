@@ -362,8 +362,7 @@ async fn an_eligibility_review_removes_at_the_next_request_and_the_deadline_appl
     let refused = actions(&s, 0)
         .await
         .into_iter()
-        .filter(|(a, _, _)| a == "request.refused")
-        .last()
+        .rfind(|(a, _, _)| a == "request.refused")
         .unwrap();
     assert!(
         refused
