@@ -455,6 +455,7 @@ impl Connector for MysqlConnector {
                         .unwrap_or_default()
                         .to_owned(),
                     name: format!("{user}@{host}"),
+                    ends_at: None,
                 })
                 .collect(),
         ))

@@ -795,20 +795,26 @@ impl Connector for PostgresConnector {
     }
 
     async fn managed(&self) -> Result<Option<Vec<Managed>>, ConnectorError> {
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
-                .bind(&self.cfg.prefix)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
-        let mut out: Vec<Managed> = names
+        // A login role's `VALID UNTIL` is the end PostgreSQL enforces (milliseconds since the
+        // epoch; NULL or infinity for none).
+        let roles: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT rolname, CASE WHEN isfinite(rolvaliduntil) \
+             THEN (extract(epoch FROM rolvaliduntil) * 1000)::bigint END \
+             FROM pg_roles WHERE starts_with(rolname, $1)",
+        )
+        .bind(&self.cfg.prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<Managed> = roles
             .into_iter()
-            .map(|name| Managed {
+            .map(|(name, until)| Managed {
                 grant_id: name
                     .strip_prefix(&self.cfg.prefix)
                     .unwrap_or_default()
                     .to_owned(),
                 name,
+                ends_at: until.map(hourglass_core::Timestamp::from_unix_millis),
             })
             .collect();
         out.extend(
@@ -818,6 +824,7 @@ impl Connector for PostgresConnector {
                 .map(|(member, role, grant_id)| Managed {
                     name: format!("{member} in {role}"),
                     grant_id,
+                    ends_at: None,
                 }),
         );
         Ok(Some(out))

@@ -359,7 +359,11 @@ impl Connector for RedisConnector {
                 .into_iter()
                 .filter_map(|u| {
                     let grant_id = u.strip_prefix(&self.prefix)?.to_owned();
-                    Some(Managed { name: u, grant_id })
+                    Some(Managed {
+                        name: u,
+                        grant_id,
+                        ends_at: None,
+                    })
                 })
                 .collect(),
         ))

@@ -81,6 +81,11 @@ pub struct Managed {
     pub name: String,
     /// The grant id the name carries.
     pub grant_id: String,
+    /// The end the target itself enforces for it, where it keeps one (a PostgreSQL login
+    /// role's `VALID UNTIL`). After a restore from a backup this tells an extension made after
+    /// the backup from the end the older ledger knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<crate::Timestamp>,
 }
 
 /// Why a connector call failed. The message goes to the audit and the log, so connectors must

@@ -114,6 +114,10 @@ event_kinds! {
     GrantFailed = "grant.failed", details: ["lag_ms", "reason", "attempt"];
     /// An extension moved the grant's end in the ledger.
     GrantExtended = "grant.extended", details: ["request", "from", "to"];
+    /// After a restore from a backup, the target enforced a later end than the restored ledger
+    /// held (an extension made after the backup): the grant's end moved to it, never past the
+    /// entitlement's maximum total.
+    GrantEndRestored = "grant.end_restored", details: ["from", "to", "target"];
     /// The target applied an extension (a new credential if the target issues one).
     GrantExtensionApplied = "grant.extension_applied", details: [
         "expires_at", "credential_issued", "attempt",
@@ -178,6 +182,12 @@ event_kinds! {
     /// continues after `through_seq`. The subject is the archive's digest.
     AuditArchived = "audit.archived", details: [
         "first_seq", "through_seq", "through_hash", "events", "file",
+    ];
+    /// The store was restored from a backup and checked against the targets
+    /// (`hourglass serve --after-restore`). The subject is the audit head it started from.
+    StoreRestored = "store.restored", details: [
+        "head_seq", "provisioning_ended", "requests_cancelled", "gone_ended",
+        "unverifiable_ended", "ends_restored", "confirmed", "unreachable",
     ];
     /// A policy set was put in force (a reload, or a start with other files).
     PolicyReloaded = "policy.reloaded", details: ["old_hash", "new_hash", "changed", "on"];

@@ -65,6 +65,12 @@ pub enum GrantCommand {
         expires_at: Timestamp,
         request: crate::id::RequestId,
     },
+    /// After a restore from a backup, the end the target enforces replaces the older end the
+    /// restored ledger holds (only of an active grant, only later; the caller caps it).
+    AdoptTargetEnd {
+        expires_at: Timestamp,
+        target: String,
+    },
 }
 
 impl Grant {
@@ -146,6 +152,17 @@ impl Grant {
                     to: expires_at,
                 }
             }
+            (Active, GrantCommand::AdoptTargetEnd { expires_at, target })
+                if expires_at > self.expires_at =>
+            {
+                next.expires_at = expires_at;
+                Event::GrantEndRestored {
+                    grant: id,
+                    from: self.expires_at,
+                    to: expires_at,
+                    target,
+                }
+            }
             (state, cmd) => {
                 return Err(Error::conflict(
                     crate::ErrorCode::GrantInvalidTransition,
@@ -159,6 +176,7 @@ impl Grant {
                             GrantCommand::Revoke { .. } => "revoke",
                             GrantCommand::ConfirmRevoked => "confirm revocation",
                             GrantCommand::Extend { .. } => "extend",
+                            GrantCommand::AdoptTargetEnd { .. } => "adopt the target's end",
                         }
                     ),
                 ));

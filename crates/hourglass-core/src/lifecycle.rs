@@ -78,6 +78,13 @@ pub enum Event {
         from: Timestamp,
         to: Timestamp,
     },
+    /// After a restore: the target's later end replaced the restored ledger's.
+    GrantEndRestored {
+        grant: GrantId,
+        from: Timestamp,
+        to: Timestamp,
+        target: String,
+    },
     ReviewClosed {
         review: ReviewId,
         by: PrincipalId,
@@ -104,6 +111,7 @@ impl Event {
             Event::GrantRevoked { .. } => EventKind::GrantRevoked,
             Event::GrantFailed { .. } => EventKind::GrantFailed,
             Event::GrantExtended { .. } => EventKind::GrantExtended,
+            Event::GrantEndRestored { .. } => EventKind::GrantEndRestored,
             Event::ReviewClosed { .. } => EventKind::ReviewClosed,
         }
     }
@@ -201,6 +209,15 @@ impl Event {
                 .with("request", request)
                 .with("from", from)
                 .with("to", to),
+            Event::GrantEndRestored {
+                grant,
+                from,
+                to,
+                target,
+            } => AuditRecord::new(at, "system:restore", kind, grant.as_str())
+                .with("from", from)
+                .with("to", to)
+                .with("target", target),
             Event::ReviewClosed {
                 review,
                 by,

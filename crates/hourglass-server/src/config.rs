@@ -84,6 +84,10 @@ pub struct Config {
     /// Where the file was read from (not a key).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Start after a restore from a backup (`hourglass serve --after-restore`, not a key): the
+    /// ledger is made to agree with the targets before any worker runs.
+    #[serde(skip)]
+    pub after_restore: bool,
 }
 
 /// `[[campaigns]]`: an access review started once in every period of `every`.
@@ -677,32 +681,58 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let err = |key: &str, reason: String| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
+            key: "-".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::from_text(&text, &file, env)?;
+        config.source = Some(path.to_path_buf());
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Parses configuration text (named `file` in errors) and applies environment overrides;
+    /// relative paths stay as written. The untrusted-input half of [`Config::load`].
+    pub fn from_text(
+        text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_owned(),
             key: key.to_owned(),
             reason,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err("-", format!("cannot read: {e}")))?;
         let mut value: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| err(&syntax_at(&text, &e), e.message().to_owned()))?;
-        apply_env(&mut value, env).map_err(|(k, r)| ConfigError {
+            .map_err(|e: toml::de::Error| err(&syntax_at(text, &e), e.message().to_owned()))?;
+        let overridden = apply_env(&mut value, env).map_err(|(k, r)| ConfigError {
             file: "environment".into(),
             key: k,
             reason: r,
         })?;
         // The path of the key whose value does not fit (`server.job_lease`, `targets[0].exec`):
         // the file was parsed already, so a byte position would say nothing.
-        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(value))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { "-".to_owned() } else { key };
-                err(&key, e.into_inner().message().to_owned())
-            })?;
-        config.source = Some(path.to_path_buf());
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+            let key = key_path(e.path());
+            let reason = e.into_inner().message().to_owned();
+            // A value a variable set is the variable's error, not the file's.
+            let by = overridden.iter().rev().find(|(k, _)| {
+                key == *k
+                    || key
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|rest| rest.starts_with(['.', '[']))
+            });
+            match by {
+                Some((_, var)) => ConfigError {
+                    file: "environment".into(),
+                    key: var.clone(),
+                    reason: format!("{key}: {reason}"),
+                },
+                None => err(&key, reason),
+            }
+        })
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -825,6 +855,46 @@ impl Config {
 }
 
 /// Where a syntax error is, as `line L, column C` of the file (both from 1).
+/// A key's path as TOML writes it (`server.job_lease`, `targets[0].exec`), with a key that is
+/// empty or holds a dot or a space quoted (`[""]` is a table named by the empty string); `-`
+/// for the file as a whole.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                let bare = !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if bare {
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("{key:?}"));
+                }
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    if out.is_empty() { "-".to_owned() } else { out }
+}
+
 fn syntax_at(text: &str, e: &toml::de::Error) -> String {
     let Some(span) = e.span() else {
         return "-".to_owned();
@@ -837,10 +907,12 @@ fn syntax_at(text: &str, e: &toml::de::Error) -> String {
 
 /// Applies `HOURGLASS_A__B=value` overrides: the path is lower-cased, the value parsed as a TOML
 /// value when it is one (number, boolean, array) and taken as a string otherwise.
+/// Returns, for each override applied, the key it set and the variable that set it.
 fn apply_env(
     root: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), (String, String)> {
+) -> Result<Vec<(String, String)>, (String, String)> {
+    let mut applied = Vec::new();
     for (name, raw) in env {
         let Some(path) = name.strip_prefix("HOURGLASS_") else {
             continue;
@@ -849,6 +921,12 @@ fn apply_env(
             continue;
         }
         let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err((
+                name.clone(),
+                "names an empty key (HOURGLASS_SECTION__KEY)".to_owned(),
+            ));
+        }
         let value = format!("v = {raw}")
             .parse::<toml::Table>()
             .ok()
@@ -870,8 +948,9 @@ fn apply_env(
             })?;
         }
         table.insert(last.clone(), value);
+        applied.push((keys.join("."), name));
     }
-    Ok(())
+    Ok(applied)
 }
 
 #[cfg(test)]
@@ -923,12 +1002,55 @@ mod tests {
         assert_eq!(c.store.pool().max_batch, 1);
         assert_eq!(c.policy.on_start, PolicyOnStart::Follow);
         let p = write(dir.path(), "[policy]\non_start = \"whenever\"\n");
-        // Refused, naming the values it takes (that the overlay drops the key from such
-        // errors is issue 24's).
-        let err = Config::load(&p, vec![]).unwrap_err().to_string();
+        // Refused, naming the key and the values it takes.
+        let err = Config::load(&p, vec![]).unwrap_err();
+        assert_eq!(err.key, "policy.on_start");
+        let err = err.to_string();
         assert!(
             err.contains("put_in_force") && err.contains("follow"),
             "{err}"
+        );
+    }
+
+    /// Every error names the key and where it came from: the file (with a line for syntax) or
+    /// the environment. Found by the `config` fuzz target: a table named by the empty string
+    /// (`[""]`) gave an error with no key at all.
+    #[test]
+    fn every_error_names_its_key_and_source() {
+        let key = |text: &str, env: Vec<(String, String)>| {
+            let e = Config::from_text(text, "hg.toml", env).unwrap_err();
+            (e.file, e.key)
+        };
+        let file = |k: &str| ("hg.toml".to_owned(), k.to_owned());
+        assert_eq!(key("[\"\"]", vec![]), file("\"\""));
+        assert_eq!(key("[server]\n\"a.b\" = 1", vec![]), file("server.\"a.b\""));
+        assert_eq!(
+            key("[server]\njob_lease = \"soon\"", vec![]),
+            file("server.job_lease")
+        );
+        assert_eq!(
+            key(
+                "[[targets]]\nname = \"t\"\nconnector = \"exec\"\nbogus = 1",
+                vec![]
+            ),
+            file("targets[0].bogus")
+        );
+        assert_eq!(key("[server\nx = 1", vec![]), file("line 1, column 8"));
+        // A bad value from a variable names the variable.
+        let e = Config::from_text(
+            "[server]\njob_lease = \"1m\"",
+            "hg.toml",
+            vec![("HOURGLASS_SERVER__JOB_LEASE".into(), "soon".into())],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("environment", "HOURGLASS_SERVER__JOB_LEASE")
+        );
+        assert!(e.reason.starts_with("server.job_lease: "), "{e}");
+        assert_eq!(
+            key("", vec![("HOURGLASS___".into(), "x".into())]).0,
+            "environment"
         );
     }
 

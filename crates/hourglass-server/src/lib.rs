@@ -646,6 +646,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Sta
             .await
             .map_err(|e| StartError::one(format!("policy: {e:?}")))?;
     }
+    if config.after_restore {
+        let report = engine
+            .after_restore()
+            .await
+            .map_err(|e| StartError::one(format!("after restore: {e:?}")))?;
+        for (target, why) in &report.unreachable {
+            tracing::warn!(%target, %why, "after restore: target not reachable; its grants ended");
+        }
+    }
     let engine = Arc::new(engine);
     for chat in chats.values() {
         chat.attach(&engine);

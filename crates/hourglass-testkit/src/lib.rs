@@ -128,6 +128,31 @@ impl TestServer {
         self.running.as_ref().map(Running::store)
     }
 
+    /// Stops the server and starts it again on the same directory, tokens and clock, with the
+    /// configuration file read again and then changed by `edit` (the typed configuration, so
+    /// that no edit can silently miss).
+    pub async fn restart(&mut self, edit: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        let mut config =
+            Config::load(&self.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        edit(&mut config);
+        let running = hourglass_server::start(config, Arc::clone(&self.clock) as Arc<dyn Clock>)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.addr = running.addr;
+        self.running = Some(running);
+        Ok(())
+    }
+
+    /// Stops the server, keeping its directory (for [`TestServer::restart`]).
+    pub async fn halt(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;

@@ -54,6 +54,11 @@ enum Command {
         /// The demo's data directory (default: a new temporary one).
         #[arg(long, requires = "demo")]
         data_dir: Option<PathBuf>,
+        /// The store was just restored from a backup: before anything runs, end what was in
+        /// progress at the backup, end what the targets no longer hold (or cannot show), keep
+        /// ends the targets moved later, and remove what the ledger never knew.
+        #[arg(long, conflicts_with = "demo")]
+        after_restore: bool,
     },
     /// Write a starter configuration, policies and an exec target into DIR.
     Init { dir: Option<PathBuf> },
@@ -223,6 +228,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Print shell completions (`hourglass completions bash > /etc/bash_completion.d/hourglass`).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages for hourglass and each of its commands into DIR (hourglass.1,
+    /// hourglass-request.1, …).
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -403,7 +413,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             demo,
             data_dir,
-        } => crate::serve::serve(config.clone(), *listen, *demo, data_dir.clone()).await,
+            after_restore,
+        } => {
+            crate::serve::serve(
+                config.clone(),
+                *listen,
+                *demo,
+                data_dir.clone(),
+                *after_restore,
+            )
+            .await
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "hourglass", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            println!("Wrote man pages into {}.", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init { dir } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("hourglass"));
             if dir.join("hourglass.toml").exists() {

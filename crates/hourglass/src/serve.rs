@@ -13,6 +13,7 @@ pub(crate) async fn serve(
     listen: Option<std::net::SocketAddr>,
     demo: bool,
     data_dir: Option<PathBuf>,
+    after_restore: bool,
 ) -> Result<ExitCode> {
     let mut cfg = if demo {
         let dir = match data_dir {
@@ -48,6 +49,7 @@ pub(crate) async fn serve(
     if let Some(l) = listen {
         cfg.server.listen = l;
     }
+    cfg.after_restore = after_restore;
     // Logs go to stderr as text, or one JSON object a line (`[server] log_format = "json"`).
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()

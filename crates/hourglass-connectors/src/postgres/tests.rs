@@ -313,7 +313,8 @@ async fn hand_made_roles_with_the_prefix_are_listed_and_removed() {
         managed,
         vec![Managed {
             name: stray.clone(),
-            grant_id: "handmade".into()
+            grant_id: "handmade".into(),
+            ends_at: None,
         }]
     );
     pg.remove(&managed[0]).await.unwrap();

@@ -140,6 +140,7 @@ async fn discovery_finds_who_may_run_admin_commands_and_leftovers_are_removed() 
     r.remove(&Managed {
         name: stray.clone(),
         grant_id: "grt_handmade".into(),
+        ends_at: None,
     })
     .await
     .unwrap();
@@ -147,6 +148,7 @@ async fn discovery_finds_who_may_run_admin_commands_and_leftovers_are_removed() 
         r.remove(&Managed {
             name: "default".into(),
             grant_id: String::new(),
+            ends_at: None,
         })
         .await
         .is_err(),

@@ -27,7 +27,7 @@ use super::jobs::JobOutcome;
 
 impl Engine {
     /// The longest total a grant of `ent` may reach.
-    fn max_total(&self, ent: &Entitlement, grant: &Grant) -> GrantDuration {
+    pub(super) fn max_total(&self, ent: &Entitlement, grant: &Grant) -> GrantDuration {
         if grant.break_glass {
             ent.max_duration.min(self.settings.break_glass_max)
         } else {

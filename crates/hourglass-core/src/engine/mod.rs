@@ -26,6 +26,7 @@ mod reconcile;
 mod refusals;
 mod reload;
 mod requests;
+mod restore;
 mod reviews;
 mod sessions;
 mod submit;
@@ -54,6 +55,7 @@ pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding}
 pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
+pub use restore::{RESTORE_ACTOR, RestoreReport};
 pub use sessions::{BearerToken, SignIn, SignInOutcome, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};

@@ -303,7 +303,7 @@ impl Engine {
                         out.extend(self.expiry_warning(g));
                     }
                 }
-                EventKind::GrantExtended => {
+                EventKind::GrantExtended | EventKind::GrantEndRestored => {
                     if let Some(g) = grant(sub) {
                         out.extend(self.expiry_warning(g));
                     }
@@ -383,6 +383,7 @@ impl Engine {
                 }
                 // Nobody is told of these (the audit log and metrics are where they show).
                 EventKind::AuditArchived
+                | EventKind::StoreRestored
                 | EventKind::CampaignStarted
                 | EventKind::CampaignItemDecided
                 | EventKind::CampaignClosed

@@ -348,3 +348,34 @@ fn mint_token_signs_only_for_an_issuer_whose_key_is_here() {
         "{out}"
     );
 }
+
+/// What packagers install: completions for each shell and a man page for every command.
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let (ok, bash) = run(&["completions", "bash"]);
+    assert!(ok, "{bash}");
+    for word in [
+        "hourglass",
+        "request",
+        "campaign",
+        "break-glass",
+        "--reason",
+    ] {
+        assert!(bash.contains(word), "bash completions lack {word}");
+    }
+    let (ok, zsh) = run(&["completions", "zsh"]);
+    assert!(ok && zsh.starts_with("#compdef hourglass"), "{zsh}");
+    let (ok, out) = run(&["completions", "tcsh"]);
+    assert!(!ok && out.contains("invalid value"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = run(&["man", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let page = std::fs::read_to_string(dir.path().join("hourglass.1")).unwrap();
+    assert!(page.contains(".TH hourglass 1"), "{page}");
+    let request = std::fs::read_to_string(dir.path().join("hourglass-request.1")).unwrap();
+    assert!(request.contains("Ask for an entitlement"), "{request}");
+    assert!(request.contains("break\\-glass"), "{request}");
+    // Nested commands get their own page.
+    assert!(dir.path().join("hourglass-campaign-start.1").exists());
+}

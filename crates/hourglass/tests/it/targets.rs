@@ -45,14 +45,25 @@ fn pg_port() -> SocketAddr {
 /// A server with a `pg` target reached through `proxy`, an entitlement `pg/read` granting
 /// `reader`, and a policy that auto-approves it for requesters.
 async fn pg_server(db: &TestDb, proxy: &TcpProxy, reader: &str) -> TestServer {
+    pg_server_with(db, proxy, reader, &["pg/read"]).await
+}
+
+/// Like [`pg_server`], with one entitlement granting `reader` under each of `names`.
+async fn pg_server_with(db: &TestDb, proxy: &TcpProxy, reader: &str, names: &[&str]) -> TestServer {
     let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     let prefix = db.prefix.clone();
-    let reader = reader.to_owned();
+    let entitlements: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[[entitlements]]\nname = \"{n}\"\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n[entitlements.params]\nroles = [\"{reader}\"]\n\n"
+            )
+        })
+        .collect();
     spawn_server_with(move |dir: &Path, text| {
         std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
         format!(
-            "{}\n[[targets]]\nname = \"pg\"\nconnector = \"postgres\"\n[targets.postgres]\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout_secs = 2\n\n\
-             [[entitlements]]\nname = \"pg/read\"\ndefault_duration = \"10m\"\nmax_duration = \"1h\"\n[entitlements.params]\nroles = [\"{reader}\"]\n",
+            "{}\n[[targets]]\nname = \"pg\"\nconnector = \"postgres\"\n[targets.postgres]\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout_secs = 2\n\n{entitlements}",
             text.replace("demo = false", "demo = false\noverdue_after = \"30s\"")
         )
     })
@@ -485,5 +496,241 @@ async fn an_aws_target_that_could_outwait_its_job_lease_is_refused_at_start() {
     })
     .await
     .unwrap();
+    s.stop().await;
+}
+
+/// Waits until grant `gid` is active.
+async fn until_active(c: &hourglass_client::Client, gid: String) -> String {
+    assert!(eventually(|| async { c.get_grant(&gid).await.unwrap().state == "active" }).await);
+    gid
+}
+
+/// The end PostgreSQL enforces for a login role, in Unix milliseconds.
+async fn valid_until_ms(db: &TestDb, role: &str) -> Option<i64> {
+    let mut c = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT (extract(epoch FROM rolvaliduntil) * 1000)::bigint FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_optional(&mut c)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+/// Restoring an older backup of the store (the failure of Vault #22275, and its mirror image):
+/// nothing that ended after the backup is granted again, a grant extended after the backup is
+/// not ended at the older end the backup holds, what the ledger never knew is removed, and the
+/// grants and the targets agree afterwards.
+#[tokio::test]
+async fn a_restored_backup_grants_nothing_again_and_keeps_a_later_extension() {
+    let Some(db) = hourglass_testdb::postgres().await else {
+        return;
+    };
+    let reader = format!("{}_reader", db.name);
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE t (x int); CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON t TO {reader};"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let proxy = TcpProxy::start(pg_port()).await.unwrap();
+    // One entitlement for each grant: a person holds one grant of an entitlement at a time.
+    let mut s = pg_server_with(
+        &db,
+        &proxy,
+        &reader,
+        &["pg/read", "pg/revoked", "pg/in-flight", "pg/made-after"],
+    )
+    .await;
+    let role = |gid: &str| format!("{}{gid}", db.prefix);
+    let alice = s.client("alice");
+    let extended = until_active(
+        &alice,
+        alice
+            .create_request(&ask("pg/read", "10m"))
+            .await
+            .unwrap()
+            .grant_id
+            .unwrap(),
+    )
+    .await;
+    let revoked_later = until_active(
+        &alice,
+        alice
+            .create_request(&ask("pg/revoked", "10m"))
+            .await
+            .unwrap()
+            .grant_id
+            .unwrap(),
+    )
+    .await;
+    // The demo target (exec) cannot list what it holds.
+    let logs = until_active(
+        &alice,
+        alice
+            .create_request(&ask("demo/read-logs", "15m"))
+            .await
+            .unwrap()
+            .grant_id
+            .unwrap(),
+    )
+    .await;
+    assert!(s.access().contains("alice"), "{}", s.access());
+    // With the target down, a grant stays provisioning.
+    proxy.stop().await;
+    let in_flight = alice
+        .create_request(&ask("pg/in-flight", "10m"))
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert_eq!(
+        alice.get_grant(&in_flight).await.unwrap().state,
+        "provisioning"
+    );
+
+    // The backup: an online copy of the SQLite store.
+    let config = hourglass_server::config::Config::load(&s.config, Vec::new()).unwrap();
+    let store = std::path::PathBuf::from(config.store.url.strip_prefix("sqlite://").unwrap());
+    let backup = s.dir.path().join("backup.db");
+    let mut c = <sqlx::SqliteConnection as Connection>::connect(&config.store.url)
+        .await
+        .unwrap();
+    sqlx::query(AssertSqlSafe(format!("VACUUM INTO '{}'", backup.display())))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(c);
+
+    // After the backup: the in-flight grant is provisioned and then revoked, one grant is
+    // extended, one revoked, and one made.
+    proxy.resume().await.unwrap();
+    s.clock.advance_ms(60_000);
+    let in_flight = until_active(&alice, in_flight).await;
+    alice.revoke(&in_flight, None).await.unwrap();
+    let ext = alice
+        .extend(&extended, "20m", "still migrating")
+        .await
+        .unwrap();
+    assert_eq!(ext.state, "fulfilled", "{ext:?}");
+    let new_end = alice.get_grant(&extended).await.unwrap().expires_at;
+    let new_end_ms = hourglass_core::Timestamp::parse_rfc3339(&new_end)
+        .unwrap()
+        .unix_millis();
+    assert!(
+        eventually(|| async { valid_until_ms(&db, &role(&extended)).await == Some(new_end_ms) })
+            .await,
+        "the target never took the extension"
+    );
+    alice.revoke(&revoked_later, None).await.unwrap();
+    let made_after = until_active(
+        &alice,
+        alice
+            .create_request(&ask("pg/made-after", "10m"))
+            .await
+            .unwrap()
+            .grant_id
+            .unwrap(),
+    )
+    .await;
+    for gid in [&in_flight, &revoked_later] {
+        assert!(
+            eventually(|| async { alice.get_grant(gid).await.unwrap().state == "revoked" }).await
+        );
+        assert!(!role_exists(&db, &role(gid)).await);
+    }
+
+    // The restore: the backup replaces the store, and the server starts after it.
+    s.halt().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+    std::fs::copy(&backup, &store).unwrap();
+    s.restart(|c| c.after_restore = true).await.unwrap();
+    let alice = s.client("alice");
+    let admin = s.client("admin");
+
+    // The extension made after the backup stands: the end PostgreSQL enforces.
+    let g = alice.get_grant(&extended).await.unwrap();
+    assert_eq!(g.state, "active");
+    assert_eq!(g.expires_at, new_end);
+    // Nothing ended after the backup comes back.
+    for gid in [&in_flight, &revoked_later, &logs] {
+        assert!(
+            eventually(|| async {
+                let g = alice.get_grant(gid).await.unwrap();
+                g.state == "revoked" || g.state == "failed"
+            })
+            .await,
+            "{gid} is still live"
+        );
+    }
+    assert!(
+        !role_exists(&db, &role(&in_flight)).await,
+        "provisioned again"
+    );
+    assert!(!role_exists(&db, &role(&revoked_later)).await);
+    assert!(
+        eventually(|| async { !s.access().contains("alice") }).await,
+        "{}",
+        s.access()
+    );
+    // What the ledger never knew is gone from the target.
+    assert!(
+        eventually(|| async { !role_exists(&db, &role(&made_after)).await }).await,
+        "a grant the restored ledger never knew is still in the target"
+    );
+    let events = admin.audit(0).await.unwrap();
+    let restored = events
+        .iter()
+        .find(|e| e.action == "store.restored")
+        .expect("the restore is in the audit log");
+    let detail = |k: &str| {
+        restored
+            .details
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(detail("provisioning_ended"), "1");
+    assert_eq!(detail("gone_ended"), "1");
+    assert_eq!(detail("unverifiable_ended"), "1");
+    assert_eq!(detail("ends_restored"), "1");
+    assert!(events.iter().any(|e| e.action == "grant.end_restored"
+        && e.subject == extended
+        && e.details.contains(&("to".to_owned(), new_end.clone()))));
+    assert!(events.iter().any(|e| {
+        e.action == "reconcile.drift"
+            && e.subject == made_after
+            && e.details
+                .contains(&("kind".to_owned(), "leftover".to_owned()))
+    }));
+
+    // The older end passes and the grant holds (a grant ending before it shows that the
+    // scheduler has been past it); the new end passes and it ends.
+    let witness = until_active(
+        &alice,
+        alice
+            .create_request(&ask("demo/read-logs", "10m"))
+            .await
+            .unwrap()
+            .grant_id
+            .unwrap(),
+    )
+    .await;
+    s.clock.advance_ms(12 * 60_000);
+    assert!(
+        eventually(|| async { alice.get_grant(&witness).await.unwrap().state == "revoked" }).await
+    );
+    assert_eq!(alice.get_grant(&extended).await.unwrap().state, "active");
+    assert!(role_exists(&db, &role(&extended)).await);
+    s.clock.advance_ms(20 * 60_000);
+    assert!(
+        eventually(|| async { alice.get_grant(&extended).await.unwrap().state == "revoked" }).await
+    );
+    assert!(!role_exists(&db, &role(&extended)).await);
     s.stop().await;
 }
