@@ -200,3 +200,13 @@ wire_enum! {
         Failed = "failed",
     }
 }
+
+wire_enum! {
+    /// How an MCP tool call ended, as an agent host reports it.
+    ToolOutcome {
+        Ok = "ok",
+        Refused = "refused",
+        Invalid = "invalid",
+        Unknown = "unknown",
+    }
+}

@@ -9,8 +9,14 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct CreateIdentity {
     /// 1-128 of `A-Z a-z 0-9 . _ - @`.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._@-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
     /// `human`, `workload` or `agent`.
+    #[schema(value_type = crate::PrincipalKind)]
     pub kind: String,
     /// The person or group who answers for a workload or agent (required for them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ mod enums;
 mod identity;
 pub use enums::{
     AccessKind, ApprovalVia, CampaignScope, CampaignState, DefaultAction, GrantState, ItemDecision,
-    ItemWork, PrincipalKind, PrincipalStatus, RequestState, ReviewState, Verdict,
+    ItemWork, PrincipalKind, PrincipalStatus, RequestState, ReviewState, ToolOutcome, Verdict,
 };
 pub use identity::{
     CreateIdentity, CreateKey, IdentityFinding, IdentityReport, IdentityStatusBody, IdentityView,
@@ -22,12 +22,23 @@ pub use identity::{
 pub struct CreateRequest {
     /// An entitlement (`target/name`), or a task profile's name: all its entitlements are
     /// granted together, and revoked together.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._@/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub entitlement: String,
     /// `30m`, `2h`, `1h30m`; the entitlement's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length = 2,
+        max_length = 32
+    )]
     pub duration: Option<String>,
     /// What the access is for.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
@@ -35,6 +46,11 @@ pub struct CreateRequest {
     /// `._:/-`, at most 128). An agent names its ticket or its task; every grant of a task can
     /// be released together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9._:/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub task: Option<String>,
     /// The requester's public key (one OpenSSH line, `ssh-ed25519 AAAA…`), for entitlements
     /// whose connector certifies a key (SSH certificates).
@@ -47,6 +63,7 @@ pub struct CreateRequest {
     /// A scheduled start (RFC 3339, at most 30 days ahead); absent: the grant starts when
     /// approved. The window is `[starts_at, starts_at + duration)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
 }
 
@@ -59,10 +76,14 @@ fn is_false(b: &bool) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ExtendBody {
     /// How much longer: `30m`, `1h`. The grant's total stays within its maximum.
-    #[serde(default)]
+    #[schema(
+        pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length = 2,
+        max_length = 32
+    )]
     pub by: String,
     /// Why the access is needed longer.
-    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -315,7 +336,7 @@ pub struct ReloadView {
 #[serde(deny_unknown_fields)]
 pub struct CloseReviewBody {
     /// What the reviewer checked; required.
-    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub comment: String,
 }
 
@@ -412,9 +433,19 @@ pub struct OfferView {
 #[serde(deny_unknown_fields)]
 pub struct ExplainBody {
     /// The entitlement (`target/name`) or profile.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._@/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub access: String,
     /// As in a request; the default duration when absent.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length = 2,
+        max_length = 32
+    )]
     pub duration: Option<String>,
     /// A ticket reference, taken as open and assigned to the caller.
     #[serde(default)]
@@ -537,6 +568,11 @@ pub struct RevocationDebtView {
 #[serde(deny_unknown_fields)]
 pub struct ReleaseTaskBody {
     /// The task id its requests named.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._:/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub task: String,
     /// Why it ends (`task done`).
     #[serde(default)]
@@ -551,6 +587,7 @@ pub struct ToolCallBody {
     /// One of the MCP tools; ignored when `outcome` is `unknown`.
     pub tool: String,
     /// `ok`, `refused`, `invalid` or `unknown`.
+    #[schema(value_type = ToolOutcome)]
     pub outcome: String,
     /// The refusal's code.
     #[serde(default)]
@@ -626,6 +663,7 @@ pub struct SessionView {
 #[serde(deny_unknown_fields)]
 pub struct ReopenTicketBody {
     /// Why the closed ticket is open again (audited).
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

@@ -27,6 +27,8 @@ pub enum ReviewState {
 }
 
 impl ReviewState {
+    pub const ALL: [ReviewState; 2] = [ReviewState::Open, ReviewState::Closed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReviewState::Open => "open",

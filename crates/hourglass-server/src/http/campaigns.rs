@@ -117,7 +117,12 @@ pub(super) async fn details(
     let q: ItemsQuery = query(uri.query())?;
     let (status, items) = app
         .engine
-        .campaign(&caller, &id, q.after.as_deref(), q.limit.unwrap_or(500))
+        .campaign(
+            &caller,
+            &id,
+            q.after.as_deref(),
+            super::page_limit(q.limit, 500, 1_000)?,
+        )
         .await?;
     Ok(Json(CampaignDetails {
         campaign: views::campaign(&status.campaign, Some(&status.progress)),

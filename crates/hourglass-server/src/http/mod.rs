@@ -6,6 +6,7 @@ mod app;
 mod app_admin;
 mod app_reviews;
 mod campaigns;
+mod contract;
 mod events;
 mod identities;
 mod mcp;
@@ -432,12 +433,26 @@ pub(crate) struct ListQuery {
     pub(crate) limit: Option<u32>,
 }
 
+/// A page size from the query: `default` when absent, refused outside `1..=max` (the document
+/// states the same bounds).
+pub(crate) fn page_limit(q: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    match q {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError(Error::invalid(
+            hourglass_core::ErrorCode::QueryInvalid,
+            "limit",
+            format!("limit {n} is not between 1 and {max}"),
+        ))),
+    }
+}
+
 pub(crate) fn parse_state<T>(
     s: Option<&str>,
     parse: impl Fn(&str) -> Option<T>,
 ) -> ApiResult<Option<T>> {
     match s {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => parse(s).map(Some).ok_or_else(|| {
             ApiError(Error::invalid(
                 hourglass_core::ErrorCode::QueryStateUnknown,
@@ -534,7 +549,7 @@ async fn list_requests(
     let state = parse_state(q.state.as_deref(), RequestState::parse)?;
     let items = app
         .engine
-        .list_requests(&caller, state, q.limit.unwrap_or(100))
+        .list_requests(&caller, state, page_limit(q.limit, 100, 500)?)
         .await?;
     Ok(Json(List {
         items: items.iter().map(views::request).collect(),
@@ -602,7 +617,7 @@ async fn list_grants(
     let state = parse_state(q.state.as_deref(), GrantState::parse)?;
     let items = app
         .engine
-        .list_grants(&caller, state, q.limit.unwrap_or(100))
+        .list_grants(&caller, state, page_limit(q.limit, 100, 500)?)
         .await?;
     Ok(Json(List {
         items: items.iter().map(views::grant).collect(),
@@ -695,7 +710,11 @@ async fn audit(
     let q: AuditQuery = query(uri.query())?;
     let events = app
         .engine
-        .audit_after(&caller, q.after.unwrap_or(0), q.limit.unwrap_or(1_000))
+        .audit_after(
+            &caller,
+            q.after.unwrap_or(0),
+            page_limit(q.limit, 1_000, 1_000)?,
+        )
         .await?;
     Ok(Json(List {
         items: events.into_iter().map(views::audit_event).collect(),
@@ -1139,7 +1158,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    // Completed as JSON (the same statements for every operation: `contract.rs`); the round
+    // trip cannot fail for a document utoipa wrote, and the checked-in copy would show it.
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    contract::complete(&mut value);
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 #[cfg(test)]

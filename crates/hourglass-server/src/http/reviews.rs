@@ -21,7 +21,7 @@ pub(super) async fn list_reviews(
     let state = parse_state(q.state.as_deref(), ReviewState::parse)?;
     let items = app
         .engine
-        .list_reviews(&caller, state, q.limit.unwrap_or(100))
+        .list_reviews(&caller, state, super::page_limit(q.limit, 100, 500)?)
         .await?;
     Ok(Json(List {
         items: items.iter().map(views::review).collect(),

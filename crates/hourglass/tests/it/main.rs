@@ -11,6 +11,7 @@ mod binary;
 mod browser;
 mod campaigns;
 mod cli;
+mod contract;
 #[cfg(feature = "test-clock")]
 mod crash;
 mod fakes;
