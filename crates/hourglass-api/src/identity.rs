@@ -95,6 +95,11 @@ pub struct CreateKey {
     /// `30d`, `12h`; at most the configured maximum (90 days by default), which is also the
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length = 2,
+        max_length = 32
+    )]
     pub expires: Option<String>,
 }
 

@@ -99,7 +99,7 @@ pub struct ApproveBody {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenyBody {
-    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -236,6 +236,11 @@ pub struct StartCampaign {
     pub default_action: DefaultAction,
     /// From now to the deadline: 1h to 366d (`14d`).
     #[schema(example = "14d")]
+    #[schema(
+        pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length = 2,
+        max_length = 32
+    )]
     pub duration: String,
     /// Reviewers with undecided items are reminded this long before the deadline (`3d`).
     #[serde(default)]

@@ -717,7 +717,7 @@ impl Config {
         serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
             let key = key_path(e.path());
             let reason = e.into_inner().message().to_owned();
-            // A value a variable set is the variable's error, not the file's.
+            // A value a variable set: the variable is where it came from, not the file.
             let by = overridden.iter().rev().find(|(k, _)| {
                 key == *k
                     || key
@@ -726,9 +726,9 @@ impl Config {
             });
             match by {
                 Some((_, var)) => ConfigError {
-                    file: "environment".into(),
-                    key: var.clone(),
-                    reason: format!("{key}: {reason}"),
+                    file: var.clone(),
+                    key,
+                    reason,
                 },
                 None => err(&key, reason),
             }
@@ -1045,9 +1045,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (e.file.as_str(), e.key.as_str()),
-            ("environment", "HOURGLASS_SERVER__JOB_LEASE")
+            ("HOURGLASS_SERVER__JOB_LEASE", "server.job_lease")
         );
-        assert!(e.reason.starts_with("server.job_lease: "), "{e}");
+        assert!(e.reason.contains("invalid duration"), "{e}");
         assert_eq!(
             key("", vec![("HOURGLASS___".into(), "x".into())]).0,
             "environment"

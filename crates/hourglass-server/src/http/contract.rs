@@ -108,8 +108,39 @@ fn problem(description: &str) -> Value {
     })
 }
 
+/// Free text (reasons, comments, notes) is plain text on one line: the server refuses control
+/// characters, C1 included.
+const PLAIN_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// States the plain-text rule on every free-text property of every schema.
+fn plain_text_properties(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, prop) in props.iter_mut() {
+            let free_text = matches!(name.as_str(), "reason" | "comment" | "note");
+            let is_string = match prop.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if let (true, true, Some(p)) = (free_text, is_string, prop.as_object_mut()) {
+                p.entry("pattern").or_insert_with(|| json!(PLAIN_TEXT));
+            }
+        }
+    }
+}
+
 /// Completes the document (see the module).
 pub(super) fn complete(doc: &mut Value) {
+    plain_text_properties(doc);
     // Bodies whose every field is optional may be left out (the server reads none as `{}`).
     let optional_bodies: Vec<String> = doc
         .pointer("/components/schemas")
