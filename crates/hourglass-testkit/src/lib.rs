@@ -75,6 +75,22 @@ pub async fn spawn_server_with(
     .await
 }
 
+/// Like [`spawn_server_with`], and `edit` then changes the typed configuration (it gets the
+/// data directory too): settings are changed this way, so that an edit cannot silently miss
+/// (text stays for adding whole sections).
+pub async fn spawn_server_typed(
+    setup: impl FnOnce(&Path, String) -> String,
+    edit: impl FnOnce(&Path, &mut Config),
+) -> anyhow::Result<TestServer> {
+    spawn_server_on_typed(
+        "127.0.0.1:0".parse()?,
+        Timestamp::from_unix_millis(1_800_000_000_000),
+        setup,
+        edit,
+    )
+    .await
+}
+
 /// Like [`spawn_server_with`], listening on `listen` with the manual clock starting at
 /// `start` (a test whose peer issues tokens on real time starts the clock at the real time).
 pub async fn spawn_server_on(
@@ -82,11 +98,21 @@ pub async fn spawn_server_on(
     start: Timestamp,
     setup: impl FnOnce(&Path, String) -> String,
 ) -> anyhow::Result<TestServer> {
+    spawn_server_on_typed(listen, start, setup, |_, _| {}).await
+}
+
+async fn spawn_server_on_typed(
+    listen: SocketAddr,
+    start: Timestamp,
+    setup: impl FnOnce(&Path, String) -> String,
+    edit: impl FnOnce(&Path, &mut Config),
+) -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
     let w = hourglass_server::demo::write_layout(dir.path(), listen, false)?;
     let text = std::fs::read_to_string(&w.config)?;
     std::fs::write(&w.config, setup(dir.path(), text))?;
-    let config = Config::load(&w.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config = Config::load(&w.config, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    edit(dir.path(), &mut config);
     let clock = ManualClock::new(start);
     let running = hourglass_server::start(config, Arc::clone(&clock) as Arc<dyn Clock>)
         .await

@@ -5,7 +5,8 @@
 
 use hourglass_api::CreateRequest;
 use hourglass_client::ClientError;
-use hourglass_testkit::spawn_server;
+use hourglass_core::GrantDuration;
+use hourglass_testkit::{spawn_server, spawn_server_typed};
 use proptest::prelude::*;
 
 const WHO: [&str; 5] = ["alice", "bob", "admin", "support-bot", "ci-deployer"];
@@ -75,9 +76,12 @@ proptest! {
 
 #[tokio::test]
 async fn an_undecided_request_expires_at_its_deadline() {
-    let s = spawn_server(|c| c.replace("demo = false", "demo = false\npending_ttl = \"1h\""))
-        .await
-        .unwrap();
+    let s = spawn_server_typed(
+        |_, c| c,
+        |_, c| c.server.pending_ttl = GrantDuration::from_secs(3_600),
+    )
+    .await
+    .unwrap();
     let alice = s.client("alice");
     let req = CreateRequest {
         task: None,
@@ -109,9 +113,24 @@ async fn an_undecided_request_expires_at_its_deadline() {
 
 #[tokio::test]
 async fn simultaneous_approvals_both_count_and_open_one_grant() {
-    let s = spawn_server(|c| c.replace("approvals_required = 1", "approvals_required = 2"))
-        .await
-        .unwrap();
+    let s = spawn_server_typed(
+        |_, c| c,
+        |_, c| {
+            for e in c
+                .entitlements
+                .iter_mut()
+                .filter(|e| e.approvals_required == 1)
+            {
+                e.approvals_required = 2;
+            }
+            // A profile may only tighten what its entitlements need.
+            for p in c.profiles.iter_mut().filter(|p| p.approvals_required == 1) {
+                p.approvals_required = 2;
+            }
+        },
+    )
+    .await
+    .unwrap();
     let req = CreateRequest {
         task: None,
         entitlement: "demo/ops-admin".into(),

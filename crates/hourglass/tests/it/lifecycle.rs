@@ -2,8 +2,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use hourglass_api::CreateRequest;
 use hourglass_client::ClientError;
+use hourglass_core::GrantDuration;
 use hourglass_core::audit::ChainVerifier;
-use hourglass_testkit::{TestServer, eventually, spawn_server};
+use hourglass_testkit::{TestServer, eventually, spawn_server, spawn_server_typed};
 
 pub(crate) fn ask(ent: &str, dur: &str, reason: &str) -> CreateRequest {
     CreateRequest {
@@ -274,11 +275,11 @@ async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
-    let s = spawn_server(|c| {
+    let s = spawn_server_typed(
         // Wrap the demo target's revoke in a script that fails its first three runs.
-        c.replace(r#", "revoke"]"#, r#", "revoke-flaky"]"#)
-            .replace("demo = false", "demo = false\noverdue_after = \"5s\"")
-    })
+        |_, c| c.replace(r#", "revoke"]"#, r#", "revoke-flaky"]"#),
+        |_, c| c.server.overdue_after = GrantDuration::from_secs(5),
+    )
     .await
     .unwrap();
     let script = s.dir.path().join("targets/demo-target.sh");
@@ -370,10 +371,10 @@ async fn a_revocation_that_fails_three_times_succeeds_on_the_fourth() {
 /// counted, and it becomes `revoked` only with the proof, which the audit records.
 #[tokio::test]
 async fn a_revocation_is_revoked_only_when_the_target_proves_the_access_gone() {
-    let s = spawn_server(|c| {
-        c.replace(r#", "revoke"]"#, r#", "revoke-lying"]"#)
-            .replace("demo = false", "demo = false\noverdue_after = \"1s\"")
-    })
+    let s = spawn_server_typed(
+        |_, c| c.replace(r#", "revoke"]"#, r#", "revoke-lying"]"#),
+        |_, c| c.server.overdue_after = GrantDuration::from_secs(1),
+    )
     .await
     .unwrap();
     let script = s.dir.path().join("targets/demo-target.sh");

@@ -1,7 +1,7 @@
 //! Policy as a control boundary, end to end through the API: break-glass and its review.
 
 use hourglass_api::CreateRequest;
-use hourglass_testkit::{eventually, spawn_server, spawn_server_with};
+use hourglass_testkit::{eventually, spawn_server, spawn_server_typed};
 
 use crate::lifecycle::{ask, audit_len, chain_ok, problem};
 
@@ -640,7 +640,7 @@ async fn extensions_take_the_request_path_and_stop_at_the_maximum_total() {
 /// and never left half granted: a member that cannot be provisioned in time rolls back the rest.
 #[tokio::test]
 async fn a_profile_is_granted_together_and_revoked_together() {
-    let s = spawn_server_with(|dir, c| {
+    let s = spawn_server_typed(|dir, c| {
         // alice is on call all of the test's day; the ops-admin grant of the target can be made
         // to fail with a marker file.
         std::fs::write(
@@ -661,11 +661,10 @@ async fn a_profile_is_granted_together_and_revoked_together() {
             ),
         )
         .unwrap();
-        c.replace(
-            "# oncall_file = \"oncall.toml\"",
-            "oncall_file = \"oncall.toml\"",
-        )
-        .replace("demo = false", "demo = false\nprovision_timeout = \"5m\"")
+        c
+    }, |dir, c| {
+        c.policy.oncall_file = Some(dir.join("oncall.toml"));
+        c.server.provision_timeout = hourglass_core::GrantDuration::from_secs(300);
     })
     .await
     .unwrap();

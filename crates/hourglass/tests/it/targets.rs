@@ -12,7 +12,7 @@ use std::{
 
 use hourglass_api::CreateRequest;
 use hourglass_testdb::TestDb;
-use hourglass_testkit::{TcpProxy, TestServer, eventually, spawn_server_with};
+use hourglass_testkit::{TcpProxy, TestServer, eventually, spawn_server_typed, spawn_server_with};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const PG_POLICY: &str = r#"
@@ -60,13 +60,15 @@ async fn pg_server_with(db: &TestDb, proxy: &TcpProxy, reader: &str, names: &[&s
             )
         })
         .collect();
-    spawn_server_with(move |dir: &Path, text| {
-        std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
-        format!(
-            "{}\n[[targets]]\nname = \"pg\"\nconnector = \"postgres\"\n[targets.postgres]\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout_secs = 2\n\n{entitlements}",
-            text.replace("demo = false", "demo = false\noverdue_after = \"30s\"")
-        )
-    })
+    spawn_server_typed(
+        move |dir: &Path, text| {
+            std::fs::write(dir.join("policies/pg.cedar"), PG_POLICY).unwrap();
+            format!(
+                "{text}\n[[targets]]\nname = \"pg\"\nconnector = \"postgres\"\n[targets.postgres]\nurl = \"{url}\"\nprefix = \"{prefix}\"\ntimeout_secs = 2\n\n{entitlements}"
+            )
+        },
+        |_, c| c.server.overdue_after = hourglass_core::GrantDuration::from_secs(30),
+    )
     .await
     .unwrap()
 }
@@ -505,6 +507,12 @@ async fn until_active(c: &hourglass_client::Client, gid: String) -> String {
     gid
 }
 
+/// Asks as `c` for `ent` (auto-approved) and waits until the grant is active.
+async fn granted(c: &hourglass_client::Client, ent: &str, dur: &str) -> String {
+    let r = c.create_request(&ask(ent, dur)).await.unwrap();
+    until_active(c, r.grant_id.unwrap()).await
+}
+
 /// The end PostgreSQL enforces for a login role, in Unix milliseconds.
 async fn valid_until_ms(db: &TestDb, role: &str) -> Option<i64> {
     let mut c = PgConnection::connect(&db.url).await.unwrap();
@@ -546,37 +554,10 @@ async fn a_restored_backup_grants_nothing_again_and_keeps_a_later_extension() {
     .await;
     let role = |gid: &str| format!("{}{gid}", db.prefix);
     let alice = s.client("alice");
-    let extended = until_active(
-        &alice,
-        alice
-            .create_request(&ask("pg/read", "10m"))
-            .await
-            .unwrap()
-            .grant_id
-            .unwrap(),
-    )
-    .await;
-    let revoked_later = until_active(
-        &alice,
-        alice
-            .create_request(&ask("pg/revoked", "10m"))
-            .await
-            .unwrap()
-            .grant_id
-            .unwrap(),
-    )
-    .await;
+    let extended = granted(&alice, "pg/read", "10m").await;
+    let revoked_later = granted(&alice, "pg/revoked", "10m").await;
     // The demo target (exec) cannot list what it holds.
-    let logs = until_active(
-        &alice,
-        alice
-            .create_request(&ask("demo/read-logs", "15m"))
-            .await
-            .unwrap()
-            .grant_id
-            .unwrap(),
-    )
-    .await;
+    let logs = granted(&alice, "demo/read-logs", "15m").await;
     assert!(s.access().contains("alice"), "{}", s.access());
     // With the target down, a grant stays provisioning.
     proxy.stop().await;
@@ -625,16 +606,7 @@ async fn a_restored_backup_grants_nothing_again_and_keeps_a_later_extension() {
         "the target never took the extension"
     );
     alice.revoke(&revoked_later, None).await.unwrap();
-    let made_after = until_active(
-        &alice,
-        alice
-            .create_request(&ask("pg/made-after", "10m"))
-            .await
-            .unwrap()
-            .grant_id
-            .unwrap(),
-    )
-    .await;
+    let made_after = granted(&alice, "pg/made-after", "10m").await;
     for gid in [&in_flight, &revoked_later] {
         assert!(
             eventually(|| async { alice.get_grant(gid).await.unwrap().state == "revoked" }).await
@@ -711,16 +683,7 @@ async fn a_restored_backup_grants_nothing_again_and_keeps_a_later_extension() {
 
     // The older end passes and the grant holds (a grant ending before it shows that the
     // scheduler has been past it); the new end passes and it ends.
-    let witness = until_active(
-        &alice,
-        alice
-            .create_request(&ask("demo/read-logs", "10m"))
-            .await
-            .unwrap()
-            .grant_id
-            .unwrap(),
-    )
-    .await;
+    let witness = granted(&alice, "demo/read-logs", "10m").await;
     s.clock.advance_ms(12 * 60_000);
     assert!(
         eventually(|| async { alice.get_grant(&witness).await.unwrap().state == "revoked" }).await
