@@ -524,6 +524,51 @@ mod tests {
         );
     }
 
+    /// The alert rules and the dashboard operators install (`deploy/`) name only metrics this
+    /// process exposes: a renamed metric fails here, not as an operator's alert that never
+    /// fires.
+    #[test]
+    fn the_shipped_alerts_and_dashboard_name_only_real_metrics() {
+        let m = Metrics::default();
+        let mut text = m.render(GrantCounts::default(), &[], Default::default());
+        text.push_str(&m.render_debt(&BTreeMap::new()));
+        text.push_str(&m.render_oncall(&[]));
+        let real: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(real.len() > 20, "{real:?}");
+        for (file, body) in [
+            (
+                "alerts.yml",
+                include_str!("../../../deploy/prometheus/alerts.yml"),
+            ),
+            (
+                "hourglass-dashboard.json",
+                include_str!("../../../deploy/grafana/hourglass-dashboard.json"),
+            ),
+        ] {
+            let mut named = 0;
+            for (i, _) in body.match_indices("hourglass_") {
+                let name: String = body[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name);
+                assert!(
+                    real.contains(name.as_str()) || real.contains(base),
+                    "{file} names {name}, which /metrics does not expose"
+                );
+                named += 1;
+            }
+            assert!(named > 5, "{file} names {named} metrics");
+        }
+    }
+
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::default();
