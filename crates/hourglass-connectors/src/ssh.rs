@@ -231,6 +231,19 @@ impl SshConnector {
         if let Err(e) = check_extensions(cfg.extensions.iter()) {
             problems.push(e);
         }
+        // A CA key others may read is a CA anyone on the host can sign with.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(&cfg.ca_key_file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                problems.push(format!(
+                    "ca_key_file: {}: readable or writable by others (mode {:o}); chmod 600 it",
+                    cfg.ca_key_file.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
         let ca = match std::fs::read_to_string(&cfg.ca_key_file) {
             Ok(text) => match PrivateKey::from_openssh(text.as_bytes()) {
                 Ok(k) if k.is_encrypted() => {

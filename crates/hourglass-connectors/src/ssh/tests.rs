@@ -247,3 +247,21 @@ async fn requests_need_a_real_public_key() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(generate_ca(&dir.path().join("ca"), "again").is_err());
 }
+
+/// A CA key others may read is refused at start, naming the file and the fix.
+#[test]
+fn a_ca_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let clock = FixedClock::at(wall_clock());
+    assert!(SshConnector::new(&cfg, clock.clone()).is_ok());
+    std::fs::set_permissions(&cfg.ca_key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let problems = SshConnector::new(&cfg, clock).err().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("readable or writable by others (mode 644); chmod 600 it")),
+        "{problems:?}"
+    );
+}
