@@ -195,10 +195,11 @@ impl Grant {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn provisioning() -> Grant {
+    /// A grant being provisioned (other modules' tests start from it too).
+    pub(crate) fn provisioning() -> Grant {
         let at = Timestamp::from_unix_millis(1_000);
         Grant {
             id: GrantId::generate(at).unwrap(),

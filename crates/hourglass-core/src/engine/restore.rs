@@ -294,31 +294,13 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{EntitlementId, GrantId, PrincipalId, RequestId, TargetId};
-
-    const ID: &str = "grt_0123456789abcdef0123456789abcdef";
 
     fn grant(expires_ms: i64) -> Grant {
-        Grant {
-            id: GrantId::parse("grt_0123456789abcdef0123456789abcdef").unwrap(),
-            request_id: RequestId::generate(Timestamp::from_unix_millis(0)).unwrap(),
-            principal: PrincipalId::new("alice").unwrap(),
-            entitlement: EntitlementId::new("db/read").unwrap(),
-            target: TargetId::new("db").unwrap(),
-            state: GrantState::Active,
-            starts_at: Timestamp::from_unix_millis(0),
-            expires_at: Timestamp::from_unix_millis(expires_ms),
-            created_at: Timestamp::from_unix_millis(0),
-            activated_at: Some(Timestamp::from_unix_millis(0)),
-            revoke_due_at: None,
-            ended_at: None,
-            end_reason: None,
-            handle: None,
-            credential_fingerprint: None,
-            public_key: None,
-            break_glass: false,
-            version: 1,
-        }
+        let mut g = crate::grant::tests::provisioning();
+        g.state = GrantState::Active;
+        g.starts_at = Timestamp::from_unix_millis(0);
+        g.expires_at = Timestamp::from_unix_millis(expires_ms);
+        g
     }
 
     fn held(grant_id: &str, ends_ms: Option<i64>) -> Managed {
@@ -339,23 +321,26 @@ mod tests {
             judge(&g, Some(&[held("grt_other", Some(9))]), cap),
             Verdict::Gone
         );
-        assert_eq!(judge(&g, Some(&[held(ID, None)]), cap), Verdict::Confirmed);
+        assert_eq!(
+            judge(&g, Some(&[held(g.id.as_str(), None)]), cap),
+            Verdict::Confirmed
+        );
         // An end no later than the ledger's is not an extension.
         assert_eq!(
-            judge(&g, Some(&[held(ID, Some(3_600_000))]), cap),
+            judge(&g, Some(&[held(g.id.as_str(), Some(3_600_000))]), cap),
             Verdict::Confirmed
         );
         assert_eq!(
-            judge(&g, Some(&[held(ID, Some(1_000))]), cap),
+            judge(&g, Some(&[held(g.id.as_str(), Some(1_000))]), cap),
             Verdict::Confirmed
         );
         assert_eq!(
-            judge(&g, Some(&[held(ID, Some(7_200_000))]), cap),
+            judge(&g, Some(&[held(g.id.as_str(), Some(7_200_000))]), cap),
             Verdict::AdoptEnd(Timestamp::from_unix_millis(7_200_000))
         );
         // Never past the entitlement's maximum total, whatever the target says.
         assert_eq!(
-            judge(&g, Some(&[held(ID, Some(99 * 3_600_000))]), cap),
+            judge(&g, Some(&[held(g.id.as_str(), Some(99 * 3_600_000))]), cap),
             Verdict::AdoptEnd(cap)
         );
     }

@@ -181,17 +181,7 @@ pub(super) async fn identity_report(
     uri: axum::http::Uri,
 ) -> ApiResult<Json<IdentityReport>> {
     let q: ReportQuery = query(uri.query())?;
-    let unused_days = match q.unused_days {
-        None => 30,
-        Some(d @ 1..=3_650) => d,
-        Some(d) => {
-            return Err(super::ApiError(hourglass_core::Error::invalid(
-                hourglass_core::ErrorCode::QueryInvalid,
-                "unused_days",
-                format!("unused_days {d} is not between 1 and 3650"),
-            )));
-        }
-    };
+    let unused_days = super::bounded("unused_days", q.unused_days, 30, 3_650)?;
     let findings = app.engine.identity_report(&caller, unused_days).await?;
     Ok(Json(IdentityReport {
         findings: findings

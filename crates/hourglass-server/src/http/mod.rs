@@ -433,18 +433,26 @@ pub(crate) struct ListQuery {
     pub(crate) limit: Option<u32>,
 }
 
-/// A page size from the query: `default` when absent, refused outside `1..=max` (the document
-/// states the same bounds).
-pub(crate) fn page_limit(q: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+/// A number from the query: `default` when absent, refused outside `1..=max` (the document
+/// states the same bounds, `contract.rs`).
+pub(crate) fn bounded<T>(field: &'static str, q: Option<T>, default: T, max: T) -> ApiResult<T>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
     match q {
         None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) if n >= T::from(1) && n <= max => Ok(n),
         Some(n) => Err(ApiError(Error::invalid(
             hourglass_core::ErrorCode::QueryInvalid,
-            "limit",
-            format!("limit {n} is not between 1 and {max}"),
+            field,
+            format!("{field} {n} is not between 1 and {max}"),
         ))),
     }
+}
+
+/// A page size from the query (`limit`).
+pub(crate) fn page_limit(q: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    bounded("limit", q, default, max)
 }
 
 pub(crate) fn parse_state<T>(
