@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{OnCallConfig, OnCallKind},
-    metrics::Metrics,
+    metrics::{Metrics, ReadOutcome},
 };
 
 #[derive(Debug, Default)]
@@ -283,11 +283,11 @@ pub async fn refresher(
         for r in board.read_due(clock.now()).await {
             match &r.outcome {
                 Ok(n) => {
-                    metrics.oncall_read(&r.source, "ok");
+                    metrics.oncall_read(&r.source, ReadOutcome::Ok);
                     info!(source = %r.source, on_call = n, "on-call schedule read");
                 }
                 Err(e) => {
-                    metrics.oncall_read(&r.source, "failed");
+                    metrics.oncall_read(&r.source, ReadOutcome::Failed);
                     warn!(source = %r.source, error = %e, "on-call schedule could not be read; its last answer counts until its ttl, then nobody is on call by it");
                 }
             }

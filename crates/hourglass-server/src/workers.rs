@@ -13,11 +13,12 @@ use std::sync::Arc;
 use hourglass_core::{
     Clock, GrantDuration, Timestamp,
     engine::{Caller, DriftKind, Engine, JobOutcome, ReconcileReport, TargetStanding},
+    job::JobAction,
 };
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{error, warn};
 
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryOutcome, JobResult, Metrics, Proof};
 
 /// Keeps the workers running: each runs as its own task, and one that ends without being asked
 /// to (a panic, a bug that returns) is counted, marked down (`/readyz` fails while any is), and
@@ -352,12 +353,12 @@ impl LeasedQueue for Jobs {
         self.engine.next_job_at().await
     }
     async fn run(&self, job: Self::Item) {
-        let action = job.action.as_str();
+        let action = job.action;
         match self.engine.execute_job(job).await {
             Ok(report) => record(&self.metrics, action, &report.outcome),
             Err(e) => {
                 error!(error = %e, "job failed unexpectedly; it will be retried when its lease runs out");
-                self.metrics.job(action, "error");
+                self.metrics.job(action, JobResult::Error);
             }
         }
     }
@@ -382,22 +383,26 @@ pub async fn job_runner(
     .await;
 }
 
-fn record(metrics: &Metrics, action: &'static str, outcome: &JobOutcome) {
+fn record(metrics: &Metrics, action: JobAction, outcome: &JobOutcome) {
     let name = match outcome {
-        JobOutcome::Activated => "activated",
-        JobOutcome::Extended => "extended",
+        JobOutcome::Activated => JobResult::Activated,
+        JobOutcome::Extended => JobResult::Extended,
         JobOutcome::Revoked { lag_ms, proven } => {
             metrics.revocation_lag(*lag_ms as f64 / 1000.0);
-            metrics.revocation_proof(if *proven { "verified" } else { "unprovable" });
-            "revoked"
+            metrics.revocation_proof(if *proven {
+                Proof::Verified
+            } else {
+                Proof::Unprovable
+            });
+            JobResult::Revoked
         }
         JobOutcome::Retry { .. } => {
             metrics.retry(action);
-            "retry"
+            JobResult::Retry
         }
-        JobOutcome::Abandoned { .. } => "abandoned",
-        JobOutcome::Superseded => "superseded",
-        JobOutcome::Nothing => "nothing",
+        JobOutcome::Abandoned { .. } => JobResult::Abandoned,
+        JobOutcome::Superseded => JobResult::Superseded,
+        JobOutcome::Nothing => JobResult::Nothing,
     };
     metrics.job(action, name);
 }
@@ -413,11 +418,7 @@ pub fn record_reconcile(metrics: &Metrics, report: &ReconcileReport) {
         metrics.leftovers(t, left as u64);
     }
     for d in &report.drift {
-        let kind = match d.kind {
-            DriftKind::Leftover => "leftover",
-            DriftKind::Missing => "missing",
-        };
-        metrics.drift(&d.target, kind);
+        metrics.drift(&d.target, d.kind);
     }
     for _ in &report.errors {
         metrics.reconcile_failure();
@@ -535,14 +536,14 @@ pub async fn notifier(
     .await;
 }
 
-fn delivery_name(d: &hourglass_core::engine::Delivery) -> &'static str {
+fn delivery_name(d: &hourglass_core::engine::Delivery) -> DeliveryOutcome {
     use hourglass_core::engine::Delivery;
     match d {
-        Delivery::Sent => "sent",
-        Delivery::Retry { .. } => "retry",
-        Delivery::Dead { .. } => "dead",
-        Delivery::Dropped { .. } => "dropped",
-        Delivery::Lost => "lost",
+        Delivery::Sent => DeliveryOutcome::Sent,
+        Delivery::Retry { .. } => DeliveryOutcome::Retry,
+        Delivery::Dead { .. } => DeliveryOutcome::Dead,
+        Delivery::Dropped { .. } => DeliveryOutcome::Dropped,
+        Delivery::Lost => DeliveryOutcome::Lost,
     }
 }
 
@@ -615,11 +616,7 @@ mod tests {
             runs.load(std::sync::atomic::Ordering::SeqCst) >= 3,
             "started again"
         );
-        let text = metrics.render(
-            hourglass_core::store::GrantCounts::default(),
-            &[],
-            Default::default(),
-        );
+        let text = metrics.render(&Default::default());
         assert!(
             text.contains("hourglass_worker_restarts_total{worker=\"flaky\"}"),
             "{text}"

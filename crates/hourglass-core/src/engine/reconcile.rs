@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// What kind of difference between a target and the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftKind {
     /// Exists in the target, but no live grant explains it.

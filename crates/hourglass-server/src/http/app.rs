@@ -8,6 +8,7 @@
 //! redirect (post/redirect/get) or the form again with each error next to its field. Pages
 //! carry a CSP that allows only this server's own script and style, and `no-store`.
 
+use crate::metrics::RequestOutcome;
 use std::net::SocketAddr;
 
 use askama::Template;
@@ -469,9 +470,9 @@ pub(super) async fn ask(
             Ok(r) => {
                 app.metrics
                     .request(match (r.break_glass, r.grant_id.is_some()) {
-                        (true, _) => "break_glass",
-                        (false, true) => "auto_approved",
-                        (false, false) => "pending",
+                        (true, _) => RequestOutcome::BreakGlass,
+                        (false, true) => RequestOutcome::AutoApproved,
+                        (false, false) => RequestOutcome::Pending,
                     });
                 return see_other(&format!("/mine#{}", r.id));
             }
@@ -990,11 +991,11 @@ async fn decide(app: &App, id: &str, posted: Posted, approve: bool) -> Response 
     match result {
         Ok(r) => {
             app.metrics.request(if !approve {
-                "denied"
+                RequestOutcome::Denied
             } else if r.grant_id.is_some() {
-                "approved"
+                RequestOutcome::Approved
             } else {
-                "approval_recorded"
+                RequestOutcome::ApprovalRecorded
             });
             see_other("/inbox")
         }

@@ -17,6 +17,7 @@ mod tickets;
 mod token;
 pub(crate) mod web;
 
+use crate::metrics::RequestOutcome;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -530,18 +531,18 @@ pub(crate) async fn submit(
         Err(e) => {
             app.metrics
                 .request(if matches!(e, Error::Forbidden { .. }) {
-                    "refused"
+                    RequestOutcome::Refused
                 } else {
-                    "invalid"
+                    RequestOutcome::Invalid
                 });
             return Err(e.into());
         }
     };
     app.metrics
         .request(match (r.break_glass, r.grant_id.is_some()) {
-            (true, _) => "break_glass",
-            (false, true) => "auto_approved",
-            (false, false) => "pending",
+            (true, _) => RequestOutcome::BreakGlass,
+            (false, true) => RequestOutcome::AutoApproved,
+            (false, false) => RequestOutcome::Pending,
         });
     let details = app.engine.request_details(caller, r.id.as_str()).await?;
     Ok(views::details(&details))
@@ -584,7 +585,7 @@ async fn approve(
 ) -> ApiResult<Response> {
     let r = app.engine.approve(&caller, &id, body.comment).await?;
     if r.grant_id.is_some() {
-        app.metrics.request("approved");
+        app.metrics.request(RequestOutcome::Approved);
     }
     let d = app.engine.request_details(&caller, r.id.as_str()).await?;
     Ok(Json(views::details(&d)).into_response())
@@ -598,7 +599,7 @@ async fn deny(
     Body(body): Body<DenyBody>,
 ) -> ApiResult<Response> {
     let r = app.engine.deny(&caller, &id, &body.reason).await?;
-    app.metrics.request("denied");
+    app.metrics.request(RequestOutcome::Denied);
     let d = app.engine.request_details(&caller, r.id.as_str()).await?;
     Ok(Json(views::details(&d)).into_response())
 }
@@ -610,7 +611,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let r = app.engine.cancel(&caller, &id).await?;
-    app.metrics.request("cancelled");
+    app.metrics.request(RequestOutcome::Cancelled);
     let d = app.engine.request_details(&caller, r.id.as_str()).await?;
     Ok(Json(views::details(&d)).into_response())
 }
@@ -666,9 +667,9 @@ async fn extend(
         .extend(&caller, &id, &body.by, &body.reason)
         .await?;
     app.metrics.request(if r.grant_id.is_some() {
-        "extended"
+        RequestOutcome::Extended
     } else {
-        "extension_pending"
+        RequestOutcome::ExtensionPending
     });
     let details = app.engine.request_details(&caller, r.id.as_str()).await?;
     Ok((StatusCode::CREATED, Json(views::details(&details))).into_response())
@@ -1102,7 +1103,6 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
         .await?;
     let queues = app.engine.store().notification_stats().await?;
     let writes = app.engine.store().write_stats();
-    let mut text = app.metrics.render(counts, &queues, writes);
     let mut overdue: std::collections::BTreeMap<String, u64> = app
         .engine
         .store()
@@ -1115,15 +1115,17 @@ async fn metrics(State(app): State<Shared>) -> ApiResult<Response> {
     for t in app.engine.catalog().targets() {
         overdue.entry(t.id.to_string()).or_insert(0);
     }
-    text.push_str(&app.metrics.render_debt(&overdue));
-    let board = app.facts.board();
-    if !board.is_empty() {
-        text.push_str(&app.metrics.render_oncall(&board.status(now)));
-    }
+    let text = app.metrics.render(&crate::metrics::Stored {
+        grants: counts,
+        queues,
+        writes,
+        overdue,
+        oncall: app.facts.board().status(now),
+    });
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     Ok(resp)
 }

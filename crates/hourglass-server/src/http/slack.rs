@@ -4,6 +4,7 @@
 //! read, then acknowledged at once (Slack waits three seconds); the work happens after, and its
 //! outcome is posted back to Slack. A repeat of a click or a submission changes nothing twice.
 
+use crate::metrics::ChatOutcome;
 use std::sync::Arc;
 
 use axum::{
@@ -41,7 +42,7 @@ fn verified(
         body,
     ) {
         warn!(chat = name, reason = %e, "a Slack request was refused");
-        app.metrics.chat_request(name, "refused");
+        app.metrics.chat_request(name, ChatOutcome::Refused);
         return Err(Box::new(
             (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
         ));
@@ -51,7 +52,7 @@ fn verified(
 
 fn bad(app: &Shared, name: &str, e: &slack::Refused) -> Response {
     warn!(chat = name, reason = %e, "a Slack request was not understood");
-    app.metrics.chat_request(name, "invalid");
+    app.metrics.chat_request(name, ChatOutcome::Invalid);
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
@@ -68,17 +69,17 @@ fn admit(
         && !chat.our_team(u)
     {
         warn!(chat = %chat.name, team = ?u.team, "a Slack request from another workspace was refused");
-        app.metrics.chat_request(&chat.name, "refused");
+        app.metrics.chat_request(&chat.name, ChatOutcome::Refused);
         return Some((StatusCode::FORBIDDEN, "not this app's workspace").into_response());
     }
     if let Some(key) = once
         && !chat.first_time(&format!("{}:{key}", user.map_or("", |u| u.id.as_str())))
     {
         info!(chat = %chat.name, retry = ?header(headers, slack::RETRY_HEADER), "a repeated Slack request; nothing done twice");
-        app.metrics.chat_request(&chat.name, "repeat");
+        app.metrics.chat_request(&chat.name, ChatOutcome::Repeat);
         return Some(StatusCode::OK.into_response());
     }
-    app.metrics.chat_request(&chat.name, "accepted");
+    app.metrics.chat_request(&chat.name, ChatOutcome::Accepted);
     None
 }
 

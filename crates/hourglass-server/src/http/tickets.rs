@@ -4,6 +4,7 @@
 //! delivery once, in the order of the ticket's own time, audits it, and ends the access bound to a
 //! closed ticket in the same commit.
 
+use crate::metrics::TicketOutcome;
 use axum::{
     Json,
     body::Bytes,
@@ -27,7 +28,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn refused(app: &Shared, source: &str, e: &Refused) -> Response {
     warn!(source, reason = %e, "ticket event refused");
-    app.metrics.ticket_event(source, "refused");
+    app.metrics.ticket_event(source, TicketOutcome::Refused);
     match e {
         Refused::BadPayload(_) => problem(
             StatusCode::BAD_REQUEST,
@@ -91,9 +92,9 @@ async fn apply(app: &Shared, source: &str, mut t: Ticket, d: Delivery) -> ApiRes
     app.metrics.ticket_event(
         source,
         if outcome.is_ok() {
-            "accepted"
+            TicketOutcome::Accepted
         } else {
-            "refused"
+            TicketOutcome::Refused
         },
     );
     let ended = outcome?;
@@ -133,7 +134,7 @@ pub(super) async fn generic_event(
         .and_then(|n| app.ticket_hooks.get_key_value(n))
         .filter(|(_, h)| h.kind == TicketKind::Webhook && h.pattern.is_match(reference))
     else {
-        app.metrics.ticket_event("-", "refused");
+        app.metrics.ticket_event("-", TicketOutcome::Refused);
         return Ok(problem(
             StatusCode::BAD_REQUEST,
             hourglass_core::ErrorCode::TicketEventNoSource,

@@ -7,6 +7,7 @@
 //! (up to `[tokens] exchange_wait`) for the workers to provision it and hands over the
 //! connector's credential once.
 
+use crate::metrics::RequestOutcome;
 use std::collections::BTreeMap;
 
 use axum::{
@@ -140,7 +141,7 @@ async fn verify(
                 .await
             {
                 Ok(Charge::Over) => {
-                    app.metrics.request("exchange_throttled");
+                    app.metrics.request(RequestOutcome::ExchangeThrottled);
                     return Err(oauth_error(
                         StatusCode::TOO_MANY_REQUESTS,
                         "slow_down",
@@ -317,11 +318,11 @@ pub(super) async fn exchange(
             {
                 return from_engine(&audit);
             }
-            app.metrics.request("exchange_refused");
+            app.metrics.request(RequestOutcome::ExchangeRefused);
             return from_engine(&e);
         }
     };
-    app.metrics.request("exchanged");
+    app.metrics.request(RequestOutcome::Exchanged);
     let now = app.engine.clock().now();
     let grant = &out.grant;
     let expires_in = u64::try_from(grant.expires_at.millis_since(now) / 1000).unwrap_or(0);
