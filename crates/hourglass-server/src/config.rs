@@ -694,44 +694,41 @@ impl Config {
 
     /// Parses configuration text (named `file` in errors) and applies environment overrides;
     /// relative paths stay as written. The untrusted-input half of [`Config::load`].
+    ///
+    /// The file and the variables are two layers merged by figment, which remembers the layer
+    /// every value came from: an error names the key and, as its source, the file or the
+    /// variable that set the value.
     pub fn from_text(
         text: &str,
         file: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             file: file.to_owned(),
-            key: key.to_owned(),
-            reason,
-        };
-        let mut value: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| err(&syntax_at(text, &e), e.message().to_owned()))?;
-        let overridden = apply_env(&mut value, env).map_err(|(k, r)| ConfigError {
-            file: "environment".into(),
-            key: k,
-            reason: r,
+            key: syntax_at(text, &e),
+            reason: e.message().to_owned(),
         })?;
-        // The path of the key whose value does not fit (`server.job_lease`, `targets[0].exec`):
-        // the file was parsed already, so a byte position would say nothing.
-        serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
-            let key = key_path(e.path());
-            let reason = e.into_inner().message().to_owned();
-            // A value a variable set: the variable is where it came from, not the file.
-            let by = overridden.iter().rev().find(|(k, _)| {
-                key == *k
-                    || key
-                        .strip_prefix(k.as_str())
-                        .is_some_and(|rest| rest.starts_with(['.', '[']))
-            });
-            match by {
-                Some((_, var)) => ConfigError {
-                    file: var.clone(),
-                    key,
-                    reason,
+        let file_layer = Layer::new(file, &table)?;
+        let (variables, set) = env_layer(env)?;
+        let figment = figment::Figment::new().merge(file_layer).merge(variables);
+        figment.extract::<Config>().map_err(|e| {
+            let key = key_path(&e.path);
+            let mut reason = e.kind.to_string();
+            let file = match &e.metadata {
+                // A value a variable set: the variable is where it came from, not the file.
+                Some(m) if m.name == ENV_LAYER => match set.find(&e.path) {
+                    Some(var) => {
+                        if let Some(secret) = var.from_file.as_deref().filter(|s| !s.is_empty()) {
+                            reason = reason.replace(secret, "<the file's contents>");
+                        }
+                        var.name.clone()
+                    }
+                    None => ENV_LAYER.to_owned(),
                 },
-                None => err(&key, reason),
-            }
+                Some(m) => m.name.to_string(),
+                None => file.to_owned(),
+            };
+            ConfigError { file, key, reason }
         })
     }
 
@@ -857,39 +854,25 @@ impl Config {
 /// Where a syntax error is, as `line L, column C` of the file (both from 1).
 /// A key's path as TOML writes it (`server.job_lease`, `targets[0].exec`), with a key that is
 /// empty or holds a dot or a space quoted (`[""]` is a table named by the empty string); `-`
-/// for the file as a whole.
-fn key_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
+/// for the file as a whole. Figment writes an array index as a path element of digits.
+fn key_path(path: &[String]) -> String {
     let mut out = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                let bare = !key.is_empty()
-                    && key
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if bare {
-                    out.push_str(key);
-                } else {
-                    out.push_str(&format!("{key:?}"));
-                }
-            }
-            Segment::Enum { variant } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(variant);
-            }
-            Segment::Unknown => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push('?');
-            }
+    for key in path {
+        if !out.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) && !key.is_empty() {
+            out.push_str(&format!("[{key}]"));
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        let bare = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if bare {
+            out.push_str(key);
+        } else {
+            out.push_str(&format!("{key:?}"));
         }
     }
     if out.is_empty() { "-".to_owned() } else { out }
@@ -905,14 +888,90 @@ fn syntax_at(text: &str, e: &toml::de::Error) -> String {
     format!("line {line}, column {column}")
 }
 
-/// Applies `HOURGLASS_A__B=value` overrides: the path is lower-cased, the value parsed as a TOML
-/// value when it is one (number, boolean, array) and taken as a string otherwise.
-/// Returns, for each override applied, the key it set and the variable that set it.
-fn apply_env(
-    root: &mut toml::Table,
+/// The name of the variables' layer (figment metadata).
+const ENV_LAYER: &str = "environment";
+
+/// One layer of configuration: a dictionary and the metadata figment tags its values with.
+struct Layer {
+    metadata: figment::Metadata,
+    dict: figment::value::Dict,
+}
+
+impl Layer {
+    /// A table as figment's layer, named `name` (the file, or [`ENV_LAYER`]).
+    fn new(name: &str, table: &toml::Table) -> Result<Layer, ConfigError> {
+        let refused = |reason: String| ConfigError {
+            file: name.to_owned(),
+            key: "-".into(),
+            reason,
+        };
+        let dict = figment::value::Value::serialize(table)
+            .map_err(|e| refused(e.to_string()))?
+            .into_dict()
+            .ok_or_else(|| refused("not a table".to_owned()))?;
+        Ok(Layer {
+            metadata: figment::Metadata::named(name.to_owned()),
+            dict,
+        })
+    }
+}
+
+impl figment::Provider for Layer {
+    fn metadata(&self) -> figment::Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Keys the variables can reach whose own name ends in `_file`: their `…_FILE` variable sets
+/// them as it does any key, instead of naming a file to read the value from.
+const KEYS_NAMED_FILE: &[&str] = &["policy.oncall_file"];
+
+/// A variable the configuration took a value from.
+struct Var {
+    /// The key's path it set.
+    path: Vec<String>,
+    name: String,
+    /// The value, when it was read from the file the variable names (kept out of errors).
+    from_file: Option<String>,
+}
+
+/// The variables the configuration took values from.
+struct Vars(Vec<Var>);
+
+impl Vars {
+    /// The variable that set the value at `path`, or one below it (an error about a table a
+    /// variable made names that variable).
+    fn find(&self, path: &[String]) -> Option<&Var> {
+        self.0
+            .iter()
+            .rev()
+            .find(|v| v.path.starts_with(path) || path.starts_with(&v.path))
+    }
+}
+
+/// The `HOURGLASS_A__B=value` overrides as a layer: the path is lower-cased, the value parsed
+/// as a TOML value when it is one (number, boolean, array) and taken as a string otherwise.
+/// `HOURGLASS_A__B_FILE=/path` sets `a.b` to the contents of the file (a trailing line feed
+/// dropped), for secrets mounted as files (`HOURGLASS_STORE__URL_FILE`), unless the key is
+/// itself named `…_file` ([`KEYS_NAMED_FILE`]).
+/// Variables without `__` are the CLI's own (`HOURGLASS_SERVER`, `HOURGLASS_TOKEN`) and are
+/// left alone.
+fn env_layer(
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, (String, String)> {
-    let mut applied = Vec::new();
+) -> Result<(Layer, Vars), ConfigError> {
+    let refuse = |var: &str, reason: &str| ConfigError {
+        file: ENV_LAYER.into(),
+        key: var.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut root = toml::Table::new();
+    let mut set = Vec::new();
     for (name, raw) in env {
         let Some(path) = name.strip_prefix("HOURGLASS_") else {
             continue;
@@ -920,37 +979,59 @@ fn apply_env(
         if !path.contains("__") {
             continue;
         }
-        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let mut keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
         if keys.iter().any(String::is_empty) {
-            return Err((
-                name.clone(),
-                "names an empty key (HOURGLASS_SECTION__KEY)".to_owned(),
-            ));
+            return Err(refuse(&name, "names an empty key (HOURGLASS_SECTION__KEY)"));
         }
-        let value = format!("v = {raw}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.clone()));
-        let mut table = &mut *root;
+        let read_file = keys
+            .last()
+            .and_then(|k| k.strip_suffix("_file"))
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .filter(|_| !KEYS_NAMED_FILE.contains(&keys.join(".").as_str()));
+        let (value, from_file) = if let Some(key) = read_file {
+            if let Some(last) = keys.last_mut() {
+                *last = key;
+            }
+            let text = std::fs::read_to_string(&raw).map_err(|e| ConfigError {
+                file: name.clone(),
+                key: key_path(&keys),
+                reason: format!("cannot read {raw}: {e}"),
+            })?;
+            let text = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text)
+                .to_owned();
+            (toml::Value::String(text.clone()), Some(text))
+        } else {
+            let value = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            (value, None)
+        };
         let (last, parents) = keys
             .split_last()
-            .ok_or_else(|| (name.clone(), "empty key".to_owned()))?;
+            .ok_or_else(|| refuse(&name, "empty key"))?;
+        let mut table = &mut root;
         for k in parents {
             let entry = table
                 .entry(k.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             table = entry.as_table_mut().ok_or_else(|| {
-                (
-                    name.clone(),
-                    format!("{k} is not a table and cannot be overridden by key"),
-                )
+                refuse(&name, &format!("{k} is set by another variable as a value"))
             })?;
         }
         table.insert(last.clone(), value);
-        applied.push((keys.join("."), name));
+        set.push(Var {
+            path: keys,
+            name,
+            from_file,
+        });
     }
-    Ok(applied)
+    Ok((Layer::new(ENV_LAYER, &root)?, Vars(set)))
 }
 
 #[cfg(test)]
@@ -1052,6 +1133,77 @@ mod tests {
             key("", vec![("HOURGLASS___".into(), "x".into())]).0,
             "environment"
         );
+    }
+
+    /// `…_FILE` variables read a secret from a mounted file; a key that is itself named
+    /// `…_file` is set as any key; the contents never appear in an error.
+    #[test]
+    fn file_variables_read_secrets_and_keep_them_out_of_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("db-url");
+        std::fs::write(&url, "postgres://hg:s3cr3t@db/hourglass\n").unwrap();
+        let var = |k: &str, v: &Path| (k.to_owned(), v.display().to_string());
+        let c = Config::from_text(
+            "",
+            "hg.toml",
+            vec![
+                var("HOURGLASS_STORE__URL_FILE", &url),
+                var(
+                    "HOURGLASS_POLICY__ONCALL_FILE",
+                    Path::new("/etc/oncall.toml"),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.store.url, "postgres://hg:s3cr3t@db/hourglass");
+        assert_eq!(
+            c.policy.oncall_file.as_deref(),
+            Some(Path::new("/etc/oncall.toml"))
+        );
+        // A secret reference in the file's shape is reachable by key as well.
+        let c = Config::from_text(
+            "[web.oidc]\nissuer = \"https://idp\"\nclient_id = \"hourglass\"\n",
+            "hg.toml",
+            vec![var("HOURGLASS_WEB__OIDC__CLIENT_SECRET__FILE", &url)],
+        )
+        .unwrap();
+        let secret = c.web.oidc.and_then(|o| o.client_secret).unwrap();
+        assert_eq!(secret.file.as_deref(), Some(url.as_path()));
+        // A file that cannot be read names the variable and the key it was for.
+        let missing = dir.path().join("nope");
+        let e = Config::from_text(
+            "",
+            "hg.toml",
+            vec![var("HOURGLASS_STORE__URL_FILE", &missing)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("HOURGLASS_STORE__URL_FILE", "store.url")
+        );
+        assert!(e.reason.contains("cannot read"), "{e}");
+        // A value that does not fit names the variable, not the contents.
+        let lease = dir.path().join("lease");
+        std::fs::write(&lease, "s3cr3t").unwrap();
+        let e = Config::from_text(
+            "",
+            "hg.toml",
+            vec![var("HOURGLASS_SERVER__JOB_LEASE_FILE", &lease)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("HOURGLASS_SERVER__JOB_LEASE_FILE", "server.job_lease")
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        // A variable that makes a table where a value belongs is named, not its neighbour.
+        let e = Config::from_text(
+            "",
+            "hg.toml",
+            vec![("HOURGLASS_SERVER__JOB_CONCURRENCY__X".into(), "1".into())],
+        )
+        .unwrap_err();
+        assert_eq!(e.file, "HOURGLASS_SERVER__JOB_CONCURRENCY__X");
     }
 
     #[test]
