@@ -92,6 +92,8 @@ error_codes! {
     AuthScheme = "auth.scheme", status: [401];
     /// The session has ended; sign in again.
     AuthSessionEnded = "auth.session_ended", status: [401];
+    /// Too many refused tokens or keys from this address this minute; retry after the time `Retry-After` gives.
+    AuthThrottled = "auth.throttled", status: [429];
     /// Malformed body: ….
     BodyInvalid = "body.invalid", status: [400];
     /// The request body could not be read (too large, or not the declared type).

@@ -128,6 +128,9 @@ event_kinds! {
     GrantExtendFailed = "grant.extend_failed", details: ["attempt", "error", "retry_at"];
     /// Revocation at the target failed and will be retried (the grant stays `revoking`).
     GrantRevokeFailed = "grant.revoke_failed", details: ["attempt", "error", "retry_at"];
+    /// The grant's one-time credential was handed over to its holder (the actor), once; the
+    /// subject is the grant. Never the credential itself.
+    CredentialHandedOver = "credential.handed_over", details: ["expires_at"];
     /// After a revocation, what proves the access is gone (`proof = verified`, with what was
     /// `checked`), or that the target cannot prove it (`proof = unprovable`, with `why`). A grant
     /// is `revoked` only in the commit that carries this record.
@@ -209,6 +212,12 @@ event_kinds! {
     TokenIssued = "token.issued", details: ["jti", "audience", "expires_at", "act"];
     /// An identity token was refused (invalid, replayed, unmapped).
     TokenRefused = "token.refused", details: ["code", "reason", "issuer", "source_ip", "budget"];
+    /// An API key or a bearer token presented to the API, the MCP endpoint or SCIM was refused
+    /// (never the key or token itself: a key's public prefix and whose key it is, a token's
+    /// issuer and subject). The subject is where it was presented (`api`, `mcp`, `scim`).
+    AuthRefused = "auth.refused", details: [
+        "code", "reason", "key_prefix", "identity", "issuer", "subject", "source_ip", "budget",
+    ];
     /// A valid identity token asked for what policy refuses.
     ExchangeRefused = "exchange.refused", details: [
         "policy_ids", "policy_hash", "act", "actor_policy_ids", "source_ip", "budget",

@@ -92,6 +92,9 @@ pub struct Commit {
     /// Credentials to hand over once, replacing one the grant issued before. A grant in this
     /// commit that is no longer active loses its waiting credential, unseen.
     pub credentials: Vec<crate::credential::SealedCredential>,
+    /// Credentials handed over: each deleted exactly as it was read, or the commit conflicts
+    /// (another process handed it over first, or it was replaced or withdrawn meanwhile).
+    pub credentials_taken: Vec<crate::credential::SealedCredential>,
     /// Directory entries: inserted when `version == 0`, else updated if still at `version`.
     pub directory: Vec<crate::directory::DirectoryEntry>,
     /// Directory entries deleted, if still at the version given.
@@ -123,6 +126,7 @@ impl Commit {
             && self.sessions.is_empty()
             && self.ended_sessions.is_empty()
             && self.credentials.is_empty()
+            && self.credentials_taken.is_empty()
             && self.directory.is_empty()
             && self.directory_removed.is_empty()
             && self.campaigns.is_empty()
@@ -345,10 +349,11 @@ pub trait Store: Send + Sync {
     /// Records use of a session: `last_seen_at` moves to `at` if it is more than a minute older.
     /// Bookkeeping, not a state change: no audit record.
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()>;
-    /// Takes the credential waiting for `holder` on grant `id` whose sealed text begins with
-    /// `sealed_prefix` (one this process can open): deleted as it is read, so it is handed
-    /// over once, whichever process asks. Nothing once the grant's end has passed.
-    async fn take_credential(
+    /// The credential waiting for `holder` on grant `id` whose sealed text begins with
+    /// `sealed_prefix` (one this process can open), read, not taken: it is handed over by a
+    /// commit that deletes it as read ([`Commit::credentials_taken`]) with its audit record, so
+    /// once, whichever process asks. Nothing once the grant's end has passed.
+    async fn waiting_credential(
         &self,
         id: &GrantId,
         holder: &PrincipalId,

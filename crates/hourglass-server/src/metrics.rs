@@ -14,7 +14,7 @@ use std::{
 };
 
 use hourglass_core::{
-    engine::DriftKind,
+    engine::{AuthVia, DriftKind},
     job::JobAction,
     notify::NotifierStats,
     store::{GrantCounts, WriteStats},
@@ -77,6 +77,16 @@ label_value!(
         Exchanged => "exchanged",
         ExchangeRefused => "exchange_refused",
         ExchangeThrottled => "exchange_throttled",
+    }
+);
+
+label_value!(
+    /// What was answered to a refused API key or bearer token.
+    AuthOutcome {
+        /// 401 (audited within the refusal budget).
+        Refused => "refused",
+        /// 429: the address is over its refusal budget this minute.
+        Throttled => "throttled",
     }
 );
 
@@ -171,6 +181,16 @@ impl EncodeLabelValue for Action {
     }
 }
 
+/// Where a key or token was refused, as a label value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Via(pub AuthVia);
+
+impl EncodeLabelValue for Via {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
 /// A drift kind as a label value.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct Drift(pub DriftKind);
@@ -192,6 +212,12 @@ struct WorkerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     outcome: RequestOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    via: Via,
+    outcome: AuthOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -281,6 +307,7 @@ pub struct Metrics {
     registry: Registry,
     worker_restarts: Family<WorkerLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
+    auth_refusals: Family<AuthLabels, Counter>,
     jobs: Family<JobLabels, Counter>,
     retries: Family<ActionLabels, Counter>,
     proofs: Family<ProofLabels, Counter>,
@@ -305,6 +332,7 @@ impl Default for Metrics {
         let mut m = Metrics {
             worker_restarts: Family::default(),
             requests: Family::default(),
+            auth_refusals: Family::default(),
             jobs: Family::default(),
             retries: Family::default(),
             proofs: Family::default(),
@@ -338,6 +366,11 @@ impl Default for Metrics {
             "hourglass_requests",
             "Requests, approvals, extensions and token exchanges by outcome",
             m.requests.clone(),
+        );
+        r.register(
+            "hourglass_auth_refusals",
+            "API keys and bearer tokens refused, by where they were presented and what was answered (401, or 429 once an address is over its refusal budget)",
+            m.auth_refusals.clone(),
         );
         r.register(
             "hourglass_job_retries",
@@ -408,6 +441,14 @@ impl Default for Metrics {
         for &outcome in RequestOutcome::ALL {
             drop(m.requests.get_or_create(&RequestLabels { outcome }));
         }
+        for via in [AuthVia::Api, AuthVia::Mcp, AuthVia::Scim] {
+            for &outcome in AuthOutcome::ALL {
+                drop(m.auth_refusals.get_or_create(&AuthLabels {
+                    via: Via(via),
+                    outcome,
+                }));
+            }
+        }
         for &proof in Proof::ALL {
             drop(m.proofs.get_or_create(&ProofLabels { proof }));
         }
@@ -446,6 +487,16 @@ impl Metrics {
     pub fn request(&self, outcome: RequestOutcome) {
         self.requests
             .get_or_create(&RequestLabels { outcome })
+            .inc();
+    }
+
+    /// A refused API key or bearer token, and what was answered.
+    pub fn auth_refused(&self, via: AuthVia, outcome: AuthOutcome) {
+        self.auth_refusals
+            .get_or_create(&AuthLabels {
+                via: Via(via),
+                outcome,
+            })
             .inc();
     }
 

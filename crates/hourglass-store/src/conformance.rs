@@ -789,28 +789,49 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
     let mut both = vec![g1.id.clone(), g2.id.clone()];
     both.sort();
     assert_eq!(waiting, both);
-    // Only a process that can open it takes it (another key leaves it in place)…
+    // Only a process that can open it finds it (another key leaves it in place)…
     assert!(
-        s.take_credential(&g1.id, &alice, "v2.", t(100))
+        s.waiting_credential(&g1.id, &alice, "v2.", t(100))
             .await
             .unwrap()
             .is_none()
     );
-    // …only its holder, only before its end, and only once.
+    // …only its holder, only before its end, and only once: taking it is a commit that
+    // deletes it as read, so a second taker's commit conflicts and leaves no record.
     assert!(
-        s.take_credential(&g1.id, &bob, "v1.", t(100))
+        s.waiting_credential(&g1.id, &bob, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
     );
     let got = s
-        .take_credential(&g1.id, &alice, "v1.", t(100))
+        .waiting_credential(&g1.id, &alice, "v1.", t(100))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got, sealed(&g1, "v1.first"));
+    let take = |c: &SealedCredential, seq: i64| Commit {
+        credentials_taken: vec![c.clone()],
+        audit: vec![
+            hourglass_core::audit::AuditRecord::new(
+                t(100),
+                "alice",
+                hourglass_core::event::EventKind::CredentialHandedOver,
+                c.grant_id.as_str(),
+            )
+            .with("expires_at", t(seq)),
+        ],
+        ..Commit::default()
+    };
+    s.commit(take(&got, 1)).await.unwrap();
+    let before = s.audit_after(0, 10_000).await.unwrap().len();
+    assert_eq!(
+        s.commit(take(&got, 2)).await.unwrap_err(),
+        Error::StoreConflict
+    );
+    assert_eq!(s.audit_after(0, 10_000).await.unwrap().len(), before);
     assert!(
-        s.take_credential(&g1.id, &alice, "v1.", t(100))
+        s.waiting_credential(&g1.id, &alice, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
@@ -838,7 +859,7 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
             .is_empty()
     );
     assert!(
-        s.take_credential(&g2.id, &alice, "v1.", t(100))
+        s.waiting_credential(&g2.id, &alice, "v1.", t(100))
             .await
             .unwrap()
             .is_none()
@@ -861,7 +882,7 @@ async fn a_sealed_credential_is_taken_once_by_its_holder_and_goes_with_its_grant
             .is_empty()
     );
     assert!(
-        s.take_credential(&g3.id, &alice, "v1.", t(5_000))
+        s.waiting_credential(&g3.id, &alice, "v1.", t(5_000))
             .await
             .unwrap()
             .is_none()

@@ -615,20 +615,20 @@ impl<B: Backend> Store for SqlStore<B> {
             .map(drop)
     }
 
-    async fn take_credential(
+    async fn waiting_credential(
         &self,
         id: &GrantId,
         holder: &PrincipalId,
         sealed_prefix: &str,
         now: Timestamp,
     ) -> Result<Option<SealedCredential>> {
-        // Only this row is locked: credentials past their end go with their grant's expiry
-        // commit, so there is nothing to sweep here (a sweep would lock rows for the batch).
+        // Credentials past their end go with their grant's expiry commit, so there is nothing
+        // to sweep here.
         let rows = self
             .0
-            .take(stmt!(
-                "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
-                       AND substr(sealed, 1, length($3)) = $3 AND expires_at > $4 RETURNING *",
+            .all(stmt!(
+                "SELECT * FROM sealed_credentials WHERE grant_id = $1 AND holder = $2
+                       AND substr(sealed, 1, length($3)) = $3 AND expires_at > $4",
                 id.as_str(),
                 holder.as_str(),
                 sealed_prefix,

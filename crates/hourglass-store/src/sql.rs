@@ -287,6 +287,14 @@ pub(crate) fn plan(c: &Commit) -> Result<Vec<Step>> {
             s.sealed.as_str(),
         )));
     }
+    for s in &c.credentials_taken {
+        steps.push(Step::one(stmt!(
+            "DELETE FROM sealed_credentials WHERE grant_id = $1 AND holder = $2 AND sealed = $3",
+            s.grant_id.as_str(),
+            s.holder.as_str(),
+            s.sealed.as_str(),
+        )));
+    }
     for a in &c.approvals {
         steps.push(Step::any(approval(a)?));
     }

@@ -5,7 +5,10 @@ use secrecy::SecretString;
 use tracing::info;
 
 use super::{Caller, Engine};
-use crate::{Error, Result, Timestamp, grant::GrantState, id::GrantId};
+use crate::{
+    Error, Result, Timestamp, audit::AuditRecord, event::EventKind, grant::GrantState, id::GrantId,
+    store::Commit,
+};
 
 fn gone() -> Error {
     Error::not_found(
@@ -16,10 +19,12 @@ fn gone() -> Error {
 
 impl Engine {
     /// Takes the credential of grant `id` for the caller, who must hold the grant: handed over
-    /// once, and only while the grant is active. Also the end it was sealed for (the grant's
-    /// end when it was issued). A credential sealed under another key (a replica that does not
-    /// share `credential.key`) is left in place for a replica that can open it, and this
-    /// answers an internal error that says so in the log.
+    /// once, and only while the grant is active, in one commit with its `credential.handed_over`
+    /// record (two processes asked at once: one hands it over, the other's commit conflicts and
+    /// it answers that nothing waits). Also the end it was sealed for (the grant's end when it
+    /// was issued). A credential sealed under another key (a replica that does not share
+    /// `credential.key`) is left in place for a replica that can open it, and this answers an
+    /// internal error that says so in the log.
     pub async fn take_credential(
         &self,
         caller: &Caller,
@@ -38,7 +43,7 @@ impl Engine {
         let prefix = self.credentials.sealed_prefix();
         let Some(sealed) = self
             .store
-            .take_credential(&gid, &caller.principal.id, &prefix, now)
+            .waiting_credential(&gid, &caller.principal.id, &prefix, now)
             .await?
         else {
             let waiting = self
@@ -53,9 +58,30 @@ impl Engine {
                 gone()
             });
         };
+        // Opened before it is taken: one this process cannot open stays for another.
         let secret = self.credentials.open(&sealed)?;
+        let expires_at = sealed.expires_at;
+        let record = AuditRecord::new(
+            now,
+            caller.principal.id.as_str(),
+            EventKind::CredentialHandedOver,
+            gid.as_str(),
+        )
+        .with("expires_at", expires_at);
+        match self
+            .commit(Commit {
+                credentials_taken: vec![sealed],
+                audit: vec![record],
+                ..Commit::default()
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::StoreConflict) => return Err(gone()),
+            Err(e) => return Err(e),
+        }
         info!(grant_id = %gid, "credential handed over");
-        Ok((secret, sealed.expires_at))
+        Ok((secret, expires_at))
     }
 
     /// The caller's grants on which a credential waits (not taking any).

@@ -26,6 +26,18 @@ use crate::{
     store::{Commit, GrantFilter, RequestFilter},
 };
 
+/// Why a presented API key was refused: for the audit, never for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRefused {
+    /// `unknown key`, `wrong secret for a known key`, `key revoked`, `key expired`,
+    /// `identity not active`.
+    pub reason: &'static str,
+    /// The key's public prefix, when the presented text has the shape of a key.
+    pub key_prefix: Option<String>,
+    /// Whose key it is, when it is a stored key.
+    pub identity: Option<String>,
+}
+
 /// A new identity, as a client asks for it.
 #[derive(Debug, Clone, Default)]
 pub struct NewIdentity {
@@ -90,29 +102,50 @@ impl Engine {
     }
 
     /// The principal an API key (or a token declared in configuration) belongs to, if the key
-    /// is valid now. `Ok(None)` for an unknown, expired or revoked key, or one whose principal
-    /// is suspended or offboarded: the caller answers 401 without saying which. Use is recorded
-    /// (last used, last seen) at most once a minute.
-    pub async fn authenticate_key(&self, presented: &str) -> Result<Option<Principal>> {
+    /// is valid now. Otherwise why not (an unknown, expired or revoked key, a wrong secret for
+    /// a known key, or a principal suspended or offboarded), for the audit only: the caller
+    /// answers 401 without saying which. Use is recorded (last used, last seen) at most once a
+    /// minute.
+    pub async fn authenticate_key(
+        &self,
+        presented: &str,
+    ) -> Result<std::result::Result<Principal, KeyRefused>> {
         let presented = presented.trim();
         let hash = secret_hash(presented);
-        let key = match key_prefix(presented) {
+        let prefix = key_prefix(presented);
+        let key = match prefix {
             Some(prefix) => self.store.find_key_by_prefix(prefix).await?,
             None => self.store.find_key_by_hash(&hash).await?,
         };
-        let now = self.clock.now();
-        let Some(key) = key.filter(|k| same_digest(&k.hash, &hash) && k.is_valid_at(now)) else {
-            return Ok(None);
+        let refused = |reason: &'static str, key: Option<&ApiKey>| KeyRefused {
+            reason,
+            key_prefix: prefix.map(str::to_owned),
+            identity: key.map(|k| k.principal.to_string()),
         };
+        let now = self.clock.now();
+        let Some(key) = key else {
+            return Ok(Err(refused("unknown key", None)));
+        };
+        if !same_digest(&key.hash, &hash) {
+            return Ok(Err(refused("wrong secret for a known key", Some(&key))));
+        }
+        if !key.is_valid_at(now) {
+            let reason = if key.revoked_at.is_some() {
+                "key revoked"
+            } else {
+                "key expired"
+            };
+            return Ok(Err(refused(reason, Some(&key))));
+        }
         let Some(principal) = self
             .principal(&key.principal)
             .await?
             .filter(|p| p.status == PrincipalStatus::Active)
         else {
-            return Ok(None);
+            return Ok(Err(refused("identity not active", Some(&key))));
         };
         self.store.touch(&principal.id, Some(&key.id), now).await?;
-        Ok(Some(principal))
+        Ok(Ok(principal))
     }
 
     /// Records that `principal` acted now (for callers authenticated without a key).

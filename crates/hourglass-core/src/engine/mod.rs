@@ -45,14 +45,16 @@ pub use catalogue::{Explained, Offer};
 pub use directory::{DirectoryWrite, members_of};
 pub use exchange::{DelegationClaims, ExchangeRequest, Exchanged, PresentedToken, TOKEN_CONNECTOR};
 pub use hygiene::Finding;
-pub use identities::{Declared, InventoryEntry, NewIdentity, Offboarded};
+pub use identities::{Declared, InventoryEntry, KeyRefused, NewIdentity, Offboarded};
 pub use inbox::InboxEntry;
 pub use jobs::{JobOutcome, JobReport};
 pub use keys::{IssuedKey, KeyPolicy, same_digest, secret_hash};
 pub use notify::{Delivery, DeliveryReport};
 pub use reads::{AuditFound, AuditSearch, Change};
 pub use reconcile::{Drift, DriftKind, ReconcileReport, Standing, TargetStanding};
-pub use refusals::{Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE};
+pub use refusals::{
+    AuthRefusal, AuthVia, Charge, GLOBAL_PER_MINUTE, PER_SOURCE_PER_MINUTE, seconds_to_next_minute,
+};
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
 pub use restore::{RESTORE_ACTOR, RestoreReport};

@@ -411,7 +411,9 @@ impl Engine {
                 | EventKind::TokenExchanged
                 | EventKind::TokenIssued
                 | EventKind::GrantRevocationVerified
+                | EventKind::CredentialHandedOver
                 | EventKind::TokenRefused
+                | EventKind::AuthRefused
                 | EventKind::ExchangeRefused
                 | EventKind::SessionStarted
                 | EventKind::SessionRefused

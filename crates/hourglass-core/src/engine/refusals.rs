@@ -8,13 +8,79 @@
 
 use std::{collections::HashMap, net::IpAddr, sync::Mutex};
 
-use super::Engine;
-use crate::{Result, Timestamp, audit::AuditRecord, store::Commit};
+use super::{Engine, identities::KeyRefused};
+use crate::{ErrorCode, Result, Timestamp, audit::AuditRecord, store::Commit};
 
 /// Records one source may cause a minute.
 pub const PER_SOURCE_PER_MINUTE: u32 = 30;
 /// Records all sources together may cause a minute.
 pub const GLOBAL_PER_MINUTE: u32 = 300;
+
+/// Where a refused key or token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthVia {
+    /// The HTTP API (`/v1/…`).
+    Api,
+    /// The MCP endpoint.
+    Mcp,
+    /// SCIM provisioning.
+    Scim,
+}
+
+impl AuthVia {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthVia::Api => "api",
+            AuthVia::Mcp => "mcp",
+            AuthVia::Scim => "scim",
+        }
+    }
+}
+
+/// A refused API key or bearer token, as the audit records it: never the key or the token,
+/// but what identifies it (a key's public prefix and whose key it is, a token's issuer and
+/// subject) and why.
+#[derive(Debug, Clone)]
+pub struct AuthRefusal {
+    pub via: AuthVia,
+    pub code: ErrorCode,
+    pub reason: String,
+    pub key_prefix: Option<String>,
+    pub identity: Option<String>,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl AuthRefusal {
+    /// A refusal with only its code and reason.
+    pub fn new(via: AuthVia, code: ErrorCode, reason: impl Into<String>) -> Self {
+        AuthRefusal {
+            via,
+            code,
+            reason: reason.into(),
+            key_prefix: None,
+            identity: None,
+            issuer: None,
+            subject: None,
+        }
+    }
+
+    /// A refused API key.
+    pub fn key(via: AuthVia, key: KeyRefused) -> Self {
+        AuthRefusal {
+            key_prefix: key.key_prefix,
+            identity: key.identity,
+            ..AuthRefusal::new(via, ErrorCode::AuthInvalid, key.reason)
+        }
+    }
+}
+
+/// Seconds until the budget's next minute begins (1 to 60): what a throttled caller is told to
+/// wait (`Retry-After`).
+pub fn seconds_to_next_minute(now: Timestamp) -> u64 {
+    let into = now.unix_millis().rem_euclid(60_000) / 1000;
+    u64::try_from(60 - into).unwrap_or(60)
+}
 
 /// How one refusal was charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +161,34 @@ impl RefusalBudget {
 }
 
 impl Engine {
+    /// Audits a refused API key or bearer token within the budget; past it, the caller may
+    /// answer 429 ([`Charge::Over`]) with [`seconds_to_next_minute`] as `Retry-After`.
+    pub async fn record_auth_refusal(
+        &self,
+        r: AuthRefusal,
+        source_ip: Option<&str>,
+    ) -> Result<Charge> {
+        let mut ev = AuditRecord::new(
+            self.clock.now(),
+            "anonymous",
+            crate::event::EventKind::AuthRefused,
+            r.via.as_str(),
+        )
+        .with("code", r.code.as_str())
+        .with("reason", r.reason);
+        for (key, value) in [
+            ("key_prefix", r.key_prefix),
+            ("identity", r.identity),
+            ("issuer", r.issuer),
+            ("subject", r.subject),
+        ] {
+            if let Some(v) = value {
+                ev = ev.with(key, v);
+            }
+        }
+        self.record_refusal(ev, source_ip).await
+    }
+
     /// Audits a refusal `record` from `source_ip` within the budget; see the module doc. The
     /// last record a source gets this minute says that more are not audited.
     pub async fn record_refusal(

@@ -8,7 +8,6 @@
 //! redirect (post/redirect/get) or the form again with each error next to its field. Pages
 //! carry a CSP that allows only this server's own script and style, and `no-store`.
 
-use crate::metrics::RequestOutcome;
 use std::net::SocketAddr;
 
 use askama::Template;
@@ -30,7 +29,7 @@ use super::{
     Shared,
     web::{self, page_headers},
 };
-use crate::App;
+use crate::{App, metrics::RequestOutcome};
 
 /// The policy of the app's assets (a stylesheet and a script need none of their own).
 const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

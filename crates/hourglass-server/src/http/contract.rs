@@ -4,7 +4,8 @@
 //! - ids in paths have their exact form (`req_` and 32 hexadecimal digits), names theirs;
 //! - page sizes, states and formats in queries have the bounds and values the handlers enforce;
 //! - every operation that takes input may answer `400` (`body.invalid`, `query.invalid`, …), and
-//!   every operation behind a bearer may answer `401`;
+//!   every operation behind a bearer may answer `401`, and `429` once its caller's address is
+//!   over the refusal budget;
 //! - public operations say so (`security: []`).
 //!
 //! `tests/it/contract.rs` drives every operation with input generated from the document and
@@ -209,6 +210,14 @@ pub(super) fn complete(doc: &mut Value) {
             if !public && !responses.contains_key("401") {
                 responses.insert("401".into(), problem("No valid token"));
             }
+            if !public && !responses.contains_key("429") {
+                responses.insert(
+                    "429".into(),
+                    problem(
+                        "Too many refused keys or tokens from this address this minute (auth.throttled; Retry-After says when to come back)",
+                    ),
+                );
+            }
             sort_responses(responses);
         }
     }
@@ -292,6 +301,7 @@ mod tests {
         let grant = &doc["paths"]["/v1/grants/{id}"]["get"];
         assert!(grant["security"].is_null());
         assert!(!grant["responses"]["401"].is_null());
+        assert!(!grant["responses"]["429"].is_null());
         assert_eq!(
             grant["parameters"][0]["schema"]["pattern"],
             "^grt_[0-9a-f]{32}$"

@@ -27,7 +27,7 @@ use hourglass_api::{
 };
 use hourglass_core::{
     Error, ErrorCode,
-    engine::{Caller, ToolCall, ToolOutcome},
+    engine::{AuthRefusal, AuthVia, Caller, ToolCall, ToolOutcome},
 };
 use hourglass_tokens::Purpose;
 use rmcp::{
@@ -39,7 +39,7 @@ use rmcp::{
     },
 };
 
-use super::{ApiResult, Authed, Body, Shared, submit};
+use super::{ApiResult, Authed, Body, Shared, auth_refused, submit};
 use crate::{
     App,
     mcp::{Desk, DeskSource, McpServer},
@@ -155,39 +155,61 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
             Ok(v) => v,
             Err(r) => {
                 tracing::info!(code = r.code, reason = %r.reason, "MCP bearer token refused");
-                return refuse(
+                let refusal = AuthRefusal {
+                    issuer: super::token::peek_iss(&token),
+                    ..AuthRefusal::new(
+                        AuthVia::Mcp,
+                        ErrorCode::AuthInvalid,
+                        format!("{}: {}", r.code, r.reason),
+                    )
+                };
+                let refused = refuse(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::AuthInvalid,
                     "the token is not valid for this resource",
                     Some("invalid_token"),
                 );
+                return auth_refused(&app, refusal, source_ip.as_deref(), refused).await;
             }
         };
         if v.act.is_some() && v.actor.is_none() {
             // A delegation to someone the issuer's rules do not name is no delegation at all;
             // never the person's own token instead.
-            return refuse(
+            let detail = "the token's act names no identity this issuer maps";
+            let refusal = AuthRefusal {
+                issuer: Some(v.issuer_name.clone()),
+                subject: Some(v.subject.clone()),
+                ..AuthRefusal::new(AuthVia::Mcp, ErrorCode::AuthInvalid, detail)
+            };
+            let refused = refuse(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::AuthInvalid,
-                "the token's act names no identity this issuer maps",
+                detail,
                 Some("invalid_token"),
             );
+            return auth_refused(&app, refusal, source_ip.as_deref(), refused).await;
         }
         match app
             .engine
-            .mcp_caller(&v.principal, v.actor.as_deref(), source_ip)
+            .mcp_caller(&v.principal, v.actor.as_deref(), source_ip.clone())
             .await
         {
             Ok(Ok(c)) => c,
             Ok(Err((code, detail))) => {
                 tracing::info!(code = code.as_str(), issuer = %v.issuer_name, subject = %v.subject, "MCP bearer token refused");
                 return if code == ErrorCode::AuthInvalid {
-                    refuse(
+                    let refusal = AuthRefusal {
+                        issuer: Some(v.issuer_name.clone()),
+                        subject: Some(v.subject.clone()),
+                        ..AuthRefusal::new(AuthVia::Mcp, code, detail)
+                    };
+                    let refused = refuse(
                         StatusCode::UNAUTHORIZED,
                         code,
                         detail,
                         Some("invalid_token"),
-                    )
+                    );
+                    auth_refused(&app, refusal, source_ip.as_deref(), refused).await
                 } else {
                     refuse(
                         StatusCode::FORBIDDEN,
@@ -201,7 +223,11 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
         }
     } else {
         match app.engine.authenticate_key(&token).await {
-            Ok(Some(p)) => match app.engine.mcp_caller(p.id.as_str(), None, source_ip).await {
+            Ok(Ok(p)) => match app
+                .engine
+                .mcp_caller(p.id.as_str(), None, source_ip.clone())
+                .await
+            {
                 Ok(Ok(c)) => c,
                 Ok(Err((code, detail))) => {
                     let status = if code == ErrorCode::AuthInvalid {
@@ -213,13 +239,15 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
                 }
                 Err(e) => return ApiError(e).into_response(),
             },
-            Ok(None) => {
-                return refuse(
+            Ok(Err(key)) => {
+                let refused = refuse(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::AuthInvalid,
                     "the token is not valid",
                     Some("invalid_token"),
                 );
+                let refusal = AuthRefusal::key(AuthVia::Mcp, key);
+                return auth_refused(&app, refusal, source_ip.as_deref(), refused).await;
             }
             Err(e) => return ApiError(e).into_response(),
         }

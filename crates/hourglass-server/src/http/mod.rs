@@ -17,7 +17,6 @@ mod tickets;
 mod token;
 pub(crate) mod web;
 
-use crate::metrics::RequestOutcome;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -36,7 +35,7 @@ use hourglass_api::{
 };
 use hourglass_core::{
     Error,
-    engine::{Caller, NewRequest},
+    engine::{AuthRefusal, AuthVia, Caller, Charge, NewRequest, seconds_to_next_minute},
     grant::GrantState,
     request::RequestState,
 };
@@ -47,6 +46,7 @@ use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer, trace::Tra
 
 use crate::{
     App,
+    metrics::{AuthOutcome, RequestOutcome},
     problem::{ApiError, problem},
     views,
     workers::TargetTask,
@@ -266,6 +266,55 @@ pub(crate) fn public_base(app: &App, headers: &HeaderMap) -> String {
     })
 }
 
+/// Audits a refused key or token within the refusal budget and answers `refused` (a 401), or
+/// 429 `auth.throttled` with `Retry-After` once the caller's address is over its budget this
+/// minute. A valid key or token is never throttled: only refusals are charged, so nobody
+/// behind the same address is locked out by someone else's guesses.
+pub(crate) async fn auth_refused(
+    app: &Shared,
+    refusal: AuthRefusal,
+    source_ip: Option<&str>,
+    refused: Response,
+) -> Response {
+    let via = refusal.via;
+    match app.engine.record_auth_refusal(refusal, source_ip).await {
+        Ok(Charge::Over) => {
+            app.metrics.auth_refused(via, AuthOutcome::Throttled);
+            let wait = seconds_to_next_minute(app.engine.clock().now());
+            let mut r = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                hourglass_core::ErrorCode::AuthThrottled,
+                format!("too many refused keys or tokens from this address; retry in {wait} s"),
+                None,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            r
+        }
+        Ok(_) => {
+            app.metrics.auth_refused(via, AuthOutcome::Refused);
+            refused
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// The address a request came from (the TCP peer; no proxy header is trusted).
+pub(crate) struct Peer(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
+    }
+}
+
 /// The authenticated caller.
 pub struct Authed(pub Caller);
 
@@ -339,10 +388,19 @@ impl FromRequestParts<Shared> for Authed {
                 Ok(v) => v,
                 Err(r) => {
                     tracing::info!(code = r.code, reason = %r.reason, "bearer JWT refused");
-                    return Err(unauthorized(
+                    let refusal = AuthRefusal {
+                        issuer: token::peek_iss(token),
+                        ..AuthRefusal::new(
+                            AuthVia::Api,
+                            hourglass_core::ErrorCode::AuthInvalid,
+                            format!("{}: {}", r.code, r.reason),
+                        )
+                    };
+                    let refused = unauthorized(
                         hourglass_core::ErrorCode::AuthInvalid,
                         "the token is not valid",
-                    ));
+                    );
+                    return Err(auth_refused(app, refusal, source_ip.as_deref(), refused).await);
                 }
             };
             let bearer = hourglass_core::engine::BearerToken {
@@ -352,22 +410,30 @@ impl FromRequestParts<Shared> for Authed {
                 carries_act: v.act.is_some(),
                 mfa: v.mfa,
             };
-            return match app.engine.bearer_caller(&bearer, source_ip).await {
+            return match app.engine.bearer_caller(&bearer, source_ip.clone()).await {
                 Ok(Ok(caller)) => Ok(Authed(caller)),
                 Ok(Err((code, detail))) => {
                     tracing::info!(code = code.as_str(), issuer = %v.issuer_name, subject = %v.subject, "bearer JWT refused");
-                    Err(unauthorized(code, detail))
+                    let refusal = AuthRefusal {
+                        issuer: Some(v.issuer_name.clone()),
+                        subject: Some(v.subject.clone()),
+                        ..AuthRefusal::new(AuthVia::Api, code, detail)
+                    };
+                    let refused = unauthorized(code, detail);
+                    Err(auth_refused(app, refusal, source_ip.as_deref(), refused).await)
                 }
                 Err(e) => Err(ApiError(e).into_response()),
             };
         }
         let principal = match app.engine.authenticate_key(token).await {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                return Err(unauthorized(
+            Ok(Ok(p)) => p,
+            Ok(Err(key)) => {
+                let refused = unauthorized(
                     hourglass_core::ErrorCode::AuthInvalid,
                     "the token is not valid",
-                ));
+                );
+                let refusal = AuthRefusal::key(AuthVia::Api, key);
+                return Err(auth_refused(app, refusal, source_ip.as_deref(), refused).await);
             }
             Err(e) => return Err(ApiError(e).into_response()),
         };

@@ -18,7 +18,7 @@ use axum::{
 use hourglass_core::{
     Error, ErrorCode,
     directory::{DirectoryEntry, DirectoryKind},
-    engine::DirectoryWrite,
+    engine::{AuthRefusal, AuthVia, DirectoryWrite},
     id::PrincipalId,
 };
 use hourglass_integrations::scim::{
@@ -26,7 +26,7 @@ use hourglass_integrations::scim::{
 };
 use serde_json::{Map, Value, json};
 
-use super::Shared;
+use super::{Peer, Shared};
 
 const SCIM_JSON: &str = "application/scim+json";
 /// Attributes whose strings compare with case (RFC 7643: `id` and `externalId`).
@@ -103,7 +103,11 @@ fn from_engine(e: &Error) -> ScimError {
 }
 
 /// The provisioning identity the request's bearer key belongs to.
-async fn provisioner(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+async fn provisioner(
+    app: &Shared,
+    headers: &HeaderMap,
+    source_ip: Option<&str>,
+) -> Result<String, Response> {
     if app.scim.provisioners.is_empty() {
         return Err(error(&ScimError::status(
             404,
@@ -128,8 +132,12 @@ async fn provisioner(app: &Shared, headers: &HeaderMap) -> Result<String, Respon
         return Err(r);
     };
     let principal = match app.engine.authenticate_key(token).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(error(&ScimError::status(401, "the token is not valid"))),
+        Ok(Ok(p)) => p,
+        Ok(Err(key)) => {
+            let refused = error(&ScimError::status(401, "the token is not valid"));
+            let refusal = AuthRefusal::key(AuthVia::Scim, key);
+            return Err(super::auth_refused(app, refusal, source_ip, refused).await);
+        }
         Err(e) => return Err(error(&from_engine(&e))),
     };
     if principal.status != hourglass_core::catalog::PrincipalStatus::Active
@@ -462,9 +470,10 @@ fn principal_for(app: &Shared, user_name: &str) -> Result<PrincipalId, ScimError
 async fn open(
     app: &Shared,
     headers: &HeaderMap,
+    source_ip: Option<&str>,
     path: &str,
 ) -> Result<(String, DirectoryKind), Response> {
-    let actor = provisioner(app, headers).await?;
+    let actor = provisioner(app, headers, source_ip).await?;
     let kind = kind_of(path)
         .ok_or_else(|| error(&ScimError::status(404, format!("no resource type {path}"))))?;
     Ok((actor, kind))
@@ -541,9 +550,10 @@ pub async fn list(
     State(app): State<Shared>,
     Path(path): Path<String>,
     Query(q): Query<std::collections::BTreeMap<String, String>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let kind = match open(&app, &headers, &path).await {
+    let kind = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok((_, kind)) => kind,
         Err(r) => return r,
     };
@@ -611,9 +621,10 @@ pub async fn get_one(
     State(app): State<Shared>,
     Path((path, id)): Path<(String, String)>,
     Query(q): Query<std::collections::BTreeMap<String, String>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let kind = match open(&app, &headers, &path).await {
+    let kind = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok((_, kind)) => kind,
         Err(r) => return r,
     };
@@ -639,10 +650,11 @@ pub async fn get_one(
 pub async fn create(
     State(app): State<Shared>,
     Path(path): Path<String>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (actor, kind) = match open(&app, &headers, &path).await {
+    let (actor, kind) = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -706,10 +718,11 @@ async fn update(
 pub async fn replace(
     State(app): State<Shared>,
     Path((path, id)): Path<(String, String)>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (actor, kind) = match open(&app, &headers, &path).await {
+    let (actor, kind) = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -730,10 +743,11 @@ pub async fn replace(
 pub async fn patch(
     State(app): State<Shared>,
     Path((path, id)): Path<(String, String)>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (actor, kind) = match open(&app, &headers, &path).await {
+    let (actor, kind) = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -777,9 +791,10 @@ pub async fn patch(
 pub async fn delete(
     State(app): State<Shared>,
     Path((path, id)): Path<(String, String)>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    let (actor, kind) = match open(&app, &headers, &path).await {
+    let (actor, kind) = match open(&app, &headers, peer.as_deref(), &path).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -803,8 +818,12 @@ pub async fn delete(
 }
 
 /// `GET /scim/v2/ServiceProviderConfig`.
-pub async fn service_provider_config(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
+pub async fn service_provider_config(
+    State(app): State<Shared>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = provisioner(&app, &headers, peer.as_deref()).await {
         return r;
     }
     scim_response(
@@ -850,8 +869,12 @@ fn resource_types(base: &str) -> Vec<Value> {
 }
 
 /// `GET /scim/v2/ResourceTypes[/{id}]`.
-pub async fn resource_type_list(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
+pub async fn resource_type_list(
+    State(app): State<Shared>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = provisioner(&app, &headers, peer.as_deref()).await {
         return r;
     }
     let all = resource_types(&base_url(&app, &headers));
@@ -861,9 +884,10 @@ pub async fn resource_type_list(State(app): State<Shared>, headers: HeaderMap) -
 pub async fn resource_type_one(
     State(app): State<Shared>,
     Path(id): Path<String>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
+    if let Err(r) = provisioner(&app, &headers, peer.as_deref()).await {
         return r;
     }
     match resource_types(&base_url(&app, &headers))
@@ -1015,8 +1039,12 @@ fn schemas(base: &str) -> Vec<Value> {
 }
 
 /// `GET /scim/v2/Schemas[/{id}]`.
-pub async fn schema_list(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
+pub async fn schema_list(
+    State(app): State<Shared>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = provisioner(&app, &headers, peer.as_deref()).await {
         return r;
     }
     let all = schemas(&base_url(&app, &headers));
@@ -1026,9 +1054,10 @@ pub async fn schema_list(State(app): State<Shared>, headers: HeaderMap) -> Respo
 pub async fn schema_one(
     State(app): State<Shared>,
     Path(id): Path<String>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = provisioner(&app, &headers).await {
+    if let Err(r) = provisioner(&app, &headers, peer.as_deref()).await {
         return r;
     }
     match schemas(&base_url(&app, &headers)).into_iter().find(|s| {

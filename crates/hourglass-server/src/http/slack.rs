@@ -4,7 +4,6 @@
 //! read, then acknowledged at once (Slack waits three seconds); the work happens after, and its
 //! outcome is posted back to Slack. A repeat of a click or a submission changes nothing twice.
 
-use crate::metrics::ChatOutcome;
 use std::sync::Arc;
 
 use axum::{
@@ -18,7 +17,7 @@ use hourglass_integrations::slack::{self, Interaction, SlackUser};
 use tracing::{info, warn};
 
 use super::Shared;
-use crate::chat::SlackChat;
+use crate::{chat::SlackChat, metrics::ChatOutcome};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())

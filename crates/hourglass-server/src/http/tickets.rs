@@ -4,7 +4,6 @@
 //! delivery once, in the order of the ticket's own time, audits it, and ends the access bound to a
 //! closed ticket in the same commit.
 
-use crate::metrics::TicketOutcome;
 use axum::{
     Json,
     body::Bytes,
@@ -20,7 +19,9 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{ApiResult, Authed, Body, Shared};
-use crate::{config::TicketKind, integrations::TicketHook, problem::problem};
+use crate::{
+    config::TicketKind, integrations::TicketHook, metrics::TicketOutcome, problem::problem,
+};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())

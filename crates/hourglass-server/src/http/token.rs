@@ -7,7 +7,6 @@
 //! (up to `[tokens] exchange_wait`) for the workers to provision it and hands over the
 //! connector's credential once.
 
-use crate::metrics::RequestOutcome;
 use std::collections::BTreeMap;
 
 use axum::{
@@ -30,6 +29,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::Shared;
+use crate::metrics::RequestOutcome;
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -199,7 +199,7 @@ async fn verify(
 }
 
 /// The `iss` of a token that failed verification, for the audit (it is not trusted).
-fn peek_iss(token: &str) -> Option<String> {
+pub(super) fn peek_iss(token: &str) -> Option<String> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -598,7 +598,7 @@ async fn bad_input_is_a_scim_error_and_changes_nothing() {
         .await;
     assert_eq!(platform.status, StatusCode::CREATED);
     let pid = platform.body["id"].as_str().unwrap().to_owned();
-    let before = audit_len(&s).await;
+    let mut before = audit_len(&s).await;
 
     // Who may call.
     let nobody = Scim {
@@ -615,6 +615,20 @@ async fn bad_input_is_a_scim_error_and_changes_nothing() {
         http: reqwest::Client::new(),
     };
     scim_error(&forged.call(Method::GET, "/Users", None).await, 401, None);
+    // A forged key is recorded (never the key itself), and changes nothing else.
+    let events = s.client("admin").audit(0).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.subject.as_str()),
+        ("auth.refused", "scim")
+    );
+    assert!(
+        last.details
+            .contains(&("reason".into(), "unknown key".into()))
+    );
+    assert!(last.details.iter().all(|(_, v)| !v.contains("not-a-key")));
+    assert_eq!(audit_len(&s).await, before + 1);
+    before += 1;
     // alice's own key is a key, but not a provisioner's.
     let alice_token = s
         .tokens

@@ -411,3 +411,129 @@ async fn an_emergency_is_not_held_up_by_what_is_pending_and_is_reviewed_before_t
         .unwrap();
     s.stop().await;
 }
+
+/// A refused API key is audited (whose key it is and why, never the secret) within the refusal
+/// budget; past it the address gets 429 with `Retry-After`, while a valid key from the same
+/// address still passes; the next minute refusals are audited again, what went unaudited is
+/// counted once, and a refusal at `/mcp` is recorded as such.
+#[tokio::test]
+async fn refused_keys_are_audited_then_throttled_and_valid_keys_pass() {
+    let s = server().await;
+    let admin = s.client("admin");
+    let base = format!("http://{}", s.addr);
+    let with = |secret: &str| Client::new(&base, Some(secret.to_owned())).unwrap();
+    // alice's key, revoked; then its prefix with a guessed secret; then a key nobody has.
+    let key = admin.create_key("alice", Some("1d".into())).await.unwrap();
+    admin.revoke_key(&key.key.id).await.unwrap();
+    let prefix = &key.secret[..16];
+    let guessed = format!("{prefix}_{}", "0".repeat(64));
+    let unknown = format!("hgk_{}_{}", "f".repeat(12), "1".repeat(64));
+    let refused = code(with(&key.secret).whoami().await.unwrap_err());
+    assert_eq!(refused, (401, "auth.invalid".to_owned()));
+    assert_eq!(code(with(&guessed).whoami().await.unwrap_err()), refused);
+    for i in 0..28 {
+        let e = with(&unknown).whoami().await.unwrap_err();
+        assert_eq!(code(e), refused, "refusal {i}");
+    }
+    // The 31st refusal this minute from this address: 429, and when to come back.
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/whoami"))
+        .bearer_auth(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "auth.throttled");
+    // A valid key from the same address is never throttled.
+    admin.whoami().await.unwrap();
+
+    let events = admin.audit(0).await.unwrap();
+    let audited: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "auth.refused")
+        .collect();
+    assert_eq!(audited.len(), 30, "the budget of a minute, no more");
+    let detail = |i: usize, k: &str| {
+        audited[i]
+            .details
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(detail(0, "reason").as_deref(), Some("key revoked"));
+    assert_eq!(detail(0, "identity"), Some(key.key.identity.clone()));
+    assert_eq!(detail(0, "key_prefix").as_deref(), Some(prefix));
+    assert_eq!(
+        detail(1, "reason").as_deref(),
+        Some("wrong secret for a known key")
+    );
+    assert_eq!(detail(1, "identity"), Some(key.key.identity.clone()));
+    assert_eq!(detail(2, "reason").as_deref(), Some("unknown key"));
+    assert_eq!(detail(2, "identity"), None);
+    assert!(detail(29, "budget").is_some(), "the last says so");
+    assert!(audited.iter().all(|e| {
+        e.subject == "api"
+            && e.actor == "anonymous"
+            && e.details
+                .contains(&("source_ip".into(), "127.0.0.1".into()))
+            && e.details.contains(&("code".into(), "auth.invalid".into()))
+    }));
+    // Never a secret, presented or guessed.
+    for e in &events {
+        for (_, v) in &e.details {
+            assert!(
+                !v.contains(&key.secret[17..])
+                    && !v.contains(&"1".repeat(64))
+                    && !v.contains(&"0".repeat(64)),
+                "{e:?}"
+            );
+        }
+    }
+    let m = admin.metrics().await.unwrap();
+    assert!(
+        m.contains("hourglass_auth_refusals_total{via=\"api\",outcome=\"refused\"} 30"),
+        "{m}"
+    );
+    assert!(m.contains("hourglass_auth_refusals_total{via=\"api\",outcome=\"throttled\"} 1"));
+
+    // The next minute: audited again, and the one that was not is counted.
+    s.clock.advance_ms(60_000);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(&unknown)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let events = admin.audit(0).await.unwrap();
+    let last = events.iter().rfind(|e| e.action == "auth.refused").unwrap();
+    assert_eq!(
+        (
+            last.subject.as_str(),
+            events.iter().filter(|e| e.action == "auth.refused").count()
+        ),
+        ("mcp", 31)
+    );
+    let suppressed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "audit.refusals_suppressed")
+        .collect();
+    assert_eq!(suppressed.len(), 1);
+    assert!(
+        suppressed[0]
+            .details
+            .contains(&("count".into(), "1".into())),
+        "{suppressed:?}"
+    );
+    s.stop().await;
+}
