@@ -152,29 +152,20 @@ impl Engine {
         id: &str,
         expires: Option<&str>,
     ) -> Result<(IssuedKey, ApiKey)> {
+        // Read, decide (pure: `rotatable`, `retire`), commit.
         let (old, identity) = self.load_key(caller, id).await?;
         let now = self.clock.now();
-        if !old.is_valid_at(now) || old.replaced_by.is_some() {
-            return Err(Error::conflict(
-                crate::ErrorCode::KeyNotActive,
-                format!(
-                    "key {} is {} and cannot be rotated",
-                    old.id,
-                    if old.replaced_by.is_some() {
-                        "already rotated"
-                    } else {
-                        old.state_at(now)
-                    }
-                ),
-            ));
-        }
+        rotatable(&old, now)?;
         require_active(&identity)?;
         let expires_at = self.key_expiry(expires, now)?;
         let issued = Self::new_key(identity.id(), expires_at, now)?;
         let overlap_end = now.plus(self.settings.keys.rotation_overlap);
-        let mut retiring = old.clone();
-        retiring.expires_at = Some(old.expires_at.map_or(overlap_end, |e| e.min(overlap_end)));
-        retiring.replaced_by = Some(issued.key.id.clone());
+        let mut retiring = retire(
+            &old,
+            &issued.key.id,
+            self.settings.keys.rotation_overlap,
+            now,
+        );
         let actor = caller.principal.id.as_str();
         let audit = vec![
             AuditRecord::new(
@@ -235,6 +226,36 @@ impl Engine {
     }
 }
 
+/// Whether `key` may be rotated at `now`: only a live key that was not rotated already.
+fn rotatable(key: &ApiKey, now: Timestamp) -> Result<()> {
+    if key.is_valid_at(now) && key.replaced_by.is_none() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        crate::ErrorCode::KeyNotActive,
+        format!(
+            "key {} is {} and cannot be rotated",
+            key.id,
+            if key.replaced_by.is_some() {
+                "already rotated"
+            } else {
+                key.state_at(now)
+            }
+        ),
+    ))
+}
+
+/// `key` as it retires at `now` in favour of `by`: it keeps working for the `overlap`, never
+/// past its own end, and says what replaced it; nothing else about it changes.
+fn retire(key: &ApiKey, by: &KeyId, overlap: GrantDuration, now: Timestamp) -> ApiKey {
+    let overlap_end = now.plus(overlap);
+    ApiKey {
+        expires_at: Some(key.expires_at.map_or(overlap_end, |e| e.min(overlap_end))),
+        replaced_by: Some(by.clone()),
+        ..key.clone()
+    }
+}
+
 /// Keys are issued only to active identities.
 fn require_active(identity: &Identity) -> Result<()> {
     if identity.principal.status == PrincipalStatus::Active {
@@ -254,5 +275,66 @@ pub(super) fn revoked(k: &ApiKey, now: Timestamp) -> ApiKey {
     ApiKey {
         revoked_at: Some(now),
         ..k.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(now: Timestamp, ends_in: Option<i64>, revoked: bool, rotated: bool) -> ApiKey {
+        ApiKey {
+            id: KeyId::generate(now).unwrap(),
+            principal: PrincipalId::new("ci-deployer").unwrap(),
+            prefix: Some("hgk_0123456789ab".into()),
+            hash: secret_hash("hgk_0123456789ab_secret"),
+            origin: Origin::Api,
+            created_at: now.plus_millis(-1_000),
+            expires_at: ends_in.map(|ms| now.plus_millis(ms)),
+            revoked_at: revoked.then(|| now.plus_millis(-10)),
+            last_used_at: None,
+            replaced_by: rotated.then(|| KeyId::generate(now).unwrap()),
+            version: 3,
+        }
+    }
+
+    proptest! {
+        /// Only a live key that was not rotated already is rotated; the retiring key keeps
+        /// working for the overlap and never past its own end, says what replaced it, and
+        /// nothing else about it changes.
+        #[test]
+        fn a_rotation_never_extends_a_key_and_never_revives_one(
+            now in 1_000_000_000i64..2_000_000_000,
+            ends_in in proptest::option::of(-100_000i64..100_000_000),
+            revoked in any::<bool>(),
+            rotated in any::<bool>(),
+            overlap_secs in 0u64..200_000,
+        ) {
+            let now = Timestamp::from_unix_millis(now);
+            let old = key(now, ends_in, revoked, rotated);
+            let live = !revoked && !rotated && ends_in.is_none_or(|ms| ms > 0);
+            prop_assert_eq!(rotatable(&old, now).is_ok(), live);
+            if let Err(e) = rotatable(&old, now) {
+                prop_assert_eq!(e.code(), crate::ErrorCode::KeyNotActive);
+            }
+            let by = KeyId::generate(now).unwrap();
+            let overlap = GrantDuration::from_secs(overlap_secs);
+            let retiring = retire(&old, &by, overlap, now);
+            let end = retiring.expires_at.unwrap();
+            prop_assert!(end <= now.plus(overlap));
+            if let Some(own) = old.expires_at {
+                prop_assert!(end <= own);
+            }
+            if live && overlap_secs > 0 {
+                prop_assert!(end > now, "a live key keeps working for the overlap");
+            }
+            prop_assert_eq!(retiring.replaced_by.as_ref(), Some(&by));
+            prop_assert_eq!(
+                ApiKey { expires_at: old.expires_at, replaced_by: old.replaced_by.clone(), ..retiring.clone() },
+                old
+            );
+        }
     }
 }
