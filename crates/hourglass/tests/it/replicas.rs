@@ -404,6 +404,15 @@ params = { principals = ["deploy"] }
         .await
         .unwrap();
     assert_eq!(left, 0);
+    // Handed over once, and recorded once, by its holder, in the commit that took it.
+    let handed: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM audit_events WHERE action = 'credential.handed_over' AND subject = $1",
+    )
+    .bind(&gid)
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert_eq!(handed, vec![a.whoami().await.unwrap().principal]);
 
     // The revocation.
     let r = a
