@@ -1,17 +1,20 @@
-//! What the lifecycle state machines did, typed: [`Event`], and the one function that turns it
-//! into its audit record. `tests/golden_events.rs` holds those records byte for byte, so chains
-//! written by earlier versions keep verifying.
+//! What the lifecycle state machines did, and what happened to keys and identities, typed:
+//! [`Event`], and the one function that turns it into its audit record.
+//! `tests/golden_events.rs` holds those records byte for byte, so chains written by earlier
+//! versions keep verifying.
 
 use crate::{
     Timestamp,
     audit::AuditRecord,
     event::EventKind,
-    id::{GrantId, PrincipalId, RequestId, ReviewId},
+    id::{GrantId, KeyId, PrincipalId, RequestId, ReviewId},
+    identity::Authority,
     state::{GrantState, RequestState},
 };
 
 /// What a lifecycle state machine did ([`crate::request::Request::apply`],
-/// [`crate::grant::Grant::apply`], [`crate::review::Review::close`]), typed.
+/// [`crate::grant::Grant::apply`], [`crate::review::Review::close`]), or what happened to an
+/// API key, typed.
 ///
 /// A use case commits the event as its audit record through [`Event::record`], the one place
 /// where a transition becomes the strings the chain hashes; `tests/golden_events.rs` holds
@@ -93,6 +96,60 @@ pub enum Event {
         principal: PrincipalId,
         comment: String,
     },
+    /// An API key was issued (`replaces`: the key a rotation retires).
+    KeyCreated {
+        key: KeyId,
+        actor: String,
+        identity: PrincipalId,
+        prefix: Option<String>,
+        expires_at: Timestamp,
+        replaces: Option<KeyId>,
+    },
+    /// A key was rotated out; it works until `valid_until`.
+    KeyRotated {
+        key: KeyId,
+        actor: String,
+        identity: PrincipalId,
+        replaced_by: KeyId,
+        valid_until: Timestamp,
+    },
+    /// A key was revoked.
+    KeyRevoked {
+        key: KeyId,
+        actor: String,
+        identity: PrincipalId,
+        reason: Option<String>,
+    },
+    /// A token declared in the configuration was recorded as a key at start.
+    KeyDeclared {
+        key: KeyId,
+        identity: PrincipalId,
+    },
+    /// An identity was suspended: by whom and as what (none: the configuration at start), why,
+    /// and for an agent what the kill switch ended (grants revoked, requests cancelled).
+    IdentitySuspended {
+        identity: PrincipalId,
+        actor: String,
+        authority: Option<Authority>,
+        reason: Option<String>,
+        stripped: Option<(usize, usize)>,
+    },
+    /// A suspended identity was resumed.
+    IdentityResumed {
+        identity: PrincipalId,
+        actor: String,
+        authority: Authority,
+        reason: Option<String>,
+    },
+    /// An identity was offboarded, with what went with it.
+    IdentityOffboarded {
+        identity: PrincipalId,
+        actor: String,
+        reason: String,
+        grants_revoked: usize,
+        keys_revoked: usize,
+        requests_cancelled: usize,
+    },
 }
 
 impl Event {
@@ -113,6 +170,13 @@ impl Event {
             Event::GrantExtended { .. } => EventKind::GrantExtended,
             Event::GrantEndRestored { .. } => EventKind::GrantEndRestored,
             Event::ReviewClosed { .. } => EventKind::ReviewClosed,
+            Event::KeyCreated { .. } => EventKind::KeyCreated,
+            Event::KeyRotated { .. } => EventKind::KeyRotated,
+            Event::KeyRevoked { .. } => EventKind::KeyRevoked,
+            Event::KeyDeclared { .. } => EventKind::KeyDeclared,
+            Event::IdentitySuspended { .. } => EventKind::IdentitySuspended,
+            Event::IdentityResumed { .. } => EventKind::IdentityResumed,
+            Event::IdentityOffboarded { .. } => EventKind::IdentityOffboarded,
         }
     }
 
@@ -230,6 +294,94 @@ impl Event {
                 .with("grant", grant)
                 .with("principal", principal)
                 .with("comment", comment),
+            Event::KeyCreated {
+                key,
+                actor,
+                identity,
+                prefix,
+                expires_at,
+                replaces,
+            } => {
+                let r = AuditRecord::new(at, actor, kind, key.as_str())
+                    .with("identity", identity)
+                    .with("prefix", prefix.as_deref().unwrap_or(""))
+                    .with("expires_at", expires_at);
+                match replaces {
+                    Some(old) => r.with("replaces", old),
+                    None => r,
+                }
+            }
+            Event::KeyRotated {
+                key,
+                actor,
+                identity,
+                replaced_by,
+                valid_until,
+            } => AuditRecord::new(at, actor, kind, key.as_str())
+                .with("identity", identity)
+                .with("replaced_by", replaced_by)
+                .with("valid_until", valid_until),
+            Event::KeyRevoked {
+                key,
+                actor,
+                identity,
+                reason,
+            } => {
+                let r = AuditRecord::new(at, actor, kind, key.as_str()).with("identity", identity);
+                match reason {
+                    Some(why) => r.with("reason", why),
+                    None => r,
+                }
+            }
+            Event::KeyDeclared { key, identity } => {
+                AuditRecord::new(at, "system", kind, key.as_str()).with("identity", identity)
+            }
+            Event::IdentitySuspended {
+                identity,
+                actor,
+                authority,
+                reason,
+                stripped,
+            } => {
+                let mut r = AuditRecord::new(at, actor, kind, identity.as_str());
+                if let Some(a) = authority {
+                    r = r.with("authority", a.as_str());
+                }
+                if let Some(why) = reason {
+                    r = r.with("reason", why);
+                }
+                if let Some((grants, requests)) = stripped {
+                    r = r
+                        .with("grants_revoked", grants)
+                        .with("requests_cancelled", requests);
+                }
+                r
+            }
+            Event::IdentityResumed {
+                identity,
+                actor,
+                authority,
+                reason,
+            } => {
+                let r = AuditRecord::new(at, actor, kind, identity.as_str())
+                    .with("authority", authority.as_str());
+                match reason {
+                    Some(why) => r.with("reason", why),
+                    None => r,
+                }
+            }
+            Event::IdentityOffboarded {
+                identity,
+                actor,
+                reason,
+                grants_revoked,
+                keys_revoked,
+                requests_cancelled,
+            } => AuditRecord::new(at, actor, kind, identity.as_str())
+                .with("reason", reason)
+                .with("grants_revoked", grants_revoked)
+                .with("keys_revoked", keys_revoked)
+                .with("requests_cancelled", requests_cancelled),
         }
     }
 }

@@ -739,11 +739,14 @@ impl Engine {
         });
         commit.identities.push(changed);
         commit.audit.push(
-            AuditRecord::new(now, by, EventKind::IdentitySuspended, id.as_str())
-                .with("authority", Authority::Administrator.as_str())
-                .with("reason", &why)
-                .with("grants_revoked", grants.len())
-                .with("requests_cancelled", requests.len()),
+            crate::lifecycle::Event::IdentitySuspended {
+                identity: id.clone(),
+                actor: by.to_owned(),
+                authority: Some(Authority::Administrator),
+                reason: Some(why),
+                stripped: Some((grants.len(), requests.len())),
+            }
+            .record(now),
         );
         Ok(())
     }

@@ -22,9 +22,59 @@ use crate::{
     identity::{
         ApiKey, Authority, Identity, Origin, StatusSetBy, check_owner, check_transition, key_prefix,
     },
+    lifecycle::Event,
     request::{RequestCommand, RequestState},
     store::{Commit, GrantFilter, RequestFilter},
 };
+
+/// `identity` suspended (`active = false`) or resumed by `actor` with `authority`, decided
+/// without the store: `None` when it has that status already. An offboarded identity stays
+/// offboarded, and an owner never lifts a suspension an administrator, the configuration or
+/// the directory set. A suspension records who set it and as what; a resumption clears it.
+fn decide_status(
+    identity: &Identity,
+    active: bool,
+    actor: &PrincipalId,
+    authority: Authority,
+    reason: Option<&String>,
+) -> Result<Option<Identity>> {
+    let to = if active {
+        PrincipalStatus::Active
+    } else {
+        PrincipalStatus::Suspended
+    };
+    check_transition(identity.id(), identity.principal.status, to)?;
+    if identity.principal.status == to {
+        return Ok(None);
+    }
+    if active
+        && authority == Authority::Owner
+        && identity
+            .status_set_by
+            .as_ref()
+            .is_some_and(|by| by.authority != Authority::Owner)
+    {
+        let by = identity
+            .status_set_by
+            .as_ref()
+            .map_or("", |b| b.actor.as_str());
+        return Err(Error::forbidden(
+            crate::ErrorCode::IdentityResumeNotAllowed,
+            format!(
+                "{} was suspended by {by} as an administrator (or by the configuration); only an administrator lifts that",
+                identity.id()
+            ),
+        ));
+    }
+    let mut changed = identity.clone();
+    changed.principal.status = to;
+    changed.status_reason = reason.cloned();
+    changed.status_set_by = (!active).then(|| StatusSetBy {
+        actor: actor.to_string(),
+        authority,
+    });
+    Ok(Some(changed))
+}
 
 /// Why a presented API key was refused: for the audit, never for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,14 +294,13 @@ impl Engine {
                 }) {
                     commit.keys.push(revoked(k, now));
                     commit.audit.push(
-                        AuditRecord::new(
-                            now,
-                            "system",
-                            crate::event::EventKind::KeyRevoked,
-                            k.id.as_str(),
-                        )
-                        .with("identity", &p.id)
-                        .with("reason", "token removed from configuration"),
+                        Event::KeyRevoked {
+                            key: k.id.clone(),
+                            actor: "system".into(),
+                            identity: p.id.clone(),
+                            reason: Some("token removed from configuration".into()),
+                        }
+                        .record(now),
                     );
                 }
                 for hash in configured {
@@ -272,13 +321,11 @@ impl Engine {
                         version: 0,
                     };
                     commit.audit.push(
-                        AuditRecord::new(
-                            now,
-                            "system",
-                            crate::event::EventKind::KeyDeclared,
-                            key.id.as_str(),
-                        )
-                        .with("identity", &p.id),
+                        Event::KeyDeclared {
+                            key: key.id.clone(),
+                            identity: p.id.clone(),
+                        }
+                        .record(now),
                     );
                     commit.keys.push(key);
                 }
@@ -293,13 +340,14 @@ impl Engine {
                 gone.status_reason = Some("removed from configuration".into());
                 gone.status_set_by = Some(by_configuration());
                 commit.audit.push(
-                    AuditRecord::new(
-                        now,
-                        "system",
-                        crate::event::EventKind::IdentitySuspended,
-                        i.id().as_str(),
-                    )
-                    .with("reason", "removed from configuration"),
+                    Event::IdentitySuspended {
+                        identity: i.id().clone(),
+                        actor: "system".into(),
+                        authority: None,
+                        reason: Some("removed from configuration".into()),
+                        stripped: None,
+                    }
+                    .record(now),
                 );
                 commit.identities.push(gone);
             }
@@ -494,79 +542,70 @@ impl Engine {
             })?;
         }
         let reason = &reason;
+        let authority = if self
+            .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
+            .is_ok()
+        {
+            Authority::Administrator
+        } else {
+            Authority::Owner
+        };
+        // Read, decide (pure: `decide_status`), commit.
         retry_on_conflict(|| async {
             let identity = self.load_managed(caller, name).await?;
-            let to = if active {
-                PrincipalStatus::Active
-            } else {
-                PrincipalStatus::Suspended
-            };
-            check_transition(identity.id(), identity.principal.status, to)?;
-            if identity.principal.status == to {
-                return Ok(identity);
-            }
-            let authority = if self
-                .require_admin_of_all(caller, crate::ErrorCode::IdentityNotAllowed)
-                .is_ok()
-            {
-                Authority::Administrator
-            } else {
-                Authority::Owner
-            };
-            if active
-                && authority == Authority::Owner
-                && identity
-                    .status_set_by
-                    .as_ref()
-                    .is_some_and(|by| by.authority != Authority::Owner)
-            {
-                let by = identity.status_set_by.as_ref().map_or("", |b| b.actor.as_str());
-                return Err(Error::forbidden(
-                    crate::ErrorCode::IdentityResumeNotAllowed,
-                    format!(
-                        "{} was suspended by {by} as an administrator (or by the configuration); only an administrator lifts that",
-                        identity.id()
-                    ),
-                ));
-            }
-            let now = self.clock.now();
-            let mut changed = identity.clone();
-            changed.principal.status = to;
-            changed.status_reason.clone_from(reason);
-            changed.status_set_by = (!active).then(|| StatusSetBy {
-                actor: caller.principal.id.to_string(),
+            let Some(mut changed) = decide_status(
+                &identity,
+                active,
+                &caller.principal.id,
                 authority,
-            });
-            let action = if active {
-                crate::event::EventKind::IdentityResumed
-            } else {
-                crate::event::EventKind::IdentitySuspended
+                reason.as_ref(),
+            )?
+            else {
+                return Ok(identity);
             };
-            let mut ev = AuditRecord::new(
-                now,
-                caller.principal.id.as_str(),
-                action,
-                identity.id().as_str(),
-            )
-            .with("authority", authority.as_str());
-            if let Some(r) = reason {
-                ev = ev.with("reason", r);
-            }
+            let now = self.clock.now();
+            let mut stripped = None;
             let mut commit = Commit::default();
             // An agent suspended stops at once: every grant it holds is revoked and every open
             // request cancelled, in this commit (the kill switch). Its keys stop working while
             // it is suspended, and work again if it is resumed.
             if !active && identity.principal.kind == PrincipalKind::Agent {
-                let why = format!("agent {} suspended by {}", identity.id(), caller.principal.id);
+                let why = format!(
+                    "agent {} suspended by {}",
+                    identity.id(),
+                    caller.principal.id
+                );
                 let (grants, requests, _) = self
-                    .strip_into(identity.id(), caller.principal.id.as_str(), &why, None, now, &mut commit)
+                    .strip_into(
+                        identity.id(),
+                        caller.principal.id.as_str(),
+                        &why,
+                        None,
+                        now,
+                        &mut commit,
+                    )
                     .await?;
-                ev = ev
-                    .with("grants_revoked", grants.len())
-                    .with("requests_cancelled", requests.len());
+                stripped = Some((grants.len(), requests.len()));
             }
+            let actor = caller.principal.id.to_string();
+            let ev = if active {
+                Event::IdentityResumed {
+                    identity: identity.id().clone(),
+                    actor,
+                    authority,
+                    reason: reason.clone(),
+                }
+            } else {
+                Event::IdentitySuspended {
+                    identity: identity.id().clone(),
+                    actor,
+                    authority: Some(authority),
+                    reason: reason.clone(),
+                    stripped,
+                }
+            };
             commit.identities.push(changed.clone());
-            commit.audit.push(ev);
+            commit.audit.push(ev.record(now));
             let revoked = commit.jobs.len();
             self.commit(commit).await?;
             if revoked > 0 {
@@ -637,16 +676,15 @@ impl Engine {
                     },
                 });
                 commit.audit.push(
-                    AuditRecord::new(
-                        now,
-                        actor,
-                        crate::event::EventKind::IdentityOffboarded,
-                        id.as_str(),
-                    )
-                    .with("reason", reason)
-                    .with("grants_revoked", out.grants_revoked.len())
-                    .with("keys_revoked", out.keys_revoked.len())
-                    .with("requests_cancelled", out.requests_cancelled.len()),
+                    Event::IdentityOffboarded {
+                        identity: id.clone(),
+                        actor: actor.to_owned(),
+                        reason: reason.to_owned(),
+                        grants_revoked: out.grants_revoked.len(),
+                        keys_revoked: out.keys_revoked.len(),
+                        requests_cancelled: out.requests_cancelled.len(),
+                    }
+                    .record(now),
                 );
                 commit.identities.push(gone.clone());
                 out.identity = Identity {
@@ -718,14 +756,13 @@ impl Engine {
             if k.revoked_at.is_none() {
                 keys.push(k.id.clone());
                 commit.audit.push(
-                    AuditRecord::new(
-                        now,
-                        actor,
-                        crate::event::EventKind::KeyRevoked,
-                        k.id.as_str(),
-                    )
-                    .with("identity", id)
-                    .with("reason", key_reason),
+                    Event::KeyRevoked {
+                        key: k.id.clone(),
+                        actor: actor.to_owned(),
+                        identity: id.clone(),
+                        reason: Some(key_reason.to_owned()),
+                    }
+                    .record(now),
                 );
                 commit.keys.push(revoked(&k, now));
             }
@@ -822,4 +859,101 @@ fn stricter(a: PrincipalStatus, b: PrincipalStatus) -> bool {
         PrincipalStatus::Offboarded => 2,
     };
     rank(a) > rank(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::catalog::Principal;
+
+    const STATUSES: [PrincipalStatus; 3] = [
+        PrincipalStatus::Active,
+        PrincipalStatus::Suspended,
+        PrincipalStatus::Offboarded,
+    ];
+    const AUTHORITIES: [Authority; 4] = [
+        Authority::Administrator,
+        Authority::Owner,
+        Authority::Configuration,
+        Authority::Directory,
+    ];
+
+    fn agent(status: PrincipalStatus, set_by: Option<Authority>) -> Identity {
+        Identity {
+            principal: Principal {
+                id: PrincipalId::new("support-bot").unwrap(),
+                kind: PrincipalKind::Agent,
+                owner: Some("bob".into()),
+                groups: vec!["agents".into()],
+                status,
+                manager: None,
+                department: None,
+            },
+            origin: Origin::Api,
+            created_at: crate::Timestamp::from_unix_millis(1_000),
+            last_seen_at: None,
+            status_reason: set_by.map(|_| "earlier".into()),
+            status_set_by: set_by.map(|authority| StatusSetBy {
+                actor: "someone".into(),
+                authority,
+            }),
+            sign_in_subject: None,
+            version: 7,
+        }
+    }
+
+    proptest! {
+        /// Whoever asks, an offboarded identity stays offboarded, asking for the status it has
+        /// changes nothing, an owner never lifts a suspension it did not set, and a change sets
+        /// exactly the status, the reason and who set it (cleared on resumption).
+        #[test]
+        fn a_status_change_never_undoes_a_stronger_decision(
+            from in 0usize..3,
+            set_by in proptest::option::of(0usize..4),
+            active in any::<bool>(),
+            by_admin in any::<bool>(),
+            reason in proptest::option::of("[a-z ]{1,20}"),
+        ) {
+            let identity = agent(STATUSES[from], set_by.map(|i| AUTHORITIES[i]));
+            let authority = if by_admin { Authority::Administrator } else { Authority::Owner };
+            let actor = PrincipalId::new("bob").unwrap();
+            let to = if active { PrincipalStatus::Active } else { PrincipalStatus::Suspended };
+            let decided = decide_status(&identity, active, &actor, authority, reason.as_ref());
+            let set_by_stronger = identity
+                .status_set_by
+                .as_ref()
+                .is_some_and(|b| b.authority != Authority::Owner);
+            match decided {
+                Err(e) if identity.principal.status == PrincipalStatus::Offboarded => {
+                    prop_assert_eq!(e.code(), crate::ErrorCode::IdentityOffboarded);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.code(), crate::ErrorCode::IdentityResumeNotAllowed);
+                    prop_assert!(active && !by_admin && set_by_stronger);
+                    prop_assert_eq!(identity.principal.status, PrincipalStatus::Suspended);
+                }
+                Ok(None) => prop_assert_eq!(identity.principal.status, to),
+                Ok(Some(changed)) => {
+                    prop_assert_ne!(identity.principal.status, PrincipalStatus::Offboarded);
+                    prop_assert_ne!(identity.principal.status, to);
+                    prop_assert!(!(active && !by_admin && set_by_stronger));
+                    prop_assert_eq!(changed.principal.status, to);
+                    prop_assert_eq!(changed.status_reason.as_ref(), reason.as_ref());
+                    let expected = (!active).then(|| StatusSetBy {
+                        actor: "bob".into(),
+                        authority,
+                    });
+                    prop_assert_eq!(changed.status_set_by.as_ref(), expected.as_ref());
+                    // Nothing else about it changes.
+                    let mut back = changed.clone();
+                    back.principal.status = identity.principal.status;
+                    back.status_reason.clone_from(&identity.status_reason);
+                    back.status_set_by.clone_from(&identity.status_set_by);
+                    prop_assert_eq!(back, identity);
+                }
+            }
+        }
+    }
 }

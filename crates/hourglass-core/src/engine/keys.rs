@@ -9,10 +9,10 @@ use sha2::{Digest, Sha256};
 use super::{Caller, Engine};
 use crate::{
     Error, GrantDuration, Result, Timestamp,
-    audit::AuditRecord,
     catalog::PrincipalStatus,
     id::{KeyId, PrincipalId},
     identity::{ApiKey, Identity, KEY_PREFIX, Origin},
+    lifecycle::Event,
     store::Commit,
 };
 
@@ -115,15 +115,15 @@ impl Engine {
         let now = self.clock.now();
         let expires_at = self.key_expiry(expires, now)?;
         let issued = Self::new_key(identity.id(), expires_at, now)?;
-        let ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            crate::event::EventKind::KeyCreated,
-            issued.key.id.as_str(),
-        )
-        .with("identity", identity.id())
-        .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-        .with("expires_at", expires_at);
+        let ev = Event::KeyCreated {
+            key: issued.key.id.clone(),
+            actor: caller.principal.id.to_string(),
+            identity: identity.id().clone(),
+            prefix: issued.key.prefix.clone(),
+            expires_at,
+            replaces: None,
+        }
+        .record(now);
         self.commit(Commit {
             keys: vec![issued.key.clone()],
             audit: vec![ev],
@@ -166,27 +166,25 @@ impl Engine {
             self.settings.keys.rotation_overlap,
             now,
         );
-        let actor = caller.principal.id.as_str();
+        let actor = caller.principal.id.to_string();
         let audit = vec![
-            AuditRecord::new(
-                now,
+            Event::KeyCreated {
+                key: issued.key.id.clone(),
+                actor: actor.clone(),
+                identity: identity.id().clone(),
+                prefix: issued.key.prefix.clone(),
+                expires_at,
+                replaces: Some(old.id.clone()),
+            }
+            .record(now),
+            Event::KeyRotated {
+                key: old.id.clone(),
                 actor,
-                crate::event::EventKind::KeyCreated,
-                issued.key.id.as_str(),
-            )
-            .with("identity", identity.id())
-            .with("prefix", issued.key.prefix.as_deref().unwrap_or(""))
-            .with("expires_at", expires_at)
-            .with("replaces", &old.id),
-            AuditRecord::new(
-                now,
-                actor,
-                crate::event::EventKind::KeyRotated,
-                old.id.as_str(),
-            )
-            .with("identity", identity.id())
-            .with("replaced_by", &issued.key.id)
-            .with("valid_until", retiring.expires_at.unwrap_or(overlap_end)),
+                identity: identity.id().clone(),
+                replaced_by: issued.key.id.clone(),
+                valid_until: retiring.expires_at.unwrap_or(overlap_end),
+            }
+            .record(now),
         ];
         self.commit(Commit {
             keys: vec![retiring.clone(), issued.key.clone()],
@@ -206,13 +204,13 @@ impl Engine {
         }
         let now = self.clock.now();
         let gone = revoked(&key, now);
-        let ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            crate::event::EventKind::KeyRevoked,
-            key.id.as_str(),
-        )
-        .with("identity", identity.id());
+        let ev = Event::KeyRevoked {
+            key: key.id.clone(),
+            actor: caller.principal.id.to_string(),
+            identity: identity.id().clone(),
+            reason: None,
+        }
+        .record(now);
         self.commit(Commit {
             keys: vec![gone.clone()],
             audit: vec![ev],
