@@ -141,6 +141,34 @@ pub enum Event {
         authority: Authority,
         reason: Option<String>,
     },
+    /// A ticket source reported a ticket's state (`reopened`: a reopening confirmed by a lookup
+    /// in the source).
+    TicketReported {
+        source: String,
+        reference: String,
+        status: String,
+        open: bool,
+        updated: Timestamp,
+        via: String,
+        assignee: Option<String>,
+        reopened: bool,
+    },
+    /// Someone opened a closed ticket's binding again (nothing ended comes back).
+    TicketReopened {
+        source: String,
+        reference: String,
+        actor: PrincipalId,
+        reason: String,
+    },
+    /// A ticket closed: what was bound to it ended in the same commit.
+    TicketClosed {
+        source: String,
+        reference: String,
+        status: String,
+        via: String,
+        grants: Vec<GrantId>,
+        requests: Vec<RequestId>,
+    },
     /// An identity was offboarded, with what went with it.
     IdentityOffboarded {
         identity: PrincipalId,
@@ -177,6 +205,9 @@ impl Event {
             Event::IdentitySuspended { .. } => EventKind::IdentitySuspended,
             Event::IdentityResumed { .. } => EventKind::IdentityResumed,
             Event::IdentityOffboarded { .. } => EventKind::IdentityOffboarded,
+            Event::TicketReported { .. } => EventKind::TicketReported,
+            Event::TicketReopened { .. } => EventKind::TicketReopened,
+            Event::TicketClosed { .. } => EventKind::TicketClosed,
         }
     }
 
@@ -382,6 +413,60 @@ impl Event {
                 .with("grants_revoked", grants_revoked)
                 .with("keys_revoked", keys_revoked)
                 .with("requests_cancelled", requests_cancelled),
+            Event::TicketReported {
+                source,
+                reference,
+                status,
+                open,
+                updated,
+                via,
+                assignee,
+                reopened,
+            } => {
+                let mut r = AuditRecord::new(at, format!("ticket:{source}"), kind, reference)
+                    .with("source", &source)
+                    .with("status", status)
+                    .with("open", open)
+                    .with("updated", updated)
+                    .with("via", via);
+                if let Some(a) = assignee {
+                    r = r.with("assignee", a);
+                }
+                if reopened {
+                    r = r.with("reopened", format!("confirmed by a lookup in {source}"));
+                }
+                r
+            }
+            Event::TicketReopened {
+                source,
+                reference,
+                actor,
+                reason,
+            } => AuditRecord::new(at, actor.as_str(), kind, reference)
+                .with("source", source)
+                .with("reason", reason),
+            Event::TicketClosed {
+                source,
+                reference,
+                status,
+                via,
+                grants,
+                requests,
+            } => {
+                let join = |ids: Vec<String>| ids.join(",");
+                AuditRecord::new(at, format!("ticket:{source}"), kind, reference)
+                    .with("source", source)
+                    .with("status", status)
+                    .with("via", via)
+                    .with(
+                        "grants",
+                        join(grants.iter().map(ToString::to_string).collect()),
+                    )
+                    .with(
+                        "requests",
+                        join(requests.iter().map(ToString::to_string).collect()),
+                    )
+            }
         }
     }
 }

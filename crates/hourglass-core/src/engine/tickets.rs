@@ -9,11 +9,11 @@ use tracing::{info, instrument, warn};
 use super::{Caller, Engine, retry_on_conflict};
 use crate::{
     Error, Result,
-    audit::AuditRecord,
     catalog::Principal,
     grant::GrantState,
     id::{GrantId, RequestId},
     identity::TokenUse,
+    lifecycle::Event,
     policy::TicketFacts,
     request::{Request, RequestCommand, RequestState},
     store::Commit,
@@ -245,19 +245,19 @@ impl Engine {
                     now,
                 ));
             }
-            let mut ev = AuditRecord::new(now, format!("ticket:{source}"), crate::event::EventKind::TicketReported, reference)
-                .with("source", source)
-                .with("status", &ticket.status)
-                .with("open", ticket.open)
-                .with("updated", updated)
-                .with("via", &report.via);
-            if let Some(a) = &ticket.assignee {
-                ev = ev.with("assignee", a);
-            }
-            if reopening {
-                ev = ev.with("reopened", format!("confirmed by a lookup in {source}"));
-            }
-            commit.audit.push(ev);
+            commit.audit.push(
+                Event::TicketReported {
+                    source: source.to_owned(),
+                    reference: reference.to_owned(),
+                    status: ticket.status.clone(),
+                    open: ticket.open,
+                    updated,
+                    via: report.via.clone(),
+                    assignee: ticket.assignee.clone(),
+                    reopened: reopening,
+                }
+                .record(now),
+            );
             let mut out = TicketClosed::default();
             let mut more = false;
             if !ticket.open {
@@ -374,14 +374,13 @@ impl Engine {
             self.commit(Commit {
                 tickets: vec![(source.to_owned(), reopened.clone())],
                 audit: vec![
-                    AuditRecord::new(
-                        now,
-                        caller.principal.id.as_str(),
-                        crate::event::EventKind::TicketReopened,
-                        reference,
-                    )
-                    .with("source", source)
-                    .with("reason", reason),
+                    Event::TicketReopened {
+                        source: source.to_owned(),
+                        reference: reference.to_owned(),
+                        actor: caller.principal.id.clone(),
+                        reason: reason.to_owned(),
+                    }
+                    .record(now),
                 ],
                 ..Commit::default()
             })
@@ -469,25 +468,16 @@ impl Engine {
         if out.revoked.is_empty() && out.cancelled.is_empty() {
             return Ok(false);
         }
-        let join = |ids: Vec<String>| ids.join(",");
         commit.audit.push(
-            AuditRecord::new(
-                now,
-                actor.as_str(),
-                crate::event::EventKind::TicketClosed,
-                reference,
-            )
-            .with("source", source)
-            .with("status", status)
-            .with("via", via)
-            .with(
-                "grants",
-                join(out.revoked.iter().map(ToString::to_string).collect()),
-            )
-            .with(
-                "requests",
-                join(out.cancelled.iter().map(ToString::to_string).collect()),
-            ),
+            Event::TicketClosed {
+                source: source.to_owned(),
+                reference: reference.to_owned(),
+                status: status.to_owned(),
+                via: via.to_owned(),
+                grants: out.revoked.clone(),
+                requests: out.cancelled.clone(),
+            }
+            .record(now),
         );
         Ok(more)
     }
