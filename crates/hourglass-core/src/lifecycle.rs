@@ -169,6 +169,34 @@ pub enum Event {
         grants: Vec<GrantId>,
         requests: Vec<RequestId>,
     },
+    /// A person signed in; `handle` is the session's public handle (never its id). `issuer` and
+    /// `subject`: the identity provider's account, for a single sign-on.
+    SessionStarted {
+        principal: PrincipalId,
+        handle: String,
+        via: String,
+        mfa: bool,
+        expires_at: Timestamp,
+        source_ip: Option<String>,
+        issuer: Option<String>,
+        subject: Option<String>,
+    },
+    /// A sign-in was refused: who tried, as far as is known (`name`), and why. The refusal
+    /// budget adds the source address.
+    SessionRefused {
+        name: Option<String>,
+        code: String,
+        reason: String,
+        via: Option<String>,
+        issuer: Option<String>,
+        subject: Option<String>,
+    },
+    /// A session ended.
+    SessionEnded {
+        principal: PrincipalId,
+        handle: String,
+        reason: String,
+    },
     /// An identity was offboarded, with what went with it.
     IdentityOffboarded {
         identity: PrincipalId,
@@ -205,6 +233,9 @@ impl Event {
             Event::IdentitySuspended { .. } => EventKind::IdentitySuspended,
             Event::IdentityResumed { .. } => EventKind::IdentityResumed,
             Event::IdentityOffboarded { .. } => EventKind::IdentityOffboarded,
+            Event::SessionStarted { .. } => EventKind::SessionStarted,
+            Event::SessionRefused { .. } => EventKind::SessionRefused,
+            Event::SessionEnded { .. } => EventKind::SessionEnded,
             Event::TicketReported { .. } => EventKind::TicketReported,
             Event::TicketReopened { .. } => EventKind::TicketReopened,
             Event::TicketClosed { .. } => EventKind::TicketClosed,
@@ -413,6 +444,56 @@ impl Event {
                 .with("grants_revoked", grants_revoked)
                 .with("keys_revoked", keys_revoked)
                 .with("requests_cancelled", requests_cancelled),
+            Event::SessionStarted {
+                principal,
+                handle,
+                via,
+                mfa,
+                expires_at,
+                source_ip,
+                issuer,
+                subject,
+            } => {
+                let mut r = AuditRecord::new(at, principal.as_str(), kind, handle)
+                    .with("via", via)
+                    .with("mfa", mfa)
+                    .with("expires_at", expires_at);
+                for (key, value) in [
+                    ("source_ip", source_ip),
+                    ("issuer", issuer),
+                    ("subject", subject),
+                ] {
+                    if let Some(v) = value {
+                        r = r.with(key, v);
+                    }
+                }
+                r
+            }
+            Event::SessionRefused {
+                name,
+                code,
+                reason,
+                via,
+                issuer,
+                subject,
+            } => {
+                let who = name.filter(|n| !n.is_empty());
+                let mut r =
+                    AuditRecord::new(at, "anonymous", kind, who.as_deref().unwrap_or("(unknown)"))
+                        .with("code", code)
+                        .with("reason", reason);
+                for (key, value) in [("via", via), ("issuer", issuer), ("subject", subject)] {
+                    if let Some(v) = value {
+                        r = r.with(key, v);
+                    }
+                }
+                r
+            }
+            Event::SessionEnded {
+                principal,
+                handle,
+                reason,
+            } => AuditRecord::new(at, principal.as_str(), kind, handle).with("reason", reason),
             Event::TicketReported {
                 source,
                 reference,

@@ -58,7 +58,7 @@ pub use refusals::{
 pub use reload::ReloadReport;
 pub use requests::RequestDetails;
 pub use restore::{RESTORE_ACTOR, RestoreReport};
-pub use sessions::{BearerToken, SignIn, SignInOutcome, csrf_token, is_csrf_token};
+pub use sessions::{BearerToken, SignIn, SignInAttempt, SignInOutcome, csrf_token, is_csrf_token};
 pub use submit::NewRequest;
 pub use tickets::{TicketClosed, TicketPoll, TicketReport};
 pub use why::{Elevation, MAX_ELEVATIONS, MAX_EXPORT, WhyAnswer, WhyQuestion, Window, Windows};

@@ -18,6 +18,7 @@ use crate::{
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     id::PrincipalId,
     identity::{Identity, Origin, TokenUse},
+    lifecycle::Event,
     session::Session,
     store::Commit,
 };
@@ -94,6 +95,16 @@ pub struct BearerToken {
     /// It carries `act`: someone acts through it.
     pub carries_act: bool,
     pub mfa: bool,
+}
+
+/// Who tried to sign in, as far as is known, for a refused sign-in's record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInAttempt<'a> {
+    /// The name the person would have had here.
+    pub name: Option<&'a str>,
+    pub via: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub subject: Option<&'a str>,
 }
 
 impl Engine {
@@ -183,7 +194,7 @@ impl Engine {
                 "only people sign in; workloads and agents use keys or token exchange",
             ));
         }
-        let (id, session, ev) = self.new_session(&p.id, mfa, via, source_ip)?;
+        let (id, session, ev) = self.new_session(&p.id, mfa, via, source_ip, None)?;
         self.commit(Commit {
             sessions: vec![session.clone()],
             audit: vec![ev],
@@ -246,40 +257,37 @@ impl Engine {
     }
 
     /// Audits a refused sign-in (`session.refused`, within the refusal budget) with `code`, the
-    /// `reason` shown to the person, and `details` (never a secret).
+    /// `reason` shown to the person, and who tried as far as is known (never a secret).
     pub async fn refuse_sign_in(
         &self,
         code: &str,
         reason: &str,
-        details: &[(&str, &str)],
+        who: SignInAttempt<'_>,
         source_ip: Option<&str>,
     ) -> Result<()> {
-        let subject = details
-            .iter()
-            .find(|(k, v)| *k == "name" && !v.is_empty())
-            .map_or("(unknown)", |(_, v)| *v);
-        let mut ev = AuditRecord::new(
-            self.clock.now(),
-            "anonymous",
-            crate::event::EventKind::SessionRefused,
-            subject,
-        )
-        .with("code", code)
-        .with("reason", reason);
-        for (k, v) in details.iter().filter(|(k, _)| *k != "name") {
-            ev = ev.with(k, *v);
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        let ev = Event::SessionRefused {
+            name: own(who.name),
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            via: own(who.via),
+            issuer: own(who.issuer),
+            subject: own(who.subject),
         }
+        .record(self.clock.now());
         self.record_refusal(ev, source_ip).await?;
         Ok(())
     }
 
-    /// A fresh session for `principal` and its `session.started` record (not yet committed).
+    /// A fresh session for `principal` and its `session.started` record (not yet committed);
+    /// `provider`: the identity provider's issuer and subject, for a single sign-on.
     fn new_session(
         &self,
         principal: &PrincipalId,
         mfa: bool,
         via: &str,
         source_ip: Option<&str>,
+        provider: Option<(&str, &str)>,
     ) -> Result<(SecretString, Session, AuditRecord)> {
         let now = self.clock.now();
         let id = format!("{SESSION_PREFIX}{}", crate::id::random_hex::<32>()?);
@@ -292,18 +300,17 @@ impl Engine {
             last_seen_at: now,
             expires_at: now.plus(self.settings.sessions.absolute),
         };
-        let mut ev = AuditRecord::new(
-            now,
-            principal.as_str(),
-            crate::event::EventKind::SessionStarted,
-            session.handle(),
-        )
-        .with("via", via)
-        .with("mfa", mfa)
-        .with("expires_at", session.expires_at);
-        if let Some(ip) = source_ip {
-            ev = ev.with("source_ip", ip);
+        let ev = Event::SessionStarted {
+            principal: principal.clone(),
+            handle: session.handle(),
+            via: via.to_owned(),
+            mfa,
+            expires_at: session.expires_at,
+            source_ip: source_ip.map(str::to_owned),
+            issuer: provider.map(|(i, _)| i.to_owned()),
+            subject: provider.map(|(_, s)| s.to_owned()),
         }
+        .record(now);
         Ok((SecretString::from(id), session, ev))
     }
 
@@ -319,12 +326,12 @@ impl Engine {
             self.refuse_sign_in(
                 code,
                 &reason,
-                &[
-                    ("name", s.name.as_str()),
-                    ("via", s.via.as_str()),
-                    ("issuer", s.issuer.as_str()),
-                    ("subject", s.subject.as_str()),
-                ],
+                SignInAttempt {
+                    name: Some(s.name.as_str()),
+                    via: Some(s.via.as_str()),
+                    issuer: Some(s.issuer.as_str()),
+                    subject: Some(s.subject.as_str()),
+                },
                 s.source_ip.as_deref(),
             )
             .await?;
@@ -453,12 +460,15 @@ impl Engine {
                 );
             }
         }
-        let (id, session, ev) = self.new_session(&pid, s.mfa, &s.via, s.source_ip.as_deref())?;
+        let (id, session, ev) = self.new_session(
+            &pid,
+            s.mfa,
+            &s.via,
+            s.source_ip.as_deref(),
+            Some((s.issuer.as_str(), s.subject.as_str())),
+        )?;
         commit.sessions.push(session.clone());
-        commit.audit.push(
-            ev.with("issuer", s.issuer.as_str())
-                .with("subject", s.subject.as_str()),
-        );
+        commit.audit.push(ev);
         match self.commit(commit).await {
             // The same login completed on another replica between our check and our commit;
             // else the person changed under us (ask again).
@@ -532,13 +542,12 @@ impl Engine {
         self.commit(Commit {
             ended_sessions: vec![hash],
             audit: vec![
-                AuditRecord::new(
-                    now,
-                    session.principal.as_str(),
-                    crate::event::EventKind::SessionEnded,
-                    session.handle(),
-                )
-                .with("reason", "signed out"),
+                Event::SessionEnded {
+                    principal: session.principal.clone(),
+                    handle: session.handle(),
+                    reason: "signed out".into(),
+                }
+                .record(now),
             ],
             ..Commit::default()
         })

@@ -21,7 +21,7 @@ use axum::{
 };
 use hourglass_api::SessionView;
 use hourglass_core::{
-    engine::{SignIn, SignInOutcome, csrf_token, is_csrf_token},
+    engine::{SignIn, SignInAttempt, SignInOutcome, csrf_token, is_csrf_token},
     id::PrincipalId,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -548,7 +548,15 @@ pub(super) async fn oidc_callback(
         Err(r) => {
             if let Err(e) = app
                 .engine
-                .refuse_sign_in(r.code, &r.reason, &[("issuer", oidc.issuer())], Some(&ip))
+                .refuse_sign_in(
+                    r.code,
+                    &r.reason,
+                    SignInAttempt {
+                        issuer: Some(oidc.issuer()),
+                        ..SignInAttempt::default()
+                    },
+                    Some(&ip),
+                )
                 .await
             {
                 return ApiError(e).into_response();
