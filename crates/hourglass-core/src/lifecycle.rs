@@ -197,6 +197,40 @@ pub enum Event {
         handle: String,
         reason: String,
     },
+    /// A workload (`by`, acting for itself or with an agent in `act`) exchanged an identity token
+    /// for an entitlement; the subject of the record is the request it made. Never the token:
+    /// its issuer, subject, id and the well-known claims.
+    TokenExchanged {
+        by: PrincipalId,
+        request: RequestId,
+        entitlement: String,
+        issuer: String,
+        subject: String,
+        jti: String,
+        duration: crate::GrantDuration,
+        policy_ids: Vec<String>,
+        policy_hash: String,
+        claims: std::collections::BTreeMap<String, String>,
+        act: Vec<PrincipalId>,
+        /// The acting agent's token: its issuer, id, and the policies that allowed it.
+        actor: Option<(String, String, Vec<String>)>,
+        ticket: Option<String>,
+    },
+    /// A valid identity token asked for what policy refuses: for its subject (`act: None`), or
+    /// for the agent acting with it.
+    ExchangeRefused {
+        by: PrincipalId,
+        entitlement: String,
+        policy_ids: Vec<String>,
+        policy_hash: String,
+        act: Option<PrincipalId>,
+    },
+    /// An identity token was refused (the refusal budget adds the source address).
+    TokenRefused {
+        code: String,
+        reason: String,
+        issuer: Option<String>,
+    },
     /// An identity was offboarded, with what went with it.
     IdentityOffboarded {
         identity: PrincipalId,
@@ -233,6 +267,9 @@ impl Event {
             Event::IdentitySuspended { .. } => EventKind::IdentitySuspended,
             Event::IdentityResumed { .. } => EventKind::IdentityResumed,
             Event::IdentityOffboarded { .. } => EventKind::IdentityOffboarded,
+            Event::TokenExchanged { .. } => EventKind::TokenExchanged,
+            Event::ExchangeRefused { .. } => EventKind::ExchangeRefused,
+            Event::TokenRefused { .. } => EventKind::TokenRefused,
             Event::SessionStarted { .. } => EventKind::SessionStarted,
             Event::SessionRefused { .. } => EventKind::SessionRefused,
             Event::SessionEnded { .. } => EventKind::SessionEnded,
@@ -444,6 +481,78 @@ impl Event {
                 .with("grants_revoked", grants_revoked)
                 .with("keys_revoked", keys_revoked)
                 .with("requests_cancelled", requests_cancelled),
+            Event::TokenExchanged {
+                by,
+                request,
+                entitlement,
+                issuer,
+                subject,
+                jti,
+                duration,
+                policy_ids,
+                policy_hash,
+                claims,
+                act,
+                actor,
+                ticket,
+            } => {
+                let mut r = AuditRecord::new(at, by.as_str(), kind, request.as_str())
+                    .with("entitlement", entitlement)
+                    .with("issuer", issuer)
+                    .with("subject", subject)
+                    .with("jti", jti)
+                    .with("duration", duration)
+                    .with("policy_ids", policy_ids.join(","))
+                    .with("policy_hash", policy_hash);
+                for (k, v) in &claims {
+                    r = r.with(&format!("claim.{k}"), v);
+                }
+                if !act.is_empty() {
+                    let names: Vec<String> = act.iter().map(ToString::to_string).collect();
+                    r = r.with("act", names.join(","));
+                }
+                if let Some((issuer, jti, policies)) = actor {
+                    r = r
+                        .with("actor_issuer", issuer)
+                        .with("actor_jti", jti)
+                        .with("actor_policy_ids", policies.join(","));
+                }
+                if let Some(t) = ticket {
+                    r = r.with("ticket", t);
+                }
+                r
+            }
+            Event::ExchangeRefused {
+                by,
+                entitlement,
+                policy_ids,
+                policy_hash,
+                act,
+            } => {
+                let r = AuditRecord::new(at, by.as_str(), kind, entitlement);
+                match act {
+                    None => r
+                        .with("policy_ids", policy_ids.join(","))
+                        .with("policy_hash", policy_hash),
+                    Some(agent) => r
+                        .with("act", agent)
+                        .with("actor_policy_ids", policy_ids.join(","))
+                        .with("policy_hash", policy_hash),
+                }
+            }
+            Event::TokenRefused {
+                code,
+                reason,
+                issuer,
+            } => {
+                let r = AuditRecord::new(at, "anonymous", kind, "exchange")
+                    .with("code", code)
+                    .with("reason", reason);
+                match issuer {
+                    Some(i) => r.with("issuer", i),
+                    None => r,
+                }
+            }
             Event::SessionStarted {
                 principal,
                 handle,

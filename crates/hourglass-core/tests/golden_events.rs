@@ -560,3 +560,81 @@ fn session_events_write_what_earlier_versions_wrote() {
     }
     assert_eq!(got.lines().count(), want.lines().count());
 }
+
+/// Token exchange: a workload's exchange with its claims, one with an acting agent and a
+/// ticket, refusals by policy for the subject and for the agent, and refused tokens.
+fn exchange_story() -> Vec<AuditRecord> {
+    use hourglass_core::lifecycle::Event;
+    let ci = PrincipalId::new("ci-deployer").unwrap();
+    let bot = PrincipalId::new("support-bot").unwrap();
+    let hash = "ab".repeat(32);
+    let exchanged = |n: u8, delegated: bool| Event::TokenExchanged {
+        by: ci.clone(),
+        request: request_id(n),
+        entitlement: "tokens/deploy-api".into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        subject: "repo:acme/app:ref:refs/heads/main".into(),
+        jti: format!("jti-{n}"),
+        duration: "15m".parse().unwrap(),
+        policy_ids: vec!["ci-deploys".into()],
+        policy_hash: hash.clone(),
+        claims: [
+            ("repository".to_owned(), "acme/app".to_owned()),
+            ("environment".to_owned(), "prod".to_owned()),
+        ]
+        .into(),
+        act: if delegated {
+            vec![bot.clone()]
+        } else {
+            Vec::new()
+        },
+        actor: delegated.then(|| {
+            (
+                "https://agents.example".to_owned(),
+                "agent-jti".to_owned(),
+                vec!["bot-deploys".to_owned(), "bot-hours".to_owned()],
+            )
+        }),
+        ticket: delegated.then(|| "INC-7".to_owned()),
+    };
+    let refused = |policy_ids: Vec<String>, act: Option<PrincipalId>| Event::ExchangeRefused {
+        by: ci.clone(),
+        entitlement: "prod-db/admin".into(),
+        policy_ids,
+        policy_hash: hash.clone(),
+        act,
+    };
+    vec![
+        exchanged(1, false).record(at(10)),
+        exchanged(2, true).record(at(20)),
+        refused(Vec::new(), None).record(at(30)),
+        refused(vec!["no-bots-on-prod".into()], Some(bot.clone())).record(at(30)),
+        Event::TokenRefused {
+            code: "token.expired".into(),
+            reason: "the token expired at 2026-01-01T00:00:00Z".into(),
+            issuer: Some("https://token.actions.githubusercontent.com".into()),
+        }
+        .record(at(40)),
+        Event::TokenRefused {
+            code: "token.malformed".into(),
+            reason: "not a JWT".into(),
+            issuer: None,
+        }
+        .record(at(50)),
+    ]
+}
+
+/// The same for token exchange, against `golden/exchange.chain`, written once from the records
+/// as the exchange built them by hand before these events were typed.
+#[test]
+fn exchange_events_write_what_earlier_versions_wrote() {
+    let got = render(&exchange_story());
+    let want = include_str!("golden/exchange.chain");
+    for (g, w) in got.lines().zip(want.lines()) {
+        assert_eq!(
+            g, w,
+            "an audit record changed; stored chains would no longer verify"
+        );
+    }
+    assert_eq!(got.lines().count(), want.lines().count());
+}

@@ -18,12 +18,12 @@ use tracing::{info, instrument, warn};
 use super::{Engine, retry_on_conflict};
 use crate::{
     Error, GrantDuration, Result, Timestamp,
-    audit::AuditRecord,
     catalog::{MIN_DURATION, Principal},
     grant::{Grant, GrantCommand},
-    id::{EntitlementId, RequestId},
+    id::{EntitlementId, PrincipalId, RequestId},
     identity::TokenUse,
     job::JobAction,
+    lifecycle::Event,
     policy::{Action, Resource, WorkloadToken},
     request::{ApprovalVia, Request, RequestState},
     store::{Commit, JobChange},
@@ -171,18 +171,12 @@ impl Engine {
         issuer: Option<&str>,
         source_ip: Option<&str>,
     ) -> Result<super::Charge> {
-        let now = self.clock.now();
-        let mut ev = AuditRecord::new(
-            now,
-            "anonymous",
-            crate::event::EventKind::TokenRefused,
-            "exchange",
-        )
-        .with("code", code)
-        .with("reason", reason);
-        if let Some(i) = issuer {
-            ev = ev.with("issuer", i);
+        let ev = Event::TokenRefused {
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            issuer: issuer.map(str::to_owned),
         }
+        .record(self.clock.now());
         self.record_refusal(ev, source_ip).await
     }
 
@@ -269,20 +263,20 @@ impl Engine {
         ctx.token = Some(x.subject.facts.clone());
         ctx.actor = x.actor.as_ref().map(|a| a.principal.clone());
         let decision = self.decide(Action::Exchange, subject, resource, &ctx)?;
-        let refused = || {
-            AuditRecord::new(
-                now,
-                subject.id.as_str(),
-                crate::event::EventKind::ExchangeRefused,
-                ent.id.as_str(),
-            )
+        let refused = |policy_ids: Vec<String>, policy_hash: &str, act: Option<PrincipalId>| {
+            Event::ExchangeRefused {
+                by: subject.id.clone(),
+                entitlement: ent.id.to_string(),
+                policy_ids,
+                policy_hash: policy_hash.to_owned(),
+                act,
+            }
+            .record(now)
         };
         if !decision.allowed {
             warn!(policy_ids = ?decision.policy_ids, "exchange refused for the subject");
             self.record_refusal(
-                refused()
-                    .with("policy_ids", decision.policy_ids.join(","))
-                    .with("policy_hash", &decision.policy_hash),
+                refused(decision.policy_ids.clone(), &decision.policy_hash, None),
                 x.source_ip.as_deref(),
             )
             .await?;
@@ -305,10 +299,11 @@ impl Engine {
             if !d.allowed {
                 warn!(actor = %a.principal.id, policy_ids = ?d.policy_ids, "exchange refused for the acting agent");
                 self.record_refusal(
-                    refused()
-                        .with("act", &a.principal.id)
-                        .with("actor_policy_ids", d.policy_ids.join(","))
-                        .with("policy_hash", &d.policy_hash),
+                    refused(
+                        d.policy_ids.clone(),
+                        &d.policy_hash,
+                        Some(a.principal.id.clone()),
+                    ),
                     x.source_ip.as_deref(),
                 )
                 .await?;
@@ -381,33 +376,27 @@ impl Engine {
                 task: None,
                 version: 0,
             };
-            let mut ev = AuditRecord::new(now, subject.id.as_str(), crate::event::EventKind::TokenExchanged, request.id.as_str())
-                .with("entitlement", &ent.id)
-                .with("issuer", &x.subject.facts.issuer)
-                .with("subject", &x.subject.facts.subject)
-                .with("jti", &x.subject.jti)
-                .with("duration", granted)
-                .with("policy_ids", decision.policy_ids.join(","))
-                .with("policy_hash", &decision.policy_hash);
-            for (k, v) in &x.subject.facts.claims {
-                ev = ev.with(&format!("claim.{k}"), v);
-            }
-            if !actor_ids.is_empty() {
-                ev = ev.with(
-                    "act",
-                    actor_ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-                );
-            }
-            if let Some(a) = &x.actor {
-                ev = ev
-                    .with("actor_issuer", &a.facts.issuer)
-                    .with("actor_jti", &a.jti)
-                    .with("actor_policy_ids", actor_policies.join(","));
-            }
-            if let Some(t) = &ticket {
-                ev = ev.with("ticket", t);
-            }
-            commit.audit.push(ev);
+            commit.audit.push(
+                Event::TokenExchanged {
+                    by: subject.id.clone(),
+                    request: request.id.clone(),
+                    entitlement: ent.id.to_string(),
+                    issuer: x.subject.facts.issuer.clone(),
+                    subject: x.subject.facts.subject.clone(),
+                    jti: x.subject.jti.clone(),
+                    duration: granted,
+                    policy_ids: decision.policy_ids.clone(),
+                    policy_hash: decision.policy_hash.clone(),
+                    claims: x.subject.facts.claims.clone(),
+                    act: actor_ids.clone(),
+                    actor: x
+                        .actor
+                        .as_ref()
+                        .map(|a| (a.facts.issuer.clone(), a.jti.clone(), actor_policies.clone())),
+                    ticket: ticket.clone(),
+                }
+                .record(now),
+            );
             let approved = Self::approve_without_human(
                 &request,
                 "policy",
