@@ -6,6 +6,7 @@
 use crate::{
     Timestamp,
     audit::AuditRecord,
+    catalog::{PrincipalKind, PrincipalStatus},
     event::EventKind,
     id::{GrantId, KeyId, PrincipalId, RequestId, ReviewId},
     identity::Authority,
@@ -231,6 +232,61 @@ pub enum Event {
         reason: String,
         issuer: Option<String>,
     },
+    /// An identity was created through the API (by an administrator or, for a workload or
+    /// agent, an owner).
+    IdentityCreated {
+        identity: PrincipalId,
+        actor: String,
+        kind: PrincipalKind,
+        owner: Option<String>,
+        groups: Vec<String>,
+    },
+    /// A person was created at their first single sign-on, with the provider's groups (those
+    /// that are not valid names here are dropped and counted).
+    IdentityCreatedAtSignIn {
+        identity: PrincipalId,
+        groups: Vec<String>,
+        groups_dropped: usize,
+        via: String,
+        issuer: String,
+        subject: String,
+    },
+    /// An identity declared in the configuration was recorded at start.
+    IdentityDeclared {
+        identity: PrincipalId,
+        kind: PrincipalKind,
+        owner: Option<String>,
+    },
+    /// An identity declared in the configuration changed there.
+    IdentityUpdated {
+        identity: PrincipalId,
+        kind: PrincipalKind,
+        owner: Option<String>,
+        groups: Vec<String>,
+        status: PrincipalStatus,
+    },
+    /// A person was bound to the identity-provider account they first signed in with.
+    IdentitySignInBound {
+        identity: PrincipalId,
+        issuer: String,
+        subject: String,
+    },
+    /// An administrator unbound a person from that account (`was`: `issuer#subject`).
+    IdentitySignInUnbound {
+        identity: PrincipalId,
+        actor: String,
+        was: String,
+    },
+    /// Hourglass signed an access token for an active grant at its holder's ask; never the
+    /// token itself.
+    TokenIssued {
+        grant: GrantId,
+        actor: String,
+        jti: String,
+        expires_at: Timestamp,
+        audience: Option<String>,
+        act: Vec<PrincipalId>,
+    },
     /// An identity was offboarded, with what went with it.
     IdentityOffboarded {
         identity: PrincipalId,
@@ -267,6 +323,14 @@ impl Event {
             Event::IdentitySuspended { .. } => EventKind::IdentitySuspended,
             Event::IdentityResumed { .. } => EventKind::IdentityResumed,
             Event::IdentityOffboarded { .. } => EventKind::IdentityOffboarded,
+            Event::IdentityCreated { .. } | Event::IdentityCreatedAtSignIn { .. } => {
+                EventKind::IdentityCreated
+            }
+            Event::IdentityDeclared { .. } => EventKind::IdentityDeclared,
+            Event::IdentityUpdated { .. } => EventKind::IdentityUpdated,
+            Event::IdentitySignInBound { .. } => EventKind::IdentitySignInBound,
+            Event::IdentitySignInUnbound { .. } => EventKind::IdentitySignInUnbound,
+            Event::TokenIssued { .. } => EventKind::TokenIssued,
             Event::TokenExchanged { .. } => EventKind::TokenExchanged,
             Event::ExchangeRefused { .. } => EventKind::ExchangeRefused,
             Event::TokenRefused { .. } => EventKind::TokenRefused,
@@ -481,6 +545,80 @@ impl Event {
                 .with("grants_revoked", grants_revoked)
                 .with("keys_revoked", keys_revoked)
                 .with("requests_cancelled", requests_cancelled),
+            Event::IdentityCreated {
+                identity,
+                actor,
+                kind: principal_kind,
+                owner,
+                groups,
+            } => AuditRecord::new(at, actor, kind, identity.as_str())
+                .with("kind", principal_kind.as_str())
+                .with("owner", owner.as_deref().unwrap_or(""))
+                .with("groups", groups.join(",")),
+            Event::IdentityCreatedAtSignIn {
+                identity,
+                groups,
+                groups_dropped,
+                via,
+                issuer,
+                subject,
+            } => AuditRecord::new(at, "system", kind, identity.as_str())
+                .with("kind", PrincipalKind::Human.as_str())
+                .with("groups", groups.join(","))
+                .with("groups_dropped", groups_dropped)
+                .with("via", via)
+                .with("issuer", issuer)
+                .with("subject", subject),
+            Event::IdentityDeclared {
+                identity,
+                kind: principal_kind,
+                owner,
+            } => AuditRecord::new(at, "system", kind, identity.as_str())
+                .with("kind", principal_kind.as_str())
+                .with("owner", owner.as_deref().unwrap_or("")),
+            Event::IdentityUpdated {
+                identity,
+                kind: principal_kind,
+                owner,
+                groups,
+                status,
+            } => AuditRecord::new(at, "system", kind, identity.as_str())
+                .with("kind", principal_kind.as_str())
+                .with("owner", owner.as_deref().unwrap_or(""))
+                .with("groups", groups.join(","))
+                .with("status", status.as_str()),
+            Event::IdentitySignInBound {
+                identity,
+                issuer,
+                subject,
+            } => AuditRecord::new(at, "system", kind, identity.as_str())
+                .with("issuer", issuer)
+                .with("subject", subject),
+            Event::IdentitySignInUnbound {
+                identity,
+                actor,
+                was,
+            } => AuditRecord::new(at, actor, kind, identity.as_str()).with("was", was),
+            Event::TokenIssued {
+                grant,
+                actor,
+                jti,
+                expires_at,
+                audience,
+                act,
+            } => {
+                let mut r = AuditRecord::new(at, actor, kind, grant.as_str())
+                    .with("jti", jti)
+                    .with("expires_at", expires_at);
+                if let Some(aud) = audience {
+                    r = r.with("audience", aud);
+                }
+                if !act.is_empty() {
+                    let names: Vec<&str> = act.iter().map(PrincipalId::as_str).collect();
+                    r = r.with("act", names.join(","));
+                }
+                r
+            }
             Event::TokenExchanged {
                 by,
                 request,

@@ -290,25 +290,19 @@ impl Engine {
         }
         let now = self.clock.now();
         let jti = format!("{}.{}", grant.id, crate::id::random_hex::<8>()?);
-        let mut ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            crate::event::EventKind::TokenIssued,
-            grant.id.as_str(),
-        )
-        .with("jti", &jti)
-        .with("expires_at", grant.expires_at);
-        if let Some(aud) = ent
-            .params
-            .get("audience")
-            .and_then(serde_json::Value::as_str)
-        {
-            ev = ev.with("audience", aud);
+        let ev = crate::lifecycle::Event::TokenIssued {
+            grant: grant.id.clone(),
+            actor: caller.principal.id.to_string(),
+            jti: jti.clone(),
+            expires_at: grant.expires_at,
+            audience: ent
+                .params
+                .get("audience")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            act: request.actors.clone(),
         }
-        if !request.actors.is_empty() {
-            let actors: Vec<&str> = request.actors.iter().map(|a| a.as_str()).collect();
-            ev = ev.with("act", actors.join(","));
-        }
+        .record(now);
         self.commit(Commit {
             audit: vec![ev],
             ..Commit::default()

@@ -15,7 +15,6 @@ use super::{
 };
 use crate::{
     Error, Result,
-    audit::AuditRecord,
     catalog::{Principal, PrincipalKind, PrincipalStatus},
     grant::{Grant, GrantState},
     id::{GrantId, KeyId, PrincipalId, RequestId},
@@ -232,14 +231,12 @@ impl Engine {
                             version: 0,
                         });
                         commit.audit.push(
-                            AuditRecord::new(
-                                now,
-                                "system",
-                                crate::event::EventKind::IdentityDeclared,
-                                p.id.as_str(),
-                            )
-                            .with("kind", p.kind.as_str())
-                            .with("owner", p.owner.as_deref().unwrap_or("")),
+                            Event::IdentityDeclared {
+                                identity: p.id.clone(),
+                                kind: p.kind,
+                                owner: p.owner.clone(),
+                            }
+                            .record(now),
                         );
                     }
                     Some(i)
@@ -266,16 +263,14 @@ impl Engine {
                             changed.status_set_by = Some(by_configuration());
                         }
                         commit.audit.push(
-                            AuditRecord::new(
-                                now,
-                                "system",
-                                crate::event::EventKind::IdentityUpdated,
-                                p.id.as_str(),
-                            )
-                            .with("kind", p.kind.as_str())
-                            .with("owner", p.owner.as_deref().unwrap_or(""))
-                            .with("groups", p.groups.join(","))
-                            .with("status", changed.principal.status.as_str()),
+                            Event::IdentityUpdated {
+                                identity: p.id.clone(),
+                                kind: p.kind,
+                                owner: p.owner.clone(),
+                                groups: p.groups.clone(),
+                                status: changed.principal.status,
+                            }
+                            .record(now),
                         );
                         commit.identities.push(changed);
                     }
@@ -490,15 +485,14 @@ impl Engine {
             sign_in_subject: None,
             version: 0,
         };
-        let ev = AuditRecord::new(
-            now,
-            caller.principal.id.as_str(),
-            crate::event::EventKind::IdentityCreated,
-            id.as_str(),
-        )
-        .with("kind", kind.as_str())
-        .with("owner", owner.as_deref().unwrap_or(""))
-        .with("groups", groups.join(","));
+        let ev = Event::IdentityCreated {
+            identity: id.clone(),
+            actor: caller.principal.id.to_string(),
+            kind,
+            owner: owner.clone(),
+            groups: groups.clone(),
+        }
+        .record(now);
         match self
             .commit(Commit {
                 identities: vec![identity.clone()],

@@ -232,13 +232,12 @@ impl Engine {
         self.commit(Commit {
             identities: vec![unbound.clone()],
             audit: vec![
-                AuditRecord::new(
-                    now,
-                    caller.principal.id.as_str(),
-                    crate::event::EventKind::IdentitySignInUnbound,
-                    pid.as_str(),
-                )
-                .with("was", was),
+                Event::IdentitySignInUnbound {
+                    identity: pid.clone(),
+                    actor: caller.principal.id.to_string(),
+                    was,
+                }
+                .record(now),
             ],
             ..Commit::default()
         })
@@ -400,14 +399,12 @@ impl Engine {
             // The first sign-in binds the person to this account.
             Some((_, i)) => {
                 commit.audit.push(
-                    AuditRecord::new(
-                        now,
-                        "system",
-                        crate::event::EventKind::IdentitySignInBound,
-                        pid.as_str(),
-                    )
-                    .with("issuer", s.issuer.as_str())
-                    .with("subject", s.subject.as_str()),
+                    Event::IdentitySignInBound {
+                        identity: pid.clone(),
+                        issuer: s.issuer.clone(),
+                        subject: s.subject.clone(),
+                    }
+                    .record(now),
                 );
                 commit.identities.push(Identity {
                     sign_in_subject: Some(account.clone()),
@@ -445,18 +442,15 @@ impl Engine {
                 };
                 commit.identities.push(identity);
                 commit.audit.push(
-                    AuditRecord::new(
-                        now,
-                        "system",
-                        crate::event::EventKind::IdentityCreated,
-                        pid.as_str(),
-                    )
-                    .with("kind", "human")
-                    .with("groups", groups.join(","))
-                    .with("groups_dropped", dropped)
-                    .with("via", s.via.as_str())
-                    .with("issuer", s.issuer.as_str())
-                    .with("subject", s.subject.as_str()),
+                    Event::IdentityCreatedAtSignIn {
+                        identity: pid.clone(),
+                        groups: groups.clone(),
+                        groups_dropped: dropped,
+                        via: s.via.clone(),
+                        issuer: s.issuer.clone(),
+                        subject: s.subject.clone(),
+                    }
+                    .record(now),
                 );
             }
         }
