@@ -251,6 +251,22 @@ fn story() -> Vec<AuditRecord> {
     out
 }
 
+/// `got` is `want` line for line: a changed line breaks every stored chain (add a new event
+/// kind instead), and so does a line added or removed.
+fn same_chain(got: &str, want: &str) {
+    for (g, w) in got.lines().zip(want.lines()) {
+        assert_eq!(
+            g, w,
+            "an audit record changed; stored chains would no longer verify"
+        );
+    }
+    assert_eq!(
+        got.lines().count(),
+        want.lines().count(),
+        "events added or removed"
+    );
+}
+
 /// One line per event: sequence, hash, and the record in a readable form.
 fn render(records: &[AuditRecord]) -> String {
     let mut prev = GENESIS_HASH.to_owned();
@@ -411,15 +427,10 @@ fn identity_story() -> Vec<AuditRecord> {
 /// records as each use case built them by hand before these events were typed.
 #[test]
 fn key_and_identity_events_write_what_earlier_versions_wrote() {
-    let got = render(&identity_story());
-    let want = include_str!("golden/identity.chain");
-    for (g, w) in got.lines().zip(want.lines()) {
-        assert_eq!(
-            g, w,
-            "an audit record changed; stored chains would no longer verify"
-        );
-    }
-    assert_eq!(got.lines().count(), want.lines().count());
+    same_chain(
+        &render(&identity_story()),
+        include_str!("golden/identity.chain"),
+    );
 }
 
 /// What ticket sources report and what their closing ends: a ticket in progress (assigned),
@@ -476,15 +487,10 @@ fn ticket_story() -> Vec<AuditRecord> {
 /// ticket use cases built them by hand before these events were typed.
 #[test]
 fn ticket_events_write_what_earlier_versions_wrote() {
-    let got = render(&ticket_story());
-    let want = include_str!("golden/tickets.chain");
-    for (g, w) in got.lines().zip(want.lines()) {
-        assert_eq!(
-            g, w,
-            "an audit record changed; stored chains would no longer verify"
-        );
-    }
-    assert_eq!(got.lines().count(), want.lines().count());
+    same_chain(
+        &render(&ticket_story()),
+        include_str!("golden/tickets.chain"),
+    );
 }
 
 /// Sessions: one started without a provider, one by single sign-on from an address, sign-ins
@@ -550,15 +556,10 @@ fn session_story() -> Vec<AuditRecord> {
 /// the session use cases built them by hand before these events were typed.
 #[test]
 fn session_events_write_what_earlier_versions_wrote() {
-    let got = render(&session_story());
-    let want = include_str!("golden/sessions.chain");
-    for (g, w) in got.lines().zip(want.lines()) {
-        assert_eq!(
-            g, w,
-            "an audit record changed; stored chains would no longer verify"
-        );
-    }
-    assert_eq!(got.lines().count(), want.lines().count());
+    same_chain(
+        &render(&session_story()),
+        include_str!("golden/sessions.chain"),
+    );
 }
 
 /// Token exchange: a workload's exchange with its claims, one with an acting agent and a
@@ -628,15 +629,10 @@ fn exchange_story() -> Vec<AuditRecord> {
 /// as the exchange built them by hand before these events were typed.
 #[test]
 fn exchange_events_write_what_earlier_versions_wrote() {
-    let got = render(&exchange_story());
-    let want = include_str!("golden/exchange.chain");
-    for (g, w) in got.lines().zip(want.lines()) {
-        assert_eq!(
-            g, w,
-            "an audit record changed; stored chains would no longer verify"
-        );
-    }
-    assert_eq!(got.lines().count(), want.lines().count());
+    same_chain(
+        &render(&exchange_story()),
+        include_str!("golden/exchange.chain"),
+    );
 }
 
 /// Where identities come from and how they are bound: created through the API (an agent with
@@ -734,13 +730,8 @@ fn origins_story() -> Vec<AuditRecord> {
 /// typed.
 #[test]
 fn origin_events_write_what_earlier_versions_wrote() {
-    let got = render(&origins_story());
-    let want = include_str!("golden/origins.chain");
-    for (g, w) in got.lines().zip(want.lines()) {
-        assert_eq!(
-            g, w,
-            "an audit record changed; stored chains would no longer verify"
-        );
-    }
-    assert_eq!(got.lines().count(), want.lines().count());
+    same_chain(
+        &render(&origins_story()),
+        include_str!("golden/origins.chain"),
+    );
 }
